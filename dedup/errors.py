@@ -1,0 +1,33 @@
+"""Errors the library raises; the CLI turns them into ``Error: ...`` and an exit code.
+
+Problems with a single document (empty, binary, undecodable, malformed JSONL line, ...)
+are *not* exceptions: they become a manifest record with a ``status`` so that nothing
+vanishes and one bad file never stops a nightly run. Exceptions are for problems that
+make the whole run meaningless::
+
+    DedupError                  base class; catch this to catch everything below
+    ├── ConfigError             invalid or conflicting options (CLI exit 2, a usage error)
+    ├── InputError              an INPUT does not exist or is neither a directory nor a file
+    │   └── InputChangedError   an input file changed while the run was reading it
+    └── OutputError             OUT is not empty (without --force) or cannot be written
+"""
+
+
+class DedupError(Exception):
+    """Base class of every error dedup raises on purpose."""
+
+
+class ConfigError(DedupError):
+    """An option is out of range, or two options conflict."""
+
+
+class InputError(DedupError):
+    """An INPUT argument cannot be used at all."""
+
+
+class InputChangedError(InputError):
+    """A file's bytes changed between the two reads of one run (someone is writing to it)."""
+
+
+class OutputError(DedupError):
+    """The output directory cannot be used or written."""

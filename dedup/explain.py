@@ -1,0 +1,95 @@
+"""Why two documents of a finished run were, or were not, put together.
+
+Reads OUT's manifest and summary, reads the two documents again from their inputs,
+and recomputes what the run saw: their similarity, the verification verdict under
+the run's thresholds, and each one's cleanliness score.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dedup import normalize
+from dedup.cluster import Similarity, Thresholds
+from dedup.config import Config
+from dedup.document import Document, Source
+from dedup.errors import InputError, OutputError
+from dedup.manifest import SUMMARY, read_manifest
+from dedup.readers import reload_text
+from dedup.signatures import shingle_hashes, similarity
+
+
+def _locate(record: dict[str, Any], sources: list[Source]) -> Document:
+    """Rebuild enough of a Document to read it again from its input."""
+    path = record["path"]
+    for source in sources:
+        prefix = f"{source.label}/" if source.label else ""
+        if not path.startswith(prefix):
+            continue
+        rel = path[len(prefix) :]
+        doc = Document(index=0, path=path, source=source, file=source.root, sha256=record["sha256"] or "")
+        if source.kind == "dir":
+            doc.file = str(Path(source.root) / rel)
+        elif source.kind == "jsonl" and record.get("line"):
+            with open(source.root, "rb") as fh:
+                offset = 0
+                for lineno, raw in enumerate(fh, start=1):
+                    if lineno == record["line"]:
+                        doc.offset, doc.line = offset, lineno
+                        break
+                    offset += len(raw)
+        return doc
+    raise InputError(f"{path}: not under any input of the run")
+
+
+def explain(out: str | Path, first: str, second: str) -> dict[str, Any]:
+    """Recompute the evidence about two manifest paths of the run in ``out``.
+
+    Raises:
+        OutputError: OUT holds no finished run.
+        InputError: a path is not in the manifest, or its input changed since the run.
+    """
+    out = Path(out)
+    records = {r["path"]: r for r in read_manifest(out)}
+    try:
+        summary = orjson.loads((out / SUMMARY).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as err:
+        raise OutputError(f"no readable {SUMMARY} in {out}: {err}") from err
+    options = dict(summary["config"])
+    options["globs"] = tuple(options["globs"])
+    config = Config(**options)
+    sources = [Source(kind=s["kind"], root=s["path"], label=s["label"]) for s in summary["inputs"]]
+    pair = []
+    for path in (first, second):
+        if path not in records:
+            raise InputError(f"{path}: not in {out / 'manifest.jsonl'}")
+        pair.append(records[path])
+    report: dict[str, Any] = {"documents": pair, "similarity": None, "verdict": None}
+    if any(r["status"] != "ok" for r in pair):
+        report["verdict"] = "not compared: " + "; ".join(
+            f"{r['path']} was skipped ({r['status']}: {r['error']})" for r in pair if r["status"] != "ok"
+        )
+        return report
+    shingles = []
+    for record in pair:
+        text = reload_text(_locate(record, sources), config)
+        shingles.append(shingle_hashes(normalize.tokens(normalize.repair(text)), config.shingle_size))
+    sim = Similarity(*similarity(*shingles))
+    thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)
+    a, b = pair
+    report["similarity"] = sim.as_dict()
+    match = "near-duplicates" if thresholds.accepts(sim) else "different documents"
+    if a["cluster"] == b["cluster"]:
+        placed = f"same cluster {a['cluster']}"
+    elif thresholds.accepts(sim):
+        placed = (
+            f"different clusters ({a['cluster']}, {b['cluster']}): each member must match its own "
+            "cluster's centre, so a match between two members does not chain their clusters"
+        )
+    else:
+        placed = f"different clusters ({a['cluster']}, {b['cluster']})"
+    report["verdict"] = f"{match}: {thresholds.explain(sim)}; {placed}"
+    return report

@@ -1,0 +1,148 @@
+"""Records and outputs: ``manifest.jsonl``, ``canonical/`` and ``summary.json``.
+
+Every file is written to a temporary name inside OUT and renamed into place, so a
+reader (or a crash) sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dedup.document import Document, Status
+from dedup.errors import InputChangedError, OutputError
+
+MANIFEST = "manifest.jsonl"
+SUMMARY = "summary.json"
+CANONICAL = "canonical"
+OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL)
+
+
+def prepare_out(out: Path, inputs: Iterable[str], *, force: bool) -> None:
+    """Create OUT, or check that it may be written.
+
+    Raises:
+        OutputError: OUT is a file, is not empty without ``force``, or overlaps an INPUT
+            (``--force`` replaces dedup's files there, which must never be inputs).
+    """
+    resolved = out.resolve()
+    for given in inputs:
+        root = Path(given).resolve()
+        if resolved == root or root in resolved.parents or resolved in root.parents:
+            raise OutputError(f"OUT {out} overlaps INPUT {given}: choose an OUT outside the inputs")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"OUT {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create OUT {out}: {err.strerror or err}") from err
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Any]:
+    """Write to a temporary file beside ``path`` and rename it over ``path`` on success."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_manifest(out: Path, records: Iterable[dict[str, Any]]) -> int:
+    """One JSON object per line, in the order given; returns the count."""
+    n = 0
+    with atomic_file(out / MANIFEST) as fh:
+        for record in records:
+            fh.write(orjson.dumps(record) + b"\n")
+            n += 1
+    return n
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    with atomic_file(out / SUMMARY) as fh:
+        fh.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+
+
+def read_manifest(out: Path) -> list[dict[str, Any]]:
+    """The records of a previous run (for ``dedup explain``).
+
+    Raises:
+        OutputError: when OUT holds no readable manifest.
+    """
+    try:
+        with open(out / MANIFEST, "rb") as fh:
+            return [orjson.loads(line) for line in fh if line.strip()]
+    except (OSError, orjson.JSONDecodeError) as err:
+        raise OutputError(f"no readable {MANIFEST} in {out}: {err}") from err
+
+
+def _read_verified(doc: Document) -> bytes:
+    """The document's bytes as first read; a file changed since then is an error, not a silent copy."""
+    with open(doc.file, "rb") as fh:
+        if doc.offset < 0:
+            data = fh.read()
+        else:
+            fh.seek(doc.offset)
+            data = fh.readline().rstrip(b"\r\n")
+    if hashlib.sha256(data).hexdigest() != doc.sha256:
+        raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
+    return data
+
+
+def write_canonical(out: Path, kept: Iterable[Document]) -> int:
+    """Copy the canonical documents under ``OUT/canonical``, then swap the directory in.
+
+    Whole files are byte-identical copies at their manifest path; JSONL records are
+    written, as read, to one JSONL per input file. Returns the number of documents.
+    """
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".canonical.", suffix=".tmp"))
+    n = 0
+    jsonl: dict[Path, Any] = {}
+    try:
+        for doc in kept:
+            assert doc.status is Status.OK
+            data = _read_verified(doc)
+            if doc.offset < 0:
+                target = staging / doc.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            else:
+                name = Path(doc.file).name
+                target = staging / (f"{doc.source.label}/{name}" if doc.source.label else name)
+                if target not in jsonl:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    jsonl[target] = open(target, "wb")  # noqa: SIM115 - closed in finally
+                jsonl[target].write(data + b"\n")
+            n += 1
+        for fh in jsonl.values():
+            fh.close()
+        final, old = out / CANONICAL, out / f".{CANONICAL}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:
+        raise OutputError(f"cannot write {out / CANONICAL}: {err.strerror or err}") from err
+    finally:
+        for fh in jsonl.values():
+            fh.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    return n
