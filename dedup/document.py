@@ -66,3 +66,4 @@ class Features:
     n_tokens: int
     signature: np.ndarray = field(repr=False)  # uint32[num_perm], datasketch affine32
     signals: dict[str, float] = field(default_factory=dict)
+    vocabulary: np.ndarray | None = field(default=None, repr=False)  # distinct token hashes, until counted

@@ -34,7 +34,7 @@ _BOILERPLATE_PHRASES = (
 )
 BOILERPLATE_LINE = re.compile(
     rf"^[^\S\n]*(?=[^\n]{{0,100}}$)(?:[^\n]*\b(?:{_BOILERPLATE_PHRASES})\b[^\n]*"
-    r"|(?:[^\n|»›]{1,25}[|»›]){2,}[^\n|»›]{1,25})[^\S\n]*$",
+    r"|(?:[^\n|\u00bb\u203a]{1,25}[|\u00bb\u203a]){2,}[^\n|\u00bb\u203a]{1,25})[^\S\n]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 

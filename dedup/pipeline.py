@@ -28,7 +28,15 @@ from dedup import canonical, index, manifest, normalize, quality, readers
 from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import Document, Features, Status
-from dedup.signatures import Signer, scheme_stamp, shingle_hashes, similarity
+from dedup.signatures import (
+    Signer,
+    TokenFrequency,
+    scheme_stamp,
+    shingle_hashes,
+    shingles_of,
+    similarity,
+    token_hashes,
+)
 
 Progress = Callable[[str, int], None]
 _BATCH = 128
@@ -77,12 +85,13 @@ def analyse(doc: Document, config: Config, signer: Signer) -> tuple[Document, Fe
     if not toks:
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None
-    shingles = shingle_hashes(toks, config.shingle_size)
+    hashes = token_hashes(toks)
     return doc, Features(
         content=xxhash.xxh3_128_digest("\x00".join(toks).encode()),
         n_tokens=len(toks),
-        signature=signer.sign(shingles),
+        signature=signer.sign(shingles_of(hashes, config.shingle_size)),
         signals=quality.intrinsic(text, repaired, toks),
+        vocabulary=np.unique(hashes),
     )
 
 
@@ -149,6 +158,7 @@ def _finish_cluster(
     features: dict[int, Features],
     sim: Callable[[int, int], Similarity],
     thresholds: Thresholds,
+    frequency: TokenFrequency,
     assignments: dict[int, Assignment],
 ) -> None:
     """Score the members of one cluster (a list of node ids) and record each document's fate."""
@@ -156,6 +166,7 @@ def _finish_cluster(
         rel = quality.relative(
             [nodes[n].tokens or [] for n in members],
             [nodes[n].shingles for n in members if nodes[n].shingles is not None],
+            lambda words: frequency.get(token_hashes(words)).tolist(),
         )
     else:
         rel = [{"completeness": 1.0, "outvoted": 0.0}]
@@ -229,10 +240,14 @@ def run(
     features: dict[int, Features] = {}
     node_of_content: dict[bytes, int] = {}
     nodes: list[_Node] = []
+    frequency = TokenFrequency()
     for doc, feat in _analyse_all(readers.iter_documents(sources, config, read=False), config):
         docs.append(doc)
         if feat is not None:
             features[doc.index] = feat
+            assert feat.vocabulary is not None
+            frequency.add(feat.vocabulary)
+            feat.vocabulary = None
             n = node_of_content.setdefault(feat.content, len(nodes))
             if n == len(nodes):
                 nodes.append(_Node([doc.index]))
@@ -278,13 +293,13 @@ def run(
         edges = [(a, b) for a, b in cpairs if thresholds.accepts(sim(a, b))]
         verified += len(edges)
         for members in cluster_component(comp, edges, sim):
-            _finish_cluster(members, nodes, docs, features, sim, thresholds, assignments)
+            _finish_cluster(members, nodes, docs, features, sim, thresholds, frequency, assignments)
         for n in comp:
             nodes[n].tokens = nodes[n].shingles = None
         cache.clear()
-    for n, node in enumerate(nodes):
+    for n in range(len(nodes)):
         if n not in comp_of:
-            _finish_cluster([n], nodes, docs, features, sim, thresholds, assignments)
+            _finish_cluster([n], nodes, docs, features, sim, thresholds, frequency, assignments)
     timings["verify_cluster_score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,31 +106,47 @@ def repeated_phrase_fraction(tokens: Sequence[str], n: int = 3, min_count: int =
     return max(float(covered.mean()) - 0.02, 0.0)
 
 
-def relative(members: Sequence[Sequence[str]], shingles: Sequence[np.ndarray]) -> list[dict[str, float]]:
+def relative(
+    members: Sequence[Sequence[str]],
+    shingles: Sequence[np.ndarray],
+    frequency: Callable[[Sequence[str]], Sequence[int]] | None = None,
+) -> list[dict[str, float]]:
     """Signals that need the other copies: completeness and outvoted words.
 
     ``completeness`` is the share of the cluster's shingles (union over members)
     that a member holds. ``outvoted`` counts, per 100 words, words that no other
-    member has although another member has the same left and right neighbours
-    (``said tbe mayor`` against ``said the mayor``): an OCR slip or a typo.
+    member has, where another member has a different word between the same two
+    words on each side (``said that tbe mayor would`` against ``said that the mayor
+    would``) and that word is more common: an OCR slip or a typo. "More common" is
+    by ``frequency`` (corpus document frequency) when given, else by counts within
+    the cluster, so that two copies that merely differ do not both lose.
     """
     union = np.unique(np.concatenate(shingles)) if shingles else np.empty(0, dtype=np.uint64)
     vocab_count: Counter[str] = Counter()
-    context_count: Counter[tuple[str, str]] = Counter()
-    contexts = []
-    for toks in members:
+    middles: dict[tuple[str, ...], dict[int, str]] = {}
+    for m, toks in enumerate(members):
         vocab_count.update(set(toks))
-        ctx = {(toks[i - 1], toks[i + 1]) for i in range(1, len(toks) - 1)}
-        contexts.append(ctx)
-        context_count.update(ctx)
+        for i in range(2, len(toks) - 2):
+            middles.setdefault((toks[i - 2], toks[i - 1], toks[i + 1], toks[i + 2]), {})[m] = toks[i]
+    suspects: list[list[tuple[str, str]]] = [[] for _ in members]
+    for m, toks in enumerate(members):
+        for i in range(2, len(toks) - 2):
+            word = toks[i]
+            if vocab_count[word] != 1:
+                continue
+            seen = middles[toks[i - 2], toks[i - 1], toks[i + 1], toks[i + 2]]
+            rivals = [w for other, w in seen.items() if other != m and w != word]
+            if rivals:
+                suspects[m].append((word, rivals[0]))
+    words = sorted({w for pairs in suspects for pair in pairs for w in pair})
+    if frequency is not None:
+        common = dict(zip(words, frequency(words), strict=True))
+    else:
+        totals: Counter[str] = Counter(t for toks in members for t in toks)
+        common = {w: totals[w] for w in words}
     out = []
-    for toks, sh, ctx in zip(members, shingles, contexts, strict=True):
-        outvoted = 0
-        for i in range(1, len(toks) - 1):
-            if vocab_count[toks[i]] == 1 and context_count[toks[i - 1], toks[i + 1]] > (
-                (toks[i - 1], toks[i + 1]) in ctx
-            ):
-                outvoted += 1
+    for toks, sh, pairs in zip(members, shingles, suspects, strict=True):
+        outvoted = sum(1 for word, rival in pairs if common[word] < common[rival])
         out.append(
             {
                 "completeness": len(sh) / len(union) if len(union) else 1.0,

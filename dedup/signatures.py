@@ -46,6 +46,43 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
+def token_hashes(tokens: Sequence[str]) -> np.ndarray:
+    """64-bit hash of each token, in order."""
+    return np.fromiter((_token_hash(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+
+
+class TokenFrequency:
+    """Approximate document frequency of every token in the corpus (a count-min sketch).
+
+    Tells a slip (``scrvices``: one document) from the word it replaced
+    (``services``: many), which two disagreeing copies cannot settle alone. Fixed
+    size (``depth * width`` uint32 counters, 32 MB by default) whatever the corpus.
+
+    Example:
+        >>> freq = TokenFrequency(width=1 << 10)
+        >>> freq.add(token_hashes(["the", "cat"])); freq.add(token_hashes(["the", "dog"]))
+        >>> freq.get(token_hashes(["the", "cat", "cow"])).tolist()
+        [2, 1, 0]
+    """
+
+    def __init__(self, *, width: int = 1 << 21, depth: int = 4) -> None:
+        self._shift = np.uint64(64 - (width.bit_length() - 1))
+        self._mult = _POSITION_MULTIPLIERS[:depth, None]
+        self._rows = np.arange(depth)[:, None]
+        self.table = np.zeros((depth, width), dtype=np.uint32)
+
+    def _cells(self, hashes: np.ndarray) -> np.ndarray:
+        return ((hashes[None, :] * self._mult) >> self._shift).astype(np.intp)
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Count one document's tokens (each distinct token once)."""
+        cells = self._cells(np.unique(hashes))
+        np.add.at(self.table, (self._rows, cells), 1)
+
+    def get(self, hashes: np.ndarray) -> np.ndarray:
+        return self.table[self._rows, self._cells(hashes)].min(axis=0)
+
+
 def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
     """Sorted unique 64-bit hashes of the document's word k-grams.
 
@@ -58,7 +95,11 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
     """
     if not tokens:
         return np.empty(0, dtype=np.uint64)
-    th = np.fromiter((_token_hash(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+    return shingles_of(token_hashes(tokens), k)
+
+
+def shingles_of(th: np.ndarray, k: int) -> np.ndarray:
+    """``shingle_hashes`` from already hashed tokens."""
     width = min(k, len(th))
     n = len(th) - width + 1
     acc = np.zeros(n, dtype=np.uint64)

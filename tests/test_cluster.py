@@ -1,0 +1,53 @@
+"""Clusters grow around a verified centre and never chain unrelated articles."""
+
+from dedup.cluster import Similarity, Thresholds, cluster_component, components
+
+T = Thresholds(jaccard=0.5, containment=0.5, min_shared=8)
+
+
+def table(pairs: dict[tuple[int, int], Similarity]):
+    def sim(a: int, b: int) -> Similarity:
+        return pairs.get((min(a, b), max(a, b)), Similarity(0.0, 0.0, 0))
+
+    return sim
+
+
+def test_components_are_sorted_and_complete() -> None:
+    assert components([0, 1, 2, 3, 4], [(3, 4), (0, 2)]) == [[0, 2], [1], [3, 4]]
+
+
+def test_a_bridge_does_not_chain_two_articles() -> None:
+    # 1 is a roundup holding most of article 0 and most of article 2; 0 and 2 share nothing.
+    sims = {(0, 1): Similarity(0.45, 0.9, 90), (1, 2): Similarity(0.45, 0.9, 90)}
+    clusters = cluster_component([0, 1, 2], [(0, 1), (1, 2)], table(sims))
+    assert sorted(map(sorted, clusters)) in ([[0, 1], [2]], [[0], [1, 2]])
+
+
+def test_members_must_match_the_centre_not_just_each_other() -> None:
+    # 0~1~2~3 is a chain of overlapping pairs; 0 and 3 overlap too little to be one article.
+    sims = {
+        (0, 1): Similarity(0.6, 0.7, 70),
+        (1, 2): Similarity(0.6, 0.7, 70),
+        (2, 3): Similarity(0.6, 0.7, 70),
+        (0, 2): Similarity(0.3, 0.4, 40),
+        (1, 3): Similarity(0.3, 0.4, 40),
+    }
+    edges = [p for p in sims if T.accepts(sims[p])]
+    clusters = cluster_component([0, 1, 2, 3], edges, table(sims))
+    for members in clusters:
+        centre = members[0]
+        assert all(T.accepts(table(sims)(centre, m)) for m in members[1:])
+    assert len(clusters) >= 2
+
+
+def test_copies_of_one_article_form_one_cluster() -> None:
+    sims = {(a, b): Similarity(0.8, 0.9, 80) for a in range(4) for b in range(a + 1, 4)}
+    assert [sorted(c) for c in cluster_component(range(4), list(sims), table(sims))] == [[0, 1, 2, 3]]
+
+
+def test_truncated_clean_vs_complete_garbled_passes_on_containment() -> None:
+    hard = Similarity(jaccard=0.30, containment=0.72, shared=150)
+    assert T.accepts(hard)
+    assert "containment 0.72" in T.explain(hard)
+    assert not T.accepts(Similarity(jaccard=0.30, containment=0.72, shared=5))
+    assert not T.accepts(Similarity(jaccard=0.10, containment=0.30, shared=150))

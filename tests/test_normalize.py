@@ -1,0 +1,40 @@
+"""Formatting noise must not count as difference; real differences must survive."""
+
+import pytest
+from conftest import COUNCIL, NOISE, truncate
+
+from dedup.normalize import comparison_text, repair, tokens
+
+
+@pytest.mark.parametrize("noise", ["treebank", "mojibake", "html", "markdown", "boilerplate"])
+def test_formatting_noise_gives_the_clean_tokens(noise: str) -> None:
+    assert tokens(repair(NOISE[noise](COUNCIL))) == tokens(repair(COUNCIL))
+
+
+@pytest.mark.parametrize(
+    ("noisy", "clean"),
+    [
+        ("Trump \u2019s aide ca n\u2019t go .", "Trump's aide can't go."),
+        ("They do n't know", "They don't know"),
+        ("The mayor\u00e2\u20ac\u2122s office", "The mayor\u2019s office"),
+        ("a <b>bold</b> &amp; <a href='x'>linked</a> word", "a bold & linked word"),
+        ("see [Customs Enforcement](#) today", "see Customs Enforcement today"),
+        ("CAF\u00c9 Owner", "caf\u00e9 owner"),
+    ],
+)
+def test_noisy_and_clean_spellings_agree(noisy: str, clean: str) -> None:
+    assert tokens(repair(noisy)) == tokens(repair(clean))
+
+
+def test_boilerplate_lines_are_dropped_but_article_lines_are_kept() -> None:
+    text = "Home | World | Politics\nThe council met today.\nAdvertisement\nRead more: other news"
+    assert comparison_text(text).split() == ["the", "council", "met", "today."]
+
+
+def test_real_differences_survive() -> None:
+    assert tokens(repair(truncate(COUNCIL, 0.5))) != tokens(repair(COUNCIL))
+    assert tokens("the cat sat") != tokens("the cat sad")
+
+
+def test_repair_leaves_ascii_alone() -> None:
+    assert repair("plain ascii text") == "plain ascii text"

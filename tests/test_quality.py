@@ -1,0 +1,71 @@
+"""Each kind of damage, on its own, makes a copy lose to the clean one."""
+
+from collections.abc import Sequence
+
+import pytest
+from conftest import COUNCIL, MUSEUM, NOISE, garble, join_paragraphs, truncate
+
+from dedup.canonical import Member, rank
+from dedup.normalize import repair, tokens
+from dedup.quality import intrinsic, relative, repeated_phrase_fraction
+from dedup.signatures import shingle_hashes
+
+LONG = COUNCIL + "\n\n" + MUSEUM
+
+
+def ranked_paths(texts: dict[str, str]) -> list[str]:
+    """Score texts as one cluster, as the pipeline does, and return names best first."""
+    names = list(texts)
+    toks = [tokens(repair(texts[n])) for n in names]
+    rel = relative(toks, [shingle_hashes(t, 5) for t in toks])
+    members: Sequence[Member] = [
+        Member(i, n, {**intrinsic(texts[n], repair(texts[n]), toks[i]), **rel[i]})
+        for i, n in enumerate(names)
+    ]
+    return [s.member.path for s in rank(members)]
+
+
+@pytest.mark.parametrize("noise", sorted(NOISE))
+def test_each_noise_alone_is_less_clean(noise: str) -> None:
+    damaged = NOISE[noise](LONG)
+    assert damaged != LONG
+    # The damaged copy comes first in order, so only the score can put the clean one ahead.
+    assert ranked_paths({"damaged": damaged, "clean": LONG})[0] == "clean"
+
+
+def test_joined_paragraphs_are_less_clean() -> None:
+    assert ranked_paths({"joined": join_paragraphs(LONG), "clean": LONG})[0] == "clean"
+
+
+def test_clean_truncated_beats_complete_garbled() -> None:
+    texts = {
+        "garbled-1": garble(COUNCIL, "The city council member"),
+        "garbled-2": garble(COUNCIL, "Mayor Ellen Brandt"),
+        "truncated": truncate(COUNCIL, 0.45),
+    }
+    assert ranked_paths(texts)[0] == "truncated"
+
+
+def test_complete_clean_beats_truncated_clean() -> None:
+    assert ranked_paths({"truncated": truncate(COUNCIL, 0.6), "complete": COUNCIL})[0] == "complete"
+
+
+def test_outvoted_words_mark_the_ocr_copy_even_in_a_pair() -> None:
+    clean = COUNCIL
+    slipped = clean.replace("the harbor bridge", "tbe harbor bridge").replace(
+        "basic services", "basic scrvices"
+    )
+    toks = [tokens(clean), tokens(slipped)]
+    rel = relative(toks, [shingle_hashes(t, 5) for t in toks])
+    assert rel[1]["outvoted"] > 0 and rel[0]["outvoted"] == 0
+
+
+def test_repeated_phrases_are_measured() -> None:
+    assert repeated_phrase_fraction(
+        tokens(garble(COUNCIL, "The city council member"))
+    ) > repeated_phrase_fraction(tokens(COUNCIL))
+    assert repeated_phrase_fraction(["a", "b"]) == 0.0
+
+
+def test_ties_break_by_order_not_by_score_noise() -> None:
+    assert ranked_paths({"first": COUNCIL, "second": COUNCIL}) == ["first", "second"]

@@ -1,0 +1,58 @@
+"""Signatures are datasketch's own, and similarity is exact."""
+
+import numpy as np
+import pytest
+from datasketch import MinHash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup.signatures import Signer, shingle_hashes, similarity
+
+
+@settings(derandomize=True, max_examples=40)
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=200, unique=True), st.sampled_from([16, 128]))
+def test_signature_is_bit_identical_to_datasketch_update_batch(values: list[int], num_perm: int) -> None:
+    shingles = np.array(sorted(values), dtype=np.uint64)
+    reference = MinHash(num_perm=num_perm, seed=7, scheme="affine32", hashfunc=lambda v: v)
+    reference.update_batch([int(v) & 0xFFFFFFFF for v in shingles])
+    ours = Signer(num_perm=num_perm, seed=7).sign(shingles)
+    assert np.array_equal(ours, reference.hashvalues)
+
+
+def test_lean_minhash_estimates_jaccard_like_datasketch() -> None:
+    signer = Signer(num_perm=256, seed=1)
+    a = shingle_hashes([f"w{i}" for i in range(300)], 3)
+    b = shingle_hashes([f"w{i}" for i in range(100, 400)], 3)
+    estimate = signer.lean(signer.sign(a)).jaccard(signer.lean(signer.sign(b)))
+    exact = similarity(a, b)[0]
+    assert abs(estimate - exact) < 0.1
+
+
+def test_empty_document_gets_datasketchs_empty_signature() -> None:
+    sig = Signer(num_perm=32, seed=1).sign(np.empty(0, dtype=np.uint64))
+    assert np.array_equal(sig, MinHash(num_perm=32, seed=1).hashvalues)
+
+
+def test_shingles_depend_on_word_order_and_are_unique_sorted() -> None:
+    ab = shingle_hashes(["a", "b", "c", "d", "e"], 2)
+    assert len(ab) == 4 and np.all(np.diff(ab.astype(np.float64)) > 0)
+    assert not np.array_equal(ab, shingle_hashes(["e", "d", "c", "b", "a"], 2))
+
+
+def test_short_documents_are_one_shingle() -> None:
+    assert len(shingle_hashes(["just", "two"], 5)) == 1
+    assert len(shingle_hashes([], 5)) == 0
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (range(0, 10), range(0, 10), (1.0, 1.0, 10)),
+        (range(0, 10), range(0, 5), (0.5, 1.0, 5)),
+        (range(0, 10), range(10, 20), (0.0, 0.0, 0)),
+        (range(0, 4), range(2, 8), (2 / 8, 2 / 4, 2)),
+    ],
+)
+def test_similarity_is_exact(a: range, b: range, expected: tuple[float, float, int]) -> None:
+    sa, sb = (np.array(list(x), dtype=np.uint64) for x in (a, b))
+    assert similarity(sa, sb) == pytest.approx(expected)
