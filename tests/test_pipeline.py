@@ -1,0 +1,193 @@
+"""The whole run through the library: clusters, canonicals, records for bad input, outputs."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
+
+from dedup import Config, run
+from dedup.errors import InputError, OutputError
+
+ONE_JOB = Config(jobs=1)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "link"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
+
+
+@pytest.fixture
+def corpus(write_tree):
+    return write_tree(
+        {
+            "a/council-garbled-1.txt": garble(COUNCIL, "The city council member"),
+            "a/council-garbled-2.txt": garble(COUNCIL, "Mayor Ellen Brandt"),
+            "b/council-teaser.txt": truncate(COUNCIL, 0.45),
+            "storm.txt": STORM,
+            "storm-html.html": NOISE["html"](STORM),
+            "storm-boiler.md": NOISE["boilerplate"](STORM),
+            "storm-schools.txt": STORM_OTHER,
+            "museum.txt": MUSEUM,
+            "museum-copy.txt": MUSEUM,
+            "notes.csv": "not matched by the default globs",
+        }
+    )
+
+
+def test_clusters_and_canonicals(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run([corpus], out, ONE_JOB)
+    m = by_path(out)
+    council = {
+        m[p]["cluster"]
+        for p in ("a/council-garbled-1.txt", "a/council-garbled-2.txt", "b/council-teaser.txt")
+    }
+    assert len(council) == 1
+    assert m["b/council-teaser.txt"]["canonical"] is True
+    assert m["a/council-garbled-1.txt"]["duplicate_of"] == "b/council-teaser.txt"
+    assert m["storm.txt"]["canonical"] and m["storm.txt"]["cluster"] == m["storm-html.html"]["cluster"]
+    assert m["storm-boiler.md"]["duplicate_of"] == "storm.txt"
+    # Same event, different article: stays apart.
+    assert m["storm-schools.txt"]["cluster"] != m["storm.txt"]["cluster"]
+    assert m["museum.txt"]["duplicate_of"] == "museum-copy.txt"  # a tie: first in manifest order wins
+    assert "notes.csv" not in m
+    assert result.counts == {**result.counts, "documents": 9, "ok": 9, "clusters": 4, "duplicates": 5}
+
+
+def test_manifest_records_evidence(corpus: Path, tmp_path: Path) -> None:
+    run([corpus], tmp_path / "out", ONE_JOB)
+    m = by_path(tmp_path / "out")
+    garbled = m["a/council-garbled-1.txt"]
+    assert garbled["similarity"]["containment"] >= 0.5 > garbled["similarity"]["jaccard"]
+    assert garbled["score"] < m["b/council-teaser.txt"]["score"]
+    assert garbled["penalties"]["treebank"] > 0 and "treebank" in garbled["reason"]
+    assert m["b/council-teaser.txt"]["similarity"] is None
+    assert "cleanest of 3" in m["b/council-teaser.txt"]["reason"]
+    assert m["museum.txt"]["sha256"] == hashlib.sha256(MUSEUM.encode()).hexdigest()
+
+
+def test_canonical_copies_are_byte_identical_and_inputs_untouched(corpus: Path, tmp_path: Path) -> None:
+    before = tree_digest(corpus)
+    out = tmp_path / "out"
+    run([corpus], out, ONE_JOB)
+    assert tree_digest(corpus) == before
+    kept = {r["path"] for r in read_manifest(out) if r["canonical"]}
+    assert {
+        str(p.relative_to(out / "canonical")) for p in (out / "canonical").rglob("*") if p.is_file()
+    } == kept
+    for path in kept:
+        assert (out / "canonical" / path).read_bytes() == (corpus / path).read_bytes()
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["minhash"]["scheme"] == "affine32" and summary["datasketch"].startswith("2.")
+    assert set(summary["timings_s"]) == {"read_sign", "index", "verify_cluster_score", "write"}
+
+
+def test_bad_inputs_get_records_and_nothing_vanishes(write_tree, tmp_path: Path) -> None:
+    root = write_tree(
+        {
+            "good.txt": MUSEUM,
+            "empty.txt": "",
+            "blank.txt": "  \n\t\n",
+            "binary.txt": b"\x89PNG\r\n\x1a\n\x00\x00\x00",
+            "latin1.txt": "caf\u00e9 ".encode("latin-1") * 10,
+            "only-markup.html": "<div><p></p></div>",
+            "big.txt": "word " * 400,
+        }
+    )
+    os.symlink(root / "missing-target.txt", root / "dangling.txt")
+    before = tree_digest(root)
+    run([root], tmp_path / "out", Config(jobs=1, max_bytes=1000))
+    m = by_path(tmp_path / "out")
+    expected = {
+        "good.txt": "ok",
+        "empty.txt": "empty",
+        "blank.txt": "empty",
+        "binary.txt": "binary",
+        "latin1.txt": "undecodable",
+        "only-markup.html": "empty",
+        "big.txt": "too_large",
+        "dangling.txt": "unreadable",
+    }
+    assert {p: r["status"] for p, r in m.items()} == expected
+    for path, status in expected.items():
+        if status != "ok":
+            assert m[path]["error"] and m[path]["cluster"] is None and not m[path]["canonical"]
+    assert "UTF-8" in m["latin1.txt"]["error"] and "max-bytes" in m["big.txt"]["error"]
+    assert tree_digest(root) == before
+
+
+def test_jsonl_input(tmp_path: Path) -> None:
+    lines = [
+        orjson.dumps({"id": "a", "text": COUNCIL}),
+        orjson.dumps({"id": "b", "text": garble(COUNCIL, "The city council member"), "site": "x"}),
+        b"{not json",
+        orjson.dumps({"id": "c", "body": "no text field"}),
+        b"",
+        orjson.dumps({"id": "a", "text": MUSEUM}),
+        orjson.dumps(["a list"]),
+        orjson.dumps({"text": STORM}),
+    ]
+    src = tmp_path / "articles.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    run([src], out, ONE_JOB)
+    records = read_manifest(out)
+    assert [(r["path"], r["status"], r["line"]) for r in records] == [
+        ("a", "ok", 1),
+        ("b", "ok", 2),
+        ("line-3", "malformed", 3),
+        ("c", "malformed", 4),
+        ("a#L6", "ok", 6),
+        ("line-7", "malformed", 7),
+        ("line-8", "ok", 8),
+    ]
+    m = {r["path"]: r for r in records}
+    assert m["b"]["duplicate_of"] == "a" and "repeats" in m["a#L6"]["warning"]
+    assert "invalid JSON" in m["line-3"]["error"] and "'text' is missing" in m["c"]["error"]
+    kept = (out / "canonical" / "articles.jsonl").read_bytes().splitlines()
+    assert kept == [lines[0], lines[5], lines[7]]
+
+
+def test_several_inputs_are_labelled(write_tree, tmp_path: Path) -> None:
+    first = write_tree({"x.txt": MUSEUM})
+    second = tmp_path / "other" / "in"
+    second.mkdir(parents=True)
+    (second / "x.txt").write_text(MUSEUM)
+    run([first, second], tmp_path / "out", ONE_JOB)
+    m = by_path(tmp_path / "out")
+    assert m["in-2/x.txt"]["duplicate_of"] == "in/x.txt"
+    assert (tmp_path / "out" / "canonical" / "in" / "x.txt").exists()
+
+
+def test_same_manifest_for_any_number_of_workers_and_runs(corpus: Path, tmp_path: Path) -> None:
+    manifests = []
+    for i, jobs in enumerate([1, 2, 1]):
+        run([corpus], tmp_path / f"out{i}", Config(jobs=jobs))
+        manifests.append((tmp_path / f"out{i}" / "manifest.jsonl").read_bytes())
+    assert manifests[0] == manifests[1] == manifests[2]
+
+
+def test_out_must_be_empty_unless_forced(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not empty"):
+        run([corpus], out, ONE_JOB)
+    run([corpus], out, Config(jobs=1, force=True))
+    assert (out / "keep.txt").read_text() == "mine" and (out / "manifest.jsonl").exists()
+
+
+def test_out_inside_input_is_refused(corpus: Path) -> None:
+    with pytest.raises(OutputError, match="overlaps INPUT"):
+        run([corpus], corpus / "out", ONE_JOB)
+
+
+def test_missing_input_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        run([tmp_path / "nope"], tmp_path / "out", ONE_JOB)
