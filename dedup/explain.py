@@ -19,7 +19,7 @@ from dedup.document import Document, Source
 from dedup.errors import InputError, OutputError
 from dedup.manifest import SUMMARY, read_manifest
 from dedup.readers import reload_text
-from dedup.signatures import shingle_hashes, similarity
+from dedup.signatures import document_shingles, similarity
 
 
 def _locate(record: dict[str, Any], sources: list[Source]) -> Document:
@@ -76,7 +76,7 @@ def explain(out: str | Path, first: str, second: str) -> dict[str, Any]:
     shingles = []
     for record in pair:
         text = reload_text(_locate(record, sources), config)
-        shingles.append(shingle_hashes(normalize.tokens(normalize.repair(text)), config.shingle_size))
+        shingles.append(document_shingles(normalize.tokens(normalize.repair(text)), config.shingle_size))
     sim = Similarity(*similarity(*shingles))
     thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)
     a, b = pair

@@ -38,6 +38,15 @@ BOILERPLATE_LINE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
+# OCR confusion classes (rn/m, cl/d, 1/l/i/|, 0/o, c/e, u/n, h/b, 5/s): folded so that a
+# slip does not break the shingles around it. Both sides fold alike, so clean pairs
+# lose nothing; scoring still sees the real tokens.
+_OCR_DIGRAPHS = (("rn", "m"), ("cl", "d"), ("vv", "w"))
+_OCR_FOLD = str.maketrans(
+    {"1": "l", "i": "l", "|": "l", "!": "l", "0": "o", "c": "e", "u": "n", "b": "h", "5": "s"}
+)
+_REPEATS = re.compile(r"(.)\1+")
+_skeletons: dict[str, str] = {}
 _NOT = re.compile(r"\s*n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
 _WORD = re.compile(r"[^\W_]+")
 
@@ -53,8 +62,8 @@ def comparison_text(repaired: str) -> str:
     """Strip markup and boilerplate and fold case: the text shingles are made from.
 
     Example:
-        >>> comparison_text("<p>Trump 's aide ca n&#8217;t go.</p>\\nAdvertisement")
-        "trump 's aide ca not go. "
+        >>> comparison_text("<p>Trump 's aide ca n&#8217;t go.</p>\\nAdvertisement").split()
+        ['trump', "'s", 'aide', 'ca', 'not', 'go.']
     """
     text = HTML_TAG.sub(" ", repaired)
     if "&" in text:
@@ -66,6 +75,30 @@ def comparison_text(repaired: str) -> str:
         text = unicodedata.normalize("NFKC", text)
     text = text.casefold()
     return _NOT.sub(" not", text)
+
+
+def skeleton(token: str) -> str:
+    """The token with OCR-confusable letters folded together, for matching only.
+
+    Example:
+        >>> skeleton("tbe"), skeleton("the"), skeleton("cornmunity") == skeleton("community")
+        ('the', 'the', True)
+    """
+    folded = _skeletons.get(token)
+    if folded is None:
+        folded = token
+        for digraph, letter in _OCR_DIGRAPHS:
+            folded = folded.replace(digraph, letter)
+        folded = _REPEATS.sub(r"\1", folded.translate(_OCR_FOLD))
+        if len(_skeletons) > 1_000_000:
+            _skeletons.clear()
+        _skeletons[token] = folded
+    return folded
+
+
+def match_tokens(tokens: list[str]) -> list[str]:
+    """Tokens as shingles see them: OCR skeletons (see ``skeleton``)."""
+    return [skeleton(t) for t in tokens]
 
 
 def tokens(repaired: str) -> list[str]:

@@ -31,9 +31,8 @@ from dedup.document import Document, Features, Status
 from dedup.signatures import (
     Signer,
     TokenFrequency,
+    document_shingles,
     scheme_stamp,
-    shingle_hashes,
-    shingles_of,
     similarity,
     token_hashes,
 )
@@ -85,13 +84,12 @@ def analyse(doc: Document, config: Config, signer: Signer) -> tuple[Document, Fe
     if not toks:
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None
-    hashes = token_hashes(toks)
     return doc, Features(
         content=xxhash.xxh3_128_digest("\x00".join(toks).encode()),
         n_tokens=len(toks),
-        signature=signer.sign(shingles_of(hashes, config.shingle_size)),
+        signature=signer.sign(document_shingles(toks, config.shingle_size)),
         signals=quality.intrinsic(text, repaired, toks),
-        vocabulary=np.unique(hashes),
+        vocabulary=np.unique(token_hashes(toks)),
     )
 
 
@@ -148,7 +146,7 @@ def _load(node: _Node, docs: Sequence[Document], config: Config) -> None:
     if node.tokens is None:
         text = readers.reload_text(docs[node.docs[0]], config)
         node.tokens = normalize.tokens(normalize.repair(text))
-        node.shingles = shingle_hashes(node.tokens, config.shingle_size)
+        node.shingles = document_shingles(node.tokens, config.shingle_size)
 
 
 def _finish_cluster(
@@ -226,7 +224,8 @@ def run(
         OutputError: OUT cannot be used or written.
 
     Example:
-        >>> result = run(["corpora/sample"], "/tmp/dedup-doctest", Config(force=True, jobs=1))
+        >>> import tempfile
+        >>> result = run(["corpora/sample"], tempfile.mkdtemp(), Config(jobs=1))
         >>> result.counts["documents"] == result.counts["ok"] + result.counts["skipped"]
         True
     """

@@ -34,7 +34,9 @@ SIGNALS: dict[str, Signal] = {
     "markup": Signal(0.8, 2.0, "per 1k chars", "HTML tags and entities, markdown links and emphasis"),
     "treebank": Signal(0.8, 2.0, "per 100 words", "tokeniser spacing: 'ca n't', 'Trump 's', 'word ,'"),
     "gaps": Signal(0.8, 0.6, "per 100 words", "holes left by dropped words: runs of spaces, empty quotes"),
-    "repetition": Signal(0.8, 0.08, "fraction", "words in phrases repeated 3+ times, above a natural 2%"),
+    "repetition": Signal(
+        0.8, 0.08, "fraction", "words in phrases said 3+ times, above 2% (same-length starts)"
+    ),
     "boilerplate": Signal(0.5, 2.0, "lines", "site furniture: Advertisement, Subscribe, navigation, cookies"),
     "one_line": Signal(0.2, 1.0, "flag", "a long text with its paragraphs joined into one line"),
     "ocr": Signal(
@@ -49,7 +51,10 @@ _TREEBANK = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _GAPS = re.compile(r"(?<=\w)[^\S\n]{2,}(?=\w)|[\"\u201c][^\S\n]*[\"\u201d]|\([^\S\n]*\)")
-_MARKDOWN_EMPHASIS = re.compile(r"\*\*|__|^#{1,6} |^\s*[*-] \[", re.MULTILINE)
+_MARKDOWN_EMPHASIS = re.compile(
+    r"\*\*|__|^#{1,6} |^\s*[*-] \[|(?<![\w*])[*_](?=[^\s*_])[^*_\n]{1,80}(?<=[^\s*_])[*_](?![\w*])",
+    re.MULTILINE,
+)
 _OCR_MIX = re.compile(r"\b[a-z]+[0-9]+[a-z]+\b|\b[0-9]+[a-z]{2,}[0-9]+\b|[a-z][|!][a-z]")
 _WORDS = re.compile(r"\S+")
 
@@ -81,7 +86,6 @@ def intrinsic(raw: str, repaired: str, tokens: Sequence[str]) -> dict[str, float
         "markup": markup / chars,
         "treebank": len(_TREEBANK.findall(raw)) / words,
         "gaps": len(_GAPS.findall(raw)) / words,
-        "repetition": repeated_phrase_fraction(tokens),
         "boilerplate": float(len(BOILERPLATE_LINE.findall(repaired))),
         "one_line": 1.0 if len(raw) > 1500 and longest > 0.95 * len(raw.strip()) else 0.0,
         "ocr": len(_OCR_MIX.findall(repaired)) / words,
@@ -111,7 +115,7 @@ def relative(
     shingles: Sequence[np.ndarray],
     frequency: Callable[[Sequence[str]], Sequence[int]] | None = None,
 ) -> list[dict[str, float]]:
-    """Signals that need the other copies: completeness and outvoted words.
+    """Signals that need the other copies: completeness, outvoted words, repetition.
 
     ``completeness`` is the share of the cluster's shingles (union over members)
     that a member holds. ``outvoted`` counts, per 100 words, words that no other
@@ -120,14 +124,17 @@ def relative(
     would``) and that word is more common: an OCR slip or a typo. "More common" is
     by ``frequency`` (corpus document frequency) when given, else by counts within
     the cluster, so that two copies that merely differ do not both lose.
+    ``repetition`` is measured over the first N words of every member, N the
+    shortest member's length: long texts repeat more, and truncation keeps the start.
     """
     union = np.unique(np.concatenate(shingles)) if shingles else np.empty(0, dtype=np.uint64)
     vocab_count: Counter[str] = Counter()
-    middles: dict[tuple[str, ...], dict[int, str]] = {}
+    middles: dict[tuple[str, ...], dict[int, set[str]]] = {}
     for m, toks in enumerate(members):
         vocab_count.update(set(toks))
         for i in range(2, len(toks) - 2):
-            middles.setdefault((toks[i - 2], toks[i - 1], toks[i + 1], toks[i + 2]), {})[m] = toks[i]
+            context = (toks[i - 2], toks[i - 1], toks[i + 1], toks[i + 2])
+            middles.setdefault(context, {}).setdefault(m, set()).add(toks[i])
     suspects: list[list[tuple[str, str]]] = [[] for _ in members]
     for m, toks in enumerate(members):
         for i in range(2, len(toks) - 2):
@@ -135,7 +142,8 @@ def relative(
             if vocab_count[word] != 1:
                 continue
             seen = middles[toks[i - 2], toks[i - 1], toks[i + 1], toks[i + 2]]
-            rivals = [w for other, w in seen.items() if other != m and w != word]
+            # A rival the member itself also uses in this context is another phrase, not a slip.
+            rivals = sorted(set().union(*(w for other, w in seen.items() if other != m)) - seen[m])
             if rivals:
                 suspects[m].append((word, rivals[0]))
     words = sorted({w for pairs in suspects for pair in pairs for w in pair})
@@ -144,6 +152,8 @@ def relative(
     else:
         totals: Counter[str] = Counter(t for toks in members for t in toks)
         common = {w: totals[w] for w in words}
+    # Truncation keeps the beginning: compare repetition over the same stretch of each copy.
+    window = max(min(len(toks) for toks in members), 100)
     out = []
     for toks, sh, pairs in zip(members, shingles, suspects, strict=True):
         outvoted = sum(1 for word, rival in pairs if common[word] < common[rival])
@@ -151,6 +161,7 @@ def relative(
             {
                 "completeness": len(sh) / len(union) if len(union) else 1.0,
                 "outvoted": 100 * outvoted / max(len(toks), 1),
+                "repetition": repeated_phrase_fraction(toks[:window]),
             }
         )
     return out

@@ -18,6 +18,8 @@ import numpy as np
 import xxhash
 from datasketch import LeanMinHash, MinHash
 
+from dedup.normalize import match_tokens
+
 SCHEME = "affine32"
 _MASK32 = np.uint64(0xFFFFFFFF)
 # Odd 64-bit multipliers, one per shingle position, so "a b" and "b a" differ.
@@ -96,6 +98,11 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
     if not tokens:
         return np.empty(0, dtype=np.uint64)
     return shingles_of(token_hashes(tokens), k)
+
+
+def document_shingles(tokens: Sequence[str], k: int) -> np.ndarray:
+    """The shingle set a document is compared by: k-grams of its OCR-folded tokens."""
+    return shingle_hashes(match_tokens(list(tokens)), k)
 
 
 def shingles_of(th: np.ndarray, k: int) -> np.ndarray:
