@@ -9,9 +9,11 @@ with the other members of its cluster.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,53 +120,104 @@ def relative(
     """Signals that need the other copies: completeness, outvoted words, repetition.
 
     ``completeness`` is the share of the cluster's shingles (union over members)
-    that a member holds. ``outvoted`` counts, per 100 words, words that no other
-    member has, where another member has a different word between the same two
-    words on each side (``said that tbe mayor would`` against ``said that the mayor
-    would``) and that word is more common: an OCR slip or a typo. "More common" is
-    by ``frequency`` (corpus document frequency) when given, else by counts within
-    the cluster, so that two copies that merely differ do not both lose.
+    that a member holds. ``outvoted`` is, per 100 words and averaged over the other
+    members, how many of its words another copy has replaced by more common words
+    (``tbe`` for ``the``, ``The city attorney`` for ``him``): OCR slips and pasted
+    phrases. "More common" compares the rarest word of each side by document
+    frequency: in the corpus (``frequency``) when given, else among the members.
     ``repetition`` is measured over the first N words of every member, N the
     shortest member's length: long texts repeat more, and truncation keeps the start.
     """
     union = np.unique(np.concatenate(shingles)) if shingles else np.empty(0, dtype=np.uint64)
-    vocab_count: Counter[str] = Counter()
-    middles: dict[tuple[str, ...], dict[int, set[str]]] = {}
-    for m, toks in enumerate(members):
-        vocab_count.update(set(toks))
-        for i in range(2, len(toks) - 2):
-            context = (toks[i - 2], toks[i - 1], toks[i + 1], toks[i + 2])
-            middles.setdefault(context, {}).setdefault(m, set()).add(toks[i])
-    suspects: list[list[tuple[str, str]]] = [[] for _ in members]
-    for m, toks in enumerate(members):
-        for i in range(2, len(toks) - 2):
-            word = toks[i]
-            if vocab_count[word] != 1:
-                continue
-            seen = middles[toks[i - 2], toks[i - 1], toks[i + 1], toks[i + 2]]
-            # A rival the member itself also uses in this context is another phrase, not a slip.
-            rivals = sorted(set().union(*(w for other, w in seen.items() if other != m)) - seen[m])
-            if rivals:
-                suspects[m].append((word, rivals[0]))
-    words = sorted({w for pairs in suspects for pair in pairs for w in pair})
-    if frequency is not None:
-        common = dict(zip(words, frequency(words), strict=True))
-    else:
-        totals: Counter[str] = Counter(t for toks in members for t in toks)
-        common = {w: totals[w] for w in words}
-    # Truncation keeps the beginning: compare repetition over the same stretch of each copy.
+    if frequency is None:
+        holders: Counter[str] = Counter(t for toks in members for t in set(toks))
+
+        def frequency(words: Sequence[str]) -> list[int]:
+            return [holders[w] for w in words]
+
+    grams = [_unique_trigrams(toks) for toks in members]
+    blamed = [0] * len(members)
+    for a in range(len(members)):
+        for b in range(a + 1, len(members)):
+            for seg_a, seg_b in _substitutions(members[a], members[b], grams[a], grams[b]):
+                rarity_a, rarity_b = _commonness(seg_a, frequency), _commonness(seg_b, frequency)
+                if rarity_a + _MARGIN < rarity_b:
+                    blamed[a] += len(seg_a)
+                elif rarity_b + _MARGIN < rarity_a:
+                    blamed[b] += len(seg_b)
+    others = max(len(members) - 1, 1)
     window = max(min(len(toks) for toks in members), 100)
-    out = []
-    for toks, sh, pairs in zip(members, shingles, suspects, strict=True):
-        outvoted = sum(1 for word, rival in pairs if common[word] < common[rival])
-        out.append(
-            {
-                "completeness": len(sh) / len(union) if len(union) else 1.0,
-                "outvoted": 100 * outvoted / max(len(toks), 1),
-                "repetition": repeated_phrase_fraction(toks[:window]),
-            }
-        )
-    return out
+    return [
+        {
+            "completeness": len(sh) / len(union) if len(union) else 1.0,
+            "outvoted": 100 * blamed[m] / others / max(len(toks), 1),
+            "repetition": repeated_phrase_fraction(toks[:window]),
+        }
+        for m, (toks, sh) in enumerate(zip(members, shingles, strict=True))
+    ]
+
+
+_MARGIN = 0.3  # in log(1 + document frequency): held by 2 documents against 1 is enough
+_MAX_BUBBLE = 12  # longer differing stretches are rewrites or revisions, not slips
+
+
+def _unique_trigrams(tokens: Sequence[str]) -> dict[tuple[str, ...], int]:
+    """Word 3-grams that occur once, with their position: anchors for alignment."""
+    first: dict[tuple[str, ...], int] = {}
+    repeated: set[tuple[str, ...]] = set()
+    for i in range(len(tokens) - 2):
+        gram = (tokens[i], tokens[i + 1], tokens[i + 2])
+        if gram in first:
+            repeated.add(gram)
+        else:
+            first[gram] = i
+    for gram in repeated:
+        del first[gram]
+    return first
+
+
+def _substitutions(
+    a: Sequence[str], b: Sequence[str], ga: dict[tuple[str, ...], int], gb: dict[tuple[str, ...], int]
+) -> Iterator[tuple[Sequence[str], Sequence[str]]]:
+    """Stretches where a and b say different words between two shared anchors.
+
+    Anchors are 3-grams unique in both texts, kept in the longest chain that is in
+    order in both (as patience diff does). Only stretches with words on both sides
+    are returned; text before the first or after the last anchor (headers,
+    truncated tails) is not compared.
+    """
+    anchors = sorted((ga[g], gb[g]) for g in ga.keys() & gb.keys())
+    chain = _longest_increasing(anchors)
+    for (i1, j1), (i2, j2) in itertools.pairwise(chain):
+        seg_a, seg_b = a[i1 + 3 : i2], b[j1 + 3 : j2]
+        if seg_a and seg_b and len(seg_a) <= _MAX_BUBBLE and len(seg_b) <= _MAX_BUBBLE:
+            yield seg_a, seg_b
+
+
+def _longest_increasing(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The longest subsequence of (i, j) pairs, sorted by i, whose j also increase."""
+    tails: list[int] = []  # tails[k]: smallest j ending an increasing run of length k+1
+    tail_index: list[int] = []
+    back = [-1] * len(pairs)
+    for n, (_, j) in enumerate(pairs):
+        k = bisect.bisect_left(tails, j)
+        if k == len(tails):
+            tails.append(j)
+            tail_index.append(n)
+        else:
+            tails[k], tail_index[k] = j, n
+        back[n] = tail_index[k - 1] if k else -1
+    chain = []
+    n = tail_index[-1] if tail_index else -1
+    while n >= 0:
+        chain.append(pairs[n])
+        n = back[n]
+    return chain[::-1]
+
+
+def _commonness(words: Sequence[str], frequency: Callable[[Sequence[str]], Sequence[int]]) -> float:
+    """log(1 + document frequency) of the rarest word: one odd word makes a stretch suspect."""
+    return float(np.log1p(min(frequency(words))))
 
 
 def damage(signals: dict[str, float]) -> dict[str, float]:

@@ -3,12 +3,12 @@
 from collections.abc import Sequence
 
 import pytest
-from conftest import COUNCIL, MUSEUM, NOISE, garble, join_paragraphs, truncate
+from conftest import ARTICLES, COUNCIL, MUSEUM, NOISE, coref, garble, join_paragraphs, truncate
 
 from dedup.canonical import Member, rank
 from dedup.normalize import repair, tokens
 from dedup.quality import intrinsic, relative, repeated_phrase_fraction
-from dedup.signatures import shingle_hashes
+from dedup.signatures import TokenFrequency, shingle_hashes, token_hashes
 
 LONG = COUNCIL + "\n\n" + MUSEUM
 
@@ -52,12 +52,27 @@ def test_complete_clean_beats_truncated_clean() -> None:
 
 def test_outvoted_words_mark_the_ocr_copy_even_in_a_pair() -> None:
     clean = COUNCIL
-    slipped = clean.replace("the harbor bridge", "tbe harbor bridge").replace(
-        "basic services", "basic scrvices"
-    )
-    toks = [tokens(clean), tokens(slipped)]
+    toks = [tokens(clean), tokens(clean.replace("of the harbor", "of tbe harbor"))]
+    # "tbe" loses within the pair: the other copy says "the" everywhere.
     rel = relative(toks, [shingle_hashes(t, 5) for t in toks])
     assert rel[1]["outvoted"] > 0 and rel[0]["outvoted"] == 0
+
+    # "people"/"pcople" occur once each: two copies alone cannot tell ...
+    toks = [tokens(clean), tokens(clean.replace("asking people", "asking pcople"))]
+    assert [r["outvoted"] for r in relative(toks, [shingle_hashes(t, 5) for t in toks])] == [0, 0]
+    # ... the corpus can: "people" is in other articles too.
+    corpus = TokenFrequency(width=1 << 12)
+    for text in [*ARTICLES.values(), clean.replace("asking people", "asking pcople")]:
+        corpus.add(token_hashes(tokens(text)))
+    rel = relative(toks, [shingle_hashes(t, 5) for t in toks], lambda w: corpus.get(token_hashes(w)).tolist())
+    assert rel[1]["outvoted"] > 0 and rel[0]["outvoted"] == 0
+
+
+def test_outvoted_words_mark_pasted_phrases_by_majority() -> None:
+    copies = [COUNCIL, COUNCIL.replace("Mayor Ellen", "Mayor  Ellen"), coref(COUNCIL, "The city official")]
+    toks = [tokens(t) for t in copies]
+    rel = relative(toks, [shingle_hashes(t, 5) for t in toks])
+    assert rel[2]["outvoted"] > 0 and rel[0]["outvoted"] == rel[1]["outvoted"] == 0
 
 
 def test_repeated_phrases_are_measured() -> None:
