@@ -1,0 +1,1 @@
+"""Benchmarks for dedup (run them as scripts: python benchmarks/accuracy.py)."""
