@@ -26,6 +26,16 @@ CANONICAL = "canonical"
 OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
+
+
 def prepare_out(out: Path, inputs: Iterable[str], *, force: bool) -> None:
     """Create OUT, or check that it may be written.
 
@@ -53,6 +63,7 @@ def atomic_file(path: Path) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` on success."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; outputs are for other users and jobs too
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -112,6 +123,8 @@ def write_canonical(out: Path, kept: Iterable[Document]) -> int:
     written, as read, to one JSONL per input file. Returns the number of documents.
     """
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".canonical.", suffix=".tmp"))
+    os.chmod(staging, _DIR_MODE)  # mkdtemp makes 0700
+
     n = 0
     jsonl: dict[Path, Any] = {}
     try:

@@ -41,9 +41,8 @@ SIGNALS: dict[str, Signal] = {
     ),
     "boilerplate": Signal(0.5, 2.0, "lines", "site furniture: Advertisement, Subscribe, navigation, cookies"),
     "one_line": Signal(0.2, 1.0, "flag", "a long text with its paragraphs joined into one line"),
-    "ocr": Signal(
-        0.8, 1.0, "per 100 words", "letters/digits mixed in words, and words the other copies outvote"
-    ),
+    "ocr": Signal(0.8, 1.0, "per 100 words", "letters and digits mixed inside words (wou1d, 0bama)"),
+    "outvoted": Signal(0.8, 1.0, "per 100 words", "words other copies replace by commoner ones: tbe/the"),
 }
 # Completeness is not damage: it only decides between copies that are about as clean.
 COMPLETENESS_WEIGHT = 0.15
@@ -221,14 +220,9 @@ def _commonness(words: Sequence[str], frequency: Callable[[Sequence[str]], Seque
 
 
 def damage(signals: dict[str, float]) -> dict[str, float]:
-    """Weighted, saturated penalty per signal (0 = no sign of that damage).
-
-    ``outvoted`` words add to the ``ocr`` signal.
-    """
-    rates = dict(signals)
-    rates["ocr"] = rates.get("ocr", 0.0) + rates.get("outvoted", 0.0)
+    """Weighted, saturated penalty per signal (0 = no sign of that damage)."""
     return {
-        name: round(sig.weight * min(1.0, rates.get(name, 0.0) / sig.scale), 6)
+        name: round(sig.weight * min(1.0, signals.get(name, 0.0) / sig.scale), 6)
         for name, sig in SIGNALS.items()
     }
 

@@ -83,7 +83,12 @@ def test_canonical_copies_are_byte_identical_and_inputs_untouched(corpus: Path, 
     } == kept
     for path in kept:
         assert (out / "canonical" / path).read_bytes() == (corpus / path).read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    for made in (out / "manifest.jsonl", out / "summary.json", out / "canonical"):
+        assert made.stat().st_mode & 0o666 == 0o666 & ~umask, made  # not mkstemp's private 0600
     summary = orjson.loads((out / "summary.json").read_bytes())
+
     assert summary["minhash"]["scheme"] == "affine32" and summary["datasketch"].startswith("2.")
     assert set(summary["timings_s"]) == {"read_sign", "index", "verify_cluster_score", "write"}
 
