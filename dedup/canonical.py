@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dedup.quality import score
+from dedup.quality import relative_excess, score
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,9 @@ class Scored:
 
 
 def rank(members: Sequence[Member]) -> list[Scored]:
-    """Members scored, best first.
+    """Members scored, best first; damage counts above the cluster's floor (``relative_excess``).
+
+    The scored members carry the signals as ranked (excess over the floor).
 
     Example:
         >>> clean = Member(0, "a.txt", {"treebank": 0.0, "completeness": 0.5})
@@ -41,6 +43,9 @@ def rank(members: Sequence[Member]) -> list[Scored]:
         >>> [s.member.path for s in rank([garbled, clean])]
         ['a.txt', 'b.txt']
     """
+    if len(members) > 1:
+        excess = relative_excess([m.signals for m in members])
+        members = [Member(m.index, m.path, s) for m, s in zip(members, excess, strict=True)]
     scored = [Scored(m, *score(m.signals)) for m in members]
     return sorted(scored, key=lambda s: (-s.score, s.member.index))
 

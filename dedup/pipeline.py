@@ -175,6 +175,7 @@ def _finish_cluster(
             node_of[d] = n
             candidates.append(canonical.Member(d, docs[d].path, {**features[d].signals, **relative}))
     ranked = canonical.rank(candidates)
+
     best = ranked[0]
     best_doc = best.member.index
     cluster_id = min(node_of)

@@ -10,6 +10,7 @@ with the other members of its cluster.
 from __future__ import annotations
 
 import bisect
+import difflib
 import itertools
 import re
 from collections import Counter
@@ -40,7 +41,7 @@ SIGNALS: dict[str, Signal] = {
         0.8, 0.08, "fraction", "words in phrases said 3+ times, above 2% (same-length starts)"
     ),
     "boilerplate": Signal(0.5, 2.0, "lines", "site furniture: Advertisement, Subscribe, navigation, cookies"),
-    "one_line": Signal(0.2, 1.0, "flag", "a long text with its paragraphs joined into one line"),
+    "one_line": Signal(0.2, 1.0, "flag", "paragraphs joined into one line (400+ characters, no line break)"),
     "ocr": Signal(0.8, 1.0, "per 100 words", "letters and digits mixed inside words (wou1d, 0bama)"),
     "outvoted": Signal(0.8, 1.0, "per 100 words", "words other copies replace by commoner ones: tbe/the"),
 }
@@ -51,17 +52,30 @@ _TREEBANK = re.compile(
     r"(?<=\w) (?:[,.;:!?%](?=\s|$)|[)\]]|n['\u2019]t\b|['\u2019](?:s|re|ve|ll|d|m)\b)|[(\[] (?=\w)|``|''",
     re.IGNORECASE | re.MULTILINE,
 )
-_GAPS = re.compile(r"(?<=\w)[^\S\n]{2,}(?=\w)|[\"\u201c][^\S\n]*[\"\u201d]|\([^\S\n]*\)")
+_GAPS = re.compile(
+    r"(?<=\w)[^\S\n]{2,}(?=\w)|(?<=\w )[\"\u201c\u201d][^\S\n]*[\"\u201c\u201d](?= \w)|\([^\S\n]*\)"
+)
+# Site furniture glued into running text (paragraphs joined after it was added).
+_BOILERPLATE_INLINE = re.compile(
+    r"\b(?:subscribe to (?:our|the) \w+|sign up for (?:our|the) \w+|click here\b"
+    r"|share this (?:article|story|page)|follow us on|(?:accept|we use) (?:all )?cookies"
+    r"|all rights reserved|continue reading|skip to (?:main )?content|download (?:our|the) app)",
+    re.IGNORECASE,
+)
+_HAS_DIGIT = re.compile(r"[a-z][0-9]|[0-9][a-z]")
 _MARKDOWN_EMPHASIS = re.compile(
     r"\*\*|__|^#{1,6} |^\s*[*-] \[|(?<![\w*])[*_](?=[^\s*_])[^*_\n]{1,80}(?<=[^\s*_])[*_](?![\w*])",
     re.MULTILINE,
 )
 _OCR_MIX = re.compile(r"\b[a-z]+[0-9]+[a-z]+\b|\b[0-9]+[a-z]{2,}[0-9]+\b|[a-z][|!][a-z]")
-_WORDS = re.compile(r"\S+")
 
 
 def intrinsic(raw: str, repaired: str, tokens: Sequence[str]) -> dict[str, float]:
-    """Signals measured on one document alone.
+    """Signals measured on one document alone (rates, see ``SIGNALS``).
+
+    Each pattern is only searched when a character it needs is present: most
+    documents have no ``<``, ``&``, ``*`` or digits inside words, and pass 1 runs
+    this on every document.
 
     Args:
         raw: the decoded text as stored.
@@ -74,23 +88,37 @@ def intrinsic(raw: str, repaired: str, tokens: Sequence[str]) -> dict[str, float
         True
     """
     chars = max(len(raw), 1) / 1000
-    words = max(len(_WORDS.findall(raw)), 1) / 100
-    markup = (
-        len(HTML_TAG.findall(repaired))
-        + len(HTML_ENTITY.findall(repaired))
-        + len(MARKDOWN_LINK.findall(repaired))
-        + len(_MARKDOWN_EMPHASIS.findall(repaired))
-    )
-    longest = max(len(line) for line in raw.splitlines()) if raw.strip() else 0
+    words = max(len(raw.split()), 1) / 100
+    markup = 0
+    if "<" in repaired:
+        markup += len(HTML_TAG.findall(repaired))
+    if "&" in repaired:
+        markup += len(HTML_ENTITY.findall(repaired))
+    if "](" in repaired:
+        markup += len(MARKDOWN_LINK.findall(repaired))
+    if "*" in repaired or "_" in repaired or "#" in repaired:
+        markup += len(_MARKDOWN_EMPHASIS.findall(repaired))
+    boilerplate = len(BOILERPLATE_LINE.findall(repaired)) + len(_BOILERPLATE_INLINE.findall(repaired))
     return {
-        "mojibake": (max(len(raw) - len(repaired), 0) + raw.count("\ufffd")) / chars,
+        "mojibake": max(len(raw) - len(repaired), 0) / chars,
         "markup": markup / chars,
         "treebank": len(_TREEBANK.findall(raw)) / words,
         "gaps": len(_GAPS.findall(raw)) / words,
-        "boilerplate": float(len(BOILERPLATE_LINE.findall(repaired))),
-        "one_line": 1.0 if len(raw) > 1500 and longest > 0.95 * len(raw.strip()) else 0.0,
-        "ocr": len(_OCR_MIX.findall(repaired)) / words,
+        "boilerplate": float(boilerplate),
+        "one_line": 1.0 if len(raw) > 400 and "\n" not in raw.strip() else 0.0,
+        "ocr": len(_OCR_MIX.findall(repaired)) / words if _HAS_DIGIT.search(repaired) else 0.0,
     }
+
+
+def relative_excess(signals: Sequence[dict[str, float]]) -> list[dict[str, float]]:
+    """Each damage signal minus the cluster's lowest value for it.
+
+    What every copy shares (the source's own odd characters, a site footer, a
+    writer's repeated phrases) is not damage done to one copy, so it must not
+    decide which copy is cleanest.
+    """
+    floor = {name: min(s.get(name, 0.0) for s in signals) for name in SIGNALS}
+    return [{**s, **{name: s.get(name, 0.0) - floor[name] for name in SIGNALS}} for s in signals]
 
 
 def repeated_phrase_fraction(tokens: Sequence[str], n: int = 3, min_count: int = 3) -> float:
@@ -189,8 +217,14 @@ def _substitutions(
     chain = _longest_increasing(anchors)
     for (i1, j1), (i2, j2) in itertools.pairwise(chain):
         seg_a, seg_b = a[i1 + 3 : i2], b[j1 + 3 : j2]
-        if seg_a and seg_b and len(seg_a) <= _MAX_BUBBLE and len(seg_b) <= _MAX_BUBBLE:
-            yield seg_a, seg_b
+        if not seg_a or not seg_b or len(seg_a) > _MAX_BUBBLE or len(seg_b) > _MAX_BUBBLE or seg_a == seg_b:
+            continue
+        # Inside the stretch, only replaced words count: a deletion (dropped words) or an
+        # insertion (an added sentence) says nothing about whose words are wrong.
+        matcher = difflib.SequenceMatcher(None, seg_a, seg_b, autojunk=False)
+        for op, a1, a2, b1, b2 in matcher.get_opcodes():
+            if op == "replace":
+                yield seg_a[a1:a2], seg_b[b1:b2]
 
 
 def _longest_increasing(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
