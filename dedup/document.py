@@ -52,6 +52,7 @@ class Document:
     line: int = 0  # JSONL line number (1-based), 0 for whole files
     sha256: str = ""
     size: int = 0
+    mtime_ns: int = 0  # whole files: to check, cheaply, that the file is unchanged when copied
     status: Status = Status.OK
     error: str | None = None
     text: str | None = None
@@ -62,8 +63,7 @@ class Document:
 class Features:
     """What pass 1 keeps of an ``ok`` document once its text is dropped."""
 
-    content: bytes  # hash of the normalised token sequence: equal => exact duplicate
-    n_tokens: int
+    content: int  # 64-bit hash of the normalised token sequence: equal => exact duplicate
+    shingles: int  # size of the shingle set, for the containment estimate
     signature: np.ndarray = field(repr=False)  # uint32[num_perm], datasketch affine32
-    signals: dict[str, float] = field(default_factory=dict)
-    vocabulary: np.ndarray | None = field(default=None, repr=False)  # distinct token hashes, until counted
+    signals: np.ndarray = field(repr=False)  # float32, quality.INTRINSIC order

@@ -103,49 +103,41 @@ def read_manifest(out: Path) -> list[dict[str, Any]]:
         raise OutputError(f"no readable {MANIFEST} in {out}: {err}") from err
 
 
-def _read_verified(doc: Document) -> bytes:
-    """The document's bytes as first read; a file changed since then is an error, not a silent copy."""
-    with open(doc.file, "rb") as fh:
-        if doc.offset < 0:
-            data = fh.read()
-        else:
-            fh.seek(doc.offset)
-            data = fh.readline().rstrip(b"\r\n")
+def _read_line(doc: Document, fh: Any) -> bytes:
+    """A JSONL record's bytes as first read; a file changed since then is an error, not a silent copy."""
+    fh.seek(doc.offset)
+    data: bytes = fh.readline().rstrip(b"\r\n")
     if hashlib.sha256(data).hexdigest() != doc.sha256:
         raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
     return data
 
 
-def write_canonical(out: Path, kept: Iterable[Document]) -> int:
-    """Copy the canonical documents under ``OUT/canonical``, then swap the directory in.
-
-    Whole files are byte-identical copies at their manifest path; JSONL records are
-    written, as read, to one JSONL per input file. Returns the number of documents.
-    """
+def stage_canonical(out: Path) -> Path:
+    """A fresh directory inside OUT to build ``canonical/`` in before it is swapped in."""
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".canonical.", suffix=".tmp"))
     os.chmod(staging, _DIR_MODE)  # mkdtemp makes 0700
+    return staging
 
-    n = 0
-    jsonl: dict[Path, Any] = {}
+
+def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
+    """Kept JSONL records, as read, to one JSONL per input file (in manifest order)."""
+    by_file: dict[str, list[Document]] = {}
+    for doc in kept:
+        assert doc.status is Status.OK and doc.offset >= 0
+        by_file.setdefault(doc.file, []).append(doc)
+    for file, docs in by_file.items():
+        label = docs[0].source.label
+        target = staging / (f"{label}/{Path(file).name}" if label else Path(file).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(file, "rb") as src, open(target, "wb") as dst:
+            for doc in docs:
+                dst.write(_read_line(doc, src) + b"\n")
+
+
+def publish_canonical(out: Path, staging: Path) -> None:
+    """Swap the staged directory in as ``OUT/canonical`` (the old one, if any, is removed)."""
+    final, old = out / CANONICAL, out / f".{CANONICAL}.old"
     try:
-        for doc in kept:
-            assert doc.status is Status.OK
-            data = _read_verified(doc)
-            if doc.offset < 0:
-                target = staging / doc.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            else:
-                name = Path(doc.file).name
-                target = staging / (f"{doc.source.label}/{name}" if doc.source.label else name)
-                if target not in jsonl:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    jsonl[target] = open(target, "wb")  # noqa: SIM115 - closed in finally
-                jsonl[target].write(data + b"\n")
-            n += 1
-        for fh in jsonl.values():
-            fh.close()
-        final, old = out / CANONICAL, out / f".{CANONICAL}.old"
         if old.exists():
             shutil.rmtree(old)
         if final.exists():
@@ -153,9 +145,4 @@ def write_canonical(out: Path, kept: Iterable[Document]) -> int:
         os.replace(staging, final)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as err:
-        raise OutputError(f"cannot write {out / CANONICAL}: {err.strerror or err}") from err
-    finally:
-        for fh in jsonl.values():
-            fh.close()
-        shutil.rmtree(staging, ignore_errors=True)
-    return n
+        raise OutputError(f"cannot write {final}: {err.strerror or err}") from err

@@ -107,8 +107,9 @@ def read_file(doc: Document, config: Config) -> None:
     if doc.offset >= 0 or doc.status is not Status.OK:
         return
     try:
-        size = os.stat(doc.file).st_size
-        doc.size = size
+        info = os.stat(doc.file)
+        size, doc.size, doc.mtime_ns = info.st_size, info.st_size, info.st_mtime_ns
+
         if size > config.max_bytes:
             doc.status, doc.error = Status.TOO_LARGE, f"{size} bytes is over --max-bytes {config.max_bytes}"
             return

@@ -78,8 +78,18 @@ class TokenFrequency:
 
     def add(self, hashes: np.ndarray) -> None:
         """Count one document's tokens (each distinct token once)."""
-        cells = self._cells(np.unique(hashes))
-        np.add.at(self.table, (self._rows, cells), 1)
+        self.merge(self.delta([hashes]))
+
+    def delta(self, documents: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Counts of a batch of documents, per row as (cells, counts): small to send between processes."""
+        if not documents:
+            return []
+        cells = self._cells(np.concatenate([np.unique(h) for h in documents]))
+        return [np.unique(row, return_counts=True) for row in cells]
+
+    def merge(self, delta: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        for row, (cells, counts) in enumerate(delta):
+            self.table[row, cells] += counts.astype(np.uint32)
 
     def get(self, hashes: np.ndarray) -> np.ndarray:
         return self.table[self._rows, self._cells(hashes)].min(axis=0)
