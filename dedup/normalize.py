@@ -14,6 +14,7 @@ import re
 import unicodedata
 
 import ftfy
+import numpy as np
 
 NORMALIZATION_VERSION = 1  # bump when tokens() changes: stored signatures depend on it
 
@@ -38,17 +39,19 @@ BOILERPLATE_LINE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
-# OCR confusion classes (rn/m, cl/d, 1/l/i/|, 0/o, c/e, u/n, h/b, 5/s): folded so that a
-# slip does not break the shingles around it. Both sides fold alike, so clean pairs
-# lose nothing; scoring still sees the real tokens.
-_OCR_DIGRAPHS = (("rn", "m"), ("cl", "d"), ("vv", "w"))
-_OCR_FOLD = str.maketrans(
-    {"1": "l", "i": "l", "|": "l", "!": "l", "0": "o", "c": "e", "u": "n", "b": "h", "5": "s"}
-)
-_REPEATS = re.compile(r"(.)\1+")
-_skeletons: dict[str, str] = {}
-_NOT = re.compile(r"\s*n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
+# OCR confusion classes (rn/m, cl/d, vv/w, 1/l/i, 0/o, c/e, u/n, h/b, 5/s, doubled
+# letters): folded so that a slip does not break the shingles around it. Both sides
+# fold alike, so clean pairs lose nothing; scoring still sees the real tokens.
+_OCR_DIGRAPHS = ((b"rn", b"m"), (b"cl", b"d"), (b"vv", b"w"))
+_OCR_FOLD = bytes.maketrans(b"1i0cub5", b"lloenhs")
+_NOT = re.compile(r"n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
 _WORD = re.compile(r"[^\W_]+")
+# Bytes that make up tokens: what [^\W_] matches in ASCII, and every byte of a
+# non-ASCII character (token_bytes only lets letters through there).
+WORD_BYTE = np.zeros(256, dtype=bool)
+for _lo, _hi in ((b"0", b"9"), (b"a", b"z"), (b"A", b"Z")):
+    WORD_BYTE[ord(_lo) : ord(_hi) + 1] = True
+WORD_BYTE[0x80:] = True
 
 
 def repair(text: str) -> str:
@@ -74,31 +77,38 @@ def comparison_text(repaired: str) -> str:
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
     text = text.casefold()
-    return _NOT.sub(" not", text)
+    if "n't" in text or "n\u2019t" in text:
+        text = _NOT.sub(" not", text)
+    return text
 
 
-def skeleton(token: str) -> str:
-    """The token with OCR-confusable letters folded together, for matching only.
+def token_bytes(comparison: str) -> bytes:
+    """The tokens of a comparison text as bytes, separated by non-word bytes.
+
+    ASCII text is used as it is (its punctuation and spaces already separate the
+    same tokens ``tokens`` finds); other text is tokenised and joined by spaces, so
+    that a curly quote or a dash never counts as part of a word.
+    """
+    if comparison.isascii():
+        return comparison.encode("ascii")
+    return " ".join(_WORD.findall(comparison)).encode("utf-8")
+
+
+def skeleton_bytes(data: bytes) -> np.ndarray:
+    """``token_bytes`` with OCR-confusable letters folded together, for matching only.
 
     Example:
-        >>> skeleton("tbe"), skeleton("the"), skeleton("cornmunity") == skeleton("community")
-        ('the', 'the', True)
+        >>> bytes(skeleton_bytes(b"tbe cornmunity wou1d")) == bytes(skeleton_bytes(b"the community would"))
+        True
     """
-    folded = _skeletons.get(token)
-    if folded is None:
-        folded = token
-        for digraph, letter in _OCR_DIGRAPHS:
-            folded = folded.replace(digraph, letter)
-        folded = _REPEATS.sub(r"\1", folded.translate(_OCR_FOLD))
-        if len(_skeletons) > 1_000_000:
-            _skeletons.clear()
-        _skeletons[token] = folded
-    return folded
-
-
-def match_tokens(tokens: list[str]) -> list[str]:
-    """Tokens as shingles see them: OCR skeletons (see ``skeleton``)."""
-    return [skeleton(t) for t in tokens]
+    for digraph, letter in _OCR_DIGRAPHS:
+        data = data.replace(digraph, letter)
+    folded = np.frombuffer(data.translate(_OCR_FOLD), dtype=np.uint8)
+    if len(folded) < 2:
+        return folded
+    keep = np.ones(len(folded), dtype=bool)
+    keep[1:] = (folded[1:] != folded[:-1]) | ~WORD_BYTE[folded[1:]]
+    return folded[keep]
 
 
 def tokens(repaired: str) -> list[str]:

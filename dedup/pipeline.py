@@ -32,7 +32,16 @@ from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import Document, Features, Status
 from dedup.errors import InputChangedError
-from dedup.signatures import Signer, TokenFrequency, document_shingles, scheme_stamp, similarity, token_hashes
+from dedup.signatures import (
+    Signer,
+    TokenFrequency,
+    document_shingles,
+    hash_token_bytes,
+    scheme_stamp,
+    shingles_of,
+    similarity,
+    token_hashes,
+)
 
 Progress = Callable[[str, int], None]
 _BATCH = 128
@@ -84,13 +93,14 @@ def analyse(
     if doc.status is not Status.OK or text is None:
         return doc, None, None
     repaired = normalize.repair(text)
-    toks = normalize.tokens(repaired)
-    if not toks:
+    comparison = normalize.comparison_text(repaired)
+    words = normalize.token_bytes(comparison)
+    hashes = hash_token_bytes(words)
+    if len(hashes) == 0:
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None, None
-    hashes = token_hashes(toks)
-    shingles = document_shingles(toks, config.shingle_size)
-    measured = quality.intrinsic(text, repaired, toks)
+    shingles = shingles_of(hash_token_bytes(normalize.skeleton_bytes(words)), config.shingle_size)
+    measured = quality.intrinsic(text, repaired, comparison)
     return (
         doc,
         Features(

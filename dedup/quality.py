@@ -96,10 +96,21 @@ _MARKDOWN_EMPHASIS = re.compile(
     r"\*\*|__|^#{1,6} |^\s*[*-] \[|(?<![\w*])[*_](?=[^\s*_])[^*_\n]{1,80}(?<=[^\s*_])[*_](?![\w*])",
     re.MULTILINE,
 )
-_OCR_MIX = re.compile(r"[a-z]+[0-9]+[a-z]+|[0-9]+[a-z]{2,}[0-9]+")  # whole tokens: wou1d, c0mment
+_OCR_MIX = re.compile(r"\b[a-z]+[0-9]+[a-z]+\b|\b[0-9]+[a-z]{2,}[0-9]+\b")  # wou1d, c0mment
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[ord("0") : ord("9") + 1] = True
+_LOWER = np.zeros(256, dtype=bool)
+_LOWER[ord("a") : ord("z") + 1] = True
 
 
-def intrinsic(raw: str, repaired: str, tokens: Sequence[str]) -> dict[str, float]:
+def _letters_and_digits_touch(comparison: str) -> bool:
+    """Cheap test before the OCR pattern: most texts have digits, few have them inside words."""
+    buf = np.frombuffer(comparison.encode("utf-8", "replace"), dtype=np.uint8)
+    digit, lower = _DIGIT[buf], _LOWER[buf]
+    return bool((digit[1:] & lower[:-1]).any() or (lower[1:] & digit[:-1]).any())
+
+
+def intrinsic(raw: str, repaired: str, comparison: str) -> dict[str, float]:
     """Signals measured on one document alone (rates, see ``SIGNALS``).
 
     Each pattern is only searched when a character it needs is present: most
@@ -109,10 +120,10 @@ def intrinsic(raw: str, repaired: str, tokens: Sequence[str]) -> dict[str, float
     Args:
         raw: the decoded text as stored.
         repaired: ``normalize.repair(raw)`` (mojibake fixed).
-        tokens: ``normalize.tokens(repaired)``.
+        comparison: ``normalize.comparison_text(repaired)``.
 
     Example:
-        >>> s = intrinsic("He said , `` no . ''", "He said , `` no . ''", ["he", "said", "no"])
+        >>> s = intrinsic("He said , `` no . ''", "He said , `` no . ''", "he said , `` no . ''")
         >>> s["treebank"] > 0
         True
     """
@@ -131,7 +142,7 @@ def intrinsic(raw: str, repaired: str, tokens: Sequence[str]) -> dict[str, float
     lowered = repaired.lower()
     if any(cue in lowered for cue in _BOILERPLATE_CUES):
         boilerplate += len(_BOILERPLATE_INLINE.findall(repaired))
-    mixed = [t for t in tokens if not t.isalpha() and not t.isdigit()]
+    ocr = len(_OCR_MIX.findall(comparison)) if _letters_and_digits_touch(comparison) else 0
     return {
         "mojibake": max(len(raw) - len(repaired), 0) / chars,
         "markup": markup / chars,
@@ -139,7 +150,7 @@ def intrinsic(raw: str, repaired: str, tokens: Sequence[str]) -> dict[str, float
         "gaps": len(_GAPS.findall(raw)) / words if any(c in raw for c in _GAP_CUES) else 0.0,
         "boilerplate": float(boilerplate),
         "one_line": 1.0 if len(raw) > 400 and "\n" not in raw.strip() else 0.0,
-        "ocr": sum(1 for t in mixed if _OCR_MIX.fullmatch(t)) / words,
+        "ocr": ocr / words,
     }
 
 

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 import datasketch
 import numpy as np
-import xxhash
 from datasketch import LeanMinHash, MinHash
 
-from dedup.normalize import match_tokens
+from dedup.normalize import WORD_BYTE, skeleton_bytes
 
 SCHEME = "affine32"
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -26,17 +25,28 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _POSITION_MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15 ^ (i * 0xBF58476D1CE4E5B9 % (1 << 64)) | 1 for i in range(20)], dtype=np.uint64
 )
-_token_cache: dict[str, int] = {}
-_TOKEN_CACHE_LIMIT = 1_000_000
+# Token hashes are polynomial hashes of the token's bytes, sum(b_j * P^(j - start)),
+# computed for all tokens of a document at once from one prefix sum.
+_P = 0x9E3779B97F4A7C15
+_POWERS_CACHED = 1 << 16
 
 
-def _token_hash(token: str) -> int:
-    value = _token_cache.get(token)
-    if value is None:
-        if len(_token_cache) >= _TOKEN_CACHE_LIMIT:
-            _token_cache.clear()
-        value = _token_cache[token] = xxhash.xxh3_64_intdigest(token.encode())
-    return value
+def _geometric(ratio: int, n: int) -> np.ndarray:
+    """[1, r, r^2, ...] modulo 2^64 (uint64 arithmetic wraps)."""
+    steps = np.full(n, ratio, dtype=np.uint64)
+    steps[0] = 1
+    return np.cumprod(steps, dtype=np.uint64)
+
+
+_P_INVERSE = pow(_P, -1, 1 << 64)
+_POWERS = _geometric(_P, _POWERS_CACHED)
+_INVERSES = _geometric(_P_INVERSE, _POWERS_CACHED)
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    if n <= _POWERS_CACHED:
+        return _POWERS[:n], _INVERSES[:n]
+    return _geometric(_P, n), _geometric(_P_INVERSE, n)
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
@@ -48,9 +58,29 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
+def hash_token_bytes(data: bytes | np.ndarray) -> np.ndarray:
+    """64-bit hash of every token (run of ``normalize.WORD_BYTE`` bytes), in order.
+
+    Example:
+        >>> a, b = hash_token_bytes(b"the cat, the"), hash_token_bytes(b"cat")
+        >>> bool(a[0] == a[2] and a[1] == b[0] and a[0] != a[1])
+        True
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    edges = np.diff(WORD_BYTE[buf].view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if len(starts) == 0:
+        return np.empty(0, dtype=np.uint64)
+    powers, inverses = _powers(len(buf))
+    prefix = np.zeros(len(buf) + 1, dtype=np.uint64)
+    np.cumsum((buf.astype(np.uint64) + np.uint64(1)) * powers, out=prefix[1:])
+    h = (prefix[ends] - prefix[starts]) * inverses[starts]
+    return _fmix64(h ^ ((ends - starts).astype(np.uint64) << np.uint64(56)))
+
+
 def token_hashes(tokens: Sequence[str]) -> np.ndarray:
-    """64-bit hash of each token, in order."""
-    return np.fromiter((_token_hash(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+    """64-bit hash of each token, in order (the same values pass 1 computes from the text)."""
+    return hash_token_bytes(" ".join(tokens).encode("utf-8"))
 
 
 class TokenFrequency:
@@ -112,12 +142,15 @@ def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:
 
 def document_shingles(tokens: Sequence[str], k: int) -> np.ndarray:
     """The shingle set a document is compared by: k-grams of its OCR-folded tokens."""
-    return shingle_hashes(match_tokens(list(tokens)), k)
+    return shingles_of(hash_token_bytes(skeleton_bytes(" ".join(tokens).encode("utf-8"))), k)
 
 
 def shingles_of(th: np.ndarray, k: int) -> np.ndarray:
     """``shingle_hashes`` from already hashed tokens."""
+    if len(th) == 0:
+        return np.empty(0, dtype=np.uint64)
     width = min(k, len(th))
+
     n = len(th) - width + 1
     acc = np.zeros(n, dtype=np.uint64)
     for j in range(width):
@@ -171,7 +204,7 @@ def scheme_stamp(*, num_perm: int, seed: int, shingle_size: int) -> dict[str, ob
         "num_perm": num_perm,
         "seed": seed,
         "shingle_size": shingle_size,
-        "token_hash": "xxh3_64",
+        "token_hash": "poly64-fmix64",
     }
 
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import ARTICLES, COUNCIL, MUSEUM, NOISE, coref, garble, join_paragraphs, truncate
 
 from dedup.canonical import Member, rank
-from dedup.normalize import repair, tokens
+from dedup.normalize import comparison_text, repair, tokens
 from dedup.quality import intrinsic, relative, repeated_phrase_fraction
 from dedup.signatures import TokenFrequency, shingle_hashes, token_hashes
 
@@ -19,7 +19,7 @@ def ranked_paths(texts: dict[str, str]) -> list[str]:
     toks = [tokens(repair(texts[n])) for n in names]
     rel = relative(toks, [shingle_hashes(t, 5) for t in toks])
     members: Sequence[Member] = [
-        Member(i, n, {**intrinsic(texts[n], repair(texts[n]), toks[i]), **rel[i]})
+        Member(i, n, {**intrinsic(texts[n], repair(texts[n]), comparison_text(repair(texts[n]))), **rel[i]})
         for i, n in enumerate(names)
     ]
     return [s.member.path for s in rank(members)]
