@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import orjson
 
@@ -34,13 +34,15 @@ from corpora.sources import (
     load_news,
     load_sotu,
     shingles,
+    split_sentences,
+    words,
 )
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 """Bump whenever output for a given seed changes, so cached benchmark corpora are rebuilt."""
 
 MULTI_PATTERNS = ("truncated_clean", "original_plus_damaged", "damaged_only", "revision", "exact")
-PATTERNS = (*MULTI_PATTERNS, "singleton", "same_event")
+PATTERNS = (*MULTI_PATTERNS, "singleton", "same_event", "chained")
 MULTI_WEIGHTS: Mapping[str, float] = {
     "truncated_clean": 0.25,
     "original_plus_damaged": 0.30,
@@ -68,13 +70,26 @@ NEWS_N_BASE = 2500
 HERE = Path(__file__).resolve().parent
 
 
+class Link(TypedDict):
+    """A bridge's measured overlap with another file of its chained group (word 5-grams, as in sources)."""
+
+    to: str
+    jaccard: float
+    containment: float
+
+
 class FileTruth(TypedDict):
-    """Ground truth for one file: its cluster, the cluster's pattern, the damage it got and its role."""
+    """Ground truth for one file: its cluster, the cluster's pattern, the damage it got and its role.
+
+    Bridges of the `chained` pattern also carry their kind and their links to the rest of the group.
+    """
 
     cluster: str
     pattern: str
     damage: list[str]
     role: str
+    bridge: NotRequired[str]
+    links: NotRequired[list[Link]]
 
 
 class ClusterTruth(TypedDict):
@@ -96,12 +111,14 @@ class Truth(TypedDict):
     clusters: dict[str, ClusterTruth]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Doc:
     text: str
     role: str
     damage: list[str]
     acceptable: bool
+    bridge: str | None = None
+    links: list[tuple[_Doc, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -245,6 +262,225 @@ BUILDERS: Mapping[str, Callable[[Article, Random], list[_Doc]]] = {
 }
 
 
+# ---------------------------------------------------------------- chained groups
+
+CHAIN_JACCARD = (0.2, 0.35)
+"""A bridge's word 5-gram Jaccard with each of the two articles it links lies in this range."""
+CHAIN_MAX_CONTAINMENT = 0.45
+"""A bridge's containment (overlap over the smaller set) with any file of its group stays below this."""
+CHAIN_SIZE_RATIO = 0.7
+"""The two linked articles differ in length by at most this factor (words), so one bridge suits both."""
+BRIDGE_KINDS = ("roundup", "liveblog", "glitch")
+ROUNDUP_INTROS = (
+    "Here are the stories we are following this {weekday}.",
+    "Morning briefing: what you need to know on {weekday}, {month} {day}.",
+    "Evening roundup: the day's top stories",
+    "Catch up: the news you may have missed on {month} {day}",
+    "Top stories this {weekday}",
+    "Your {weekday} digest of the headlines.",
+)
+LIVEBLOG_HEADS = (
+    "Live updates: the latest as it happens",
+    "LIVE: follow the day's developments",
+    "As it happened: {weekday}, {month} {day}",
+    "Live blog: latest news and reaction",
+)
+GLITCH_JOINS = ("", "", "Next story", "Up next", "Continue reading", "More from this section")
+
+
+def _sentences(art: Article) -> list[tuple[int, str, int]]:
+    """Body sentences as (paragraph index, sentence, word count)."""
+    return [(i, s, len(words(s))) for i, para in enumerate(art.paragraphs) for s in split_sentences(para)]
+
+
+def excerpt(art: Article, n_words: float, *, tail: bool = False) -> str:
+    """About n_words words from the start (or the end) of the body, paragraphs kept.
+
+    Whole sentences while they fit; the next one is cut at a word boundary (a head excerpt then
+    ends in "...", as digest snippets do; a tail excerpt starts mid-sentence, as a glitched scrape does).
+    """
+    sents = _sentences(art)
+    if tail:
+        sents.reverse()
+    chosen: list[tuple[int, str, int]] = []
+    total = 0
+    for pi, sent, n in sents:
+        if total + n <= n_words:
+            chosen.append((pi, sent, n))
+            total += n
+            continue
+        toks = sent.split()
+        k = round((n_words - total) * len(toks) / max(1, n))
+        if k >= 3:
+            part = " ".join(toks[-k:]) if tail else " ".join(toks[:k]).rstrip(",;:") + " ..."
+            chosen.append((pi, part, k))
+        break
+    if tail:
+        chosen.reverse()
+    paras: list[list[str]] = []
+    last = -1
+    for pi, sent, _ in chosen:
+        if pi != last:
+            paras.append([])
+            last = pi
+        paras[-1].append(sent)
+    return "\n\n".join(" ".join(p) for p in paras)
+
+
+def _bridge_text(kind: str, segs: list[tuple[Article, float, bool]], rng: Random) -> str:
+    """A page quoting several stories: segs are (article, words to quote, quote its end?).
+
+    roundup: a digest quoting the opening of each story under its headline; liveblog: timestamped
+    entries, newest first; glitch: a scrape that runs from the end of one story into the next ones.
+    """
+    fill = {"weekday": rng.choice(WEEKDAYS), "month": rng.choice(MONTHS), "day": rng.randint(1, 28)}
+    parts: list[str] = []
+    if kind == "roundup":
+        parts.append(rng.choice(ROUNDUP_INTROS).format(**fill))
+        for art, n, tail in segs:
+            parts += ([art.title] if art.title else []) + [excerpt(art, n, tail=tail)]
+    elif kind == "liveblog":
+        parts.append(rng.choice(LIVEBLOG_HEADS).format(**fill))
+        minute = rng.randint(14 * 60, 22 * 60)
+        with_titles = rng.random() < 0.5
+        for art, n, tail in segs:
+            parts.append(f"{minute // 60:02d}:{minute % 60:02d} {rng.choice(('GMT', 'BST', 'ET', 'CET'))}")
+            parts += ([art.title] if art.title and with_titles else []) + [excerpt(art, n, tail=tail)]
+            minute -= rng.randint(7, 95)
+    else:
+        for k, (art, n, tail) in enumerate(segs):
+            if k:
+                join = rng.choice(GLITCH_JOINS)
+                parts += ([join] if join else []) + ([art.title] if art.title else [])
+            parts.append(excerpt(art, n, tail=tail))
+    return "\n\n".join(parts)
+
+
+def _make_bridge(
+    kind: str,
+    a: Article,
+    c: Article,
+    fillers: Sequence[Article],
+    group: Sequence[_Doc],
+    rng: Random,
+    tries: int = 400,
+) -> _Doc:
+    """A bridge page linking a and c, redrawn until it sits in the documented overlap ranges.
+
+    group[0] and group[1] are the originals of a and c: Jaccard with each must lie in CHAIN_JACCARD.
+    The other members (a light copy, an earlier bridge) only must not be near-duplicates of it:
+    Jaccard <= CHAIN_JACCARD[1]. Containment with every member stays below CHAIN_MAX_CONTAINMENT.
+    The fillers are stories quoted on the same page whose own files are not in the corpus.
+    """
+    n_a, n_c = len(words(a.text)), len(words(c.text))
+    sets = [shingles(d.text) for d in group]
+    for _ in range(tries):
+        fa, fc = rng.uniform(0.3, 0.45), rng.uniform(0.3, 0.45)
+        share = rng.uniform(0.12, 0.3)
+        n_fill = share / (1 - share) * (fa * n_a + fc * n_c)
+        cuts = sorted(rng.uniform(0, 1) for _ in range(len(fillers) - 1))
+        weights = [y - x for x, y in zip([0.0, *cuts], [*cuts, 1.0], strict=True)]
+        fsegs = [(f, max(20.0, w * n_fill), False) for f, w in zip(fillers, weights, strict=True)]
+        if kind == "glitch":
+            (x, n_x), (y, n_y) = rng.sample([(a, fa * n_a), (c, fc * n_c)], 2)
+            segs = [(x, n_x, True), (y, n_y, False), *fsegs]
+        else:
+            segs = [(a, fa * n_a, False), (c, fc * n_c, False), *fsegs]
+            rng.shuffle(segs)
+        text = _bridge_text(kind, segs, rng)
+        sh = shingles(text)
+        links = [(d, *jaccard_containment(sh, other)) for d, other in zip(group, sets, strict=True)]
+        lo, hi = CHAIN_JACCARD
+        if all(lo <= jac <= hi for _, jac, _ in links[:2]) and all(
+            jac <= hi and con < CHAIN_MAX_CONTAINMENT for _, jac, con in links
+        ):
+            doc = _Doc(text, "bridge", [], True, bridge=kind)
+            doc.links = [(d, round(jac, 4), round(con, 4)) for d, jac, con in links]
+            return doc
+    raise RuntimeError(f"no {kind} bridge for {a.key} and {c.key} within the overlap ranges")
+
+
+def _chained(arts: Sequence[Article], rng: Random) -> list[_Cluster]:
+    """Two unrelated articles (a sometimes with a light copy) and one or two bridge pages quoting both.
+
+    Every bridge is its own cluster: it is not a copy of either article, but it shares enough with
+    each that chaining loose LSH candidates merges the two articles.
+    """
+    a, c, fillers = arts[0], arts[1], list(arts[2:])
+    a_cl = _Cluster("chained", [a.key], [_Doc(a.text, "original", [], True)])
+    c_cl = _Cluster("chained", [c.key], [_Doc(c.text, "original", [], True)])
+    if rng.random() < 0.4:
+        kind = rng.choice(LIGHT)
+        a_cl.docs.append(_Doc(D.apply(kind, a.text, rng, "light"), "damaged", [kind], False))
+    two = len(fillers) >= 2 and rng.random() < 0.6
+    split = rng.randint(1, len(fillers) - 1) if two else len(fillers)
+    parts = [fillers[:split], fillers[split:]] if two else [fillers]
+    group = [a_cl.docs[0], c_cl.docs[0], *a_cl.docs[1:]]
+    bridges: list[_Cluster] = []
+    # Two bridges must quote different parts of at least one article (both head-quoting kinds quote
+    # both heads), so one of them is a glitch.
+    kinds = (
+        rng.sample([rng.choice(("roundup", "liveblog")), "glitch"], 2) if two else [rng.choice(BRIDGE_KINDS)]
+    )
+    for kind, fill in zip(kinds, parts, strict=True):
+        doc = _make_bridge(kind, a, c, fill, group, rng)
+        for other, jac, con in doc.links[len(group) - len(bridges) :]:
+            other.links.append((doc, jac, con))
+        group.append(doc)
+        bridges.append(_Cluster("chained", [a.key, c.key, *(f.key for f in fill)], [doc]))
+    return [a_cl, c_cl, *bridges]
+
+
+def find_chain_pairs(
+    articles: Sequence[Article], pool: Sequence[int], n_pairs: int, *, window: int = 400
+) -> list[tuple[int, int]]:
+    """Greedy pairs (in pool order) of articles of similar length that share no word 5-gram."""
+    if n_pairs <= 0:
+        return []
+    size = {i: len(words(articles[i].text)) for i in pool}
+    cache: dict[int, set[str]] = {}
+
+    def sets(i: int) -> set[str]:
+        if i not in cache:
+            cache[i] = shingles(articles[i].text)
+        return cache[i]
+
+    used: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for x, i in enumerate(pool):
+        if len(pairs) >= n_pairs:
+            break
+        if i in used:
+            continue
+        for j in pool[x + 1 : x + 1 + window]:
+            if j in used or min(size[i], size[j]) < CHAIN_SIZE_RATIO * max(size[i], size[j]):
+                continue
+            if sets(i).isdisjoint(sets(j)):
+                pairs.append((i, j))
+                used.update((i, j))
+                break
+    if len(pairs) < n_pairs:
+        raise ValueError(f"found only {len(pairs)} of {n_pairs} article pairs for chained groups")
+    return pairs
+
+
+def _fillers(
+    articles: Sequence[Article], pool: Sequence[int], pair: tuple[int, int], n: int, used: set[int]
+) -> list[int]:
+    """n unused articles from pool sharing no word 5-gram with either article of pair."""
+    linked = shingles(articles[pair[0]].text) | shingles(articles[pair[1]].text)
+    out: list[int] = []
+    for k in pool:
+        if len(out) == n:
+            break
+        if k not in used and linked.isdisjoint(shingles(articles[k].text)):
+            out.append(k)
+            used.add(k)
+    if len(out) < n:
+        raise ValueError(f"not enough base articles for the chained groups' bridges ({len(articles)} given)")
+    return out
+
+
 def find_same_event_pairs(
     articles: Sequence[Article],
     n_pairs: int,
@@ -321,14 +557,19 @@ def plan_clusters(
     n_base: int | None = None,
     multi_fraction: float = 0.18,
     same_event_fraction: float = 0.06,
+    chained_fraction: float = 0.06,
     weights: Mapping[str, float] | None = None,
     plan: Mapping[str, int] | None = None,
 ) -> list[tuple[str, list[Article]]]:
     """Decide which base article goes to which pattern (each used at most once).
 
-    `plan` gives exact cluster counts per pattern (same_event counts pairs); otherwise n_base
-    articles are used, same_event_fraction of them in same-event pairs and multi_fraction of the
-    rest in multi-member clusters split by weights, the remainder as singletons.
+    `plan` gives exact cluster counts per pattern (same_event and chained count pairs / groups);
+    otherwise n_base articles are used, same_event_fraction of them in same-event pairs and
+    multi_fraction of the rest in multi-member clusters split by weights. chained_fraction of
+    n_base (in pairs of similar length sharing no 5-gram) go to chained groups instead of being
+    singletons; the remainder are singletons. The other stories a chained group's bridge pages quote
+    ("fillers", 1-3 per group) are further unused articles, preferably beyond n_base, whose own
+    files are not in the corpus.
     """
     n_base = min(len(articles), n_base or len(articles))
     n_pairs = plan.get("same_event", 0) if plan is not None else round(n_base * same_event_fraction / 2)
@@ -338,21 +579,35 @@ def plan_clusters(
     rng.shuffle(rest)
     if plan is not None:
         counts = {k: plan.get(k, 0) for k in (*MULTI_PATTERNS, "singleton")}
+        n_chain = plan.get("chained", 0)
     else:
         take = max(0, n_base - 2 * len(pairs))
-        rest = rest[:take]
         counts = _allocate(round(multi_fraction * take), weights or MULTI_WEIGHTS)
-        counts["singleton"] = take - sum(counts.values())
+        n_chain = max(0, min(round(n_base * chained_fraction / 2), (take - sum(counts.values())) // 2))
+        counts["singleton"] = take - sum(counts.values()) - 2 * n_chain
+    short = ValueError(f"not enough base articles for the plan ({len(articles)} given)")
     out: list[tuple[str, list[Article]]] = []
     for i, j in pairs:
         out.append(("same_event", [articles[i], articles[j]]))
-    it = iter(rest)
-    for pattern in (*MULTI_PATTERNS, "singleton"):
-        for _ in range(counts.get(pattern, 0)):
-            idx = next(it, None)
-            if idx is None:
-                raise ValueError(f"not enough base articles for the plan ({len(articles)} given)")
-            out.append((pattern, [articles[idx]]))
+    pos = 0
+    for pattern in MULTI_PATTERNS:
+        for _ in range(counts[pattern]):
+            if pos >= len(rest):
+                raise short
+            out.append((pattern, [articles[rest[pos]]]))
+            pos += 1
+    pool = rest[pos:]
+    chain_pairs = find_chain_pairs(articles, pool, n_chain)
+    taken = {i for p in chain_pairs for i in p}
+    free = [i for i in pool if i not in taken]
+    if counts["singleton"] > len(free):
+        raise short
+    singles, spare = free[: counts["singleton"]], free[counts["singleton"] :]
+    taken.update(singles)
+    for i, j in chain_pairs:
+        fill = _fillers(articles, spare, (i, j), rng.choice((1, 2, 2, 3)), taken)
+        out.append(("chained", [articles[i], articles[j], *(articles[k] for k in fill)]))
+    out += [("singleton", [articles[i]]) for i in singles]
     return out
 
 
@@ -366,6 +621,8 @@ def _build(planned: list[tuple[str, list[Article]]], rng: Random) -> list[_Clust
                 if k == with_copy:
                     cl.docs += _copies(art.text, rng, 1, "damaged")
                 clusters.append(cl)
+        elif pattern == "chained":
+            clusters += _chained(arts, rng)
         elif pattern == "singleton":
             clusters.append(_Cluster(pattern, [arts[0].key], [_Doc(arts[0].text, "original", [], True)]))
         else:
@@ -411,6 +668,7 @@ def generate(
     n_base: int | None = None,
     multi_fraction: float = 0.18,
     same_event_fraction: float = 0.06,
+    chained_fraction: float = 0.06,
     weights: Mapping[str, float] | None = None,
     plan: Mapping[str, int] | None = None,
     overwrite: bool = False,
@@ -439,6 +697,7 @@ def generate(
         n_base=n_base,
         multi_fraction=multi_fraction,
         same_event_fraction=same_event_fraction,
+        chained_fraction=chained_fraction,
         weights=weights,
         plan=plan,
     )
@@ -458,17 +717,25 @@ def generate(
     for ci, cl in enumerate(clusters):
         cid = f"g{ci + 1:0{width}d}"
         truth["clusters"][cid] = {"pattern": cl.pattern, "members": [], "acceptable": [], "base": cl.base}
+    path_of = {id(doc): rel for (_, doc), rel in zip(flat, paths, strict=True)}
     for (ci, doc), rel in zip(flat, paths, strict=True):
         cid = f"g{ci + 1:0{width}d}"
         target = out_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_file_bytes(doc.text))
-        truth["files"][rel] = {
+        entry: FileTruth = {
             "cluster": cid,
             "pattern": clusters[ci].pattern,
             "damage": doc.damage,
             "role": doc.role,
         }
+        if doc.bridge is not None:
+            entry["bridge"] = doc.bridge
+            links: list[Link] = [
+                {"to": path_of[id(o)], "jaccard": j, "containment": c} for o, j, c in doc.links
+            ]
+            entry["links"] = sorted(links, key=lambda x: x["to"])
+        truth["files"][rel] = entry
         truth["clusters"][cid]["members"].append(rel)
         if doc.acceptable:
             truth["clusters"][cid]["acceptable"].append(rel)

@@ -18,7 +18,16 @@ import pytest
 
 from benchmarks.accuracy import adjusted_rand_index, canonical_choices, pair_counts, score
 from corpora import damage as D
-from corpora.generate import PATTERNS, dump_truth, generate, load_truth
+from corpora.generate import (
+    CHAIN_JACCARD,
+    CHAIN_MAX_CONTAINMENT,
+    GENERATOR_VERSION,
+    PATTERNS,
+    dump_truth,
+    excerpt,
+    generate,
+    load_truth,
+)
 from corpora.sources import Article, jaccard_containment, shingles, split_sentences, to_paragraphs, topic_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +52,8 @@ HYPHENATED = ("well-known", "long-term", "cross-border", "state-owned", "so-call
 FIRST = ("Maria", "Tomas", "Aoife", "Kenji", "Lena", "Omar", "Priya", "Jonas", "Elif", "Ruth", "Sven", "Ines")
 LAST = ("Okafor", "Lindqvist", "Moreau", "Haddad", "Novak", "Brennan", "Castillo", "Ferreira", "Kowalski")
 TOWNS: tuple[str, ...] = ("Arden", "Bexley", "Corwin", "Delph", "Eskar", "Fenwick", "Galloway", "Harrow")
-TOWNS += ("Islay", "Jarrow", "Kilbride", "Lorne", "Mallow", "Nairn")
+TOWNS += ("Islay", "Jarrow", "Kilbride", "Lorne", "Mallow", "Nairn", "Oban", "Penrith", "Quorn", "Rye")
+TOWNS += ("Selby", "Thirsk", "Ulverston", "Wick", "Yarm", "Zennor")
 PLACES = ("Velmora", "Ostrava", "Kellan", "Duneport", "Marisol", "Tarrow", "Quillon", "Brevik", "Solenne")
 
 
@@ -77,7 +87,7 @@ def fake_article(i: int, names: list[str], rng: random.Random) -> Article:
     return Article(key, title, paras, f"site{i % 3}.example", topic_key(text))
 
 
-def fake_articles(n: int = 14) -> list[Article]:
+def fake_articles(n: int = 24) -> list[Article]:
     """n articles; articles 0 and 1 share their names (a same-event pair), the rest have their own."""
     rng = random.Random(20240601)
     shared = [f"{FIRST[0]} {LAST[0]}", f"{FIRST[1]} {LAST[1]}", PLACES[0], PLACES[1], "Commissioner Varga"]
@@ -97,6 +107,7 @@ PLAN = {
     "exact": 1,
     "singleton": 2,
     "same_event": 1,
+    "chained": 2,
 }
 
 
@@ -228,6 +239,10 @@ def test_pattern_shapes(made: tuple[Path, dict]) -> None:
             assert all(1 <= len(files[m]["damage"]) <= 3 for m in members if m not in acc)
         elif pat == "singleton":
             assert members == acc and len(members) == 1
+        elif pat == "chained":
+            roles = sorted(files[m]["role"] for m in members)
+            assert roles in (["bridge"], ["original"], ["damaged", "original"]), roles
+            assert [files[a]["role"] for a in acc] in (["bridge"], ["original"])
 
 
 def test_truncated_clean_is_the_hard_case(made: tuple[Path, dict]) -> None:
@@ -248,6 +263,72 @@ def test_truncated_clean_is_the_hard_case(made: tuple[Path, dict]) -> None:
     assert checked >= 2
 
 
+def _check_chained(corpus: Path, truth: dict) -> int:
+    """Check every chained group against the documented ranges, recomputing the recorded overlaps.
+
+    Returns the number of bridges checked.
+    """
+    files, clusters = truth["files"], truth["clusters"]
+    sh = {}
+
+    def sets(p: str) -> set[str]:
+        return sh.setdefault(p, shingles((corpus / p).read_text(encoding="utf-8")))
+
+    lo, hi = CHAIN_JACCARD
+    bridges = [p for p, f in files.items() if f["pattern"] == "chained" and f["role"] == "bridge"]
+    for b in bridges:
+        f = files[b]
+        assert f["bridge"] in ("roundup", "liveblog", "glitch")
+        assert clusters[f["cluster"]]["members"] == [b] == clusters[f["cluster"]]["acceptable"]
+        originals = []
+        for link in f["links"]:
+            other = files[link["to"]]
+            assert other["pattern"] == "chained" and other["cluster"] != f["cluster"]
+            jac, con = jaccard_containment(sets(b), sets(link["to"]))
+            assert link["jaccard"] == pytest.approx(jac, abs=1e-4), (b, link)
+            assert link["containment"] == pytest.approx(con, abs=1e-4), (b, link)
+            assert jac <= hi and con < CHAIN_MAX_CONTAINMENT, (b, link)
+            if other["role"] == "original":
+                assert lo <= jac, (b, link)
+                originals.append(link["to"])
+            else:
+                assert other["role"] in ("damaged", "bridge"), other
+        # it links exactly two different articles, which share no word 5-gram at all
+        assert len(originals) == 2
+        a, c = originals
+        assert files[a]["cluster"] != files[c]["cluster"]
+        assert sets(a).isdisjoint(sets(c)), (a, c)
+        # every file of the group is linked (copies of a, the other bridge)
+        group = {m for o in originals for m in clusters[files[o]["cluster"]]["members"]}
+        assert group <= {link["to"] for link in f["links"]}
+    return len(bridges)
+
+
+def test_chained_bridges_link_unrelated_articles(made: tuple[Path, dict]) -> None:
+    corpus, truth = made
+    assert _check_chained(corpus, truth) >= 2
+    n_articles = sum(
+        1 for f in truth["files"].values() if f["pattern"] == "chained" and f["role"] == "original"
+    )
+    assert n_articles == 2 * PLAN["chained"]
+
+
+def test_chained_ranges_hold_across_seeds(tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        corpus, truth = _make(tmp_path, seed=seed)
+        assert _check_chained(corpus, truth) >= PLAN["chained"]
+
+
+def test_excerpt_takes_head_or_tail() -> None:
+    art = fake_articles()[5]
+    n = len(art.text.split())
+    head, tail = excerpt(art, 0.35 * n), excerpt(art, 0.35 * n, tail=True)
+    assert art.paragraphs[0].startswith(head[:40])
+    assert tail.split("\n\n")[-1] == art.paragraphs[-1]
+    for part in (head, tail):
+        assert 0.25 * n <= len(part.split()) <= 0.45 * n
+
+
 def test_refuses_truth_inside_corpus_and_non_empty_dir(tmp_path: Path) -> None:
     arts = fake_articles()
     with pytest.raises(ValueError):
@@ -265,6 +346,9 @@ def test_committed_sample_matches_its_truth() -> None:
     truth = load_truth(truth_path)
     assert set(_files(sample)) == set(truth["files"])
     assert 200 <= len(truth["files"]) <= 300
+    assert truth["generator"] == GENERATOR_VERSION
+    assert {c["pattern"] for c in truth["clusters"].values()} == set(PATTERNS)
+    assert _check_chained(sample, dict(truth)) >= 5
 
 
 # ---------------------------------------------------------------- damage functions
@@ -386,3 +470,19 @@ def test_score_and_canonical_choice(made: tuple[Path, dict]) -> None:
     chosen = canonical_choices(truth, singletons)  # type: ignore[arg-type]
     for cid, path in chosen.items():
         assert path == min(truth["clusters"][cid]["members"])
+
+
+def test_chaining_bridges_shows_in_chained_precision(made: tuple[Path, dict]) -> None:
+    """Merging each bridge with everything it links (what chained LSH does) costs chained precision."""
+    _, truth = made
+    label = {p: f["cluster"] for p, f in truth["files"].items()}
+    for p, f in sorted(truth["files"].items()):
+        for link in f.get("links", []):
+            old, new = label[link["to"]], label[p]
+            label = {q: new if c == old else c for q, c in label.items()}
+    pred = {p: (c, False) for p, c in label.items()}
+    s = score("chain", truth, pred, 0.0)  # type: ignore[arg-type]
+    chained = s.per_pattern["chained"]
+    assert chained["pair_precision"] < 0.5
+    assert not chained["pair_recall"] < 1.0  # 1.0, or nan when no article got a copy
+    assert s.precision < 1.0 and s.recall == 1.0
