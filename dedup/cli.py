@@ -16,7 +16,7 @@ import orjson
 
 from dedup import __version__
 from dedup.config import Config
-from dedup.errors import ConfigError, DedupError
+from dedup.errors import ConfigError, DedupError, StateLockedError
 from dedup.explain import explain as explain_pair
 from dedup.pipeline import run as run_pipeline
 
@@ -31,8 +31,16 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ConfigError as err:
             raise click.UsageError(str(err), ctx) from err
+        except StateLockedError as err:
+            raise _Locked(str(err)) from err
         except DedupError as err:
             raise click.ClickException(str(err)) from err
+
+
+class _Locked(click.ClickException):
+    """Another run holds the state: exit 3, so cron wrappers can tell "busy" from "broken"."""
+
+    exit_code = 3
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -108,6 +116,22 @@ def cli() -> None:
     show_default=True,
     help="Worker processes; 0 = one per core. Results are the same for any value.",
 )
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory for incremental (cron) runs: only new or changed files are signed.",
+)
+@click.option(
+    "--lock-timeout",
+    type=float,
+    default=_DEFAULTS["lock_timeout"],
+    show_default=True,
+    help="Seconds to wait for another run holding --state (then exit 3).",
+)
+@click.option(
+    "--rebuild", is_flag=True, help="Discard --state and build it anew (after changing parameters)."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary line.")
 def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], **options: Any) -> None:
     """Cluster near-duplicates in INPUT... and write OUT/manifest.jsonl, OUT/canonical/, OUT/summary.json.
@@ -120,6 +144,7 @@ def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], 
       dedup run corpora/sample --out /tmp/sample-out
       dedup run scrape/ extra.jsonl --out clean/ --force --jobs 4
       dedup run scrape/ --out clean/ --glob '*.txt' --containment 0.6
+      dedup run scrape/ --out clean/ --state state/ --lock-timeout 600   # nightly, from cron
     """
     config = Config(globs=globs or _DEFAULTS["globs"], **options)
     show = not quiet and sys.stderr.isatty()
@@ -132,11 +157,16 @@ def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], 
         click.echo("", err=True)
     if not quiet:
         c = result.counts
-        click.echo(
+        line = (
             f"{c['documents']:,} documents: {c['clusters']:,} kept, {c['duplicates']:,} duplicates "
-            f"in {c['clusters_with_duplicates']:,} clusters, {c['skipped']:,} skipped -> {result.out}",
-            err=True,
+            f"in {c['clusters_with_duplicates']:,} clusters, {c['skipped']:,} skipped -> {result.out}"
         )
+        if result.summary["run"] is not None:
+            line = (
+                f"run {result.summary['run']}: {c['new']:,} new, {c['changed']:,} changed, "
+                f"{c['superseded']:,} superseded, {c['gone']:,} gone; {line}"
+            )
+        click.echo(line, err=True)
 
 
 @cli.command()

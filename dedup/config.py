@@ -38,6 +38,11 @@ class Config:
         max_bytes: Larger files are recorded as ``too_large`` and skipped (``--max-bytes``).
         jobs: Worker processes; 0 means one per core (``--jobs``).
         force: Allow a non-empty OUT; dedup's own files there are replaced (``--force``).
+        state: Directory of the persistent state for incremental (cron) runs; ``None``
+            runs from scratch (``--state``).
+        lock_timeout: Seconds to wait for another run's lock on the state (``--lock-timeout``).
+        rebuild: Discard the state and build it anew, e.g. after changing
+            ``--num-perm`` (``--rebuild``).
 
     Raises:
         ConfigError: when a value is out of range.
@@ -56,6 +61,9 @@ class Config:
     max_bytes: int = 16 * 1024 * 1024
     jobs: int = 0
     force: bool = field(default=False, compare=False)
+    state: str | None = field(default=None, compare=False)
+    lock_timeout: float = field(default=0.0, compare=False)
+    rebuild: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = []
@@ -84,6 +92,10 @@ class Config:
             problems.append(f"--max-bytes must be >= 1, got {self.max_bytes}")
         if self.jobs < 0:
             problems.append(f"--jobs must be >= 0, got {self.jobs}")
+        if self.lock_timeout < 0:
+            problems.append(f"--lock-timeout must be >= 0, got {self.lock_timeout}")
+        if self.rebuild and self.state is None:
+            problems.append("--rebuild needs --state")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -95,7 +107,7 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         """The options that shape results, for ``summary.json`` (``jobs``/``force`` do not)."""
         values = asdict(self)
-        values.pop("jobs")
-        values.pop("force")
+        for run_option in ("jobs", "force", "state", "lock_timeout", "rebuild"):
+            values.pop(run_option)
         values["globs"] = list(self.globs)
         return values

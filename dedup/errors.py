@@ -9,7 +9,10 @@ make the whole run meaningless::
     ├── ConfigError             invalid or conflicting options (CLI exit 2, a usage error)
     ├── InputError              an INPUT does not exist or is neither a directory nor a file
     │   └── InputChangedError   an input file changed while the run was reading it
-    └── OutputError             OUT is not empty (without --force) or cannot be written
+    ├── OutputError             OUT is not empty (without --force) or cannot be written
+    └── StateError              the --state directory cannot be used
+        ├── StateLockedError    another run holds the state's lock (CLI exit 3)
+        └── StateMismatchError  the state was built with other signature parameters
 """
 
 
@@ -31,3 +34,15 @@ class InputChangedError(InputError):
 
 class OutputError(DedupError):
     """The output directory cannot be used or written."""
+
+
+class StateError(DedupError):
+    """The persistent state (``--state``) cannot be opened, read or written."""
+
+
+class StateLockedError(StateError):
+    """Another run holds the state's lock and did not release it within ``--lock-timeout``."""
+
+
+class StateMismatchError(StateError):
+    """The state's signatures were made with other parameters; ``--rebuild`` starts it anew."""

@@ -23,7 +23,8 @@ from dedup.errors import InputChangedError, OutputError
 MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
 CANONICAL = "canonical"
-OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL)
+RUNS = "runs"
+OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL, RUNS)
 
 
 def _umask() -> int:
@@ -36,22 +37,38 @@ _FILE_MODE = 0o666 & ~_umask()
 _DIR_MODE = 0o777 & ~_umask()
 
 
-def prepare_out(out: Path, inputs: Iterable[str], *, force: bool) -> None:
+def check_apart(path: Path, inputs: Iterable[str], what: str) -> None:
+    """Refuse a directory that dedup writes if it overlaps an INPUT: inputs are only ever read.
+
+    Raises:
+        OutputError: ``path`` is an INPUT, inside one, or holds one.
+    """
+    resolved = path.resolve()
+    for given in inputs:
+        root = Path(given).resolve()
+        if resolved == root or root in resolved.parents or resolved in root.parents:
+            raise OutputError(f"{what} {path} overlaps INPUT {given}: choose a directory outside the inputs")
+
+
+def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool = False) -> None:
     """Create OUT, or check that it may be written.
+
+    Args:
+        ours_ok: OUT may hold dedup's own outputs (a cron run updating its last outputs).
 
     Raises:
         OutputError: OUT is a file, is not empty without ``force``, or overlaps an INPUT
             (``--force`` replaces dedup's files there, which must never be inputs).
     """
-    resolved = out.resolve()
-    for given in inputs:
-        root = Path(given).resolve()
-        if resolved == root or root in resolved.parents or resolved in root.parents:
-            raise OutputError(f"OUT {out} overlaps INPUT {given}: choose an OUT outside the inputs")
+    check_apart(out, inputs, "OUT")
     if out.exists() and not out.is_dir():
         raise OutputError(f"OUT {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
+    if out.is_dir() and not force:
+        foreign = [
+            p.name for p in out.iterdir() if not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
+        ]
+        if foreign:
+            raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -83,6 +100,16 @@ def write_manifest(out: Path, records: Iterable[dict[str, Any]]) -> int:
             fh.write(orjson.dumps(record) + b"\n")
             n += 1
     return n
+
+
+def write_delta(out: Path, run: int, changes: Iterable[dict[str, Any]]) -> Path:
+    """``runs/run-NNNNNN.jsonl``: what one cron run changed (new, changed, superseded, gone)."""
+    (out / RUNS).mkdir(exist_ok=True)
+    path = out / RUNS / f"run-{run:06d}.jsonl"
+    with atomic_file(path) as fh:
+        for change in changes:
+            fh.write(orjson.dumps(change) + b"\n")
+    return path
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> None:

@@ -12,8 +12,11 @@ Finally the outputs are written.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,7 +30,7 @@ import numpy as np
 import xxhash
 
 from dedup import __version__ as dedup_version
-from dedup import canonical, index, manifest, normalize, quality, readers
+from dedup import canonical, index, manifest, normalize, quality, readers, state
 from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import Document, Features, Status
@@ -296,6 +299,8 @@ def _settle_all(corpus: _Corpus, tasks: list[tuple[list[int], np.ndarray]]) -> I
 
 # ------------------------------------------------------------------ run -----
 
+_FRESH = object()  # marker: the document must go through pass 1
+
 
 def run(
     inputs: Sequence[str | os.PathLike[str]],
@@ -306,15 +311,22 @@ def run(
 ) -> RunResult:
     """Deduplicate INPUTs into OUT: manifest.jsonl, canonical/ and summary.json.
 
+    With ``config.state`` the run is incremental: unchanged documents are not
+    signed again, groups of documents that did not change keep their verdicts,
+    and OUT (then also holding ``runs/``, one change list per run) is brought up
+    to date in place.
+
     Args:
         inputs: directories, text files or JSONL files.
-        out: output directory (created; must be empty unless ``config.force``).
+        out: output directory (created; must be empty unless ``config.force``, or,
+            with a state, hold this state's previous outputs).
         config: validated options.
         progress: called as ``progress(stage, done)`` now and then (the CLI draws it).
 
     Raises:
         InputError: an INPUT is missing or unusable, or changed during the run.
         OutputError: OUT cannot be used or written.
+        StateError: the state is locked, was built with other parameters, or is unusable.
 
     Example:
         >>> import tempfile
@@ -322,50 +334,122 @@ def run(
         >>> result.counts["documents"] == result.counts["ok"] + result.counts["skipped"]
         True
     """
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
     out_path = Path(out)
     sources = readers.discover(inputs)
-    manifest.prepare_out(out_path, [s.root for s in sources], force=config.force)
+    roots = [s.root for s in sources]
+    if config.state is None:
+        manifest.prepare_out(out_path, roots, force=config.force)
+        return _run(sources, out_path, config, None, progress)
+    directory = Path(config.state)
+    manifest.check_apart(directory, roots, "--state")
+    with state.locked(directory, config.lock_timeout):
+        store = state.State(directory, _stamp(config), rebuild=config.rebuild)
+        try:
+            ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
+            manifest.prepare_out(out_path, roots, force=config.force, ours_ok=ours)
+            return _run(sources, out_path, config, store, progress)
+        finally:
+            store.close()
+
+
+def _stamp(config: Config) -> dict[str, Any]:
+    """What a state's stored signatures and verdicts depend on."""
+    options = config.as_dict()
+    for free in ("globs", "id_field", "text_field", "max_bytes"):
+        options.pop(free)
+    return {
+        **scheme_stamp(num_perm=config.num_perm, seed=config.seed, shingle_size=config.shingle_size),
+        "normalization": normalize.NORMALIZATION_VERSION,
+        "scoring": quality.SCORING_VERSION,
+        "options": options,
+    }
+
+
+def _checkpoint(name: str) -> None:
+    """Fault injection for the crash-safety tests: DEDUP_CRASH_AT=name kills the run here."""
+    if os.environ.get("DEDUP_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _reuse(doc: Document, prev: state.Stored | None) -> Any:
+    """The stored features of an unchanged document (``None`` if it was skipped), else _FRESH."""
+    if prev is None or prev.gone is not None:
+        return _FRESH
+    if doc.offset < 0:
+        try:
+            info = os.stat(doc.file)
+        except OSError:
+            return _FRESH
+        if prev.offset >= 0 or (prev.size, prev.mtime_ns) != (info.st_size, info.st_mtime_ns):
+            return _FRESH
+        doc.size, doc.mtime_ns, doc.sha256 = prev.size, prev.mtime_ns, prev.sha256 or ""
+        doc.status, doc.error = Status(prev.status), prev.error
+    elif doc.status is not Status.OK or prev.sha256 != doc.sha256 or prev.status != Status.OK:
+        return _FRESH
+    doc.text = doc.raw = None
+    if prev.status != Status.OK or prev.signature is None or prev.signals is None:
+        return None
+    assert prev.content is not None and prev.shingles is not None
+    return Features(
+        content=prev.content, shingles=prev.shingles, signature=prev.signature, signals=prev.signals
+    )
+
+
+def _run(
+    sources: Sequence[Any], out: Path, config: Config, store: state.State | None, progress: Progress | None
+) -> RunResult:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    started = state.now()
+    previous = store.documents() if store else {}
+    run_id = store.last_run() + 1 if store else 1
+    frequency = TokenFrequency()
+    if store and (table := store.blob("token_frequency")) is not None:
+        frequency.table = np.frombuffer(table, dtype=np.uint32).reshape(frequency.table.shape).copy()
 
     docs: list[Document] = []
-    signals: list[np.ndarray | None] = []
+    feats: list[Features | None] = []
+    fresh: set[int] = set()
+
+    def to_analyse() -> Iterator[Document]:
+        for doc in readers.iter_documents(sources, config, read=False):
+            docs.append(doc)
+            got = _reuse(doc, previous.get(doc.path))
+            feats.append(None if got is _FRESH else got)
+            if got is _FRESH:
+                fresh.add(doc.index)
+                yield doc
+
+    for results, delta in _analyse_all(to_analyse(), config):
+        frequency.merge(delta)
+        for doc, feat in results:
+            docs[doc.index], feats[doc.index] = doc, feat
+        _checkpoint("pass1")
+        if progress:
+            progress("read", len(docs))
     node_of_content: dict[int, int] = {}
     nodes: list[list[int]] = []
-    signature_blocks: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
     sizes: list[int] = []
-    frequency = TokenFrequency()
-    for results, delta in _analyse_all(readers.iter_documents(sources, config, read=False), config):
-        frequency.merge(delta)
-        fresh = []
-        for doc, feat in results:
-            docs.append(doc)
-            signals.append(None if feat is None else feat.signals)
-            if feat is None:
-                continue
-            n = node_of_content.setdefault(feat.content, len(nodes))
-            if n == len(nodes):
-                nodes.append([doc.index])
-                fresh.append(feat.signature)
-                sizes.append(feat.shingles)
-            else:
-                nodes[n].append(doc.index)
-        if fresh:
-            signature_blocks.append(np.stack(fresh))
-        if progress and len(docs) % 1024 < _BATCH:
-            progress("read", len(docs))
-    node_of_content.clear()
-    signatures = (
-        np.concatenate(signature_blocks)
-        if signature_blocks
-        else np.empty((0, config.num_perm), dtype=np.uint32)
-    )
-    del signature_blocks
+    signals: list[np.ndarray | None] = [None if f is None else f.signals for f in feats]
+    for i, feat in enumerate(feats):
+        if feat is None:
+            continue
+        n = node_of_content.setdefault(feat.content, len(nodes))
+        if n == len(nodes):
+            nodes.append([i])
+            rows.append(feat.signature)
+            sizes.append(feat.shingles)
+        else:
+            nodes[n].append(i)
+    del node_of_content
+    signatures = np.stack(rows) if rows else np.empty((0, config.num_perm), dtype=np.uint32)
+    del rows
     timings["read_sign"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    bands, rows = index.band_layout(threshold=config.lsh_threshold, num_perm=config.num_perm)
-    proposed = index.candidate_pairs(signatures, bands=bands, rows=rows)
+    bands, rows_per_band = index.band_layout(threshold=config.lsh_threshold, num_perm=config.num_perm)
+    proposed = index.candidate_pairs(signatures, bands=bands, rows=rows_per_band)
     pairs = index.prefilter(
         proposed, signatures, np.asarray(sizes), jaccard=config.jaccard, containment=config.containment
     )
@@ -374,7 +458,6 @@ def run(
 
     clock = time.perf_counter()
     corpus = _Corpus(config, docs, nodes, signals, frequency)
-    assignments: dict[int, Assignment] = {}
     linked = np.unique(pairs) if len(pairs) else np.empty(0, dtype=np.int64)
     comps = components(linked.tolist(), pairs.tolist())
     comp_of = np.full(len(nodes), -1, dtype=np.int64)
@@ -382,25 +465,53 @@ def run(
         comp_of[comp] = c
     by_comp = np.argsort(comp_of[pairs[:, 0]], kind="stable") if len(pairs) else np.empty(0, dtype=np.int64)
     bounds = np.searchsorted(comp_of[pairs[by_comp, 0]], np.arange(len(comps) + 1)) if len(pairs) else [0]
-    tasks = [(comp, pairs[by_comp[bounds[c] : bounds[c + 1]]]) for c, comp in enumerate(comps)]
+    groups = [*comps, *([n] for n in np.flatnonzero(comp_of < 0).tolist())]
+    fingerprints = [_fingerprint(docs, nodes, g) for g in groups]
+    kept_records: dict[int, dict[str, Any]] = {}
+    tasks = []
+    lone: list[int] = []
+    for g, (group, print_) in enumerate(zip(groups, fingerprints, strict=True)):
+        members = [d for n in group for d in nodes[n]]
+        stored = [previous.get(docs[d].path) for d in members]
+        if all(p is not None and p.gone is None and p.component == print_ for p in stored):
+            kept_records.update((d, p.record) for d, p in zip(members, stored, strict=True) if p is not None)
+        elif g < len(comps):
+            tasks.append((comps[g], pairs[by_comp[bounds[g] : bounds[g + 1]]]))
+        else:
+            lone.append(group[0])
+    assignments: dict[int, Assignment] = {}
     verified = 0
     for results, n_edges in _settle_all(corpus, tasks):
         assignments.update(results)
         verified += n_edges
     lone_sizes = dict(enumerate(sizes))
-    for n in np.flatnonzero(comp_of < 0).tolist():
-        for d, a in _rank(corpus, [n], [_LONE], _no_similarity, _NO_THRESHOLDS, lone_sizes):
-            assignments[d] = a
+    for n in lone:
+        assignments.update(_rank(corpus, [n], [_LONE], _no_similarity, _NO_THRESHOLDS, lone_sizes))
+    component_of_doc = {d: fingerprints[g] for g, group in enumerate(groups) for n in group for d in nodes[n]}
     timings["verify_cluster_score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    cluster_names = {
-        cid: f"c{i:06d}" for i, cid in enumerate(sorted({a.cluster for a in assignments.values()}), start=1)
-    }
-    kept = [doc for doc in docs if doc.index in assignments and assignments[doc.index].canonical == doc.index]
-    _write_canonical(out_path, kept, config)
-    records = [_record(doc, assignments.get(doc.index), docs, cluster_names) for doc in docs]
-    counts = _counts(records, len(proposed), len(pairs), verified)
+    records = _records(docs, assignments, kept_records)
+    changes = _changes(docs, records, previous, fresh, run_id)
+    records.extend(changes.gone_records)
+    if store:
+        store.commit_run(
+            run=run_id,
+            started=started,
+            inputs=[s.root for s in sources],
+            counts=changes.counts,
+            documents=_stored(docs, feats, records, component_of_doc, previous, run_id, changes),
+            supersessions=changes.supersessions,
+            blobs={"token_frequency": frequency.table.tobytes()},
+        )
+    _checkpoint("committed")
+    kept = [docs[i] for i, r in enumerate(records[: len(docs)]) if r["canonical"]]
+    if store and run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
+        before = {p: s for p, s in previous.items() if s.gone is None and s.record.get("canonical")}
+        _sync_canonical(out, kept, before, fresh, config)
+    else:
+        _write_canonical(out, kept, config)
+    counts = {**_counts(records, len(proposed), len(pairs), verified), **changes.counts}
     timings["write"] = time.perf_counter() - clock
     summary = {
         "dedup": dedup_version,
@@ -411,16 +522,193 @@ def run(
             "threshold": config.lsh_threshold,
             "weights": list(index.LSH_WEIGHTS),
             "bands": bands,
-            "rows": rows,
+            "rows": rows_per_band,
         },
         "config": config.as_dict(),
         "inputs": [{"path": s.root, "kind": s.kind, "label": s.label} for s in sources],
+        "run": run_id if store else None,
         "counts": counts,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
-    manifest.write_summary(out_path, summary)
-    manifest.write_manifest(out_path, records)
-    return RunResult(out=out_path, summary=summary, counts=counts)
+    if store:
+        manifest.write_delta(out, run_id, changes.delta)
+    manifest.write_summary(out, summary)
+    manifest.write_manifest(out, records)
+    _checkpoint("written")
+    if store:
+        store.mark_synced(run_id)
+    return RunResult(out=out, summary=summary, counts=counts)
+
+
+def _fingerprint(docs: Sequence[Document], nodes: Sequence[list[int]], group: Sequence[int]) -> str:
+    """Identity of a group of documents judged together: unchanged => its verdicts still hold."""
+    lines = sorted(f"{docs[d].path}\t{docs[d].sha256}" for n in group for d in nodes[n])
+    return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
+
+
+def _records(
+    docs: Sequence[Document], assignments: dict[int, Assignment], kept: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Manifest records in input order; clusters named after their first member (stable across runs)."""
+    first: dict[int, int] = {}
+    for d, a in assignments.items():
+        first[a.cluster] = min(first.get(a.cluster, d), d)
+    names = {cid: "c" + xxhash.xxh3_64_hexdigest(docs[d].path.encode())[:12] for cid, d in first.items()}
+    records = []
+    for doc in docs:
+        if doc.index in kept:
+            record = dict(kept[doc.index])
+            record["line"] = doc.line or None  # lines above it may have been added or removed
+            records.append(record)
+        else:
+            records.append(_record(doc, assignments.get(doc.index), docs, names))
+    return records
+
+
+@dataclass(slots=True)
+class _Changes:
+    counts: dict[str, int]
+    delta: list[dict[str, Any]]
+    supersessions: list[tuple[str, str, str, str]]
+    gone_records: list[dict[str, Any]]
+    gone: dict[str, int]  # key -> run it went missing in
+
+
+def _changes(
+    docs: Sequence[Document],
+    records: list[dict[str, Any]],
+    previous: dict[str, state.Stored],
+    fresh: set[int],
+    run_id: int,
+) -> _Changes:
+    """What this run changed against the state: new, changed, superseded and gone documents."""
+    present = {doc.path for doc in docs}
+    by_path = {r["path"]: r for r in records}
+    delta: list[dict[str, Any]] = []
+    supersessions: list[tuple[str, str, str, str]] = []
+    new = changed = 0
+    for doc, record in zip(docs, records, strict=True):
+        prev = previous.get(doc.path)
+        if prev is None or prev.gone is not None:
+            new += 1
+            delta.append({"change": "new", **_brief(record)})
+        elif doc.index in fresh and prev.sha256 != doc.sha256:
+            changed += 1
+            delta.append({"change": "changed", **_brief(record)})
+        if (
+            prev is not None
+            and prev.gone is None
+            and prev.record.get("canonical")
+            and not record["canonical"]
+        ):
+            successor = record["duplicate_of"]
+            if successor is not None:
+                why = f"{successor} is cleaner: {by_path[successor]['reason']}"
+                supersessions.append((record["cluster"], doc.path, successor, why))
+    # Where the members of each previous cluster are kept now: for canonicals that went missing.
+    heirs: dict[Any, dict[str, Any]] = {}
+    for record in records:
+        prev = previous.get(record["path"])
+        if record["canonical"] and prev is not None and prev.gone is None:
+            heirs.setdefault(prev.record.get("cluster"), record)
+    gone: dict[str, int] = {}
+    gone_records = []
+    for key in sorted(previous.keys() - present):
+        prev = previous[key]
+        gone[key] = prev.gone if prev.gone is not None else run_id
+        if prev.gone is None:
+            delta.append({"change": "gone", "path": key, "cluster": prev.record.get("cluster")})
+            heir = heirs.get(prev.record.get("cluster")) if prev.record.get("canonical") else None
+            if heir is not None:
+                supersessions.append((heir["cluster"], key, heir["path"], "the previous canonical is gone"))
+        gone_records.append(
+            {
+                **({k: None for k in records[0]} if records else {}),
+                "path": key,
+                "status": "gone",
+                "sha256": prev.sha256,
+                "size": prev.size,
+                "canonical": False,
+                "reason": f"not in the inputs since run {gone[key]}",
+                "gone_run": gone[key],
+            }
+        )
+    for cluster, old, successor, why in supersessions:
+        delta.append(
+            {"change": "superseded", "cluster": cluster, "old": old, "new": successor, "reason": why}
+        )
+        by_path[successor].setdefault("supersedes", []).append({"path": old, "run": run_id})
+    n_gone = sum(1 for key in gone if previous[key].gone is None)
+    counts = {"new": new, "changed": changed, "superseded": len(supersessions), "gone": n_gone}
+    return _Changes(counts, delta, supersessions, gone_records, gone)
+
+
+def _brief(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("path", "status", "cluster", "canonical", "duplicate_of")}
+
+
+def _stored(
+    docs: Sequence[Document],
+    feats: Sequence[Features | None],
+    records: Sequence[dict[str, Any]],
+    component_of_doc: dict[int, str],
+    previous: dict[str, state.Stored],
+    run_id: int,
+    changes: _Changes,
+) -> Iterator[state.Stored]:
+    """The state's documents after this run: every present document, and the gone ones."""
+    for doc, feat, record in zip(docs, feats, records, strict=False):
+        prev = previous.get(doc.path)
+        yield state.Stored(
+            key=doc.path,
+            file=doc.file,
+            offset=doc.offset,
+            line=doc.line,
+            size=doc.size,
+            mtime_ns=doc.mtime_ns,
+            sha256=doc.sha256 or None,
+            status=str(doc.status),
+            error=doc.error,
+            content=None if feat is None else feat.content,
+            shingles=None if feat is None else feat.shingles,
+            signature=None if feat is None else feat.signature,
+            signals=None if feat is None else feat.signals,
+            component=component_of_doc.get(doc.index),
+            record=record,
+            first_seen=prev.first_seen if prev else run_id,
+            last_seen=run_id,
+            gone=None,
+        )
+    for key, gone_run in changes.gone.items():
+        yield dataclasses.replace(previous[key], gone=gone_run)
+
+
+def _sync_canonical(
+    out: Path, kept: list[Document], before: dict[str, state.Stored], fresh: set[int], config: Config
+) -> None:
+    """Bring OUT/canonical up to date in place: copy what is new or changed, remove what is no longer kept."""
+    root = out / manifest.CANONICAL
+    files = [d for d in kept if d.offset < 0]
+    wanted = {d.path for d in files}
+    for path, prev in before.items():
+        if prev.offset < 0 and path not in wanted:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(root / path)
+    todo = [d for d in files if d.path not in before or d.index in fresh or not (root / d.path).exists()]
+    with ThreadPoolExecutor(max(4, 2 * config.workers)) as threads:
+        list(threads.map(lambda d: _copy_file(d, root, atomic=True), todo, chunksize=64))
+    _checkpoint("canonical")
+    lines = [d for d in kept if d.offset >= 0]
+    if lines or any(p.offset >= 0 for p in before.values()):
+        staging = manifest.stage_canonical(out)
+        try:
+            manifest.write_jsonl_lines(staging, lines)
+            for made in sorted(p for p in staging.rglob("*") if p.is_file()):
+                target = root / made.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(made, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _no_similarity(a: int, b: int) -> Similarity:
@@ -444,10 +732,15 @@ def _write_canonical(out: Path, kept: list[Document], config: Config) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _copy_file(doc: Document, staging: Path) -> None:
-    target = staging / doc.path
+def _copy_file(doc: Document, root: Path, *, atomic: bool = False) -> None:
+    target = root / doc.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(doc.file, target)
+    if atomic:  # in place: a reader sees the old copy or the new one
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(doc.file, partial)
+        os.replace(partial, target)
+    else:
+        shutil.copyfile(doc.file, target)
     info = os.stat(doc.file)
     if (info.st_size, info.st_mtime_ns) != (doc.size, doc.mtime_ns):
         raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")

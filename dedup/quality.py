@@ -30,6 +30,9 @@ class Signal:
     meaning: str
 
 
+# Bump when scores or verdicts change: a --state built before must then be rebuilt.
+SCORING_VERSION = 1
+
 # Measured on each document alone in pass 1 (``intrinsic``), in this order.
 INTRINSIC = ("mojibake", "markup", "treebank", "gaps", "boilerplate", "one_line", "ocr")
 

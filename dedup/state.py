@@ -1,0 +1,270 @@
+"""The persistent index for cron runs: one SQLite database in the ``--state`` directory.
+
+It remembers every document ever seen (where it is, its size, mtime and sha256,
+its signature and signals, the manifest record it got, and a fingerprint of the
+group of documents it was judged with), the corpus token frequencies, the run
+history and every supersession. A run reads it at the start and replaces what
+changed in one transaction at the end, so a run killed at any moment leaves the
+state as it was before the run or as it is after it.
+
+The state is stamped with everything that changes signature values; opening it
+with other parameters raises ``StateMismatchError`` unless it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from dedup.errors import StateError, StateLockedError, StateMismatchError
+
+DATABASE = "state.sqlite"
+LOCK = "lock"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run INTEGER PRIMARY KEY, started TEXT NOT NULL, finished TEXT NOT NULL, inputs TEXT NOT NULL,
+    counts TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    key TEXT PRIMARY KEY,
+    file TEXT NOT NULL, offset INTEGER NOT NULL, line INTEGER NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT,
+    status TEXT NOT NULL, error TEXT,
+    content INTEGER, shingles INTEGER, signature BLOB, signals BLOB,
+    component TEXT, record TEXT NOT NULL,
+    first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, gone INTEGER
+);
+CREATE TABLE IF NOT EXISTS supersessions (
+    run INTEGER NOT NULL, cluster TEXT NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL, reason TEXT NOT NULL
+);
+"""
+
+
+@dataclass(slots=True)
+class Stored:
+    """One document as the previous run left it."""
+
+    key: str
+    file: str
+    offset: int
+    line: int
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    status: str
+    error: str | None
+    content: int | None
+    shingles: int | None
+    signature: np.ndarray | None
+    signals: np.ndarray | None
+    component: str | None
+    record: dict[str, Any]
+    first_seen: int
+    last_seen: int
+    gone: int | None
+
+
+@contextlib.contextmanager
+def locked(directory: Path, timeout: float) -> Iterator[None]:
+    """Hold the state directory's lock (an OS file lock, released if the process dies).
+
+    Raises:
+        StateLockedError: another process held it for longer than ``timeout`` seconds.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                    raise StateLockedError(
+                        f"state {directory} is locked by {holder}; gave up after --lock-timeout {timeout:g}s"
+                    ) from None
+                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class State:
+    """The SQLite database of one ``--state`` directory (hold ``locked`` while using it)."""
+
+    def __init__(self, directory: Path, stamp: dict[str, Any], *, rebuild: bool = False) -> None:
+        self.path = directory / DATABASE
+        if rebuild:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as err:
+            raise StateError(f"cannot open state {self.path}: {err}") from err
+        self._check_stamp(stamp)
+
+    def _check_stamp(self, stamp: dict[str, Any]) -> None:
+        wanted = orjson.dumps({"schema": SCHEMA_VERSION, **stamp}, option=orjson.OPT_SORT_KEYS).decode()
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('stamp', ?)", (wanted,))
+            return
+        if row[0] != wanted:
+            have, want = orjson.loads(row[0]), orjson.loads(wanted)
+            differ = ", ".join(
+                f"{k} {have.get(k)!r} -> {want.get(k)!r}"
+                for k in sorted(set(have) | set(want))
+                if have.get(k) != want.get(k)
+            )
+            raise StateMismatchError(
+                f"state {self.path.parent} was built with other parameters ({differ}); "
+                "run with --rebuild to discard it and start again"
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ reading --
+
+    def last_run(self) -> int:
+        row = self.db.execute("SELECT max(run) FROM runs").fetchone()
+        return int(row[0] or 0)
+
+    def synced_run(self) -> int:
+        """The run whose outputs OUT holds (behind ``last_run`` after a crash while writing them)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'outputs'").fetchone()
+        return int(row[0]) if row else 0
+
+    def documents(self) -> dict[str, Stored]:
+        rows = self.db.execute(
+            "SELECT key, file, offset, line, size, mtime_ns, sha256, status, error, content, shingles,"
+            " signature, signals, component, record, first_seen, last_seen, gone FROM documents"
+        )
+        out = {}
+        for r in rows:
+            out[r[0]] = Stored(
+                key=r[0],
+                file=r[1],
+                offset=r[2],
+                line=r[3],
+                size=r[4],
+                mtime_ns=r[5],
+                sha256=r[6],
+                status=r[7],
+                error=r[8],
+                content=None if r[9] is None else _unsigned(r[9]),
+                shingles=r[10],
+                signature=None if r[11] is None else np.frombuffer(r[11], dtype=np.uint32),
+                signals=None if r[12] is None else np.frombuffer(r[12], dtype=np.float32),
+                component=r[13],
+                record=orjson.loads(r[14]),
+                first_seen=r[15],
+                last_seen=r[16],
+                gone=r[17],
+            )
+        return out
+
+    def blob(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def history(self, limit: int = 20) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = self.db.execute("SELECT run, finished, counts FROM runs ORDER BY run DESC LIMIT ?", (limit,))
+        return [(r[0], r[1], orjson.loads(r[2])) for r in rows]
+
+    # ------------------------------------------------------------ writing --
+
+    def commit_run(
+        self,
+        *,
+        run: int,
+        started: str,
+        inputs: list[str],
+        counts: dict[str, int],
+        documents: Iterable[Stored],
+        supersessions: Iterable[tuple[str, str, str, str]],
+        blobs: dict[str, bytes],
+    ) -> None:
+        """Replace the documents table and add the run, all or nothing."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM documents")
+            self.db.executemany(
+                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    (
+                        d.key,
+                        d.file,
+                        d.offset,
+                        d.line,
+                        d.size,
+                        d.mtime_ns,
+                        d.sha256,
+                        d.status,
+                        d.error,
+                        None if d.content is None else _signed(d.content),
+                        d.shingles,
+                        None if d.signature is None else d.signature.tobytes(),
+                        None if d.signals is None else d.signals.astype(np.float32).tobytes(),
+                        d.component,
+                        orjson.dumps(d.record).decode(),
+                        d.first_seen,
+                        d.last_seen,
+                        d.gone,
+                    )
+                    for d in documents
+                ),
+            )
+            self.db.executemany(
+                "INSERT INTO supersessions VALUES (?,?,?,?,?)", ((run, *s) for s in supersessions)
+            )
+            for key, value in blobs.items():
+                self.db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (key, value))
+            self.db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?)",
+                (run, started, now(), orjson.dumps(inputs).decode(), orjson.dumps(counts).decode()),
+            )
+            self.db.execute("COMMIT")
+        except sqlite3.Error as err:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise StateError(f"cannot write state {self.path}: {err}") from err
+
+    def mark_synced(self, run: int) -> None:
+        """Record that OUT now holds the outputs of ``run``."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('outputs', ?)", (str(run),))
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _signed(value: int) -> int:
+    """SQLite integers are signed 64-bit; content keys are unsigned."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value

@@ -1,0 +1,206 @@
+"""Cron mode: the persistent state, incremental runs, locking and crash safety."""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
+
+from dedup import Config, run
+from dedup.errors import StateLockedError, StateMismatchError
+from dedup.state import locked
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cron(inputs: Path, tmp: Path, **options) -> dict:
+    result = run([inputs], tmp / "out", Config(jobs=1, state=str(tmp / "state"), **options))
+    return result.counts
+
+
+def deltas(tmp: Path, run_id: int) -> list[dict]:
+    return [
+        orjson.loads(x) for x in (tmp / "out" / "runs" / f"run-{run_id:06d}.jsonl").read_bytes().splitlines()
+    ]
+
+
+def partition(records: list[dict]) -> set[frozenset[str]]:
+    clusters: dict[str, set[str]] = {}
+    for r in records:
+        if r["status"] == "ok":
+            clusters.setdefault(r["cluster"], set()).add(r["path"])
+    return {frozenset(members) for members in clusters.values()}
+
+
+def verdicts(records: list[dict]) -> list[tuple]:
+    keys = ("path", "status", "cluster", "canonical", "duplicate_of", "score", "reason")
+    return [tuple(r.get(k) for k in keys) for r in records if r["status"] != "gone"]
+
+
+@pytest.fixture
+def scrape(write_tree) -> Path:
+    return write_tree(
+        {
+            "day1/council-a.txt": garble(COUNCIL, "The city council member"),
+            "day1/council-b.txt": NOISE["html"](garble(COUNCIL, "Mayor Ellen Brandt")),
+            "day1/storm.txt": STORM,
+            "day1/storm-boiler.txt": NOISE["boilerplate"](STORM),
+            "day1/schools.txt": STORM_OTHER,
+        }
+    )
+
+
+def test_rerun_without_change_changes_nothing(scrape: Path, tmp_path: Path) -> None:
+    first = cron(scrape, tmp_path)
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_bytes()
+    again = cron(scrape, tmp_path)
+    assert first["new"] == 5 and again["new"] == again["changed"] == again["superseded"] == again["gone"] == 0
+    assert (tmp_path / "out" / "manifest.jsonl").read_bytes() == manifest
+    assert deltas(tmp_path, 2) == []
+
+
+def test_new_cleaner_copy_supersedes_the_canonical(scrape: Path, tmp_path: Path) -> None:
+    cron(scrape, tmp_path)
+    before = by_path(tmp_path / "out")
+    old = next(p for p in ("day1/council-a.txt", "day1/council-b.txt") if before[p]["canonical"])
+    (scrape / "day2").mkdir()
+    (scrape / "day2" / "council-teaser.txt").write_text(truncate(COUNCIL, 0.45))
+    counts = cron(scrape, tmp_path)
+    after = by_path(tmp_path / "out")
+    assert counts["new"] == 1 and counts["superseded"] == 1
+    assert (
+        after["day2/council-teaser.txt"]["canonical"]
+        and after[old]["duplicate_of"] == "day2/council-teaser.txt"
+    )
+    assert after["day2/council-teaser.txt"]["supersedes"] == [{"path": old, "run": 2}]
+    change = next(d for d in deltas(tmp_path, 2) if d["change"] == "superseded")
+    assert (change["old"], change["new"]) == (old, "day2/council-teaser.txt") and "cleaner" in change[
+        "reason"
+    ]
+    canonical = tmp_path / "out" / "canonical"
+    assert (canonical / "day2/council-teaser.txt").exists() and not (canonical / old).exists()
+    # The new document was matched against the whole history, not only against day2.
+    assert after["day2/council-teaser.txt"]["cluster"] == after["day1/council-a.txt"]["cluster"]
+
+
+def test_gone_files_are_recorded_and_their_cluster_reelected(scrape: Path, tmp_path: Path) -> None:
+    cron(scrape, tmp_path)
+    (scrape / "day1" / "storm.txt").unlink()
+    counts = cron(scrape, tmp_path)
+    records = by_path(tmp_path / "out")
+    assert counts["gone"] == 1
+    assert records["day1/storm.txt"]["status"] == "gone" and records["day1/storm.txt"]["gone_run"] == 2
+    assert records["day1/storm-boiler.txt"]["canonical"]
+    assert {d["change"] for d in deltas(tmp_path, 2)} == {"gone", "superseded"}
+    assert not (tmp_path / "out" / "canonical" / "day1" / "storm.txt").exists()
+    assert cron(scrape, tmp_path)["gone"] == 0  # reported once, remembered after
+    assert by_path(tmp_path / "out")["day1/storm.txt"]["gone_run"] == 2
+
+
+def test_changed_file_is_signed_again(scrape: Path, tmp_path: Path) -> None:
+    cron(scrape, tmp_path)
+    (scrape / "day1" / "schools.txt").write_text(MUSEUM)
+    counts = cron(scrape, tmp_path)
+    assert counts["changed"] == 1 and counts["new"] == 0
+    assert (
+        by_path(tmp_path / "out")["day1/schools.txt"]["sha256"] != by_path(tmp_path / "out")["day1/storm.txt"]
+    )
+
+
+def test_incremental_equals_full_rebuild(scrape: Path, tmp_path: Path, write_tree) -> None:
+    cron(scrape, tmp_path)
+    (scrape / "day2").mkdir()
+    (scrape / "day2" / "teaser.txt").write_text(truncate(COUNCIL, 0.5))
+    (scrape / "day2" / "museum.txt").write_text(MUSEUM)
+    (scrape / "day2" / "museum-ocr.txt").write_text(NOISE["ocr"](MUSEUM))
+    cron(scrape, tmp_path)
+    full = tmp_path / "full"
+    run([scrape], full, Config(jobs=1))
+    incremental = read_manifest(tmp_path / "out")
+    assert verdicts(incremental) == verdicts(read_manifest(full))
+    assert partition(incremental) == partition(read_manifest(full))
+
+
+def test_state_round_trip_keeps_signatures(scrape: Path, tmp_path: Path) -> None:
+    from dedup.pipeline import _stamp  # the state is stamped with what signatures depend on
+    from dedup.state import State
+
+    cron(scrape, tmp_path)
+    store = State(tmp_path / "state", _stamp(Config(jobs=1)))
+    try:
+        docs = store.documents()
+        assert set(docs) == {p for p in by_path(tmp_path / "out")}
+        storm = docs["day1/storm.txt"]
+        assert storm.signature is not None and storm.signature.shape == (256,) and storm.last_seen == 1
+        assert storm.record == by_path(tmp_path / "out")["day1/storm.txt"]
+        assert store.history()[0][0] == 1 and store.synced_run() == 1
+    finally:
+        store.close()
+
+
+def test_other_parameters_are_refused_unless_rebuilt(scrape: Path, tmp_path: Path) -> None:
+    cron(scrape, tmp_path)
+    with pytest.raises(StateMismatchError, match=r"num_perm 256 -> 128.*--rebuild"):
+        cron(scrape, tmp_path, num_perm=128, force=True)
+    assert cron(scrape, tmp_path, num_perm=128, rebuild=True)["new"] == 5
+
+
+def test_second_run_waits_then_gives_up(scrape: Path, tmp_path: Path) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locked(tmp_path / "state", 0):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    try:
+        with pytest.raises(StateLockedError, match="locked by pid"):
+            cron(scrape, tmp_path, lock_timeout=0.3)
+        result = subprocess.run(
+            [sys.executable, "-m", "dedup", "run", str(scrape), "--out", str(tmp_path / "out"),
+             "--state", str(tmp_path / "state"), "--lock-timeout", "0.2", "-j1"],
+            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        assert result.returncode == 3 and result.stderr.startswith("Error: state ")
+    finally:
+        release.set()
+        holder.join()
+    assert cron(scrape, tmp_path, lock_timeout=5)["new"] == 5  # free again
+
+
+@pytest.mark.parametrize("point", ["pass1", "committed", "canonical", "written"])
+def test_sigkill_at_any_point_then_rerun_matches_an_uninterrupted_run(
+    scrape: Path, tmp_path: Path, point: str
+) -> None:
+    cron(scrape, tmp_path)
+    (scrape / "day2").mkdir()
+    (scrape / "day2" / "teaser.txt").write_text(truncate(COUNCIL, 0.45))
+    (scrape / "day1" / "storm.txt").unlink()
+    command = [sys.executable, "-m", "dedup", "run", str(scrape), "--out", str(tmp_path / "out"),
+               "--state", str(tmp_path / "state"), "-j1", "-q"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(command, cwd=REPO, env={**env, "DEDUP_CRASH_AT": point}, capture_output=True)
+    assert killed.returncode == -9
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    os.rename(scrape / "day2", tmp_path / "day2-later")
+    (scrape / "day1" / "storm.txt").write_text(STORM)
+    first = Config(jobs=1, state=str(reference / "state"))
+    run([scrape], reference / "out", first)
+    os.rename(tmp_path / "day2-later", scrape / "day2")
+    (scrape / "day1" / "storm.txt").unlink()
+    run([scrape], reference / "out", first)
+    assert verdicts(read_manifest(tmp_path / "out")) == verdicts(read_manifest(reference / "out"))
+    ours = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "canonical").rglob("*"))
+    theirs = sorted(p.relative_to(reference / "out") for p in (reference / "out" / "canonical").rglob("*"))
+    assert ours == theirs
