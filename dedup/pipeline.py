@@ -656,9 +656,22 @@ def _stored(
     run_id: int,
     changes: _Changes,
 ) -> Iterator[state.Stored]:
-    """The state's documents after this run: every present document, and the gone ones."""
+    """The state rows this run changed: new or changed documents, new verdicts, newly gone ones.
+
+    ``last_seen`` is written when a document is first stored or goes missing: a
+    present document was last seen in the latest run.
+    """
     for doc, feat, record in zip(docs, feats, records, strict=False):
         prev = previous.get(doc.path)
+        if (
+            prev is not None
+            and prev.gone is None
+            and prev.record == record
+            and prev.component == component_of_doc.get(doc.index)
+            and (prev.file, prev.offset, prev.size, prev.mtime_ns)
+            == (doc.file, doc.offset, doc.size, doc.mtime_ns)
+        ):
+            continue
         yield state.Stored(
             key=doc.path,
             file=doc.file,
@@ -680,7 +693,8 @@ def _stored(
             gone=None,
         )
     for key, gone_run in changes.gone.items():
-        yield dataclasses.replace(previous[key], gone=gone_run)
+        if previous[key].gone is None:
+            yield dataclasses.replace(previous[key], gone=gone_run, last_seen=gone_run - 1)
 
 
 def _sync_canonical(
