@@ -20,7 +20,7 @@ from dedup.errors import ConfigError, DedupError, StateLockedError
 from dedup.explain import explain as explain_pair
 from dedup.pipeline import run as run_pipeline
 
-_DEFAULTS = {f.name: f.default for f in fields(Config)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Config)}
 
 
 class _Group(click.Group):

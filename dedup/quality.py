@@ -245,8 +245,8 @@ def _unique_trigrams(tokens: Sequence[str]) -> dict[tuple[str, ...], int]:
             repeated.add(gram)
         else:
             first[gram] = i
-    for gram in repeated:
-        del first[gram]
+    for twice in repeated:
+        del first[twice]
     return first
 
 
