@@ -49,6 +49,7 @@ from dedup.signatures import (
 Progress = Callable[[str, int], None]
 _BATCH = 128
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0}  # relative signals of a lone text
+_SPACE = np.array([32], dtype=np.uint8)
 
 
 @dataclass(slots=True)
@@ -98,11 +99,15 @@ def analyse(
     repaired = normalize.repair(text)
     comparison = normalize.comparison_text(repaired)
     words = normalize.token_bytes(comparison)
-    hashes = hash_token_bytes(words)
-    if len(hashes) == 0:
+    # Plain and OCR-folded tokens in one pass: folding keeps token boundaries, so the halves line up.
+    both = hash_token_bytes(
+        np.concatenate((np.frombuffer(words, np.uint8), _SPACE, normalize.skeleton_bytes(words)))
+    )
+    if len(both) == 0:
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None, None
-    shingles = shingles_of(hash_token_bytes(normalize.skeleton_bytes(words)), config.shingle_size)
+    hashes, folded = both[: len(both) // 2], both[len(both) // 2 :]
+    shingles = shingles_of(folded, config.shingle_size)
     measured = quality.intrinsic(text, repaired, comparison)
     return (
         doc,

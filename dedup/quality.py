@@ -74,26 +74,31 @@ _BOILERPLATE_CUES = (
     "subscribe", "sign up", "click here", "share this", "follow us", "cookies",
     "rights reserved", "continue reading", "skip to", "download",
 )  # fmt: skip
-_TREEBANK_CUES = (
-    " ,",
-    " .",
-    " ;",
-    " :",
-    " !",
-    " ?",
-    " %",
-    " )",
-    " ]",
-    "( ",
-    "[ ",
-    " n'",
-    " n\u2019",
-    " '",
-    " \u2019",
-    "``",
-    "''",
-)
-_GAP_CUES = ("  ", '" "', "\u201c \u201d", "()", "( )")
+_AFTER_SPACE = np.zeros(256, dtype=bool)  # treebank puts a space before these (0xE2: a curly quote)
+_AFTER_SPACE[[ord(c) for c in ",.;:!?%)]'"] + [0xE2]] = True
+
+
+def _spacing_cues(raw: str) -> tuple[bool, bool]:
+    """(treebank spacing possible, gaps possible), from one pass over the bytes.
+
+    A space before punctuation or after an opening bracket, a backtick pair, or
+    two spaces in a row: without one of them neither pattern can match.
+    """
+    buf = np.frombuffer(raw.encode("utf-8", "replace"), dtype=np.uint8)
+    space = buf[:-1] == 32
+    treebank = bool(
+        _AFTER_SPACE[buf[1:][space]].any()
+        or ((buf[1:] == 32) & ((buf[:-1] == 40) | (buf[:-1] == 91))).any()
+        or "``" in raw
+        or "''" in raw
+        or " n'" in raw
+        or " n\u2019" in raw
+    )
+    gaps = bool((space & (buf[1:] == 32)).any()) or any(c in raw for c in _GAP_CUES)
+    return treebank, gaps
+
+
+_GAP_CUES = ('" "', "\u201c \u201d", "()", "( )")
 
 _MARKDOWN_EMPHASIS = re.compile(
     r"\*\*|__|^#{1,6} |^\s*[*-] \[|(?<![\w*])[*_](?=[^\s*_])[^*_\n]{1,80}(?<=[^\s*_])[*_](?![\w*])",
@@ -146,11 +151,12 @@ def intrinsic(raw: str, repaired: str, comparison: str) -> dict[str, float]:
     if any(cue in lowered for cue in _BOILERPLATE_CUES):
         boilerplate += len(_BOILERPLATE_INLINE.findall(repaired))
     ocr = len(_OCR_MIX.findall(comparison)) if _letters_and_digits_touch(comparison) else 0
+    maybe_treebank, maybe_gaps = _spacing_cues(raw)
     return {
         "mojibake": max(len(raw) - len(repaired), 0) / chars,
         "markup": markup / chars,
-        "treebank": len(_TREEBANK.findall(raw)) / words if any(c in raw for c in _TREEBANK_CUES) else 0.0,
-        "gaps": len(_GAPS.findall(raw)) / words if any(c in raw for c in _GAP_CUES) else 0.0,
+        "treebank": len(_TREEBANK.findall(raw)) / words if maybe_treebank else 0.0,
+        "gaps": len(_GAPS.findall(raw)) / words if maybe_gaps else 0.0,
         "boilerplate": float(boilerplate),
         "one_line": 1.0 if len(raw) > 400 and "\n" not in raw.strip() else 0.0,
         "ocr": ocr / words,

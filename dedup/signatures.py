@@ -180,7 +180,9 @@ class Signer:
         if len(shingles) == 0:
             return self._empty.copy()
         hv = _fmix32((shingles & _MASK32).astype(np.uint32))
-        return (self._a * hv[None, :] + self._b).min(axis=1)
+        work = np.multiply(self._a, hv[None, :])  # one (num_perm, n) buffer, updated in place
+        np.add(work, self._b, out=work)
+        return work.min(axis=1)
 
     def lean(self, signature: np.ndarray) -> LeanMinHash:
         """Wrap a signature for datasketch's LSH index."""
