@@ -44,6 +44,10 @@ BOILERPLATE_LINE = re.compile(
 # fold alike, so clean pairs lose nothing; scoring still sees the real tokens.
 _OCR_DIGRAPHS = ((b"rn", b"m"), (b"cl", b"d"), (b"vv", b"w"))
 _OCR_FOLD = bytes.maketrans(b"1i0cub5", b"lloenhs")
+_MOJIBAKE_MARK = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
+    "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]"
+)
 _NOT = re.compile(r"n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
 _WORD = re.compile(r"[^\W_]+")
 # Bytes that make up tokens: what [^\W_] matches in ASCII, and every byte of a
@@ -55,8 +59,19 @@ WORD_BYTE[0x80:] = True
 
 
 def repair(text: str) -> str:
-    """Undo mojibake (ftfy); ASCII text cannot hold any, so it is returned as is."""
-    if text.isascii():
+    """Undo mojibake (ftfy).
+
+    ftfy is only asked when the text has the mark of UTF-8 read as cp1252 or
+    latin-1 (a lead byte like ``Ã`` or ``â`` followed by a continuation-range
+    character): most text has none, and asking costs ~1 ms per document.
+
+    Example:
+        >>> repair("The mayor\\u00e2\\u20ac\\u2122s caf\\u00c3\\u00a9") == "The mayor\\u2019s caf\\u00e9"
+        True
+        >>> repair("na\\u00efve caf\\u00e9")  # real accents are left alone
+        'naïve café'
+    """
+    if text.isascii() or not _MOJIBAKE_MARK.search(text):
         return text
     return ftfy.fix_encoding(text)
 
