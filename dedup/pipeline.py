@@ -450,6 +450,11 @@ def _run(
     del node_of_content
     signatures = np.stack(rows) if rows else np.empty((0, config.num_perm), dtype=np.uint32)
     del rows
+    for n, members in enumerate(nodes):  # one copy of each signature: rows of the node matrix
+        for d in members:
+            feat = feats[d]
+            assert feat is not None
+            feat.signature = signatures[n]
     timings["read_sign"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -458,7 +463,6 @@ def _run(
     pairs = index.prefilter(
         proposed, signatures, np.asarray(sizes), jaccard=config.jaccard, containment=config.containment
     )
-    del signatures
     timings["index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -565,8 +569,8 @@ def _records(
             record = dict(kept[doc.index])
             record["line"] = doc.line or None  # lines above it may have been added or removed
             records.append(record)
-        else:
-            records.append(_record(doc, assignments.get(doc.index), docs, names))
+        else:  # popped: an assignment is freed as soon as its record exists
+            records.append(_record(doc, assignments.pop(doc.index, None), docs, names))
     return records
 
 
@@ -714,8 +718,7 @@ def _sync_canonical(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(root / path)
     todo = [d for d in files if d.path not in before or d.index in fresh or not (root / d.path).exists()]
-    with ThreadPoolExecutor(max(4, 2 * config.workers)) as threads:
-        list(threads.map(lambda d: _copy_file(d, root, atomic=True), todo, chunksize=64))
+    _copy_files(todo, root, config, atomic=True)
     _checkpoint("canonical")
     lines = [d for d in kept if d.offset >= 0]
     if lines or any(p.offset >= 0 for p in before.values()):
@@ -743,19 +746,29 @@ def _write_canonical(out: Path, kept: list[Document], config: Config) -> None:
     lines = [d for d in kept if d.offset >= 0]
     staging = manifest.stage_canonical(out)
     try:
-        with ThreadPoolExecutor(max(4, 2 * config.workers)) as threads:
-            list(threads.map(lambda d: _copy_file(d, staging), files, chunksize=64))
+        _copy_files(files, staging, config)
         manifest.write_jsonl_lines(staging, lines)
         manifest.publish_canonical(out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _copy_file(doc: Document, root: Path, *, atomic: bool = False) -> None:
-    target = root / doc.path
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _copy_files(files: Sequence[Document], root: Path, config: Config, *, atomic: bool = False) -> None:
+    """Byte-identical copies at their manifest paths, by the kernel, from a few threads (I/O bound).
+
+    Directories are made once up front: ``mkdir(exist_ok=True)`` per file costs an
+    exception per file.
+    """
+    base = str(root)
+    for parent in sorted({os.path.dirname(d.path) for d in files}):
+        os.makedirs(os.path.join(base, parent), exist_ok=True)
+    with ThreadPoolExecutor(max(2, config.workers)) as threads:
+        list(threads.map(lambda d: _copy_file(d, os.path.join(base, d.path), atomic), files, chunksize=256))
+
+
+def _copy_file(doc: Document, target: str, atomic: bool) -> None:
     if atomic:  # in place: a reader sees the old copy or the new one
-        partial = target.with_name(f".{target.name}.partial")
+        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial")
         shutil.copyfile(doc.file, partial)
         os.replace(partial, target)
     else:
