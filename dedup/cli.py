@@ -193,7 +193,7 @@ def explain(first: str, second: str, out: str, as_json: bool) -> None:
         return
     for label, r in zip("AB", report["documents"], strict=True):
         if r["status"] != "ok":
-            click.echo(f"{label}: {r['path']}  skipped ({r['status']}: {r['error']})")
+            click.echo(f"{label}: {r['path']}  skipped ({r['status']}: {r['error'] or r['reason']})")
             continue
         role = "canonical" if r["canonical"] else f"duplicate of {r['duplicate_of']}"
         click.echo(f"{label}: {r['path']}  cluster {r['cluster']}  {role}  score {r['score']:.2f}")

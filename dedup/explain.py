@@ -70,7 +70,9 @@ def explain(out: str | Path, first: str, second: str) -> dict[str, Any]:
     report: dict[str, Any] = {"documents": pair, "similarity": None, "verdict": None}
     if any(r["status"] != "ok" for r in pair):
         report["verdict"] = "not compared: " + "; ".join(
-            f"{r['path']} was skipped ({r['status']}: {r['error']})" for r in pair if r["status"] != "ok"
+            f"{r['path']} was skipped ({r['status']}: {r['error'] or r['reason']})"
+            for r in pair
+            if r["status"] != "ok"
         )
         return report
     shingles = []

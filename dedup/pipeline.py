@@ -820,6 +820,8 @@ def _record(
 def _counts(
     records: Sequence[dict[str, Any]], proposed: int, candidates: int, verified: int
 ) -> dict[str, int]:
+    """Counts over the present documents (gone ones are counted by ``_changes``)."""
+    records = [r for r in records if r["status"] != "gone"]
     ok = [r for r in records if r["status"] == "ok"]
     sizes: dict[str, int] = {}
     for r in ok:

@@ -92,7 +92,7 @@ def test_gone_files_are_recorded_and_their_cluster_reelected(scrape: Path, tmp_p
     (scrape / "day1" / "storm.txt").unlink()
     counts = cron(scrape, tmp_path)
     records = by_path(tmp_path / "out")
-    assert counts["gone"] == 1
+    assert counts["gone"] == 1 and counts["documents"] == 4 and counts["skipped"] == 0
     assert records["day1/storm.txt"]["status"] == "gone" and records["day1/storm.txt"]["gone_run"] == 2
     assert records["day1/storm-boiler.txt"]["canonical"]
     assert {d["change"] for d in deltas(tmp_path, 2)} == {"gone", "superseded"}
