@@ -24,6 +24,7 @@ MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
 CANONICAL = "canonical"
 RUNS = "runs"
+OUT_LOCK = ".lock"
 OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL, RUNS)
 
 

@@ -344,7 +344,8 @@ def run(
     roots = [s.root for s in sources]
     if config.state is None:
         manifest.prepare_out(out_path, roots, force=config.force)
-        return _run(sources, out_path, config, None, progress)
+        with state.locked(out_path, config.lock_timeout, manifest.OUT_LOCK):  # overlapping runs into one OUT
+            return _run(sources, out_path, config, None, progress)
     directory = Path(config.state)
     manifest.check_apart(directory, roots, "--state")
     with state.locked(directory, config.lock_timeout):

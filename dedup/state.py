@@ -81,14 +81,14 @@ class Stored:
 
 
 @contextlib.contextmanager
-def locked(directory: Path, timeout: float) -> Iterator[None]:
-    """Hold the state directory's lock (an OS file lock, released if the process dies).
+def locked(directory: Path, timeout: float, name: str = LOCK) -> Iterator[None]:
+    """Hold a directory's lock file (an OS file lock, released if the process dies).
 
     Raises:
         StateLockedError: another process held it for longer than ``timeout`` seconds.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -98,8 +98,9 @@ def locked(directory: Path, timeout: float) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                    what = "state" if name == LOCK else "OUT"
                     raise StateLockedError(
-                        f"state {directory} is locked by {holder}; gave up after --lock-timeout {timeout:g}s"
+                        f"{what} {directory} is locked by {holder}; gave up after --lock-timeout {timeout:g}s"
                     ) from None
                 time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
         os.ftruncate(fd, 0)

@@ -188,6 +188,19 @@ def test_out_must_be_empty_unless_forced(corpus: Path, tmp_path: Path) -> None:
     assert (out / "keep.txt").read_text() == "mine" and (out / "manifest.jsonl").exists()
 
 
+def test_overlapping_runs_into_one_out_are_refused(corpus: Path, tmp_path: Path) -> None:
+    from dedup.errors import StateLockedError
+    from dedup.state import locked
+
+    (tmp_path / "out").mkdir()
+    with (
+        locked(tmp_path / "out", 0, ".lock"),
+        pytest.raises(StateLockedError, match=r"OUT .* is locked by pid"),
+    ):
+        run([corpus], tmp_path / "out", Config(jobs=1, force=True, lock_timeout=0.2))
+    run([corpus], tmp_path / "out", Config(jobs=1, force=True))  # released: runs
+
+
 def test_out_inside_input_is_refused(corpus: Path) -> None:
     with pytest.raises(OutputError, match="overlaps INPUT"):
         run([corpus], corpus / "out", ONE_JOB)
