@@ -56,7 +56,6 @@ class Document:
     status: Status = Status.OK
     error: str | None = None
     text: str | None = None
-    raw: bytes | None = None  # JSONL: the line as read, for byte-identical output
 
 
 @dataclass(slots=True)

@@ -93,7 +93,7 @@ def analyse(
     token hashes, for the corpus token frequencies.
     """
     readers.read_file(doc, config)
-    text, doc.text, doc.raw = doc.text, None, None
+    text, doc.text = doc.text, None
     if doc.status is not Status.OK or text is None:
         return doc, None, None
     repaired = normalize.repair(text)
@@ -392,7 +392,7 @@ def _reuse(doc: Document, prev: state.Stored | None) -> Any:
         doc.status, doc.error = Status(prev.status), prev.error
     elif doc.status is not Status.OK or prev.sha256 != doc.sha256 or prev.status != Status.OK:
         return _FRESH
-    doc.text = doc.raw = None
+    doc.text = None
     if prev.status != Status.OK or prev.signature is None or prev.signals is None:
         return None
     assert prev.content is not None and prev.shingles is not None

@@ -171,7 +171,7 @@ def _jsonl_record(
     doc = Document(
         index=index, path=f"line-{lineno}", source=source, file=source.root, offset=offset, line=lineno
     )
-    doc.size, doc.raw = len(raw), raw
+    doc.size = len(raw)
     doc.sha256 = hashlib.sha256(raw).hexdigest()
     if len(raw) > config.max_bytes:
         doc.status, doc.error = Status.TOO_LARGE, f"line {lineno}: {len(raw)} bytes is over --max-bytes"
