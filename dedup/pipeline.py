@@ -12,12 +12,15 @@ Finally the outputs are written.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
 import shutil
 import signal
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,13 +30,14 @@ from typing import Any
 
 import datasketch
 import numpy as np
+import orjson
 import xxhash
 
 from dedup import __version__ as dedup_version
 from dedup import canonical, index, manifest, normalize, quality, readers, state
 from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
-from dedup.document import Document, Features, Status
+from dedup.document import Document, DocumentTable, Features, Status
 from dedup.errors import InputChangedError
 from dedup.signatures import (
     Signer,
@@ -50,19 +54,6 @@ Progress = Callable[[str, int], None]
 _BATCH = 128
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0}  # relative signals of a lone text
 _SPACE = np.array([32], dtype=np.uint8)
-
-
-@dataclass(slots=True)
-class Assignment:
-    """Where one ``ok`` document went and why."""
-
-    cluster: int  # provisional: the smallest manifest index in the cluster
-    canonical: int  # manifest index of the cluster's canonical
-    similarity: Similarity | None
-    score: float
-    penalties: dict[str, float]
-    signals: dict[str, float]
-    reason: str
 
 
 @dataclass(slots=True)
@@ -178,27 +169,86 @@ def _analyse_all(docs: Iterable[Document], config: Config) -> Iterator[_Batch]:
         yield from _ordered(pool, _analyse_batch, _batches(docs), 4 * config.workers)
 
 
+class _Features:
+    """What pass 1 keeps, column by column, in manifest order.
+
+    Per document: its node (distinct normalised text; -1 when skipped) and its
+    intrinsic signals. Per node: its content key, shingle count and signature.
+    Flat arrays, not an object per document: at a million documents the
+    difference is gigabytes.
+    """
+
+    def __init__(self, num_perm: int) -> None:
+        self.num_perm = num_perm
+        self.node_of = array("q")
+        self.signals = array("f")
+        self.contents = array("Q")
+        self.sizes = array("q")
+        self.signatures = array("I")
+        self._node: dict[int, int] = {}
+        self._none = array("f", bytes(4 * len(quality.INTRINSIC)))
+
+    def add(self, feat: Features | None) -> None:
+        """The next document's features (``None``: skipped)."""
+        if feat is None:
+            self.node_of.append(-1)
+            self.signals.extend(self._none)
+            return
+        n = self._node.setdefault(feat.content, len(self.contents))
+        if n == len(self.contents):
+            self.contents.append(feat.content)
+            self.sizes.append(feat.shingles)
+            self.signatures.frombytes(np.ascontiguousarray(feat.signature, dtype=np.uint32).tobytes())
+        self.node_of.append(n)
+        self.signals.frombytes(np.asarray(feat.signals, dtype=np.float32).tobytes())
+
+    def done(self) -> None:
+        """No more documents: the content lookup is not needed any more."""
+        self._node = {}
+
+    def matrix(self) -> np.ndarray:
+        """uint32[nodes, num_perm]: a view of the signatures, not a copy."""
+        return np.frombuffer(self.signatures, dtype=np.uint32).reshape(-1, self.num_perm)
+
+    def feature(self, doc: int) -> Features | None:
+        n = self.node_of[doc]
+        if n < 0:
+            return None
+        width = len(quality.INTRINSIC)
+        return Features(
+            content=self.contents[n],
+            shingles=self.sizes[n],
+            signature=self.matrix()[n],
+            signals=np.frombuffer(self.signals, dtype=np.float32)[doc * width : (doc + 1) * width],
+        )
+
+
 # ---------------------------------------------------------------- pass 2 ----
 
 
 @dataclass(slots=True)
 class _Corpus:
-    """What pass 2 reads: shared with its worker processes by fork, not sent."""
+    """What pass 2 and the records read: shared with worker processes by fork, not sent."""
 
     config: Config
-    docs: list[Document]
-    nodes: list[list[int]]  # node -> manifest indices of the documents with that text
-    signals: list[np.ndarray | None]  # manifest index -> intrinsic signals
+    docs: DocumentTable
+    node_of: np.ndarray  # document -> node, -1 when skipped
+    order: np.ndarray  # documents sorted by node: node n's are order[starts[n]:starts[n + 1]]
+    starts: np.ndarray
+    sizes: np.ndarray  # node -> shingle count
+    signals: np.ndarray  # document -> intrinsic signals (quality.INTRINSIC order)
     frequency: TokenFrequency
+
+    def members(self, node: int) -> list[int]:
+        """The documents (manifest indices) whose normalised text is this node's."""
+        return self.order[self.starts[node] : self.starts[node + 1]].tolist()
 
 
 _corpus: _Corpus | None = None
 
 
 def _member_signals(corpus: _Corpus, doc: int, relative: dict[str, float]) -> dict[str, float]:
-    row = corpus.signals[doc]
-    assert row is not None
-    return {**dict(zip(quality.INTRINSIC, row.tolist(), strict=True)), **relative}
+    return {**dict(zip(quality.INTRINSIC, corpus.signals[doc].tolist(), strict=True)), **relative}
 
 
 def _rank(
@@ -207,19 +257,23 @@ def _rank(
     relatives: Sequence[dict[str, float]],
     sim: Callable[[int, int], Similarity],
     thresholds: Thresholds,
-    sizes: dict[int, int],
-) -> list[tuple[int, Assignment]]:
-    """Rank the documents of one cluster (a list of node ids) and say where each went."""
+    sizes: Callable[[int], int],
+) -> list[tuple[int, dict[str, Any]]]:
+    """Rank the documents of one cluster (a list of node ids); the manifest record of each."""
     node_of: dict[int, int] = {}
     candidates = []
     for n, relative in zip(members, relatives, strict=True):
-        for d in corpus.nodes[n]:
+        for d in corpus.members(n):
             node_of[d] = n
-            candidates.append(canonical.Member(d, corpus.docs[d].path, _member_signals(corpus, d, relative)))
+            candidates.append(canonical.Member(d, corpus.docs.paths[d], _member_signals(corpus, d, relative)))
     ranked = canonical.rank(candidates)
     best = ranked[0]
     best_doc = best.member.index
-    cluster_id = min(node_of)
+    verdict = {
+        "cluster": _cluster_name(corpus.docs.paths[min(node_of)]),
+        "canonical": False,
+        "duplicate_of": best.member.path,
+    }
     out = []
     for scored in ranked:
         d = scored.member.index
@@ -227,30 +281,37 @@ def _rank(
             similar, reason = None, canonical.canonical_reason(ranked)
         else:
             if node_of[d] == node_of[best_doc]:
-                similar, match = Similarity(1.0, 1.0, sizes[node_of[d]]), "same text after normalisation"
+                similar, match = Similarity(1.0, 1.0, sizes(node_of[d])), "same text after normalisation"
             else:
                 similar = sim(node_of[d], node_of[best_doc])
                 match = thresholds.explain(similar)
             reason = canonical.duplicate_reason(scored, best, match)
-        out.append(
-            (
-                d,
-                Assignment(
-                    cluster_id,
-                    best_doc,
-                    similar,
-                    scored.score,
-                    scored.penalties,
-                    scored.member.signals,
-                    reason,
-                ),
-            )
+        record = _record(corpus.docs[d])
+        record.update(
+            verdict,
+            similarity=similar.as_dict() if similar else None,
+            score=scored.score,
+            penalties=_rounded(scored.penalties),
+            signals=_rounded(scored.member.signals),
+            reason=reason,
         )
+        if d == best_doc:
+            record.update(canonical=True, duplicate_of=None)
+        out.append((d, record))
     return out
 
 
-def _settle(task: tuple[list[int], np.ndarray]) -> tuple[list[tuple[int, Assignment]], int]:
-    """Pass 2 for one component: read again, verify, cluster, rank. Returns assignments and verified pairs."""
+def _cluster_name(first_path: str) -> str:
+    """Clusters are named after their first member's path: stable across runs."""
+    return "c" + xxhash.xxh3_64_hexdigest(first_path.encode())[:12]
+
+
+def _settle(task: tuple[list[int], np.ndarray]) -> tuple[list[tuple[int, bytes]], int]:
+    """Pass 2 for one component: read again, verify, cluster, rank.
+
+    Returns the manifest record (serialised: small to send back) of each of its
+    documents, and the number of verified pairs.
+    """
     assert _corpus is not None
     corpus = _corpus
     nodes, pairs = task
@@ -258,7 +319,7 @@ def _settle(task: tuple[list[int], np.ndarray]) -> tuple[list[tuple[int, Assignm
     toks: dict[int, list[str]] = {}
     shingles: dict[int, np.ndarray] = {}
     for n in nodes:
-        text = readers.reload_text(corpus.docs[corpus.nodes[n][0]], config)
+        text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
         toks[n] = normalize.tokens(normalize.repair(text))
         shingles[n] = document_shingles(toks[n], config.shingle_size)
     cache: dict[tuple[int, int], Similarity] = {}
@@ -271,12 +332,11 @@ def _settle(task: tuple[list[int], np.ndarray]) -> tuple[list[tuple[int, Assignm
 
     thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)
     edges = [(int(a), int(b)) for a, b in pairs if thresholds.accepts(sim(int(a), int(b)))]
-    sizes = {n: len(shingles[n]) for n in nodes}
 
     def frequency(words: Sequence[str]) -> list[int]:
         return [int(c) for c in corpus.frequency.get(token_hashes(words))]
 
-    out: list[tuple[int, Assignment]] = []
+    out: list[tuple[int, bytes]] = []
     for members in cluster_component(nodes, edges, sim):
         if len(members) == 1:
             relatives = [_LONE]
@@ -284,7 +344,8 @@ def _settle(task: tuple[list[int], np.ndarray]) -> tuple[list[tuple[int, Assignm
             relatives = quality.relative(
                 [toks[n] for n in members], [shingles[n] for n in members], frequency
             )
-        out.extend(_rank(corpus, members, relatives, sim, thresholds, sizes))
+        ranked = _rank(corpus, members, relatives, sim, thresholds, lambda n: len(shingles[n]))
+        out.extend((d, orjson.dumps(record)) for d, record in ranked)
     return out, len(edges)
 
 
@@ -300,6 +361,47 @@ def _settle_all(corpus: _Corpus, tasks: list[tuple[list[int], np.ndarray]]) -> I
             yield from _ordered(pool, _settle, tasks, 8 * corpus.config.workers)
     finally:
         _corpus = None
+
+
+def _no_similarity(a: int, b: int) -> Similarity:
+    raise AssertionError("a lone node has nothing to compare with")
+
+
+_NO_THRESHOLDS = Thresholds(1.0, 1.0, 1)
+
+
+class _Verdicts:
+    """The manifest record of any document, made when asked.
+
+    Components were settled in pass 2 (records kept serialised); groups a cron
+    run left unchanged keep their stored records; a lone text (no candidate) is
+    ranked here, when its record is needed, so that a million of them never sit
+    in memory at once.
+    """
+
+    def __init__(self, corpus: _Corpus, settled: dict[int, bytes], kept: dict[int, dict[str, Any]]) -> None:
+        self.corpus, self.settled, self.kept = corpus, settled, kept
+        self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
+
+    def record(self, doc: int) -> dict[str, Any]:
+        if (made := self.settled.get(doc)) is not None:
+            return orjson.loads(made)
+        if (stored := self.kept.get(doc)) is not None:
+            record = dict(stored)
+            record["line"] = self.corpus.docs[doc].line or None  # lines above it may have changed
+            return record
+        node = int(self.corpus.node_of[doc])
+        if node < 0:
+            return _record(self.corpus.docs[doc])
+        if doc in self._pending:
+            return self._pending.pop(doc)
+        sizes = self.corpus.sizes
+        ranked = dict(
+            _rank(self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n]))
+        )
+        record = ranked.pop(doc)
+        self._pending.update(ranked)
+        return record
 
 
 # ------------------------------------------------------------------ run -----
@@ -401,6 +503,50 @@ def _reuse(doc: Document, prev: state.Stored | None) -> Any:
     )
 
 
+def _pass1(
+    sources: Sequence[Any],
+    config: Config,
+    previous: dict[str, state.Stored],
+    frequency: TokenFrequency,
+    progress: Progress | None,
+) -> tuple[DocumentTable, _Features, bytearray]:
+    """Read, normalise and sign every document (or take its stored features), in manifest order.
+
+    Returns the documents, their features, and a flag per document: read in this run.
+    """
+    table = DocumentTable(list(sources))
+    feats = _Features(config.num_perm)
+    fresh = bytearray()
+    waiting: deque[tuple[int, Features | None]] = deque()  # reused, behind documents still in pass 1
+
+    def to_analyse() -> Iterator[Document]:
+        for doc in readers.iter_documents(sources, config, read=False):
+            got = _reuse(doc, previous.get(doc.path))
+            table.append(doc)
+            fresh.append(got is _FRESH)
+            if got is _FRESH:
+                yield doc
+            else:
+                waiting.append((doc.index, got))
+
+    def take_waiting(before: int) -> None:
+        while waiting and waiting[0][0] < before:
+            feats.add(waiting.popleft()[1])
+
+    for results, delta in _analyse_all(to_analyse(), config):
+        frequency.merge(delta)
+        for doc, feat in results:
+            take_waiting(doc.index)
+            table.update(doc)
+            feats.add(feat)
+        _checkpoint("pass1")
+        if progress:
+            progress("read", len(table))
+    take_waiting(len(table))
+    feats.done()
+    return table, feats, fresh
+
+
 def _run(
     sources: Sequence[Any], out: Path, config: Config, store: state.State | None, progress: Progress | None
 ) -> RunResult:
@@ -413,275 +559,297 @@ def _run(
     if store and (table := store.blob("token_frequency")) is not None:
         frequency.table = np.frombuffer(table, dtype=np.uint32).reshape(frequency.table.shape).copy()
 
-    docs: list[Document] = []
-    feats: list[Features | None] = []
-    fresh: set[int] = set()
-
-    def to_analyse() -> Iterator[Document]:
-        for doc in readers.iter_documents(sources, config, read=False):
-            docs.append(doc)
-            got = _reuse(doc, previous.get(doc.path))
-            feats.append(None if got is _FRESH else got)
-            if got is _FRESH:
-                fresh.add(doc.index)
-                yield doc
-
-    for results, delta in _analyse_all(to_analyse(), config):
-        frequency.merge(delta)
-        for doc, feat in results:
-            docs[doc.index], feats[doc.index] = doc, feat
-        _checkpoint("pass1")
-        if progress:
-            progress("read", len(docs))
-    node_of_content: dict[int, int] = {}
-    nodes: list[list[int]] = []
-    rows: list[np.ndarray] = []
-    sizes: list[int] = []
-    signals: list[np.ndarray | None] = [None if f is None else f.signals for f in feats]
-    for i, feat in enumerate(feats):
-        if feat is None:
-            continue
-        n = node_of_content.setdefault(feat.content, len(nodes))
-        if n == len(nodes):
-            nodes.append([i])
-            rows.append(feat.signature)
-            sizes.append(feat.shingles)
-        else:
-            nodes[n].append(i)
-    del node_of_content
-    signatures = np.stack(rows) if rows else np.empty((0, config.num_perm), dtype=np.uint32)
-    del rows
-    for n, members in enumerate(nodes):  # one copy of each signature: rows of the node matrix
-        for d in members:
-            feat = feats[d]
-            assert feat is not None
-            feat.signature = signatures[n]
+    docs, feats, fresh = _pass1(sources, config, previous, frequency, progress)
+    node_of = np.frombuffer(feats.node_of, dtype=np.int64)
+    order = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
+    sizes = np.frombuffer(feats.sizes, dtype=np.int64)
+    corpus = _Corpus(
+        config=config,
+        docs=docs,
+        node_of=node_of,
+        order=order,
+        starts=np.searchsorted(node_of[order], np.arange(len(sizes) + 1)),
+        sizes=sizes,
+        signals=np.frombuffer(feats.signals, dtype=np.float32).reshape(len(docs), len(quality.INTRINSIC)),
+        frequency=frequency,
+    )
     timings["read_sign"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    signatures = feats.matrix()
     bands, rows_per_band = index.band_layout(threshold=config.lsh_threshold, num_perm=config.num_perm)
     proposed = index.candidate_pairs(signatures, bands=bands, rows=rows_per_band)
     pairs = index.prefilter(
-        proposed, signatures, np.asarray(sizes), jaccard=config.jaccard, containment=config.containment
+        proposed, signatures, sizes, jaccard=config.jaccard, containment=config.containment
     )
+    n_proposed = len(proposed)
+    del signatures, proposed
+    if store is None:  # signatures are only kept to be stored: 1 KB per text, the largest table
+        feats.signatures = array("I")
     timings["index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    corpus = _Corpus(config, docs, nodes, signals, frequency)
     linked = np.unique(pairs) if len(pairs) else np.empty(0, dtype=np.int64)
     comps = components(linked.tolist(), pairs.tolist())
-    comp_of = np.full(len(nodes), -1, dtype=np.int64)
+    comp_of = np.full(len(sizes), -1, dtype=np.int64)
     for c, comp in enumerate(comps):
         comp_of[comp] = c
     by_comp = np.argsort(comp_of[pairs[:, 0]], kind="stable") if len(pairs) else np.empty(0, dtype=np.int64)
     bounds = np.searchsorted(comp_of[pairs[by_comp, 0]], np.arange(len(comps) + 1)) if len(pairs) else [0]
-    groups = [*comps, *([n] for n in np.flatnonzero(comp_of < 0).tolist())]
-    fingerprints = [_fingerprint(docs, nodes, g) for g in groups]
-    kept_records: dict[int, dict[str, Any]] = {}
-    tasks = []
-    lone: list[int] = []
-    for g, (group, print_) in enumerate(zip(groups, fingerprints, strict=True)):
-        members = [d for n in group for d in nodes[n]]
-        stored = [previous.get(docs[d].path) for d in members]
-        if all(p is not None and p.gone is None and p.component == print_ for p in stored):
-            kept_records.update((d, p.record) for d, p in zip(members, stored, strict=True) if p is not None)
-        elif g < len(comps):
-            tasks.append((comps[g], pairs[by_comp[bounds[g] : bounds[g + 1]]]))
-        else:
-            lone.append(group[0])
-    assignments: dict[int, Assignment] = {}
+    tasks = [(comp, pairs[by_comp[bounds[c] : bounds[c + 1]]]) for c, comp in enumerate(comps)]
+    kept: dict[int, dict[str, Any]] = {}
+    prints: dict[int, str] | None = {} if store else None  # node -> fingerprint of its group (cron)
+    if prints is not None:
+        groups = [*comps, *([int(n)] for n in np.flatnonzero(comp_of < 0))]
+        for g, group in enumerate(groups):
+            print_ = _fingerprint(corpus, group)
+            prints.update((n, print_) for n in group)
+            members = [d for n in group for d in corpus.members(n)]
+            stored = [previous.get(docs.paths[d]) for d in members]
+            if all(p is not None and p.gone is None and p.component == print_ for p in stored):
+                kept.update((d, p.record) for d, p in zip(members, stored, strict=True) if p is not None)
+                if g < len(comps):
+                    tasks[g] = ([], pairs[:0])
+        tasks = [t for t in tasks if t[0]]
+    settled: dict[int, bytes] = {}
     verified = 0
     for results, n_edges in _settle_all(corpus, tasks):
-        assignments.update(results)
+        settled.update(results)
         verified += n_edges
-    lone_sizes = dict(enumerate(sizes))
-    for n in lone:
-        assignments.update(_rank(corpus, [n], [_LONE], _no_similarity, _NO_THRESHOLDS, lone_sizes))
-    component_of_doc = {d: fingerprints[g] for g, group in enumerate(groups) for n in group for d in nodes[n]}
+    verdicts = _Verdicts(corpus, settled, kept)
+    changes = _changes(docs, verdicts, previous, run_id)
     timings["verify_cluster_score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    records = _records(docs, assignments, kept_records)
-    changes = _changes(docs, records, previous, fresh, run_id)
-    records.extend(changes.gone_records)
-    if store:
-        store.commit_run(
-            run=run_id,
-            started=started,
-            inputs=[s.root for s in sources],
-            counts=changes.counts,
-            documents=_stored(docs, feats, records, component_of_doc, previous, run_id, changes),
-            supersessions=changes.supersessions,
-            blobs={"token_frequency": frequency.table.tobytes()},
-        )
-    _checkpoint("committed")
-    kept = [docs[i] for i, r in enumerate(records[: len(docs)]) if r["canonical"]]
-    if store and run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
-        before = {p: s for p, s in previous.items() if s.gone is None and s.record.get("canonical")}
-        _sync_canonical(out, kept, before, fresh, config)
-    else:
-        _write_canonical(out, kept, config)
-    counts = {**_counts(records, len(proposed), len(pairs), verified), **changes.counts}
-    timings["write"] = time.perf_counter() - clock
-    summary = {
-        "dedup": dedup_version,
-        "datasketch": datasketch.__version__,
-        "minhash": scheme_stamp(num_perm=config.num_perm, seed=config.seed, shingle_size=config.shingle_size),
-        "normalization_version": normalize.NORMALIZATION_VERSION,
-        "lsh": {
-            "threshold": config.lsh_threshold,
-            "weights": list(index.LSH_WEIGHTS),
-            "bands": bands,
-            "rows": rows_per_band,
-        },
-        "config": config.as_dict(),
-        "inputs": [{"path": s.root, "kind": s.kind, "label": s.label} for s in sources],
-        "run": run_id if store else None,
-        "counts": counts,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-    }
-    if store:
-        manifest.write_delta(out, run_id, changes.delta)
-    manifest.write_summary(out, summary)
-    manifest.write_manifest(out, records)
+    tally = _Tally(n_proposed, len(pairs), verified)
+    # The manifest is streamed into a temporary file, renamed into place last.
+    with manifest.atomic_file(out / manifest.MANIFEST) as manifest_fh:
+        rows = _emit(docs, feats, verdicts, previous, fresh, prints, changes, run_id, manifest_fh, tally)
+        if store:
+            store.commit_run(
+                run=run_id,
+                started=started,
+                inputs=[s.root for s in sources],
+                counts=lambda: {**tally.counts, **changes.counts()},
+                documents=rows,
+                supersessions=changes.supersessions,
+                blobs={"token_frequency": frequency.table.tobytes()},
+            )
+        else:
+            collections.deque(rows, maxlen=0)
+        _checkpoint("committed")
+        kept_docs = np.frombuffer(tally.canonical, dtype=np.int64)
+        if store and run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
+            before = {p: s for p, s in previous.items() if s.gone is None and s.record.get("canonical")}
+            _sync_canonical(out, docs, kept_docs, before, fresh, config)
+        else:
+            _write_canonical(out, docs, kept_docs, config)
+        counts = {**tally.counts, **changes.counts()}
+        timings["write"] = time.perf_counter() - clock
+        summary = {
+            "dedup": dedup_version,
+            "datasketch": datasketch.__version__,
+            "minhash": scheme_stamp(
+                num_perm=config.num_perm, seed=config.seed, shingle_size=config.shingle_size
+            ),
+            "normalization_version": normalize.NORMALIZATION_VERSION,
+            "lsh": {
+                "threshold": config.lsh_threshold,
+                "weights": list(index.LSH_WEIGHTS),
+                "bands": bands,
+                "rows": rows_per_band,
+            },
+            "config": config.as_dict(),
+            "inputs": [{"path": s.root, "kind": s.kind, "label": s.label} for s in sources],
+            "run": run_id if store else None,
+            "counts": counts,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+        if store:
+            manifest.write_delta(out, run_id, changes.delta())
+        manifest.write_summary(out, summary)
     _checkpoint("written")
     if store:
         store.mark_synced(run_id)
     return RunResult(out=out, summary=summary, counts=counts)
 
 
-def _fingerprint(docs: Sequence[Document], nodes: Sequence[list[int]], group: Sequence[int]) -> str:
+def _fingerprint(corpus: _Corpus, group: Sequence[int]) -> str:
     """Identity of a group of documents judged together: unchanged => its verdicts still hold."""
-    lines = sorted(f"{docs[d].path}\t{docs[d].sha256}" for n in group for d in nodes[n])
+    docs = corpus.docs
+    lines = sorted(f"{docs.paths[d]}\t{docs.sha256(d)}" for n in group for d in corpus.members(n))
     return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
-
-
-def _records(
-    docs: Sequence[Document], assignments: dict[int, Assignment], kept: dict[int, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Manifest records in input order; clusters named after their first member (stable across runs)."""
-    first: dict[int, int] = {}
-    for d, a in assignments.items():
-        first[a.cluster] = min(first.get(a.cluster, d), d)
-    names = {cid: "c" + xxhash.xxh3_64_hexdigest(docs[d].path.encode())[:12] for cid, d in first.items()}
-    records = []
-    for doc in docs:
-        if doc.index in kept:
-            record = dict(kept[doc.index])
-            record["line"] = doc.line or None  # lines above it may have been added or removed
-            records.append(record)
-        else:  # popped: an assignment is freed as soon as its record exists
-            records.append(_record(doc, assignments.pop(doc.index, None), docs, names))
-    return records
 
 
 @dataclass(slots=True)
 class _Changes:
-    counts: dict[str, int]
-    delta: list[dict[str, Any]]
+    """What this run changed against the state, found before the records are written.
+
+    New and changed documents are listed as the records stream past
+    (``new_or_changed``); supersessions and gone documents need the whole picture
+    and are worked out first.
+    """
+
     supersessions: list[tuple[str, str, str, str]]
-    gone_records: list[dict[str, Any]]
+    supersedes: dict[str, list[dict[str, Any]]]  # successor path -> what it replaced
     gone: dict[str, int]  # key -> run it went missing in
+    gone_entries: list[dict[str, Any]]
+    listed: list[dict[str, Any]] = field(default_factory=list)  # new and changed, in manifest order
+    new: int = 0
+    changed: int = 0
+
+    def counts(self) -> dict[str, int]:
+        gone = len(self.gone_entries)  # newly gone: the ones listed
+        return {"new": self.new, "changed": self.changed, "superseded": len(self.supersessions), "gone": gone}
+
+    def delta(self) -> list[dict[str, Any]]:
+        superseded = [
+            {"change": "superseded", "cluster": cluster, "old": old, "new": new, "reason": why}
+            for cluster, old, new, why in self.supersessions
+        ]
+        return [*self.listed, *self.gone_entries, *superseded]
 
 
 def _changes(
-    docs: Sequence[Document],
-    records: list[dict[str, Any]],
-    previous: dict[str, state.Stored],
-    fresh: set[int],
-    run_id: int,
+    docs: DocumentTable, verdicts: _Verdicts, previous: dict[str, state.Stored], run_id: int
 ) -> _Changes:
-    """What this run changed against the state: new, changed, superseded and gone documents."""
-    present = {doc.path for doc in docs}
-    by_path = {r["path"]: r for r in records}
-    delta: list[dict[str, Any]] = []
+    """Supersessions and gone documents (a cron run; nothing without a previous run)."""
     supersessions: list[tuple[str, str, str, str]] = []
-    new = changed = 0
-    for doc, record in zip(docs, records, strict=True):
-        prev = previous.get(doc.path)
-        if prev is None or prev.gone is not None:
-            new += 1
-            delta.append({"change": "new", **_brief(record)})
-        elif doc.index in fresh and prev.sha256 != doc.sha256:
-            changed += 1
-            delta.append({"change": "changed", **_brief(record)})
-        if (
-            prev is not None
-            and prev.gone is None
-            and prev.record.get("canonical")
-            and not record["canonical"]
-        ):
-            successor = record["duplicate_of"]
-            if successor is not None:
-                why = f"{successor} is cleaner: {by_path[successor]['reason']}"
-                supersessions.append((record["cluster"], doc.path, successor, why))
-    # Where the members of each previous cluster are kept now: for canonicals that went missing.
-    heirs: dict[Any, dict[str, Any]] = {}
-    for record in records:
-        prev = previous.get(record["path"])
-        if record["canonical"] and prev is not None and prev.gone is None:
-            heirs.setdefault(prev.record.get("cluster"), record)
+    if not previous:
+        return _Changes(supersessions, {}, {}, [])
+    successors: dict[int, str] = {}  # demoted canonical -> the path that replaced it
+    for i, path in enumerate(docs.paths):
+        prev = previous.get(path)
+        if prev is not None and prev.gone is None and prev.record.get("canonical"):
+            record = verdicts.record(i)
+            if not record["canonical"] and record["duplicate_of"] is not None:
+                successors[i] = record["duplicate_of"]
+    present = set(docs.paths)
     gone: dict[str, int] = {}
-    gone_records = []
+    gone_entries: list[dict[str, Any]] = []
+    orphaned: dict[Any, str] = {}  # previous cluster -> its canonical, now gone
     for key in sorted(previous.keys() - present):
         prev = previous[key]
         gone[key] = prev.gone if prev.gone is not None else run_id
         if prev.gone is None:
-            delta.append({"change": "gone", "path": key, "cluster": prev.record.get("cluster")})
-            heir = heirs.get(prev.record.get("cluster")) if prev.record.get("canonical") else None
+            gone_entries.append({"change": "gone", "path": key, "cluster": prev.record.get("cluster")})
+            if prev.record.get("canonical"):
+                orphaned.setdefault(prev.record.get("cluster"), key)
+    del present
+    # The records of the successors, and of the first canonical of each orphaned cluster.
+    wanted = set(successors.values())
+    records: dict[str, dict[str, Any]] = {}
+    heirs: dict[Any, dict[str, Any]] = {}
+    for i, path in enumerate(docs.paths):
+        prev = previous.get(path)
+        if path in wanted:
+            records[path] = verdicts.record(i)
+        if orphaned and prev is not None and prev.gone is None:
+            cluster = prev.record.get("cluster")
+            if cluster in orphaned and cluster not in heirs:
+                record = verdicts.record(i)
+                if record["canonical"]:
+                    heirs[cluster] = record
+    for i, successor in successors.items():
+        why = f"{successor} is cleaner: {records[successor]['reason']}"
+        supersessions.append((verdicts.record(i)["cluster"], docs.paths[i], successor, why))
+    for key in gone:
+        prev = previous[key]
+        if prev.gone is None and prev.record.get("canonical"):
+            heir = heirs.get(prev.record.get("cluster"))
             if heir is not None:
                 supersessions.append((heir["cluster"], key, heir["path"], "the previous canonical is gone"))
-        gone_records.append(
-            {
-                **({k: None for k in records[0]} if records else {}),
-                "path": key,
-                "status": "gone",
-                "sha256": prev.sha256,
-                "size": prev.size,
-                "canonical": False,
-                "reason": f"not in the inputs since run {gone[key]}",
-                "gone_run": gone[key],
-            }
-        )
-    for cluster, old, successor, why in supersessions:
-        delta.append(
-            {"change": "superseded", "cluster": cluster, "old": old, "new": successor, "reason": why}
-        )
-        by_path[successor].setdefault("supersedes", []).append({"path": old, "run": run_id})
-    n_gone = sum(1 for key in gone if previous[key].gone is None)
-    counts = {"new": new, "changed": changed, "superseded": len(supersessions), "gone": n_gone}
-    return _Changes(counts, delta, supersessions, gone_records, gone)
+    supersedes: dict[str, list[dict[str, Any]]] = {}
+    for _, old, successor, _ in supersessions:
+        supersedes.setdefault(successor, []).append({"path": old, "run": run_id})
+    return _Changes(supersessions, supersedes, gone, gone_entries)
 
 
-def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record[k] for k in ("path", "status", "cluster", "canonical", "duplicate_of")}
+class _Tally:
+    """Counts over the records as they are written, and which documents are kept."""
+
+    def __init__(self, proposed: int, candidates: int, verified: int) -> None:
+        self.counts: dict[str, int] = {
+            "documents": 0,
+            "ok": 0,
+            "skipped": 0,
+            "clusters": 0,
+            "clusters_with_duplicates": 0,
+            "canonical": 0,
+            "duplicates": 0,
+            "lsh_pairs": proposed,
+            "candidate_pairs": candidates,
+            "verified_pairs": verified,
+        }
+        self.canonical = array("q")  # manifest indices of the canonical documents
+        self._with_duplicates: set[str] = set()
+
+    def add(self, doc: int, record: dict[str, Any]) -> None:
+        counts = self.counts
+        counts["documents"] += 1
+        if record["status"] != "ok":
+            counts["skipped"] += 1
+            counts[f"skipped_{record['status']}"] = counts.get(f"skipped_{record['status']}", 0) + 1
+            return
+        counts["ok"] += 1
+        if record["canonical"]:  # one per cluster
+            counts["canonical"] += 1
+            counts["clusters"] += 1
+            self.canonical.append(doc)
+        else:
+            counts["duplicates"] += 1
+            self._with_duplicates.add(record["cluster"])
+            counts["clusters_with_duplicates"] = len(self._with_duplicates)
 
 
-def _stored(
-    docs: Sequence[Document],
-    feats: Sequence[Features | None],
-    records: Sequence[dict[str, Any]],
-    component_of_doc: dict[int, str],
+def _emit(
+    docs: DocumentTable,
+    feats: _Features,
+    verdicts: _Verdicts,
     previous: dict[str, state.Stored],
-    run_id: int,
+    fresh: bytearray,
+    prints: dict[int, str] | None,
     changes: _Changes,
+    run_id: int,
+    fh: Any,
+    tally: _Tally,
 ) -> Iterator[state.Stored]:
-    """The state rows this run changed: new or changed documents, new verdicts, newly gone ones.
+    """Write every record to the manifest in order, count it, and yield the state rows that changed.
 
-    ``last_seen`` is written when a document is first stored or goes missing: a
-    present document was last seen in the latest run.
+    One pass, one record in memory at a time. ``prints`` is ``None`` without a
+    state (nothing to yield). ``last_seen`` is written when a document is first
+    stored or goes missing: a present document was last seen in the latest run.
     """
-    for doc, feat, record in zip(docs, feats, records, strict=False):
-        prev = previous.get(doc.path)
+    for i in range(len(docs)):
+        record = verdicts.record(i)
+        path = record["path"]
+        if path in changes.supersedes:
+            record["supersedes"] = changes.supersedes[path]
+        fh.write(orjson.dumps(record) + b"\n")
+        tally.add(i, record)
+        prev = previous.get(path)
+        if prev is None or prev.gone is not None:
+            changes.new += 1
+            if prints is not None:
+                changes.listed.append({"change": "new", **_brief(record)})
+        elif fresh[i] and prev.sha256 != docs.sha256(i):
+            changes.changed += 1
+            changes.listed.append({"change": "changed", **_brief(record)})
+        if prints is None:
+            continue
+        doc = docs[i]
+        node = feats.node_of[i]
+        component = prints.get(node) if node >= 0 else None
         if (
             prev is not None
             and prev.gone is None
             and prev.record == record
-            and prev.component == component_of_doc.get(doc.index)
+            and prev.component == component
             and (prev.file, prev.offset, prev.size, prev.mtime_ns)
             == (doc.file, doc.offset, doc.size, doc.mtime_ns)
         ):
             continue
+        feat = feats.feature(i)
         yield state.Stored(
             key=doc.path,
             file=doc.file,
@@ -696,36 +864,60 @@ def _stored(
             shingles=None if feat is None else feat.shingles,
             signature=None if feat is None else feat.signature,
             signals=None if feat is None else feat.signals,
-            component=component_of_doc.get(doc.index),
+            component=component,
             record=record,
             first_seen=prev.first_seen if prev else run_id,
             last_seen=run_id,
             gone=None,
         )
+    fields = dict.fromkeys(_RECORD_FIELDS)
     for key, gone_run in changes.gone.items():
-        if previous[key].gone is None:
-            yield dataclasses.replace(previous[key], gone=gone_run, last_seen=gone_run - 1)
+        prev = previous[key]
+        record = {
+            **fields,
+            "path": key,
+            "status": "gone",
+            "sha256": prev.sha256,
+            "size": prev.size,
+            "canonical": False,
+            "reason": f"not in the inputs since run {gone_run}",
+            "gone_run": gone_run,
+        }
+        fh.write(orjson.dumps(record) + b"\n")
+        if prev.gone is None and prints is not None:
+            yield dataclasses.replace(prev, gone=gone_run, last_seen=gone_run - 1)
+
+
+def _brief(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("path", "status", "cluster", "canonical", "duplicate_of")}
 
 
 def _sync_canonical(
-    out: Path, kept: list[Document], before: dict[str, state.Stored], fresh: set[int], config: Config
+    out: Path,
+    docs: DocumentTable,
+    kept: np.ndarray,
+    before: dict[str, state.Stored],
+    fresh: bytearray,
+    config: Config,
 ) -> None:
     """Bring OUT/canonical up to date in place: copy what is new or changed, remove what is no longer kept."""
     root = out / manifest.CANONICAL
-    files = [d for d in kept if d.offset < 0]
-    wanted = {d.path for d in files}
+    files = [int(i) for i in kept if docs.offset(int(i)) < 0]
+    wanted = {docs.paths[i] for i in files}
     for path, prev in before.items():
         if prev.offset < 0 and path not in wanted:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(root / path)
-    todo = [d for d in files if d.path not in before or d.index in fresh or not (root / d.path).exists()]
-    _copy_files(todo, root, config, atomic=True)
+    todo = [
+        i for i in files if docs.paths[i] not in before or fresh[i] or not (root / docs.paths[i]).exists()
+    ]
+    _copy_files(docs, todo, root, config, atomic=True)
     _checkpoint("canonical")
-    lines = [d for d in kept if d.offset >= 0]
+    lines = [int(i) for i in kept if docs.offset(int(i)) >= 0]
     if lines or any(p.offset >= 0 for p in before.values()):
         staging = manifest.stage_canonical(out)
         try:
-            manifest.write_jsonl_lines(staging, lines)
+            manifest.write_jsonl_lines(staging, (docs[i] for i in lines))
             for made in sorted(p for p in staging.rglob("*") if p.is_file()):
                 target = root / made.relative_to(staging)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -734,37 +926,39 @@ def _sync_canonical(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _no_similarity(a: int, b: int) -> Similarity:
-    raise AssertionError("a lone node has nothing to compare with")
-
-
-_NO_THRESHOLDS = Thresholds(1.0, 1.0, 1)
-
-
-def _write_canonical(out: Path, kept: list[Document], config: Config) -> None:
-    """Canonical copies; whole files are copied by the kernel from a few threads (I/O bound)."""
-    files = [d for d in kept if d.offset < 0]
-    lines = [d for d in kept if d.offset >= 0]
+def _write_canonical(out: Path, docs: DocumentTable, kept: np.ndarray, config: Config) -> None:
+    """Canonical copies, staged and swapped in whole."""
     staging = manifest.stage_canonical(out)
     try:
-        _copy_files(files, staging, config)
-        manifest.write_jsonl_lines(staging, lines)
+        _copy_files(docs, [int(i) for i in kept if docs.offset(int(i)) < 0], staging, config)
+        manifest.write_jsonl_lines(staging, (docs[int(i)] for i in kept if docs.offset(int(i)) >= 0))
         manifest.publish_canonical(out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _copy_files(files: Sequence[Document], root: Path, config: Config, *, atomic: bool = False) -> None:
+def _copy_files(
+    docs: DocumentTable, files: Sequence[int], root: Path, config: Config, *, atomic: bool = False
+) -> None:
     """Byte-identical copies at their manifest paths, by the kernel, from a few threads (I/O bound).
 
+    Each thread copies one contiguous share of the list: no future per file.
     Directories are made once up front: ``mkdir(exist_ok=True)`` per file costs an
     exception per file.
     """
     base = str(root)
-    for parent in sorted({os.path.dirname(d.path) for d in files}):
+    for parent in sorted({os.path.dirname(docs.paths[i]) for i in files}):
         os.makedirs(os.path.join(base, parent), exist_ok=True)
-    with ThreadPoolExecutor(max(2, config.workers)) as threads:
-        list(threads.map(lambda d: _copy_file(d, os.path.join(base, d.path), atomic), files, chunksize=256))
+
+    def copy_share(share: Sequence[int]) -> None:
+        for i in share:
+            doc = docs[i]
+            _copy_file(doc, os.path.join(base, doc.path), atomic)
+
+    threads = max(2, config.workers)
+    step = -(-len(files) // threads) or 1
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(copy_share, [files[k : k + step] for k in range(0, len(files), step)]))
 
 
 def _copy_file(doc: Document, target: str, atomic: bool) -> None:
@@ -783,11 +977,15 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in values.items()}
 
 
-def _record(
-    doc: Document, a: Assignment | None, docs: Sequence[Document], names: dict[int, str]
-) -> dict[str, Any]:
-    """The manifest line of one input document (schema in README.md)."""
-    record: dict[str, Any] = {
+_RECORD_FIELDS = (
+    "path", "status", "sha256", "size", "line", "cluster", "canonical", "duplicate_of",
+    "similarity", "score", "penalties", "signals", "reason", "error", "warning",
+)  # fmt: skip
+
+
+def _record(doc: Document) -> dict[str, Any]:
+    """The manifest line of one input document before any verdict (schema in README.md)."""
+    return {
         "path": doc.path,
         "status": str(doc.status),
         "sha256": doc.sha256 or None,
@@ -804,42 +1002,3 @@ def _record(
         "error": doc.error if doc.status is not Status.OK else None,
         "warning": doc.error if doc.status is Status.OK else None,
     }
-    if a is not None:
-        record.update(
-            cluster=names[a.cluster],
-            canonical=a.canonical == doc.index,
-            duplicate_of=None if a.canonical == doc.index else docs[a.canonical].path,
-            similarity=a.similarity.as_dict() if a.similarity else None,
-            score=a.score,
-            penalties=_rounded(a.penalties),
-            signals=_rounded(a.signals),
-            reason=a.reason,
-        )
-    return record
-
-
-def _counts(
-    records: Sequence[dict[str, Any]], proposed: int, candidates: int, verified: int
-) -> dict[str, int]:
-    """Counts over the present documents (gone ones are counted by ``_changes``)."""
-    records = [r for r in records if r["status"] != "gone"]
-    ok = [r for r in records if r["status"] == "ok"]
-    sizes: dict[str, int] = {}
-    for r in ok:
-        sizes[r["cluster"]] = sizes.get(r["cluster"], 0) + 1
-    counts = {
-        "documents": len(records),
-        "ok": len(ok),
-        "skipped": len(records) - len(ok),
-        "clusters": len(sizes),
-        "clusters_with_duplicates": sum(1 for s in sizes.values() if s > 1),
-        "canonical": sum(1 for r in ok if r["canonical"]),
-        "duplicates": sum(1 for r in ok if not r["canonical"]),
-        "lsh_pairs": proposed,
-        "candidate_pairs": candidates,
-        "verified_pairs": verified,
-    }
-    for r in records:
-        if r["status"] != "ok":
-            counts[f"skipped_{r['status']}"] = counts.get(f"skipped_{r['status']}", 0) + 1
-    return counts

@@ -18,7 +18,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,7 +205,7 @@ class State:
         run: int,
         started: str,
         inputs: list[str],
-        counts: dict[str, int],
+        counts: Callable[[], dict[str, int]],
         documents: Iterable[Stored],
         supersessions: Iterable[tuple[str, str, str, str]],
         blobs: dict[str, bytes],
@@ -214,7 +214,8 @@ class State:
 
         ``documents`` holds only new or changed rows (a row is replaced whole):
         an unchanged document costs nothing, so a nightly run that adds 10k files to
-        a million-document state writes 10k rows.
+        a million-document state writes 10k rows. It may be a generator that
+        works out the run's counts as it goes: ``counts`` is called after it.
         """
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -251,7 +252,7 @@ class State:
                 self.db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (key, value))
             self.db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?)",
-                (run, started, now(), orjson.dumps(inputs).decode(), orjson.dumps(counts).decode()),
+                (run, started, now(), orjson.dumps(inputs).decode(), orjson.dumps(counts()).decode()),
             )
             self.db.execute("COMMIT")
         except sqlite3.Error as err:
