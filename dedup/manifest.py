@@ -162,6 +162,65 @@ def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
                 dst.write(_read_line(doc, src) + b"\n")
 
 
+def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
+    """Copy a whole-file document byte for byte, in the kernel (``copy_file_range``).
+
+    ``shutil.copyfile`` costs ~4x more here (~120 us against ~30 us a file on this
+    VM's ext4) in the checks it makes around the copy; at 800k canonical files that
+    is a minute and a half. The input is checked, on the open file, to be the one
+    pass 1 hashed (same size and mtime).
+
+    Args:
+        atomic: copy to a temporary name and rename it over ``target``, so that a
+            reader sees the old copy or the new one (a cron run updating in place).
+
+    Raises:
+        InputChangedError: the input changed or vanished since it was read.
+        OutputError: the copy cannot be written.
+    """
+    dest = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial") if atomic else target
+    try:
+        src = os.open(doc.file, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise InputChangedError(f"{doc.file}: cannot be read again: {err.strerror or err}") from err
+    try:
+        try:
+            dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+            try:
+                _copy_bytes(src, dst, doc.size)
+            finally:
+                os.close(dst)
+        except OSError as err:
+            raise OutputError(f"cannot write {target}: {err.strerror or err}") from err
+        info = os.fstat(src)
+        if (info.st_size, info.st_mtime_ns) != (doc.size, doc.mtime_ns):
+            raise InputChangedError(
+                f"{doc.file}: changed while dedup was running; run again when it is stable"
+            )
+        if atomic:
+            os.replace(dest, target)
+    except BaseException:
+        if atomic:
+            with contextlib.suppress(OSError):
+                os.unlink(dest)
+        raise
+    finally:
+        os.close(src)
+
+
+def _copy_bytes(src: int, dst: int, size: int) -> None:
+    """Copy the first ``size`` bytes; the caller checks that the file did not change."""
+    done = 0
+    try:
+        while done < size and (n := os.copy_file_range(src, dst, size - done)):
+            done += n
+    except (AttributeError, OSError):  # not Linux, or a file system that cannot: copy by hand
+        os.lseek(src, done, os.SEEK_SET)
+        os.lseek(dst, done, os.SEEK_SET)
+        while chunk := os.read(src, 1 << 20):
+            os.write(dst, chunk)
+
+
 def publish_canonical(out: Path, staging: Path) -> None:
     """Swap the staged directory in as ``OUT/canonical`` (the old one, if any, is removed)."""
     final, old = out / CANONICAL, out / f".{CANONICAL}.old"

@@ -38,7 +38,6 @@ from dedup import canonical, index, manifest, normalize, quality, readers, state
 from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Status
-from dedup.errors import InputChangedError
 from dedup.signatures import (
     Signer,
     TokenFrequency,
@@ -953,24 +952,12 @@ def _copy_files(
     def copy_share(share: Sequence[int]) -> None:
         for i in share:
             doc = docs[i]
-            _copy_file(doc, os.path.join(base, doc.path), atomic)
+            manifest.copy_document(doc, os.path.join(base, doc.path), atomic=atomic)
 
     threads = max(2, config.workers)
     step = -(-len(files) // threads) or 1
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(copy_share, [files[k : k + step] for k in range(0, len(files), step)]))
-
-
-def _copy_file(doc: Document, target: str, atomic: bool) -> None:
-    if atomic:  # in place: a reader sees the old copy or the new one
-        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial")
-        shutil.copyfile(doc.file, partial)
-        os.replace(partial, target)
-    else:
-        shutil.copyfile(doc.file, target)
-    info = os.stat(doc.file)
-    if (info.st_size, info.st_mtime_ns) != (doc.size, doc.mtime_ns):
-        raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:

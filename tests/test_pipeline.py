@@ -209,3 +209,45 @@ def test_out_inside_input_is_refused(corpus: Path) -> None:
 def test_missing_input_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         run([tmp_path / "nope"], tmp_path / "out", ONE_JOB)
+
+
+def test_canonical_copies_without_copy_file_range(corpus, tmp_path, monkeypatch):
+    """A file system that cannot copy in the kernel still gets byte-identical copies."""
+
+    def refuse(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    out = tmp_path / "out"
+    run([corpus], out, ONE_JOB)
+    kept = [r["path"] for r in read_manifest(out) if r["canonical"]]
+    assert kept
+    for path in kept:
+        assert (out / "canonical" / path).read_bytes() == (corpus / path).read_bytes()
+
+
+def _document(path: Path):
+    from dedup.document import Document, Source
+
+    info = path.stat()
+    source = Source("dir", str(path.parent), "")
+    return Document(0, path.name, source, str(path), size=info.st_size, mtime_ns=info.st_mtime_ns)
+
+
+def test_copy_refuses_an_input_changed_since_it_was_read(tmp_path):
+    from dedup import manifest
+    from dedup.errors import InputChangedError
+
+    src = tmp_path / "a.txt"
+    src.write_text("first version")
+    doc = _document(src)
+    target = tmp_path / "out.txt"
+    target.write_text("previous canonical")
+    src.write_text("second, longer version")
+    with pytest.raises(InputChangedError, match="changed while dedup was running"):
+        manifest.copy_document(doc, str(target), atomic=True)
+    assert target.read_text() == "previous canonical"  # an in-place update is all or nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "out.txt"]  # no partial copy left
+    src.unlink()
+    with pytest.raises(InputChangedError, match="cannot be read again"):
+        manifest.copy_document(doc, str(target), atomic=True)
