@@ -139,18 +139,32 @@ class DocumentTable:
         sha = bytes(self._sha[32 * i : 32 * i + 32])
         return "" if sha == _NO_SHA else sha.hex()
 
-    def __getitem__(self, i: int) -> Document:
+    def file(self, i: int) -> str:
+        """The file on disk holding document ``i``."""
         source = self.sources[self._source[i]]
+        if source.kind != "dir":
+            return source.root
         path = self.paths[i]
-        if source.kind == "dir":
-            file = os.path.join(source.root, path[len(source.label) + 1 :] if source.label else path)
-        else:
-            file = source.root
+        return os.path.join(source.root, path[len(source.label) + 1 :] if source.label else path)
+
+    def offset(self, i: int) -> int:
+        return self._offset[i]
+
+    def line(self, i: int) -> int:
+        return self._line[i]
+
+    def size(self, i: int) -> int:
+        return self._size[i]
+
+    def mtime_ns(self, i: int) -> int:
+        return self._mtime[i]
+
+    def __getitem__(self, i: int) -> Document:
         return Document(
             index=i,
-            path=path,
-            source=source,
-            file=file,
+            path=self.paths[i],
+            source=self.sources[self._source[i]],
+            file=self.file(i),
             offset=self._offset[i],
             line=self._line[i],
             sha256=self.sha256(i),
@@ -162,6 +176,3 @@ class DocumentTable:
 
     def __iter__(self) -> Iterator[Document]:
         return (self[i] for i in range(len(self.paths)))
-
-    def offset(self, i: int) -> int:
-        return self._offset[i]

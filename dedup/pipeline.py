@@ -387,7 +387,7 @@ class _Verdicts:
             return orjson.loads(made)
         if (stored := self.kept.get(doc)) is not None:
             record = dict(stored)
-            record["line"] = self.corpus.docs[doc].line or None  # lines above it may have changed
+            record["line"] = self.corpus.docs.line(doc) or None  # lines above it may have changed
             return record
         node = int(self.corpus.node_of[doc])
         if node < 0:
@@ -406,6 +406,7 @@ class _Verdicts:
 # ------------------------------------------------------------------ run -----
 
 _FRESH = object()  # marker: the document must go through pass 1
+_STATUS = {str(s): s for s in Status}
 
 
 def run(
@@ -490,7 +491,7 @@ def _reuse(doc: Document, prev: state.Stored | None) -> Any:
         if prev.offset >= 0 or (prev.size, prev.mtime_ns) != (info.st_size, info.st_mtime_ns):
             return _FRESH
         doc.size, doc.mtime_ns, doc.sha256 = prev.size, prev.mtime_ns, prev.sha256 or ""
-        doc.status, doc.error = Status(prev.status), prev.error
+        doc.status, doc.error = _STATUS[prev.status], prev.error
     elif doc.status is not Status.OK or prev.sha256 != doc.sha256 or prev.status != Status.OK:
         return _FRESH
     doc.text = None
@@ -719,6 +720,8 @@ def _changes(
     successors: dict[int, str] = {}  # demoted canonical -> the path that replaced it
     for i, path in enumerate(docs.paths):
         prev = previous.get(path)
+        if i in verdicts.kept:  # its group did not change: neither did its verdict
+            continue
         if prev is not None and prev.gone is None and prev.record.get("canonical"):
             record = verdicts.record(i)
             if not record["canonical"] and record["duplicate_of"] is not None:
@@ -836,7 +839,6 @@ def _emit(
             changes.listed.append({"change": "changed", **_brief(record)})
         if prints is None:
             continue
-        doc = docs[i]
         node = feats.node_of[i]
         component = prints.get(node) if node >= 0 else None
         if (
@@ -845,9 +847,10 @@ def _emit(
             and prev.record == record
             and prev.component == component
             and (prev.file, prev.offset, prev.size, prev.mtime_ns)
-            == (doc.file, doc.offset, doc.size, doc.mtime_ns)
+            == (docs.file(i), docs.offset(i), docs.size(i), docs.mtime_ns(i))
         ):
             continue
+        doc = docs[i]
         feat = feats.feature(i)
         yield state.Stored(
             key=doc.path,
@@ -907,8 +910,11 @@ def _sync_canonical(
         if prev.offset < 0 and path not in wanted:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(root / path)
+    base = str(root)
     todo = [
-        i for i in files if docs.paths[i] not in before or fresh[i] or not (root / docs.paths[i]).exists()
+        i
+        for i in files
+        if docs.paths[i] not in before or fresh[i] or not os.path.exists(os.path.join(base, docs.paths[i]))
     ]
     _copy_files(docs, todo, root, config, atomic=True)
     _checkpoint("canonical")

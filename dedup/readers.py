@@ -7,10 +7,11 @@ one document becomes its ``status`` and ``error``; only an unusable INPUT raises
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Sequence
-from fnmatch import fnmatch
 from pathlib import Path
 
 import orjson
@@ -71,17 +72,33 @@ def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = Tr
 
 
 def _walk(root: str, globs: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
-    """(relative POSIX path, error) of matching files below root, sorted; errors for unreadable dirs."""
-    errors: list[OSError] = []
+    """(relative POSIX path, error) of matching files below root, sorted; errors for unreadable dirs.
+
+    Like ``os.walk`` (symlinked directories are not followed), with paths built by
+    joining names: ``os.path.relpath`` per file was a third of a cron run's
+    listing time.
+    """
+    matches = re.compile("|".join(fnmatch.translate(g) for g in globs)).match
     found: list[tuple[str, str | None]] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
-        dirnames.sort()
-        for name in filenames:
-            if any(fnmatch(name, g) for g in globs):
-                found.append((Path(os.path.relpath(os.path.join(dirpath, name), root)).as_posix(), None))
-    for err in errors:
-        rel = Path(os.path.relpath(err.filename or root, root)).as_posix()
-        found.append((rel, f"cannot list directory: {err.strerror}"))
+    pending = [("", root)]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except OSError as err:
+            found.append((prefix[:-1] or ".", f"cannot list directory: {err.strerror}"))
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink():
+                    pending.append((f"{prefix}{entry.name}/", entry.path))
+            elif matches(entry.name):
+                found.append((prefix + entry.name, None))
     found.sort()
     yield from found
 
