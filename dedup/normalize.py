@@ -38,6 +38,8 @@ BOILERPLATE_LINE = re.compile(
     r"|(?:[^\n|\u00bb\u203a]{1,25}[|\u00bb\u203a]){2,}[^\n|\u00bb\u203a]{1,25})[^\S\n]*$",
     re.IGNORECASE | re.MULTILINE,
 )
+_BOILERPLATE_MAX = 100  # the pattern's line-length limit, after leading space
+_BOILERPLATE_ONE = re.compile(BOILERPLATE_LINE.pattern, re.IGNORECASE)  # one line at a time
 
 # OCR confusion classes (rn/m, cl/d, vv/w, 1/l/i, 0/o, c/e, u/n, h/b, 5/s, doubled
 # letters): folded so that a slip does not break the shingles around it. Both sides
@@ -50,6 +52,7 @@ _MOJIBAKE_MARK = re.compile(
 )
 _NOT = re.compile(r"n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
 _WORD = re.compile(r"[^\W_]+")
+_NON_ASCII_SEPARATORS = re.compile(r"[^\x00-\x7f\w]+")
 # Bytes that make up tokens: what [^\W_] matches in ASCII, and every byte of a
 # non-ASCII character (token_bytes only lets letters through there).
 WORD_BYTE = np.zeros(256, dtype=bool)
@@ -76,6 +79,26 @@ def repair(text: str) -> str:
     return ftfy.fix_encoding(text)
 
 
+def strip_boilerplate(text: str) -> tuple[str, int]:
+    """``text`` with its boilerplate lines emptied, and how many there were.
+
+    The same as ``BOILERPLATE_LINE.subn("", text)``, ~5x faster: the regex engine
+    tries ``^`` at every character, while only short lines (or lines with leading
+    space) can match, and most lines of an article are long paragraphs.
+
+    Example:
+        >>> strip_boilerplate("Storm hits coast.\\nAdvertisement\\nPower is out.")
+        ('Storm hits coast.\\n\\nPower is out.', 1)
+    """
+    lines = text.split("\n")
+    found = 0
+    for k, line in enumerate(lines):
+        if (len(line) <= _BOILERPLATE_MAX or line[:1].isspace()) and _BOILERPLATE_ONE.fullmatch(line):
+            lines[k] = ""
+            found += 1
+    return ("\n".join(lines), found) if found else (text, 0)
+
+
 def comparison_text(repaired: str) -> str:
     """Strip markup and boilerplate and fold case: the text shingles are made from.
 
@@ -88,7 +111,7 @@ def comparison_text(repaired: str) -> str:
         text = html.unescape(text)
     if "](" in text:
         text = MARKDOWN_LINK.sub(r"\1", text)
-    text = BOILERPLATE_LINE.sub("", text)
+    text = strip_boilerplate(text)[0]
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
     text = text.casefold()
@@ -100,13 +123,18 @@ def comparison_text(repaired: str) -> str:
 def token_bytes(comparison: str) -> bytes:
     """The tokens of a comparison text as bytes, separated by non-word bytes.
 
-    ASCII text is used as it is (its punctuation and spaces already separate the
-    same tokens ``tokens`` finds); other text is tokenised and joined by spaces, so
-    that a curly quote or a dash never counts as part of a word.
+    ASCII punctuation and spaces already separate the same tokens ``tokens``
+    finds; non-ASCII characters that are not letters or digits (a curly quote, a
+    dash) become spaces, so that they never count as part of a word. (3x faster
+    than ``findall`` and join on the texts that need it.)
+
+    Example:
+        >>> token_bytes("trump\\u2019s caf\\u00e9 \\u2014 ok")
+        b'trump s caf\\xc3\\xa9   ok'
     """
     if comparison.isascii():
         return comparison.encode("ascii")
-    return " ".join(_WORD.findall(comparison)).encode("utf-8")
+    return _NON_ASCII_SEPARATORS.sub(" ", comparison).encode("utf-8")
 
 
 def skeleton_bytes(data: bytes) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedup.normalize import BOILERPLATE_LINE, HTML_ENTITY, HTML_TAG, MARKDOWN_LINK
+from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, strip_boilerplate
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ def intrinsic(raw: str, repaired: str, comparison: str) -> dict[str, float]:
         markup += len(MARKDOWN_LINK.findall(repaired))
     if "*" in repaired or "_" in repaired or "#" in repaired:
         markup += len(_MARKDOWN_EMPHASIS.findall(repaired))
-    boilerplate = len(BOILERPLATE_LINE.findall(repaired))
+    boilerplate = strip_boilerplate(repaired)[1]
     lowered = repaired.lower()
     if any(cue in lowered for cue in _BOILERPLATE_CUES):
         boilerplate += len(_BOILERPLATE_INLINE.findall(repaired))

@@ -103,3 +103,31 @@ def test_running_twice_gives_the_same_manifest(case) -> None:
         # and the canonical output is a fixed point: deduplicating it again removes nothing
         run([root / "out" / "canonical"], root / "again", Config(jobs=1))
         assert all(r["canonical"] for r in read_manifest(root / "again") if r["status"] == "ok")
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_pass_one_tokens_are_the_tokens_pass_two_reads(text):
+    """Pass 1 hashes tokens from bytes; pass 2 from ``tokens``: the two must agree on any text."""
+    from dedup import normalize
+    from dedup.signatures import hash_token_bytes, token_hashes
+
+    comparison = normalize.comparison_text(text)
+    from_bytes = hash_token_bytes(normalize.token_bytes(comparison))
+    assert from_bytes.tolist() == token_hashes(normalize.tokens(text)).tolist()
+
+
+_LINE_PARTS = st.sampled_from(
+    ["Advertisement", "  Subscribe to our newsletter ", "Home | News | Politics", "\u00a9 2024 Site",
+     "The council voted on Tuesday.", " ", "\t", "\r", "x" * 95, "read more", "sign up today", "|", "\u00bb"]
+)  # fmt: skip
+
+
+@given(st.lists(st.lists(_LINE_PARTS | st.text(max_size=30), max_size=4).map("".join), max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_boilerplate_lines_stripped_as_the_pattern_says(lines):
+    """The line-by-line shortcut removes exactly what the multiline pattern would."""
+    from dedup.normalize import BOILERPLATE_LINE, strip_boilerplate
+
+    text = "\n".join(lines)
+    assert strip_boilerplate(text) == BOILERPLATE_LINE.subn("", text)
