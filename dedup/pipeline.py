@@ -378,7 +378,7 @@ class _Verdicts:
     in memory at once.
     """
 
-    def __init__(self, corpus: _Corpus, settled: dict[int, bytes], kept: dict[int, dict[str, Any]]) -> None:
+    def __init__(self, corpus: _Corpus, settled: dict[int, bytes], kept: dict[int, str]) -> None:
         self.corpus, self.settled, self.kept = corpus, settled, kept
         self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
 
@@ -386,7 +386,7 @@ class _Verdicts:
         if (made := self.settled.get(doc)) is not None:
             return orjson.loads(made)
         if (stored := self.kept.get(doc)) is not None:
-            record = dict(stored)
+            record: dict[str, Any] = orjson.loads(stored)
             record["line"] = self.corpus.docs.line(doc) or None  # lines above it may have changed
             return record
         node = int(self.corpus.node_of[doc])
@@ -498,9 +498,11 @@ def _reuse(doc: Document, prev: state.Stored | None) -> Any:
     if prev.status != Status.OK or prev.signature is None or prev.signals is None:
         return None
     assert prev.content is not None and prev.shingles is not None
-    return Features(
+    features = Features(
         content=prev.content, shingles=prev.shingles, signature=prev.signature, signals=prev.signals
     )
+    prev.signature = None  # moves to the run's features: held once, not twice
+    return features
 
 
 def _pass1(
@@ -597,7 +599,7 @@ def _run(
     by_comp = np.argsort(comp_of[pairs[:, 0]], kind="stable") if len(pairs) else np.empty(0, dtype=np.int64)
     bounds = np.searchsorted(comp_of[pairs[by_comp, 0]], np.arange(len(comps) + 1)) if len(pairs) else [0]
     tasks = [(comp, pairs[by_comp[bounds[c] : bounds[c + 1]]]) for c, comp in enumerate(comps)]
-    kept: dict[int, dict[str, Any]] = {}
+    kept: dict[int, str] = {}  # document -> its stored record (JSON), when its group did not change
     prints: dict[int, str] | None = {} if store else None  # node -> fingerprint of its group (cron)
     if prints is not None:
         groups = [*comps, *([int(n)] for n in np.flatnonzero(comp_of < 0))]
@@ -607,7 +609,7 @@ def _run(
             members = [d for n in group for d in corpus.members(n)]
             stored = [previous.get(docs.paths[d]) for d in members]
             if all(p is not None and p.gone is None and p.component == print_ for p in stored):
-                kept.update((d, p.record) for d, p in zip(members, stored, strict=True) if p is not None)
+                kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
                 if g < len(comps):
                     tasks[g] = ([], pairs[:0])
         tasks = [t for t in tasks if t[0]]
@@ -640,7 +642,7 @@ def _run(
         _checkpoint("committed")
         kept_docs = np.frombuffer(tally.canonical, dtype=np.int64)
         if store and run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
-            before = {p: s for p, s in previous.items() if s.gone is None and s.record.get("canonical")}
+            before = {p: s for p, s in previous.items() if s.gone is None and s.canonical}
             _sync_canonical(out, docs, kept_docs, before, fresh, config)
         else:
             _write_canonical(out, docs, kept_docs, config)
@@ -722,7 +724,7 @@ def _changes(
         prev = previous.get(path)
         if i in verdicts.kept:  # its group did not change: neither did its verdict
             continue
-        if prev is not None and prev.gone is None and prev.record.get("canonical"):
+        if prev is not None and prev.gone is None and prev.canonical:
             record = verdicts.record(i)
             if not record["canonical"] and record["duplicate_of"] is not None:
                 successors[i] = record["duplicate_of"]
@@ -734,9 +736,9 @@ def _changes(
         prev = previous[key]
         gone[key] = prev.gone if prev.gone is not None else run_id
         if prev.gone is None:
-            gone_entries.append({"change": "gone", "path": key, "cluster": prev.record.get("cluster")})
-            if prev.record.get("canonical"):
-                orphaned.setdefault(prev.record.get("cluster"), key)
+            gone_entries.append({"change": "gone", "path": key, "cluster": prev.cluster})
+            if prev.canonical:
+                orphaned.setdefault(prev.cluster, key)
     del present
     # The records of the successors, and of the first canonical of each orphaned cluster.
     wanted = set(successors.values())
@@ -747,7 +749,7 @@ def _changes(
         if path in wanted:
             records[path] = verdicts.record(i)
         if orphaned and prev is not None and prev.gone is None:
-            cluster = prev.record.get("cluster")
+            cluster = prev.cluster
             if cluster in orphaned and cluster not in heirs:
                 record = verdicts.record(i)
                 if record["canonical"]:
@@ -757,8 +759,8 @@ def _changes(
         supersessions.append((verdicts.record(i)["cluster"], docs.paths[i], successor, why))
     for key in gone:
         prev = previous[key]
-        if prev.gone is None and prev.record.get("canonical"):
-            heir = heirs.get(prev.record.get("cluster"))
+        if prev.gone is None and prev.canonical:
+            heir = heirs.get(prev.cluster)
             if heir is not None:
                 supersessions.append((heir["cluster"], key, heir["path"], "the previous canonical is gone"))
     supersedes: dict[str, list[dict[str, Any]]] = {}
@@ -827,7 +829,8 @@ def _emit(
         path = record["path"]
         if path in changes.supersedes:
             record["supersedes"] = changes.supersedes[path]
-        fh.write(orjson.dumps(record) + b"\n")
+        line = orjson.dumps(record)
+        fh.write(line + b"\n")
         tally.add(i, record)
         prev = previous.get(path)
         if prev is None or prev.gone is not None:
@@ -844,7 +847,7 @@ def _emit(
         if (
             prev is not None
             and prev.gone is None
-            and prev.record == record
+            and prev.record_json == line.decode()
             and prev.component == component
             and (prev.file, prev.offset, prev.size, prev.mtime_ns)
             == (docs.file(i), docs.offset(i), docs.size(i), docs.mtime_ns(i))
@@ -867,7 +870,9 @@ def _emit(
             signature=None if feat is None else feat.signature,
             signals=None if feat is None else feat.signals,
             component=component,
-            record=record,
+            record_json=line.decode(),
+            canonical=record["canonical"],
+            cluster=record["cluster"],
             first_seen=prev.first_seen if prev else run_id,
             last_seen=run_id,
             gone=None,
