@@ -147,6 +147,12 @@ def stage_canonical(out: Path) -> Path:
     return staging
 
 
+def jsonl_output(doc: Document) -> str:
+    """Where, inside ``canonical/``, the kept lines of a JSONL document's input file go."""
+    name = Path(doc.file).name
+    return f"{doc.source.label}/{name}" if doc.source.label else name
+
+
 def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
     """Kept JSONL records, as read, to one JSONL per input file (in manifest order)."""
     by_file: dict[str, list[Document]] = {}
@@ -154,8 +160,7 @@ def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
         assert doc.status is Status.OK and doc.offset >= 0
         by_file.setdefault(doc.file, []).append(doc)
     for file, docs in by_file.items():
-        label = docs[0].source.label
-        target = staging / (f"{label}/{Path(file).name}" if label else Path(file).name)
+        target = staging / jsonl_output(docs[0])
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(file, "rb") as src, open(target, "wb") as dst:
             for doc in docs:

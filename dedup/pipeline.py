@@ -923,11 +923,35 @@ def _sync_canonical(
     ]
     _copy_files(docs, todo, root, config, atomic=True)
     _checkpoint("canonical")
-    lines = [int(i) for i in kept if docs.offset(int(i)) >= 0]
-    if lines or any(p.offset >= 0 for p in before.values()):
+    # JSONL outputs: rewrite the ones whose kept lines changed, remove the ones left with none.
+    now: dict[str, list[tuple[int, str, str]]] = {}
+    for i in kept:
+        if docs.offset(int(i)) >= 0:
+            now.setdefault(docs.file(int(i)), []).append(
+                (docs.offset(int(i)), docs.paths[i], docs.sha256(int(i)))
+            )
+    then: dict[str, list[tuple[int, str, str]]] = {}
+    for path, prev in before.items():
+        if prev.offset >= 0:
+            then.setdefault(prev.file, []).append((prev.offset, path, prev.sha256 or ""))
+    outputs: dict[str, str] = {}  # JSONL input file -> its output inside canonical/
+    for i in range(len(docs)):
+        if docs.offset(i) >= 0 and (file := docs.file(i)) not in outputs:
+            outputs[file] = manifest.jsonl_output(docs[i])
+    redo = {
+        f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
+    }
+    for file in then.keys() - now.keys():
+        if file in outputs:  # an input still read, with no line kept any more
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(root / outputs[file])
+    if redo:
         staging = manifest.stage_canonical(out)
         try:
-            manifest.write_jsonl_lines(staging, (docs[i] for i in lines))
+            manifest.write_jsonl_lines(
+                staging,
+                (docs[int(i)] for i in kept if docs.file(int(i)) in redo and docs.offset(int(i)) >= 0),
+            )
             for made in sorted(p for p in staging.rglob("*") if p.is_file()):
                 target = root / made.relative_to(staging)
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -204,3 +204,42 @@ def test_sigkill_at_any_point_then_rerun_matches_an_uninterrupted_run(
     ours = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "canonical").rglob("*"))
     theirs = sorted(p.relative_to(reference / "out") for p in (reference / "out" / "canonical").rglob("*"))
     assert ours == theirs
+
+
+def _jsonl(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.write_bytes(b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in rows))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_jsonl_outputs_are_rewritten_only_when_their_kept_lines_change(tmp_path: Path) -> None:
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    a, b = feeds / "a.jsonl", feeds / "b.jsonl"
+    _jsonl(a, [("s1", STORM), ("c1", COUNCIL)])
+    _jsonl(b, [("s2", NOISE["boilerplate"](STORM)), ("m1", MUSEUM)])
+    config = Config(jobs=1, state=str(tmp_path / "state"))
+
+    def cron_run() -> dict[str, bytes]:
+        run([a, b], tmp_path / "out", config)
+        full = tmp_path / "full"
+        run([a, b], full, Config(jobs=1, force=True))
+        assert _tree(tmp_path / "out" / "canonical") == _tree(full / "canonical")  # as a full rebuild
+        return _tree(tmp_path / "out" / "canonical")
+
+    first = cron_run()
+    outputs = sorted(p for p in (tmp_path / "out" / "canonical").rglob("*.jsonl") if p.is_file())
+    assert len(outputs) == 2
+    stamps = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in outputs]
+    assert cron_run() == first
+    assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in outputs] == stamps  # not rewritten
+
+    _jsonl(a, [("s1", STORM), ("c1", COUNCIL), ("m2", garble(MUSEUM, "The museum director"))])
+    cron_run()
+    assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in outputs][1] == stamps[1]  # b untouched
+
+    _jsonl(b, [("c2", COUNCIL)])  # b's only line now duplicates a kept line of a: nothing of b is kept
+    after = cron_run()
+    assert not any(name.startswith("b.jsonl") for name in after)
