@@ -96,7 +96,7 @@ class DocumentTable:
         self.sources = sources
         self._source_no = {s: k for k, s in enumerate(sources)}
         self.paths: list[str] = []
-        self._source = array("H")
+        self._source = array("I")
         self._offset = array("q")
         self._line = array("q")
         self._size = array("q")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from dedup.document import Document, Status
+from dedup.document import Document, Source, Status
 from dedup.errors import InputChangedError, OutputError
 
 MANIFEST = "manifest.jsonl"
@@ -147,24 +148,41 @@ def stage_canonical(out: Path) -> Path:
     return staging
 
 
-def jsonl_output(doc: Document) -> str:
-    """Where, inside ``canonical/``, the kept lines of a JSONL document's input file go."""
-    name = Path(doc.file).name
-    return f"{doc.source.label}/{name}" if doc.source.label else name
+def jsonl_output(source: Source) -> str:
+    """Where, inside ``canonical/``, the kept lines of a JSONL input go."""
+    name = Path(source.root).name
+    return f"{source.label}/{name}" if source.label else name
 
 
 def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
-    """Kept JSONL records, as read, to one JSONL per input file (in manifest order)."""
-    by_file: dict[str, list[Document]] = {}
-    for doc in kept:
-        assert doc.status is Status.OK and doc.offset >= 0
-        by_file.setdefault(doc.file, []).append(doc)
-    for file, docs in by_file.items():
-        target = staging / jsonl_output(docs[0])
+    """Kept JSONL records, as read, to one JSONL per input file.
+
+    ``kept`` is in manifest order, where each input file's lines are together: one
+    output file is open at a time, and no list of a million documents is built.
+    """
+    for _, group in itertools.groupby(kept, key=lambda doc: doc.file):
+        first = next(group)
+        assert first.status is Status.OK and first.offset >= 0
+        target = staging / jsonl_output(first.source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(file, "rb") as src, open(target, "wb") as dst:
-            for doc in docs:
+        with open(first.file, "rb") as src, open(target, "wb") as dst:
+            for doc in itertools.chain([first], group):
                 dst.write(_read_line(doc, src) + b"\n")
+
+
+def remove_leftovers(out: Path) -> None:
+    """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock)."""
+    names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
+    for pattern in names:
+        for path in out.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+    for path in (out / RUNS).glob(".run-*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:

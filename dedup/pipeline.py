@@ -199,7 +199,7 @@ class _Features:
             self.sizes.append(feat.shingles)
             self.signatures.frombytes(np.ascontiguousarray(feat.signature, dtype=np.uint32).tobytes())
         self.node_of.append(n)
-        self.signals.frombytes(np.asarray(feat.signals, dtype=np.float32).tobytes())
+        self.signals.frombytes(np.ascontiguousarray(feat.signals, dtype=np.float32).tobytes())
 
     def done(self) -> None:
         """No more documents: the content lookup is not needed any more."""
@@ -555,6 +555,7 @@ def _run(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     started = state.now()
+    manifest.remove_leftovers(out)
     previous = store.documents() if store else {}
     run_id = store.last_run() + 1 if store else 1
     frequency = TokenFrequency()
@@ -744,11 +745,13 @@ def _changes(
     wanted = set(successors.values())
     records: dict[str, dict[str, Any]] = {}
     heirs: dict[Any, dict[str, Any]] = {}
+    # Cluster names need no JSON escaping: a row of an orphaned cluster is found without parsing.
+    marks = tuple(orjson.dumps({"cluster": c}).decode()[1:-1] for c in orphaned)
     for i, path in enumerate(docs.paths):
         prev = previous.get(path)
         if path in wanted:
             records[path] = verdicts.record(i)
-        if orphaned and prev is not None and prev.gone is None:
+        if marks and prev is not None and prev.gone is None and any(m in prev.record_json for m in marks):
             cluster = prev.cluster
             if cluster in orphaned and cluster not in heirs:
                 record = verdicts.record(i)
@@ -871,8 +874,6 @@ def _emit(
             signals=None if feat is None else feat.signals,
             component=component,
             record_json=line.decode(),
-            canonical=record["canonical"],
-            cluster=record["cluster"],
             first_seen=prev.first_seen if prev else run_id,
             last_seen=run_id,
             gone=None,
@@ -934,10 +935,7 @@ def _sync_canonical(
     for path, prev in before.items():
         if prev.offset >= 0:
             then.setdefault(prev.file, []).append((prev.offset, path, prev.sha256 or ""))
-    outputs: dict[str, str] = {}  # JSONL input file -> its output inside canonical/
-    for i in range(len(docs)):
-        if docs.offset(i) >= 0 and (file := docs.file(i)) not in outputs:
-            outputs[file] = manifest.jsonl_output(docs[i])
+    outputs = {src.root: manifest.jsonl_output(src) for src in docs.sources if src.kind == "jsonl"}
     redo = {
         f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
     }

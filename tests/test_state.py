@@ -9,6 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dedup import Config, run
 from dedup.errors import StateLockedError, StateMismatchError
@@ -188,8 +190,11 @@ def test_sigkill_at_any_point_then_rerun_matches_an_uninterrupted_run(
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     killed = subprocess.run(command, cwd=REPO, env={**env, "DEDUP_CRASH_AT": point}, capture_output=True)
     assert killed.returncode == -9
+    if point in ("committed", "canonical"):  # killed while the manifest streamed to its temporary file
+        assert list((tmp_path / "out").glob(".manifest.jsonl.*.tmp"))
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # what the killed run left is cleared
 
     reference = tmp_path / "reference"
     reference.mkdir()
@@ -243,3 +248,20 @@ def test_jsonl_outputs_are_rewritten_only_when_their_kept_lines_change(tmp_path:
     _jsonl(b, [("c2", COUNCIL)])  # b's only line now duplicates a kept line of a: nothing of b is kept
     after = cron_run()
     assert not any(name.startswith("b.jsonl") for name in after)
+    _jsonl(b, [("m1", MUSEUM)])
+    assert any(name.startswith("b.jsonl") for name in cron_run())
+    b.write_bytes(b"")  # no document at all in b now: its output goes too
+    assert not any(name.startswith("b.jsonl") for name in cron_run())
+
+
+@given(path=st.text(), reason=st.text(), canonical=st.booleans())
+def test_stored_canonical_flag_is_read_exactly(path: str, reason: str, canonical: bool) -> None:
+    from dedup.state import Stored
+
+    record = {"path": path, "cluster": "c1", "canonical": canonical, "reason": reason}
+    row = Stored(
+        key=path, file=path, offset=-1, line=0, size=1, mtime_ns=1, sha256=None, status="ok", error=None,
+        content=None, shingles=None, signature=None, signals=None, component=None,
+        record_json=orjson.dumps(record).decode(), first_seen=1, last_seen=1, gone=None,
+    )  # fmt: skip
+    assert row.canonical is canonical and row.cluster == "c1" and row.record == record
