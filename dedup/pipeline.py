@@ -12,7 +12,6 @@ Finally the outputs are written.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import os
@@ -639,7 +638,7 @@ def _run(
                 blobs={"token_frequency": frequency.table.tobytes()},
             )
         else:
-            collections.deque(rows, maxlen=0)
+            deque(rows, maxlen=0)  # no state: the rows are only made for the side effects
         _checkpoint("committed")
         kept_docs = np.frombuffer(tally.canonical, dtype=np.int64)
         if store and run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
