@@ -288,6 +288,8 @@ def _edits(
 
 def _longest_increasing(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """The longest subsequence of (i, j) pairs, sorted by i, whose j also increase."""
+    if all(p[1] < q[1] for p, q in itertools.pairwise(pairs)):  # copies in the same order: the usual case
+        return list(pairs)
     tails: list[int] = []  # tails[k]: smallest j ending an increasing run of length k+1
     tail_index: list[int] = []
     back = [-1] * len(pairs)

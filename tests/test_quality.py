@@ -1,13 +1,22 @@
 """Each kind of damage, on its own, makes a copy lose to the clean one."""
 
+import bisect
+import itertools
 from collections.abc import Sequence
 
 import pytest
 from conftest import ARTICLES, COUNCIL, MUSEUM, NOISE, coref, garble, join_paragraphs, truncate
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dedup.canonical import Member, rank
 from dedup.normalize import comparison_text, repair, tokens
-from dedup.quality import intrinsic, relative, repeated_phrase_fraction
+from dedup.quality import (
+    _longest_increasing,
+    intrinsic,
+    relative,
+    repeated_phrase_fraction,
+)
 from dedup.signatures import TokenFrequency, shingle_hashes, token_hashes
 
 LONG = COUNCIL + "\n\n" + MUSEUM
@@ -84,3 +93,20 @@ def test_repeated_phrases_are_measured() -> None:
 
 def test_ties_break_by_order_not_by_score_noise() -> None:
     assert ranked_paths({"first": COUNCIL, "second": COUNCIL}) == ["first", "second"]
+
+
+def _longest_increasing_length(js):
+    best = []
+    for j in js:
+        k = bisect.bisect_left(best, j)
+        best[k : k + 1] = [j]
+    return len(best)
+
+
+@given(st.lists(st.integers(0, 30), max_size=40, unique=True))
+def test_longest_increasing_chain_is_longest_and_increasing(js):
+    pairs = list(enumerate(js))
+    chain = _longest_increasing(pairs)
+    assert all(p in pairs for p in chain)
+    assert all(p[0] < q[0] and p[1] < q[1] for p, q in itertools.pairwise(chain))
+    assert len(chain) == _longest_increasing_length(js)
