@@ -640,7 +640,7 @@ def _run(
         else:
             deque(rows, maxlen=0)  # no state: the rows are only made for the side effects
         _checkpoint("committed")
-        kept_docs = np.frombuffer(tally.canonical, dtype=np.int64)
+        kept_docs = tally.canonical.tolist()
         if store and run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
             before = {p: s for p, s in previous.items() if s.gone is None and s.canonical}
             _sync_canonical(out, docs, kept_docs, before, fresh, config)
@@ -902,14 +902,14 @@ def _brief(record: dict[str, Any]) -> dict[str, Any]:
 def _sync_canonical(
     out: Path,
     docs: DocumentTable,
-    kept: np.ndarray,
+    kept: list[int],
     before: dict[str, state.Stored],
     fresh: bytearray,
     config: Config,
 ) -> None:
     """Bring OUT/canonical up to date in place: copy what is new or changed, remove what is no longer kept."""
     root = out / manifest.CANONICAL
-    files = [int(i) for i in kept if docs.offset(int(i)) < 0]
+    files = [i for i in kept if docs.offset(i) < 0]
     wanted = {docs.paths[i] for i in files}
     for path, prev in before.items():
         if prev.offset < 0 and path not in wanted:
@@ -926,10 +926,8 @@ def _sync_canonical(
     # JSONL outputs: rewrite the ones whose kept lines changed, remove the ones left with none.
     now: dict[str, list[tuple[int, str, str]]] = {}
     for i in kept:
-        if docs.offset(int(i)) >= 0:
-            now.setdefault(docs.file(int(i)), []).append(
-                (docs.offset(int(i)), docs.paths[i], docs.sha256(int(i)))
-            )
+        if docs.offset(i) >= 0:
+            now.setdefault(docs.file(i), []).append((docs.offset(i), docs.paths[i], docs.sha256(i)))
     then: dict[str, list[tuple[int, str, str]]] = {}
     for path, prev in before.items():
         if prev.offset >= 0:
@@ -947,7 +945,7 @@ def _sync_canonical(
         try:
             manifest.write_jsonl_lines(
                 staging,
-                (docs[int(i)] for i in kept if docs.file(int(i)) in redo and docs.offset(int(i)) >= 0),
+                (docs[i] for i in kept if docs.file(i) in redo and docs.offset(i) >= 0),
             )
             for made in sorted(p for p in staging.rglob("*") if p.is_file()):
                 target = root / made.relative_to(staging)
@@ -957,12 +955,12 @@ def _sync_canonical(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_canonical(out: Path, docs: DocumentTable, kept: np.ndarray, config: Config) -> None:
+def _write_canonical(out: Path, docs: DocumentTable, kept: list[int], config: Config) -> None:
     """Canonical copies, staged and swapped in whole."""
     staging = manifest.stage_canonical(out)
     try:
-        _copy_files(docs, [int(i) for i in kept if docs.offset(int(i)) < 0], staging, config)
-        manifest.write_jsonl_lines(staging, (docs[int(i)] for i in kept if docs.offset(int(i)) >= 0))
+        _copy_files(docs, [i for i in kept if docs.offset(i) < 0], staging, config)
+        manifest.write_jsonl_lines(staging, (docs[i] for i in kept if docs.offset(i) >= 0))
         manifest.publish_canonical(out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
