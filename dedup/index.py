@@ -16,6 +16,8 @@ dropped before the documents are read a second time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from datasketch import MinHashLSH
 
@@ -50,6 +52,24 @@ def band_keys(signatures: np.ndarray, band: int, rows: int) -> np.ndarray:
     return key
 
 
+def _all_band_keys(signatures: np.ndarray, bands: int, rows: int) -> Iterator[np.ndarray]:
+    """The keys of every band, in band order.
+
+    With two rows a band's two uint32 values, side by side in memory, already are
+    a uint64 key: the matrix is viewed as uint64 and transposed eight bands at a
+    time, so that each row's cache line is read once per eight bands, not once per
+    band (a fifth of the banding time at 110k).
+    """
+    if rows != 2 or signatures.dtype != np.uint32 or not signatures.flags.c_contiguous:
+        for band in range(bands):
+            yield band_keys(signatures, band, rows)
+        return
+    wide = signatures[:, : 2 * bands].view(np.uint64) if len(signatures) else np.empty((0, bands), np.uint64)
+    for first in range(0, bands, 8):
+        block = np.ascontiguousarray(wide[:, first : first + 8].T)
+        yield from block
+
+
 def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> np.ndarray:
     """All pairs (i < j) that share a bucket in at least one band, sorted, as int64[m, 2].
 
@@ -60,9 +80,8 @@ def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> np.ndar
     """
     n = len(signatures)
     found = [np.empty(0, dtype=np.int64)]
-    for band in range(bands):
-        keys = band_keys(signatures, band, rows)
-        order = np.argsort(keys, kind="stable")
+    for keys in _all_band_keys(signatures, bands, rows):
+        order = np.argsort(keys)  # not stable, 5x faster: pairs are ordered below, not taken from here
         ordered = keys[order]
         same = ordered[1:] == ordered[:-1]
         if not same.any():
