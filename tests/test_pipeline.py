@@ -251,3 +251,13 @@ def test_copy_refuses_an_input_changed_since_it_was_read(tmp_path):
     src.unlink()
     with pytest.raises(InputChangedError, match="cannot be read again"):
         manifest.copy_document(doc, str(target), atomic=True)
+
+
+def test_sample_corpus_same_outputs_with_one_or_two_workers(tmp_path: Path) -> None:
+    """Enough groups (37 clusters) that pass 2 also runs in the worker pool, not only pass 1."""
+    sample = Path(__file__).resolve().parents[1] / "corpora" / "sample"
+    one, two = tmp_path / "one", tmp_path / "two"
+    run([sample], one, Config(jobs=1))
+    run([sample], two, Config(jobs=2))
+    assert (one / "manifest.jsonl").read_bytes() == (two / "manifest.jsonl").read_bytes()
+    assert tree_digest(one / "canonical") == tree_digest(two / "canonical")
