@@ -17,6 +17,7 @@ dropped before the documents are read a second time.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 from datasketch import MinHashLSH
@@ -93,13 +94,19 @@ def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> np.ndar
         found.append(np.minimum(a, b) * n + np.maximum(a, b))
         for start, length in zip(starts[lengths > 2], lengths[lengths > 2], strict=True):
             members = np.sort(order[start : start + length])
-            if length > MAX_BUCKET:
-                i, j = np.zeros(length - 1, dtype=np.int64), np.arange(1, length)
-            else:
-                i, j = np.triu_indices(length, 1)
+            i, j = _bucket_pairs(int(length))
             found.append(members[i] * n + members[j])
     codes = np.unique(np.concatenate(found))
     return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
+
+
+@lru_cache(maxsize=256)
+def _bucket_pairs(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the pairs linked in a bucket of this size (made once per size: buckets of
+    three or four are common, and ``triu_indices`` per bucket was half the banding time)."""
+    if length > MAX_BUCKET:
+        return np.zeros(length - 1, dtype=np.int64), np.arange(1, length)
+    return np.triu_indices(length, 1)
 
 
 def prefilter(

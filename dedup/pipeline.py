@@ -600,19 +600,10 @@ def _run(
     bounds = np.searchsorted(comp_of[pairs[by_comp, 0]], np.arange(len(comps) + 1)) if len(pairs) else [0]
     tasks = [(comp, pairs[by_comp[bounds[c] : bounds[c + 1]]]) for c, comp in enumerate(comps)]
     kept: dict[int, str] = {}  # document -> its stored record (JSON), when its group did not change
-    prints: dict[int, str] | None = {} if store else None  # node -> fingerprint of its group (cron)
-    if prints is not None:
-        groups = [*comps, *([int(n)] for n in np.flatnonzero(comp_of < 0))]
-        for g, group in enumerate(groups):
-            print_ = _fingerprint(corpus, group)
-            prints.update((n, print_) for n in group)
-            members = [d for n in group for d in corpus.members(n)]
-            stored = [previous.get(docs.paths[d]) for d in members]
-            if all(p is not None and p.gone is None and p.component == print_ for p in stored):
-                kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
-                if g < len(comps):
-                    tasks[g] = ([], pairs[:0])
-        tasks = [t for t in tasks if t[0]]
+    prints: dict[int, str] | None = None  # node -> fingerprint of its group (cron)
+    if store:
+        prints, unchanged = _unchanged_groups(corpus, comps, comp_of, previous, kept)
+        tasks = [t for c, t in enumerate(tasks) if c not in unchanged]
     settled: dict[int, bytes] = {}
     verified = 0
     for results, n_edges in _settle_all(corpus, tasks):
@@ -683,6 +674,47 @@ def _fingerprint(corpus: _Corpus, group: Sequence[int]) -> str:
     return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
 
 
+def _unchanged_groups(
+    corpus: _Corpus,
+    comps: list[list[int]],
+    comp_of: np.ndarray,
+    previous: dict[str, state.Stored],
+    kept: dict[int, str],
+) -> tuple[dict[int, str], set[int]]:
+    """Fingerprint every group (component, or lone text) and find the ones the state already judged.
+
+    Fills ``kept`` (document -> stored record) for the documents of unchanged
+    groups; returns the fingerprint of each node and the unchanged components.
+    A lone text with one document, the common case, is fingerprinted inline.
+    """
+    docs = corpus.docs
+    prints: dict[int, str] = {}
+    unchanged: set[int] = set()
+    for c, group in enumerate(comps):
+        print_ = _fingerprint(corpus, group)
+        prints.update((n, print_) for n in group)
+        members = [d for n in group for d in corpus.members(n)]
+        stored = [previous.get(docs.paths[d]) for d in members]
+        if all(p is not None and p.gone is None and p.component == print_ for p in stored):
+            kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
+            unchanged.add(c)
+    lone = np.flatnonzero(comp_of < 0)
+    single = (corpus.starts[lone + 1] - corpus.starts[lone]) == 1
+    for n, d in zip(lone[single].tolist(), corpus.order[corpus.starts[lone[single]]].tolist(), strict=True):
+        path = docs.paths[d]
+        print_ = prints[n] = xxhash.xxh3_64_hexdigest(f"{path}\t{docs.sha256(d)}".encode())
+        p = previous.get(path)
+        if p is not None and p.gone is None and p.component == print_:
+            kept[d] = p.record_json
+    for n in lone[~single].tolist():
+        print_ = prints[n] = _fingerprint(corpus, [n])
+        members = corpus.members(n)
+        stored = [previous.get(docs.paths[d]) for d in members]
+        if all(p is not None and p.gone is None and p.component == print_ for p in stored):
+            kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
+    return prints, unchanged
+
+
 @dataclass(slots=True)
 class _Changes:
     """What this run changed against the state, found before the records are written.
@@ -720,10 +752,11 @@ def _changes(
     if not previous:
         return _Changes(supersessions, {}, {}, [])
     successors: dict[int, str] = {}  # demoted canonical -> the path that replaced it
+    kept = verdicts.kept  # a group that did not change: neither did its verdicts
     for i, path in enumerate(docs.paths):
-        prev = previous.get(path)
-        if i in verdicts.kept:  # its group did not change: neither did its verdict
+        if i in kept:
             continue
+        prev = previous.get(path)
         if prev is not None and prev.gone is None and prev.canonical:
             record = verdicts.record(i)
             if not record["canonical"] and record["duplicate_of"] is not None:
@@ -746,7 +779,11 @@ def _changes(
     heirs: dict[Any, dict[str, Any]] = {}
     # Cluster names need no JSON escaping: a row of an orphaned cluster is found without parsing.
     marks = tuple(orjson.dumps({"cluster": c}).decode()[1:-1] for c in orphaned)
-    for i, path in enumerate(docs.paths):
+    # Neither is in a group that did not change (a gone member changes its group).
+    for i in range(len(docs)) if wanted or marks else ():
+        if i in kept:
+            continue
+        path = docs.paths[i]
         prev = previous.get(path)
         if path in wanted:
             records[path] = verdicts.record(i)
@@ -790,21 +827,22 @@ class _Tally:
         self.canonical = array("q")  # manifest indices of the canonical documents
         self._with_duplicates: set[str] = set()
 
-    def add(self, doc: int, record: dict[str, Any]) -> None:
+    def add(self, doc: int, status: str, canonical: bool, cluster: str | None) -> None:
+        """Count one record (``cluster`` matters only for a duplicate)."""
         counts = self.counts
         counts["documents"] += 1
-        if record["status"] != "ok":
+        if status != "ok":
             counts["skipped"] += 1
-            counts[f"skipped_{record['status']}"] = counts.get(f"skipped_{record['status']}", 0) + 1
+            counts[f"skipped_{status}"] = counts.get(f"skipped_{status}", 0) + 1
             return
         counts["ok"] += 1
-        if record["canonical"]:  # one per cluster
+        if canonical:  # one per cluster
             counts["canonical"] += 1
             counts["clusters"] += 1
             self.canonical.append(doc)
         else:
             counts["duplicates"] += 1
-            self._with_duplicates.add(record["cluster"])
+            self._with_duplicates.add(cluster)  # type: ignore[arg-type]
             counts["clusters_with_duplicates"] = len(self._with_duplicates)
 
 
@@ -827,29 +865,46 @@ def _emit(
     stored or goes missing: a present document was last seen in the latest run.
     """
     for i in range(len(docs)):
-        record = verdicts.record(i)
-        path = record["path"]
-        if path in changes.supersedes:
-            record["supersedes"] = changes.supersedes[path]
-        line = orjson.dumps(record)
-        fh.write(line + b"\n")
-        tally.add(i, record)
-        prev = previous.get(path)
-        if prev is None or prev.gone is not None:
-            changes.new += 1
-            if prints is not None:
-                changes.listed.append({"change": "new", **_brief(record)})
-        elif fresh[i] and prev.sha256 != docs.sha256(i):
-            changes.changed += 1
-            changes.listed.append({"change": "changed", **_brief(record)})
-        if prints is None:
-            continue
+        stored = verdicts.kept.get(i)
+        prev = previous.get(docs.paths[i])
+        if stored is not None and prev is not None and prev.line == docs.line(i):
+            # Its group did not change: the stored line is the record, written as it is.
+            fh.write(stored.encode() + b"\n")
+            canonical = prev.canonical
+            tally.add(i, prev.status, canonical, None if canonical else prev.cluster)
+            if (prev.file, prev.offset, prev.size, prev.mtime_ns) == (
+                docs.file(i),
+                docs.offset(i),
+                docs.size(i),
+                docs.mtime_ns(i),
+            ):
+                continue
+            text = stored
+        else:
+            record = verdicts.record(i)
+            path = record["path"]
+            if path in changes.supersedes:
+                record["supersedes"] = changes.supersedes[path]
+            line = orjson.dumps(record)
+            fh.write(line + b"\n")
+            tally.add(i, record["status"], record["canonical"], record["cluster"])
+            if prev is None or prev.gone is not None:
+                changes.new += 1
+                if prints is not None:
+                    changes.listed.append({"change": "new", **_brief(record)})
+            elif fresh[i] and prev.sha256 != docs.sha256(i):
+                changes.changed += 1
+                changes.listed.append({"change": "changed", **_brief(record)})
+            if prints is None:
+                continue
+            text = line.decode()
+        assert prints is not None
         node = feats.node_of[i]
         component = prints.get(node) if node >= 0 else None
         if (
             prev is not None
             and prev.gone is None
-            and prev.record_json == line.decode()
+            and prev.record_json == text
             and prev.component == component
             and (prev.file, prev.offset, prev.size, prev.mtime_ns)
             == (docs.file(i), docs.offset(i), docs.size(i), docs.mtime_ns(i))
@@ -872,7 +927,7 @@ def _emit(
             signature=None if feat is None else feat.signature,
             signals=None if feat is None else feat.signals,
             component=component,
-            record_json=line.decode(),
+            record_json=text,
             first_seen=prev.first_seen if prev else run_id,
             last_seen=run_id,
             gone=None,

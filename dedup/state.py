@@ -98,7 +98,13 @@ class Stored:
 
     @property
     def cluster(self) -> str | None:
-        return self.record["cluster"]
+        """The record's ``cluster``, read without parsing it (same argument as ``canonical``;
+        cluster names are ``c`` and hex digits, never escaped)."""
+        text = self.record_json
+        at = text.find('"cluster":') + len('"cluster":')
+        if text.startswith("null", at):
+            return None
+        return text[at + 1 : text.index('"', at + 1)]
 
 
 @contextlib.contextmanager

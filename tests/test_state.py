@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dedup import Config, run
@@ -254,14 +254,23 @@ def test_jsonl_outputs_are_rewritten_only_when_their_kept_lines_change(tmp_path:
     assert not any(name.startswith("b.jsonl") for name in cron_run())
 
 
-@given(path=st.text(), reason=st.text(), canonical=st.booleans())
-def test_stored_canonical_flag_is_read_exactly(path: str, reason: str, canonical: bool) -> None:
+@given(
+    path=st.text(),
+    reason=st.text(),
+    canonical=st.booleans(),
+    cluster=st.none() | st.from_regex(r"c[0-9a-f]{12}", fullmatch=True),
+)
+@example(path='a"cluster":"cx', reason='"canonical":true,"cluster":"c', canonical=False, cluster=None)
+def test_stored_canonical_flag_and_cluster_are_read_exactly(
+    path: str, reason: str, canonical: bool, cluster: str | None
+) -> None:
     from dedup.state import Stored
 
-    record = {"path": path, "cluster": "c1", "canonical": canonical, "reason": reason}
+    # Paths and reasons may contain '"cluster":' or '"canonical":true' themselves.
+    record = {"path": path, "cluster": cluster, "canonical": canonical, "reason": reason}
     row = Stored(
         key=path, file=path, offset=-1, line=0, size=1, mtime_ns=1, sha256=None, status="ok", error=None,
         content=None, shingles=None, signature=None, signals=None, component=None,
         record_json=orjson.dumps(record).decode(), first_seen=1, last_seen=1, gone=None,
     )  # fmt: skip
-    assert row.canonical is canonical and row.cluster == "c1" and row.record == record
+    assert row.canonical is canonical and row.cluster == cluster and row.record == record
