@@ -232,6 +232,15 @@ def _unique_ids(n: int, rng: np.random.Generator) -> list[str]:
     return ids
 
 
+def ids_in_order(n: int, seed: int) -> list[str]:
+    """The ids of a corpus of ``n`` documents in the order they were generated, block by block.
+
+    The last ones are the newest stories with their copies: what a nightly scrape
+    adds. (Their files are named by id, so sorting paths shuffles this order.)
+    """
+    return _unique_ids(n, np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0]))
+
+
 def corpus_path(out: Path, fmt: str) -> Path:
     """What to give `dedup run`: OUT/corpus (directory) or OUT/corpus.jsonl."""
     return Path(out) / ("corpus" if fmt == "dir" else "corpus.jsonl")

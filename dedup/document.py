@@ -72,6 +72,7 @@ class Features:
 
 
 _STATUSES = list(Status)
+_STATUS_CODE = {status: code for code, status in enumerate(_STATUSES)}
 _NO_SHA = bytes(32)
 
 
@@ -115,17 +116,18 @@ class DocumentTable:
         self._source.append(self._source_no[doc.source])
         self._offset.append(doc.offset)
         self._line.append(doc.line)
-        self._size.append(0)
-        self._mtime.append(0)
-        self._status.append(0)
-        self._sha.extend(_NO_SHA)
-        self.update(doc)
+        self._size.append(doc.size)
+        self._mtime.append(doc.mtime_ns)
+        self._status.append(_STATUS_CODE[doc.status])
+        self._sha.extend(bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA)
+        if doc.error is not None:
+            self._errors[doc.index] = doc.error
 
     def update(self, doc: Document) -> None:
         """Take what reading found out about a document already in the table."""
         i = doc.index
         self._size[i], self._mtime[i] = doc.size, doc.mtime_ns
-        self._status[i] = _STATUSES.index(doc.status)
+        self._status[i] = _STATUS_CODE[doc.status]
         self._sha[32 * i : 32 * i + 32] = bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA
         if doc.error is None:
             self._errors.pop(i, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import shutil
 import signal
@@ -136,9 +137,22 @@ def _batches(docs: Iterable[Document]) -> Iterator[list[Document]]:
         yield batch
 
 
-def _pool(config: Config, **kwargs: Any) -> ProcessPoolExecutor:
+@contextlib.contextmanager
+def _pool(config: Config, **kwargs: Any) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes, forked with the run's tables.
+
+    The garbage collector is frozen while they live: a worker's collection would
+    otherwise walk every object it inherited (a cron run's stored rows), writing
+    to their pages and so copying them all (measured: +3 s of system time for
+    two workers at 110k).
+    """
     ctx = get_context("fork") if os.name == "posix" else get_context("spawn")
-    return ProcessPoolExecutor(config.workers, mp_context=ctx, **kwargs)
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(config.workers, mp_context=ctx, **kwargs) as pool:
+            yield pool
+    finally:
+        gc.unfreeze()
 
 
 def _ordered(
@@ -174,39 +188,65 @@ class _Features:
     intrinsic signals. Per node: its content key, shingle count and signature.
     Flat arrays, not an object per document: at a million documents the
     difference is gigabytes.
+
+    Features arrive out of order in a cron run (stored ones while listing, fresh
+    ones from the workers), so texts are first numbered as they arrive and
+    renumbered by first appearance in manifest order by ``done``: node numbers
+    break ties in clustering, and must not depend on timing or ``--jobs``.
     """
 
     def __init__(self, num_perm: int) -> None:
         self.num_perm = num_perm
         self.node_of = array("q")
-        self.signals = array("f")
+        self.signals = bytearray()
         self.contents = array("Q")
         self.sizes = array("q")
-        self.signatures = array("I")
+        self.signatures: array[int] | np.ndarray = array("I")
         self._node: dict[int, int] = {}
-        self._none = array("f", bytes(4 * len(quality.INTRINSIC)))
+        self._width = 4 * len(quality.INTRINSIC)
+        self._zeros = bytes(self._width)
 
-    def add(self, feat: Features | None) -> None:
-        """The next document's features (``None``: skipped)."""
-        if feat is None:
-            self.node_of.append(-1)
-            self.signals.extend(self._none)
-            return
-        n = self._node.setdefault(feat.content, len(self.contents))
+    def reserve(self) -> None:
+        """Make room for the next document (skipped until ``set``)."""
+        self.node_of.append(-1)
+        self.signals += self._zeros
+
+    def set(self, doc: int, content: int, shingles: int, signature: bytes, signals: bytes) -> None:
+        """A document's features: its signature is kept once per distinct text."""
+        n = self._node.setdefault(content, len(self.contents))
         if n == len(self.contents):
-            self.contents.append(feat.content)
-            self.sizes.append(feat.shingles)
-            self.signatures.frombytes(np.ascontiguousarray(feat.signature, dtype=np.uint32).tobytes())
-        self.node_of.append(n)
-        self.signals.frombytes(np.ascontiguousarray(feat.signals, dtype=np.float32).tobytes())
+            self.contents.append(content)
+            self.sizes.append(shingles)
+            self.signatures.frombytes(signature)  # type: ignore[union-attr]
+        self.node_of[doc] = n
+        self.signals[doc * self._width : (doc + 1) * self._width] = signals
 
     def done(self) -> None:
-        """No more documents: the content lookup is not needed any more."""
+        """No more documents: number the texts by first appearance (a no-op unless a cron run)."""
         self._node = {}
+        node_of = np.frombuffer(self.node_of, dtype=np.int64)
+        seen = node_of[node_of >= 0]
+        if len(seen) == 0:
+            return
+        _, first = np.unique(seen, return_index=True)
+        order = np.argsort(first, kind="stable")  # new number -> arrival number
+        if np.array_equal(order, np.arange(len(order))):
+            return
+        renumber = np.empty_like(order)
+        renumber[order] = np.arange(len(order))
+        node_of[node_of >= 0] = renumber[seen]
+        self.contents = array("Q", np.frombuffer(self.contents, dtype=np.uint64)[order].tobytes())
+        self.sizes = array("q", np.frombuffer(self.sizes, dtype=np.int64)[order].tobytes())
+        self.signatures = self.matrix()[order]
 
     def matrix(self) -> np.ndarray:
         """uint32[nodes, num_perm]: a view of the signatures, not a copy."""
+        if isinstance(self.signatures, np.ndarray):
+            return self.signatures
         return np.frombuffer(self.signatures, dtype=np.uint32).reshape(-1, self.num_perm)
+
+    def drop_signatures(self) -> None:
+        self.signatures = array("I")
 
     def feature(self, doc: int) -> Features | None:
         n = self.node_of[doc]
@@ -381,7 +421,8 @@ class _Verdicts:
         self.corpus, self.settled, self.kept = corpus, settled, kept
         self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
 
-    def record(self, doc: int) -> dict[str, Any]:
+    def record(self, doc: int, *, again: bool = False) -> dict[str, Any]:
+        """The record of ``doc``; ``again``: it will be asked for again (keep it, serialised)."""
         if (made := self.settled.get(doc)) is not None:
             return orjson.loads(made)
         if (stored := self.kept.get(doc)) is not None:
@@ -399,12 +440,13 @@ class _Verdicts:
         )
         record = ranked.pop(doc)
         self._pending.update(ranked)
+        if again:
+            self.settled[doc] = orjson.dumps(record)
         return record
 
 
 # ------------------------------------------------------------------ run -----
 
-_FRESH = object()  # marker: the document must go through pass 1
 _STATUS = {str(s): s for s in Status}
 
 
@@ -478,30 +520,29 @@ def _checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _reuse(doc: Document, prev: state.Stored | None) -> Any:
-    """The stored features of an unchanged document (``None`` if it was skipped), else _FRESH."""
+def _unchanged(doc: Document, prev: state.Stored | None) -> bool:
+    """Whether a document is as the state stored it; if so, take its stored facts.
+
+    A whole file is unchanged when its size and mtime are (it is then not read
+    at all); a JSONL line, read anyway, when its sha256 is.
+    """
     if prev is None or prev.gone is not None:
-        return _FRESH
+        return False
     if doc.offset < 0:
+        if prev.offset >= 0:
+            return False
         try:
             info = os.stat(doc.file)
         except OSError:
-            return _FRESH
-        if prev.offset >= 0 or (prev.size, prev.mtime_ns) != (info.st_size, info.st_mtime_ns):
-            return _FRESH
+            return False
+        if (prev.size, prev.mtime_ns) != (info.st_size, info.st_mtime_ns):
+            return False
         doc.size, doc.mtime_ns, doc.sha256 = prev.size, prev.mtime_ns, prev.sha256 or ""
         doc.status, doc.error = _STATUS[prev.status], prev.error
     elif doc.status is not Status.OK or prev.sha256 != doc.sha256 or prev.status != Status.OK:
-        return _FRESH
+        return False
     doc.text = None
-    if prev.status != Status.OK or prev.signature is None or prev.signals is None:
-        return None
-    assert prev.content is not None and prev.shingles is not None
-    features = Features(
-        content=prev.content, shingles=prev.shingles, signature=prev.signature, signals=prev.signals
-    )
-    prev.signature = None  # moves to the run's features: held once, not twice
-    return features
+    return True
 
 
 def _pass1(
@@ -518,32 +559,31 @@ def _pass1(
     table = DocumentTable(list(sources))
     feats = _Features(config.num_perm)
     fresh = bytearray()
-    waiting: deque[tuple[int, Features | None]] = deque()  # reused, behind documents still in pass 1
 
     def to_analyse() -> Iterator[Document]:
         for doc in readers.iter_documents(sources, config, read=False):
-            got = _reuse(doc, previous.get(doc.path))
+            prev = previous.get(doc.path)
+            unchanged = _unchanged(doc, prev)
             table.append(doc)
-            fresh.append(got is _FRESH)
-            if got is _FRESH:
+            feats.reserve()
+            fresh.append(not unchanged)
+            if not unchanged:
                 yield doc
-            else:
-                waiting.append((doc.index, got))
-
-    def take_waiting(before: int) -> None:
-        while waiting and waiting[0][0] < before:
-            feats.add(waiting.popleft()[1])
+            elif prev is not None and prev.status == Status.OK and prev.signature and prev.signals:
+                assert prev.content is not None and prev.shingles is not None
+                feats.set(doc.index, prev.content, prev.shingles, prev.signature, prev.signals)
+                prev.signature = None  # moved to the run's features: held once, not twice
 
     for results, delta in _analyse_all(to_analyse(), config):
         frequency.merge(delta)
         for doc, feat in results:
-            take_waiting(doc.index)
             table.update(doc)
-            feats.add(feat)
+            if feat is not None:
+                signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
+                feats.set(doc.index, feat.content, feat.shingles, signature, signals)
         _checkpoint("pass1")
         if progress:
             progress("read", len(table))
-    take_waiting(len(table))
     feats.done()
     return table, feats, fresh
 
@@ -559,7 +599,7 @@ def _run(
     run_id = store.last_run() + 1 if store else 1
     frequency = TokenFrequency()
     if store and (table := store.blob("token_frequency")) is not None:
-        frequency.table = np.frombuffer(table, dtype=np.uint32).reshape(frequency.table.shape).copy()
+        frequency.loads(table)
 
     docs, feats, fresh = _pass1(sources, config, previous, frequency, progress)
     node_of = np.frombuffer(feats.node_of, dtype=np.int64)
@@ -587,7 +627,7 @@ def _run(
     n_proposed = len(proposed)
     del signatures, proposed
     if store is None:  # signatures are only kept to be stored: 1 KB per text, the largest table
-        feats.signatures = array("I")
+        feats.drop_signatures()
     timings["index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -626,7 +666,7 @@ def _run(
                 counts=lambda: {**tally.counts, **changes.counts()},
                 documents=rows,
                 supersessions=changes.supersessions,
-                blobs={"token_frequency": frequency.table.tobytes()},
+                blobs={"token_frequency": frequency.dumps()},
             )
         else:
             deque(rows, maxlen=0)  # no state: the rows are only made for the side effects
@@ -758,7 +798,7 @@ def _changes(
             continue
         prev = previous.get(path)
         if prev is not None and prev.gone is None and prev.canonical:
-            record = verdicts.record(i)
+            record = verdicts.record(i, again=True)  # written to the manifest later
             if not record["canonical"] and record["duplicate_of"] is not None:
                 successors[i] = record["duplicate_of"]
     present = set(docs.paths)
@@ -924,8 +964,8 @@ def _emit(
             error=doc.error,
             content=None if feat is None else feat.content,
             shingles=None if feat is None else feat.shingles,
-            signature=None if feat is None else feat.signature,
-            signals=None if feat is None else feat.signals,
+            signature=None if feat is None else feat.signature.tobytes(),
+            signals=None if feat is None else feat.signals.tobytes(),
             component=component,
             record_json=text,
             first_seen=prev.first_seen if prev else run_id,
@@ -970,12 +1010,8 @@ def _sync_canonical(
         if prev.offset < 0 and path not in wanted:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(root / path)
-    base = str(root)
-    todo = [
-        i
-        for i in files
-        if docs.paths[i] not in before or fresh[i] or not os.path.exists(os.path.join(base, docs.paths[i]))
-    ]
+    present = manifest.existing_files(root)  # a copy someone removed from OUT is made again
+    todo = [i for i in files if docs.paths[i] not in before or fresh[i] or docs.paths[i] not in present]
     _copy_files(docs, todo, root, config, atomic=True)
     _checkpoint("canonical")
     # JSONL outputs: rewrite the ones whose kept lines changed, remove the ones left with none.

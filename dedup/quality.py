@@ -185,10 +185,9 @@ def repeated_phrase_fraction(tokens: Sequence[str], n: int = 3, min_count: int =
         return 0.0
     grams = list(zip(*(tokens[i:] for i in range(n)), strict=False))
     counts = Counter(grams)
-    covered = np.zeros(len(tokens), dtype=bool)
-    for i, gram in enumerate(grams):
-        if counts[gram] >= min_count:
-            covered[i : i + n] = True
+    starts = np.fromiter(map(counts.__getitem__, grams), dtype=np.int64, count=len(grams)) >= min_count
+    # A word is covered when one of the n grams holding it starts a frequent phrase.
+    covered = np.convolve(starts, np.ones(n, dtype=np.int64))[: len(tokens)] > 0
     return max(float(covered.mean()) - 0.02, 0.0)
 
 
@@ -248,17 +247,9 @@ _MAX_BUBBLE = 12  # longer differing stretches are rewrites or revisions, not sl
 
 def _unique_trigrams(tokens: Sequence[str]) -> dict[tuple[str, ...], int]:
     """Word 3-grams that occur once, with their position: anchors for alignment."""
-    first: dict[tuple[str, ...], int] = {}
-    repeated: set[tuple[str, ...]] = set()
-    for i in range(len(tokens) - 2):
-        gram = (tokens[i], tokens[i + 1], tokens[i + 2])
-        if gram in first:
-            repeated.add(gram)
-        else:
-            first[gram] = i
-    for twice in repeated:
-        del first[twice]
-    return first
+    grams = list(zip(tokens, tokens[1:], tokens[2:], strict=False))
+    counts = Counter(grams)
+    return {gram: i for i, gram in enumerate(grams) if counts[gram] == 1}
 
 
 def _edits(
@@ -272,10 +263,14 @@ def _edits(
     after the last anchor (headers, truncated tails) is not compared.
     """
     anchors = sorted((ga[g], gb[g]) for g in ga.keys() & gb.keys())
-    chain = _longest_increasing(anchors)
-    for (i1, j1), (i2, j2) in itertools.pairwise(chain):
+    chain = np.array(_longest_increasing(anchors), dtype=np.int64).reshape(-1, 2)
+    # Most neighbouring anchors overlap or touch (nothing between them): look only at gaps.
+    gaps = np.maximum(np.diff(chain, axis=0) - 3, 0)
+    fits = (gaps.max(axis=1, initial=0) > 0) & (gaps.max(axis=1, initial=0) <= _MAX_BUBBLE)
+    for k in np.flatnonzero(fits).tolist():
+        (i1, j1), (i2, j2) = chain[k].tolist(), chain[k + 1].tolist()
         seg_a, seg_b = a[i1 + 3 : i2], b[j1 + 3 : j2]
-        if len(seg_a) > _MAX_BUBBLE or len(seg_b) > _MAX_BUBBLE or seg_a == seg_b:
+        if seg_a == seg_b:
             continue
         if not seg_a or not seg_b:
             yield seg_a, seg_b

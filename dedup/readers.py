@@ -109,9 +109,9 @@ def _file_documents(source: Source, config: Config, start: int, read: bool) -> I
         base = str(Path(source.root).parent)
     else:
         entries, base = _walk(source.root, config.globs), source.root
+    prefix = os.path.join(base, "")
     for offset, (rel, walk_error) in enumerate(entries):
-        file = os.path.join(base, rel)
-        doc = Document(index=start + offset, path=source.key(rel), source=source, file=file)
+        doc = Document(index=start + offset, path=source.key(rel), source=source, file=prefix + rel)
         if walk_error:
             doc.status, doc.error = Status.UNREADABLE, walk_error
         elif read:

@@ -11,6 +11,7 @@ this), and wraps as a ``LeanMinHash`` for the LSH index.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import datasketch
@@ -123,6 +124,15 @@ class TokenFrequency:
 
     def get(self, hashes: np.ndarray) -> np.ndarray:
         return self.table[self._rows, self._cells(hashes)].min(axis=0)
+
+    def dumps(self) -> bytes:
+        """The counters for the state, compressed: mostly zeros (32 MB -> ~1 MB at 100k documents)."""
+        return zlib.compress(self.table.tobytes(), 1)
+
+    def loads(self, data: bytes) -> None:
+        """Counters from ``dumps``, or uncompressed (as states written before compression hold them)."""
+        raw = data if len(data) == self.table.nbytes else zlib.decompress(data)
+        self.table = np.frombuffer(raw, dtype=np.uint32).reshape(self.table.shape).copy()
 
 
 def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:

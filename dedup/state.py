@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from dedup.errors import StateError, StateLockedError, StateMismatchError
@@ -75,8 +74,8 @@ class Stored:
     error: str | None
     content: int | None
     shingles: int | None
-    signature: np.ndarray | None
-    signals: np.ndarray | None
+    signature: bytes | None  # uint32[num_perm]
+    signals: bytes | None  # float32, quality.INTRINSIC order
     component: str | None
     record_json: str
     first_seen: int
@@ -194,26 +193,10 @@ class State:
         )
         out = {}
         for r in rows:
-            out[r[0]] = Stored(
-                key=r[0],
-                file=r[1],
-                offset=r[2],
-                line=r[3],
-                size=r[4],
-                mtime_ns=r[5],
-                sha256=r[6],
-                status=r[7],
-                error=r[8],
-                content=None if r[9] is None else _unsigned(r[9]),
-                shingles=r[10],
-                signature=None if r[11] is None else np.frombuffer(r[11], dtype=np.uint32),
-                signals=None if r[12] is None else np.frombuffer(r[12], dtype=np.float32),
-                component=r[13],
-                record_json=r[14],
-                first_seen=r[15],
-                last_seen=r[16],
-                gone=r[17],
-            )
+            stored = Stored(*r)
+            if stored.content is not None and stored.content < 0:
+                stored.content += 1 << 64  # SQLite integers are signed
+            out[stored.key] = stored
         return out
 
     def blob(self, key: str) -> bytes | None:
@@ -261,8 +244,8 @@ class State:
                         d.error,
                         None if d.content is None else _signed(d.content),
                         d.shingles,
-                        None if d.signature is None else d.signature.tobytes(),
-                        None if d.signals is None else d.signals.astype(np.float32).tobytes(),
+                        d.signature,
+                        d.signals,
                         d.component,
                         d.record_json,
                         d.first_seen,
@@ -299,7 +282,3 @@ def now() -> str:
 def _signed(value: int) -> int:
     """SQLite integers are signed 64-bit; content keys are unsigned."""
     return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _unsigned(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value

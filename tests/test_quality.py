@@ -1,6 +1,7 @@
 """Each kind of damage, on its own, makes a copy lose to the clean one."""
 
 import bisect
+import difflib
 import itertools
 from collections.abc import Sequence
 
@@ -12,7 +13,9 @@ from hypothesis import strategies as st
 from dedup.canonical import Member, rank
 from dedup.normalize import comparison_text, repair, tokens
 from dedup.quality import (
+    _edits,
     _longest_increasing,
+    _unique_trigrams,
     intrinsic,
     relative,
     repeated_phrase_fraction,
@@ -110,3 +113,44 @@ def test_longest_increasing_chain_is_longest_and_increasing(js):
     assert all(p in pairs for p in chain)
     assert all(p[0] < q[0] and p[1] < q[1] for p, q in itertools.pairwise(chain))
     assert len(chain) == _longest_increasing_length(js)
+
+
+_VOCABULARY = ["a", "b", "c", "the", "The", "city", *(f"w{i}" for i in range(14))]
+_WORDS = st.lists(st.sampled_from(_VOCABULARY), max_size=60)
+
+
+@given(_WORDS, st.integers(1, 4), st.integers(1, 4))
+def test_repeated_phrase_fraction_counts_words_inside_frequent_phrases(words, n, min_count) -> None:
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    inside = {k for i, g in enumerate(grams) if grams.count(g) >= min_count for k in range(i, i + n)}
+    expected = max(len(inside) / len(words) - 0.02, 0.0) if len(words) >= n * min_count else 0.0
+    assert repeated_phrase_fraction(words, n, min_count) == pytest.approx(expected)
+
+
+@given(_WORDS)
+def test_unique_trigrams_are_the_trigrams_seen_once_at_their_position(words) -> None:
+    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    assert _unique_trigrams(words) == {g: i for i, g in enumerate(grams) if grams.count(g) == 1}
+
+
+@given(_WORDS, st.lists(st.tuples(st.integers(0, 59), st.sampled_from(["", *_VOCABULARY]))))
+def test_edits_are_the_differing_stretches_between_consecutive_anchors(a, slips) -> None:
+    b = list(a)  # a copy with slips: words replaced, dropped ("") or inserted
+    for at, word in slips:
+        if at < len(b):
+            b[at : at + 1] = [word] if word else []
+        elif word:
+            b.insert(at % (len(b) + 1), word)
+    ga, gb = _unique_trigrams(a), _unique_trigrams(b)
+    chain = _longest_increasing(sorted((ga[g], gb[g]) for g in ga.keys() & gb.keys()))
+    expected = []
+    for (i1, j1), (i2, j2) in itertools.pairwise(chain):
+        seg_a, seg_b = a[i1 + 3 : i2], b[j1 + 3 : j2]
+        if len(seg_a) > 12 or len(seg_b) > 12 or seg_a == seg_b:
+            continue
+        if not seg_a or not seg_b:
+            expected.append((seg_a, seg_b))
+            continue
+        ops = difflib.SequenceMatcher(None, seg_a, seg_b, autojunk=False).get_opcodes()
+        expected += [(seg_a[a1:a2], seg_b[b1:b2]) for op, a1, a2, b1, b2 in ops if op != "equal"]
+    assert list(_edits(a, b, ga, gb)) == expected

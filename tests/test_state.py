@@ -65,6 +65,16 @@ def test_rerun_without_change_changes_nothing(scrape: Path, tmp_path: Path) -> N
     assert deltas(tmp_path, 2) == []
 
 
+def test_rerun_puts_back_a_canonical_copy_removed_from_out(scrape: Path, tmp_path: Path) -> None:
+    cron(scrape, tmp_path)
+    canonical = tmp_path / "out" / "canonical"
+    kept = sorted(p.relative_to(canonical) for p in canonical.rglob("*.txt"))
+    (canonical / kept[0]).unlink()
+    cron(scrape, tmp_path)
+    assert sorted(p.relative_to(canonical) for p in canonical.rglob("*.txt")) == kept
+    assert (canonical / kept[0]).read_bytes() == (scrape / kept[0]).read_bytes()
+
+
 def test_new_cleaner_copy_supersedes_the_canonical(scrape: Path, tmp_path: Path) -> None:
     cron(scrape, tmp_path)
     before = by_path(tmp_path / "out")
@@ -128,7 +138,9 @@ def test_incremental_equals_full_rebuild(scrape: Path, tmp_path: Path, write_tre
 
 
 def test_state_round_trip_keeps_signatures(scrape: Path, tmp_path: Path) -> None:
-    from dedup.pipeline import _stamp  # the state is stamped with what signatures depend on
+    from dedup.document import Document, Source
+    from dedup.pipeline import _stamp, analyse  # the state is stamped with what signatures depend on
+    from dedup.signatures import Signer
     from dedup.state import State
 
     cron(scrape, tmp_path)
@@ -137,7 +149,12 @@ def test_state_round_trip_keeps_signatures(scrape: Path, tmp_path: Path) -> None
         docs = store.documents()
         assert set(docs) == {p for p in by_path(tmp_path / "out")}
         storm = docs["day1/storm.txt"]
-        assert storm.signature is not None and storm.signature.shape == (256,) and storm.last_seen == 1
+        config = Config(jobs=1)
+        file = str(scrape / "day1" / "storm.txt")
+        doc = Document(0, "day1/storm.txt", Source("dir", str(scrape), ""), file)
+        _, feat, _ = analyse(doc, config, Signer(num_perm=config.num_perm, seed=config.seed))
+        assert feat is not None and storm.signature == feat.signature.tobytes() and storm.last_seen == 1
+        assert storm.content == feat.content and storm.signals == feat.signals.tobytes()
         assert storm.record == by_path(tmp_path / "out")["day1/storm.txt"]
         assert store.history()[0][0] == 1 and store.synced_run() == 1
     finally:
