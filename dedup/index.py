@@ -94,18 +94,19 @@ def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> np.ndar
         found.append(np.minimum(a, b) * n + np.maximum(a, b))
         for start, length in zip(starts[lengths > 2], lengths[lengths > 2], strict=True):
             members = np.sort(order[start : start + length])
-            i, j = _bucket_pairs(int(length))
-            found.append(members[i] * n + members[j])
+            if length > MAX_BUCKET:
+                found.append(members[0] * n + members[1:])
+            else:
+                i, j = _bucket_pairs(int(length))
+                found.append(members[i] * n + members[j])
     codes = np.unique(np.concatenate(found))
     return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=MAX_BUCKET)
 def _bucket_pairs(length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the pairs linked in a bucket of this size (made once per size: buckets of
-    three or four are common, and ``triu_indices`` per bucket was half the banding time)."""
-    if length > MAX_BUCKET:
-        return np.zeros(length - 1, dtype=np.int64), np.arange(1, length)
+    """Positions of all pairs in a bucket of this size (made once per size: buckets of three
+    or four are common, and ``triu_indices`` per bucket was half the banding time)."""
     return np.triu_indices(length, 1)
 
 

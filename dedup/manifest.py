@@ -170,16 +170,6 @@ def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
                 dst.write(_read_line(doc, src) + b"\n")
 
 
-def existing_files(root: Path) -> set[str]:
-    """Relative POSIX paths of the files below root: one listing, not a stat per expected file."""
-    found: set[str] = set()
-    for directory, _, names in os.walk(root):
-        rel = os.path.relpath(directory, root).replace(os.sep, "/")
-        prefix = "" if rel == "." else rel + "/"
-        found.update(prefix + name for name in names)
-    return found
-
-
 def remove_leftovers(out: Path) -> None:
     """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock)."""
     names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]

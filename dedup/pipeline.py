@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import time
+import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,6 +39,7 @@ from dedup import canonical, index, manifest, normalize, quality, readers, state
 from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Status
+from dedup.errors import StateError
 from dedup.signatures import (
     Signer,
     TokenFrequency,
@@ -189,9 +191,7 @@ class _Features:
     Flat arrays, not an object per document: at a million documents the
     difference is gigabytes.
 
-    Features arrive out of order in a cron run (stored ones while listing, fresh
-    ones from the workers), so texts are first numbered as they arrive and
-    renumbered by first appearance in manifest order by ``done``: node numbers
+    Features must be set in manifest order: node numbers (first appearance)
     break ties in clustering, and must not depend on timing or ``--jobs``.
     """
 
@@ -201,7 +201,7 @@ class _Features:
         self.signals = bytearray()
         self.contents = array("Q")
         self.sizes = array("q")
-        self.signatures: array[int] | np.ndarray = array("I")
+        self.signatures = array("I")
         self._node: dict[int, int] = {}
         self._width = 4 * len(quality.INTRINSIC)
         self._zeros = bytes(self._width)
@@ -212,37 +212,22 @@ class _Features:
         self.signals += self._zeros
 
     def set(self, doc: int, content: int, shingles: int, signature: bytes, signals: bytes) -> None:
-        """A document's features: its signature is kept once per distinct text."""
+        """A document's features (in manifest order): its signature is kept once per distinct text."""
+        assert len(signals) == self._width, "signals of another layout"
         n = self._node.setdefault(content, len(self.contents))
         if n == len(self.contents):
             self.contents.append(content)
             self.sizes.append(shingles)
-            self.signatures.frombytes(signature)  # type: ignore[union-attr]
+            self.signatures.frombytes(signature)
         self.node_of[doc] = n
         self.signals[doc * self._width : (doc + 1) * self._width] = signals
 
     def done(self) -> None:
-        """No more documents: number the texts by first appearance (a no-op unless a cron run)."""
+        """No more documents: the content lookup is not needed any more."""
         self._node = {}
-        node_of = np.frombuffer(self.node_of, dtype=np.int64)
-        seen = node_of[node_of >= 0]
-        if len(seen) == 0:
-            return
-        _, first = np.unique(seen, return_index=True)
-        order = np.argsort(first, kind="stable")  # new number -> arrival number
-        if np.array_equal(order, np.arange(len(order))):
-            return
-        renumber = np.empty_like(order)
-        renumber[order] = np.arange(len(order))
-        node_of[node_of >= 0] = renumber[seen]
-        self.contents = array("Q", np.frombuffer(self.contents, dtype=np.uint64)[order].tobytes())
-        self.sizes = array("q", np.frombuffer(self.sizes, dtype=np.int64)[order].tobytes())
-        self.signatures = self.matrix()[order]
 
     def matrix(self) -> np.ndarray:
         """uint32[nodes, num_perm]: a view of the signatures, not a copy."""
-        if isinstance(self.signatures, np.ndarray):
-            return self.signatures
         return np.frombuffer(self.signatures, dtype=np.uint32).reshape(-1, self.num_perm)
 
     def drop_signatures(self) -> None:
@@ -421,6 +406,12 @@ class _Verdicts:
         self.corpus, self.settled, self.kept = corpus, settled, kept
         self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
 
+    def alone(self, doc: int) -> bool:
+        """A text of its own, with no candidate and no copy: its record can only say canonical."""
+        node = int(self.corpus.node_of[doc])
+        starts = self.corpus.starts
+        return doc not in self.settled and node >= 0 and starts[node + 1] - starts[node] == 1
+
     def record(self, doc: int, *, again: bool = False) -> dict[str, Any]:
         """The record of ``doc``; ``again``: it will be asked for again (keep it, serialised)."""
         if (made := self.settled.get(doc)) is not None:
@@ -559,8 +550,22 @@ def _pass1(
     table = DocumentTable(list(sources))
     feats = _Features(config.num_perm)
     fresh = bytearray()
+    # Stored features wait behind documents still in the workers, to be set in manifest order.
+    waiting: deque[tuple[int, state.Stored]] = deque()
+    in_flight = 0
+
+    def take(doc: int, prev: state.Stored) -> None:
+        if prev.status == Status.OK and prev.signature and prev.signals:
+            assert prev.content is not None and prev.shingles is not None
+            feats.set(doc, prev.content, prev.shingles, prev.signature, prev.signals)
+            prev.signature = None  # moved to the run's features: held once, not twice
+
+    def take_waiting(before: int) -> None:
+        while waiting and waiting[0][0] < before:
+            take(*waiting.popleft())
 
     def to_analyse() -> Iterator[Document]:
+        nonlocal in_flight
         for doc in readers.iter_documents(sources, config, read=False):
             prev = previous.get(doc.path)
             unchanged = _unchanged(doc, prev)
@@ -568,22 +573,29 @@ def _pass1(
             feats.reserve()
             fresh.append(not unchanged)
             if not unchanged:
+                in_flight += 1
                 yield doc
-            elif prev is not None and prev.status == Status.OK and prev.signature and prev.signals:
-                assert prev.content is not None and prev.shingles is not None
-                feats.set(doc.index, prev.content, prev.shingles, prev.signature, prev.signals)
-                prev.signature = None  # moved to the run's features: held once, not twice
+            elif prev is not None:
+                if in_flight:
+                    waiting.append((doc.index, prev))
+                else:
+                    take(doc.index, prev)
 
     for results, delta in _analyse_all(to_analyse(), config):
         frequency.merge(delta)
         for doc, feat in results:
+            take_waiting(doc.index)
             table.update(doc)
             if feat is not None:
                 signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
                 feats.set(doc.index, feat.content, feat.shingles, signature, signals)
+            in_flight -= 1
+        if not in_flight:
+            take_waiting(len(table))
         _checkpoint("pass1")
         if progress:
             progress("read", len(table))
+    take_waiting(len(table))
     feats.done()
     return table, feats, fresh
 
@@ -599,7 +611,12 @@ def _run(
     run_id = store.last_run() + 1 if store else 1
     frequency = TokenFrequency()
     if store and (table := store.blob("token_frequency")) is not None:
-        frequency.loads(table)
+        try:
+            frequency.loads(table)
+        except (ValueError, zlib.error) as err:
+            raise StateError(
+                f"state {config.state}: stored token frequencies are unreadable ({err}); run with --rebuild"
+            ) from err
 
     docs, feats, fresh = _pass1(sources, config, previous, frequency, progress)
     node_of = np.frombuffer(feats.node_of, dtype=np.int64)
@@ -797,7 +814,7 @@ def _changes(
         if i in kept:
             continue
         prev = previous.get(path)
-        if prev is not None and prev.gone is None and prev.canonical:
+        if prev is not None and prev.gone is None and prev.canonical and not verdicts.alone(i):
             record = verdicts.record(i, again=True)  # written to the manifest later
             if not record["canonical"] and record["duplicate_of"] is not None:
                 successors[i] = record["duplicate_of"]
@@ -1010,8 +1027,12 @@ def _sync_canonical(
         if prev.offset < 0 and path not in wanted:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(root / path)
-    present = manifest.existing_files(root)  # a copy someone removed from OUT is made again
-    todo = [i for i in files if docs.paths[i] not in before or fresh[i] or docs.paths[i] not in present]
+    base = str(root)
+    todo = [  # new, changed, or removed from OUT by someone: copied
+        i
+        for i in files
+        if docs.paths[i] not in before or fresh[i] or not os.path.exists(os.path.join(base, docs.paths[i]))
+    ]
     _copy_files(docs, todo, root, config, atomic=True)
     _checkpoint("canonical")
     # JSONL outputs: rewrite the ones whose kept lines changed, remove the ones left with none.

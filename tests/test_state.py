@@ -6,9 +6,21 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
-from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
+from conftest import (
+    ARTICLES,
+    COUNCIL,
+    MUSEUM,
+    NOISE,
+    STORM,
+    STORM_OTHER,
+    by_path,
+    garble,
+    read_manifest,
+    truncate,
+)
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -236,6 +248,21 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def test_jsonl_lines_that_moved_keep_their_verdicts_under_their_new_line(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.jsonl"
+    _jsonl(feed, [("c1", COUNCIL), ("c2", NOISE["html"](COUNCIL)), ("m1", MUSEUM)])
+    cron(feed, tmp_path)
+    before = by_path(tmp_path / "out")
+    _jsonl(feed, [("s1", STORM), ("c1", COUNCIL), ("c2", NOISE["html"](COUNCIL)), ("m1", MUSEUM)])
+    cron(feed, tmp_path)
+    after = by_path(tmp_path / "out")
+    assert [after[k]["line"] for k in ("c1", "c2", "m1")] == [2, 3, 4]
+    for key in ("c1", "c2", "m1"):  # the same verdicts, nothing else changed
+        assert {**after[key], "line": None} == {**before[key], "line": None}
+    run([feed], tmp_path / "full", Config(jobs=1))
+    assert read_manifest(tmp_path / "out") == read_manifest(tmp_path / "full")
+
+
 def test_jsonl_outputs_are_rewritten_only_when_their_kept_lines_change(tmp_path: Path) -> None:
     feeds = tmp_path / "feeds"
     feeds.mkdir()
@@ -291,3 +318,75 @@ def test_stored_canonical_flag_and_cluster_are_read_exactly(
         record_json=orjson.dumps(record).decode(), first_seen=1, last_seen=1, gone=None,
     )  # fmt: skip
     assert row.canonical is canonical and row.cluster == cluster and row.record == record
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+
+
+_DAY1 = {
+    f"d{k:02d}-{name}.txt": list(NOISE.values())[k % len(NOISE)](text)
+    for k, (name, text) in enumerate([*ARTICLES.items(), *ARTICLES.items(), *ARTICLES.items()])
+}
+_DAY2 = {  # between day 1's names: exact copies listed before their originals, cleaner copies, an edit
+    "d00-a-copy.txt": _DAY1["d05-storm.txt"],
+    "d03-a-clean.txt": COUNCIL,
+    "d07-a-teaser.txt": truncate(MUSEUM, 0.4),
+    "d09-a-copy.txt": _DAY1["d09-storm.txt"],
+    "d02-storm_other.txt": STORM_OTHER + "\n\nAdvertisement",
+}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, monkeypatch, jobs: int) -> None:
+    from dedup import readers
+    from dedup.pipeline import _pass1, _stamp
+    from dedup.signatures import TokenFrequency
+    from dedup.state import State
+
+    # Batches of two: many in flight, so stored features wait behind documents still being read.
+    monkeypatch.setattr("dedup.pipeline._BATCH", 2)
+    root = tmp_path / "in"
+    _write(root, _DAY1)
+    cron(root, tmp_path)
+    _write(root, _DAY2)
+    config = Config(jobs=jobs, state=str(tmp_path / "state"))
+    store = State(tmp_path / "state", _stamp(config))
+    try:
+        previous = store.documents()
+    finally:
+        store.close()
+    sources = readers.discover([root])
+    _, cron_feats, fresh = _pass1(sources, config, previous, TokenFrequency(), None)
+    _, full_feats, _ = _pass1(sources, config, {}, TokenFrequency(), None)
+    assert 0 < sum(fresh) < len(fresh)
+    for name in ("node_of", "contents", "sizes", "signals"):
+        assert getattr(cron_feats, name) == getattr(full_feats, name), name
+    assert np.array_equal(cron_feats.matrix(), full_feats.matrix())
+
+
+def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Path, monkeypatch) -> None:
+    import sqlite3
+
+    monkeypatch.setattr("dedup.pipeline._BATCH", 2)
+    outputs = []
+    for jobs in (1, 2):
+        root, state, out = tmp_path / f"in{jobs}", tmp_path / f"state{jobs}", tmp_path / f"out{jobs}"
+        _write(root, _DAY1)
+        run([root], out, Config(jobs=jobs, state=str(state)))
+        _write(root, _DAY2)
+        (root / "d06-storm_other.txt").unlink()
+        counts = run([root], out, Config(jobs=jobs, state=str(state))).counts
+        db = sqlite3.connect(state / "state.sqlite")
+        rows = db.execute(
+            "SELECT key, line, size, sha256, status, content, signature, signals, component, record,"
+            " first_seen, last_seen, gone FROM documents ORDER BY key"
+        ).fetchall()
+        db.close()
+        files = sorted(str(p.relative_to(out)) for p in (out / "canonical").rglob("*"))
+        runs = (out / "runs" / "run-000002.jsonl").read_bytes()
+        outputs.append(((out / "manifest.jsonl").read_bytes(), runs, files, rows, counts))
+    assert outputs[0][4]["new"] == 4 and outputs[0][4]["changed"] == 1 and outputs[0][4]["gone"] == 1
+    assert outputs[0] == outputs[1]
