@@ -1,14 +1,15 @@
 """Cron mode: an incremental run against a full rebuild, timed and compared.
 
     python benchmarks/incremental.py [--base 100000] [--new 10000] [--jobs 2]
-        [--arrival latest,spread] [--cache DIR]
+        [--arrival latest,spread] [--no-full] [--cache DIR]
 
 Generates (or reuses) a scale corpus of BASE + NEW news-like articles
 (``corpora.scale``), sets NEW of them aside (renamed, so their mtimes stay), builds
-a ``--state`` from the BASE, brings the NEW back and times the incremental run;
-then times a full rebuild of all BASE + NEW without a state, and checks that each
-incremental run gives the same clusters and canonicals. Prints a table; exits 1
-if the results differ (speed is reported, not asserted: the target is >= 10x).
+a ``--state`` from the BASE, brings the NEW back and times the incremental run and
+then a rerun with no change; then times a full rebuild of all BASE + NEW without a
+state, and checks that each incremental run gives the same clusters and
+canonicals. Prints a table with each run's wall time and peak RSS; exits 1 if the
+results differ (speed is reported, not asserted: the target is >= 10x).
 
 Which articles arrive last (``--arrival``):
 
@@ -26,7 +27,6 @@ import datetime
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,30 +37,22 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.throughput import run_measured  # noqa: E402
 from corpora.scale import corpus_path, doc_path, generate_scale, ids_in_order  # noqa: E402
 
 
-def dedup(corpus: Path, out: Path, jobs: int, *extra: str) -> tuple[float, dict[str, Any]]:
-    """Run the CLI as cron would; return wall seconds and summary.json."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "dedup",
-        "run",
-        str(corpus),
-        "--out",
-        str(out),
-        "--quiet",
-        "--jobs",
-        str(jobs),
-    ]
+def dedup(corpus: Path, out: Path, jobs: int, *extra: str) -> tuple[float, int, dict[str, Any]]:
+    """Run the CLI as cron would; return wall seconds, peak RSS (MB) and summary.json.
+
+    The peak RSS is ru_maxrss of the largest single process of the run (the main
+    process or a worker), measured by throughput.py's launcher.
+    """
+    cmd = [sys.executable, "-m", "dedup", "run", str(corpus), "--out", str(out), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    t0 = time.perf_counter()
-    proc = subprocess.run([*cmd, *extra], cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd + list(extra))} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    return wall, orjson.loads((out / "summary.json").read_bytes())
+    got = run_measured([*cmd, "--jobs", str(jobs), *extra], env=env)
+    if not got.ok or got.rss_mb is None:
+        sys.exit(f"{' '.join(got.cmd)} exited {got.exit_code}:\n{got.stderr_tail}")
+    return got.wall_s, round(got.rss_mb), orjson.loads((out / "summary.json").read_bytes())
 
 
 def verdicts(out: Path) -> dict[str, tuple[Any, ...]]:
@@ -80,11 +72,14 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--arrival", default="latest,spread", help="latest, spread or both (comma-separated)")
+    ap.add_argument(
+        "--no-full", dest="full", action="store_false", help="skip the full rebuild (at 1M: minutes)"
+    )
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dedup-bench")
     args = ap.parse_args()
 
     total = args.base + args.new
-    scale_dir = args.cache / "throughput" / f"scale-{total}-dir-s{args.seed}"
+    scale_dir = args.cache / "scale" / f"n{total}-dir-s{args.seed}"  # shared with throughput.py
     t0 = time.perf_counter()
     generate_scale(total, scale_dir, fmt="dir", seed=args.seed, cache_dir=args.cache, progress=True)
     corpus = corpus_path(scale_dir, "dir")
@@ -99,60 +94,59 @@ def main() -> int:
         "latest": [doc_path(corpus, i) for i in ids_in_order(total, args.seed)[args.base :]],
         "spread": [files[int(i * len(files) / args.new)] for i in range(args.new)],
     }
-    rows: list[tuple[str, float, dict[str, Any]]] = []
-    results: dict[str, dict[str, tuple[Any, ...]]] = {}
+    rows: list[tuple[str, float, int, dict[str, Any]]] = []
+    incremental: dict[str, tuple[float, dict[str, tuple[Any, ...]]]] = {}
     for arrival in args.arrival.split(","):
         moved = arrivals[arrival]
-        state, cron_out = work / f"state-{arrival}", work / f"cron-out-{arrival}"
+        state = ("--state", str(work / f"state-{arrival}"))
+        cron_out = work / f"cron-out-{arrival}"
         try:
             for path in moved:
                 target = aside / path.relative_to(corpus)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(path, target)
-            rows.append(
-                (
-                    f"{arrival}: state from {args.base:,}",
-                    *dedup(corpus, cron_out, args.jobs, "--state", str(state)),
-                )
-            )
+            rows.append((f"{arrival}: state from {args.base:,}", *dedup(corpus, cron_out, args.jobs, *state)))
         finally:
             for path in moved:
                 target = aside / path.relative_to(corpus)
                 if target.exists():
                     os.rename(target, path)
-        rows.append(
-            (
-                f"{arrival}: incremental +{args.new:,}",
-                *dedup(corpus, cron_out, args.jobs, "--state", str(state)),
-            )
-        )
-        results[arrival] = verdicts(cron_out)
-    full_wall, full_summary = dedup(corpus, work / "full-out", args.jobs)
-    rows.append((f"full rebuild of {total:,}", full_wall, full_summary))
-    full = verdicts(work / "full-out")
+        rows.append((f"{arrival}: incremental +{args.new:,}", *dedup(corpus, cron_out, args.jobs, *state)))
+        incremental[arrival] = (rows[-1][1], verdicts(cron_out))
+        rows.append((f"{arrival}: rerun, no change", *dedup(corpus, cron_out, args.jobs, *state)))
+    full: dict[str, tuple[Any, ...]] | None = None
+    if args.full:
+        rows.append((f"full rebuild of {total:,}", *dedup(corpus, work / "full-out", args.jobs)))
+        full = verdicts(work / "full-out")
 
     print(f"date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}")
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
     print(f"corpus: {corpus} ({len(files)} files; ready in {ready:.1f} s); --jobs {args.jobs}")
     print()
-    print(f"{'run':34s} | {'documents':>9s} | {'new':>6s} | {'wall s':>7s} | stages (s)")
-    print("-" * 100)
-    for name, wall, summary in rows:
+    print(
+        f"{'run':34s} | {'documents':>9s} | {'new':>6s} | {'wall s':>7s} | {'peak RSS MB':>11s} | stages (s)"
+    )
+    print("-" * 120)
+    for name, wall, rss, summary in rows:
         c = summary["counts"]
         stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items())
-        print(f"{name:34s} | {c['documents']:9,d} | {c.get('new', 0):6,d} | {wall:7.1f} | {stages}")
+        print(
+            f"{name:34s} | {c['documents']:9,d} | {c.get('new', 0):6,d} | {wall:7.1f} | {rss:11,d} | {stages}"
+        )
     print()
+    if full is None:
+        print("full rebuild not run (--no-full): no speed-up or comparison")
+        return 0
     same = True
-    for (name, wall, _), arrival in zip(rows[1::2], results, strict=True):
-        differ = [
-            p for p in sorted(set(results[arrival]) | set(full)) if results[arrival].get(p) != full.get(p)
-        ]
+    full_wall = rows[-1][1]
+    for arrival, (wall, got) in incremental.items():
+        differ = [k for k in sorted(set(got) | set(full)) if got.get(k) != full.get(k)]
         same = same and not differ
         verdict = "yes" if not differ else "NO"
-        print(f"{name}: {full_wall / wall:.1f}x faster than the full rebuild (target >= 10x)")
-        print(f"  same clusters and canonicals as the full rebuild: {verdict} ({len(full):,} documents)")
-        for path in differ[:10]:
-            print(f"  differs: {path}: incremental {results[arrival].get(path)} vs full {full.get(path)}")
+        print(f"{arrival}: incremental +{args.new:,} is {full_wall / wall:.1f}x faster than the full rebuild")
+        print(f"  (target >= 10x); same clusters and canonicals: {verdict} ({len(full):,} documents)")
+        for key in differ[:10]:
+            print(f"  differs: {key}: incremental {got.get(key)} vs full {full.get(key)}")
     return 0 if same else 1
 
 
