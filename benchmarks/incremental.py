@@ -27,6 +27,7 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,8 @@ def main() -> int:
     )
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dedup-bench")
     args = ap.parse_args()
+    # Files of the corpus are moved aside while a state is built: put them back on SIGTERM too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     total = args.base + args.new
     scale_dir = args.cache / "scale" / f"n{total}-dir-s{args.seed}"  # shared with throughput.py
