@@ -746,15 +746,18 @@ def _unchanged_groups(
     """
     docs = corpus.docs
     prints: dict[int, str] = {}
-    unchanged: set[int] = set()
-    for c, group in enumerate(comps):
+
+    def judged(group: Sequence[int]) -> bool:
         print_ = _fingerprint(corpus, group)
         prints.update((n, print_) for n in group)
         members = [d for n in group for d in corpus.members(n)]
         stored = [previous.get(docs.paths[d]) for d in members]
-        if all(p is not None and p.gone is None and p.component == print_ for p in stored):
-            kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
-            unchanged.add(c)
+        if not all(p is not None and p.gone is None and p.component == print_ for p in stored):
+            return False
+        kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
+        return True
+
+    unchanged = {c for c, group in enumerate(comps) if judged(group)}
     lone = np.flatnonzero(comp_of < 0)
     single = (corpus.starts[lone + 1] - corpus.starts[lone]) == 1
     for n, d in zip(lone[single].tolist(), corpus.order[corpus.starts[lone[single]]].tolist(), strict=True):
@@ -764,11 +767,7 @@ def _unchanged_groups(
         if p is not None and p.gone is None and p.component == print_:
             kept[d] = p.record_json
     for n in lone[~single].tolist():
-        print_ = prints[n] = _fingerprint(corpus, [n])
-        members = corpus.members(n)
-        stored = [previous.get(docs.paths[d]) for d in members]
-        if all(p is not None and p.gone is None and p.component == print_ for p in stored):
-            kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
+        judged([n])
     return prints, unchanged
 
 
