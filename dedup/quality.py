@@ -266,7 +266,8 @@ def _edits(
     chain = np.array(_longest_increasing(anchors), dtype=np.int64).reshape(-1, 2)
     # Most neighbouring anchors overlap or touch (nothing between them): look only at gaps.
     gaps = np.maximum(np.diff(chain, axis=0) - 3, 0)
-    fits = (gaps.max(axis=1, initial=0) > 0) & (gaps.max(axis=1, initial=0) <= _MAX_BUBBLE)
+    widest = gaps.max(axis=1, initial=0)
+    fits = (widest > 0) & (widest <= _MAX_BUBBLE)
     for k in np.flatnonzero(fits).tolist():
         (i1, j1), (i2, j2) = chain[k].tolist(), chain[k + 1].tolist()
         seg_a, seg_b = a[i1 + 3 : i2], b[j1 + 3 : j2]

@@ -193,7 +193,7 @@ class State:
         )
         out = {}
         for r in rows:
-            stored = Stored(*r)
+            stored = Stored(*r)  # the SELECT lists the columns in Stored's field order
             if stored.content is not None and stored.content < 0:
                 stored.content += 1 << 64  # SQLite integers are signed
             out[stored.key] = stored
