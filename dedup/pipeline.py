@@ -928,14 +928,7 @@ def _emit(
             fh.write(stored.encode() + b"\n")
             canonical = prev.canonical
             tally.add(i, prev.status, canonical, None if canonical else prev.cluster)
-            if (prev.file, prev.offset, prev.size, prev.mtime_ns) == (
-                docs.file(i),
-                docs.offset(i),
-                docs.size(i),
-                docs.mtime_ns(i),
-            ):
-                continue
-            text = stored
+            text = stored  # its row changes only if the file moved or was touched
         else:
             record = verdicts.record(i)
             path = record["path"]
