@@ -4,7 +4,7 @@ import os
 from fnmatch import fnmatch
 from pathlib import Path
 
-from dedup.readers import _walk
+from dedup.readers import walk
 
 
 def walk_reference(root: str, globs: tuple[str, ...]) -> list[str]:
@@ -17,7 +17,7 @@ def walk_reference(root: str, globs: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def test_walk_matches_os_walk(tmp_path):
+def test_walk_matches_oswalk(tmp_path):
     root = tmp_path / "in"
     for rel in ("a.txt", "b.md", "c.csv", "sub/d.txt", "sub/deeper/e.TXT", "sub/deeper/f.txt", "z/[x].txt"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +29,7 @@ def test_walk_matches_os_walk(tmp_path):
     os.symlink(root / "a.txt", root / "link.txt")  # a symlinked file is listed
     os.symlink(root / "nowhere.txt", root / "dangling.txt")  # and so is a dangling one (then unreadable)
     globs = ("*.txt", "*.md")
-    got = list(_walk(str(root), globs))
+    got = list(walk(str(root), globs))
     assert [rel for rel, _ in got] == walk_reference(str(root), globs)
     assert all(error is None for _, error in got)
     assert "linked-dir/g.txt" not in [rel for rel, _ in got]
@@ -49,7 +49,7 @@ def test_walk_reports_a_directory_it_cannot_list(tmp_path, monkeypatch):
         return real(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    assert list(_walk(str(root), ("*.txt",))) == [
+    assert list(walk(str(root), ("*.txt",))) == [
         ("locked", "cannot list directory: Permission denied"),
         ("ok/a.txt", None),
     ]

@@ -1,0 +1,83 @@
+"""Whole files: a directory walked in sorted order, each matching file one document."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from dedup.config import Config
+from dedup.document import Document, Source, Status
+from dedup.readers.decode import decode
+
+
+def walk(root: str, globs: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
+    """(relative POSIX path, error) of matching files below root, sorted; errors for unreadable dirs.
+
+    Like ``os.walk`` (symlinked directories are not followed), with paths built by
+    joining names: ``os.path.relpath`` per file was a third of a cron run's
+    listing time.
+    """
+    matches = re.compile("|".join(fnmatch.translate(g) for g in globs)).match
+    found: list[tuple[str, str | None]] = []
+    pending = [("", root)]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except OSError as err:
+            found.append((prefix[:-1] or ".", f"cannot list directory: {err.strerror}"))
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink():
+                    pending.append((f"{prefix}{entry.name}/", entry.path))
+            elif matches(entry.name):
+                found.append((prefix + entry.name, None))
+    found.sort()
+    yield from found
+
+
+def file_documents(source: Source, config: Config, start: int, read: bool) -> Iterator[Document]:
+    if source.kind == "file":
+        entries: Iterator[tuple[str, str | None]] = iter([(Path(source.root).name, None)])
+        base = str(Path(source.root).parent)
+    else:
+        entries, base = walk(source.root, config.globs), source.root
+    prefix = os.path.join(base, "")
+    for offset, (rel, walk_error) in enumerate(entries):
+        doc = Document(index=start + offset, path=source.key(rel), source=source, file=prefix + rel)
+        if walk_error:
+            doc.status, doc.error = Status.UNREADABLE, walk_error
+        elif read:
+            read_file(doc, config)
+        yield doc
+
+
+def read_file(doc: Document, config: Config) -> None:
+    """Fill size, sha256, text and status of a whole-file document (no-op for JSONL lines)."""
+    if doc.offset >= 0 or doc.status is not Status.OK:
+        return
+    try:
+        info = os.stat(doc.file)
+        size, doc.size, doc.mtime_ns = info.st_size, info.st_size, info.st_mtime_ns
+
+        if size > config.max_bytes:
+            doc.status, doc.error = Status.TOO_LARGE, f"{size} bytes is over --max-bytes {config.max_bytes}"
+            return
+        with open(doc.file, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
+        return
+    doc.size = len(data)
+    doc.sha256 = hashlib.sha256(data).hexdigest()
+    decode(doc, data)
