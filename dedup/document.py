@@ -59,6 +59,9 @@ class Document:
     status: Status = Status.OK
     error: str | None = None
     text: str | None = None
+    # Where the text came from, when that is worth recording: ``encoding`` (not UTF-8),
+    # ``url`` and ``record_id`` (WARC). Added to the manifest record as they are.
+    extra: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +108,7 @@ class DocumentTable:
         self._status = bytearray()
         self._sha = bytearray()
         self._errors: dict[int, str] = {}
+        self._extras: dict[int, dict[str, str]] = {}  # sparse: most documents have none
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -122,6 +126,8 @@ class DocumentTable:
         self._sha.extend(bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA)
         if doc.error is not None:
             self._errors[doc.index] = doc.error
+        if doc.extra:
+            self._extras[doc.index] = doc.extra
 
     def update(self, doc: Document) -> None:
         """Take what reading found out about a document already in the table."""
@@ -133,6 +139,10 @@ class DocumentTable:
             self._errors.pop(i, None)
         else:
             self._errors[i] = doc.error
+        if doc.extra:
+            self._extras[i] = doc.extra
+        else:
+            self._extras.pop(i, None)
 
     def status(self, i: int) -> Status:
         return _STATUSES[self._status[i]]
@@ -174,6 +184,7 @@ class DocumentTable:
             mtime_ns=self._mtime[i],
             status=self.status(i),
             error=self._errors.get(i),
+            extra=self._extras.get(i),
         )
 
     def __iter__(self) -> Iterator[Document]:

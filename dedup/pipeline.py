@@ -1122,4 +1122,5 @@ def _record(doc: Document) -> dict[str, Any]:
         "reason": doc.error,
         "error": doc.error if doc.status is not Status.OK else None,
         "warning": doc.error if doc.status is Status.OK else None,
+        **(doc.extra or {}),
     }

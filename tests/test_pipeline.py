@@ -51,8 +51,11 @@ def test_clusters_and_canonicals(corpus: Path, tmp_path: Path) -> None:
     assert len(council) == 1
     assert m["b/council-teaser.txt"]["canonical"] is True
     assert m["a/council-garbled-1.txt"]["duplicate_of"] == "b/council-teaser.txt"
-    assert m["storm.txt"]["canonical"] and m["storm.txt"]["cluster"] == m["storm-html.html"]["cluster"]
-    assert m["storm-boiler.md"]["duplicate_of"] == "storm.txt"
+    # An HTML page is judged on its main text: markup is how a page is written, not damage,
+    # so the page ties with the plain copy and, first in manifest order, is kept.
+    assert m["storm.txt"]["cluster"] == m["storm-html.html"]["cluster"]
+    assert m["storm-html.html"]["canonical"] and not any(m["storm-html.html"]["penalties"].values())
+    assert m["storm-boiler.md"]["duplicate_of"] == "storm-html.html"
     # Same event, different article: stays apart.
     assert m["storm-schools.txt"]["cluster"] != m["storm.txt"]["cluster"]
     assert m["museum.txt"]["duplicate_of"] == "museum-copy.txt"  # a tie: first in manifest order wins
@@ -101,6 +104,7 @@ def test_bad_inputs_get_records_and_nothing_vanishes(write_tree, tmp_path: Path)
             "blank.txt": "  \n\t\n",
             "binary.txt": b"\x89PNG\r\n\x1a\n\x00\x00\x00",
             "latin1.txt": "caf\u00e9 ".encode("latin-1") * 10,
+            "garbage.txt": bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D]) * 20,  # neither UTF-8 nor a legacy code page
             "only-markup.html": "<div><p></p></div>",
             "big.txt": "word " * 400,
         }
@@ -114,7 +118,8 @@ def test_bad_inputs_get_records_and_nothing_vanishes(write_tree, tmp_path: Path)
         "empty.txt": "empty",
         "blank.txt": "empty",
         "binary.txt": "binary",
-        "latin1.txt": "undecodable",
+        "latin1.txt": "ok",
+        "garbage.txt": "undecodable",
         "only-markup.html": "empty",
         "big.txt": "too_large",
         "dangling.txt": "unreadable",
@@ -123,7 +128,8 @@ def test_bad_inputs_get_records_and_nothing_vanishes(write_tree, tmp_path: Path)
     for path, status in expected.items():
         if status != "ok":
             assert m[path]["error"] and m[path]["cluster"] is None and not m[path]["canonical"]
-    assert "UTF-8" in m["latin1.txt"]["error"] and "max-bytes" in m["big.txt"]["error"]
+    assert "UTF-8" in m["garbage.txt"]["error"] and "max-bytes" in m["big.txt"]["error"]
+    assert m["latin1.txt"]["encoding"] != "utf-8" and "encoding" not in m["good.txt"]
     assert tree_digest(root) == before
 
 

@@ -17,7 +17,8 @@ import orjson
 from dedup.config import Config
 from dedup.document import Document, Source
 from dedup.errors import InputChangedError, InputError
-from dedup.readers.files import file_documents, read_file, walk
+from dedup.readers.decode import Undecodable, text_of
+from dedup.readers.files import file_documents, is_html, read_bytes, read_file, walk
 from dedup.readers.jsonl import jsonl_documents
 
 __all__ = [
@@ -85,16 +86,17 @@ def reload_text(doc: Document, config: Config) -> str:
     """Read an ``ok`` document's text again, for the stages after signing.
 
     Pass 1 drops texts to keep memory flat; the few documents that have candidate
-    near-duplicates are read a second time.
+    near-duplicates are read a second time, and decoded (and extracted) exactly
+    as the first time.
 
     Raises:
         InputChangedError: when the bytes on disk no longer match the first read.
     """
     try:
-        with open(doc.file, "rb") as fh:
-            if doc.offset < 0:
-                data = fh.read()
-            else:
+        if doc.offset < 0:
+            data = read_bytes(doc.file, config.max_bytes)[0]
+        else:
+            with open(doc.file, "rb") as fh:
                 fh.seek(doc.offset)
                 data = fh.readline().rstrip(b"\r\n")
     except OSError as err:
@@ -102,7 +104,10 @@ def reload_text(doc: Document, config: Config) -> str:
     if hashlib.sha256(data).hexdigest() != doc.sha256:
         raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
     if doc.offset < 0:
-        return data.decode("utf-8-sig")
+        try:
+            return text_of(data, html=is_html(doc.file)).text
+        except Undecodable as err:  # the same bytes decoded the first time
+            raise InputChangedError(f"{doc.file}: cannot be decoded again: {err}") from err
     text = orjson.loads(data)[config.text_field]
     assert isinstance(text, str)
     return text

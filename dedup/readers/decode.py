@@ -1,20 +1,134 @@
-"""Raw bytes -> text, or the status that says why not."""
+"""Raw bytes -> text, whatever the encoding; HTML pages -> their main text.
+
+The order follows what a browser trusts: a byte-order mark, then the encoding the
+document or its transport declares (an HTML ``<meta charset>``, a WARC record's
+HTTP ``Content-Type``), then UTF-8, then a detector (resiliparse's, the library
+that already parses the HTML). A declaration that does not decode the bytes
+cleanly is ignored rather than believed. The manifest records the encoding used
+when it was not UTF-8.
+"""
 
 from __future__ import annotations
 
+import codecs
+import re
+from dataclasses import dataclass
+
+from resiliparse.parse.encoding import detect_encoding
+
+from dedup import extract
 from dedup.document import Document, Status
 
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]{1,40})""", re.I)
+_SNIFF = 4096  # a <meta charset> must come within the first 1024 bytes by the standard; be lenient
 
-def decode(doc: Document, data: bytes) -> None:
-    if b"\x00" in data:
-        doc.status, doc.error = Status.BINARY, "contains NUL bytes: not a text file"
-        return
+
+class Undecodable(Exception):
+    """Bytes that are not text: carries the status and the message for the manifest."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    text: str
+    encoding: str  # Python codec name; "utf-8" for plain UTF-8 (with or without a BOM)
+
+
+def codec(name: str | None) -> str | None:
+    """The Python codec for a declared charset name, or ``None`` when unknown.
+
+    Example:
+        >>> codec("Windows-1252"), codec("latin1"), codec("x-unknown")
+        ('cp1252', 'cp1252', None)
+    """
+    if not name:
+        return None
     try:
-        text = data.decode("utf-8-sig")
+        found = codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        return None
+    # As browsers do (WHATWG): latin-1 labels mean windows-1252, its superset; ASCII is UTF-8.
+    return {"iso8859-1": "cp1252", "ascii": "utf-8"}.get(found, found)
+
+
+def _strict(data: bytes, encoding: str) -> str | None:
+    try:
+        return data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def decode_bytes(data: bytes, *, html: bool = False, declared: str | None = None) -> Decoded:
+    """The text of ``data``: BOM, then declared charset, then UTF-8, then detection.
+
+    Raises:
+        Undecodable: NUL bytes without a UTF-16/32 BOM (``binary``), or no
+            encoding that decodes the bytes (``undecodable``).
+
+    Example:
+        >>> decode_bytes("caf\\u00e9 \\u2019".encode("cp1252"), declared="Windows-1252").encoding
+        'cp1252'
+        >>> decode_bytes(codecs.BOM_UTF16_LE + "hi".encode("utf-16-le")).encoding
+        'utf-16-le'
+    """
+    for bom, unicode in _BOMS:
+        if data.startswith(bom):
+            text = _strict(data[len(bom) :], unicode)
+            if text is None:
+                raise Undecodable(Status.UNDECODABLE, f"not valid {unicode} after its byte-order mark")
+            return Decoded(text, unicode)
+    if b"\x00" in data:
+        raise Undecodable(Status.BINARY, "contains NUL bytes: not a text file")
+    wanted = [codec(declared)]
+    if html and (meta := _META_CHARSET.search(data, 0, _SNIFF)):
+        wanted.insert(0, codec(meta.group(1).decode("ascii")))
+    for name in wanted:
+        if name is not None and (found := _strict(data, name)) is not None:
+            return Decoded(found, name)
+    if (plain := _strict(data, "utf-8")) is not None:
+        return Decoded(plain, "utf-8")
+    guess = codec(detect_encoding(data[: 1 << 16]))
+    if guess and guess != "utf-8" and (guessed := _strict(data, guess)) is not None:
+        return Decoded(guessed, guess)
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError as err:
-        doc.status, doc.error = Status.UNDECODABLE, f"not valid UTF-8 (byte {err.start}: {err.reason})"
-        return
+        raise Undecodable(
+            Status.UNDECODABLE, f"not valid UTF-8 (byte {err.start}: {err.reason}) and no encoding detected"
+        ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def text_of(data: bytes, *, html: bool = False, declared: str | None = None) -> Decoded:
+    """Decoded text, and for an HTML page its main text (``extract.main_text``).
+
+    Raises:
+        Undecodable: as ``decode_bytes``, or ``empty`` when no text is left.
+    """
+    decoded = decode_bytes(data, html=html, declared=declared)
+    text = extract.main_text(decoded.text) if html else decoded.text
     if not text.strip():
-        doc.status, doc.error = Status.EMPTY, "no text"
+        raise Undecodable(Status.EMPTY, "no main text in the HTML page" if html else "no text")
+    return Decoded(text, decoded.encoding)
+
+
+def decode(doc: Document, data: bytes, *, html: bool = False, declared: str | None = None) -> None:
+    """Fill ``doc.text`` (and ``extra["encoding"]`` when not UTF-8), or its status and error."""
+    try:
+        decoded = text_of(data, html=html, declared=declared)
+    except Undecodable as err:
+        doc.status, doc.error = err.status, str(err)
         return
-    doc.text = text
+    doc.text = decoded.text
+    if decoded.encoding != "utf-8":
+        doc.extra = {**(doc.extra or {}), "encoding": decoded.encoding}

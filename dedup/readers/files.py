@@ -6,6 +6,7 @@ import fnmatch
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,22 +63,49 @@ def file_documents(source: Source, config: Config, start: int, read: bool) -> It
         yield doc
 
 
+HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".shtml")
+
+
+def is_html(name: str) -> bool:
+    """Whether a file is an HTML page by its name: its main text is extracted, its template dropped."""
+    return name.lower().endswith(HTML_SUFFIXES)
+
+
+def read_bytes(path: str, limit: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file, at most ``limit + 1`` of them.
+
+    Opened without blocking and checked on the open descriptor, so that a FIFO
+    (which would block ``open`` forever) or a device behind a link (``/dev/zero``
+    reports size 0 and never ends) is refused instead of read.
+
+    Raises:
+        OSError: the file cannot be opened or read, or is not a regular file (``errno`` 0).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        if info.st_size > limit:
+            return b"", info
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(limit + 1), info
+    finally:
+        os.close(fd)
+
+
 def read_file(doc: Document, config: Config) -> None:
     """Fill size, sha256, text and status of a whole-file document (no-op for JSONL lines)."""
     if doc.offset >= 0 or doc.status is not Status.OK:
         return
     try:
-        info = os.stat(doc.file)
-        size, doc.size, doc.mtime_ns = info.st_size, info.st_size, info.st_mtime_ns
-
-        if size > config.max_bytes:
-            doc.status, doc.error = Status.TOO_LARGE, f"{size} bytes is over --max-bytes {config.max_bytes}"
-            return
-        with open(doc.file, "rb") as fh:
-            data = fh.read()
+        data, info = read_bytes(doc.file, config.max_bytes)
     except OSError as err:
         doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
         return
-    doc.size = len(data)
+    doc.size, doc.mtime_ns = max(info.st_size, len(data)), info.st_mtime_ns
+    if doc.size > config.max_bytes:
+        doc.status, doc.error = Status.TOO_LARGE, f"{doc.size} bytes is over --max-bytes {config.max_bytes}"
+        return
     doc.sha256 = hashlib.sha256(data).hexdigest()
-    decode(doc, data)
+    decode(doc, data, html=is_html(doc.file))
