@@ -16,7 +16,9 @@ import unicodedata
 import ftfy
 import numpy as np
 
-NORMALIZATION_VERSION = 1  # bump when tokens() changes: stored signatures depend on it
+NORMALIZATION_VERSION = 2  # bump when tokens() changes: stored signatures depend on it
+# Recorded in the scheme stamp: version 2 made every character of these scripts a token.
+TOKENISATION = "words; overlapping character bigrams in Han, kana, Thai, Lao, Khmer and Myanmar runs"
 
 HTML_TAG = re.compile(r"<!--.*?-->|</?[a-zA-Z][a-zA-Z0-9]{0,15}(?:\s[^<>]{0,400})?/?>", re.DOTALL)
 HTML_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{2,10});")
@@ -53,6 +55,34 @@ _MOJIBAKE_MARK = re.compile(
 _NOT = re.compile(r"n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
 _WORD = re.compile(r"[^\W_]+")
 _NON_ASCII_SEPARATORS = re.compile(r"[^\x00-\x7f\w]+")
+# Scripts written without spaces between words: a clause would be one "word", and one
+# slipped character would break every shingle of it. Runs of them become overlapping
+# character bigrams instead (as CJK search analysers do): a k-shingle then spans k + 1
+# characters, a slip changes at most k + 1 shingles, and a bigram's corpus frequency
+# tells a slip from the right character where a single character's cannot.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+"
+)
+
+
+def spaced_words(tokens: list[str]) -> list[str]:
+    """The tokens that are words of space-delimited scripts (not bigrams of a CJK or Thai run).
+
+    Example:
+        >>> spaced_words(["東京", "京の", "q3", "café"])
+        ['q3', 'café']
+    """
+    if all(t.isascii() for t in tokens):
+        return tokens
+    return [t for t in tokens if not _UNSPACED.match(t)]
+
+
+def _bigrams(run: re.Match[str]) -> str:
+    chars = run.group()
+    return " " + " ".join(chars[i : i + 2] for i in range(max(1, len(chars) - 1))) + " "
+
+
 # Bytes that make up tokens: what [^\W_] matches in ASCII, and every byte of a
 # non-ASCII character (token_bytes only lets letters through there).
 WORD_BYTE = np.zeros(256, dtype=bool)
@@ -114,6 +144,8 @@ def comparison_text(repaired: str) -> str:
     text = strip_boilerplate(text)[0]
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
+        if _UNSPACED.search(text):
+            text = _UNSPACED.sub(_bigrams, text)
     text = text.casefold()
     if "n't" in text or "n\u2019t" in text:
         text = _NOT.sub(" not", text)
@@ -160,5 +192,7 @@ def tokens(repaired: str) -> list[str]:
     Example:
         >>> tokens("Trump's aide can't go") == tokens("Trump 's aide ca n't go .")
         True
+        >>> tokens("東京の天気はQ3 OK")
+        ['東京', '京の', 'の天', '天気', '気は', 'q3', 'ok']
     """
     return _WORD.findall(comparison_text(repaired))

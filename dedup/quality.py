@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, strip_boilerplate
+from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, spaced_words, strip_boilerplate
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +235,8 @@ def relative(
         {
             "completeness": len(sh) / len(union) if len(union) else 1.0,
             "outvoted": 100 * blamed[m] / others / max(len(toks), 1),
-            "repetition": repeated_phrase_fraction(toks[:window]),
+            # Phrases of words: runs of bigrams (CJK, Thai) repeat names and set phrases naturally.
+            "repetition": repeated_phrase_fraction(spaced_words(toks[:window])),
         }
         for m, (toks, sh) in enumerate(zip(members, shingles, strict=True))
     ]
