@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Sequence
 
 import ftfy
 import numpy as np
@@ -66,7 +67,7 @@ _UNSPACED = re.compile(
 )
 
 
-def spaced_words(tokens: list[str]) -> list[str]:
+def spaced_words(tokens: Sequence[str]) -> Sequence[str]:
     """The tokens that are words of space-delimited scripts (not bigrams of a CJK or Thai run).
 
     Example:
