@@ -109,6 +109,11 @@ def cli() -> None:
     help="Larger files are recorded as too_large and skipped.",
 )
 @click.option(
+    "--follow-links",
+    is_flag=True,
+    help="Read files behind symbolic links that lead out of their INPUT directory (recorded as outside).",
+)
+@click.option(
     "--jobs",
     "-j",
     type=int,

@@ -36,6 +36,9 @@ class Config:
         min_shared: Shingles two documents must share before containment counts,
             so that a three-line stub is not "contained" by chance (``--min-shared``).
         max_bytes: Larger files are recorded as ``too_large`` and skipped (``--max-bytes``).
+        follow_links: Read files behind symbolic links that lead out of their INPUT directory;
+            by default they are recorded as ``outside``, so that a link to a private file is
+            never published in ``canonical/`` (``--follow-links``).
         jobs: Worker processes; 0 means one per core (``--jobs``).
         force: Allow a non-empty OUT; dedup's own files there are replaced (``--force``).
         state: Directory of the persistent state for incremental (cron) runs; ``None``
@@ -59,6 +62,7 @@ class Config:
     containment: float = 0.5
     min_shared: int = 8
     max_bytes: int = 16 * 1024 * 1024
+    follow_links: bool = False
     jobs: int = 0
     force: bool = field(default=False, compare=False)
     state: str | None = field(default=None, compare=False)

@@ -21,6 +21,7 @@ class Status(StrEnum):
     UNREADABLE = "unreadable"
     TOO_LARGE = "too_large"
     MALFORMED = "malformed"
+    OUTSIDE = "outside"  # a symbolic link out of its INPUT directory (not followed by default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class DocumentTable:
         self._sha = bytearray()
         self._errors: dict[int, str] = {}
         self._extras: dict[int, dict[str, str]] = {}  # sparse: most documents have none
+        self._files: dict[int, str] = {}  # sparse: files whose name is not their (escaped) path
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -128,6 +130,8 @@ class DocumentTable:
             self._errors[doc.index] = doc.error
         if doc.extra:
             self._extras[doc.index] = doc.extra
+        if not doc.file.isascii() and doc.file != self.file(doc.index):
+            self._files[doc.index] = doc.file
 
     def update(self, doc: Document) -> None:
         """Take what reading found out about a document already in the table."""
@@ -156,6 +160,8 @@ class DocumentTable:
         source = self.sources[self._source[i]]
         if source.kind != "dir":
             return source.root
+        if i in self._files:
+            return self._files[i]
         path = self.paths[i]
         return os.path.join(source.root, path[len(source.label) + 1 :] if source.label else path)
 

@@ -208,8 +208,11 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
         raise InputChangedError(f"{doc.file}: cannot be read again: {err.strerror or err}") from err
     try:
         try:
-            dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+            # Never wider than the source: a private input stays private in canonical/.
+            mode = _FILE_MODE & os.fstat(src).st_mode
+            dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
             try:
+                os.fchmod(dst, mode)
                 _copy_bytes(src, dst, doc.size)
             finally:
                 os.close(dst)

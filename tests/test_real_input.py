@@ -173,10 +173,22 @@ def test_a_fifo_or_a_device_does_not_hang_the_run(tmp_path: Path) -> None:
     root.mkdir()
     (root / "ok.txt").write_text(MUSEUM)
     os.mkfifo(root / "pipe.txt")
-    os.symlink("/dev/zero", root / "zero.txt")
+    os.symlink("/dev/zero", root / "zero.txt")  # followed: its size says 0 and it never ends
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "dedup", "run", str(root), "--out", str(out), "-q", "-j", "1"],
+        [
+            sys.executable,
+            "-m",
+            "dedup",
+            "run",
+            str(root),
+            "--out",
+            str(out),
+            "-q",
+            "-j",
+            "1",
+            "--follow-links",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -187,3 +199,37 @@ def test_a_fifo_or_a_device_does_not_hang_the_run(tmp_path: Path) -> None:
     assert m["ok.txt"]["status"] == "ok"
     for name in ("pipe.txt", "zero.txt"):
         assert m[name]["status"] == "unreadable" and "not a regular file" in m[name]["error"]
+
+
+def test_links_out_of_the_input_are_not_followed_unless_asked(tmp_path: Path) -> None:
+    root, private = tmp_path / "in", tmp_path / "private"
+    (root / "sub").mkdir(parents=True)
+    private.mkdir()
+    (private / "secret.txt").write_text(COUNCIL)
+    os.chmod(private / "secret.txt", 0o600)
+    (root / "sub" / "museum.txt").write_text(MUSEUM)
+    os.symlink(private / "secret.txt", root / "leak.txt")
+    os.symlink(root / "sub" / "museum.txt", root / "inside.txt")  # a link within the input is read
+    run([root], tmp_path / "out", ONE_JOB)
+    m = by_path(tmp_path / "out")
+    assert m["leak.txt"]["status"] == "outside" and "--follow-links" in m["leak.txt"]["error"]
+    assert m["inside.txt"]["status"] == "ok"
+    assert not (tmp_path / "out" / "canonical" / "leak.txt").exists()
+    run([root], tmp_path / "out2", Config(jobs=1, follow_links=True))
+    copy = tmp_path / "out2" / "canonical" / "leak.txt"
+    assert copy.read_text() == COUNCIL
+    assert copy.stat().st_mode & 0o077 == 0  # never wider than its source
+
+
+def test_file_names_that_are_not_utf8_are_recorded_escaped(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.txt"), "wb") as fh:
+        fh.write(MUSEUM.encode())
+    (root / "copy.txt").write_text(MUSEUM)
+    run([root], tmp_path / "out", ONE_JOB)
+    m = by_path(tmp_path / "out")
+    escaped = "caf\\xe9.txt"
+    assert m[escaped]["status"] == "ok" and m[escaped]["cluster"] == m["copy.txt"]["cluster"]
+    kept = next(p for p, r in m.items() if r["canonical"])
+    assert (tmp_path / "out" / "canonical" / kept).read_text() == MUSEUM

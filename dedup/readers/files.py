@@ -47,6 +47,24 @@ def walk(root: str, globs: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
     yield from found
 
 
+def printable(name: str) -> str:
+    """A file name as the manifest records it: bytes that are not UTF-8 as ``\\xNN`` escapes.
+
+    ``os.scandir`` hands such bytes over as surrogates, which no UTF-8 writer
+    accepts; the escaped name is what the manifest and ``canonical/`` use, while
+    the file itself is still read under its real name.
+
+    Example:
+        >>> printable(b"caf\\xe9.txt".decode("utf-8", "surrogateescape"))
+        'caf\\\\xe9.txt'
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
 def file_documents(source: Source, config: Config, start: int, read: bool) -> Iterator[Document]:
     if source.kind == "file":
         entries: Iterator[tuple[str, str | None]] = iter([(Path(source.root).name, None)])
@@ -55,7 +73,9 @@ def file_documents(source: Source, config: Config, start: int, read: bool) -> It
         entries, base = walk(source.root, config.globs), source.root
     prefix = os.path.join(base, "")
     for offset, (rel, walk_error) in enumerate(entries):
-        doc = Document(index=start + offset, path=source.key(rel), source=source, file=prefix + rel)
+        doc = Document(
+            index=start + offset, path=source.key(printable(rel)), source=source, file=prefix + rel
+        )
         if walk_error:
             doc.status, doc.error = Status.UNREADABLE, walk_error
         elif read:
@@ -94,9 +114,23 @@ def read_bytes(path: str, limit: int) -> tuple[bytes, os.stat_result]:
         os.close(fd)
 
 
+def leaves(path: str, root: str) -> bool:
+    """Whether ``path`` is a symbolic link whose target lies outside ``root``."""
+    if not os.path.islink(path):
+        return False
+    inside = os.path.join(os.path.realpath(root), "")
+    return not os.path.realpath(path).startswith(inside)
+
+
 def read_file(doc: Document, config: Config) -> None:
     """Fill size, sha256, text and status of a whole-file document (no-op for JSONL lines)."""
     if doc.offset >= 0 or doc.status is not Status.OK:
+        return
+    if not config.follow_links and doc.source.kind == "dir" and leaves(doc.file, doc.source.root):
+        doc.status, doc.error = (
+            Status.OUTSIDE,
+            "a symbolic link out of the INPUT directory (see --follow-links)",
+        )
         return
     try:
         data, info = read_bytes(doc.file, config.max_bytes)
