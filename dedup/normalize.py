@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import ftfy
 import numpy as np
+import xxhash
 
 NORMALIZATION_VERSION = 2  # bump when tokens() changes: stored signatures depend on it
 # Recorded in the scheme stamp: version 2 made every character of these scripts a token.
@@ -153,6 +154,29 @@ def comparison_text(repaired: str) -> str:
     return text
 
 
+LINE_MAX = 200  # site furniture is short; a long line is a paragraph of some article
+
+
+def line_keys(comparison: str) -> np.ndarray:
+    """Hashes of the distinct short lines of a comparison text, for the corpus line frequencies.
+
+    A line that many unrelated documents share (navigation, an ad label, a
+    copyright line) is site furniture whatever its language; counting lines across
+    the corpus finds it where the English phrase list cannot.
+
+    Example:
+        >>> len(line_keys("home | news\\n\\nthe storm hit.\\nhome | news"))
+        2
+    """
+    lines = dict.fromkeys(line.strip() for line in comparison.split("\n"))
+    keys = [
+        xxhash.xxh3_64_intdigest(line.encode("utf-8", "surrogatepass"))
+        for line in lines
+        if 0 < len(line) <= LINE_MAX
+    ]
+    return np.array(keys, dtype=np.uint64)
+
+
 def token_bytes(comparison: str) -> bytes:
     """The tokens of a comparison text as bytes, separated by non-word bytes.
 
@@ -187,6 +211,11 @@ def skeleton_bytes(data: bytes) -> np.ndarray:
     return folded[keep]
 
 
+def words(comparison: str) -> list[str]:
+    """The tokens of a comparison text (``tokens`` of a text already through ``comparison_text``)."""
+    return _WORD.findall(comparison)
+
+
 def tokens(repaired: str) -> list[str]:
     """Words of the comparison text; punctuation and spacing no longer matter.
 
@@ -196,4 +225,4 @@ def tokens(repaired: str) -> list[str]:
         >>> tokens("東京の天気はQ3 OK")
         ['東京', '京の', 'の天', '天気', '気は', 'q3', 'ok']
     """
-    return _WORD.findall(comparison_text(repaired))
+    return words(comparison_text(repaired))

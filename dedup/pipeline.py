@@ -53,7 +53,7 @@ from dedup.signatures import (
 
 Progress = Callable[[str, int], None]
 _BATCH = 128
-_LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0}  # relative signals of a lone text
+_LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
 _SPACE = np.array([32], dtype=np.uint8)
 
 
@@ -82,7 +82,7 @@ def analyse(
     """Read (if not yet read), normalise, sign and measure one document; drop its text.
 
     Returns the document, its features (``None`` when skipped) and its distinct
-    token hashes, for the corpus token frequencies.
+    token hashes and short-line keys, for the corpus token and line frequencies.
     """
     readers.read_file(doc, config)
     text, doc.text = doc.text, None
@@ -109,7 +109,7 @@ def analyse(
             signature=signer.sign(shingles),
             signals=np.array([measured[name] for name in quality.INTRINSIC], dtype=np.float32),
         ),
-        hashes,
+        np.concatenate((hashes, normalize.line_keys(comparison))),
     )
 
 
@@ -341,10 +341,13 @@ def _settle(task: tuple[list[int], np.ndarray]) -> tuple[list[tuple[int, bytes]]
     config = corpus.config
     toks: dict[int, list[str]] = {}
     shingles: dict[int, np.ndarray] = {}
+    lines: dict[int, np.ndarray] = {}
     for n in nodes:
         text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
-        toks[n] = normalize.tokens(normalize.repair(text))
+        comparison = normalize.comparison_text(normalize.repair(text))
+        toks[n] = normalize.words(comparison)
         shingles[n] = document_shingles(toks[n], config.shingle_size)
+        lines[n] = corpus.frequency.get(normalize.line_keys(comparison))
     cache: dict[tuple[int, int], Similarity] = {}
 
     def sim(a: int, b: int) -> Similarity:
@@ -364,8 +367,10 @@ def _settle(task: tuple[list[int], np.ndarray]) -> tuple[list[tuple[int, bytes]]
         if len(members) == 1:
             relatives = [_LONE]
         else:
+            copies = sum(len(corpus.members(n)) for n in members)
+            template = [quality.template_lines(lines[n], copies) for n in members]
             relatives = quality.relative(
-                [toks[n] for n in members], [shingles[n] for n in members], frequency
+                [toks[n] for n in members], [shingles[n] for n in members], frequency, template
             )
         ranked = _rank(corpus, members, relatives, sim, thresholds, lambda n: len(shingles[n]))
         out.extend((d, orjson.dumps(record)) for d, record in ranked)

@@ -31,7 +31,7 @@ class Signal:
 
 
 # Bump when scores or verdicts change: a --state built before must then be rebuilt.
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 
 # Measured on each document alone in pass 1 (``intrinsic``), in this order.
 INTRINSIC = ("mojibake", "markup", "treebank", "gaps", "boilerplate", "one_line", "ocr")
@@ -50,6 +50,12 @@ SIGNALS: dict[str, Signal] = {
     "one_line": Signal(0.2, 1.0, "flag", "paragraphs joined into one line (400+ characters, no line break)"),
     "ocr": Signal(0.8, 1.0, "per 100 words", "letters and digits mixed inside words (wou1d, 0bama)"),
     "outvoted": Signal(0.8, 1.0, "per 100 words", "words other copies replace by commoner ones: tbe/the"),
+    "template": Signal(
+        0.5,
+        2.0,
+        "lines",
+        "lines found in more documents than the article has copies: furniture, any language",
+    ),
 }
 # Completeness is not damage: it only decides between copies that are about as clean.
 COMPLETENESS_WEIGHT = 0.15
@@ -191,10 +197,30 @@ def repeated_phrase_fraction(tokens: Sequence[str], n: int = 3, min_count: int =
     return max(float(covered.mean()) - 0.02, 0.0)
 
 
+TEMPLATE_MIN_DOCUMENTS = 5
+
+
+def template_lines(counts: np.ndarray, copies: int) -> float:
+    """How many of a document's lines the corpus holds more often than this article has copies, less one.
+
+    ``counts`` are the corpus document frequencies of its short lines; a line of the
+    article itself is in at most its copies (and the odd quote), a site's furniture
+    in every page of the site. One such line is let go: a byline or a dateline
+    repeats across a site's pages too, and a teaser without it is not cleaner.
+
+    Example:
+        >>> template_lines(np.array([3, 40, 1, 12, 9]), copies=4)
+        2.0
+    """
+    found = int(np.count_nonzero(counts >= max(TEMPLATE_MIN_DOCUMENTS, 2 * copies)))
+    return float(max(found - 1, 0))
+
+
 def relative(
     members: Sequence[Sequence[str]],
     shingles: Sequence[np.ndarray],
     frequency: Callable[[Sequence[str]], Sequence[int]] | None = None,
+    template: Sequence[float] | None = None,
 ) -> list[dict[str, float]]:
     """Signals that need the other copies: completeness, outvoted words, repetition.
 
@@ -206,6 +232,7 @@ def relative(
     frequency: in the corpus (``frequency``) when given, else among the members.
     ``repetition`` is measured over the first N words of every member, N the
     shortest member's length: long texts repeat more, and truncation keeps the start.
+    ``template`` (``template_lines`` of each member) is passed through.
     """
     union = np.unique(np.concatenate(shingles)) if shingles else np.empty(0, dtype=np.uint64)
     if frequency is None:
@@ -237,6 +264,7 @@ def relative(
             "outvoted": 100 * blamed[m] / others / max(len(toks), 1),
             # Phrases of words: runs of bigrams (CJK, Thai) repeat names and set phrases naturally.
             "repetition": repeated_phrase_fraction(spaced_words(toks[:window])),
+            "template": template[m] if template is not None else 0.0,
         }
         for m, (toks, sh) in enumerate(zip(members, shingles, strict=True))
     ]
