@@ -119,7 +119,7 @@ class State:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as err:
-            raise StateError(f"cannot open state {self.path}: {err}") from err
+            raise StateError(f"cannot open state {self.path}: {err}", path=self.path) from err
         self._check_stamp(stamp)
 
     def _check_stamp(self, stamp: dict[str, Any]) -> None:
@@ -137,7 +137,8 @@ class State:
             )
             raise StateMismatchError(
                 f"state {self.path.parent} was built with other parameters ({differ}); "
-                "run with --rebuild to discard it and start again"
+                "run with --rebuild to discard it and start again",
+                path=self.path.parent,
             )
 
     def close(self) -> None:
@@ -236,7 +237,7 @@ class State:
         except sqlite3.Error as err:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise StateError(f"cannot write state {self.path}: {err}") from err
+            raise StateError(f"cannot write state {self.path}: {err}", path=self.path) from err
 
     def mark_synced(self, run: int) -> None:
         """Record that OUT now holds the outputs of ``run``."""

@@ -192,8 +192,9 @@ def test_second_run_waits_then_gives_up(scrape: Path, tmp_path: Path) -> None:
     holder.start()
     holding.wait(10)
     try:
-        with pytest.raises(StateLockedError, match="locked by pid"):
+        with pytest.raises(StateLockedError, match="locked by pid") as refused:
             cron(scrape, tmp_path, lock_timeout=0.3)
+        assert refused.value.pid == os.getpid() and refused.value.path == tmp_path / "state"  # the holder
         result = subprocess.run(
             [sys.executable, "-m", "dedup", "run", str(scrape), "--out", str(tmp_path / "out"),
              "--state", str(tmp_path / "state"), "--lock-timeout", "0.2", "-j1"],
