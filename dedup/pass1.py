@@ -28,7 +28,7 @@ _SPACE = np.array([32], dtype=np.uint8)
 
 Progress = Callable[[str, int], None]
 Checkpoint = Callable[[str], None]
-Batch = tuple[list[tuple[Document, Features | None]], list[tuple[np.ndarray, np.ndarray]]]
+Analysed = tuple[list[tuple[Document, Features | None]], list[tuple[np.ndarray, np.ndarray]]]
 
 
 def analyse(
@@ -71,7 +71,8 @@ def analyse(
 class Analyser:
     """The pass-1 stage: a batch of documents -> their features and the batch's token counts.
 
-    Picklable and small; built once per worker (``parallel`` hands it over).
+    Built once, in the parent; ``parallel`` hands it to each worker (a forked one
+    inherits it: the frequency table it only counts deltas with is never touched).
     """
 
     def __init__(self, config: Config) -> None:
@@ -79,7 +80,7 @@ class Analyser:
         self.signer = Signer(num_perm=config.num_perm, seed=config.seed)
         self.frequency = TokenFrequency()
 
-    def __call__(self, batch: list[Document]) -> Batch:
+    def __call__(self, batch: list[Document]) -> Analysed:
         results, vocabularies = [], []
         for doc in batch:
             doc, features, hashes = analyse(doc, self.config, self.signer)
