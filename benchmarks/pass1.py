@@ -4,7 +4,7 @@
 
 Takes DOCS documents of the scale corpus of SIZE articles (``corpora/scale.py``,
 generated or reused from the cache), reads them once to warm the page cache, then
-times each step of ``dedup.pipeline.analyse`` in one process, one step at a time
+times each step of ``dedup.pass1.analyse`` in one process, one step at a time
 over all documents, and prints microseconds per document. The steps are the ones
 ``analyse`` runs, called the same way; their sum is close to, but not exactly,
 ``analyse`` itself (printed last), which is what one worker does per document.
@@ -30,7 +30,7 @@ from corpora.sources import DEFAULT_CACHE  # noqa: E402
 from dedup import normalize, quality, readers  # noqa: E402
 from dedup.config import Config  # noqa: E402
 from dedup.document import Status  # noqa: E402
-from dedup.pipeline import analyse  # noqa: E402
+from dedup.pass1 import analyse  # noqa: E402
 from dedup.signatures import Signer, hash_token_bytes, shingles_of  # noqa: E402
 
 

@@ -2,9 +2,11 @@
 
 The pipeline, one module per stage::
 
-    readers -> normalize -> signatures -> index -> cluster -> quality/canonical -> manifest
+    readers -> pass1 (normalize, signatures, quality) -> index
+            -> pass2 (cluster, quality, canonical) -> records -> manifest, copies
 
-``pipeline.run`` wires them; ``cli`` is a thin click layer over it.
+``pipeline.run`` orders them, in worker processes (``parallel``), with cron
+mode (``incremental``) as a filter in front; ``cli`` is a thin click layer over it.
 """
 
 __version__ = "0.1.0"

@@ -115,3 +115,18 @@ class Config:
             values.pop(run_option)
         values["globs"] = list(self.globs)
         return values
+
+    def stamp(self) -> dict[str, Any]:
+        """What a state's stored signatures and verdicts depend on (a state built otherwise is refused)."""
+        from dedup import normalize, quality
+        from dedup.signatures import scheme_stamp
+
+        options = self.as_dict()
+        for free in ("globs", "id_field", "text_field", "max_bytes"):
+            options.pop(free)
+        return {
+            **scheme_stamp(num_perm=self.num_perm, seed=self.seed, shingle_size=self.shingle_size),
+            "normalization": normalize.NORMALIZATION_VERSION,
+            "scoring": quality.SCORING_VERSION,
+            "options": options,
+        }

@@ -3,7 +3,8 @@
 Problems with a single document (empty, binary, undecodable, malformed JSONL line, ...)
 are *not* exceptions: they become a manifest record with a ``status`` so that nothing
 vanishes and one bad file never stops a nightly run. Exceptions are for problems that
-make the whole run meaningless::
+make the whole run meaningless. Each carries ``.path``, the file or directory it is
+about, when there is one::
 
     DedupError                  base class; catch this to catch everything below
     ├── ConfigError             invalid or conflicting options (CLI exit 2, a usage error)
@@ -15,9 +16,22 @@ make the whole run meaningless::
         └── StateMismatchError  the state was built with other signature parameters
 """
 
+from __future__ import annotations
+
+import os
+
 
 class DedupError(Exception):
-    """Base class of every error dedup raises on purpose."""
+    """Base class of every error dedup raises on purpose.
+
+    Args:
+        message: the whole sentence the CLI prints after ``Error:``.
+        path: the file or directory the error is about, if any.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ConfigError(DedupError):
@@ -41,7 +55,16 @@ class StateError(DedupError):
 
 
 class StateLockedError(StateError):
-    """Another run holds the state's lock and did not release it within ``--lock-timeout``."""
+    """Another run holds the lock (of the state, or of OUT) and did not release it within ``--lock-timeout``.
+
+    ``.pid`` is the holder's process id, when it wrote one.
+    """
+
+    def __init__(
+        self, message: str, *, path: str | os.PathLike[str] | None = None, pid: int | None = None
+    ) -> None:
+        super().__init__(message, path=path)
+        self.pid = pid
 
 
 class StateMismatchError(StateError):

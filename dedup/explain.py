@@ -12,14 +12,14 @@ from typing import Any
 
 import orjson
 
-from dedup import normalize
 from dedup.cluster import Similarity, Thresholds
 from dedup.config import Config
 from dedup.document import Document, Source
 from dedup.errors import InputError, OutputError
 from dedup.manifest import SUMMARY, read_manifest
+from dedup.pass2 import compared
 from dedup.readers import reload_text
-from dedup.signatures import document_shingles, similarity
+from dedup.signatures import similarity
 
 
 def _locate(record: dict[str, Any], sources: list[Source]) -> Document:
@@ -78,7 +78,7 @@ def explain(out: str | Path, first: str, second: str) -> dict[str, Any]:
     shingles = []
     for record in pair:
         text = reload_text(_locate(record, sources), config)
-        shingles.append(document_shingles(normalize.tokens(normalize.repair(text)), config.shingle_size))
+        shingles.append(compared(text, config.shingle_size)[1])  # as pass 2 compared them
     sim = Similarity(*similarity(*shingles))
     thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)
     a, b = pair

@@ -241,11 +241,11 @@ def relative(
         def frequency(words: Sequence[str]) -> list[int]:
             return [holders[w] for w in words]
 
-    grams = [_unique_trigrams(toks) for toks in members]
+    grams = [unique_trigrams(toks) for toks in members]
     blamed = [0] * len(members)
     for a in range(len(members)):
         for b in range(a + 1, len(members)):
-            for seg_a, seg_b in _edits(members[a], members[b], grams[a], grams[b]):
+            for seg_a, seg_b in edits(members[a], members[b], grams[a], grams[b]):
                 # Only replaced words say whose words are wrong (the side with the rarer one):
                 # words one copy lacks may be its deletion or the other's insertion. Blaming
                 # repeated insertions was tried: it blamed clean copies for garbled copies'
@@ -274,14 +274,14 @@ _MARGIN = 0.3  # in log(1 + document frequency): held by 2 documents against 1 i
 _MAX_BUBBLE = 12  # longer differing stretches are rewrites or revisions, not slips
 
 
-def _unique_trigrams(tokens: Sequence[str]) -> dict[tuple[str, ...], int]:
+def unique_trigrams(tokens: Sequence[str]) -> dict[tuple[str, ...], int]:
     """Word 3-grams that occur once, with their position: anchors for alignment."""
     grams = list(zip(tokens, tokens[1:], tokens[2:], strict=False))
     counts = Counter(grams)
     return {gram: i for i, gram in enumerate(grams) if counts[gram] == 1}
 
 
-def _edits(
+def edits(
     a: Sequence[str], b: Sequence[str], ga: dict[tuple[str, ...], int], gb: dict[tuple[str, ...], int]
 ) -> Iterator[tuple[Sequence[str], Sequence[str]]]:
     """Stretches where a and b differ between two shared anchors, as (a's words, b's words).
@@ -292,7 +292,7 @@ def _edits(
     after the last anchor (headers, truncated tails) is not compared.
     """
     anchors = sorted((ga[g], gb[g]) for g in ga.keys() & gb.keys())
-    chain = np.array(_longest_increasing(anchors), dtype=np.int64).reshape(-1, 2)
+    chain = np.array(longest_increasing(anchors), dtype=np.int64).reshape(-1, 2)
     # Most neighbouring anchors overlap or touch (nothing between them): look only at gaps.
     gaps = np.maximum(np.diff(chain, axis=0) - 3, 0)
     widest = gaps.max(axis=1, initial=0)
@@ -311,7 +311,7 @@ def _edits(
                 yield seg_a[a1:a2], seg_b[b1:b2]
 
 
-def _longest_increasing(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def longest_increasing(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """The longest subsequence of (i, j) pairs, sorted by i, whose j also increase."""
     if all(p[1] < q[1] for p, q in itertools.pairwise(pairs)):  # copies in the same order: the usual case
         return list(pairs)

@@ -11,7 +11,6 @@ this), and wraps as a ``LeanMinHash`` for the LSH index.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 import datasketch
@@ -82,57 +81,6 @@ def hash_token_bytes(data: bytes | np.ndarray) -> np.ndarray:
 def token_hashes(tokens: Sequence[str]) -> np.ndarray:
     """64-bit hash of each token, in order (the same values pass 1 computes from the text)."""
     return hash_token_bytes(" ".join(tokens).encode("utf-8"))
-
-
-class TokenFrequency:
-    """Approximate document frequency of every token in the corpus (a count-min sketch).
-
-    Tells a slip (``scrvices``: one document) from the word it replaced
-    (``services``: many), which two disagreeing copies cannot settle alone. Fixed
-    size (``depth * width`` uint32 counters, 32 MB by default) whatever the corpus.
-
-    Example:
-        >>> freq = TokenFrequency(width=1 << 10)
-        >>> freq.add(token_hashes(["the", "cat"])); freq.add(token_hashes(["the", "dog"]))
-        >>> freq.get(token_hashes(["the", "cat", "cow"])).tolist()
-        [2, 1, 0]
-    """
-
-    def __init__(self, *, width: int = 1 << 21, depth: int = 4) -> None:
-        self._shift = np.uint64(64 - (width.bit_length() - 1))
-        self._mult = _POSITION_MULTIPLIERS[:depth, None]
-        self._rows = np.arange(depth)[:, None]
-        self.table = np.zeros((depth, width), dtype=np.uint32)
-
-    def _cells(self, hashes: np.ndarray) -> np.ndarray:
-        return ((hashes[None, :] * self._mult) >> self._shift).astype(np.intp)
-
-    def add(self, hashes: np.ndarray) -> None:
-        """Count one document's tokens (each distinct token once)."""
-        self.merge(self.delta([hashes]))
-
-    def delta(self, documents: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Counts of a batch of documents, per row as (cells, counts): small to send between processes."""
-        if not documents:
-            return []
-        cells = self._cells(np.concatenate([distinct(h) for h in documents]))
-        return [np.unique(row, return_counts=True) for row in cells]
-
-    def merge(self, delta: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        for row, (cells, counts) in enumerate(delta):
-            self.table[row, cells] += counts.astype(np.uint32)
-
-    def get(self, hashes: np.ndarray) -> np.ndarray:
-        return self.table[self._rows, self._cells(hashes)].min(axis=0)
-
-    def dumps(self) -> bytes:
-        """The counters for the state, compressed: mostly zeros (32 MB -> ~1 MB at 100k documents)."""
-        return zlib.compress(self.table.tobytes(), 1)
-
-    def loads(self, data: bytes) -> None:
-        """Counters from ``dumps``, or uncompressed (as states written before compression hold them)."""
-        raw = data if len(data) == self.table.nbytes else zlib.decompress(data)
-        self.table = np.frombuffer(raw, dtype=np.uint32).reshape(self.table.shape).copy()
 
 
 def shingle_hashes(tokens: Sequence[str], k: int) -> np.ndarray:

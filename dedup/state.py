@@ -14,21 +14,19 @@ with other parameters raises ``StateMismatchError`` unless it is rebuilt.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from dedup.errors import StateError, StateLockedError, StateMismatchError
+from dedup.errors import StateError, StateMismatchError
 
 DATABASE = "state.sqlite"
-LOCK = "lock"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -106,38 +104,8 @@ class Stored:
         return text[at + 1 : text.index('"', at + 1)]
 
 
-@contextlib.contextmanager
-def locked(directory: Path, timeout: float, name: str = LOCK) -> Iterator[None]:
-    """Hold a directory's lock file (an OS file lock, released if the process dies).
-
-    Raises:
-        StateLockedError: another process held it for longer than ``timeout`` seconds.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                    what = "state" if name == LOCK else "OUT"
-                    raise StateLockedError(
-                        f"{what} {directory} is locked by {holder}; gave up after --lock-timeout {timeout:g}s"
-                    ) from None
-                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 class State:
-    """The SQLite database of one ``--state`` directory (hold ``locked`` while using it)."""
+    """The SQLite database of one ``--state`` directory (hold ``locks.locked`` while using it)."""
 
     def __init__(self, directory: Path, stamp: dict[str, Any], *, rebuild: bool = False) -> None:
         self.path = directory / DATABASE
@@ -151,7 +119,7 @@ class State:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as err:
-            raise StateError(f"cannot open state {self.path}: {err}") from err
+            raise StateError(f"cannot open state {self.path}: {err}", path=self.path) from err
         self._check_stamp(stamp)
 
     def _check_stamp(self, stamp: dict[str, Any]) -> None:
@@ -169,7 +137,8 @@ class State:
             )
             raise StateMismatchError(
                 f"state {self.path.parent} was built with other parameters ({differ}); "
-                "run with --rebuild to discard it and start again"
+                "run with --rebuild to discard it and start again",
+                path=self.path.parent,
             )
 
     def close(self) -> None:
@@ -268,7 +237,7 @@ class State:
         except sqlite3.Error as err:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise StateError(f"cannot write state {self.path}: {err}") from err
+            raise StateError(f"cannot write state {self.path}: {err}", path=self.path) from err
 
     def mark_synced(self, run: int) -> None:
         """Record that OUT now holds the outputs of ``run``."""

@@ -196,7 +196,7 @@ def test_out_must_be_empty_unless_forced(corpus: Path, tmp_path: Path) -> None:
 
 def test_overlapping_runs_into_one_out_are_refused(corpus: Path, tmp_path: Path) -> None:
     from dedup.errors import StateLockedError
-    from dedup.state import locked
+    from dedup.locks import locked
 
     (tmp_path / "out").mkdir()
     with (

@@ -11,16 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dedup.canonical import Member, rank
+from dedup.frequency import TokenFrequency
 from dedup.normalize import comparison_text, repair, tokens
 from dedup.quality import (
-    _edits,
-    _longest_increasing,
-    _unique_trigrams,
+    edits,
     intrinsic,
+    longest_increasing,
     relative,
     repeated_phrase_fraction,
+    unique_trigrams,
 )
-from dedup.signatures import TokenFrequency, shingle_hashes, token_hashes
+from dedup.signatures import shingle_hashes, token_hashes
 
 LONG = COUNCIL + "\n\n" + MUSEUM
 
@@ -109,7 +110,7 @@ def _longest_increasing_length(js):
 @given(st.lists(st.integers(0, 30), max_size=40, unique=True))
 def test_longest_increasing_chain_is_longest_and_increasing(js):
     pairs = list(enumerate(js))
-    chain = _longest_increasing(pairs)
+    chain = longest_increasing(pairs)
     assert all(p in pairs for p in chain)
     assert all(p[0] < q[0] and p[1] < q[1] for p, q in itertools.pairwise(chain))
     assert len(chain) == _longest_increasing_length(js)
@@ -130,7 +131,7 @@ def test_repeated_phrase_fraction_counts_words_inside_frequent_phrases(words, n,
 @given(_WORDS)
 def test_unique_trigrams_are_the_trigrams_seen_once_at_their_position(words) -> None:
     grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    assert _unique_trigrams(words) == {g: i for i, g in enumerate(grams) if grams.count(g) == 1}
+    assert unique_trigrams(words) == {g: i for i, g in enumerate(grams) if grams.count(g) == 1}
 
 
 @given(_WORDS, st.lists(st.tuples(st.integers(0, 59), st.sampled_from(["", *_VOCABULARY]))))
@@ -141,8 +142,8 @@ def test_edits_are_the_differing_stretches_between_consecutive_anchors(a, slips)
             b[at : at + 1] = [word] if word else []
         elif word:
             b.insert(at % (len(b) + 1), word)
-    ga, gb = _unique_trigrams(a), _unique_trigrams(b)
-    chain = _longest_increasing(sorted((ga[g], gb[g]) for g in ga.keys() & gb.keys()))
+    ga, gb = unique_trigrams(a), unique_trigrams(b)
+    chain = longest_increasing(sorted((ga[g], gb[g]) for g in ga.keys() & gb.keys()))
     expected = []
     for (i1, j1), (i2, j2) in itertools.pairwise(chain):
         seg_a, seg_b = a[i1 + 3 : i2], b[j1 + 3 : j2]
@@ -153,4 +154,4 @@ def test_edits_are_the_differing_stretches_between_consecutive_anchors(a, slips)
             continue
         ops = difflib.SequenceMatcher(None, seg_a, seg_b, autojunk=False).get_opcodes()
         expected += [(seg_a[a1:a2], seg_b[b1:b2]) for op, a1, a2, b1, b2 in ops if op != "equal"]
-    assert list(_edits(a, b, ga, gb)) == expected
+    assert list(edits(a, b, ga, gb)) == expected

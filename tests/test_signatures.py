@@ -6,7 +6,8 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.signatures import Signer, TokenFrequency, shingle_hashes, similarity, token_hashes
+from dedup.frequency import TokenFrequency
+from dedup.signatures import Signer, shingle_hashes, similarity, token_hashes
 
 
 @settings(derandomize=True, max_examples=40)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from dedup import Config, run
 from dedup.errors import StateLockedError, StateMismatchError
-from dedup.state import locked
+from dedup.locks import locked
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,12 +151,12 @@ def test_incremental_equals_full_rebuild(scrape: Path, tmp_path: Path, write_tre
 
 def test_state_round_trip_keeps_signatures(scrape: Path, tmp_path: Path) -> None:
     from dedup.document import Document, Source
-    from dedup.pipeline import _stamp, analyse  # the state is stamped with what signatures depend on
+    from dedup.pass1 import analyse
     from dedup.signatures import Signer
     from dedup.state import State
 
     cron(scrape, tmp_path)
-    store = State(tmp_path / "state", _stamp(Config(jobs=1)))
+    store = State(tmp_path / "state", Config(jobs=1).stamp())  # stamped with what signatures depend on
     try:
         docs = store.documents()
         assert set(docs) == {p for p in by_path(tmp_path / "out")}
@@ -192,8 +192,9 @@ def test_second_run_waits_then_gives_up(scrape: Path, tmp_path: Path) -> None:
     holder.start()
     holding.wait(10)
     try:
-        with pytest.raises(StateLockedError, match="locked by pid"):
+        with pytest.raises(StateLockedError, match="locked by pid") as refused:
             cron(scrape, tmp_path, lock_timeout=0.3)
+        assert refused.value.pid == os.getpid() and refused.value.path == tmp_path / "state"  # the holder
         result = subprocess.run(
             [sys.executable, "-m", "dedup", "run", str(scrape), "--out", str(tmp_path / "out"),
              "--state", str(tmp_path / "state"), "--lock-timeout", "0.2", "-j1"],
@@ -217,8 +218,11 @@ def test_sigkill_at_any_point_then_rerun_matches_an_uninterrupted_run(
     command = [sys.executable, "-m", "dedup", "run", str(scrape), "--out", str(tmp_path / "out"),
                "--state", str(tmp_path / "state"), "-j1", "-q"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(command, cwd=REPO, env={**env, "DEDUP_CRASH_AT": point}, capture_output=True)
-    assert killed.returncode == -9
+    # The same run from a launcher that kills its own process at the checkpoint.
+    launcher = [sys.executable, str(REPO / "tests" / "crash_at.py"), point,
+                str(scrape), str(tmp_path / "out"), str(tmp_path / "state")]  # fmt: skip
+    killed = subprocess.run(launcher, cwd=REPO, env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr
     if point in ("committed", "canonical"):  # killed while the manifest streamed to its temporary file
         assert list((tmp_path / "out").glob(".manifest.jsonl.*.tmp"))
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -340,45 +344,45 @@ _DAY2 = {  # between day 1's names: exact copies listed before their originals, 
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, monkeypatch, jobs: int) -> None:
+def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: int) -> None:
     from dedup import readers
-    from dedup.pipeline import _pass1, _stamp
-    from dedup.signatures import TokenFrequency
+    from dedup.frequency import TokenFrequency
+    from dedup.incremental import Incremental
+    from dedup.pass1 import read_all
     from dedup.state import State
 
-    # Batches of two: many in flight, so stored features wait behind documents still being read.
-    monkeypatch.setattr("dedup.pipeline._BATCH", 2)
     root = tmp_path / "in"
     _write(root, _DAY1)
     cron(root, tmp_path)
     _write(root, _DAY2)
     config = Config(jobs=jobs, state=str(tmp_path / "state"))
-    store = State(tmp_path / "state", _stamp(config))
+    store = State(tmp_path / "state", config.stamp())
     try:
-        previous = store.documents()
+        cache = Incremental(store, config)
+        cache.begin()
     finally:
         store.close()
     sources = readers.discover([root])
-    _, cron_feats, fresh = _pass1(sources, config, previous, TokenFrequency(), None)
-    _, full_feats, _ = _pass1(sources, config, {}, TokenFrequency(), None)
+    # Batches of two: many in flight, so stored features wait behind documents still being read.
+    _, cron_feats, fresh = read_all(sources, config, TokenFrequency(), stored=cache.stored, batch_size=2)
+    _, full_feats, _ = read_all(sources, config, TokenFrequency(), batch_size=2)
     assert 0 < sum(fresh) < len(fresh)
     for name in ("node_of", "contents", "sizes", "signals"):
         assert getattr(cron_feats, name) == getattr(full_feats, name), name
     assert np.array_equal(cron_feats.matrix(), full_feats.matrix())
 
 
-def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Path, monkeypatch) -> None:
+def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Path) -> None:
     import sqlite3
 
-    monkeypatch.setattr("dedup.pipeline._BATCH", 2)
     outputs = []
     for jobs in (1, 2):
         root, state, out = tmp_path / f"in{jobs}", tmp_path / f"state{jobs}", tmp_path / f"out{jobs}"
         _write(root, _DAY1)
-        run([root], out, Config(jobs=jobs, state=str(state)))
+        run([root], out, Config(jobs=jobs, state=str(state)), batch_size=2)
         _write(root, _DAY2)
         (root / "d06-storm_other.txt").unlink()
-        counts = run([root], out, Config(jobs=jobs, state=str(state))).counts
+        counts = run([root], out, Config(jobs=jobs, state=str(state)), batch_size=2).counts
         db = sqlite3.connect(state / "state.sqlite")
         rows = db.execute(
             "SELECT key, line, size, sha256, status, content, signature, signals, component, record,"

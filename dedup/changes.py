@@ -1,0 +1,111 @@
+"""What a cron run changed against the state: new, changed, superseded and gone documents.
+
+Supersessions (a cleaner copy replaced a cluster's canonical, or the canonical
+went missing) and gone documents need the whole picture, and are found before
+the records are written; new and changed documents are listed as the records
+stream past. ``Changes.delta`` is the run's change list, ``runs/run-NNNNNN.jsonl``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dedup.document import DocumentTable
+from dedup.pass2 import Verdicts
+from dedup.state import Stored
+
+
+@dataclass(slots=True)
+class Changes:
+    """What this run changed against the state, found before the records are written.
+
+    New and changed documents are listed as the records stream past
+    (``new_or_changed``); supersessions and gone documents need the whole picture
+    and are worked out first.
+    """
+
+    supersessions: list[tuple[str, str, str, str]]
+    supersedes: dict[str, list[dict[str, Any]]]  # successor path -> what it replaced
+    gone: dict[str, int]  # key -> run it went missing in
+    gone_entries: list[dict[str, Any]]
+    listed: list[dict[str, Any]] = field(default_factory=list)  # new and changed, in manifest order
+    new: int = 0
+    changed: int = 0
+
+    def counts(self) -> dict[str, int]:
+        gone = len(self.gone_entries)  # newly gone: the ones listed
+        return {"new": self.new, "changed": self.changed, "superseded": len(self.supersessions), "gone": gone}
+
+    def delta(self) -> list[dict[str, Any]]:
+        superseded = [
+            {"change": "superseded", "cluster": cluster, "old": old, "new": new, "reason": why}
+            for cluster, old, new, why in self.supersessions
+        ]
+        return [*self.listed, *self.gone_entries, *superseded]
+
+
+def find_changes(
+    docs: DocumentTable, verdicts: Verdicts, previous: dict[str, Stored], run_id: int
+) -> Changes:
+    """Supersessions and gone documents (a cron run; nothing without a previous run)."""
+    supersessions: list[tuple[str, str, str, str]] = []
+    if not previous:
+        return Changes(supersessions, {}, {}, [])
+    successors: dict[int, str] = {}  # demoted canonical -> the path that replaced it
+    kept = verdicts.kept  # a group that did not change: neither did its verdicts
+    for i, path in enumerate(docs.paths):
+        if i in kept:
+            continue
+        prev = previous.get(path)
+        if prev is not None and prev.gone is None and prev.canonical and not verdicts.alone(i):
+            record = verdicts.record(i, again=True)  # written to the manifest later
+            if not record["canonical"] and record["duplicate_of"] is not None:
+                successors[i] = record["duplicate_of"]
+    present = set(docs.paths)
+    gone: dict[str, int] = {}
+    gone_entries: list[dict[str, Any]] = []
+    orphaned: dict[Any, str] = {}  # previous cluster -> its canonical, now gone
+    for key in sorted(previous.keys() - present):
+        prev = previous[key]
+        gone[key] = prev.gone if prev.gone is not None else run_id
+        if prev.gone is None:
+            gone_entries.append({"change": "gone", "path": key, "cluster": prev.cluster})
+            if prev.canonical:
+                orphaned.setdefault(prev.cluster, key)
+    del present
+    # The records of the successors, and of the first canonical of each orphaned cluster.
+    wanted = set(successors.values())
+    records: dict[str, dict[str, Any]] = {}
+    heirs: dict[Any, dict[str, Any]] = {}
+    # Cluster names need no JSON escaping: a row of an orphaned cluster is found without parsing.
+    marks = tuple(orjson.dumps({"cluster": c}).decode()[1:-1] for c in orphaned)
+    # Neither is in a group that did not change (a gone member changes its group).
+    for i in range(len(docs)) if wanted or marks else ():
+        if i in kept:
+            continue
+        path = docs.paths[i]
+        prev = previous.get(path)
+        if path in wanted:
+            records[path] = verdicts.record(i)
+        if marks and prev is not None and prev.gone is None and any(m in prev.record_json for m in marks):
+            cluster = prev.cluster
+            if cluster in orphaned and cluster not in heirs:
+                record = verdicts.record(i)
+                if record["canonical"]:
+                    heirs[cluster] = record
+    for i, successor in successors.items():
+        why = f"{successor} is cleaner: {records[successor]['reason']}"
+        supersessions.append((verdicts.record(i)["cluster"], docs.paths[i], successor, why))
+    for key in gone:
+        prev = previous[key]
+        if prev.gone is None and prev.canonical:
+            heir = heirs.get(prev.cluster)
+            if heir is not None:
+                supersessions.append((heir["cluster"], key, heir["path"], "the previous canonical is gone"))
+    supersedes: dict[str, list[dict[str, Any]]] = {}
+    for _, old, successor, _ in supersessions:
+        supersedes.setdefault(successor, []).append({"path": old, "run": run_id})
+    return Changes(supersessions, supersedes, gone, gone_entries)

@@ -1,0 +1,64 @@
+"""Locks that keep two runs apart: on a ``--state`` directory, and on OUT.
+
+An OS file lock (``flock``) on a file in the directory: released when the
+holder's process dies, so a killed run never leaves a stale lock. The holder
+writes its pid into the file for the message of the run that gives up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from dedup.errors import StateLockedError
+
+STATE_LOCK = "lock"  # in the --state directory (OUT's is manifest.OUT_LOCK)
+
+
+@contextlib.contextmanager
+def locked(directory: Path, timeout: float, name: str = STATE_LOCK, *, what: str = "state") -> Iterator[None]:
+    """Hold a directory's lock file (an OS file lock, released if the process dies).
+
+    Args:
+        directory: the directory to lock (created if missing).
+        timeout: seconds to wait for another holder.
+        name: the lock file's name in ``directory``.
+        what: how the error names the directory (``state``, ``OUT``).
+
+    Raises:
+        StateLockedError: another process held it for longer than ``timeout`` seconds
+            (``.path`` the directory, ``.pid`` the holder's).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                    raise StateLockedError(
+                        f"{what} {directory} is locked by {holder}; "
+                        f"gave up after --lock-timeout {timeout:g}s",
+                        path=directory,
+                        pid=_pid(holder),
+                    ) from None
+                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _pid(holder: str) -> int | None:
+    """The pid in a lock file's ``pid N``, if that is what it holds."""
+    word = holder.removeprefix("pid ")
+    return int(word) if word != holder and word.isdigit() else None

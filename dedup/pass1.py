@@ -1,0 +1,257 @@
+"""Pass 1: one document -> its features; all documents -> the document and feature tables.
+
+Every document is read, normalised, signed and measured (its intrinsic quality
+signals) once, in worker processes that receive paths in batches. Documents
+with the same normalised text share one node, the unit the index and pass 2
+work on. A cron run puts a filter in front (``read_all``'s ``stored``): an
+unchanged document is not read, its stored features are used.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import xxhash
+
+from dedup import normalize, parallel, quality, readers
+from dedup.config import Config
+from dedup.document import Document, DocumentTable, Features, Source, Status
+from dedup.frequency import TokenFrequency
+from dedup.signatures import Signer, hash_token_bytes, shingles_of
+from dedup.state import Stored
+
+BATCH = 128  # documents per worker task
+_SPACE = np.array([32], dtype=np.uint8)
+
+Progress = Callable[[str, int], None]
+Checkpoint = Callable[[str], None]
+Analysed = tuple[list[tuple[Document, Features | None]], list[tuple[np.ndarray, np.ndarray]]]
+
+
+def analyse(
+    doc: Document, config: Config, signer: Signer
+) -> tuple[Document, Features | None, np.ndarray | None]:
+    """Read (if not yet read), normalise, sign and measure one document; drop its text.
+
+    Returns the document, its features (``None`` when skipped) and its distinct
+    token hashes and short-line keys, for the corpus token and line frequencies.
+    """
+    readers.read_file(doc, config)
+    text, doc.text = doc.text, None
+    if doc.status is not Status.OK or text is None:
+        return doc, None, None
+    repaired = normalize.repair(text)
+    comparison = normalize.comparison_text(repaired)
+    words = normalize.token_bytes(comparison)
+    # Plain and OCR-folded tokens in one pass: folding keeps token boundaries, so the halves line up.
+    both = hash_token_bytes(
+        np.concatenate((np.frombuffer(words, np.uint8), _SPACE, normalize.skeleton_bytes(words)))
+    )
+    if len(both) == 0:
+        doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
+        return doc, None, None
+    hashes, folded = both[: len(both) // 2], both[len(both) // 2 :]
+    shingles = shingles_of(folded, config.shingle_size)
+    measured = quality.intrinsic(text, repaired, comparison)
+    return (
+        doc,
+        Features(
+            content=xxhash.xxh3_64_intdigest(hashes.tobytes()),
+            shingles=len(shingles),
+            signature=signer.sign(shingles),
+            signals=np.array([measured[name] for name in quality.INTRINSIC], dtype=np.float32),
+        ),
+        np.concatenate((hashes, normalize.line_keys(comparison))),
+    )
+
+
+class Analyser:
+    """The pass-1 stage: a batch of documents -> their features and the batch's token counts.
+
+    Built once, in the parent; ``parallel`` hands it to each worker (a forked one
+    inherits it: the frequency table it only counts deltas with is never touched).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.signer = Signer(num_perm=config.num_perm, seed=config.seed)
+        self.frequency = TokenFrequency()
+
+    def __call__(self, batch: list[Document]) -> Analysed:
+        results, vocabularies = [], []
+        for doc in batch:
+            doc, features, hashes = analyse(doc, self.config, self.signer)
+            results.append((doc, features))
+            if hashes is not None:
+                vocabularies.append(hashes)
+        return results, self.frequency.delta(vocabularies)
+
+
+def batches(docs: Iterable[Document], size: int = BATCH) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class FeatureTable:
+    """What pass 1 keeps, column by column, in manifest order.
+
+    Per document: its node (distinct normalised text; -1 when skipped) and its
+    intrinsic signals. Per node: its content key, shingle count and signature.
+    Flat arrays, not an object per document: at a million documents the
+    difference is gigabytes.
+
+    Features must be set in manifest order: node numbers (first appearance)
+    break ties in clustering, and must not depend on timing or ``--jobs``.
+    """
+
+    def __init__(self, num_perm: int) -> None:
+        self.num_perm = num_perm
+        self.node_of = array("q")
+        self.signals = bytearray()
+        self.contents = array("Q")
+        self.sizes = array("q")
+        self.signatures = array("I")
+        self._node: dict[int, int] = {}
+        self._width = 4 * len(quality.INTRINSIC)
+        self._zeros = bytes(self._width)
+
+    def reserve(self) -> None:
+        """Make room for the next document (skipped until ``set``)."""
+        self.node_of.append(-1)
+        self.signals += self._zeros
+
+    def set(self, doc: int, content: int, shingles: int, signature: bytes, signals: bytes) -> None:
+        """A document's features (in manifest order): its signature is kept once per distinct text."""
+        assert len(signals) == self._width, "signals of another layout"
+        n = self._node.setdefault(content, len(self.contents))
+        if n == len(self.contents):
+            self.contents.append(content)
+            self.sizes.append(shingles)
+            self.signatures.frombytes(signature)
+        self.node_of[doc] = n
+        self.signals[doc * self._width : (doc + 1) * self._width] = signals
+
+    def done(self) -> None:
+        """No more documents: the content lookup is not needed any more."""
+        self._node = {}
+
+    def matrix(self) -> np.ndarray:
+        """uint32[nodes, num_perm]: a view of the signatures, not a copy."""
+        return np.frombuffer(self.signatures, dtype=np.uint32).reshape(-1, self.num_perm)
+
+    def drop_signatures(self) -> None:
+        """Free the largest table once the candidate pairs are found (unless a state stores it)."""
+        self.signatures = array("I")
+
+    def feature(self, doc: int) -> Features | None:
+        """One document's features, as views into the tables (``None`` when skipped)."""
+        n = self.node_of[doc]
+        if n < 0:
+            return None
+        width = len(quality.INTRINSIC)
+        return Features(
+            content=self.contents[n],
+            shingles=self.sizes[n],
+            signature=self.matrix()[n],
+            signals=np.frombuffer(self.signals, dtype=np.float32)[doc * width : (doc + 1) * width],
+        )
+
+
+def _nothing_stored(doc: Document) -> Stored | None:
+    return None
+
+
+def _no_checkpoint(name: str) -> None:
+    pass
+
+
+def read_all(
+    sources: Sequence[Source],
+    config: Config,
+    frequency: TokenFrequency,
+    *,
+    stored: Callable[[Document], Stored | None] = _nothing_stored,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint = _no_checkpoint,
+    batch_size: int = BATCH,
+) -> tuple[DocumentTable, FeatureTable, bytearray]:
+    """Read, normalise and sign every document (or take its stored features), in manifest order.
+
+    Args:
+        sources: the INPUTs (``readers.discover``).
+        config: the run's options.
+        frequency: the corpus token frequencies, counted into.
+        stored: the stored row of a document that is unchanged since it was
+            stored (then not read again), else ``None`` (cron mode's filter).
+        progress: called as ``progress("read", documents)`` after each batch.
+        checkpoint: called as ``checkpoint("pass1")`` after each batch (crash tests).
+        batch_size: documents per worker task.
+
+    Returns the documents, their features, and a flag per document: read in this run.
+
+    Example:
+        >>> sources = readers.discover(["corpora/sample"])
+        >>> docs, feats, fresh = read_all(sources, Config(jobs=1), TokenFrequency())
+        >>> len(docs) == len(fresh) == len(feats.node_of) and all(fresh)
+        True
+    """
+    table = DocumentTable(list(sources))
+    feats = FeatureTable(config.num_perm)
+    fresh = bytearray()
+    # Stored features wait behind documents still in the workers, to be set in manifest order.
+    waiting: deque[tuple[int, Stored]] = deque()
+    in_flight = 0
+
+    def take(doc: int, prev: Stored) -> None:
+        if prev.status == Status.OK and prev.signature and prev.signals:
+            assert prev.content is not None and prev.shingles is not None
+            feats.set(doc, prev.content, prev.shingles, prev.signature, prev.signals)
+            prev.signature = None  # moved to the run's features: held once, not twice
+
+    def take_waiting(before: int) -> None:
+        while waiting and waiting[0][0] < before:
+            take(*waiting.popleft())
+
+    def to_analyse() -> Iterator[Document]:
+        nonlocal in_flight
+        for doc in readers.iter_documents(sources, config, read=False):
+            prev = stored(doc)
+            table.append(doc)
+            feats.reserve()
+            fresh.append(prev is None)
+            if prev is None:
+                in_flight += 1
+                yield doc
+            elif in_flight:
+                waiting.append((doc.index, prev))
+            else:
+                take(doc.index, prev)
+
+    stage = Analyser(config)
+    tasks = batches(to_analyse(), batch_size)
+    for results, delta in parallel.ordered(stage, tasks, workers=config.workers, window_per_worker=4):
+        frequency.merge(delta)
+        for doc, feat in results:
+            take_waiting(doc.index)
+            table.update(doc)
+            if feat is not None:
+                signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
+                feats.set(doc.index, feat.content, feat.shingles, signature, signals)
+            in_flight -= 1
+        if not in_flight:
+            take_waiting(len(table))
+        checkpoint("pass1")
+        if progress:
+            progress("read", len(table))
+    take_waiting(len(table))
+    feats.done()
+    return table, feats, fresh

@@ -1,0 +1,253 @@
+"""Pass 2: one component of candidate pairs -> verified clusters, ranked; all -> the records.
+
+The index links nodes (distinct normalised texts) whose signatures may be
+similar; each connected group of links is a task. Its documents are read a
+second time, pairs are verified on exact shingle sets, the group is clustered
+without chaining and each cluster's members are ranked. A text with no
+candidate is ranked alone, when its record is written (``Verdicts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from dedup import canonical, normalize, parallel, quality, readers, records
+from dedup.cluster import Similarity, Thresholds, cluster_component, components
+from dedup.config import Config
+from dedup.document import DocumentTable
+from dedup.frequency import TokenFrequency
+from dedup.pass1 import FeatureTable
+from dedup.signatures import document_shingles, similarity, token_hashes
+
+_LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
+
+Task = tuple[list[int], np.ndarray]  # a component's nodes, and its candidate pairs
+
+
+@dataclass(slots=True)
+class Corpus:
+    """What pass 2 and the records read: shared with worker processes by fork, not sent."""
+
+    config: Config
+    docs: DocumentTable
+    node_of: np.ndarray  # document -> node, -1 when skipped
+    order: np.ndarray  # documents sorted by node: node n's are order[starts[n]:starts[n + 1]]
+    starts: np.ndarray
+    sizes: np.ndarray  # node -> shingle count
+    signals: np.ndarray  # document -> intrinsic signals (quality.INTRINSIC order)
+    frequency: TokenFrequency
+
+    def members(self, node: int) -> list[int]:
+        """The documents (manifest indices) whose normalised text is this node's."""
+        return self.order[self.starts[node] : self.starts[node + 1]].tolist()
+
+    @classmethod
+    def of(
+        cls, config: Config, docs: DocumentTable, feats: FeatureTable, frequency: TokenFrequency
+    ) -> Corpus:
+        """The tables pass 2 reads, as numpy views of pass 1's (documents grouped by node)."""
+        node_of = np.frombuffer(feats.node_of, dtype=np.int64)
+        order = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
+        sizes = np.frombuffer(feats.sizes, dtype=np.int64)
+        return cls(
+            config=config,
+            docs=docs,
+            node_of=node_of,
+            order=order,
+            starts=np.searchsorted(node_of[order], np.arange(len(sizes) + 1)),
+            sizes=sizes,
+            signals=np.frombuffer(feats.signals, dtype=np.float32).reshape(len(docs), len(quality.INTRINSIC)),
+            frequency=frequency,
+        )
+
+
+def _member_signals(corpus: Corpus, doc: int, relative: dict[str, float]) -> dict[str, float]:
+    return {**dict(zip(quality.INTRINSIC, corpus.signals[doc].tolist(), strict=True)), **relative}
+
+
+def rank(
+    corpus: Corpus,
+    members: Sequence[int],
+    relatives: Sequence[dict[str, float]],
+    sim: Callable[[int, int], Similarity],
+    thresholds: Thresholds,
+    sizes: Callable[[int], int],
+) -> list[tuple[int, dict[str, Any]]]:
+    """Rank the documents of one cluster (a list of node ids); the manifest record of each."""
+    node_of: dict[int, int] = {}
+    candidates = []
+    for n, relative in zip(members, relatives, strict=True):
+        for d in corpus.members(n):
+            node_of[d] = n
+            candidates.append(canonical.Member(d, corpus.docs.paths[d], _member_signals(corpus, d, relative)))
+    ranked = canonical.rank(candidates)
+    best = ranked[0]
+    best_doc = best.member.index
+    verdict = {
+        "cluster": records.cluster_name(corpus.docs.paths[min(node_of)]),
+        "canonical": False,
+        "duplicate_of": best.member.path,
+    }
+    out = []
+    for scored in ranked:
+        d = scored.member.index
+        if d == best_doc:
+            similar, reason = None, canonical.canonical_reason(ranked)
+        else:
+            if node_of[d] == node_of[best_doc]:
+                similar, match = Similarity(1.0, 1.0, sizes(node_of[d])), "same text after normalisation"
+            else:
+                similar = sim(node_of[d], node_of[best_doc])
+                match = thresholds.explain(similar)
+            reason = canonical.duplicate_reason(scored, best, match)
+        record = records.of(corpus.docs[d])
+        record.update(
+            verdict,
+            similarity=similar.as_dict() if similar else None,
+            score=scored.score,
+            penalties=records.rounded(scored.penalties),
+            signals=records.rounded(scored.member.signals),
+            reason=reason,
+        )
+        if d == best_doc:
+            record.update(canonical=True, duplicate_of=None)
+        out.append((d, record))
+    return out
+
+
+def compared(text: str, shingle_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A text's comparison tokens, shingle set and short-line keys, as pass 2 (and ``explain``) see it."""
+    comparison = normalize.comparison_text(normalize.repair(text))
+    toks = normalize.words(comparison)
+    return toks, document_shingles(toks, shingle_size), normalize.line_keys(comparison)
+
+
+class Settler:
+    """The pass-2 stage, holding the run's tables (forked workers inherit them, nothing is sent)."""
+
+    def __init__(self, corpus: Corpus) -> None:
+        self.corpus = corpus
+
+    def __call__(self, task: Task) -> tuple[list[tuple[int, bytes]], int]:
+        return settle(self.corpus, task)
+
+
+def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
+    """Pass 2 for one component: read again, verify, cluster, rank.
+
+    Returns the manifest record (serialised: small to send back) of each of its
+    documents, and the number of verified pairs.
+    """
+    nodes, pairs = task
+    config = corpus.config
+    toks: dict[int, list[str]] = {}
+    shingles: dict[int, np.ndarray] = {}
+    lines: dict[int, np.ndarray] = {}  # corpus document frequency of each short line
+    for n in nodes:
+        text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
+        toks[n], shingles[n], keys = compared(text, config.shingle_size)
+        lines[n] = corpus.frequency.get(keys)
+    cache: dict[tuple[int, int], Similarity] = {}
+
+    def sim(a: int, b: int) -> Similarity:
+        key = (a, b) if a < b else (b, a)
+        if key not in cache:
+            cache[key] = Similarity(*similarity(shingles[a], shingles[b]))
+        return cache[key]
+
+    thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)
+    edges = [(int(a), int(b)) for a, b in pairs if thresholds.accepts(sim(int(a), int(b)))]
+
+    def frequency(words: Sequence[str]) -> list[int]:
+        return [int(c) for c in corpus.frequency.get(token_hashes(words))]
+
+    out: list[tuple[int, bytes]] = []
+    for members in cluster_component(nodes, edges, sim):
+        if len(members) == 1:
+            relatives = [_LONE]
+        else:
+            copies = sum(len(corpus.members(n)) for n in members)
+            template = [quality.template_lines(lines[n], copies) for n in members]
+            relatives = quality.relative(
+                [toks[n] for n in members], [shingles[n] for n in members], frequency, template
+            )
+        ranked = rank(corpus, members, relatives, sim, thresholds, lambda n: len(shingles[n]))
+        out.extend((d, orjson.dumps(record)) for d, record in ranked)
+    return out, len(edges)
+
+
+def settle_all(corpus: Corpus, tasks: list[Task]) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
+    """Pass 2 over all components, in task order; worker processes inherit the corpus tables by fork."""
+    workers = corpus.config.workers
+    yield from parallel.ordered(Settler(corpus), tasks, workers=workers, window_per_worker=8)
+
+
+def _no_similarity(a: int, b: int) -> Similarity:
+    raise AssertionError("a lone node has nothing to compare with")
+
+
+_NO_THRESHOLDS = Thresholds(1.0, 1.0, 1)
+
+
+class Verdicts:
+    """The manifest record of any document, made when asked.
+
+    Components were settled in pass 2 (records kept serialised); groups a cron
+    run left unchanged keep their stored records; a lone text (no candidate) is
+    ranked here, when its record is needed, so that a million of them never sit
+    in memory at once.
+    """
+
+    def __init__(self, corpus: Corpus, settled: dict[int, bytes], kept: dict[int, str]) -> None:
+        self.corpus, self.settled, self.kept = corpus, settled, kept
+        self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
+
+    def alone(self, doc: int) -> bool:
+        """A text of its own, with no candidate and no copy: its record can only say canonical."""
+        node = int(self.corpus.node_of[doc])
+        starts = self.corpus.starts
+        return doc not in self.settled and node >= 0 and starts[node + 1] - starts[node] == 1
+
+    def record(self, doc: int, *, again: bool = False) -> dict[str, Any]:
+        """The record of ``doc``; ``again``: it will be asked for again (keep it, serialised)."""
+        if (made := self.settled.get(doc)) is not None:
+            return orjson.loads(made)
+        if (stored := self.kept.get(doc)) is not None:
+            record: dict[str, Any] = orjson.loads(stored)
+            record["line"] = self.corpus.docs.line(doc) or None  # lines above it may have changed
+            return record
+        node = int(self.corpus.node_of[doc])
+        if node < 0:
+            return records.of(self.corpus.docs[doc])
+        if doc in self._pending:
+            return self._pending.pop(doc)
+        sizes = self.corpus.sizes
+        ranked = dict(
+            rank(self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n]))
+        )
+        record = ranked.pop(doc)
+        self._pending.update(ranked)
+        if again:
+            self.settled[doc] = orjson.dumps(record)
+        return record
+
+
+def group_pairs(pairs: np.ndarray, nodes: int) -> tuple[list[list[int]], np.ndarray, list[Task]]:
+    """Group the candidate pairs by connected component.
+
+    Returns the components (lists of nodes), the component of each node (-1: no
+    candidate) and one task per component (its nodes and its pairs).
+    """
+    linked = np.unique(pairs) if len(pairs) else np.empty(0, dtype=np.int64)
+    comps = components(linked.tolist(), pairs.tolist())
+    comp_of = np.full(nodes, -1, dtype=np.int64)
+    for c, comp in enumerate(comps):
+        comp_of[comp] = c
+    by_comp = np.argsort(comp_of[pairs[:, 0]], kind="stable") if len(pairs) else np.empty(0, dtype=np.int64)
+    bounds = np.searchsorted(comp_of[pairs[by_comp, 0]], np.arange(len(comps) + 1)) if len(pairs) else [0]
+    return comps, comp_of, [(comp, pairs[by_comp[bounds[c] : bounds[c + 1]]]) for c, comp in enumerate(comps)]

@@ -1,0 +1,114 @@
+"""The manifest record format: one JSON object per input document (schema in README.md).
+
+A record starts as what was read (``of``), pass 2 or a lone text's ranking adds
+the verdict, and a cron run adds ``supersedes``; a document that left the inputs
+gets a ``gone`` record. ``Tally`` counts the records as they are written.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import xxhash
+
+from dedup.document import Document, Status
+
+FIELDS = (
+    "path", "status", "sha256", "size", "line", "cluster", "canonical", "duplicate_of",
+    "similarity", "score", "penalties", "signals", "reason", "error", "warning",
+)  # fmt: skip
+
+
+def of(doc: Document) -> dict[str, Any]:
+    """The manifest line of one input document before any verdict (schema in README.md)."""
+    return {
+        "path": doc.path,
+        "status": str(doc.status),
+        "sha256": doc.sha256 or None,
+        "size": doc.size,
+        "line": doc.line or None,
+        "cluster": None,
+        "canonical": False,
+        "duplicate_of": None,
+        "similarity": None,
+        "score": None,
+        "penalties": None,
+        "signals": None,
+        "reason": doc.error,
+        "error": doc.error if doc.status is not Status.OK else None,
+        "warning": doc.error if doc.status is Status.OK else None,
+        **(doc.extra or {}),
+        **(doc.extra or {}),
+    }
+
+
+def gone(path: str, sha256: str | None, size: int, gone_run: int) -> dict[str, Any]:
+    """The record of a document that is no longer in the inputs (cron mode)."""
+    return {
+        **dict.fromkeys(FIELDS),
+        "path": path,
+        "status": "gone",
+        "sha256": sha256,
+        "size": size,
+        "canonical": False,
+        "reason": f"not in the inputs since run {gone_run}",
+        "gone_run": gone_run,
+    }
+
+
+def cluster_name(first_path: str) -> str:
+    """Clusters are named after their first member's path: stable across runs.
+
+    Example:
+        >>> cluster_name("docs/a.txt") == cluster_name("docs/a.txt"), len(cluster_name("docs/a.txt"))
+        (True, 13)
+    """
+    return "c" + xxhash.xxh3_64_hexdigest(first_path.encode())[:12]
+
+
+def rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in values.items()}
+
+
+def brief(record: dict[str, Any]) -> dict[str, Any]:
+    """What a run's change list says about a record."""
+    return {k: record[k] for k in ("path", "status", "cluster", "canonical", "duplicate_of")}
+
+
+class Tally:
+    """Counts over the records as they are written, and which documents are kept."""
+
+    def __init__(self, proposed: int, candidates: int, verified: int) -> None:
+        self.counts: dict[str, int] = {
+            "documents": 0,
+            "ok": 0,
+            "skipped": 0,
+            "clusters": 0,
+            "clusters_with_duplicates": 0,
+            "canonical": 0,
+            "duplicates": 0,
+            "lsh_pairs": proposed,
+            "candidate_pairs": candidates,
+            "verified_pairs": verified,
+        }
+        self.canonical = array("q")  # manifest indices of the canonical documents
+        self._with_duplicates: set[str] = set()
+
+    def add(self, doc: int, status: str, canonical: bool, cluster: str | None) -> None:
+        """Count one record (``cluster`` matters only for a duplicate)."""
+        counts = self.counts
+        counts["documents"] += 1
+        if status != "ok":
+            counts["skipped"] += 1
+            counts[f"skipped_{status}"] = counts.get(f"skipped_{status}", 0) + 1
+            return
+        counts["ok"] += 1
+        if canonical:  # one per cluster
+            counts["canonical"] += 1
+            counts["clusters"] += 1
+            self.canonical.append(doc)
+        else:
+            counts["duplicates"] += 1
+            self._with_duplicates.add(cluster)  # type: ignore[arg-type]
+            counts["clusters_with_duplicates"] = len(self._with_duplicates)
