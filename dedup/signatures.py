@@ -17,7 +17,7 @@ import datasketch
 import numpy as np
 from datasketch import LeanMinHash, MinHash
 
-from dedup.normalize import WORD_BYTE, skeleton_bytes
+from dedup.normalize import TOKENISATION, WORD_BYTE, skeleton_bytes
 
 SCHEME = "affine32"
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -181,6 +181,7 @@ def scheme_stamp(*, num_perm: int, seed: int, shingle_size: int) -> dict[str, ob
         "seed": seed,
         "shingle_size": shingle_size,
         "token_hash": "poly64-fmix64",
+        "tokens": TOKENISATION,
     }
 
 

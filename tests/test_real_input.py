@@ -233,3 +233,30 @@ def test_file_names_that_are_not_utf8_are_recorded_escaped(tmp_path: Path) -> No
     assert m[escaped]["status"] == "ok" and m[escaped]["cluster"] == m["copy.txt"]["cluster"]
     kept = next(p for p, r in m.items() if r["canonical"])
     assert (tmp_path / "out" / "canonical" / kept).read_text() == MUSEUM
+
+
+def test_site_furniture_in_any_language_counts_against_a_copy(write_tree, tmp_path: Path) -> None:
+    """Lines that many unrelated pages share are furniture, even where no English phrase matches."""
+    furniture = ["首页 | 新闻 | 国际 | 财经", "广告", "分享到：微信 微博", "点击排行", "扫码关注我们的公众号"]
+    stories = [
+        "北京市今天召开会议，讨论今年的城市建设计划，包括新建公园和改造老旧小区。",
+        "上海港的集装箱吞吐量去年再创新高，港口管理部门表示将继续扩建码头设施。",
+        "广州的春节花市吸引了大量市民和游客，各种鲜花和年货摆满了街道两旁。",
+        "深圳一家科技公司发布了新型电池，研究人员说它的充电速度比现有产品快一倍。",
+        "南京博物院新展厅正式开放，展出了数百件明清时期的瓷器和书画作品。",
+        "武汉的长江大桥迎来通车纪念日，许多老人回忆起当年建桥时的情景。",
+        "成都大熊猫繁育基地宣布，今年共有六只熊猫幼崽出生，全部健康成长。",
+        "西安城墙上举行了马拉松比赛，来自二十多个国家的选手参加了这项活动。",
+    ]
+    files: dict[str, str | bytes] = {
+        f"site/{k}.txt": "\n".join([furniture[0], story * 3, *furniture[1:]])
+        for k, story in enumerate(stories)
+    }
+    files["a-clean.txt"] = ZH
+    files["b-site.txt"] = "\n".join([furniture[0], ZH, *furniture[1:]])
+    root = write_tree(files)
+    run([root], tmp_path / "out", ONE_JOB)
+    m = by_path(tmp_path / "out")
+    assert m["a-clean.txt"]["canonical"] and m["b-site.txt"]["duplicate_of"] == "a-clean.txt"
+    assert m["b-site.txt"]["penalties"]["template"] > 0 and m["a-clean.txt"]["penalties"]["template"] == 0
+    assert len({m[f"site/{k}.txt"]["cluster"] for k in range(len(stories))}) == len(stories)
