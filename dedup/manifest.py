@@ -7,6 +7,7 @@ reader (or a crash) sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import itertools
 import os
@@ -20,6 +21,7 @@ import orjson
 
 from dedup.document import Document, Source, Status
 from dedup.errors import InputChangedError, OutputError
+from dedup.readers import containers
 
 MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
@@ -132,15 +134,6 @@ def read_manifest(out: Path) -> list[dict[str, Any]]:
         raise OutputError(f"no readable {MANIFEST} in {out}: {err}") from err
 
 
-def _read_line(doc: Document, fh: Any) -> bytes:
-    """A JSONL record's bytes as first read; a file changed since then is an error, not a silent copy."""
-    fh.seek(doc.offset)
-    data: bytes = fh.readline().rstrip(b"\r\n")
-    if hashlib.sha256(data).hexdigest() != doc.sha256:
-        raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
-    return data
-
-
 def stage_canonical(out: Path) -> Path:
     """A fresh directory inside OUT to build ``canonical/`` in before it is swapped in."""
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".canonical.", suffix=".tmp"))
@@ -148,31 +141,52 @@ def stage_canonical(out: Path) -> Path:
     return staging
 
 
-def jsonl_output(source: Source) -> str:
-    """Where, inside ``canonical/``, the kept lines of a JSONL input go."""
+def container_output(source: Source) -> str:
+    """Where, inside ``canonical/``, the kept records of a container (JSONL, WARC) go."""
+    if source.output:
+        return source.output
     name = Path(source.root).name
     return f"{source.label}/{name}" if source.label else name
 
 
-def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
-    """Kept JSONL records, as read, to one JSONL per input file.
+def write_containers(staging: Path, kept: Iterable[Document]) -> None:
+    """Kept container records, as read, to one file per container, in its format and compression.
 
-    ``kept`` is in manifest order, where each input file's lines are together: one
-    output file is open at a time, and no list of a million documents is built.
+    A JSONL line keeps its line ending (LF or CRLF); a WARC record is copied whole
+    (headers, content and the blank line after), and in a ``.warc.gz`` each record
+    is its own gzip member, as WARC tools expect. ``kept`` is in manifest order,
+    where each container's records are together: one output is open at a time, and
+    the input is read once, front to back.
     """
     for _, group in itertools.groupby(kept, key=lambda doc: doc.file):
-        first = next(group)
+        docs = list(group)
+        first = docs[0]
         assert first.status is Status.OK and first.offset >= 0
-        target = staging / jsonl_output(first.source)
+        target = staging / container_output(first.source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(first.file, "rb") as src, open(target, "wb") as dst:
-            for doc in itertools.chain([first], group):
-                dst.write(_read_line(doc, src) + b"\n")
+        warc_gz = first.source.kind == "warc" and containers.compression(first.file) == ".gz"
+        jsonl = first.source.kind == "jsonl"
+        wanted = [(doc.offset, doc.size + 2 * jsonl) for doc in docs]  # + a JSONL line's CRLF, if any
+        try:
+            with open(target, "wb") if warc_gz else containers.open_writer(str(target), first.file) as dst:
+                records = containers.read_records(first.file, wanted)
+                for doc, data in zip(docs, records, strict=True):
+                    record, end = data[: doc.size], data[doc.size :]
+                    if hashlib.sha256(record).hexdigest() != doc.sha256:
+                        raise InputChangedError(
+                            f"{doc.file}: changed while dedup was running; run again when it is stable"
+                        )
+                    if jsonl:
+                        record += b"\r\n" if end.startswith(b"\r\n") else b"\n"
+                    dst.write(gzip.compress(record, mtime=0) if warc_gz else record)
+        except containers.DAMAGE as err:
+            raise InputChangedError(f"{first.file}: cannot be read again: {err}") from err
 
 
 def remove_leftovers(out: Path) -> None:
     """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock)."""
     names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
+    names += [".spool.*.tmp", ".stdin.*.tmp"]  # readers.spooled, readers.stdin_copied
     for pattern in names:
         for path in out.glob(pattern):
             if path.is_dir() and not path.is_symlink():

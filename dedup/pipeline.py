@@ -478,8 +478,11 @@ def run(
     roots = [s.root for s in sources]
     if config.state is None:
         manifest.prepare_out(out_path, roots, force=config.force)
-        with state.locked(out_path, config.lock_timeout, manifest.OUT_LOCK):  # overlapping runs into one OUT
-            return _run(sources, out_path, config, None, progress)
+        with (
+            state.locked(out_path, config.lock_timeout, manifest.OUT_LOCK),  # overlapping runs into one OUT
+            readers.stdin_copied(sources, out_path) as read,  # containers: `-` is read twice
+        ):
+            return _run(read, out_path, config, None, progress)
     directory = Path(config.state)
     manifest.check_apart(directory, roots, "--state")
     with state.locked(directory, config.lock_timeout):
@@ -487,7 +490,8 @@ def run(
         try:
             ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
             manifest.prepare_out(out_path, roots, force=config.force, ours_ok=ours)
-            return _run(sources, out_path, config, store, progress)
+            with readers.stdin_copied(sources, out_path) as read:  # containers: `-` is read twice
+                return _run(read, out_path, config, store, progress)
         finally:
             store.close()
 
@@ -619,6 +623,7 @@ def _run(
             ) from err
 
     docs, feats, fresh = _pass1(sources, config, previous, frequency, progress)
+    readers.check_found(docs, config)  # containers: a run that read nothing is an error
     node_of = np.frombuffer(feats.node_of, dtype=np.int64)
     order = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
     sizes = np.frombuffer(feats.sizes, dtype=np.int64)
@@ -663,9 +668,11 @@ def _run(
         tasks = [t for c, t in enumerate(tasks) if c not in unchanged]
     settled: dict[int, bytes] = {}
     verified = 0
-    for results, n_edges in _settle_all(corpus, tasks):
-        settled.update(results)
-        verified += n_edges
+    # containers: the records pass 2 reads again from compressed streams, spooled in OUT meanwhile
+    with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
+        for results, n_edges in _settle_all(corpus, tasks):
+            settled.update(results)
+            verified += n_edges
     verdicts = _Verdicts(corpus, settled, kept)
     changes = _changes(docs, verdicts, previous, run_id)
     timings["verify_cluster_score"] = time.perf_counter() - clock
@@ -1036,7 +1043,9 @@ def _sync_canonical(
     for path, prev in before.items():
         if prev.offset >= 0:
             then.setdefault(prev.file, []).append((prev.offset, path, prev.sha256 or ""))
-    outputs = {src.root: manifest.jsonl_output(src) for src in docs.sources if src.kind == "jsonl"}
+    outputs = {
+        src.root: manifest.container_output(src) for src in docs.sources if src.kind in ("jsonl", "warc")
+    }
     redo = {
         f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
     }
@@ -1047,7 +1056,7 @@ def _sync_canonical(
     if redo:
         staging = manifest.stage_canonical(out)
         try:
-            manifest.write_jsonl_lines(
+            manifest.write_containers(
                 staging,
                 (docs[i] for i in kept if docs.file(i) in redo and docs.offset(i) >= 0),
             )
@@ -1064,7 +1073,7 @@ def _write_canonical(out: Path, docs: DocumentTable, kept: list[int], config: Co
     staging = manifest.stage_canonical(out)
     try:
         _copy_files(docs, [i for i in kept if docs.offset(i) < 0], staging, config)
-        manifest.write_jsonl_lines(staging, (docs[i] for i in kept if docs.offset(i) >= 0))
+        manifest.write_containers(staging, (docs[i] for i in kept if docs.offset(i) >= 0))
         manifest.publish_canonical(out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
