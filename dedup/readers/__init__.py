@@ -148,22 +148,27 @@ def _documents(source: Source, config: Config, start: int) -> Iterator[Document]
 
 
 def check_found(docs: DocumentTable, config: Config) -> None:
-    """Refuse a run that read nothing: no file matched, or no record gave a text.
+    """Refuse a run that found nothing that could be an article.
+
+    That is: no file matched the globs, or every record was ``malformed`` or
+    ``unsupported`` (a wrong ``--text-field`` on every line, a WARC of requests).
+    Documents found but skipped for what they hold (empty, binary, too large)
+    are a normal run: the manifest says what each one was.
 
     Raises:
-        NoDocumentsError: naming what was looked for (globs; the fields a JSONL line had).
+        NoDocumentsError: naming what was looked for (the globs; the fields the lines had).
     """
-    statuses = Counter(docs.status(i) for i in range(len(docs)))
-    if statuses[Status.OK]:
-        return
     if not len(docs):
         raise NoDocumentsError(
             "no document found: no file in the INPUTs matched --glob " + " ".join(config.globs)
         )
-    first = next(docs[i] for i in range(len(docs)) if docs[i].error)
+    statuses = Counter(docs.status(i) for i in range(len(docs)))
+    if statuses.keys() - {Status.MALFORMED, Status.UNSUPPORTED}:
+        return
+    first = docs[0]
     counts = ", ".join(f"{status} {n:,}" for status, n in statuses.most_common())
     raise NoDocumentsError(
-        f"no document read: all {len(docs):,} inputs were skipped ({counts}); "
+        f"no document read: all {len(docs):,} records were skipped ({counts}); "
         f"the first, {first.path}: {first.error}"
     )
 
