@@ -186,7 +186,7 @@ def write_containers(staging: Path, kept: Iterable[Document]) -> None:
 def remove_leftovers(out: Path) -> None:
     """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock)."""
     names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
-    names += [".spool.*.tmp", ".stdin.*.tmp"]  # readers.spooled, readers.stdin_copied
+    names.append(".spool.*.tmp")  # readers.spooled (readers.stdin_copied removes its own leftovers)
     for pattern in names:
         for path in out.glob(pattern):
             if path.is_dir() and not path.is_symlink():

@@ -99,6 +99,9 @@ def stdin_copied(sources: list[Source], out: Path, stream: BinaryIO | None = Non
     if not any(s.kind == "stdin" for s in sources):
         yield sources
         return
+    for left in out.glob(".stdin.*.tmp"):  # a killed run's copy (the caller holds OUT's or the state's lock)
+        with contextlib.suppress(FileNotFoundError):
+            left.unlink()
     fd, path = tempfile.mkstemp(dir=out, prefix=".stdin.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as copy:

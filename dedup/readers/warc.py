@@ -204,7 +204,7 @@ def _read_record(doc: Document, raw: bytes, number: int) -> None:
     """Fill a record's path, url, record id and text, or its skip status."""
     try:
         payload = parse(raw)
-    except Exception as err:  # noqa: BLE001 - whatever the parser makes of bad bytes, it is a status
+    except Exception as err:  # whatever the parser makes of bad bytes is a status
         doc.status, doc.error = Status.MALFORMED, f"record {number}: not a parseable WARC record: {err}"
         return
     if payload.record_id:
