@@ -15,6 +15,7 @@ from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER, garble, html, read_man
 from dedup import Config, run
 from dedup.cli import cli
 from dedup.errors import NoDocumentsError
+from dedup.explain import explain
 
 ONE_JOB = Config(jobs=1)
 MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00"}
@@ -334,3 +335,18 @@ def test_cron_keeps_container_records_that_did_not_change(tmp_path: Path) -> Non
 
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_explain_reads_container_records_again(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "feeds").mkdir(parents=True)
+    (root / "a.txt").write_text(COUNCIL)
+    write_warc(root / "feeds" / "crawl.warc.gz", warc_records()[1:4], ".gz")
+    rows = [{"id": "x", "text": garble(COUNCIL, "The city council member")}, {"id": "y", "text": MUSEUM}]
+    (root / "feeds" / "day.jsonl.zst").write_bytes(compress(b"".join(jsonl_lines(rows)), ".zst"))
+    run([root], tmp_path / "out", ONE_JOB)
+    paths = [r["path"] for r in read_manifest(tmp_path / "out")]
+    warc_path = next(p for p in paths if p.startswith("feeds/crawl.warc.gz/"))
+    report = explain(tmp_path / "out", warc_path, "feeds/day.jsonl.zst/x")
+    assert report["verdict"].startswith("near-duplicates") and report["similarity"]["jaccard"] > 0.5
+    assert explain(tmp_path / "out", "a.txt", "feeds/day.jsonl.zst/y")["verdict"].startswith("different")

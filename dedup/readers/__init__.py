@@ -42,6 +42,7 @@ __all__ = [
     "file_documents",
     "iter_documents",
     "jsonl_documents",
+    "locate",
     "read_file",
     "reload_text",
     "spooled",
@@ -148,6 +149,40 @@ def _documents(source: Source, config: Config, start: int) -> Iterator[Document]
     if source.kind == "warc":
         return warc_documents(source, config, start)
     return file_documents(source, config, start, False)
+
+
+def locate(path: str, sources: Sequence[Source], config: Config) -> Document:
+    """The document at a manifest path of a finished run, found again in its input (``dedup explain``).
+
+    A container's records are read through to the one with that path (its
+    offset is not in the manifest).
+
+    Raises:
+        InputError: the path is under no input, or is no longer in it.
+    """
+    for source in sources:
+        prefix = f"{source.label}/" if source.label else ""
+        if not path.startswith(prefix):
+            continue
+        rel = path[len(prefix) :]
+        inner: Source | None = source if source.kind in ("jsonl", "warc") else None
+        if source.kind == "dir":
+            parts = rel.split("/")
+            for k in range(1, len(parts)):
+                file = os.path.join(source.root, *parts[:k])
+                if container_kind(parts[k - 1]) and os.path.isfile(file):
+                    label = prefix + "/".join(parts[:k])
+                    inner = Source(container_kind(file) or "", file, label, output=label)
+                    break
+            else:
+                return Document(index=0, path=path, source=source, file=os.path.join(source.root, rel))
+        elif inner is None:
+            return Document(index=0, path=path, source=source, file=source.root)
+        try:
+            return next(doc for doc in _documents(inner, config, 0) if doc.path == path)
+        except StopIteration:
+            raise InputError(f"{path}: no longer in {inner.root}") from None
+    raise InputError(f"{path}: not under any input of the run")
 
 
 def check_found(docs: DocumentTable, config: Config) -> None:

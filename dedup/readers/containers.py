@@ -124,7 +124,7 @@ def open_writer(path: str, like: str) -> IO[bytes]:
     """A file at ``path`` written with the compression of the input ``like``."""
     kind = compression(like)
     if kind == ".gz":
-        return gzip.open(path, "wb")  # type: ignore[return-value]
+        return gzip.open(path, "wb", compresslevel=6)  # type: ignore[return-value]  # gzip's own default
     if kind == ".bz2":
         return bz2.open(path, "wb")
     if kind == ".xz":
