@@ -71,30 +71,32 @@ class _ZstdReader(io.RawIOBase):
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self._obj = zstandard.ZstdDecompressor().decompressobj()
-        self._pending = b""
+        self._pending, self._at = b"", 0  # decompressed, not yet returned from _at on
         self._started = False  # bytes of a frame were fed and its end not seen
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
+        while self._at == len(self._pending):
             chunk = self._raw.read(_CHUNK)
             if not chunk:
                 if self._started:
                     raise EOFError("zstd stream ends inside a frame (truncated)")
                 return 0
+            out = []
             while chunk:
                 self._started = True
-                self._pending += self._obj.decompress(chunk)
+                out.append(self._obj.decompress(chunk))
                 chunk = b""
                 if self._obj.eof:
                     chunk = self._obj.unused_data
                     self._obj = zstandard.ZstdDecompressor().decompressobj()
                     self._started = False
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+            self._pending, self._at = b"".join(out), 0
+        n = min(len(buffer), len(self._pending) - self._at)
+        buffer[:n] = self._pending[self._at : self._at + n]
+        self._at += n
         return n
 
     def close(self) -> None:
@@ -124,7 +126,7 @@ def open_writer(path: str, like: str) -> IO[bytes]:
     """A file at ``path`` written with the compression of the input ``like``."""
     kind = compression(like)
     if kind == ".gz":
-        return gzip.open(path, "wb", compresslevel=6)  # type: ignore[return-value]  # gzip's own default
+        return gzip.open(path, "wb", compresslevel=6)  # type: ignore[return-value]  # the gzip tool's level
     if kind == ".bz2":
         return bz2.open(path, "wb")
     if kind == ".xz":

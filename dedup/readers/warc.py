@@ -130,10 +130,14 @@ def _frame(fh: IO[bytes], limit: int) -> tuple[bytes, int, int] | None:
 
 def _trailer(fh: IO[bytes]) -> bytes:
     """The blank line after a record's content (CRLF CRLF; bare LFs are tolerated)."""
-    peek = getattr(fh, "peek", None)
-    ahead = peek(4)[:4] if peek else b""
-    n = len(ahead) - len(ahead.lstrip(b"\r\n"))
-    return fh.read(n) if n else b""
+    found = b""
+    while len(found) < 4:
+        ahead = fh.peek(1)[: 4 - len(found)]  # type: ignore[attr-defined]  # every stream here is buffered
+        n = len(ahead) - len(ahead.lstrip(b"\r\n"))
+        if not n:
+            break
+        found += fh.read(n)
+    return found
 
 
 def warc_documents(source: Source, config: Config, start: int) -> Iterator[Document]:
