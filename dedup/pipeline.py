@@ -1043,9 +1043,7 @@ def _sync_canonical(
     for path, prev in before.items():
         if prev.offset >= 0:
             then.setdefault(prev.file, []).append((prev.offset, path, prev.sha256 or ""))
-    outputs = {
-        src.root: manifest.container_output(src) for src in docs.sources if src.kind in ("jsonl", "warc")
-    }
+    outputs = manifest.container_outputs(docs.sources, then.keys() | now.keys())
     redo = {
         f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
     }

@@ -331,6 +331,9 @@ def test_cron_keeps_container_records_that_did_not_change(tmp_path: Path) -> Non
     assert cron_records == read_manifest(fresh)
     assert tree(tmp_path / "out" / "canonical") == tree(fresh / "canonical")
     assert {"crawl.warc.gz", "day2.jsonl.zst"} <= tree(fresh / "canonical").keys()
+    (root / "day2.jsonl.zst").unlink()  # a container gone from the directory: its output goes too
+    assert run([root], tmp_path / "out", config).counts["gone"] == len(ARTICLE_LINES) - 4
+    assert "day2.jsonl.zst" not in tree(tmp_path / "out" / "canonical")
 
 
 def tree(root: Path) -> dict[str, bytes]:
