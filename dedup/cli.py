@@ -60,8 +60,12 @@ def cli() -> None:
     metavar="PATTERN",
     help=f"File names to read from directories (repeatable). [default: {' '.join(_DEFAULTS['globs'])}]",
 )
-@click.option("--id-field", default=_DEFAULTS["id_field"], show_default=True, help="JSONL id field.")
-@click.option("--text-field", default=_DEFAULTS["text_field"], show_default=True, help="JSONL text field.")
+@click.option(
+    "--id-field", default=_DEFAULTS["id_field"], show_default=True, help="JSONL id field (dotted: meta.id)."
+)
+@click.option(
+    "--text-field", default=_DEFAULTS["text_field"], show_default=True, help="JSONL text field (dotted)."
+)
 @click.option(
     "--shingle-size",
     type=int,
@@ -141,13 +145,15 @@ def cli() -> None:
 def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], **options: Any) -> None:
     """Cluster near-duplicates in INPUT... and write OUT/manifest.jsonl, OUT/canonical/, OUT/summary.json.
 
-    INPUT is a directory (walked recursively), a text file, or a JSONL file (one
-    article per line).
+    INPUT is a directory (walked recursively), a text or HTML file, a JSON Lines
+    file (one article per line) or a WARC file (one per HTML or text response),
+    plain or compressed (.gz, .zst, .bz2, .xz); `-` reads JSON Lines from stdin.
 
     \b
     Examples:
       dedup run corpora/sample --out /tmp/sample-out
-      dedup run scrape/ extra.jsonl --out clean/ --force --jobs 4
+      dedup run scrape/ extra.jsonl.gz crawl.warc.gz --out clean/ --force --jobs 4
+      zcat feed.jsonl.gz | dedup run - --out clean/ --text-field body.text
       dedup run scrape/ --out clean/ --glob '*.txt' --containment 0.6
       dedup run scrape/ --out clean/ --state state/ --lock-timeout 600   # nightly, from cron
     """
@@ -160,6 +166,8 @@ def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], 
     result = run_pipeline(inputs, out, config, progress=progress if show else None)
     if show:
         click.echo("", err=True)
+    if (warning := _skipped_warning(result.counts)) is not None:
+        click.echo(warning, err=True)
     if not quiet:
         c = result.counts
         line = (
@@ -172,6 +180,19 @@ def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], 
                 f"{c['superseded']:,} superseded, {c['gone']:,} gone; {line}"
             )
         click.echo(line, err=True)
+
+
+def _skipped_warning(counts: dict[str, int]) -> str | None:
+    """A line for stderr when more than half the documents were skipped (often a wrong option)."""
+    skipped, total = counts["skipped"], counts["documents"]
+    if 2 * skipped <= total:
+        return None
+    reasons = sorted(
+        ((n, key.removeprefix("skipped_")) for key, n in counts.items() if key.startswith("skipped_")),
+        reverse=True,
+    )
+    top = ", ".join(f"{status} {n:,}" for n, status in reasons[:3])
+    return f"Warning: {skipped:,} of {total:,} documents were skipped ({top}); see the manifest's error field"
 
 
 @cli.command()

@@ -12,7 +12,14 @@ from typing import Any
 
 from dedup.errors import ConfigError
 
-DEFAULT_GLOBS = ("*.txt", "*.md", "*.html", "*.htm")
+# Text files, then containers (JSON Lines and WARC, plain or compressed): every record is a document.
+DEFAULT_GLOBS = (
+    "*.txt", "*.md", "*.html", "*.htm",
+    "*.jsonl", "*.ndjson", "*.warc",
+    "*.jsonl.gz", "*.jsonl.zst", "*.jsonl.bz2", "*.jsonl.xz",
+    "*.ndjson.gz", "*.ndjson.zst", "*.ndjson.bz2", "*.ndjson.xz",
+    "*.warc.gz",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ def sync(
     for path, prev in before.items():
         if prev.offset >= 0:
             then.setdefault(prev.file, []).append((prev.offset, path, prev.sha256 or ""))
-    outputs = {src.root: manifest.jsonl_output(src) for src in docs.sources if src.kind == "jsonl"}
+    outputs = manifest.container_outputs(docs.sources, then.keys() | now.keys())
     redo = {
         f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
     }
@@ -66,7 +66,7 @@ def sync(
     if redo:
         staging = manifest.stage_canonical(out)
         try:
-            manifest.write_jsonl_lines(
+            manifest.write_containers(
                 staging,
                 (docs[i] for i in kept if docs.file(i) in redo and docs.offset(i) >= 0),
             )
@@ -83,7 +83,7 @@ def write(out: Path, docs: DocumentTable, kept: list[int], config: Config) -> No
     staging = manifest.stage_canonical(out)
     try:
         _copy_files(docs, [i for i in kept if docs.offset(i) < 0], staging, config)
-        manifest.write_jsonl_lines(staging, (docs[i] for i in kept if docs.offset(i) >= 0))
+        manifest.write_containers(staging, (docs[i] for i in kept if docs.offset(i) >= 0))
         manifest.publish_canonical(out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -7,8 +7,12 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dedup.readers.containers import Spool
 
 
 class Status(StrEnum):
@@ -22,6 +26,7 @@ class Status(StrEnum):
     TOO_LARGE = "too_large"
     MALFORMED = "malformed"
     OUTSIDE = "outside"  # a symbolic link out of its INPUT directory (not followed by default)
+    UNSUPPORTED = "unsupported"  # a container record that holds no article (a WARC request, an image)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +35,14 @@ class Source:
 
     ``label`` prefixes document paths when several INPUTs are given, so that two
     ``a.txt`` from two directories stay apart in the manifest and in ``canonical/``.
+    A container found inside a directory is a source of its own, labelled with
+    its path in the manifest (``crawl/a.warc.gz``): its records are ``crawl/a.warc.gz/<id>``.
     """
 
-    kind: str  # "dir", "file" or "jsonl"
+    kind: str  # "dir", "file", "jsonl" or "warc"
     root: str  # the path as given, made absolute
     label: str
+    output: str = ""  # a container's kept records go to canonical/<output> (default: label/file name)
 
     def key(self, relative: str) -> str:
         return f"{self.label}/{relative}" if self.label else relative
@@ -52,8 +60,8 @@ class Document:
     path: str
     source: Source
     file: str  # the file on disk holding the document
-    offset: int = -1  # byte offset of the JSONL line, -1 for whole files
-    line: int = 0  # JSONL line number (1-based), 0 for whole files
+    offset: int = -1  # byte offset of a container's record (decompressed stream), -1 for whole files
+    line: int = 0  # JSONL line or WARC record number (1-based), 0 for whole files
     sha256: str = ""
     size: int = 0
     mtime_ns: int = 0  # whole files: to check, cheaply, that the file is unchanged when copied
@@ -98,8 +106,9 @@ class DocumentTable:
     """
 
     def __init__(self, sources: list[Source]) -> None:
-        self.sources = sources
-        self._source_no = {s: k for k, s in enumerate(sources)}
+        self.sources = list(sources)  # grows by the containers found inside directories
+        self._source_no = {s: k for k, s in enumerate(self.sources)}
+        self.spool: Spool | None = None  # while set, its records are read from the spool file
         self.paths: list[str] = []
         self._source = array("I")
         self._offset = array("q")
@@ -119,6 +128,9 @@ class DocumentTable:
         """Add the next document (``doc.index`` must be the table's length)."""
         assert doc.index == len(self.paths), "documents are added in manifest order"
         self.paths.append(doc.path)
+        if doc.source not in self._source_no:
+            self._source_no[doc.source] = len(self.sources)
+            self.sources.append(doc.source)
         self._source.append(self._source_no[doc.source])
         self._offset.append(doc.offset)
         self._line.append(doc.line)
@@ -178,12 +190,13 @@ class DocumentTable:
         return self._mtime[i]
 
     def __getitem__(self, i: int) -> Document:
+        spooled = self.spool.offsets.get(i) if self.spool else None
         return Document(
             index=i,
             path=self.paths[i],
             source=self.sources[self._source[i]],
-            file=self.file(i),
-            offset=self._offset[i],
+            file=self.file(i) if spooled is None else self.spool.path,  # type: ignore[union-attr]
+            offset=self._offset[i] if spooled is None else spooled,
             line=self._line[i],
             sha256=self.sha256(i),
             size=self._size[i],

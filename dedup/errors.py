@@ -9,7 +9,8 @@ about, when there is one::
     DedupError                  base class; catch this to catch everything below
     ├── ConfigError             invalid or conflicting options (CLI exit 2, a usage error)
     ├── InputError              an INPUT does not exist or is neither a directory nor a file
-    │   └── InputChangedError   an input file changed while the run was reading it
+    │   ├── InputChangedError   an input file changed while the run was reading it
+    │   └── NoDocumentsError    the INPUTs hold no readable document at all
     ├── OutputError             OUT is not empty (without --force) or cannot be written
     └── StateError              the --state directory cannot be used
         ├── StateLockedError    another run holds the state's lock (CLI exit 3)
@@ -44,6 +45,10 @@ class InputError(DedupError):
 
 class InputChangedError(InputError):
     """A file's bytes changed between the two reads of one run (someone is writing to it)."""
+
+
+class NoDocumentsError(InputError):
+    """Nothing was read: no file matched the globs, or every record was skipped (a wrong --text-field)."""
 
 
 class OutputError(DedupError):

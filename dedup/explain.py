@@ -14,35 +14,12 @@ import orjson
 
 from dedup.cluster import Similarity, Thresholds
 from dedup.config import Config
-from dedup.document import Document, Source
+from dedup.document import Source
 from dedup.errors import InputError, OutputError
 from dedup.manifest import SUMMARY, read_manifest
 from dedup.pass2 import compared
-from dedup.readers import reload_text
+from dedup.readers import locate, reload_text
 from dedup.signatures import similarity
-
-
-def _locate(record: dict[str, Any], sources: list[Source]) -> Document:
-    """Rebuild enough of a Document to read it again from its input."""
-    path = record["path"]
-    for source in sources:
-        prefix = f"{source.label}/" if source.label else ""
-        if not path.startswith(prefix):
-            continue
-        rel = path[len(prefix) :]
-        doc = Document(index=0, path=path, source=source, file=source.root, sha256=record["sha256"] or "")
-        if source.kind == "dir":
-            doc.file = str(Path(source.root) / rel)
-        elif source.kind == "jsonl" and record.get("line"):
-            with open(source.root, "rb") as fh:
-                offset = 0
-                for lineno, raw in enumerate(fh, start=1):
-                    if lineno == record["line"]:
-                        doc.offset, doc.line = offset, lineno
-                        break
-                    offset += len(raw)
-        return doc
-    raise InputError(f"{path}: not under any input of the run")
 
 
 def explain(out: str | Path, first: str, second: str) -> dict[str, Any]:
@@ -77,7 +54,9 @@ def explain(out: str | Path, first: str, second: str) -> dict[str, Any]:
         return report
     shingles = []
     for record in pair:
-        text = reload_text(_locate(record, sources), config)
+        doc = locate(record["path"], sources, config)
+        doc.sha256 = record["sha256"] or ""  # what the run read: a changed input is an error
+        text = reload_text(doc, config)
         shingles.append(compared(text, config.shingle_size)[1])  # as pass 2 compared them
     sim = Similarity(*similarity(*shingles))
     thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)

@@ -7,11 +7,14 @@ reader (or a crash) sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import itertools
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import orjson
 
 from dedup.document import Document, Source, Status
 from dedup.errors import InputChangedError, OutputError
+from dedup.readers import containers
 
 MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
@@ -132,15 +136,6 @@ def read_manifest(out: Path) -> list[dict[str, Any]]:
         raise OutputError(f"no readable {MANIFEST} in {out}: {err}") from err
 
 
-def _read_line(doc: Document, fh: Any) -> bytes:
-    """A JSONL record's bytes as first read; a file changed since then is an error, not a silent copy."""
-    fh.seek(doc.offset)
-    data: bytes = fh.readline().rstrip(b"\r\n")
-    if hashlib.sha256(data).hexdigest() != doc.sha256:
-        raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
-    return data
-
-
 def stage_canonical(out: Path) -> Path:
     """A fresh directory inside OUT to build ``canonical/`` in before it is swapped in."""
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".canonical.", suffix=".tmp"))
@@ -148,31 +143,121 @@ def stage_canonical(out: Path) -> Path:
     return staging
 
 
-def jsonl_output(source: Source) -> str:
-    """Where, inside ``canonical/``, the kept lines of a JSONL input go."""
+def container_output(source: Source) -> str:
+    """Where, inside ``canonical/``, the kept records of a container (JSONL, WARC) go."""
+    if source.output:
+        return source.output
     name = Path(source.root).name
     return f"{source.label}/{name}" if source.label else name
 
 
-def write_jsonl_lines(staging: Path, kept: Iterable[Document]) -> None:
-    """Kept JSONL records, as read, to one JSONL per input file.
+def container_outputs(sources: Iterable[Source], files: Iterable[str]) -> dict[str, str]:
+    """Where the kept records of each container file go inside ``canonical/`` (cron runs).
 
-    ``kept`` is in manifest order, where each input file's lines are together: one
-    output file is open at a time, and no list of a million documents is built.
+    A container gone from a directory INPUT has no source in this run any more;
+    its output is still found, from its place in the directory.
+    """
+    sources = list(sources)
+    found = {s.root: container_output(s) for s in sources if s.kind in containers.CONTAINER_KINDS}
+    for file in files:
+        if file in found:
+            continue
+        for s in sources:
+            if s.kind == "dir" and file.startswith(os.path.join(s.root, "")):
+                found[file] = s.key(Path(os.path.relpath(file, s.root)).as_posix())
+    return found
+
+
+def write_containers(staging: Path, kept: Iterable[Document]) -> None:
+    """Kept container records, as read, to one file per container, in its format and compression.
+
+    A JSONL line keeps its line ending (LF or CRLF); a WARC record is copied whole
+    (headers, content and the blank line after), and in a ``.warc.gz`` each record
+    is its own gzip member, as WARC tools expect. ``kept`` is in manifest order,
+    where each container's records are together: one output is open at a time, the
+    input is read once, front to back, and no list of its records is built.
     """
     for _, group in itertools.groupby(kept, key=lambda doc: doc.file):
         first = next(group)
         assert first.status is Status.OK and first.offset >= 0
-        target = staging / jsonl_output(first.source)
+        target = staging / container_output(first.source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(first.file, "rb") as src, open(target, "wb") as dst:
-            for doc in itertools.chain([first], group):
-                dst.write(_read_line(doc, src) + b"\n")
+        warc_gz = first.source.kind == "warc" and containers.compression(first.file) == ".gz"
+        jsonl = first.source.kind == "jsonl"
+        docs, spans = itertools.tee(itertools.chain([first], group))  # noqa: B031 - one pass each
+        wanted = ((doc.offset, doc.size + 2 * jsonl) for doc in spans)  # + a JSONL line's CRLF, if any
+        try:
+            with (
+                open(target, "wb") if warc_gz else containers.open_writer(str(target), first.file) as dst,
+                _Writer(dst, str(target), member=warc_gz) as writer,
+            ):
+                for doc, data in zip(docs, containers.read_records(first.file, wanted), strict=True):
+                    record, end = data[: doc.size], data[doc.size :]
+                    if hashlib.sha256(record).hexdigest() != doc.sha256:
+                        raise InputChangedError(
+                            f"{doc.file}: changed while dedup was running; run again when it is stable"
+                        )
+                    if jsonl:
+                        record += b"\r\n" if end.startswith(b"\r\n") else b"\n"
+                    writer.write(record)
+        except containers.DAMAGE as err:
+            raise InputChangedError(f"{first.file}: cannot be read again: {err}") from err
+
+
+class _Writer:
+    """Compresses and writes in a thread, while the caller reads, decompresses and checks the input.
+
+    zlib, zstd and sha256 release the GIL: reading and writing a compressed
+    container take two cores instead of one (the write stage of a gzip shard set
+    was mostly compression). ``member``: each record its own gzip member.
+    """
+
+    def __init__(self, dst: Any, name: str, *, member: bool) -> None:
+        self._dst, self._name, self._member = dst, name, member
+        self._batch: list[bytes] = []
+        self._size = 0
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def write(self, record: bytes) -> None:
+        self._batch.append(record)
+        self._size += len(record)
+        if self._size >= 1 << 20:
+            self._put()
+
+    def _put(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(self._batch)
+        self._batch, self._size = [], 0
+
+    def _drain(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    for record in batch:
+                        self._dst.write(gzip.compress(record, 6, mtime=0) if self._member else record)
+                except BaseException as err:  # handed to the caller's thread
+                    self._error = err
+
+    def __exit__(self, *exc: object) -> None:
+        if self._batch and exc[0] is None:
+            self._put()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise OutputError(f"cannot write {self._name}: {self._error}") from self._error
 
 
 def remove_leftovers(out: Path) -> None:
     """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock)."""
     names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
+    names.append(".spool.*.tmp")  # readers.spooled (readers.stdin_copied removes its own leftovers)
     for pattern in names:
         for path in out.glob(pattern):
             if path.is_dir() and not path.is_symlink():

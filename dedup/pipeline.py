@@ -88,8 +88,11 @@ def run(
     """
     out_path = Path(out)
     sources = readers.discover(inputs)
-    with incremental.session(config, out_path, [s.root for s in sources]) as cache:
-        return _run(sources, out_path, config, cache, progress, checkpoint, batch_size)
+    with (
+        incremental.session(config, out_path, [s.root for s in sources]) as cache,
+        readers.stdin_copied(sources, out_path) as read,  # `-` is read twice: copied into OUT first
+    ):
+        return _run(read, out_path, config, cache, progress, checkpoint, batch_size)
 
 
 def _run(
@@ -114,6 +117,7 @@ def _run(
         checkpoint=checkpoint,
         batch_size=batch_size,
     )
+    readers.check_found(docs, config)  # a run that read nothing is an error
     corpus = pass2.Corpus.of(config, docs, feats, frequency)
     timings["read_sign"] = time.perf_counter() - clock
 
@@ -135,9 +139,11 @@ def _run(
     tasks = cache.judge(corpus, comps, comp_of, tasks)
     settled: dict[int, bytes] = {}
     verified = 0
-    for results, n_edges in pass2.settle_all(corpus, tasks):
-        settled.update(results)
-        verified += n_edges
+    # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
+    with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
+        for results, n_edges in pass2.settle_all(corpus, tasks):
+            settled.update(results)
+            verified += n_edges
     verdicts = pass2.Verdicts(corpus, settled, cache.kept)
     cache.compare(docs, verdicts)
     timings["verify_cluster_score"] = time.perf_counter() - clock

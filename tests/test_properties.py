@@ -96,10 +96,12 @@ def assert_exact_duplicates_merged(records: list[dict]) -> None:
 @SETTINGS
 @given(corpora)
 def test_running_twice_gives_the_same_manifest(case) -> None:
-    with run_corpus(*case) as (root, _, _):
+    with run_corpus(*case) as (root, records, _):
         first = (root / "out" / "manifest.jsonl").read_bytes()
         run([root / "in"], root / "out", Config(jobs=1, force=True))
         assert (root / "out" / "manifest.jsonl").read_bytes() == first
+        if not any(r["status"] == "ok" for r in records):
+            return  # nothing kept: an empty canonical/ holds nothing to read (an error, tested elsewhere)
         # and the canonical output is a fixed point: deduplicating it again removes nothing
         run([root / "out" / "canonical"], root / "again", Config(jobs=1))
         assert all(r["canonical"] for r in read_manifest(root / "again") if r["status"] == "ok")

@@ -1,37 +1,57 @@
 """INPUT arguments -> a stream of ``Document`` records, in a stable order.
 
-Directories are walked in sorted order, files matched by ``Config.globs``; a file
-ending in ``.jsonl``/``.ndjson`` holds one article per line. Anything wrong with
-one document becomes its ``status`` and ``error``; only an unusable INPUT raises.
+Directories are walked in sorted order, files matched by ``Config.globs``; a
+container (``.jsonl``/``.ndjson``, one article per line, or ``.warc``, one per
+response record; plain or ``.gz``/``.bz2``/``.xz``/``.zst``) holds many, given
+directly or found in a directory. ``-`` is JSON Lines on standard input. Anything
+wrong with one document becomes its ``status`` and ``error``; only an unusable
+INPUT raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-
-import orjson
+from typing import BinaryIO
 
 from dedup.config import Config
-from dedup.document import Document, Source
-from dedup.errors import InputChangedError, InputError
+from dedup.document import Document, DocumentTable, Source, Status
+from dedup.errors import InputChangedError, InputError, NoDocumentsError
+from dedup.readers.containers import (
+    DAMAGE,
+    container_kind,
+    make_spool,
+    read_records,
+)
 from dedup.readers.decode import Undecodable, text_of
 from dedup.readers.files import file_documents, is_html, read_bytes, read_file, walk
-from dedup.readers.jsonl import jsonl_documents
+from dedup.readers.jsonl import jsonl_documents, text_of_line
+from dedup.readers.warc import payload_text, warc_documents
 
 __all__ = [
+    "check_found",
+    "container_kind",
     "discover",
     "file_documents",
     "iter_documents",
     "jsonl_documents",
+    "locate",
     "read_file",
     "reload_text",
+    "spooled",
+    "stdin_copied",
     "walk",
+    "warc_documents",
 ]
 
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
+STDIN = "-"
 
 
 def discover(inputs: Sequence[str | os.PathLike[str]]) -> list[Source]:
@@ -44,12 +64,16 @@ def discover(inputs: Sequence[str | os.PathLike[str]]) -> list[Source]:
         raise InputError("no INPUT given")
     sources = []
     taken: set[str] = set()
+    if sum(str(given) == STDIN for given in inputs) > 1:
+        raise InputError("standard input (-) can be given once")
     for given in inputs:
         path = Path(given)
-        if path.is_dir():
+        if str(given) == STDIN:
+            kind, path = "stdin", Path("stdin")
+        elif path.is_dir():
             kind = "dir"
         elif path.is_file():
-            kind = "jsonl" if path.name.lower().endswith(JSONL_SUFFIXES) else "file"
+            kind = container_kind(path.name) or "file"
         elif path.exists():
             raise InputError(f"{given}: not a regular file or directory")
         else:
@@ -61,25 +85,148 @@ def discover(inputs: Sequence[str | os.PathLike[str]]) -> list[Source]:
             while label in taken:
                 label, n = f"{base}-{n}", n + 1
             taken.add(label)
-        sources.append(Source(kind=kind, root=str(path.resolve()), label=label))
+        root = STDIN if kind == "stdin" else str(path.resolve())
+        sources.append(Source(kind=kind, root=root, label=label))
     return sources
+
+
+@contextlib.contextmanager
+def stdin_copied(sources: list[Source], out: Path, stream: BinaryIO | None = None) -> Iterator[list[Source]]:
+    """The sources, with standard input copied to a file in OUT (removed after).
+
+    Its lines are read twice (pass 2, canonical output), and a pipe can be read
+    once. The copy's kept lines go to ``canonical/stdin.jsonl``.
+    """
+    if not any(s.kind == "stdin" for s in sources):
+        yield sources
+        return
+    for left in out.glob(".stdin.*.tmp"):  # a killed run's copy (the caller holds OUT's or the state's lock)
+        with contextlib.suppress(FileNotFoundError):
+            left.unlink()
+    fd, path = tempfile.mkstemp(dir=out, prefix=".stdin.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as copy:
+            shutil.copyfileobj(stream or sys.stdin.buffer, copy, 1 << 20)
+        yield [
+            Source("jsonl", path, s.label, output=f"{s.label}/stdin.jsonl" if s.label else "stdin.jsonl")
+            if s.kind == "stdin"
+            else s
+            for s in sources
+        ]
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = True) -> Iterator[Document]:
     """Yield every document of every source in manifest order.
 
     With ``read=False`` whole files are yielded unread (``read_file`` reads them), so
-    that worker processes receive paths, not texts. JSONL lines are always read here.
+    that worker processes receive paths, not texts. Container records are always
+    read here. A container inside a directory becomes a source of its own, at its
+    place in the directory's sorted order.
     """
     index = 0
     for source in sources:
-        if source.kind == "jsonl":
-            docs: Iterator[Document] = jsonl_documents(source, config, index)
-        else:
-            docs = file_documents(source, config, index, read)
-        for doc in docs:
+        for doc in _documents(source, config, index):
+            if doc.source is source and source.kind == "dir" and not doc.error and container_kind(doc.file):
+                label = doc.path
+                inner = Source(container_kind(doc.file) or "", doc.file, label, output=label)
+                for record in _documents(inner, config, index):
+                    yield record
+                    index += 1
+                continue
+            doc.index = index
+            if read:
+                read_file(doc, config)
             yield doc
             index += 1
+
+
+def _documents(source: Source, config: Config, start: int) -> Iterator[Document]:
+    if source.kind == "jsonl":
+        return jsonl_documents(source, config, start)
+    if source.kind == "warc":
+        return warc_documents(source, config, start)
+    return file_documents(source, config, start, False)
+
+
+def locate(path: str, sources: Sequence[Source], config: Config) -> Document:
+    """The document at a manifest path of a finished run, found again in its input (``dedup explain``).
+
+    A container's records are read through to the one with that path (its
+    offset is not in the manifest).
+
+    Raises:
+        InputError: the path is under no input, or is no longer in it.
+    """
+    for source in sources:
+        prefix = f"{source.label}/" if source.label else ""
+        if not path.startswith(prefix):
+            continue
+        rel = path[len(prefix) :]
+        inner: Source | None = source if source.kind in ("jsonl", "warc") else None
+        if source.kind == "dir":
+            parts = rel.split("/")
+            for k in range(1, len(parts)):
+                file = os.path.join(source.root, *parts[:k])
+                if container_kind(parts[k - 1]) and os.path.isfile(file):
+                    label = prefix + "/".join(parts[:k])
+                    inner = Source(container_kind(file) or "", file, label, output=label)
+                    break
+            else:
+                return Document(index=0, path=path, source=source, file=os.path.join(source.root, rel))
+        elif inner is None:
+            return Document(index=0, path=path, source=source, file=source.root)
+        try:
+            return next(doc for doc in _documents(inner, config, 0) if doc.path == path)
+        except StopIteration:
+            raise InputError(f"{path}: no longer in {inner.root}") from None
+    raise InputError(f"{path}: not under any input of the run")
+
+
+def check_found(docs: DocumentTable, config: Config) -> None:
+    """Refuse a run that found nothing that could be an article.
+
+    That is: no file matched the globs, or every record was ``malformed`` or
+    ``unsupported`` (a wrong ``--text-field`` on every line, a WARC of requests).
+    Documents found but skipped for what they hold (empty, binary, too large)
+    are a normal run: the manifest says what each one was.
+
+    Raises:
+        NoDocumentsError: naming what was looked for (the globs; the fields the lines had).
+    """
+    if not len(docs):
+        raise NoDocumentsError(
+            "no document found: no file in the INPUTs matched --glob " + " ".join(config.globs)
+        )
+    statuses = Counter(docs.status(i) for i in range(len(docs)))
+    if statuses.keys() - {Status.MALFORMED, Status.UNSUPPORTED}:
+        return
+    first = docs[0]
+    counts = ", ".join(f"{status} {n:,}" for status, n in statuses.most_common())
+    raise NoDocumentsError(
+        f"no document read: all {len(docs):,} records were skipped ({counts}); "
+        f"the first, {first.path}: {first.error}"
+    )
+
+
+@contextlib.contextmanager
+def spooled(docs: DocumentTable, wanted: Iterable[int], out: Path) -> Iterator[None]:
+    """While inside, the wanted records of compressed containers are read from a spool file in OUT.
+
+    Pass 2 reads documents again; a compressed stream can only be read from its
+    start, so the records it needs are copied out once, in one sequential read
+    of each container, and the spool is removed afterwards.
+    """
+    spool = make_spool(docs, wanted, out)
+    docs.spool = spool
+    try:
+        yield
+    finally:
+        docs.spool = None
+        if spool is not None:
+            spool.remove()
 
 
 def reload_text(doc: Document, config: Config) -> str:
@@ -95,19 +242,17 @@ def reload_text(doc: Document, config: Config) -> str:
     try:
         if doc.offset < 0:
             data = read_bytes(doc.file, config.max_bytes)[0]
-        else:
-            with open(doc.file, "rb") as fh:
-                fh.seek(doc.offset)
-                data = fh.readline().rstrip(b"\r\n")
-    except OSError as err:
-        raise InputChangedError(f"{doc.file}: cannot be read again: {err.strerror or err}") from err
+        else:  # a container's record: from the spool, by seeking, or reading a compressed stream through
+            data = next(read_records(doc.file, [(doc.offset, doc.size)]))
+    except DAMAGE as err:
+        raise InputChangedError(f"{doc.file}: cannot be read again: {err}") from err
     if hashlib.sha256(data).hexdigest() != doc.sha256:
         raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
-    if doc.offset < 0:
-        try:
+    try:
+        if doc.offset < 0:
             return text_of(data, html=is_html(doc.file)).text
-        except Undecodable as err:  # the same bytes decoded the first time
-            raise InputChangedError(f"{doc.file}: cannot be decoded again: {err}") from err
-    text = orjson.loads(data)[config.text_field]
-    assert isinstance(text, str)
-    return text
+        if doc.source.kind == "warc":
+            return payload_text(data)
+    except Undecodable as err:  # the same bytes decoded the first time
+        raise InputChangedError(f"{doc.file}: cannot be decoded again: {err}") from err
+    return text_of_line(data, config)

@@ -1,0 +1,232 @@
+"""Files that hold many documents: JSON Lines and WARC, plain or compressed.
+
+A container is read as one decompressed byte stream; a record inside it is
+addressed by its offset and length in that stream, so that the same code reads
+plain and compressed files. What cannot be re-read by seeking (a compressed
+stream) is copied, for the records pass 2 needs, to a spool file inside OUT
+(``spooled``) and read from there.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import zstandard
+
+from dedup.errors import InputChangedError
+
+if TYPE_CHECKING:
+    from dedup.document import DocumentTable
+
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".warc": "warc"}
+CONTAINER_KINDS = ("jsonl", "warc")
+CONTAINER_GLOBS = tuple(f"*{kind}{c}" for kind in _KINDS for c in ("", *COMPRESSIONS))
+# What a damaged compressed stream raises while it is read.
+DAMAGE = (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+_CHUNK = 1 << 16
+
+
+def compression(name: str) -> str:
+    """The compression suffix of a file name (``""`` for none).
+
+    Example:
+        >>> compression("feed.jsonl.zst"), compression("crawl.WARC.GZ"), compression("a.jsonl")
+        ('.zst', '.gz', '')
+    """
+    lower = name.lower()
+    return next((c for c in COMPRESSIONS if lower.endswith(c)), "")
+
+
+def container_kind(name: str) -> str | None:
+    """``"jsonl"`` or ``"warc"`` for a container's file name, ``None`` for anything else.
+
+    Example:
+        >>> container_kind("a.ndjson.xz"), container_kind("crawl.warc.gz"), container_kind("a.txt.gz")
+        ('jsonl', 'warc', None)
+    """
+    lower = name.lower()
+    lower = lower[: len(lower) - len(compression(lower))]
+    return next((kind for suffix, kind in _KINDS.items() if lower.endswith(suffix)), None)
+
+
+class _ZstdReader(io.RawIOBase):
+    """Decompressed zstd frames, one after another; a truncated last frame raises ``EOFError``.
+
+    ``zstandard``'s own stream reader ends quietly at a truncated frame, which
+    would lose the damage instead of recording it.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._pending, self._at = b"", 0  # decompressed, not yet returned from _at on
+        self._started = False  # bytes of a frame were fed and its end not seen
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while self._at == len(self._pending):
+            chunk = self._raw.read(_CHUNK)
+            if not chunk:
+                if self._started:
+                    raise EOFError("zstd stream ends inside a frame (truncated)")
+                return 0
+            out = []
+            while chunk:
+                self._started = True
+                out.append(self._obj.decompress(chunk))
+                chunk = b""
+                if self._obj.eof:
+                    chunk = self._obj.unused_data
+                    self._obj = zstandard.ZstdDecompressor().decompressobj()
+                    self._started = False
+            self._pending, self._at = b"".join(out), 0
+        n = min(len(buffer), len(self._pending) - self._at)
+        buffer[:n] = self._pending[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_stream(path: str) -> IO[bytes]:
+    """The decompressed bytes of a container, as a buffered binary stream.
+
+    Raises:
+        OSError: the file cannot be opened.
+    """
+    kind = compression(path)
+    if kind == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if kind == ".bz2":
+        return bz2.open(path, "rb")
+    if kind == ".xz":
+        return lzma.open(path, "rb")
+    if kind == ".zst":
+        return io.BufferedReader(_ZstdReader(open(path, "rb")), _CHUNK)
+    return open(path, "rb")
+
+
+def open_writer(path: str, like: str) -> IO[bytes]:
+    """A file at ``path`` written with the compression of the input ``like``."""
+    kind = compression(like)
+    if kind == ".gz":
+        return gzip.open(path, "wb", compresslevel=6)  # type: ignore[return-value]  # the gzip tool's level
+    if kind == ".bz2":
+        return bz2.open(path, "wb")
+    if kind == ".xz":
+        return lzma.open(path, "wb")
+    if kind == ".zst":
+        return zstandard.ZstdCompressor().stream_writer(open(path, "wb"))
+    return open(path, "wb")
+
+
+def damage_message(err: BaseException, offset: int, path: str) -> str:
+    """What went wrong reading a container, and where (decompressed byte offset)."""
+    what = compression(path).lstrip(".") or "file"
+    reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return f"{what} data damaged after byte {offset} of the decompressed stream: {reason}"
+
+
+def read_records(path: str, wanted: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+    """The bytes at (offset, length) in a container's decompressed stream; offsets ascending.
+
+    Seeks in a plain file; reads through a compressed one. Consecutive spans may
+    overlap (a JSONL line read with the two bytes after it, to see its line ending).
+
+    Raises:
+        OSError, EOFError, ...: the file cannot be read (``DAMAGE``).
+    """
+    with open_stream(path) as fh:
+        seekable = not compression(path)
+        position, last, last_offset = 0, b"", 0
+        for offset, length in wanted:
+            if seekable:
+                fh.seek(offset)
+                data = fh.read(length)
+            else:
+                head = (
+                    last[offset - last_offset : offset - last_offset + length] if offset < position else b""
+                )
+                while position < offset:
+                    skipped = len(fh.read(min(_CHUNK, offset - position)))
+                    if not skipped:
+                        break
+                    position += skipped
+                data = head + fh.read(length - len(head))
+                position = max(position, offset + len(data))
+            last, last_offset = data, offset
+            yield data
+
+
+class Spool:
+    """Records of compressed containers that pass 2 reads again, copied to one plain file.
+
+    A compressed stream cannot be read from the middle; reading it from the
+    start for every document would be quadratic. The spool is written before
+    pass 2, by one sequential read of each container holding a wanted record,
+    and removed after it.
+    """
+
+    def __init__(self, path: str, offsets: dict[int, int]) -> None:
+        self.path = path
+        self.offsets = offsets  # document index -> offset in the spool file
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def make_spool(docs: DocumentTable, wanted: Iterable[int], out: Path) -> Spool | None:
+    """Copy the wanted records of compressed containers to a spool file in OUT.
+
+    Returns ``None`` when no wanted record is in a compressed container.
+
+    Raises:
+        InputChangedError: a record's bytes differ from the first read.
+    """
+    by_file: dict[str, list[int]] = {}
+    for i in wanted:
+        if docs.offset(i) >= 0 and compression(docs.file(i)):
+            by_file.setdefault(docs.file(i), []).append(i)
+    if not by_file:
+        return None
+    fd, path = tempfile.mkstemp(dir=out, prefix=".spool.", suffix=".tmp")
+    offsets: dict[int, int] = {}
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            written = 0
+            for file in sorted(by_file):
+                indices = sorted(set(by_file[file]), key=docs.offset)
+                records = read_records(file, [(docs.offset(i), docs.size(i)) for i in indices])
+                try:
+                    for i, data in zip(indices, records, strict=True):
+                        if hashlib.sha256(data).hexdigest() != docs.sha256(i):
+                            raise InputChangedError(
+                                f"{file}: changed while dedup was running; run again when it is stable"
+                            )
+                        offsets[i] = written
+                        dst.write(data + b"\n")
+                        written += len(data) + 1
+                except DAMAGE as err:
+                    raise InputChangedError(f"{file}: cannot be read again: {err}") from err
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    return Spool(path, offsets)

@@ -1,0 +1,355 @@
+"""Containers: JSON Lines and WARC, plain or compressed, given directly, found in directories, or on stdin."""
+
+import bz2
+import gzip
+import lzma
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+import zstandard
+from click.testing import CliRunner
+from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER, garble, html, read_manifest, treebank
+
+from dedup import Config, run
+from dedup.cli import cli
+from dedup.errors import NoDocumentsError
+from dedup.explain import explain
+
+ONE_JOB = Config(jobs=1)
+MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00"}
+
+
+def compress(data: bytes, suffix: str) -> bytes:
+    if suffix == ".gz":
+        return gzip.compress(data, mtime=0)
+    if suffix == ".zst":
+        return zstandard.ZstdCompressor().compress(data)
+    if suffix == ".bz2":
+        return bz2.compress(data)
+    if suffix == ".xz":
+        return lzma.compress(data)
+    return data
+
+
+def decompress(data: bytes, suffix: str) -> bytes:
+    if suffix == ".gz":
+        return gzip.decompress(data)
+    if suffix == ".zst":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    if suffix == ".bz2":
+        return bz2.decompress(data)
+    if suffix == ".xz":
+        return lzma.decompress(data)
+    return data
+
+
+def warc_record(kind: str, uri: str, body: bytes = b"", content_type: str = "text/html; charset=utf-8",
+                version: str = "1.1", status: str = "200 OK") -> bytes:  # fmt: skip
+    """One WARC record, framed as the standard says (no library: the test must not share the reader's)."""
+    if kind == "response":
+        http = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        block, block_type = http.encode() + body, "application/http; msgtype=response"
+    elif kind == "request":
+        block, block_type = (
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            "application/http; msgtype=request",
+        )
+    else:
+        block, block_type = body, content_type
+    record_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{kind} {uri}")
+    headers = (
+        f"WARC/{version}\r\nWARC-Type: {kind}\r\nWARC-Record-ID: <urn:uuid:{record_id}>\r\n"
+        f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Target-URI: {uri}\r\n"
+        f"Content-Type: {block_type}\r\nContent-Length: {len(block)}\r\n\r\n"
+    )
+    return headers.encode() + block + b"\r\n\r\n"
+
+
+def page(text: str) -> bytes:
+    paragraphs = "".join(f"<p>{p}</p>" for p in text.split("\n\n"))
+    head = "<html><head><title>x</title></head><body><nav>Home | News</nav>"
+    return f"{head}<article>{paragraphs}</article></body></html>".encode()
+
+
+ARTICLE_LINES = [
+    {"id": "c1", "text": COUNCIL},
+    {"id": "s1", "text": STORM},
+    {"id": "c2", "text": garble(COUNCIL, "The city council member")},
+    {"id": "m1", "text": MUSEUM},
+    {"id": "c3", "text": treebank(COUNCIL)},
+    {"id": "s2", "text": html(STORM)},
+    {"id": "o1", "text": STORM_OTHER},
+]
+
+
+def jsonl_lines(rows: list[dict], crlf_every: int = 2) -> list[bytes]:
+    """Lines with their endings; every other one ends in CRLF (kept as read)."""
+    return [orjson.dumps(r) + (b"\r\n" if k % crlf_every == 0 else b"\n") for k, r in enumerate(rows)]
+
+
+def warc_records() -> list[bytes]:
+    return [
+        warc_record("warcinfo", "", b"software: test\r\n", "application/warc-fields", version="1.0"),
+        warc_record("response", "https://a.example/council", page(COUNCIL)),
+        warc_record("request", "https://a.example/council"),
+        warc_record("response", "https://b.example/council", page(treebank(COUNCIL)), version="1.0"),
+        warc_record("response", "https://b.example/logo.png", b"\x89PNG\r\n", "image/png"),
+        warc_record("response", "https://b.example/moved", b"", status="301 Moved Permanently"),
+        warc_record("resource", "file:///s.txt", STORM.encode("cp1252"), "text/plain; charset=windows-1252"),
+        warc_record("response", "https://c.example/museum", page(MUSEUM)),
+        warc_record("response", "https://c.example/museum-copy", page(MUSEUM)),
+    ]  # fmt: skip
+
+
+def write_warc(path: Path, records: list[bytes], suffix: str) -> None:
+    """A .warc.gz has a gzip member per record, as WARC tools write it."""
+    if suffix == ".gz":
+        path.write_bytes(b"".join(gzip.compress(r, mtime=0) for r in records))
+    else:
+        path.write_bytes(compress(b"".join(records), suffix))
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".zst", ".bz2", ".xz"])
+def test_jsonl_round_trip_keeps_lines_and_compression(tmp_path: Path, suffix: str) -> None:
+    lines = jsonl_lines(ARTICLE_LINES)
+    src = tmp_path / f"feed.jsonl{suffix}"
+    src.write_bytes(compress(b"".join(lines), suffix))
+    out = tmp_path / "out"
+    run([src], out, ONE_JOB)
+    records = read_manifest(out)
+    assert [r["path"] for r in records] == [row["id"] for row in ARTICLE_LINES]
+    assert sum(not r["canonical"] for r in records) >= 3  # the council and storm copies were found
+    kept = [line for line, r in zip(lines, records, strict=True) if r["canonical"]]
+    made = (out / "canonical" / src.name).read_bytes()
+    assert made.startswith(MAGIC.get(suffix, b"{"))
+    assert decompress(made, suffix) == b"".join(kept)  # byte for byte, CRLF and LF as read
+    assert not list(out.glob(".*.tmp"))  # the spool is gone
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
+def test_warc_round_trip_keeps_records_and_compression(tmp_path: Path, suffix: str) -> None:
+    raw = warc_records()
+    src = tmp_path / f"crawl.warc{suffix}"
+    write_warc(src, raw, suffix)
+    out = tmp_path / "out"
+    run([src], out, ONE_JOB)
+    records = read_manifest(out)
+    assert [r["status"] for r in records] == [
+        "unsupported", "ok", "unsupported", "ok", "unsupported", "unsupported", "ok", "ok", "ok",
+    ]  # fmt: skip
+    assert [r["line"] for r in records] == list(range(1, 10))
+    council, copy = records[1], records[3]
+    assert council["url"] == "https://a.example/council" and council["record_id"].startswith("<urn:uuid:")
+    assert council["path"] == council["record_id"].strip("<>")
+    assert {council["canonical"], copy["canonical"]} == {True, False}  # treebank copy of the same page
+    assert records[6]["encoding"] == "cp1252"  # the charset the record declared
+    assert "request" in records[2]["error"] and "image/png" in records[4]["error"]
+    assert "301" in records[5]["error"]
+    kept = [r for r, m in zip(raw, records, strict=True) if m["canonical"]]
+    made = (out / "canonical" / src.name).read_bytes()
+    if suffix:
+        assert made.startswith(MAGIC[suffix])
+    assert decompress_all(made, suffix) == b"".join(kept)
+
+
+def decompress_all(data: bytes, suffix: str) -> bytes:
+    if suffix == ".zst":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return decompress(data, suffix)  # gzip reads every member
+
+
+def test_warc_gz_output_has_a_member_per_record(tmp_path: Path) -> None:
+    src = tmp_path / "crawl.warc.gz"
+    write_warc(src, warc_records(), ".gz")
+    run([src], tmp_path / "out", ONE_JOB)
+    made = (tmp_path / "out" / "canonical" / "crawl.warc.gz").read_bytes()
+    kept = sum(r["canonical"] for r in read_manifest(tmp_path / "out"))
+    members, rest = 0, made
+    while rest:
+        d = __import__("zlib").decompressobj(31)
+        d.decompress(rest)
+        rest, members = d.unused_data, members + 1
+    assert members == kept
+
+
+def test_directory_mixing_text_html_jsonl_gz_and_warc_gz(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "feeds").mkdir(parents=True)
+    (root / "a.txt").write_text(COUNCIL)
+    (root / "b.html").write_bytes(page(STORM))
+    (root / "feeds" / "day.jsonl.gz").write_bytes(
+        compress(
+            b"".join(jsonl_lines([{"id": "x", "text": treebank(STORM)}, {"id": "y", "text": MUSEUM}])), ".gz"
+        )
+    )
+    write_warc(root / "feeds" / "crawl.warc.gz", warc_records()[1:3], ".gz")
+    manifests = []
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        run([root], out, Config(jobs=jobs))
+        manifests.append((out / "manifest.jsonl").read_bytes())
+    assert manifests[0] == manifests[1]
+    records = read_manifest(tmp_path / "out1")
+    paths = [r["path"] for r in records]
+    warc_id = records[2]["record_id"].strip("<>")
+    assert paths == [
+        "a.txt",
+        "b.html",
+        f"feeds/crawl.warc.gz/{warc_id}",
+        f"feeds/crawl.warc.gz/{records[3]['record_id'].strip('<>')}",
+        "feeds/day.jsonl.gz/x",
+        "feeds/day.jsonl.gz/y",
+    ]
+    by = dict(zip(paths, records, strict=True))
+    assert by[f"feeds/crawl.warc.gz/{warc_id}"]["cluster"] == by["a.txt"]["cluster"]  # the page of a.txt
+    assert by["feeds/day.jsonl.gz/x"]["cluster"] == by["b.html"]["cluster"]
+    canonical = tmp_path / "out1" / "canonical"
+    made = sorted(p.relative_to(canonical).as_posix() for p in canonical.rglob("*") if p.is_file())
+    kept_containers = {p.rsplit("/", 1)[0] for p in paths if by[p]["canonical"] and p.startswith("feeds/")}
+    assert made == sorted({p for p in paths if by[p]["canonical"] and "/" not in p} | kept_containers)
+
+
+def test_damaged_gzip_member_keeps_what_came_before(tmp_path: Path) -> None:
+    lines = jsonl_lines([{"id": f"n{k}", "text": f"{STORM} {k}"} for k in range(6)], crlf_every=99)
+    members = [gzip.compress(b"".join(lines[k : k + 2]), mtime=0) for k in (0, 2, 4)]
+    damaged = members[0] + members[1] + b"\x00\x00" + members[2][2:]  # the third member's magic is gone
+    src = tmp_path / "feed.jsonl.gz"
+    src.write_bytes(damaged)
+    run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    assert [r["status"] for r in records] == ["ok"] * 4 + ["malformed"]
+    offset = sum(len(line) for line in lines[:4])
+    assert f"byte {offset}" in records[-1]["error"] and records[-1]["path"] == "line-5"
+
+
+def test_truncated_zstd_keeps_every_whole_line_before_the_cut(tmp_path: Path) -> None:
+    # Over 128 KB: several zstd blocks, so that some come out whole before the cut.
+    lines = jsonl_lines([{"id": f"n{k}", "text": f"{MUSEUM} {k}"} for k in range(400)], crlf_every=99)
+    whole = zstandard.ZstdCompressor().compress(b"".join(lines))
+    src = tmp_path / "feed.jsonl.zst"
+    src.write_bytes(whole[: len(whole) * 2 // 3])
+    result = run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    ok = [r for r in records if r["status"] == "ok"]
+    assert records[: len(ok)] == ok and records[-1]["status"] == "malformed"
+    assert len(records) == len(ok) + 1 and 0 < len(ok) < 400
+    assert [r["path"] for r in ok] == [f"n{k}" for k in range(len(ok))]
+    assert f"byte {sum(len(line) for line in lines[: len(ok)])}" in records[-1]["error"]
+    assert "truncated" in records[-1]["error"]
+    assert result.counts["skipped_malformed"] == 1
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_damaged_warc_keeps_the_records_before(tmp_path: Path, suffix: str) -> None:
+    raw = warc_records()
+    src = tmp_path / f"crawl.warc{suffix}"
+    if suffix:
+        members = [gzip.compress(r, mtime=0) for r in raw]
+        src.write_bytes(b"".join(members[:4]) + members[4][: len(members[4]) // 2])  # cut inside record 5
+    else:
+        src.write_bytes(b"".join(raw[:4]) + b"garbage that is not a record\r\n" + b"".join(raw[4:]))
+    run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    assert [r["status"] for r in records] == ["unsupported", "ok", "unsupported", "ok", "malformed"]
+    assert f"from byte {sum(len(r) for r in raw[:4])}" in records[-1]["error"]
+
+
+def test_stdin_reads_json_lines(tmp_path: Path) -> None:
+    lines = jsonl_lines(ARTICLE_LINES)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", "-", "--out", str(out), "-j", "1"], input=b"".join(lines))
+    assert result.exit_code == 0, result.stderr
+    records = read_manifest(out)
+    assert [r["path"] for r in records] == [row["id"] for row in ARTICLE_LINES]
+    kept = [line for line, r in zip(lines, records, strict=True) if r["canonical"]]
+    assert (out / "canonical" / "stdin.jsonl").read_bytes() == b"".join(kept)
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "canonical", "manifest.jsonl", "summary.json"]
+
+
+def test_dotted_fields(tmp_path: Path) -> None:
+    rows = [{"meta": {"id": f"r{k}"}, "body": {"text": text}} for k, text in enumerate([COUNCIL, MUSEUM])]
+    src = tmp_path / "feed.jsonl"
+    src.write_bytes(b"".join(jsonl_lines(rows)))
+    run([src], tmp_path / "out", Config(jobs=1, id_field="meta.id", text_field="body.text"))
+    assert [(r["path"], r["status"]) for r in read_manifest(tmp_path / "out")] == [("r0", "ok"), ("r1", "ok")]
+
+
+def test_nothing_read_is_an_error_naming_what_was_looked_for(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.csv").write_text("a,b\n")
+    result = CliRunner().invoke(cli, ["run", str(empty), "--out", str(tmp_path / "o1"), "--glob", "*.txt"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: no document found: no file in the INPUTs matched --glob *.txt\n"
+    src = tmp_path / "feed.jsonl"
+    src.write_bytes(b"".join(jsonl_lines([{"id": "a", "body": COUNCIL}, {"id": "b", "body": STORM}])))
+    with pytest.raises(NoDocumentsError, match=r"field 'text' is missing \(fields: body, id\)"):
+        run([src], tmp_path / "o2", ONE_JOB)
+
+
+def test_more_than_half_skipped_is_a_warning(tmp_path: Path) -> None:
+    rows = [{"id": "a", "text": COUNCIL}, {"id": "b", "text": ""}, {"id": "c"}, {"id": "d"}]
+    src = tmp_path / "feed.jsonl"
+    src.write_bytes(b"".join(jsonl_lines(rows)))
+    result = CliRunner().invoke(cli, ["run", str(src), "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "Warning: 3 of 4 documents were skipped (malformed 2, empty 1); see the manifest's error field\n"
+    )
+
+
+def test_compressed_and_plain_jsonl_give_the_same_manifest(tmp_path: Path) -> None:
+    data = b"".join(jsonl_lines(ARTICLE_LINES))
+    outs = []
+    for suffix in ("", ".xz"):
+        src = tmp_path / f"feed{suffix or '-plain'}.jsonl{suffix}"
+        src.write_bytes(compress(data, suffix))
+        run([src], tmp_path / f"out{suffix}", Config(jobs=2))
+        outs.append((tmp_path / f"out{suffix}" / "manifest.jsonl").read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_cron_keeps_container_records_that_did_not_change(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    day1 = jsonl_lines(ARTICLE_LINES[:4])
+    (root / "day1.jsonl.gz").write_bytes(compress(b"".join(day1), ".gz"))
+    write_warc(root / "crawl.warc.gz", warc_records(), ".gz")
+    config = Config(jobs=1, state=str(tmp_path / "state"))
+    first = run([root], tmp_path / "out", config).counts
+    again = run([root], tmp_path / "out", config).counts
+    assert (again["new"], again["changed"]) == (0, 0) and again["documents"] == first["documents"]
+    (root / "day2.jsonl.zst").write_bytes(compress(b"".join(jsonl_lines(ARTICLE_LINES[4:])), ".zst"))
+    third = run([root], tmp_path / "out", config).counts
+    assert third["new"] == len(ARTICLE_LINES) - 4
+    fresh = tmp_path / "fresh"
+    run([root], fresh, Config(jobs=1))
+    strip = ("supersedes",)
+    cron_records = [{k: v for k, v in r.items() if k not in strip} for r in read_manifest(tmp_path / "out")]
+    assert cron_records == read_manifest(fresh)
+    assert tree(tmp_path / "out" / "canonical") == tree(fresh / "canonical")
+    assert {"crawl.warc.gz", "day2.jsonl.zst"} <= tree(fresh / "canonical").keys()
+    (root / "day2.jsonl.zst").unlink()  # a container gone from the directory: its output goes too
+    assert run([root], tmp_path / "out", config).counts["gone"] == len(ARTICLE_LINES) - 4
+    assert "day2.jsonl.zst" not in tree(tmp_path / "out" / "canonical")
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_explain_reads_container_records_again(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "feeds").mkdir(parents=True)
+    (root / "a.txt").write_text(COUNCIL)
+    write_warc(root / "feeds" / "crawl.warc.gz", warc_records()[1:4], ".gz")
+    rows = [{"id": "x", "text": garble(COUNCIL, "The city council member")}, {"id": "y", "text": MUSEUM}]
+    (root / "feeds" / "day.jsonl.zst").write_bytes(compress(b"".join(jsonl_lines(rows)), ".zst"))
+    run([root], tmp_path / "out", ONE_JOB)
+    paths = [r["path"] for r in read_manifest(tmp_path / "out")]
+    warc_path = next(p for p in paths if p.startswith("feeds/crawl.warc.gz/"))
+    report = explain(tmp_path / "out", warc_path, "feeds/day.jsonl.zst/x")
+    assert report["verdict"].startswith("near-duplicates") and report["similarity"]["jaccard"] > 0.5
+    assert explain(tmp_path / "out", "a.txt", "feeds/day.jsonl.zst/y")["verdict"].startswith("different")
