@@ -177,6 +177,22 @@ def line_keys(comparison: str) -> np.ndarray:
     return np.array(keys, dtype=np.uint64)
 
 
+def without_lines(comparison: str, keys: set[int]) -> str:
+    """``comparison`` without the lines whose ``line_keys`` are in ``keys``.
+
+    Example:
+        >>> text = "home | news\\nthe storm hit.\\nhome | news"
+        >>> without_lines(text, set(line_keys("home | news").tolist()))
+        'the storm hit.'
+    """
+    kept = [
+        line
+        for line in comparison.split("\n")
+        if xxhash.xxh3_64_intdigest(line.strip().encode("utf-8", "surrogatepass")) not in keys
+    ]
+    return "\n".join(kept)
+
+
 def token_bytes(comparison: str) -> bytes:
     """The tokens of a comparison text as bytes, separated by non-word bytes.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -120,11 +120,35 @@ def rank(
     return out
 
 
-def compared(text: str, shingle_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A text's comparison tokens, shingle set and short-line keys, as pass 2 (and ``explain``) see it."""
+class Compared(NamedTuple):
+    """What pass 2 compares and ranks a text by."""
+
+    tokens: list[str]
+    shingles: np.ndarray
+    lines: np.ndarray  # corpus document frequency of each distinct short line (empty without a sketch)
+
+
+def compared(
+    text: str, shingle_size: int, frequency: TokenFrequency | None = None, furniture_over: int = 0
+) -> Compared:
+    """A text's comparison tokens and exact shingle set, as pass 2 (and ``explain``) see it.
+
+    With the corpus ``frequency``, short lines held by more than ``furniture_over``
+    documents are left out: more documents than the text and all its candidates
+    cannot all be copies of one article, so such a line is a site's furniture
+    (a help box, a navigation bar, a standard notice), and pages that share only
+    it are not duplicates.
+    """
     comparison = normalize.comparison_text(normalize.repair(text))
+    counts = np.empty(0, dtype=np.uint32)
+    if frequency is not None:
+        keys = normalize.line_keys(comparison)
+        counts = frequency.get(keys)
+        drop = counts > furniture_over
+        if furniture_over and drop.any():
+            comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
     toks = normalize.words(comparison)
-    return toks, document_shingles(toks, shingle_size), normalize.line_keys(comparison)
+    return Compared(toks, document_shingles(toks, shingle_size), counts)
 
 
 class Settler:
@@ -148,10 +172,15 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     toks: dict[int, list[str]] = {}
     shingles: dict[int, np.ndarray] = {}
     lines: dict[int, np.ndarray] = {}  # corpus document frequency of each short line
+    # Each text with its candidates: the most documents one article's copies can be here.
+    reach = {n: len(corpus.members(n)) for n in nodes}
+    for a, b in pairs.tolist():
+        reach[a] += len(corpus.members(b))
+        reach[b] += len(corpus.members(a))
     for n in nodes:
         text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
-        toks[n], shingles[n], keys = compared(text, config.shingle_size)
-        lines[n] = corpus.frequency.get(keys)
+        over = max(quality.TEMPLATE_MIN_DOCUMENTS, reach[n])
+        toks[n], shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)
     cache: dict[tuple[int, int], Similarity] = {}
 
     def sim(a: int, b: int) -> Similarity:

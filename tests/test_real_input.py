@@ -260,3 +260,37 @@ def test_site_furniture_in_any_language_counts_against_a_copy(write_tree, tmp_pa
     assert m["a-clean.txt"]["canonical"] and m["b-site.txt"]["duplicate_of"] == "a-clean.txt"
     assert m["b-site.txt"]["penalties"]["template"] > 0 and m["a-clean.txt"]["penalties"]["template"] == 0
     assert len({m[f"site/{k}.txt"]["cluster"] for k in range(len(stories))}) == len(stories)
+
+
+def test_short_pages_that_share_only_a_notice_are_not_duplicates(write_tree, tmp_path: Path) -> None:
+    """Lines held by more documents than a text and all its candidates are left out of the comparison.
+
+    The notice is half of each short page, and the pages are candidates of each
+    other; it is also on long articles of the same site that are not their candidates.
+    """
+    notice = [
+        "Note: this error code is no longer emitted by the compiler and is kept here for reference only.",
+        "Press S or / to search in the book, press ? to show this help, press Esc to hide this help.",
+    ]
+    topics = [
+        "More than one main function was found in the crate being compiled today.",
+        "A binary can only have one entry point declared with the start attribute.",
+        "An if let pattern attempts to match a pattern that can never fail to match.",
+        "A while loop pattern is irrefutable so a plain loop should be used instead.",
+        "The trait method has the wrong number of type parameters in this implementation.",
+        "A lifetime parameter was declared twice in the same generic parameter list.",
+    ]
+    files: dict[str, str | bytes] = {
+        f"page{k}.txt": "\n".join([notice[0], t, notice[1]]) for k, t in enumerate(topics)
+    }
+    files["copy0.txt"] = files["page0.txt"]
+    rng = Random(3)
+    for k, text in enumerate([COUNCIL, STORM, STORM_OTHER, MUSEUM] * 3):
+        words = text.split()
+        rng.shuffle(words)  # long, unrelated articles carrying the same notice
+        files[f"long{k}.txt"] = "\n".join([notice[0], " ".join(words), notice[1]])
+    root = write_tree(files)
+    run([root], tmp_path / "out", ONE_JOB)
+    m = by_path(tmp_path / "out")
+    assert m["copy0.txt"]["cluster"] == m["page0.txt"]["cluster"]
+    assert len({m[f"page{k}.txt"]["cluster"] for k in range(len(topics))}) == len(topics)
