@@ -44,9 +44,8 @@ from dedup.signatures import (
     Signer,
     TokenFrequency,
     document_shingles,
-    hash_token_bytes,
+    fingerprint,
     scheme_stamp,
-    shingles_of,
     similarity,
     token_hashes,
 )
@@ -54,7 +53,6 @@ from dedup.signatures import (
 Progress = Callable[[str, int], None]
 _BATCH = 128
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0}  # relative signals of a lone text
-_SPACE = np.array([32], dtype=np.uint8)
 
 
 @dataclass(slots=True)
@@ -91,22 +89,17 @@ def analyse(
     repaired = normalize.repair(text)
     comparison = normalize.comparison_text(repaired)
     words = normalize.token_bytes(comparison)
-    # Plain and OCR-folded tokens in one pass: folding keeps token boundaries, so the halves line up.
-    both = hash_token_bytes(
-        np.concatenate((np.frombuffer(words, np.uint8), _SPACE, normalize.skeleton_bytes(words)))
-    )
-    if len(both) == 0:
+    hashes, shingles, signature = fingerprint(words, config.shingle_size, signer)
+    if len(hashes) == 0:
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None, None
-    hashes, folded = both[: len(both) // 2], both[len(both) // 2 :]
-    shingles = shingles_of(folded, config.shingle_size)
     measured = quality.intrinsic(text, repaired, comparison)
     return (
         doc,
         Features(
             content=xxhash.xxh3_64_intdigest(hashes.tobytes()),
-            shingles=len(shingles),
-            signature=signer.sign(shingles),
+            shingles=shingles,
+            signature=signature,
             signals=np.array([measured[name] for name in quality.INTRINSIC], dtype=np.float32),
         ),
         hashes,
