@@ -144,3 +144,18 @@ def test_a_run_without_kernels_writes_the_same_outputs(tmp_path: Path) -> None:
         subprocess.run(cmd, env=env, check=True)
         outputs.append((out / "manifest.jsonl").read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_kernels_compile_without_a_writable_cache_directory(tmp_path: Path) -> None:
+    """A read-only install with no writable cache directory compiles in memory instead of failing."""
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator",  # the only place numba may cache
+        "NUMBA_CACHE_DIR": "/proc/dedup-no-cache",  # which cannot be created
+    }
+    code = (
+        "from dedup.signatures import Signer, fingerprint, hash_token_bytes\n"
+        "hashes, count, sig = fingerprint(b'a b c d e f', 5, Signer(num_perm=8, seed=1))\n"
+        "assert hashes.tolist() == hash_token_bytes(b'a b c d e f', compiled=False).tolist() and count == 2\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
