@@ -216,6 +216,68 @@ def signature(values: Any, a: Any, b: Any) -> Any:
     return sig
 
 
+@_compile(None)
+def _folding_keeps_tokens(word: Any, fold: Any, digraphs: Any) -> Any:
+    """Whether folding maps word bytes to word bytes and digraphs are made of word bytes."""
+    for c in range(256):
+        if word[c] != word[fold[c]]:
+            return False
+    for d in range(digraphs.shape[0]):
+        if not (word[digraphs[d, 0]] and word[digraphs[d, 1]] and word[digraphs[d, 2]]):
+            return False
+    return True
+
+
+@_compile(None)
+def _both_token_hashes(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
+    """(``token_hashes(buf)``, ``token_hashes(skeleton(buf))``) in one pass over the bytes.
+
+    A token's skeleton is folded from its own bytes only (no digraph or doubled
+    letter crosses a non-word byte), so each token is hashed both ways at once.
+    """
+    second = np.zeros(256, dtype=np.int64)
+    replace = np.zeros(256, dtype=np.uint8)
+    for d in range(digraphs.shape[0]):
+        second[digraphs[d, 0]] = np.int64(digraphs[d, 1]) + 1
+        replace[digraphs[d, 0]] = digraphs[d, 2]
+    n = buf.shape[0]
+    plain = np.empty(n // 2 + 1, dtype=np.uint64)
+    folded = np.empty(n // 2 + 1, dtype=np.uint64)
+    count = 0
+    i = 0
+    while i < n:
+        if not word[buf[i]]:
+            i += 1
+            continue
+        start = i
+        h = np.uint64(0)
+        power = np.uint64(1)
+        g = np.uint64(0)
+        gpower = np.uint64(1)
+        length = 0
+        prev = -1
+        while i < n and word[buf[i]]:
+            c = buf[i]
+            h += (np.uint64(c) + np.uint64(1)) * power
+            power *= np.uint64(0x9E3779B97F4A7C15)
+            i += 1
+            if second[c] and i < n and np.int64(buf[i]) + 1 == second[c]:
+                h += (np.uint64(buf[i]) + np.uint64(1)) * power
+                power *= np.uint64(0x9E3779B97F4A7C15)
+                i += 1
+                c = replace[c]
+            c = fold[c]
+            if c != prev:
+                g += (np.uint64(c) + np.uint64(1)) * gpower
+                gpower *= np.uint64(0x9E3779B97F4A7C15)
+                length += 1
+                prev = c
+        plain[count] = _fmix64(h ^ (np.uint64(i - start) << np.uint64(56)))
+        folded[count] = _fmix64(g ^ (np.uint64(length) << np.uint64(56)))
+        count += 1
+    return plain[:count].copy(), folded[:count].copy()
+
+
 @_compile(
     f"Tuple((uint64[::1], int64, uint32[::1]))({_BYTES}, {_TABLE}, {_U8TABLE}, "
     f"Array(uint8, 2, 'C', readonly=True), int64, {_U64}, {_U32}, {_U32})"
@@ -223,9 +285,17 @@ def signature(values: Any, a: Any, b: Any) -> Any:
 def fingerprint(
     buf: Any, word: Any, fold: Any, digraphs: Any, k: Any, multipliers: Any, a: Any, b: Any
 ) -> Any:
-    """Pass 1 in one call: (token hashes, distinct skeleton shingle count, signature)."""
-    hashes = token_hashes(buf, word)
-    folded = token_hashes(skeleton(buf, word, fold, digraphs), word)
+    """Pass 1 in one call: (token hashes, distinct skeleton shingle count, signature).
+
+    Plain and folded token hashes come from one pass over the bytes when folding
+    keeps every word byte a word byte (it does: tokens then have the same bounds in
+    both); otherwise the skeleton is built first, as ``skeleton`` does.
+    """
+    if _folding_keeps_tokens(word, fold, digraphs):
+        hashes, folded = _both_token_hashes(buf, word, fold, digraphs)
+    else:
+        hashes = token_hashes(buf, word)
+        folded = token_hashes(skeleton(buf, word, fold, digraphs), word)
     if folded.shape[0] == 0:
         return hashes, 0, signature(folded, a, b)
     values = _sorted_distinct(_shingle_values(folded, k, multipliers))
