@@ -1,6 +1,6 @@
 """Where pass 1 spends its time, per document: the profile behind the throughput plan.
 
-    python benchmarks/pass1.py [--size 10000] [--docs 3000] [--cache DIR]
+    python benchmarks/pass1.py [--size 10000] [--docs 3000] [--noise clean|noisy] [--cache DIR]
 
 Takes DOCS documents of the scale corpus of SIZE articles (``corpora/scale.py``,
 generated or reused from the cache), reads them once to warm the page cache, then
@@ -58,10 +58,12 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=10_000, help="scale corpus to take documents from")
     ap.add_argument("--docs", type=int, default=3_000, help="documents to time")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--noise", choices=("clean", "noisy"), default="clean", help="scale corpus kind")
     args = ap.parse_args()
 
-    scale_dir = args.cache / "scale" / f"n{args.size}-dir-s1"
-    generate_scale(args.size, scale_dir, fmt="dir", seed=1, cache_dir=args.cache)
+    noisy = "-noisy" if args.noise == "noisy" else ""
+    scale_dir = args.cache / "scale" / f"n{args.size}-dir-s1{noisy}"
+    generate_scale(args.size, scale_dir, fmt="dir", seed=1, cache_dir=args.cache, noise=args.noise)
     config = Config()
     sources = readers.discover([corpus_path(scale_dir, "dir")])
     docs = list(readers.iter_documents(sources, config, read=False))[: args.docs]
@@ -114,7 +116,8 @@ def main() -> int:
     fused = per_doc(lambda w: fingerprint(w, k, signer), words) if kernels.AVAILABLE else float("nan")
     total = per_doc(lambda doc: analyse(doc, config, signer), docs)
     print(
-        f"pass 1, per document, one process, {len(docs):,} warm-cache documents of the {args.size:,} corpus"
+        f"pass 1, per document, one process, {len(docs):,} warm-cache documents "
+        f"of the {args.size:,} {args.noise} corpus"
     )
     print(f"compiled kernels: {'numba ' + numba_version() if kernels.AVAILABLE else 'not available'}")
     print()
