@@ -5,6 +5,7 @@ the OCR skeleton, shingles, the MinHash signature, and the cheap scans that deci
 whether a cleanliness pattern can match at all. Written as plain loops and compiled,
 they run 5-10x faster than the array and regex versions and give the same values
 bit for bit (``tests/test_kernels.py`` checks every kernel against its reference).
+This module holds the matching kernels and the loader; ``quality_kernels`` the scans.
 
 The kernels are compiled when this module is imported, with explicit signatures,
 so that a parent process compiles them once before it forks its workers. Compiled
@@ -41,8 +42,11 @@ _NUMBA = _load_numba()
 AVAILABLE = _NUMBA is not None
 
 
-def _compile(signature: str | None) -> Callable[[Callable[..., Any]], Any]:
-    """njit with a disk cache, or without one when numba finds no writable cache directory."""
+def jit(signature: str | None) -> Callable[[Callable[..., Any]], Any]:
+    """njit with a disk cache, or without one when numba finds no writable cache directory.
+
+    Without numba the function is returned as it is (and left unused: ``AVAILABLE`` is False).
+    """
 
     def decorate(fn: Callable[..., Any]) -> Any:
         if _NUMBA is None:
@@ -57,14 +61,14 @@ def _compile(signature: str | None) -> Callable[[Callable[..., Any]], Any]:
 
 
 # Arguments are typed read-only (np.frombuffer of bytes); writable arrays convert to them.
-_BYTES = "Array(uint8, 1, 'C', readonly=True)"
-_TABLE = "Array(boolean, 1, 'C', readonly=True)"
-_U8TABLE = "Array(uint8, 1, 'C', readonly=True)"
-_U64 = "Array(uint64, 1, 'C', readonly=True)"
-_U32 = "Array(uint32, 1, 'C', readonly=True)"
+BYTES = "Array(uint8, 1, 'C', readonly=True)"
+TABLE = "Array(boolean, 1, 'C', readonly=True)"
+U8TABLE = "Array(uint8, 1, 'C', readonly=True)"
+U64 = "Array(uint64, 1, 'C', readonly=True)"
+U32 = "Array(uint32, 1, 'C', readonly=True)"
 
 
-@_compile(None)
+@jit(None)
 def _fmix64(h: Any) -> Any:
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
@@ -73,7 +77,7 @@ def _fmix64(h: Any) -> Any:
     return h ^ (h >> np.uint64(33))
 
 
-@_compile(None)
+@jit(None)
 def _fmix32(h: Any) -> Any:
     """MurmurHash3's 32-bit finalizer; numba widens uint32 arithmetic, so each product is cut back."""
     h ^= h >> np.uint32(16)
@@ -83,7 +87,7 @@ def _fmix32(h: Any) -> Any:
     return np.uint32(h ^ (h >> np.uint32(16)))
 
 
-@_compile(f"uint64[::1]({_BYTES}, {_TABLE})")
+@jit(f"uint64[::1]({BYTES}, {TABLE})")
 def token_hashes(buf: Any, word: Any) -> Any:
     """``signatures.hash_token_bytes``: sum(b_j+1 * P^j) per run of word bytes, length mixed in, fmix64."""
     n = buf.shape[0]
@@ -106,7 +110,7 @@ def token_hashes(buf: Any, word: Any) -> Any:
     return out[:count].copy()
 
 
-@_compile(f"uint8[::1]({_BYTES}, {_TABLE}, {_U8TABLE}, Array(uint8, 2, 'C', readonly=True))")
+@jit(f"uint8[::1]({BYTES}, {TABLE}, {U8TABLE}, Array(uint8, 2, 'C', readonly=True))")
 def skeleton(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
     """``normalize.skeleton_bytes``: digraphs replaced left to right, bytes folded, doubled word bytes cut.
 
@@ -136,7 +140,7 @@ def skeleton(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
     return out[:m].copy()
 
 
-@_compile(None)
+@jit(None)
 def _shingle_values(th: Any, k: Any, multipliers: Any) -> Any:
     width = min(k, th.shape[0])
     n = th.shape[0] - width + 1
@@ -149,7 +153,7 @@ def _shingle_values(th: Any, k: Any, multipliers: Any) -> Any:
     return out
 
 
-@_compile(None)
+@jit(None)
 def _sorted_distinct(values: Any) -> Any:
     """Sorted distinct values: one counting pass on the top bits, then insertion sort within buckets.
 
@@ -195,7 +199,7 @@ def _sorted_distinct(values: Any) -> Any:
     return ordered[:m].copy()
 
 
-@_compile(f"uint64[::1]({_U64}, int64, {_U64})")
+@jit(f"uint64[::1]({U64}, int64, {U64})")
 def shingles(th: Any, k: Any, multipliers: Any) -> Any:
     """``signatures.shingles_of``: sorted distinct fmix64(sum th[i+j] * M[j]) over windows of k."""
     if th.shape[0] == 0:
@@ -203,7 +207,7 @@ def shingles(th: Any, k: Any, multipliers: Any) -> Any:
     return _sorted_distinct(_shingle_values(th, k, multipliers))
 
 
-@_compile(f"uint32[::1]({_U64}, {_U32}, {_U32})")
+@jit(f"uint32[::1]({U64}, {U32}, {U32})")
 def signature(values: Any, a: Any, b: Any) -> Any:
     """``Signer.sign``: min over shingles of a_k * fmix32(low 32 bits) + b_k, modulo 2^32."""
     sig = np.full(a.shape[0], np.uint32(0xFFFFFFFF), dtype=np.uint32)
@@ -216,7 +220,7 @@ def signature(values: Any, a: Any, b: Any) -> Any:
     return sig
 
 
-@_compile(None)
+@jit(None)
 def _folding_keeps_tokens(word: Any, fold: Any, digraphs: Any) -> Any:
     """Whether folding maps word bytes to word bytes and digraphs are made of word bytes."""
     for c in range(256):
@@ -228,7 +232,7 @@ def _folding_keeps_tokens(word: Any, fold: Any, digraphs: Any) -> Any:
     return True
 
 
-@_compile(None)
+@jit(None)
 def _both_token_hashes(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
     """(``token_hashes(buf)``, ``token_hashes(skeleton(buf))``) in one pass over the bytes.
 
@@ -278,9 +282,9 @@ def _both_token_hashes(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
     return plain[:count].copy(), folded[:count].copy()
 
 
-@_compile(
-    f"Tuple((uint64[::1], int64, uint32[::1]))({_BYTES}, {_TABLE}, {_U8TABLE}, "
-    f"Array(uint8, 2, 'C', readonly=True), int64, {_U64}, {_U32}, {_U32})"
+@jit(
+    f"Tuple((uint64[::1], int64, uint32[::1]))({BYTES}, {TABLE}, {U8TABLE}, "
+    f"Array(uint8, 2, 'C', readonly=True), int64, {U64}, {U32}, {U32})"
 )
 def fingerprint(
     buf: Any, word: Any, fold: Any, digraphs: Any, k: Any, multipliers: Any, a: Any, b: Any
@@ -302,186 +306,12 @@ def fingerprint(
     return hashes, values.shape[0], signature(values, a, b)
 
 
-@_compile(None)
-def _unicode_space(buf: Any, i: Any, n: Any) -> Any:
-    """Length of the whitespace character (``str.isspace``) starting at byte i, 0 if none."""
-    c = buf[i]
-    if c == 32 or 9 <= c <= 13 or 28 <= c <= 31:
-        return 1
-    if c < 0xC2 or i + 1 >= n:
-        return 0
-    d = buf[i + 1]
-    if c == 0xC2:
-        return 2 if d == 0x85 or d == 0xA0 else 0
-    if i + 2 >= n:
-        return 0
-    e = buf[i + 2]
-    if c == 0xE1:
-        return 3 if d == 0x9A and e == 0x80 else 0
-    if c == 0xE2:
-        if d == 0x80:
-            return 3 if 0x80 <= e <= 0x8A or e == 0xA8 or e == 0xA9 or e == 0xAF else 0
-        return 3 if d == 0x81 and e == 0x9F else 0
-    if c == 0xE3:
-        return 3 if d == 0x80 and e == 0x80 else 0
-    return 0
-
-
-@_compile(f"UniTuple(int64, 3)({_BYTES}, {_TABLE})")
-def raw_scan(buf: Any, after_space: Any) -> Any:
-    """(``len(text.split())``, treebank spacing possible, gaps possible) of UTF-8 text, one pass.
-
-    The two cues are ``quality._spacing_cues``: a space before punctuation or after
-    an opening bracket, ````` or ``''``, `` n'``, or two spaces, ``" "``, ``()``.
-    """
-    special = np.zeros(256, dtype=np.bool_)  # bytes that may start a space or a cue; others are word bytes
-    for c in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 34, 39, 40, 91, 96, 0xC2, 0xE1, 0xE2, 0xE3):
-        special[c] = True
-    n = buf.shape[0]
-    words = 0
-    treebank = 0
-    gaps = 0
-    inside = False
-    i = 0
-    while i < n:
-        c = buf[i]
-        if not special[c]:
-            if not inside:
-                words += 1
-                inside = True
-            i += 1
-            continue
-        if i + 1 < n:
-            d = buf[i + 1]
-            if c == 32:
-                if after_space[d]:
-                    treebank = 1
-                elif d == 32:
-                    gaps = 1
-                elif d == 110 and i + 2 < n:  # " n'" or " n\u2019"
-                    e = buf[i + 2]
-                    if e == 39 or (e == 0xE2 and i + 4 < n and buf[i + 3] == 0x80 and buf[i + 4] == 0x99):
-                        treebank = 1
-            elif c == 40 or c == 91:
-                if d == 32:
-                    treebank = 1
-                if c == 40 and (d == 41 or (d == 32 and i + 2 < n and buf[i + 2] == 41)):
-                    gaps = 1
-            elif (c == 96 or c == 39) and d == c:
-                treebank = 1
-            elif c == 34 and d == 32 and i + 2 < n and buf[i + 2] == 34:
-                gaps = 1
-            elif c == 0xE2 and i + 6 < n:  # \u201c \u201d is E2 80 9C 20 E2 80 9D
-                quotes = d == 0x80 and buf[i + 2] == 0x9C and buf[i + 3] == 32 and buf[i + 4] == 0xE2
-                if quotes and buf[i + 5] == 0x80 and buf[i + 6] == 0x9D:
-                    gaps = 1
-        space = _unicode_space(buf, i, n)
-        if space:
-            inside = False
-            i += space
-            continue
-        if not inside:
-            words += 1
-            inside = True
-        i += 1
-    return words, treebank, gaps
-
-
-@_compile(f"int64({_BYTES})")
-def ocr_mix(buf: Any) -> Any:
-    """Count of ``quality._OCR_MIX`` matches (``wou1d``, ``0ne11``) in lower-case UTF-8 text, or -1.
-
-    A match is a whole word of ASCII letters and digits shaped letters-digits-letters
-    or digits-letters(2+)-digits. -1 when such a word touches a non-ASCII character:
-    whether that character is a word character (so no match) is the regex's call.
-    """
-    n = buf.shape[0]
-    count = 0
-    i = 0
-    while i < n:
-        c = buf[i]
-        alnum = (97 <= c <= 122) or (48 <= c <= 57) or (65 <= c <= 90) or c == 95
-        if not alnum:
-            i += 1
-            continue
-        start = i
-        runs = 0  # letter/digit stretches, as long as only [a-z0-9] are seen
-        plain = True
-        first_digit = False
-        second = 0
-        kind = -1
-        while i < n:
-            c = buf[i]
-            if 97 <= c <= 122:
-                k = 0
-            elif 48 <= c <= 57:
-                k = 1
-            elif (65 <= c <= 90) or c == 95:
-                plain = False
-                k = 2
-            else:
-                break
-            if k != kind:
-                runs += 1
-                kind = k
-                if runs == 1:
-                    first_digit = k == 1
-            if runs == 2 and k == 0:
-                second += 1
-            i += 1
-        if plain and runs == 3 and (not first_digit or second >= 2):
-            if (start > 0 and buf[start - 1] >= 0x80) or (i < n and buf[i] >= 0x80):
-                return -1
-            count += 1
-    return count
-
-
-@_compile(
-    f"int64({_BYTES}, Array(uint8, 2, 'C', readonly=True), {_U64}, Array(boolean, 2, 'C', readonly=True))"
-)
-def contains_any(buf: Any, needles: Any, lengths: Any, opens: Any) -> Any:
-    """1 if a needle of ``needle_table`` occurs in buf with ASCII case folded, else 0."""
-    n = buf.shape[0]
-    for i in range(n - 1):
-        if not opens[buf[i], buf[i + 1]]:
-            continue
-        for r in range(needles.shape[0]):
-            if i + lengths[r] > n:
-                continue
-            j = 0
-            while j < lengths[r]:
-                c = buf[i + j]
-                if 65 <= c <= 90:
-                    c += 32
-                if c != needles[r, j]:
-                    break
-                j += 1
-            if j == lengths[r]:
-                return 1
-    return 0
-
-
-def needle_table(needles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lower-case ASCII needles (2+ characters) as ``contains_any`` takes them.
-
-    Returns their padded rows, their lengths, and a 256 x 256 table of the byte pairs
-    that open one in any case, so that most positions are passed over by one lookup.
-    """
-    rows = np.zeros((len(needles), max(map(len, needles))), dtype=np.uint8)
-    opens = np.zeros((256, 256), dtype=bool)
-    for r, text in enumerate(needles):
-        assert len(text) >= 2 and text.isascii() and text == text.lower(), text
-        rows[r, : len(text)] = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-        first, second = ({ord(c), ord(c.upper())} for c in text[:2])
-        for a in first:
-            opens[a, list(second)] = True
-    return rows, np.array([len(t) for t in needles], dtype=np.uint64), opens
-
-
 def warm() -> bool:
-    """Whether compiled kernels are in use; importing this module already compiled them.
+    """Whether compiled kernels are in use; importing the kernel modules already compiled them.
 
-    Call it (or import this module) in a parent process before forking workers, so
-    that the workers inherit compiled code instead of each compiling or loading it.
+    Call it in a parent process before forking workers, so that the workers inherit
+    compiled code instead of each compiling or loading it.
     """
+    from dedup import quality_kernels  # noqa: F401  (compiled on import)
+
     return AVAILABLE

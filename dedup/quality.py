@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dedup import kernels
+from dedup import kernels, quality_kernels
 from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, strip_boilerplate
 
 
@@ -119,7 +119,7 @@ def _letters_and_digits_touch(comparison: str) -> bool:
     return bool((digit[1:] & lower[:-1]).any() or (lower[1:] & digit[:-1]).any())
 
 
-_CUE_TABLE = kernels.needle_table(_BOILERPLATE_CUES)
+_CUE_TABLE = quality_kernels.needle_table(_BOILERPLATE_CUES)
 
 
 def _scans(raw: str, repaired: str, comparison: str, compiled: bool) -> tuple[int, bool, bool, bool, int]:
@@ -130,12 +130,12 @@ def _scans(raw: str, repaired: str, comparison: str, compiled: bool) -> tuple[in
     if not (compiled and kernels.AVAILABLE):
         return len(raw.split()), *_spacing_cues(raw), _any_cue(repaired), -1
     buf = np.frombuffer(raw.encode("utf-8", "replace"), dtype=np.uint8)
-    words, treebank, gaps = kernels.raw_scan(buf, _AFTER_SPACE)
+    words, treebank, gaps = quality_kernels.raw_scan(buf, _AFTER_SPACE)
     if repaired is not raw:
         buf = np.frombuffer(repaired.encode("utf-8", "replace"), dtype=np.uint8)
     # The Kelvin sign is the one non-ASCII character whose lower() is an ASCII letter a cue needs.
-    cue = kernels.contains_any(buf, *_CUE_TABLE) == 1 or ("\u212a" in repaired and _any_cue(repaired))
-    ocr = kernels.ocr_mix(np.frombuffer(comparison.encode("utf-8", "replace"), dtype=np.uint8))
+    cue = quality_kernels.contains_any(buf, *_CUE_TABLE) == 1 or ("\u212a" in repaired and _any_cue(repaired))
+    ocr = quality_kernels.ocr_mix(np.frombuffer(comparison.encode("utf-8", "replace"), dtype=np.uint8))
     return words, bool(treebank), bool(gaps), cue, ocr
 
 

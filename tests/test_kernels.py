@@ -11,7 +11,7 @@ from conftest import ARTICLES, boilerplate, coref, html, join_paragraphs, mojiba
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dedup import kernels
+from dedup import kernels, quality_kernels
 from dedup.normalize import comparison_text, repair, skeleton_bytes, token_bytes
 from dedup.quality import intrinsic
 from dedup.signatures import Signer, fingerprint, hash_token_bytes, shingles_of
@@ -120,7 +120,7 @@ def test_cleanliness_signals_match_the_reference(text: str) -> None:
     ],
 )
 def test_ocr_mix_counts_whole_words_or_defers(text: bytes, expected: int) -> None:
-    assert kernels.ocr_mix(np.frombuffer(text, dtype=np.uint8)) == expected
+    assert quality_kernels.ocr_mix(np.frombuffer(text, dtype=np.uint8)) == expected
 
 
 def _variants() -> list[str]:
