@@ -1,10 +1,12 @@
 """Throughput benchmark: `dedup run` on 10k..1M generated news articles, next to a plain datasketch baseline.
 
     python benchmarks/throughput.py [--sizes 10000,100000,1000000] [--format dir|jsonl] [--jobs 1,2]
-                                    [--cache DIR] [--baseline-max 100000] [--timeout S] [--json FILE]
+                                    [--noise clean|noisy] [--cache DIR] [--baseline-max 100000]
+                                    [--timeout S] [--json FILE]
 
 For each size it builds the scale corpus, or reuses it from the cache (corpora/scale.py: news-like
-Markov text, about 4 KB an article, about 20% near-duplicates). It then runs
+Markov text, about 4 KB an article, about 20% near-duplicates; `--noise noisy` for heavily damaged
+copies and unrelated articles that share whole sentences). It then runs
 `python -m dedup run CORPUS --out OUT --force --quiet --jobs N` in a fresh child process for each N
 and measures:
 
@@ -399,6 +401,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="source tree to run dedup from (cwd and PYTHONPATH of the run); default this checkout",
     )
     ap.add_argument("--keep-out", action="store_true", help="keep dedup's output (default: delete it)")
+    ap.add_argument(
+        "--noise",
+        choices=("clean", "noisy"),
+        default="clean",
+        help="clean: light damage on copies; noisy: heavy damage and unrelated articles sharing sentences",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write all measurements to this file")
     ap.add_argument("--baseline-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -419,10 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = args.dedup_src.resolve()
     dedup_env = {**os.environ, "PYTHONPATH": str(src)}
     for size in sizes:
-        cdir = args.cache / "scale" / f"n{size}-{args.format}-s{args.seed}"
+        noisy = "-noisy" if args.noise == "noisy" else ""
+        cdir = args.cache / "scale" / f"n{size}-{args.format}-s{args.seed}{noisy}"
         t0 = time.perf_counter()
         info = generate_scale(
-            size, cdir, fmt=args.format, seed=args.seed, cache_dir=args.cache, progress=True
+            size, cdir, fmt=args.format, seed=args.seed, cache_dir=args.cache, progress=True, noise=args.noise
         )
         gen_s = time.perf_counter() - t0
         corpus = corpus_path(cdir, args.format)
@@ -501,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs; python {platform.python_version()}; datasketch {ds_version}"
     )
     print(f"dedup from {src} ({_revision(src)})")
-    print("corpora (" + args.format + "): " + "; ".join(gen_notes))
+    print(f"corpora ({args.format}, {args.noise}): " + "; ".join(gen_notes))
     print()
     print(table(rows))
     print()

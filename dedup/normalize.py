@@ -18,6 +18,8 @@ import ftfy
 import numpy as np
 import xxhash
 
+from dedup import kernels
+
 NORMALIZATION_VERSION = 2  # bump when tokens() changes: stored signatures depend on it
 # Recorded in the scheme stamp: version 2 made every character of these scripts a token.
 TOKENISATION = "words; overlapping character bigrams in Han, kana, Thai, Lao, Khmer and Myanmar runs"
@@ -50,6 +52,9 @@ _BOILERPLATE_ONE = re.compile(BOILERPLATE_LINE.pattern, re.IGNORECASE)  # one li
 # fold alike, so clean pairs lose nothing; scoring still sees the real tokens.
 _OCR_DIGRAPHS = ((b"rn", b"m"), (b"cl", b"d"), (b"vv", b"w"))
 _OCR_FOLD = bytes.maketrans(b"1i0cub5", b"lloenhs")
+# The same folding as arrays, for the compiled skeleton (dedup/kernels.py).
+OCR_FOLD_TABLE = np.frombuffer(_OCR_FOLD, dtype=np.uint8)
+OCR_DIGRAPH_TABLE = np.array([[a[0], a[1], b[0]] for a, b in _OCR_DIGRAPHS], dtype=np.uint8)
 _MOJIBAKE_MARK = re.compile(
     "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
     "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]"
@@ -210,13 +215,19 @@ def token_bytes(comparison: str) -> bytes:
     return _NON_ASCII_SEPARATORS.sub(" ", comparison).encode("utf-8")
 
 
-def skeleton_bytes(data: bytes) -> np.ndarray:
+def skeleton_bytes(data: bytes, *, compiled: bool = True) -> np.ndarray:
     """``token_bytes`` with OCR-confusable letters folded together, for matching only.
+
+    ``compiled=False`` runs the reference the compiled kernel is tested against.
 
     Example:
         >>> bytes(skeleton_bytes(b"tbe cornmunity wou1d")) == bytes(skeleton_bytes(b"the community would"))
         True
     """
+    if compiled and kernels.AVAILABLE:
+        return kernels.skeleton(
+            np.frombuffer(data, dtype=np.uint8), WORD_BYTE, OCR_FOLD_TABLE, OCR_DIGRAPH_TABLE
+        )
     for digraph, letter in _OCR_DIGRAPHS:
         data = data.replace(digraph, letter)
     folded = np.frombuffer(data.translate(_OCR_FOLD), dtype=np.uint8)

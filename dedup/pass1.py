@@ -20,11 +20,10 @@ from dedup import normalize, parallel, quality, readers
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import TokenFrequency
-from dedup.signatures import Signer, hash_token_bytes, shingles_of
+from dedup.signatures import Signer, fingerprint
 from dedup.state import Stored
 
 BATCH = 128  # documents per worker task
-_SPACE = np.array([32], dtype=np.uint8)
 
 Progress = Callable[[str, int], None]
 Checkpoint = Callable[[str], None]
@@ -46,22 +45,17 @@ def analyse(
     repaired = normalize.repair(text)
     comparison = normalize.comparison_text(repaired)
     words = normalize.token_bytes(comparison)
-    # Plain and OCR-folded tokens in one pass: folding keeps token boundaries, so the halves line up.
-    both = hash_token_bytes(
-        np.concatenate((np.frombuffer(words, np.uint8), _SPACE, normalize.skeleton_bytes(words)))
-    )
-    if len(both) == 0:
+    hashes, shingles, signature = fingerprint(words, config.shingle_size, signer)
+    if len(hashes) == 0:
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None, None
-    hashes, folded = both[: len(both) // 2], both[len(both) // 2 :]
-    shingles = shingles_of(folded, config.shingle_size)
     measured = quality.intrinsic(text, repaired, comparison)
     return (
         doc,
         Features(
             content=xxhash.xxh3_64_intdigest(hashes.tobytes()),
-            shingles=len(shingles),
-            signature=signer.sign(shingles),
+            shingles=shingles,
+            signature=signature,
             signals=np.array([measured[name] for name in quality.INTRINSIC], dtype=np.float32),
         ),
         np.concatenate((hashes, normalize.line_keys(comparison))),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dedup import kernels, quality_kernels
 from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, spaced_words, strip_boilerplate
 
 
@@ -124,7 +125,32 @@ def _letters_and_digits_touch(comparison: str) -> bool:
     return bool((digit[1:] & lower[:-1]).any() or (lower[1:] & digit[:-1]).any())
 
 
-def intrinsic(raw: str, repaired: str, comparison: str) -> dict[str, float]:
+_CUE_TABLE = quality_kernels.needle_table(_BOILERPLATE_CUES)
+
+
+def _scans(raw: str, repaired: str, comparison: str, compiled: bool) -> tuple[int, bool, bool, bool, int]:
+    """(words, treebank possible, gaps possible, inline boilerplate possible, OCR-mixed words or -1).
+
+    The compiled scans read the UTF-8 bytes once each; -1 leaves the OCR count to the regex.
+    """
+    if not (compiled and kernels.AVAILABLE):
+        return len(raw.split()), *_spacing_cues(raw), _any_cue(repaired), -1
+    buf = np.frombuffer(raw.encode("utf-8", "replace"), dtype=np.uint8)
+    words, treebank, gaps = quality_kernels.raw_scan(buf, _AFTER_SPACE)
+    if repaired is not raw:
+        buf = np.frombuffer(repaired.encode("utf-8", "replace"), dtype=np.uint8)
+    # The Kelvin sign is the one non-ASCII character whose lower() is an ASCII letter a cue needs.
+    cue = quality_kernels.contains_any(buf, *_CUE_TABLE) == 1 or ("\u212a" in repaired and _any_cue(repaired))
+    ocr = quality_kernels.ocr_mix(np.frombuffer(comparison.encode("utf-8", "replace"), dtype=np.uint8))
+    return words, bool(treebank), bool(gaps), cue, ocr
+
+
+def _any_cue(repaired: str) -> bool:
+    lowered = repaired.lower()
+    return any(cue in lowered for cue in _BOILERPLATE_CUES)
+
+
+def intrinsic(raw: str, repaired: str, comparison: str, *, compiled: bool = True) -> dict[str, float]:
     """Signals measured on one document alone (rates, see ``SIGNALS``).
 
     Each pattern is only searched when a character it needs is present: most
@@ -135,14 +161,17 @@ def intrinsic(raw: str, repaired: str, comparison: str) -> dict[str, float]:
         raw: the decoded text as stored.
         repaired: ``normalize.repair(raw)`` (mojibake fixed).
         comparison: ``normalize.comparison_text(repaired)``.
+        compiled: byte scans by the compiled kernels (the default when numba is there), or
+            by the reference code they are tested against.
 
     Example:
         >>> s = intrinsic("He said , `` no . ''", "He said , `` no . ''", "he said , `` no . ''")
         >>> s["treebank"] > 0
         True
     """
+    word_count, maybe_treebank, maybe_gaps, maybe_inline, ocr = _scans(raw, repaired, comparison, compiled)
     chars = max(len(raw), 1) / 1000
-    words = max(len(raw.split()), 1) / 100
+    words = max(word_count, 1) / 100
     markup = 0
     if "<" in repaired:
         markup += len(HTML_TAG.findall(repaired))
@@ -153,11 +182,10 @@ def intrinsic(raw: str, repaired: str, comparison: str) -> dict[str, float]:
     if "*" in repaired or "_" in repaired or "#" in repaired:
         markup += len(_MARKDOWN_EMPHASIS.findall(repaired))
     boilerplate = strip_boilerplate(repaired)[1]
-    lowered = repaired.lower()
-    if any(cue in lowered for cue in _BOILERPLATE_CUES):
+    if maybe_inline:
         boilerplate += len(_BOILERPLATE_INLINE.findall(repaired))
-    ocr = len(_OCR_MIX.findall(comparison)) if _letters_and_digits_touch(comparison) else 0
-    maybe_treebank, maybe_gaps = _spacing_cues(raw)
+    if ocr < 0:
+        ocr = len(_OCR_MIX.findall(comparison)) if _letters_and_digits_touch(comparison) else 0
     return {
         "mojibake": max(len(raw) - len(repaired), 0) / chars,
         "markup": markup / chars,

@@ -17,7 +17,8 @@ import datasketch
 import numpy as np
 from datasketch import LeanMinHash, MinHash
 
-from dedup.normalize import TOKENISATION, WORD_BYTE, skeleton_bytes
+from dedup import kernels
+from dedup.normalize import OCR_DIGRAPH_TABLE, OCR_FOLD_TABLE, TOKENISATION, WORD_BYTE, skeleton_bytes
 
 SCHEME = "affine32"
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -58,8 +59,10 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
-def hash_token_bytes(data: bytes | np.ndarray) -> np.ndarray:
+def hash_token_bytes(data: bytes | np.ndarray, *, compiled: bool = True) -> np.ndarray:
     """64-bit hash of every token (run of ``normalize.WORD_BYTE`` bytes), in order.
+
+    ``compiled=False`` runs the numpy reference the compiled kernel is tested against.
 
     Example:
         >>> a, b = hash_token_bytes(b"the cat, the"), hash_token_bytes(b"cat")
@@ -67,6 +70,8 @@ def hash_token_bytes(data: bytes | np.ndarray) -> np.ndarray:
         True
     """
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    if compiled and kernels.AVAILABLE:
+        return kernels.token_hashes(buf, WORD_BYTE)
     edges = np.diff(WORD_BYTE[buf].view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     if len(starts) == 0:
@@ -103,8 +108,10 @@ def document_shingles(tokens: Sequence[str], k: int) -> np.ndarray:
     return shingles_of(hash_token_bytes(skeleton_bytes(" ".join(tokens).encode("utf-8"))), k)
 
 
-def shingles_of(th: np.ndarray, k: int) -> np.ndarray:
-    """``shingle_hashes`` from already hashed tokens."""
+def shingles_of(th: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
+    """``shingle_hashes`` from already hashed tokens (``compiled=False``: the numpy reference)."""
+    if compiled and kernels.AVAILABLE:
+        return kernels.shingles(th, k, _POSITION_MULTIPLIERS)
     if len(th) == 0:
         return np.empty(0, dtype=np.uint64)
     width = min(k, len(th))
@@ -145,12 +152,17 @@ class Signer:
     def __init__(self, *, num_perm: int, seed: int) -> None:
         self.num_perm, self.seed = num_perm, seed
         a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-        self._a = np.asarray(a, dtype=np.uint32)[:, None]
-        self._b = np.asarray(b, dtype=np.uint32)[:, None]
+        self.a, self.b = np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
+        self._a, self._b = self.a[:, None], self.b[:, None]
         self._empty = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
 
-    def sign(self, shingles: np.ndarray) -> np.ndarray:
-        """uint32[num_perm]: min over shingles of a_k * fmix32(h) + b_k (mod 2^32)."""
+    def sign(self, shingles: np.ndarray, *, compiled: bool = True) -> np.ndarray:
+        """uint32[num_perm]: min over shingles of a_k * fmix32(h) + b_k (mod 2^32).
+
+        ``compiled=False`` runs the numpy reference the compiled kernel is tested against.
+        """
+        if compiled and kernels.AVAILABLE:
+            return kernels.signature(shingles, self.a, self.b)
         if len(shingles) == 0:
             return self._empty.copy()
         hv = _fmix32((shingles & _MASK32).astype(np.uint32))
@@ -161,6 +173,31 @@ class Signer:
     def lean(self, signature: np.ndarray) -> LeanMinHash:
         """Wrap a signature for datasketch's LSH index."""
         return LeanMinHash(seed=self.seed, hashvalues=signature, scheme=SCHEME)
+
+
+def fingerprint(words: bytes, k: int, signer: Signer) -> tuple[np.ndarray, int, np.ndarray]:
+    """Pass 1's matching features of a document's ``normalize.token_bytes``, in one compiled call.
+
+    Returns (token hashes, number of distinct k-shingles of the OCR skeleton, MinHash
+    signature): what ``hash_token_bytes``, ``skeleton_bytes``, ``shingles_of`` and
+    ``Signer.sign`` give one after the other, without building the sorted shingle
+    array pass 1 does not keep. Without numba it runs those reference steps.
+
+    Example:
+        >>> signer = Signer(num_perm=16, seed=1)
+        >>> hashes, count, sig = fingerprint(b"the cat sat on the mat", 5, signer)
+        >>> shingles = document_shingles("the cat sat on the mat".split(), 5)
+        >>> len(hashes), count, sig.tolist() == signer.sign(shingles).tolist()
+        (6, 2, True)
+    """
+    buf = np.frombuffer(words, dtype=np.uint8)
+    if kernels.AVAILABLE:
+        hashes, count, signature = kernels.fingerprint(
+            buf, WORD_BYTE, OCR_FOLD_TABLE, OCR_DIGRAPH_TABLE, k, _POSITION_MULTIPLIERS, signer.a, signer.b
+        )
+        return hashes, count, signature
+    shingles = shingles_of(hash_token_bytes(skeleton_bytes(words)), k)
+    return hash_token_bytes(buf), len(shingles), signer.sign(shingles)
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:

@@ -180,3 +180,30 @@ def test_clean_base_drops_repeated_boilerplate() -> None:
     assert all("council" in t for t in cleaned[:1])
     model = MarkovModel.train(cleaned)
     assert "\n\n" in model.vocab and model.occ.size > 100
+
+
+def test_noisy_corpus_shares_sentences_and_damages_copies_heavily(small: Path, tmp_path: Path) -> None:
+    noisy = tmp_path / "noisy"
+    generate_scale(400, noisy, fmt="dir", seed=3, base_texts=_wide_base(), noise="noisy")
+    again = tmp_path / "again"
+    generate_scale(400, again, fmt="dir", seed=3, base_texts=_wide_base(), noise="noisy")
+    assert _files(noisy / "corpus") == _files(again / "corpus")
+    clean = tmp_path / "clean"
+    generate_scale(400, clean, fmt="dir", seed=3, base_texts=_wide_base())
+    assert orjson.loads((noisy / MARKER).read_bytes())["params"]["noise"] == "noisy"
+    assert "noise" not in orjson.loads((clean / MARKER).read_bytes())["params"]  # cached clean corpora hold
+
+    copies = {c["id"]: c for c in load_truth(noisy)}
+    originals = [t for i, t in read_texts(noisy).items() if i not in copies]
+    seen: dict[str, set[int]] = {}
+    for n, text in enumerate(originals):
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            if len(sentence.split()) >= 8:
+                seen.setdefault(sentence, set()).add(n)
+    shared = [s for s, holders in seen.items() if len(holders) >= 3]
+    assert len(shared) >= 20  # whole sentences repeated across unrelated originals; the clean corpus has none
+
+    def several_kinds(out: Path) -> float:
+        return float(np.mean([len(c["damage"]) >= 2 for c in load_truth(out)]))
+
+    assert several_kinds(noisy) >= 0.5 > 0.2 >= several_kinds(clean)

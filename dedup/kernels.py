@@ -1,0 +1,317 @@
+"""Compiled (numba) versions of pass 1's per-byte loops; the numpy/regex code stays the reference.
+
+Pass 1 spends most of its time in loops over a document's bytes: token hashes,
+the OCR skeleton, shingles, the MinHash signature, and the cheap scans that decide
+whether a cleanliness pattern can match at all. Written as plain loops and compiled,
+they run 5-10x faster than the array and regex versions and give the same values
+bit for bit (``tests/test_kernels.py`` checks every kernel against its reference).
+This module holds the matching kernels and the loader; ``quality_kernels`` the scans.
+
+The kernels are compiled when this module is imported, with explicit signatures,
+so that a parent process compiles them once before it forks its workers. Compiled
+code is cached on disk (numba's ``cache=True``): next to this file when its
+``__pycache__`` is writable, else in the user's cache directory
+(``~/.cache/numba``), or wherever ``NUMBA_CACHE_DIR`` says. When no cache
+location is writable the kernels are compiled in memory on every run; when numba
+cannot be imported, or ``DEDUP_KERNELS=0`` is set, ``AVAILABLE`` is False and
+callers use the reference code. Every kernel takes the lookup tables it depends on
+(``normalize.WORD_BYTE`` and the like) as arguments, so they follow any change there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def _load_numba() -> Any:
+    """The numba module, or None when it cannot be imported or DEDUP_KERNELS=0 asks for the reference."""
+    if os.environ.get("DEDUP_KERNELS", "1") == "0":
+        return None
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - the reference path is tested with DEDUP_KERNELS=0
+        return None
+    return numba
+
+
+_NUMBA = _load_numba()
+AVAILABLE = _NUMBA is not None
+
+
+def jit(signature: str | None) -> Callable[[Callable[..., Any]], Any]:
+    """njit with a disk cache, or without one when numba finds no writable cache directory.
+
+    Without numba the function is returned as it is (and left unused: ``AVAILABLE`` is False).
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        if _NUMBA is None:
+            return fn
+        args = (signature,) if signature else ()
+        try:
+            return _NUMBA.njit(*args, cache=True, nogil=True)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return _NUMBA.njit(*args, nogil=True)(fn)
+
+    return decorate
+
+
+# Arguments are typed read-only (np.frombuffer of bytes); writable arrays convert to them.
+BYTES = "Array(uint8, 1, 'C', readonly=True)"
+TABLE = "Array(boolean, 1, 'C', readonly=True)"
+U8TABLE = "Array(uint8, 1, 'C', readonly=True)"
+U64 = "Array(uint64, 1, 'C', readonly=True)"
+U32 = "Array(uint32, 1, 'C', readonly=True)"
+
+
+@jit(None)
+def _fmix64(h: Any) -> Any:
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+@jit(None)
+def _fmix32(h: Any) -> Any:
+    """MurmurHash3's 32-bit finalizer; numba widens uint32 arithmetic, so each product is cut back."""
+    h ^= h >> np.uint32(16)
+    h = np.uint32(h * np.uint32(0x85EBCA6B))
+    h ^= h >> np.uint32(13)
+    h = np.uint32(h * np.uint32(0xC2B2AE35))
+    return np.uint32(h ^ (h >> np.uint32(16)))
+
+
+@jit(f"uint64[::1]({BYTES}, {TABLE})")
+def token_hashes(buf: Any, word: Any) -> Any:
+    """``signatures.hash_token_bytes``: sum(b_j+1 * P^j) per run of word bytes, length mixed in, fmix64."""
+    n = buf.shape[0]
+    out = np.empty(n // 2 + 1, dtype=np.uint64)
+    count = 0
+    i = 0
+    while i < n:
+        if not word[buf[i]]:
+            i += 1
+            continue
+        start = i
+        h = np.uint64(0)
+        power = np.uint64(1)
+        while i < n and word[buf[i]]:
+            h += (np.uint64(buf[i]) + np.uint64(1)) * power
+            power *= np.uint64(0x9E3779B97F4A7C15)
+            i += 1
+        out[count] = _fmix64(h ^ (np.uint64(i - start) << np.uint64(56)))
+        count += 1
+    return out[:count].copy()
+
+
+@jit(f"uint8[::1]({BYTES}, {TABLE}, {U8TABLE}, Array(uint8, 2, 'C', readonly=True))")
+def skeleton(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
+    """``normalize.skeleton_bytes``: digraphs replaced left to right, bytes folded, doubled word bytes cut.
+
+    One left-to-right pass gives what replacing each digraph in turn gives because
+    no two digraphs share a letter (tests check it against the reference).
+    """
+    second = np.zeros(256, dtype=np.int64)  # first letter -> second letter + 1 (0: starts no digraph)
+    replace = np.zeros(256, dtype=np.uint8)
+    for d in range(digraphs.shape[0]):
+        second[digraphs[d, 0]] = np.int64(digraphs[d, 1]) + 1
+        replace[digraphs[d, 0]] = digraphs[d, 2]
+    n = buf.shape[0]
+    out = np.empty(n, dtype=np.uint8)
+    m = 0
+    i = 0
+    while i < n:
+        c = buf[i]
+        i += 1
+        if second[c] and i < n and np.int64(buf[i]) + 1 == second[c]:
+            c = replace[c]
+            i += 1
+        c = fold[c]
+        if m > 0 and word[c] and out[m - 1] == c:
+            continue
+        out[m] = c
+        m += 1
+    return out[:m].copy()
+
+
+@jit(None)
+def _shingle_values(th: Any, k: Any, multipliers: Any) -> Any:
+    width = min(k, th.shape[0])
+    n = th.shape[0] - width + 1
+    out = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        acc = np.uint64(0)
+        for j in range(width):
+            acc += th[i + j] * multipliers[j]
+        out[i] = _fmix64(acc)
+    return out
+
+
+@jit(None)
+def _sorted_distinct(values: Any) -> Any:
+    """Sorted distinct values: one counting pass on the top bits, then insertion sort within buckets.
+
+    Shingle hashes are fmix64 outputs, so the top bits spread them evenly and each
+    bucket holds a few values; a crowded bucket (many equal values) falls back to
+    ``np.sort``, which numba runs slower than this on the usual input.
+    """
+    n = values.shape[0]
+    if n == 0:
+        return values.copy()
+    bits = 1
+    while (1 << bits) < n:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    counts = np.zeros((1 << bits) + 1, dtype=np.int64)
+    for v in values:
+        counts[np.int64(v >> shift) + 1] += 1
+    crowded = False
+    for b in range(1 << bits):
+        if counts[b + 1] > 32:
+            crowded = True
+        counts[b + 1] += counts[b]
+    if crowded:
+        ordered = np.sort(values)
+    else:
+        ordered = np.empty(n, dtype=np.uint64)
+        for v in values:
+            bucket = np.int64(v >> shift)
+            ordered[counts[bucket]] = v
+            counts[bucket] += 1
+        for i in range(1, n):
+            v = ordered[i]
+            j = i - 1
+            while j >= 0 and ordered[j] > v:
+                ordered[j + 1] = ordered[j]
+                j -= 1
+            ordered[j + 1] = v
+    m = 1
+    for i in range(1, n):
+        if ordered[i] != ordered[m - 1]:
+            ordered[m] = ordered[i]
+            m += 1
+    return ordered[:m].copy()
+
+
+@jit(f"uint64[::1]({U64}, int64, {U64})")
+def shingles(th: Any, k: Any, multipliers: Any) -> Any:
+    """``signatures.shingles_of``: sorted distinct fmix64(sum th[i+j] * M[j]) over windows of k."""
+    if th.shape[0] == 0:
+        return np.empty(0, dtype=np.uint64)
+    return _sorted_distinct(_shingle_values(th, k, multipliers))
+
+
+@jit(f"uint32[::1]({U64}, {U32}, {U32})")
+def signature(values: Any, a: Any, b: Any) -> Any:
+    """``Signer.sign``: min over shingles of a_k * fmix32(low 32 bits) + b_k, modulo 2^32."""
+    sig = np.full(a.shape[0], np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    for v in values:
+        h = _fmix32(np.uint32(v & np.uint64(0xFFFFFFFF)))
+        for p in range(a.shape[0]):
+            x = np.uint32(a[p] * h + b[p])
+            if x < sig[p]:
+                sig[p] = x
+    return sig
+
+
+@jit(None)
+def _folding_keeps_tokens(word: Any, fold: Any, digraphs: Any) -> Any:
+    """Whether folding maps word bytes to word bytes and digraphs are made of word bytes."""
+    for c in range(256):
+        if word[c] != word[fold[c]]:
+            return False
+    for d in range(digraphs.shape[0]):
+        if not (word[digraphs[d, 0]] and word[digraphs[d, 1]] and word[digraphs[d, 2]]):
+            return False
+    return True
+
+
+@jit(None)
+def _both_token_hashes(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
+    """(``token_hashes(buf)``, ``token_hashes(skeleton(buf))``) in one pass over the bytes.
+
+    A token's skeleton is folded from its own bytes only (no digraph or doubled
+    letter crosses a non-word byte), so each token is hashed both ways at once.
+    """
+    second = np.zeros(256, dtype=np.int64)
+    replace = np.zeros(256, dtype=np.uint8)
+    for d in range(digraphs.shape[0]):
+        second[digraphs[d, 0]] = np.int64(digraphs[d, 1]) + 1
+        replace[digraphs[d, 0]] = digraphs[d, 2]
+    n = buf.shape[0]
+    plain = np.empty(n // 2 + 1, dtype=np.uint64)
+    folded = np.empty(n // 2 + 1, dtype=np.uint64)
+    count = 0
+    i = 0
+    while i < n:
+        if not word[buf[i]]:
+            i += 1
+            continue
+        start = i
+        h = np.uint64(0)
+        power = np.uint64(1)
+        g = np.uint64(0)
+        gpower = np.uint64(1)
+        length = 0
+        prev = -1
+        while i < n and word[buf[i]]:
+            c = buf[i]
+            h += (np.uint64(c) + np.uint64(1)) * power
+            power *= np.uint64(0x9E3779B97F4A7C15)
+            i += 1
+            if second[c] and i < n and np.int64(buf[i]) + 1 == second[c]:
+                h += (np.uint64(buf[i]) + np.uint64(1)) * power
+                power *= np.uint64(0x9E3779B97F4A7C15)
+                i += 1
+                c = replace[c]
+            c = fold[c]
+            if c != prev:
+                g += (np.uint64(c) + np.uint64(1)) * gpower
+                gpower *= np.uint64(0x9E3779B97F4A7C15)
+                length += 1
+                prev = c
+        plain[count] = _fmix64(h ^ (np.uint64(i - start) << np.uint64(56)))
+        folded[count] = _fmix64(g ^ (np.uint64(length) << np.uint64(56)))
+        count += 1
+    return plain[:count].copy(), folded[:count].copy()
+
+
+@jit(
+    f"Tuple((uint64[::1], int64, uint32[::1]))({BYTES}, {TABLE}, {U8TABLE}, "
+    f"Array(uint8, 2, 'C', readonly=True), int64, {U64}, {U32}, {U32})"
+)
+def fingerprint(
+    buf: Any, word: Any, fold: Any, digraphs: Any, k: Any, multipliers: Any, a: Any, b: Any
+) -> Any:
+    """Pass 1 in one call: (token hashes, distinct skeleton shingle count, signature).
+
+    Plain and folded token hashes come from one pass over the bytes when folding
+    keeps every word byte a word byte (it does: tokens then have the same bounds in
+    both); otherwise the skeleton is built first, as ``skeleton`` does.
+    """
+    if _folding_keeps_tokens(word, fold, digraphs):
+        hashes, folded = _both_token_hashes(buf, word, fold, digraphs)
+    else:
+        hashes = token_hashes(buf, word)
+        folded = token_hashes(skeleton(buf, word, fold, digraphs), word)
+    if folded.shape[0] == 0:
+        return hashes, 0, signature(folded, a, b)
+    values = _sorted_distinct(_shingle_values(folded, k, multipliers))
+    return hashes, values.shape[0], signature(values, a, b)
+
+
+def warm() -> bool:
+    """Whether compiled kernels are in use; importing the kernel modules already compiled them.
+
+    Call it in a parent process before forking workers, so that the workers inherit
+    compiled code instead of each compiling or loading it.
+    """
+    from dedup import quality_kernels  # noqa: F401  (compiled on import)
+
+    return AVAILABLE

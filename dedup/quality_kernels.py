@@ -1,0 +1,188 @@
+"""Compiled byte scans behind ``quality.intrinsic`` (see ``dedup.kernels`` for how they are built).
+
+Word count, the cues that decide whether the treebank, gap and inline-boilerplate
+patterns can match at all, and the count of letter/digit-mixed words: one pass over
+the UTF-8 bytes each, instead of ``str.split``, several ``in`` tests and a regex.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dedup.kernels import BYTES, TABLE, U64, jit
+
+
+@jit(None)
+def _unicode_space(buf: Any, i: Any, n: Any) -> Any:
+    """Length of the whitespace character (``str.isspace``) starting at byte i, 0 if none."""
+    c = buf[i]
+    if c == 32 or 9 <= c <= 13 or 28 <= c <= 31:
+        return 1
+    if c < 0xC2 or i + 1 >= n:
+        return 0
+    d = buf[i + 1]
+    if c == 0xC2:
+        return 2 if d == 0x85 or d == 0xA0 else 0
+    if i + 2 >= n:
+        return 0
+    e = buf[i + 2]
+    if c == 0xE1:
+        return 3 if d == 0x9A and e == 0x80 else 0
+    if c == 0xE2:
+        if d == 0x80:
+            return 3 if 0x80 <= e <= 0x8A or e == 0xA8 or e == 0xA9 or e == 0xAF else 0
+        return 3 if d == 0x81 and e == 0x9F else 0
+    if c == 0xE3:
+        return 3 if d == 0x80 and e == 0x80 else 0
+    return 0
+
+
+@jit(f"UniTuple(int64, 3)({BYTES}, {TABLE})")
+def raw_scan(buf: Any, after_space: Any) -> Any:
+    """(``len(text.split())``, treebank spacing possible, gaps possible) of UTF-8 text, one pass.
+
+    The two cues are ``quality._spacing_cues``: a space before punctuation or after
+    an opening bracket, ````` or ``''``, `` n'``, or two spaces, ``" "``, ``()``.
+    """
+    special = np.zeros(256, dtype=np.bool_)  # bytes that may start a space or a cue; others are word bytes
+    for c in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 34, 39, 40, 91, 96, 0xC2, 0xE1, 0xE2, 0xE3):
+        special[c] = True
+    n = buf.shape[0]
+    words = 0
+    treebank = 0
+    gaps = 0
+    inside = False
+    i = 0
+    while i < n:
+        c = buf[i]
+        if not special[c]:
+            if not inside:
+                words += 1
+                inside = True
+            i += 1
+            continue
+        if i + 1 < n:
+            d = buf[i + 1]
+            if c == 32:
+                if after_space[d]:
+                    treebank = 1
+                elif d == 32:
+                    gaps = 1
+                elif d == 110 and i + 2 < n:  # " n'" or " n\u2019"
+                    e = buf[i + 2]
+                    if e == 39 or (e == 0xE2 and i + 4 < n and buf[i + 3] == 0x80 and buf[i + 4] == 0x99):
+                        treebank = 1
+            elif c == 40 or c == 91:
+                if d == 32:
+                    treebank = 1
+                if c == 40 and (d == 41 or (d == 32 and i + 2 < n and buf[i + 2] == 41)):
+                    gaps = 1
+            elif (c == 96 or c == 39) and d == c:
+                treebank = 1
+            elif c == 34 and d == 32 and i + 2 < n and buf[i + 2] == 34:
+                gaps = 1
+            elif c == 0xE2 and i + 6 < n:  # \u201c \u201d is E2 80 9C 20 E2 80 9D
+                quotes = d == 0x80 and buf[i + 2] == 0x9C and buf[i + 3] == 32 and buf[i + 4] == 0xE2
+                if quotes and buf[i + 5] == 0x80 and buf[i + 6] == 0x9D:
+                    gaps = 1
+        space = _unicode_space(buf, i, n)
+        if space:
+            inside = False
+            i += space
+            continue
+        if not inside:
+            words += 1
+            inside = True
+        i += 1
+    return words, treebank, gaps
+
+
+@jit(f"int64({BYTES})")
+def ocr_mix(buf: Any) -> Any:
+    """Count of ``quality._OCR_MIX`` matches (``wou1d``, ``0ne11``) in lower-case UTF-8 text, or -1.
+
+    A match is a whole word of ASCII letters and digits shaped letters-digits-letters
+    or digits-letters(2+)-digits. -1 when such a word touches a non-ASCII character:
+    whether that character is a word character (so no match) is the regex's call.
+    """
+    n = buf.shape[0]
+    count = 0
+    i = 0
+    while i < n:
+        c = buf[i]
+        alnum = (97 <= c <= 122) or (48 <= c <= 57) or (65 <= c <= 90) or c == 95
+        if not alnum:
+            i += 1
+            continue
+        start = i
+        runs = 0  # letter/digit stretches, as long as only [a-z0-9] are seen
+        plain = True
+        first_digit = False
+        second = 0
+        kind = -1
+        while i < n:
+            c = buf[i]
+            if 97 <= c <= 122:
+                k = 0
+            elif 48 <= c <= 57:
+                k = 1
+            elif (65 <= c <= 90) or c == 95:
+                plain = False
+                k = 2
+            else:
+                break
+            if k != kind:
+                runs += 1
+                kind = k
+                if runs == 1:
+                    first_digit = k == 1
+            if runs == 2 and k == 0:
+                second += 1
+            i += 1
+        if plain and runs == 3 and (not first_digit or second >= 2):
+            if (start > 0 and buf[start - 1] >= 0x80) or (i < n and buf[i] >= 0x80):
+                return -1
+            count += 1
+    return count
+
+
+@jit(f"int64({BYTES}, Array(uint8, 2, 'C', readonly=True), {U64}, Array(boolean, 2, 'C', readonly=True))")
+def contains_any(buf: Any, needles: Any, lengths: Any, opens: Any) -> Any:
+    """1 if a needle of ``needle_table`` occurs in buf with ASCII case folded, else 0."""
+    n = buf.shape[0]
+    for i in range(n - 1):
+        if not opens[buf[i], buf[i + 1]]:
+            continue
+        for r in range(needles.shape[0]):
+            if i + lengths[r] > n:
+                continue
+            j = 0
+            while j < lengths[r]:
+                c = buf[i + j]
+                if 65 <= c <= 90:
+                    c += 32
+                if c != needles[r, j]:
+                    break
+                j += 1
+            if j == lengths[r]:
+                return 1
+    return 0
+
+
+def needle_table(needles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower-case ASCII needles (2+ characters) as ``contains_any`` takes them.
+
+    Returns their padded rows, their lengths, and a 256 x 256 table of the byte pairs
+    that open one in any case, so that most positions are passed over by one lookup.
+    """
+    rows = np.zeros((len(needles), max(map(len, needles))), dtype=np.uint8)
+    opens = np.zeros((256, 256), dtype=bool)
+    for r, text in enumerate(needles):
+        assert len(text) >= 2 and text.isascii() and text == text.lower(), text
+        rows[r, : len(text)] = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+        first, second = ({ord(c), ord(c.upper())} for c in text[:2])
+        for a in first:
+            opens[a, list(second)] = True
+    return rows, np.array([len(t) for t in needles], dtype=np.uint64), opens
