@@ -12,7 +12,7 @@ compressed streams) and its largest size is reported, with the input's decompres
 scale. The two manifests must give every record the same status, cluster and verdict (paths differ
 only by the shard suffix): that is checked and printed.
 
-Then, in this process and one thread at a time (end-to-end timings on a shared machine are noisy),
+Then, in this process, one step at a time (end-to-end timings on a shared machine are noisy),
 the container work alone is timed for both sets: reading every record (`readers.iter_documents`:
 decompression, line splitting, JSON parsing, sha256), making the pass-2 spool of the records the
 gzip run re-read (`readers.spooled`; for plain shards nothing is copied) and writing the canonical
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"same statuses, clusters and verdicts: {same}")
     print()
-    print(f"container work alone, one thread ({share:.0%} of the records spooled):")
+    print(f"container work alone, in one process ({share:.0%} of the records spooled):")
     print(f"{'format':9} | {'read all s':>10} | {'spool s':>7} | {'write kept s':>12}")
     print("-" * 48)
     for fmt, (read, spool, write) in parts.items():
