@@ -11,6 +11,12 @@ for the pass-2 spool (`OUT/.spool.*.tmp`, the records pass 2 reads again, copied
 compressed streams) and its largest size is reported, with the input's decompressed size for
 scale. The two manifests must give every record the same status, cluster and verdict (paths differ
 only by the shard suffix): that is checked and printed.
+
+Then, in this process, one step at a time (end-to-end timings on a shared machine are noisy),
+the container work alone is timed for both sets: reading every record (`readers.iter_documents`:
+decompression, line splitting, JSON parsing, sha256), making the pass-2 spool of the records the
+gzip run re-read (`readers.spooled`; for plain shards nothing is copied) and writing the canonical
+containers of the records the run kept (`manifest.write_containers`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -34,6 +41,9 @@ if str(REPO) not in sys.path:
 from benchmarks.throughput import run_measured  # noqa: E402
 from corpora.scale import corpus_path, generate_scale  # noqa: E402
 from corpora.sources import DEFAULT_CACHE  # noqa: E402
+from dedup import manifest, readers  # noqa: E402
+from dedup.config import Config  # noqa: E402
+from dedup.document import DocumentTable  # noqa: E402
 
 
 def make_shards(corpus: Path, work: Path, shards: int) -> dict[str, Path]:
@@ -74,6 +84,32 @@ def verdicts(out: Path) -> list[tuple[str, str | None, bool, str | None]]:
             r = orjson.loads(line)
             rows.append((plain(r["path"]), r["status"], r["canonical"], plain(r["duplicate_of"])))
     return rows  # type: ignore[return-value]
+
+
+def time_parts(directory: Path, out: Path, spooled_share: float) -> tuple[float, float, float]:
+    """Seconds to read every record, to spool ``spooled_share`` of them, and to write the kept ones."""
+    config = Config(jobs=1)
+    t0 = time.perf_counter()
+    table = DocumentTable(readers.discover([directory]))
+    for doc in readers.iter_documents(table.sources, config):
+        doc.text = None
+        table.append(doc)
+    read = time.perf_counter() - t0
+    records = manifest.read_manifest(out)
+    kept = [i for i, r in enumerate(records) if r["canonical"]]
+    step = max(1, round(1 / spooled_share)) if spooled_share else 0
+    wanted = list(range(0, len(table), step)) if step else []
+    t0 = time.perf_counter()
+    with readers.spooled(table, wanted, out):
+        spool = time.perf_counter() - t0
+    staging = manifest.stage_canonical(out)
+    try:
+        t0 = time.perf_counter()
+        manifest.write_containers(staging, (table[i] for i in kept))
+        write = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return read, spool, write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             leftovers = list(out.glob(".*.tmp"))
             assert not leftovers, leftovers
         same = verdicts(outs["jsonl"]) == verdicts(outs["jsonl.gz"])
+        share = rows[-1][-1] / plain_mb  # the spool's size in the gzip run, over the decompressed input
+        parts = {fmt: time_parts(directory, outs[fmt], share) for fmt, directory in dirs.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -142,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             f"| {read:9.1f} | {verify:6.1f} | {write:5.1f} | {spool:8.1f}"
         )
     print(f"same statuses, clusters and verdicts: {same}")
+    print()
+    print(f"container work alone, in one process ({share:.0%} of the records spooled):")
+    print(f"{'format':9} | {'read all s':>10} | {'spool s':>7} | {'write kept s':>12}")
+    print("-" * 48)
+    for fmt, (read, spool, write) in parts.items():
+        print(f"{fmt:9} | {read:10.1f} | {spool:7.1f} | {write:12.1f}")
     return 0 if same else 1
 
 

@@ -241,9 +241,12 @@ class _Writer:
             if self._error is None:
                 try:
                     for record in batch:
-                        self._dst.write(gzip.compress(record, 6, mtime=0) if self._member else record)
+                        self._dst.write(self._pack(record))
                 except BaseException as err:  # handed to the caller's thread
                     self._error = err
+
+    def _pack(self, record: bytes) -> bytes:
+        return gzip.compress(record, containers.GZIP_LEVEL, mtime=0) if self._member else record
 
     def __exit__(self, *exc: object) -> None:
         if self._batch and exc[0] is None:
