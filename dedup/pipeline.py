@@ -51,7 +51,7 @@ from dedup.signatures import (
     token_hashes,
 )
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int, int | None], None]  # stage, done, total (None: unknown)
 _BATCH = 128
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0}  # relative signals of a lone text
 _SPACE = np.array([32], dtype=np.uint8)
@@ -460,7 +460,8 @@ def run(
         out: output directory (created; must be empty unless ``config.force``, or,
             with a state, hold this state's previous outputs).
         config: validated options.
-        progress: called as ``progress(stage, done)`` now and then (the CLI draws it).
+        progress: called as ``progress(stage, done, total)`` now and then (the CLI draws it);
+            stages ``read`` (total unknown), ``verify`` (groups), ``write`` (documents), ``copy``.
 
     Raises:
         InputError: an INPUT is missing or unusable, or changed during the run.
@@ -594,7 +595,7 @@ def _pass1(
             take_waiting(len(table))
         _checkpoint("pass1")
         if progress:
-            progress("read", len(table))
+            progress("read", len(table), None)
     take_waiting(len(table))
     feats.done()
     return table, feats, fresh
@@ -663,9 +664,11 @@ def _run(
         tasks = [t for c, t in enumerate(tasks) if c not in unchanged]
     settled: dict[int, bytes] = {}
     verified = 0
-    for results, n_edges in _settle_all(corpus, tasks):
+    for done, (results, n_edges) in enumerate(_settle_all(corpus, tasks), start=1):
         settled.update(results)
         verified += n_edges
+        if progress:
+            progress("verify", done, len(tasks))
     verdicts = _Verdicts(corpus, settled, kept)
     changes = _changes(docs, verdicts, previous, run_id)
     timings["verify_cluster_score"] = time.perf_counter() - clock
@@ -674,7 +677,9 @@ def _run(
     tally = _Tally(n_proposed, len(pairs), verified)
     # The manifest is streamed into a temporary file, renamed into place last.
     with manifest.atomic_file(out / manifest.MANIFEST) as manifest_fh:
-        rows = _emit(docs, feats, verdicts, previous, fresh, prints, changes, run_id, manifest_fh, tally)
+        rows = _emit(
+            docs, feats, verdicts, previous, fresh, prints, changes, run_id, manifest_fh, tally, progress
+        )
         if store:
             store.commit_run(
                 run=run_id,
@@ -689,11 +694,15 @@ def _run(
             deque(rows, maxlen=0)  # no state: the rows are only made for the side effects
         _checkpoint("committed")
         kept_docs = tally.canonical.tolist()
+        if progress:
+            progress("copy", 0, len(kept_docs))
         if store and run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
             before = {p: s for p, s in previous.items() if s.gone is None and s.canonical}
             _sync_canonical(out, docs, kept_docs, before, fresh, config)
         else:
             _write_canonical(out, docs, kept_docs, config)
+        if progress:
+            progress("copy", len(kept_docs), len(kept_docs))
         counts = {**tally.counts, **changes.counts()}
         timings["write"] = time.perf_counter() - clock
         summary = {
@@ -913,6 +922,7 @@ def _emit(
     run_id: int,
     fh: Any,
     tally: _Tally,
+    progress: Progress | None = None,
 ) -> Iterator[state.Stored]:
     """Write every record to the manifest in order, count it, and yield the state rows that changed.
 
@@ -921,6 +931,8 @@ def _emit(
     stored or goes missing: a present document was last seen in the latest run.
     """
     for i in range(len(docs)):
+        if progress and (i % 4096 == 0 or i == len(docs) - 1):
+            progress("write", i + 1, len(docs))
         stored = verdicts.kept.get(i)
         prev = previous.get(docs.paths[i])
         if stored is not None and prev is not None and prev.line == docs.line(i):
