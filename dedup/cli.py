@@ -289,8 +289,16 @@ def show(cluster: str | None, out: str, path: str | None, as_json: bool) -> None
     show_default=True,
     help="Clusters shown with their texts side by side (half the largest, half the weakest).",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Processes reading texts again; 0 = one per core. The page is the same for any value.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary line.")
-def report(out: str, texts: int, quiet: bool) -> None:
+def report(out: str, texts: int, jobs: int, quiet: bool) -> None:
     """Write OUT/report.html: one self-contained page to browse a finished run.
 
     Counts and histograms, every cluster with duplicates (sortable, filterable),
@@ -306,7 +314,7 @@ def report(out: str, texts: int, quiet: bool) -> None:
 
     bar = _Progress(enabled=not quiet and sys.stderr.isatty())
     with bar:
-        written = write_report(out, texts=texts, progress=bar)
+        written = write_report(out, texts=texts, jobs=jobs, progress=bar)
     if not quiet:
         click.echo(
             f"report of {written.clusters:,} clusters ({written.detailed:,} with texts) -> {written.path}",

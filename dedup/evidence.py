@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,8 +70,11 @@ def _matches(finding: Finding, pattern: re.Pattern[str], text: str) -> None:
         finding.add(_around(text, m.start(), m.end()))
 
 
-def intrinsic(text: str) -> dict[str, Finding]:
+def intrinsic(text: str, wanted: Collection[str] = quality.INTRINSIC) -> dict[str, Finding]:
     """What each signal measured on one document alone found in ``text`` (see ``quality.intrinsic``).
+
+    Only the ``wanted`` signals are looked for (the others stay empty): a report
+    shows the evidence of the penalties a copy paid, and each scan costs.
 
     Example:
         >>> found = intrinsic("He said , `` no . ''\\nAdvertisement\\nThe mayor\\u00e2\\u20ac\\u2122s car")
@@ -81,24 +84,28 @@ def intrinsic(text: str) -> dict[str, Finding]:
         True
     """
     repaired = normalize.repair(text)
-    comparison = normalize.comparison_text(repaired)
     found = {name: Finding() for name in quality.INTRINSIC}
-    if repaired != text:
+    if "mojibake" in wanted and repaired != text:
         for m in _WORD.finditer(text):
             word = m.group()
             if not word.isascii() and (fixed := normalize.repair(word)) != word:
                 found["mojibake"].add(_around(text, m.start(), m.end(), fixed))
-    for pattern in (normalize.HTML_TAG, normalize.HTML_ENTITY, normalize.MARKDOWN_LINK):
-        _matches(found["markup"], pattern, repaired)
-    _matches(found["markup"], quality.PATTERNS["markdown"], repaired)
-    _matches(found["treebank"], quality.PATTERNS["treebank"], text)
-    _matches(found["gaps"], quality.PATTERNS["gaps"], text)
-    _matches(found["ocr"], quality.PATTERNS["ocr"], comparison)
-    for line in repaired.split("\n"):
-        if line.strip() and normalize.strip_boilerplate(line)[1]:
-            found["boilerplate"].add(("", line.strip(), "", ""))
-    _matches(found["boilerplate"], quality.PATTERNS["boilerplate_inline"], repaired)
-    if len(text) > 400 and "\n" not in text.strip():
+    if "markup" in wanted:
+        for pattern in (normalize.HTML_TAG, normalize.HTML_ENTITY, normalize.MARKDOWN_LINK):
+            _matches(found["markup"], pattern, repaired)
+        _matches(found["markup"], quality.PATTERNS["markdown"], repaired)
+    if "treebank" in wanted:
+        _matches(found["treebank"], quality.PATTERNS["treebank"], text)
+    if "gaps" in wanted:
+        _matches(found["gaps"], quality.PATTERNS["gaps"], text)
+    if "ocr" in wanted:
+        _matches(found["ocr"], quality.PATTERNS["ocr"], normalize.comparison_text(repaired))
+    if "boilerplate" in wanted:
+        for line in repaired.split("\n"):
+            if line.strip() and normalize.strip_boilerplate(line)[1]:
+                found["boilerplate"].add(("", line.strip(), "", ""))
+        _matches(found["boilerplate"], quality.PATTERNS["boilerplate_inline"], repaired)
+    if "one_line" in wanted and len(text) > 400 and "\n" not in text.strip():
         found["one_line"].add(("", text.strip()[:60], f"... ({len(text):,} characters, no line break)", ""))
     return found
 
@@ -114,10 +121,9 @@ def repeated_phrases(tokens: Sequence[str], n: int = 3, min_count: int = 3) -> F
     """
     grams = Counter(zip(*(tokens[i:] for i in range(n)), strict=False))
     finding = Finding()
-    for gram, count in sorted(grams.items(), key=lambda item: (-item[1], item[0])):
-        if count < min_count:
-            break
-        finding.add(("", " ".join(gram), "", f"{count} times"))
+    frequent = [(-count, gram) for gram, count in grams.items() if count >= min_count]
+    for count, gram in sorted(frequent):
+        finding.add(("", " ".join(gram), "", f"{-count} times"))
     return finding
 
 
@@ -157,20 +163,32 @@ def outvoted(members: Sequence[Sequence[str]], recorded: Sequence[float] | None 
 
 
 def cluster_evidence(
-    texts: Sequence[str], recorded: Sequence[float] | None = None
+    texts: Sequence[str],
+    recorded: Sequence[float] | None = None,
+    wanted: Sequence[Collection[str]] | None = None,
 ) -> list[dict[str, Finding]]:
     """Every signal's findings for each member of a cluster (one text per member).
 
-    ``recorded``: each member's ``outvoted`` signal in the manifest (see ``outvoted``).
+    ``recorded``: each member's ``outvoted`` signal in the manifest (see
+    ``outvoted``); ``wanted``: per member, the signals to look for (default all).
     Repetition is looked for in the same-length start of every copy, as the
     scorer does (long copies repeat more, and truncation keeps the start).
     """
+    every = (*quality.INTRINSIC, "repetition", "outvoted")
+    wants = list(wanted) if wanted is not None else [every] * len(texts)
     tokens = [normalize.tokens(normalize.repair(t)) for t in texts]
     window = max(min((len(t) for t in tokens), default=0), 100)
-    relative = outvoted(tokens, recorded) if len(texts) > 1 else [Finding() for _ in texts]
+    if len(texts) > 1 and any("outvoted" in w for w in wants):
+        relative = outvoted(tokens, recorded)
+    else:
+        relative = [Finding() for _ in texts]
     return [
-        {**intrinsic(text), "repetition": repeated_phrases(toks[:window]), "outvoted": rel}
-        for text, toks, rel in zip(texts, tokens, relative, strict=True)
+        {
+            **intrinsic(text, want),
+            "repetition": repeated_phrases(toks[:window]) if "repetition" in want else Finding(),
+            "outvoted": rel if "outvoted" in want else Finding(),
+        }
+        for text, toks, rel, want in zip(texts, tokens, relative, wants, strict=True)
     ]
 
 

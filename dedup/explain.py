@@ -39,6 +39,7 @@ def examine(run: FinishedRun, records: Sequence[dict[str, Any]]) -> list[dict[st
     found = evidence.cluster_evidence(
         [texts[i][0] or "" for i in readable],
         [(records[i]["signals"] or {}).get("outvoted", 0.0) for i in readable],
+        [{k for k, v in (records[i]["penalties"] or {}).items() if v >= 0.005} for i in readable],
     )
     findings: dict[int, dict[str, evidence.Finding]] = dict(zip(readable, found, strict=True))
     members = []

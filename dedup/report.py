@@ -12,11 +12,13 @@ embedded for at most ``texts`` clusters: half the largest, half the weakest.
 
 from __future__ import annotations
 
-import time
+import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +49,15 @@ class Written:
     size: int  # bytes
 
 
-def write_report(out: str | Path, *, texts: int = 1000, progress: Progress | None = None) -> Written:
+def write_report(
+    out: str | Path, *, texts: int = 1000, jobs: int = 0, progress: Progress | None = None
+) -> Written:
     """Write ``OUT/report.html`` for the finished run in ``out``.
 
     Args:
         out: OUT directory of a finished run.
         texts: how many clusters to embed with their texts (the largest and the weakest).
+        jobs: processes reading those clusters again (0: one per core); the page is the same for any.
         progress: called as ``progress("report", done, total)`` per cluster read again.
 
     Raises:
@@ -67,7 +72,7 @@ def write_report(out: str | Path, *, texts: int = 1000, progress: Progress | Non
         (37, 2, 'report.html')
     """
     finished = FinishedRun(out)
-    data = collect(finished, texts=texts, progress=progress)
+    data = collect(finished, texts=texts, jobs=jobs, progress=progress)
     page = render(data)
     path = finished.out / REPORT
     with atomic_file(path) as fh:
@@ -95,7 +100,9 @@ def _histogram(values: Iterable[float], low: float, high: float) -> tuple[list[f
     return edges, counts
 
 
-def collect(finished: FinishedRun, *, texts: int, progress: Progress | None = None) -> dict[str, Any]:
+def collect(
+    finished: FinishedRun, *, texts: int, jobs: int = 1, progress: Progress | None = None
+) -> dict[str, Any]:
     """The data the page shows (see ``report.html`` for the layout of its lists)."""
     # First pass: only the duplicates' lines are parsed, to size the clusters and find their weakest match.
     size: Counter[str] = Counter()
@@ -140,10 +147,11 @@ def collect(finished: FinishedRun, *, texts: int, progress: Progress | None = No
                 records[cluster].append(record)
 
     details = {}
-    started = time.perf_counter()
     rank = {c: k for k, c in enumerate(by_size)}
-    for done, cluster in enumerate(sorted(chosen, key=rank.__getitem__), start=1):
-        details[cluster] = _detail(finished, records.pop(cluster))
+    order = sorted(chosen, key=rank.__getitem__)
+    work = [(finished, records.pop(c)) for c in order]
+    for done, (cluster, detail) in enumerate(zip(order, _details(work, jobs), strict=True), start=1):
+        details[cluster] = detail
         if progress:
             progress("report", done, len(chosen))
     clusters = [
@@ -175,7 +183,6 @@ def collect(finished: FinishedRun, *, texts: int, progress: Progress | None = No
         "detailed": len(details),
         "skipped": skipped,
         "changes": _changes(finished),
-        "seconds_for_texts": round(time.perf_counter() - started, 3),
     }
 
 
@@ -199,8 +206,19 @@ def _member_row(record: dict[str, Any]) -> list[Any]:
     ]
 
 
-def _detail(finished: FinishedRun, records: list[dict[str, Any]]) -> dict[str, Any]:
+def _details(work: list[tuple[FinishedRun, list[dict[str, Any]]]], jobs: int) -> Iterator[dict[str, Any]]:
+    """The clusters' details in order, from worker processes when there are enough to share."""
+    workers = jobs or os.cpu_count() or 1
+    if workers == 1 or len(work) < 32 or os.name != "posix":
+        yield from (_detail(task) for task in work)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        yield from pool.map(_detail, work, chunksize=8)
+
+
+def _detail(task: tuple[FinishedRun, list[dict[str, Any]]]) -> dict[str, Any]:
     """One cluster's texts, differing spans against the kept copy, and penalties with evidence."""
+    finished, records = task
     examined = examine(finished, records)
     kept = next(i for i, m in enumerate(examined) if m["canonical"])
     shown = [m["text"][:MAX_CHARS] if m["text"] is not None else None for m in examined]

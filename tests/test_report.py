@@ -189,3 +189,9 @@ def test_chromium_draws_every_cluster_side_by_side_with_evidence(tmp_path: Path)
         tmp_path=tmp_path,
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_page_is_the_same_for_any_number_of_jobs(tmp_path: Path) -> None:
+    out = run(["corpora/sample"], tmp_path / "out", Config(jobs=1)).out
+    one = write_report(out, jobs=1).path.read_bytes()
+    assert write_report(out, jobs=2).path.read_bytes() == one  # 37 clusters: shared among processes
