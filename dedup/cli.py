@@ -40,7 +40,7 @@ class _Progress:
     """One progress bar per stage on stderr (tqdm): count, total, rate and ETA; off when not a terminal."""
 
     _UNITS: ClassVar[dict[str, str]] = {
-        "read": "docs", "verify": "groups", "write": "docs", "copy": "copies", "report": "clusters",
+        "read": " docs", "verify": " groups", "write": " docs", "copy": " copies", "report": " clusters",
     }  # fmt: skip
 
     def __init__(self, *, enabled: bool) -> None:
@@ -59,7 +59,7 @@ class _Progress:
             self._bar = tqdm(
                 total=total,
                 desc=stage,
-                unit=self._UNITS.get(stage, "it"),
+                unit=self._UNITS.get(stage, " items"),
                 file=sys.stderr,
                 dynamic_ncols=True,
             )

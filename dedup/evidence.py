@@ -106,7 +106,9 @@ def intrinsic(text: str, wanted: Collection[str] = quality.INTRINSIC) -> dict[st
                 found["boilerplate"].add(("", line.strip(), "", ""))
         _matches(found["boilerplate"], quality.PATTERNS["boilerplate_inline"], repaired)
     if "one_line" in wanted and len(text) > 400 and "\n" not in text.strip():
-        found["one_line"].add(("", text.strip()[:60], f"... ({len(text):,} characters, no line break)", ""))
+        found["one_line"].add(
+            ("", text.strip()[:60] + "...", f" ({len(text):,} characters, no line break)", "")
+        )
     return found
 
 

@@ -153,7 +153,7 @@ def _example(example: Sequence[str]) -> str:
         return (
             f'"{found}" ({replacement})' if replacement.endswith("times") else f'"{found}" -> "{replacement}"'
         )
-    text = f"...{before}[{found}]{after}..."
+    text = f"{'...' + before if before else ''}[{found}]{after + '...' if after else ''}"
     return f"{text}  -> {replacement}" if replacement else text
 
 

@@ -155,7 +155,7 @@ def collect(
         if progress:
             progress("report", done, len(chosen))
     clusters = [
-        [c, size[c] + 1, weakest[c], next(m[1] for m in members[c] if m[2]), c in details, members[c]]
+        [c, size[c] + 1, weakest[c], next((m[1] for m in members[c] if m[2]), None), c in details, members[c]]
         for c in by_size
     ]
     counts = finished.summary["counts"]

@@ -103,7 +103,7 @@ def test_explain_gives_the_kept_copys_own_penalties_and_snippets(write_tree, tmp
     out = result.stdout
     assert "A: clean.txt  cluster c" in out and "canonical (kept)" in out
     assert f"    boilerplate -0.25: {evidence.PLAIN['boilerplate']}; 1 found" in out  # the kept copy's own
-    assert "        ...[Advertisement]..." in out
+    assert "        [Advertisement]\n" in out
     assert "    mojibake -1.00: garbled characters" in out
     assert re.search(
         r"        \.\.\..*\[\S*\u00e2\u20ac\S*\].*  -> \S*\u2019", out
