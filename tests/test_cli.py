@@ -182,3 +182,17 @@ def test_explain_unknown_path_is_an_error(corpus: Path, tmp_path: Path) -> None:
     result = invoke("explain", "teaser.txt", "nope.txt", "--in", tmp_path / "out")
     assert result.exit_code == 1
     assert result.stderr == f"Error: nope.txt: not in {tmp_path / 'out' / 'manifest.jsonl'}\n"
+
+
+def test_report_needs_a_finished_run(tmp_path: Path) -> None:
+    result = invoke("report", tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: no readable summary.json in {tmp_path}: ")
+
+
+def test_report_says_what_it_wrote(corpus: Path, tmp_path: Path) -> None:
+    invoke("run", corpus, "--out", tmp_path / "out", "-q")
+    result = invoke("report", tmp_path / "out", "--jobs", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == f"report of 1 clusters (1 with texts) -> {tmp_path / 'out' / 'report.html'}\n"
+    assert invoke("report", tmp_path / "out", "-q").stderr == ""
