@@ -30,8 +30,8 @@ SIMILARITY_WORDS = {
 def examine(run: FinishedRun, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The members of one cluster, each with its text, where it came from, and its penalties' evidence.
 
-    Each member's ``penalties`` becomes a list, largest first, of ``{signal,
-    penalty, meaning, count, examples}``; ``text`` is ``None`` when neither the
+    Each member record gains ``evidence``: its penalties, largest first, as
+    ``{signal, penalty, meaning, count, examples, note}``; ``text`` is ``None`` when neither the
     input nor a canonical copy still holds the bytes the run read.
     """
     texts = [run.text(r) for r in records]
@@ -45,7 +45,7 @@ def examine(run: FinishedRun, records: Sequence[dict[str, Any]]) -> list[dict[st
     members = []
     for i, record in enumerate(records):
         text, where = texts[i]
-        penalties = []
+        paid = []
         for name, value, finding in evidence.describe(findings.get(i, {}), record["penalties"] or {}):
             entry = {"signal": name, "penalty": value, "meaning": evidence.PLAIN.get(name, name)}
             if name == "incomplete":
@@ -53,15 +53,15 @@ def examine(run: FinishedRun, records: Sequence[dict[str, Any]]) -> list[dict[st
                 entry.update(count=0, examples=[], note=f"holds {share:.0%} of the cluster's shingles")
             else:
                 entry.update(finding.as_dict(), note="" if i in findings else "text unavailable")
-            penalties.append(entry)
-        members.append({**record, "text": text, "text_from": where, "penalties": penalties})
+            paid.append(entry)
+        members.append({**record, "text": text, "text_from": where, "evidence": paid})
     return members
 
 
 def why_kept(members: Sequence[dict[str, Any]]) -> str:
     """Why the canonical of an examined cluster won, its own penalties included."""
     kept = next(m for m in members if m["canonical"])
-    own = ", ".join(f"{p['signal']} -{p['penalty']:.2f}" for p in kept["penalties"]) or "none"
+    own = ", ".join(f"{p['signal']} -{p['penalty']:.2f}" for p in kept["evidence"]) or "none"
     others = [m for m in members if not m["canonical"] and m["status"] == "ok"]
     if not others:
         return f"{kept['path']} is the only copy: kept at any score ({kept['score']:.2f}; penalties: {own})"
@@ -75,7 +75,7 @@ def why_kept(members: Sequence[dict[str, Any]]) -> str:
     else:
         lines.append(f"it won because every other copy scored lower (best {best_other:.2f}):")
     for m in sorted(others, key=lambda m: -m["score"]):
-        worst = ", ".join(f"{p['signal']} -{p['penalty']:.2f}" for p in m["penalties"][:3]) or "no penalty"
+        worst = ", ".join(f"{p['signal']} -{p['penalty']:.2f}" for p in m["evidence"][:3]) or "no penalty"
         lines.append(f"  {m['path']} {m['score']:.2f} ({worst})")
     return "\n".join(lines)
 
@@ -167,7 +167,7 @@ def format_member(member: dict[str, Any], label: str = "") -> list[str]:
     if member["text_from"] != "input":
         lines.append(f"    text: {member['text_from']}")
     lines.append(f"    {member['reason']}")
-    for p in member["penalties"]:
+    for p in member["evidence"]:
         count = f"; {p['count']} found" if p["count"] else ""
         note = f"; {p['note']}" if p.get("note") else ""
         lines.append(f"    {p['signal']} -{p['penalty']:.2f}: {p['meaning']}{count}{note}")

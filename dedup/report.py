@@ -233,7 +233,7 @@ def _detail(task: tuple[FinishedRun, list[dict[str, Any]]]) -> dict[str, Any]:
         "texts": shown,
         "from": [m["text_from"] for m in examined],
         "spans": spans,
-        "penalties": [m["penalties"] for m in examined],
+        "penalties": [m["evidence"] for m in examined],
         "reasons": [m["reason"] for m in examined],
         "why": why_kept(examined),
     }

@@ -139,7 +139,8 @@ def test_show_lists_a_cluster_by_name_or_by_path(corpus: Path, tmp_path: Path) -
     assert invoke("show", "--path", "garbled.txt", "--in", tmp_path / "out").stdout == by_name.stdout
     report = orjson.loads(invoke("show", cluster, "--in", tmp_path / "out", "--json").stdout)
     assert [m["path"] for m in report["members"]] == ["teaser.txt", "garbled.txt"]
-    assert {p["signal"] for p in report["members"][1]["penalties"]} >= {"treebank", "repetition"}
+    assert {p["signal"] for p in report["members"][1]["evidence"]} >= {"treebank", "repetition"}
+    assert report["members"][1]["penalties"] == by_path(tmp_path / "out")["garbled.txt"]["penalties"]
 
 
 @pytest.mark.parametrize(
