@@ -172,26 +172,38 @@ def cluster_evidence(
     """Every signal's findings for each member of a cluster (one text per member).
 
     ``recorded``: each member's ``outvoted`` signal in the manifest (see
-    ``outvoted``); ``wanted``: per member, the signals to look for (default all).
+    ``outvoted``); ``wanted``: per member, the signals to look for (default all;
+    identical copies share their findings, looked for as any of them wants).
     Repetition is looked for in the same-length start of every copy, as the
     scorer does (long copies repeat more, and truncation keeps the start).
     """
     every = (*quality.INTRINSIC, "repetition", "outvoted")
     wants = list(wanted) if wanted is not None else [every] * len(texts)
-    tokens = [normalize.tokens(normalize.repair(t)) for t in texts]
+    rates = list(recorded) if recorded is not None else [0.0] * len(texts)
+    # Identical copies are examined once (the run, too, compares distinct texts): a cluster
+    # of a thousand exact copies is one text, not half a million pairs.
+    distinct: dict[str, int] = {}
+    of = [distinct.setdefault(t, len(distinct)) for t in texts]
+    union: list[set[str]] = [set() for _ in distinct]
+    rate = [0.0] * len(distinct)
+    for k, want, r in zip(of, wants, rates, strict=True):
+        union[k].update(want)
+        rate[k] = max(rate[k], r)
+    tokens = [normalize.tokens(normalize.repair(t)) for t in distinct]
     window = max(min((len(t) for t in tokens), default=0), 100)
-    if len(texts) > 1 and any("outvoted" in w for w in wants):
-        relative = outvoted(tokens, recorded)
+    if len(distinct) > 1 and any("outvoted" in w for w in union):
+        relative = outvoted(tokens, rate)
     else:
-        relative = [Finding() for _ in texts]
-    return [
+        relative = [Finding() for _ in distinct]
+    found = [
         {
             **intrinsic(text, want),
             "repetition": repeated_phrases(toks[:window]) if "repetition" in want else Finding(),
             "outvoted": rel if "outvoted" in want else Finding(),
         }
-        for text, toks, rel, want in zip(texts, tokens, relative, wants, strict=True)
+        for text, toks, rel, want in zip(distinct, tokens, relative, union, strict=True)
     ]
+    return [found[k] for k in of]
 
 
 def differing_spans(a: str, b: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

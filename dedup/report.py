@@ -221,18 +221,23 @@ def _detail(task: tuple[FinishedRun, list[dict[str, Any]]]) -> dict[str, Any]:
     finished, records = task
     examined = examine(finished, records)
     kept = next(i for i, m in enumerate(examined) if m["canonical"])
-    shown = [m["text"][:MAX_CHARS] if m["text"] is not None else None for m in examined]
+    texts: dict[str, int] = {}  # each distinct text once: exact copies are common
+    text_of = [
+        None if m["text"] is None else texts.setdefault(m["text"][:MAX_CHARS], len(texts)) for m in examined
+    ]
+    shown = list(texts)
+    base = text_of[kept]
     spans: list[Any] = []
-    for i, text in enumerate(shown):
-        base = shown[kept]
-        if i == kept or text is None or base is None:
+    for i, k in enumerate(text_of):
+        if i == kept or k is None or base is None:
             spans.append(None)
         else:
-            spans.append(evidence.differing_spans(base, text))
+            spans.append(evidence.differing_spans(shown[base], shown[k]) if k != base else ([], []))
     return {
         "texts": shown,
-        "from": [m["text_from"] for m in examined],
+        "text_of": text_of,
         "spans": spans,
+        "from": [m["text_from"] for m in examined],
         "penalties": [m["evidence"] for m in examined],
         "reasons": [m["reason"] for m in examined],
         "why": why_kept(examined),

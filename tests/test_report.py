@@ -68,11 +68,12 @@ def test_report_details_mark_differences_and_carry_the_evidence(finished: Path) 
     detail = data["details"][cluster[0]]
     paths = [m[0] for m in cluster[5]]
     kept = paths.index("a/clean.txt")
-    assert detail["texts"][kept] == COUNCIL and detail["from"] == ["input"] * 4
+    text = [detail["texts"][k] for k in detail["text_of"]]
+    assert text[kept] == COUNCIL and detail["from"] == ["input"] * 4
     assert detail["spans"][kept] is None
     moji = paths.index("b/moji.txt")
     kept_spans, moji_spans = detail["spans"][moji]
-    assert moji_spans and all("\u00e2" in detail["texts"][moji][s:e] for s, e in moji_spans)
+    assert moji_spans and all("\u00e2" in text[moji][s:e] for s, e in moji_spans)
     assert all("\u2019" in COUNCIL[s:e] or '"' in COUNCIL[s:e] for s, e in kept_spans)
     signals = {p["signal"]: p for p in detail["penalties"][moji]}
     assert signals["mojibake"]["count"] > 0 and signals["mojibake"]["examples"][0][3]
@@ -195,3 +196,13 @@ def test_the_page_is_the_same_for_any_number_of_jobs(tmp_path: Path) -> None:
     out = run(["corpora/sample"], tmp_path / "out", Config(jobs=1)).out
     one = write_report(out, jobs=1).path.read_bytes()
     assert write_report(out, jobs=2).path.read_bytes() == one  # 37 clusters: shared among processes
+
+
+def test_exact_copies_are_embedded_once(write_tree, tmp_path: Path) -> None:
+    root = write_tree({f"copy{k}.txt": COUNCIL for k in range(6)} | {"tree.txt": treebank(COUNCIL)})
+    out = run([root], tmp_path / "out", Config(jobs=1)).out
+    (detail,) = embedded(write_report(out).path)["details"].values()
+    assert len(detail["texts"]) == 2 and detail["text_of"] == [0, 0, 0, 0, 0, 0, 1]
+    assert detail["spans"][1:6] == [[[], []]] * 5 and detail["spans"][6][1]
+    treebank_found = [p for p in detail["penalties"][6] if p["signal"] == "treebank"]
+    assert treebank_found and treebank_found[0]["count"] > 0
