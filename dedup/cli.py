@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import fields
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 import orjson
@@ -33,6 +33,49 @@ class _Group(click.Group):
             raise _Locked(str(err)) from err
         except DedupError as err:
             raise click.ClickException(str(err)) from err
+
+
+class _Progress:
+    """One progress bar per stage on stderr (tqdm): count, total, rate and ETA; off when not a terminal."""
+
+    _UNITS: ClassVar[dict[str, str]] = {
+        "read": " docs", "verify": " groups", "write": " docs", "copy": " copies", "report": " clusters",
+    }  # fmt: skip
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._stage = ""
+
+    def __call__(self, stage: str, done: int, total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        if stage != self._stage:
+            from tqdm import tqdm
+
+            self.close()
+            self._stage = stage
+            self._bar = tqdm(
+                total=total,
+                desc=stage,
+                unit=self._UNITS.get(stage, " items"),
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        if total is not None and self._bar.total != total:
+            self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar, self._stage = None, ""
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Locked(click.ClickException):
@@ -158,14 +201,9 @@ def run(inputs: tuple[str, ...], out: str, quiet: bool, globs: tuple[str, ...], 
     from dedup.pipeline import run as run_pipeline  # here, not on top: --help stays fast (numpy, numba)
 
     config = Config(globs=globs or _DEFAULTS["globs"], **options)
-    show = not quiet and sys.stderr.isatty()
-
-    def progress(stage: str, done: int) -> None:
-        click.echo(f"\r{stage}: {done:,} documents", nl=False, err=True)
-
-    result = run_pipeline(inputs, out, config, progress=progress if show else None)
-    if show:
-        click.echo("", err=True)
+    bar = _Progress(enabled=not quiet and sys.stderr.isatty())
+    with bar:
+        result = run_pipeline(inputs, out, config, progress=bar if bar.enabled else None)
     if (warning := _skipped_warning(result.counts)) is not None:
         click.echo(warning, err=True)
     if not quiet:
@@ -195,44 +233,120 @@ def _skipped_warning(counts: dict[str, int]) -> str | None:
     return f"Warning: {skipped:,} of {total:,} documents were skipped ({top}); see the manifest's error field"
 
 
-@cli.command()
-@click.argument("first", metavar="A")
-@click.argument("second", metavar="B")
-@click.option(
+_IN = click.option(
     "--in",
     "out",
     required=True,
     type=click.Path(file_okay=False, exists=True),
     help="OUT directory of a finished run.",
 )
+
+
+def _json(report: Any) -> None:
+    """A report as JSON on stdout, without the full texts (they are in the inputs)."""
+
+    def drop_text(member: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in member.items() if k != "text"}
+
+    if "members" in report:
+        report = {**report, "members": [drop_text(m) for m in report["members"]]}
+    if "documents" in report:
+        report = {**report, "documents": [drop_text(m) for m in report["documents"]]}
+    click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+
+
+@cli.command()
+@click.argument("first", metavar="A")
+@click.argument("second", metavar="B")
+@_IN
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def explain(first: str, second: str, out: str, as_json: bool) -> None:
-    """Show why manifest paths A and B were or were not clustered, and who was kept.
+    """Show why manifest paths A and B were or were not clustered, who was kept, and why.
+
+    Each penalty is given in plain words (its manifest field name first) with
+    snippets of the text it counted; the kept copy's own penalties are listed
+    with why it still won. Texts are read again from the inputs, or from
+    OUT/canonical/ when an input changed or vanished since the run.
 
     \b
-    Example:
-      dedup explain docs/3f/9c01ab27.txt docs/a0/77e1c2d4.txt --in /tmp/sample-out
+    Example (after: dedup run corpora/sample --out /tmp/dedup-sample --force):
+      dedup explain docs/91/b7d472ce.txt docs/b5/3c42077e.txt --in /tmp/dedup-sample
     """
     from dedup.explain import explain as explain_pair  # here, not on top: --help stays fast
+    from dedup.explain import format_explain
 
     report = explain_pair(out, first, second)
     if as_json:
-        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-        return
-    for label, r in zip("AB", report["documents"], strict=True):
-        if r["status"] != "ok":
-            click.echo(f"{label}: {r['path']}  skipped ({r['status']}: {r['error'] or r['reason']})")
-            continue
-        role = "canonical" if r["canonical"] else f"duplicate of {r['duplicate_of']}"
-        click.echo(f"{label}: {r['path']}  cluster {r['cluster']}  {role}  score {r['score']:.2f}")
-        click.echo(f"   {r['reason']}")
-    if report["similarity"]:
-        s = report["similarity"]
+        _json(report)
+    else:
+        click.echo(format_explain(report))
+
+
+@cli.command()
+@click.argument("cluster", required=False)
+@_IN
+@click.option("--path", "path", metavar="P", help="Show the cluster of manifest path P instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def show(cluster: str | None, out: str, path: str | None, as_json: bool) -> None:
+    """List the members of CLUSTER: who was kept and why, each penalty with its evidence.
+
+    \b
+    Examples (after: dedup run corpora/sample --out /tmp/dedup-sample --force):
+      dedup show c3ac55ca92acc --in /tmp/dedup-sample
+      dedup show --path docs/91/b7d472ce.txt --in /tmp/dedup-sample
+    """
+    from dedup.explain import format_show
+    from dedup.explain import show as show_cluster
+
+    if (cluster is None) == (path is None):
+        raise click.UsageError("give either CLUSTER or --path P")
+    report = show_cluster(out, cluster=cluster, path=path)
+    if as_json:
+        _json(report)
+    else:
+        click.echo(format_show(report))
+
+
+@cli.command()
+@click.argument("out", metavar="OUT", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--texts",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Clusters shown with their texts side by side (half the largest, half the weakest).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Processes reading texts again; 0 = one per core. The page is the same for any value.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary line.")
+def report(out: str, texts: int, jobs: int, quiet: bool) -> None:
+    """Write OUT/report.html: one self-contained page to browse a finished run.
+
+    Counts and histograms, every cluster with duplicates (sortable, filterable),
+    the kept copy and each duplicate side by side with their differences marked,
+    each penalty with the text it counted, skipped inputs, and in cron mode the
+    last run's changes. Open it in any browser; it needs no network.
+
+    \b
+    Example (after: dedup run corpora/sample --out /tmp/dedup-sample --force):
+      dedup report /tmp/dedup-sample && xdg-open /tmp/dedup-sample/report.html
+    """
+    from dedup.report import write_report
+
+    bar = _Progress(enabled=not quiet and sys.stderr.isatty())
+    with bar:
+        written = write_report(out, texts=texts, jobs=jobs, progress=bar)
+    if not quiet:
         click.echo(
-            f"similarity: jaccard {s['jaccard']:.2f}, containment {s['containment']:.2f}, "
-            f"{s['shared']} shared shingles"
+            f"report of {written.clusters:,} clusters ({written.detailed:,} with texts) -> {written.path}",
+            err=True,
         )
-    click.echo(f"verdict: {report['verdict']}")
 
 
 main = cli

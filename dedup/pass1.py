@@ -25,7 +25,7 @@ from dedup.state import Stored
 
 BATCH = 128  # documents per worker task
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int, int | None], None]
 Checkpoint = Callable[[str], None]
 Analysed = tuple[list[tuple[Document, Features | None]], list[tuple[np.ndarray, np.ndarray]]]
 
@@ -186,7 +186,7 @@ def read_all(
         frequency: the corpus token frequencies, counted into.
         stored: the stored row of a document that is unchanged since it was
             stored (then not read again), else ``None`` (cron mode's filter).
-        progress: called as ``progress("read", documents)`` after each batch.
+        progress: called as ``progress("read", documents, None)`` after each batch.
         checkpoint: called as ``checkpoint("pass1")`` after each batch (crash tests).
         batch_size: documents per worker task.
 
@@ -245,7 +245,7 @@ def read_all(
             take_waiting(len(table))
         checkpoint("pass1")
         if progress:
-            progress("read", len(table))
+            progress("read", len(table), None)
     take_waiting(len(table))
     feats.done()
     return table, feats, fresh

@@ -31,7 +31,7 @@ from dedup.config import Config
 from dedup.document import Source
 from dedup.signatures import scheme_stamp
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int, int | None], None]  # stage, done, total (None: not known)
 Checkpoint = Callable[[str], None]
 
 
@@ -69,7 +69,9 @@ def run(
         out: output directory (created; must be empty unless ``config.force``, or,
             with a state, hold this state's previous outputs).
         config: validated options.
-        progress: called as ``progress(stage, done)`` now and then (the CLI draws it).
+        progress: called as ``progress(stage, done, total)`` now and then (the CLI draws it);
+            stages ``read`` (total unknown: inputs are streamed), ``verify`` (groups of
+            candidates), ``write`` (records), ``copy`` (canonical copies).
         checkpoint: called as ``checkpoint(name)`` at the points a crash must be
             survivable (``pass1``, ``committed``, ``canonical``, ``written``): the
             crash-safety tests kill the process there.
@@ -141,21 +143,28 @@ def _run(
     verified = 0
     # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
     with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
-        for results, n_edges in pass2.settle_all(corpus, tasks):
+        for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks), start=1):
             settled.update(results)
             verified += n_edges
+            if progress:
+                progress("verify", done, len(tasks))
     verdicts = pass2.Verdicts(corpus, settled, cache.kept)
     cache.compare(docs, verdicts)
     timings["verify_cluster_score"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    tally = records.Tally(n_proposed, len(pairs), verified)
+    tally = records.Tally(n_proposed, len(pairs), verified, progress, len(docs))
     # The manifest is streamed into a temporary file, renamed into place last.
     with manifest.atomic_file(out / manifest.MANIFEST) as manifest_fh:
         rows = cache.emit(manifest_fh, docs, feats, verdicts, fresh, tally)
         cache.commit(sources, rows, tally, frequency)
         checkpoint("committed")
-        cache.copy(out, docs, tally.canonical.tolist(), fresh, config, checkpoint)
+        kept = tally.canonical.tolist()
+        if progress:
+            progress("copy", 0, len(kept))
+        cache.copy(out, docs, kept, fresh, config, checkpoint)
+        if progress:
+            progress("copy", len(kept), len(kept))
         counts = {**tally.counts, **cache.counts(tally)}
         timings["write"] = time.perf_counter() - clock
         summary = _summary(sources, config, cache.run_id, counts, timings, bands, rows_per_band)

@@ -384,3 +384,25 @@ def score(signals: dict[str, float]) -> tuple[float, dict[str, float]]:
     penalties = damage(signals)
     penalties["incomplete"] = round(COMPLETENESS_WEIGHT * (1.0 - signals.get("completeness", 1.0)), 6)
     return round(1.0 - sum(penalties.values()), 6), penalties
+
+
+# The patterns behind the signals, public so that ``dedup.evidence`` can show what they found.
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "treebank": _TREEBANK,
+    "gaps": _GAPS,
+    "markdown": _MARKDOWN_EMPHASIS,
+    "ocr": _OCR_MIX,
+    "boilerplate_inline": _BOILERPLATE_INLINE,
+}
+
+
+def replacements(a: Sequence[str], b: Sequence[str]) -> list[tuple[Sequence[str], Sequence[str]]]:
+    """Words of ``a`` that ``b`` replaces by other words, as the ``outvoted`` signal aligns them.
+
+    Example:
+        >>> text = "the mayor said on monday that the new bridge would open in the spring of next year"
+        >>> slip = text.replace("would", "wou1d").split()
+        >>> [(list(x), list(y)) for x, y in replacements(slip, text.split())]
+        [(['wou1d'], ['would'])]
+    """
+    return [(x, y) for x, y in edits(a, b, unique_trigrams(a), unique_trigrams(b)) if x and y]

@@ -8,6 +8,7 @@ gets a ``gone`` record. ``Tally`` counts the records as they are written.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import xxhash
@@ -79,7 +80,15 @@ def brief(record: dict[str, Any]) -> dict[str, Any]:
 class Tally:
     """Counts over the records as they are written, and which documents are kept."""
 
-    def __init__(self, proposed: int, candidates: int, verified: int) -> None:
+    def __init__(
+        self,
+        proposed: int,
+        candidates: int,
+        verified: int,
+        progress: Callable[[str, int, int | None], None] | None = None,
+        total: int | None = None,
+    ) -> None:
+        self._progress, self._total = progress, total  # progress("write", records, total) now and then
         self.counts: dict[str, int] = {
             "documents": 0,
             "ok": 0,
@@ -99,6 +108,8 @@ class Tally:
         """Count one record (``cluster`` matters only for a duplicate)."""
         counts = self.counts
         counts["documents"] += 1
+        if self._progress and (counts["documents"] % 4096 == 0 or counts["documents"] == self._total):
+            self._progress("write", counts["documents"], self._total)
         if status != "ok":
             counts["skipped"] += 1
             counts[f"skipped_{status}"] = counts.get(f"skipped_{status}", 0) + 1

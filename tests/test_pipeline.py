@@ -267,3 +267,17 @@ def test_sample_corpus_same_outputs_with_one_or_two_workers(tmp_path: Path) -> N
     run([sample], two, Config(jobs=2))
     assert (one / "manifest.jsonl").read_bytes() == (two / "manifest.jsonl").read_bytes()
     assert tree_digest(one / "canonical") == tree_digest(two / "canonical")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_progress_reports_every_stage_with_totals(write_tree, tmp_path: Path, jobs: int) -> None:
+    root = write_tree({"a.txt": COUNCIL, "b.txt": garble(COUNCIL, "The mayor"), "c.txt": STORM, "d.txt": ""})
+    calls: list[tuple[str, int, int | None]] = []
+    run([root], tmp_path / "out", Config(jobs=jobs), progress=lambda *call: calls.append(call))
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages == ["read", "verify", "write", "copy"]
+    last = {stage: (done, total) for stage, done, total in calls}
+    assert last == {"read": (4, None), "verify": (1, 1), "write": (4, 4), "copy": (2, 2)}
+    for stage in stages:  # counts only go up
+        done = [d for s, d, _ in calls if s == stage]
+        assert done == sorted(done)

@@ -1,0 +1,146 @@
+"""A finished run read back: its options, its manifest, and its documents' texts.
+
+``explain``, ``show`` and ``report`` look at a run after the fact. The manifest
+says where each document came from; its text is read again from the input,
+and, when the input changed or vanished since the run, from the run's own
+``canonical/`` copy (kept copies only: a duplicate's text lives only in its input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dedup.config import Config
+from dedup.document import Document, Source
+from dedup.errors import DedupError, InputError, OutputError
+from dedup.manifest import CANONICAL, MANIFEST, RUNS, SUMMARY, container_output
+from dedup.readers import locate, reload_text
+from dedup.readers.decode import Undecodable, text_of
+from dedup.readers.files import is_html
+
+
+class FinishedRun:
+    """The run whose outputs are in ``out``.
+
+    Raises:
+        OutputError: OUT holds no readable summary.json or manifest.jsonl.
+    """
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        try:
+            self.summary: dict[str, Any] = orjson.loads((self.out / SUMMARY).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as err:
+            raise OutputError(f"no readable {SUMMARY} in {self.out}: {err}") from err
+        if not (self.out / MANIFEST).is_file():
+            raise OutputError(f"no {MANIFEST} in {self.out}")
+        options = dict(self.summary["config"])
+        options["globs"] = tuple(options["globs"])
+        self.config = Config(**options)
+        self.sources = [
+            Source(kind=s["kind"], root=s["path"], label=s["label"]) for s in self.summary["inputs"]
+        ]
+
+    def lines(self) -> Iterator[bytes]:
+        """The manifest's lines, streamed (a million-document manifest is not loaded whole)."""
+        try:
+            with open(self.out / MANIFEST, "rb") as fh:
+                yield from (line for line in fh if line.strip())
+        except OSError as err:
+            raise OutputError(f"cannot read {self.out / MANIFEST}: {err}") from err
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for line in self.lines():
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError as err:
+                raise OutputError(f"{self.out / MANIFEST}: unreadable line: {err}") from err
+
+    def record(self, path: str) -> dict[str, Any]:
+        """The record of one manifest path.
+
+        Raises:
+            InputError: the path is not in the manifest.
+        """
+        key = orjson.dumps(path)
+        for line in self.lines():
+            if key in line and (record := orjson.loads(line))["path"] == path:
+                return record
+        raise InputError(f"{path}: not in {self.out / MANIFEST}")
+
+    def cluster(self, cluster: str) -> list[dict[str, Any]]:
+        """The records of one cluster, canonical first, then in manifest order.
+
+        Raises:
+            InputError: no document is in that cluster.
+        """
+        key = orjson.dumps(cluster)
+        members = [
+            r for line in self.lines() if key in line if (r := orjson.loads(line))["cluster"] == cluster
+        ]
+        if not members:
+            raise InputError(f"{cluster}: no such cluster in {self.out / MANIFEST}")
+        return sorted(members, key=lambda r: not r["canonical"])
+
+    def last_changes(self) -> list[dict[str, Any]]:
+        """What the last cron run changed (``runs/run-NNNNNN.jsonl``); empty without a state."""
+        if self.summary.get("run") is None:
+            return []
+        path = self.out / RUNS / f"run-{self.summary['run']:06d}.jsonl"
+        try:
+            with open(path, "rb") as fh:
+                return [orjson.loads(line) for line in fh if line.strip()]
+        except (OSError, orjson.JSONDecodeError):
+            return []
+
+    def text(self, record: dict[str, Any]) -> tuple[str | None, str]:
+        """(text, where it was read from): the input, else the canonical copy, else ``None`` and why."""
+        if record["status"] != "ok":
+            return None, f"skipped ({record['status']})"
+        try:
+            return reload_text(self._locate(record), self.config), "input"
+        except InputError as err:
+            problem = str(err)
+        if record["canonical"] and (text := self._canonical_text(record)) is not None:
+            return text, "canonical copy (the input changed or vanished since the run)"
+        return None, f"unavailable: {problem}"
+
+    def _source(self, path: str) -> tuple[Source, str]:
+        for source in self.sources:
+            prefix = f"{source.label}/" if source.label else ""
+            if path.startswith(prefix):
+                return source, path[len(prefix) :]
+        raise InputError(f"{path}: not under any input of the run")
+
+    def _locate(self, record: dict[str, Any]) -> Document:
+        """Enough of a Document to read it again from its input (a container's record found by its path)."""
+        doc = locate(record["path"], self.sources, self.config)
+        doc.sha256 = record["sha256"] or ""  # what the run read: a changed input is an error
+        return doc
+
+    def _canonical_text(self, record: dict[str, Any]) -> str | None:
+        """The text of a kept document from OUT/canonical/, if its bytes there are the ones the run read."""
+        canonical = self.out / CANONICAL
+        source, _ = self._source(record["path"])
+        try:
+            whole = canonical / record["path"]
+            if whole.is_file():
+                data = whole.read_bytes()
+                if hashlib.sha256(data).hexdigest() != record["sha256"]:
+                    return None
+                return text_of(data, html=is_html(record["path"])).text
+            # A container's kept records are in its canonical copy, in the same format.
+            if source.kind == "dir":
+                inside = Source("dir", str(canonical), source.label)
+            else:
+                inside = Source(source.kind, str(canonical / container_output(source)), source.label)
+            doc = locate(record["path"], [inside], self.config)
+            doc.sha256 = record["sha256"] or ""
+            return reload_text(doc, self.config)
+        except (OSError, DedupError, Undecodable):
+            return None
