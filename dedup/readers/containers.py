@@ -20,14 +20,12 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import zstandard
 
+from dedup.document import Document, DocumentTable, Source, Status
 from dedup.errors import InputChangedError
-
-if TYPE_CHECKING:
-    from dedup.document import DocumentTable
 
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 _KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".warc": "warc"}
@@ -123,6 +121,13 @@ def open_stream(path: str) -> IO[bytes]:
     if kind == ".zst":
         return io.BufferedReader(_ZstdReader(open(path, "rb")), _CHUNK)
     return open(path, "rb")
+
+
+def unreadable(source: Source, index: int, err: OSError) -> Document:
+    """The one record of a container that cannot be opened at all."""
+    doc = Document(index=index, path=source.key(Path(source.root).name), source=source, file=source.root)
+    doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
+    return doc
 
 
 def open_writer(path: str, like: str) -> IO[bytes]:

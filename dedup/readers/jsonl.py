@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from dedup.config import Config
 from dedup.document import Document, Source, Status
-from dedup.readers.containers import DAMAGE, damage_message, open_stream
+from dedup.readers.containers import DAMAGE, damage_message, open_stream, unreadable
 
 _MISSING = object()
 
@@ -40,9 +39,7 @@ def jsonl_documents(source: Source, config: Config, start: int) -> Iterator[Docu
     try:
         fh = open_stream(source.root)
     except OSError as err:
-        doc = Document(index=index, path=source.key(Path(source.root).name), source=source, file=source.root)
-        doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
-        yield doc
+        yield unreadable(source, index, err)
         return
     limit = config.max_bytes + 2  # a line at the limit, with its CRLF
     with fh:

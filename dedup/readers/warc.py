@@ -13,14 +13,13 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from dedup.config import Config
 from dedup.document import Document, Source, Status
-from dedup.readers.containers import DAMAGE, damage_message, open_stream
+from dedup.readers.containers import DAMAGE, damage_message, open_stream, unreadable
 from dedup.readers.decode import Undecodable, decode, text_of
 
 _HEADER_LIMIT = 1 << 16
@@ -147,9 +146,7 @@ def warc_documents(source: Source, config: Config, start: int) -> Iterator[Docum
     try:
         fh = open_stream(source.root)
     except OSError as err:
-        doc = Document(index=index, path=source.key(Path(source.root).name), source=source, file=source.root)
-        doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
-        yield doc
+        yield unreadable(source, index, err)
         return
     with fh:
         offset, number = 0, 0
