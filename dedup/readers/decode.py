@@ -95,18 +95,14 @@ def decode_bytes(data: bytes, *, html: bool = False, declared: str | None = None
     for name in wanted:
         if name is not None and (found := _strict(data, name)) is not None:
             return Decoded(found, name)
-    if (plain := _strict(data, "utf-8")) is not None:
-        return Decoded(plain, "utf-8")
+    try:
+        return Decoded(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError as err:
+        problem = f"not valid UTF-8 (byte {err.start}: {err.reason})"
     guess = codec(detect_encoding(data[: 1 << 16]))
     if guess and guess != "utf-8" and (guessed := _strict(data, guess)) is not None:
         return Decoded(guessed, guess)
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise Undecodable(
-            Status.UNDECODABLE, f"not valid UTF-8 (byte {err.start}: {err.reason}) and no encoding detected"
-        ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise Undecodable(Status.UNDECODABLE, f"{problem} and no encoding detected")
 
 
 def text_of(data: bytes, *, html: bool = False, declared: str | None = None) -> Decoded:
