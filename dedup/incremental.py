@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sqlite3
 import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -62,6 +63,8 @@ def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
             ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
             manifest.prepare_out(out, roots, force=config.force, ours_ok=ours)
             yield Incremental(store, config)
+        except sqlite3.Error as err:  # reading a damaged state, or writing to a full disk
+            raise state.unusable(store.path, err) from err
         finally:
             store.close()
 

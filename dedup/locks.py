@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from dedup.errors import StateLockedError
+from dedup.errors import OutputError, StateError, StateLockedError
 
 STATE_LOCK = "lock"  # in the --state directory (OUT's is manifest.OUT_LOCK)
 
@@ -36,9 +36,15 @@ def locked(directory: Path, timeout: float, name: str = STATE_LOCK, *, what: str
     Raises:
         StateLockedError: another process held it for longer than ``timeout`` seconds
             (``.path`` the directory, ``.pid`` the holder's).
+        StateError, OutputError: the directory or its lock file cannot be made
+            (``what`` is ``OUT``: OutputError).
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        error = OutputError if what == "OUT" else StateError
+        raise error(f"cannot use {what} {directory}: {err.strerror or err}", path=directory) from err
     held = [fd]  # emptied on release: a later child must not close a reused descriptor number
     os.register_at_fork(after_in_child=lambda: _close_in_child(held))
     try:

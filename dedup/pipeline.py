@@ -29,6 +29,7 @@ from dedup import __version__ as dedup_version
 from dedup import incremental, index, manifest, normalize, pass1, pass2, readers, records
 from dedup.config import Config
 from dedup.document import Source
+from dedup.errors import OutputError
 from dedup.signatures import scheme_stamp
 
 Progress = Callable[[str, int], None]
@@ -88,8 +89,12 @@ def run(
     """
     out_path = Path(out)
     sources = readers.discover(inputs)
-    with incremental.session(config, out_path, [s.root for s in sources]) as cache:
-        return _run(sources, out_path, config, cache, progress, checkpoint, batch_size)
+    try:
+        with incremental.session(config, out_path, [s.root for s in sources]) as cache:
+            return _run(sources, out_path, config, cache, progress, checkpoint, batch_size)
+    except OSError as err:  # what no stage turned into a message: still one line, never a traceback
+        where = err.filename or out_path
+        raise OutputError(f"{where}: {err.strerror or err}", path=where) from err
 
 
 def _run(

@@ -2,16 +2,22 @@
 
 import os
 import random
+import resource
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import read_manifest
+from click.testing import CliRunner, Result
+from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, garble, read_manifest
 
 from dedup import normalize, quality
+from dedup.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -92,3 +98,189 @@ def test_killing_the_main_process_alone_frees_the_state(tmp_path: Path) -> None:
     keys = ("path", "status", "cluster", "canonical", "duplicate_of", "score")
     ours, theirs = read_manifest(out), read_manifest(tmp_path / "reference")
     assert [[r[k] for k in keys] for r in ours] == [[r[k] for k in keys] for r in theirs]
+
+
+# ---------------------------------------------------------------- faults --
+
+
+@pytest.fixture
+def scrape(write_tree) -> Path:
+    return write_tree(
+        {
+            "council-a.txt": garble(COUNCIL, "The city council member"),
+            "council-b.txt": NOISE["html"](garble(COUNCIL, "Mayor Ellen Brandt")),
+            "storm.txt": STORM,
+            "storm-boiler.txt": NOISE["boilerplate"](STORM),
+            "schools.txt": STORM_OTHER,
+        }
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str] | Result) -> str:
+    stderr = result.stderr
+    assert result.returncode if isinstance(result, subprocess.CompletedProcess) else result.exit_code == 1
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+    return lines[0]
+
+
+def _invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, ["run", *map(str, args), "-j1", "-q"])
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _as_nobody(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    command = [*drop, sys.executable, "-m", "dedup", "run", *map(str, args), "-j1", "-q"]
+    return subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
+
+
+needs_setpriv = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="permission tests drop root's override with setpriv (util-linux), as root",
+)
+
+
+@pytest.fixture
+def public(scrape: Path):
+    """A directory the unprivileged user can reach (pytest's own is private to root), with the scrape."""
+    root = Path(tempfile.mkdtemp(prefix="dedup-hostile-"))
+    root.chmod(0o755)
+    shutil.copytree(scrape, root / "in")
+    for p in [root / "in", *(root / "in").rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    yield root
+    for p in root.rglob("*"):
+        if p.is_dir():
+            p.chmod(0o755)
+    shutil.rmtree(root)
+
+
+@needs_setpriv
+def test_read_only_out_is_one_error_line(public: Path) -> None:
+    out = public / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    error = _one_error_line(_as_nobody(public / "in", "--out", out, "--force"))
+    assert "Permission denied" in error
+    assert list(out.iterdir()) == []
+    error = _one_error_line(_as_nobody(public / "in", "--out", out / "sub"))
+    assert "Permission denied" in error
+
+
+@needs_setpriv
+def test_unwritable_state_parent_is_one_error_line(public: Path) -> None:
+    (public / "out").mkdir()
+    (public / "out").chmod(0o777)
+    locked_parent = public / "ro"
+    locked_parent.mkdir()
+    locked_parent.chmod(0o555)
+    error = _one_error_line(
+        _as_nobody(public / "in", "--out", public / "out", "--state", locked_parent / "state")
+    )
+    assert "state" in error and "Permission denied" in error
+    assert list(locked_parent.iterdir()) == []
+
+
+@needs_setpriv
+def test_unreachable_input_is_one_error_line(public: Path) -> None:
+    (public / "in").chmod(0o700)
+    (public / "out").mkdir()
+    (public / "out").chmod(0o777)
+    error = _one_error_line(_as_nobody(public / "in" / "storm.txt", "--out", public / "out"))
+    assert "Permission denied" in error
+
+
+def _small_files(limit: int) -> None:
+    """In the child: files cannot grow past ``limit`` bytes (EFBIG, as a full disk gives ENOSPC)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_no_space_for_the_manifest_is_one_error_line_and_leaves_nothing(scrape: Path, tmp_path: Path) -> None:
+    for k in range(60):  # a manifest of some 40 KB, each copy small
+        (scrape / f"more-{k:02d}.txt").write_text(f"Filler article number {k} " * 20)
+    out = tmp_path / "out"
+    full = _dedup(scrape, "--out", out, "-j1", "-q", preexec_fn=lambda: _small_files(16_000))
+    assert "manifest.jsonl" in _one_error_line(full)
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no manifest, no temporary file
+
+
+def test_no_space_in_a_cron_run_leaves_the_state_as_it_was(scrape: Path, tmp_path: Path) -> None:
+    out, state = tmp_path / "out", tmp_path / "state"
+    assert _dedup(scrape, "--out", out, "--state", state, "-j1", "-q").returncode == 0
+    for k in range(60):
+        (scrape / f"more-{k:02d}.txt").write_text(f"Filler article number {k} " * 20)
+    before = _tree(out)
+    full = _dedup(
+        scrape, "--out", out, "--state", state, "-j1", "-q", preexec_fn=lambda: _small_files(16_000)
+    )
+    _one_error_line(full)
+    assert _tree(out) == before
+    with sqlite3.connect(state / "state.sqlite") as db:
+        assert db.execute("SELECT max(run) FROM runs").fetchone() == (1,)
+    again = _dedup(scrape, "--out", out, "--state", state, "-j1", "-q")
+    assert again.returncode == 0, again.stderr
+    assert len(read_manifest(out)) == 65
+
+
+def _cron(scrape: Path, tmp_path: Path, *more: str) -> Result:
+    return _invoke(scrape, "--out", tmp_path / "out", "--state", tmp_path / "state", *more)
+
+
+def test_garbled_state_pages_ask_for_a_rebuild_and_are_left_alone(scrape: Path, tmp_path: Path) -> None:
+    assert _cron(scrape, tmp_path).exit_code == 0
+    database = tmp_path / "state" / "state.sqlite"
+    with sqlite3.connect(database) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(database.read_bytes())
+    data[200:] = bytes(b ^ 0x5A for b in data[200:])  # every page but the header's first bytes
+    database.write_bytes(bytes(data))
+    error = _one_error_line(_cron(scrape, tmp_path))
+    assert "--rebuild" in error
+    assert database.read_bytes() == bytes(data)
+    assert _cron(scrape, tmp_path, "--rebuild").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE documents SET signature = x'0102' WHERE key = 'storm.txt'",
+        "UPDATE documents SET record = 'not json' WHERE key = 'storm.txt'",
+        "UPDATE documents SET status = 'melted' WHERE key = 'storm.txt'",
+    ],
+)
+def test_a_bad_stored_record_asks_for_a_rebuild(scrape: Path, tmp_path: Path, damage: str) -> None:
+    assert _cron(scrape, tmp_path).exit_code == 0
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
+        db.execute(damage)
+    error = _one_error_line(_cron(scrape, tmp_path))
+    assert "storm.txt" in error and "--rebuild" in error
+    assert _cron(scrape, tmp_path, "--rebuild").exit_code == 0
+
+
+def test_an_emptied_state_is_refused_not_restarted(scrape: Path, tmp_path: Path) -> None:
+    assert _cron(scrape, tmp_path).exit_code == 0
+    (tmp_path / "state" / "state.sqlite").write_bytes(b"")
+    for extra in ("state.sqlite-wal", "state.sqlite-shm"):
+        (tmp_path / "state" / extra).unlink(missing_ok=True)
+    assert "--rebuild" in _one_error_line(_cron(scrape, tmp_path))
+    assert (tmp_path / "state" / "state.sqlite").stat().st_size == 0
+    assert _cron(scrape, tmp_path, "--rebuild").exit_code == 0
+
+
+def test_out_path_too_long_is_one_error_line(scrape: Path, tmp_path: Path) -> None:
+    error = _one_error_line(_invoke(scrape, "--out", tmp_path / ("x" * 300)))
+    assert "too long" in error
+
+
+def test_a_long_file_name_is_copied_in_place_by_a_cron_run(scrape: Path, tmp_path: Path) -> None:
+    assert _cron(scrape, tmp_path).exit_code == 0
+    name = "n" * 250 + ".txt"  # its temporary ".NAME.partial" would pass the 255-byte limit
+    (scrape / name).write_text(MUSEUM)
+    result = _cron(scrape, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "canonical" / name).read_text() == MUSEUM

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -46,14 +47,18 @@ def discover(inputs: Sequence[str | os.PathLike[str]]) -> list[Source]:
     taken: set[str] = set()
     for given in inputs:
         path = Path(given)
-        if path.is_dir():
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise InputError(f"{given}: no such file or directory", path=given) from None
+        except OSError as err:  # no permission to reach it, a name too long, a loop of links
+            raise InputError(f"{given}: {err.strerror or err}", path=given) from err
+        if stat.S_ISDIR(mode):
             kind = "dir"
-        elif path.is_file():
+        elif stat.S_ISREG(mode):
             kind = "jsonl" if path.name.lower().endswith(JSONL_SUFFIXES) else "file"
-        elif path.exists():
-            raise InputError(f"{given}: not a regular file or directory")
         else:
-            raise InputError(f"{given}: no such file or directory")
+            raise InputError(f"{given}: not a regular file or directory", path=given)
         label = ""
         if len(inputs) > 1:
             base = path.resolve().name or "input"
