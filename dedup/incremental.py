@@ -32,7 +32,7 @@ from dedup import copies, locks, manifest, records, state
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source, Status
-from dedup.errors import StateError
+from dedup.errors import ConfigError, OutputError, StateError
 from dedup.frequency import TokenFrequency
 from dedup.pass1 import FeatureTable
 from dedup.pass2 import Corpus, Task, Verdicts
@@ -57,12 +57,18 @@ def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
         return
     directory = Path(config.state)
     manifest.check_apart(directory, roots, "--state")
+    try:
+        manifest.check_apart(directory, [str(out)], "--state")
+    except OutputError as err:  # a run would replace or delete the state among its outputs
+        raise ConfigError(f"--state {directory} overlaps OUT {out}: keep them apart") from err
     with locks.locked(directory, config.lock_timeout):
         store = state.State(directory, config.stamp(), rebuild=config.rebuild)
         try:
             ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
             manifest.prepare_out(out, roots, force=config.force, ours_ok=ours)
-            yield Incremental(store, config)
+            # Two cron runs with different states must not write one OUT at once either.
+            with locks.locked(out, config.lock_timeout, manifest.OUT_LOCK, what="OUT"):
+                yield Incremental(store, config)
         except sqlite3.Error as err:  # reading a damaged state, or writing to a full disk
             raise state.unusable(store.path, err) from err
         finally:
@@ -155,10 +161,12 @@ class Incremental(Batch):
         self.previous: dict[str, Stored] = {}
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
+        self.unwritten: dict[int, bytes] = {}
 
     def begin(self) -> TokenFrequency:
         self.started = state.now()
         self.previous = self.store.documents()
+        self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -215,7 +223,8 @@ class Incremental(Batch):
             counts=lambda: {**tally.counts, **self.counts(tally)},
             documents=rows,
             supersessions=self.changes.supersessions,
-            blobs={"token_frequency": frequency.dumps()},
+            blobs=lambda: {"token_frequency": frequency.dumps()},
+            changes=self.changes.delta,
         )
 
     def counts(self, tally: records.Tally) -> dict[str, int]:
@@ -240,6 +249,9 @@ class Incremental(Batch):
 
     def write_changes(self, out: Path) -> None:
         assert self.run_id is not None
+        for run, listed in sorted(self.unwritten.items()):  # of a run killed before OUT held them
+            if run < self.run_id:
+                manifest.write_delta(out, run, map(orjson.loads, listed.splitlines()))
         manifest.write_delta(out, self.run_id, self.changes.delta())
 
     def synced(self) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from dedup.errors import StateError, StateMismatchError
 from dedup.quality import INTRINSIC
 
 DATABASE = "state.sqlite"
+_CHANGES = "changes/"  # + run: a committed run's change list, until OUT holds it
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -207,14 +209,17 @@ class State:
         counts: Callable[[], dict[str, int]],
         documents: Iterable[Stored],
         supersessions: Iterable[tuple[str, str, str, str]],
-        blobs: dict[str, bytes],
+        blobs: Callable[[], dict[str, bytes]],
+        changes: Callable[[], list[dict[str, Any]]],
     ) -> None:
         """Write the documents that changed and add the run, all or nothing.
 
         ``documents`` holds only new or changed rows (a row is replaced whole):
         an unchanged document costs nothing, so a nightly run that adds 10k files to
         a million-document state writes 10k rows. It may be a generator that
-        works out the run's counts as it goes: ``counts`` is called after it.
+        works out the run's counts as it goes: ``counts``, ``blobs`` and
+        ``changes`` (the run's change list, kept until OUT holds it: see
+        ``unwritten_changes``) are called after it.
         """
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -247,8 +252,12 @@ class State:
             self.db.executemany(
                 "INSERT INTO supersessions VALUES (?,?,?,?,?)", ((run, *s) for s in supersessions)
             )
-            for key, value in blobs.items():
+            for key, value in blobs().items():
                 self.db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (key, value))
+            listed = b"".join(orjson.dumps(change) + b"\n" for change in changes())
+            self.db.execute(
+                "INSERT OR REPLACE INTO blobs VALUES (?, ?)", (f"{_CHANGES}{run}", zlib.compress(listed, 1))
+            )
             self.db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?)",
                 (run, started, now(), orjson.dumps(inputs).decode(), orjson.dumps(counts()).decode()),
@@ -262,8 +271,19 @@ class State:
             raise
 
     def mark_synced(self, run: int) -> None:
-        """Record that OUT now holds the outputs of ``run``."""
+        """Record that OUT now holds the outputs of ``run`` (and the change lists up to it)."""
+        self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('outputs', ?)", (str(run),))
+        self.db.execute("DELETE FROM blobs WHERE key LIKE ?", (f"{_CHANGES}%",))
+        self.db.execute("COMMIT")
+
+    def unwritten_changes(self) -> dict[int, bytes]:
+        """The change lists (JSON lines) of runs committed but killed before OUT held them."""
+        rows = self.db.execute("SELECT key, value FROM blobs WHERE key LIKE ?", (f"{_CHANGES}%",))
+        try:
+            return {int(k.removeprefix(_CHANGES)): zlib.decompress(v) for k, v in rows}
+        except (ValueError, zlib.error) as err:
+            raise StateError(damaged(self.path, f"a stored change list: {err}"), path=self.path) from err
 
 
 _STATUSES = frozenset(str(s) for s in Status)

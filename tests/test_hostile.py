@@ -12,12 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner, Result
-from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, garble, read_manifest
+from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, garble, read_manifest, truncate
 
 from dedup import normalize, quality
 from dedup.cli import cli
+from dedup.locks import locked
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -284,3 +286,58 @@ def test_a_long_file_name_is_copied_in_place_by_a_cron_run(scrape: Path, tmp_pat
     result = _cron(scrape, tmp_path)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "canonical" / name).read_text() == MUSEUM
+
+
+# ------------------------------------------------------------ cron mode --
+
+
+def test_a_run_killed_after_its_commit_gets_its_change_list_written(scrape: Path, tmp_path: Path) -> None:
+    out, state = tmp_path / "out", tmp_path / "state"
+    assert _cron(scrape, tmp_path).exit_code == 0
+    (scrape / "teaser.txt").write_text(truncate(COUNCIL, 0.45))
+    launcher = [
+        sys.executable,
+        str(REPO / "tests" / "crash_at.py"),
+        "committed",
+        str(scrape),
+        str(out),
+        str(state),
+    ]
+    assert subprocess.run(launcher, cwd=REPO, env=ENV, capture_output=True).returncode == -signal.SIGKILL
+    assert not (out / "runs" / "run-000002.jsonl").exists()
+    assert _cron(scrape, tmp_path).exit_code == 0
+    killed = [orjson.loads(line) for line in (out / "runs" / "run-000002.jsonl").read_bytes().splitlines()]
+    assert [(c["change"], c["path"]) for c in killed if c["change"] == "new"] == [("new", "teaser.txt")]
+    assert (out / "runs" / "run-000003.jsonl").read_bytes() == b""  # the rerun itself changed nothing
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "field"),
+    [
+        ("--max-bytes", "100", "max_bytes"),
+        ("--text-field", "body", "text_field"),
+        ("--id-field", "u", "id_field"),
+    ],
+)
+def test_options_that_change_stored_documents_are_refused(
+    scrape: Path, tmp_path: Path, option: str, value: str, field: str
+) -> None:
+    assert _cron(scrape, tmp_path).exit_code == 0
+    error = _one_error_line(_cron(scrape, tmp_path, option, value))
+    assert field in error and "--rebuild" in error
+    assert _cron(scrape, tmp_path, option, value, "--rebuild").exit_code == 0
+
+
+def test_cron_runs_lock_out(scrape: Path, tmp_path: Path) -> None:
+    assert _cron(scrape, tmp_path).exit_code == 0
+    with locked(tmp_path / "out", 0, ".lock"):  # another run, with its own --state, writing this OUT
+        result = _cron(scrape, tmp_path)
+    assert result.exit_code == 3
+    assert "OUT" in result.stderr and "locked" in result.stderr
+
+
+def test_state_inside_out_is_a_usage_error(scrape: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _invoke(scrape, "--out", out, "--state", out / "state")
+    assert result.exit_code == 2, result.output
+    assert "--state" in result.stderr and not (out / "state").exists()
