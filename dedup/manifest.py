@@ -67,10 +67,10 @@ def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool 
         if out.exists() and not out.is_dir():
             raise OutputError(f"OUT {out} exists and is not a directory")
         if out.is_dir() and not force:
-            foreign = [
+            foreign = [  # the lock file alone is left by any run, even one killed before it wrote
                 p.name
                 for p in out.iterdir()
-                if not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
+                if p.name != OUT_LOCK and not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
             ]
             if foreign:
                 raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
