@@ -83,9 +83,12 @@ class Batch:
 
     def __init__(self) -> None:
         self.kept: dict[int, str] = {}  # document -> its stored record (JSON), when its group did not change
+        # Files found edited in place (same size and mtime) when read again: not taken from the state.
+        self.suspects: set[str] = set()
 
     def begin(self) -> TokenFrequency:
-        """Start the run; the token frequencies to count into."""
+        """Start the run (or start it again); the token frequencies to count into."""
+        self.kept.clear()
         return TokenFrequency()
 
     def stored(self, doc: Document) -> Stored | None:
@@ -164,6 +167,7 @@ class Incremental(Batch):
         self.unwritten: dict[int, bytes] = {}
 
     def begin(self) -> TokenFrequency:
+        self.kept.clear()
         self.started = state.now()
         self.previous = self.store.documents()
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
@@ -182,7 +186,7 @@ class Incremental(Batch):
 
     def stored(self, doc: Document) -> Stored | None:
         prev = self.previous.get(doc.path)
-        return prev if unchanged(doc, prev) else None
+        return prev if doc.file not in self.suspects and unchanged(doc, prev) else None
 
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner, Result
-from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, garble, read_manifest, truncate
+from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
 
 from dedup import normalize, quality
 from dedup.cli import cli
@@ -341,3 +341,22 @@ def test_state_inside_out_is_a_usage_error(scrape: Path, tmp_path: Path) -> None
     result = _invoke(scrape, "--out", out, "--state", out / "state")
     assert result.exit_code == 2, result.output
     assert "--state" in result.stderr and not (out / "state").exists()
+
+
+def test_a_file_edited_in_place_with_its_mtime_kept_is_read_again(scrape: Path, tmp_path: Path) -> None:
+    museum = scrape / "museum.txt"
+    museum.write_text(MUSEUM)
+    assert _cron(scrape, tmp_path).exit_code == 0
+    before = museum.stat()
+    size = before.st_size
+    museum.write_bytes((COUNCIL.encode() * 2)[:size])  # other words, same size ...
+    os.utime(museum, ns=(before.st_atime_ns, before.st_mtime_ns))  # ... and the same mtime
+    (scrape / "museum-copy.txt").write_text(truncate(MUSEUM, 0.7))  # a near-duplicate of what it was
+    result = _cron(scrape, tmp_path)
+    assert result.exit_code == 0, result.output
+    reference = _invoke(scrape, "--out", tmp_path / "reference")
+    assert reference.exit_code == 0, reference.output
+    keys = ("path", "status", "sha256", "cluster", "canonical", "duplicate_of", "score")
+    ours = [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "out")]
+    assert ours == [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "reference")]
+    assert by_path(tmp_path / "out")["museum-copy.txt"]["duplicate_of"] is None

@@ -105,14 +105,17 @@ def reload_text(doc: Document, config: Config) -> str:
                 fh.seek(doc.offset)
                 data = fh.readline().rstrip(b"\r\n")
     except OSError as err:
-        raise InputChangedError(f"{doc.file}: cannot be read again: {err.strerror or err}") from err
+        message = f"{doc.file}: cannot be read again: {err.strerror or err}"
+        raise InputChangedError(message, path=doc.file) from err
     if hashlib.sha256(data).hexdigest() != doc.sha256:
-        raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
+        raise InputChangedError(
+            f"{doc.file}: changed while dedup was running; run again when it is stable", path=doc.file
+        )
     if doc.offset < 0:
         try:
             return text_of(data, html=is_html(doc.file)).text
         except Undecodable as err:  # the same bytes decoded the first time
-            raise InputChangedError(f"{doc.file}: cannot be decoded again: {err}") from err
+            raise InputChangedError(f"{doc.file}: cannot be decoded again: {err}", path=doc.file) from err
     text = orjson.loads(data)[config.text_field]
     assert isinstance(text, str)
     return text
