@@ -150,7 +150,9 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     lines: dict[int, np.ndarray] = {}  # corpus document frequency of each short line
     for n in nodes:
         text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
-        toks[n], shingles[n], keys = compared(text, config.shingle_size)
+        words, shingles[n], keys = compared(text, config.shingle_size)
+        toks[n] = words[: quality.ALIGN_MAX_TOKENS]  # all that scoring looks at: a long text's words freed
+        del words
         lines[n] = corpus.frequency.get(keys)
     cache: dict[tuple[int, int], Similarity] = {}
 

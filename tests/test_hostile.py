@@ -10,16 +10,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from click.testing import CliRunner, Result
 from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
 
-from dedup import normalize, quality
+from dedup import Config, normalize, pass1, quality, readers, signatures
 from dedup.cli import cli
 from dedup.locks import locked
+from dedup.signatures import Signer, shingle_hashes
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -360,3 +363,44 @@ def test_a_file_edited_in_place_with_its_mtime_kept_is_read_again(scrape: Path, 
     ours = [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "out")]
     assert ours == [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "reference")]
     assert by_path(tmp_path / "out")["museum-copy.txt"]["duplicate_of"] is None
+
+
+# ---------------------------------------------------------- long texts --
+
+
+def _one_line(words: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    vocabulary = [
+        "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(5000)
+    ]
+    return " ".join(rng.choices(vocabulary, k=words))
+
+
+def _peak_bytes(work) -> int:
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_signing_a_long_one_line_text_takes_bounded_memory(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "long.txt").write_text(_one_line(320_000))  # ~2 MB: its MinHash buffer alone was 320 MB
+    size = (tmp_path / "long.txt").stat().st_size
+    config = Config(jobs=1)
+    signer = Signer(num_perm=config.num_perm, seed=config.seed)
+    (doc,) = readers.iter_documents(readers.discover([tmp_path]), config, read=False)
+    features: list = []
+    assert _peak_bytes(lambda: features.append(pass1.analyse(doc, config, signer)[1])) < 30 * size
+    shingles = np.random.default_rng(1).integers(0, 2**63, 50_000, dtype=np.uint64)
+    blocked = signer.sign(shingles)
+    monkeypatch.setattr(signatures, "SIGN_CHUNK", 1 << 30)
+    assert (signer.sign(shingles) == blocked).all()  # the same signature as in one block
+
+
+def test_scoring_long_copies_aligns_a_bounded_prefix() -> None:
+    a = _one_line(200_000).split()
+    b = [("x" + w if k % 500 == 0 else w) for k, w in enumerate(a)]
+    shingles = [shingle_hashes(a, 5), shingle_hashes(b, 5)]
+    assert _peak_bytes(lambda: quality.relative([a, b], shingles)) < 60_000_000  # 140 MB aligning all
