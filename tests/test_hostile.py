@@ -22,6 +22,7 @@ from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble
 from dedup import Config, normalize, pass1, quality, readers, signatures
 from dedup.cli import cli
 from dedup.locks import locked
+from dedup.records import cluster_name
 from dedup.signatures import Signer, shingle_hashes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -404,3 +405,23 @@ def test_scoring_long_copies_aligns_a_bounded_prefix() -> None:
     b = [("x" + w if k % 500 == 0 else w) for k, w in enumerate(a)]
     shingles = [shingle_hashes(a, 5), shingle_hashes(b, 5)]
     assert _peak_bytes(lambda: quality.relative([a, b], shingles)) < 60_000_000  # 140 MB aligning all
+
+
+def test_a_cluster_is_renamed_exactly_when_its_first_member_changes(scrape: Path, tmp_path: Path) -> None:
+    assert _cron(scrape, tmp_path).exit_code == 0
+    first = by_path(tmp_path / "out")
+    assert (
+        first["storm.txt"]["cluster"]
+        == first["storm-boiler.txt"]["cluster"]
+        == cluster_name("storm-boiler.txt")
+    )
+    (scrape / "t-storm.txt").write_text(truncate(STORM, 0.6))  # sorts after the first member: name kept
+    assert _cron(scrape, tmp_path).exit_code == 0
+    assert by_path(tmp_path / "out")["t-storm.txt"]["cluster"] == cluster_name("storm-boiler.txt")
+    (scrape / "a-storm.txt").write_text(truncate(STORM, 0.7))  # sorts first: every member renamed
+    assert _cron(scrape, tmp_path).exit_code == 0
+    names = {by_path(tmp_path / "out")[p]["cluster"] for p in ("a-storm.txt", "storm.txt", "t-storm.txt")}
+    assert names == {cluster_name("a-storm.txt")}
+    (scrape / "a-storm.txt").unlink()  # gone: the next member in order names it again
+    assert _cron(scrape, tmp_path).exit_code == 0
+    assert by_path(tmp_path / "out")["storm.txt"]["cluster"] == cluster_name("storm-boiler.txt")
