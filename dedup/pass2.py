@@ -21,8 +21,8 @@ from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
-from dedup.pass1 import FeatureTable
-from dedup.signatures import document_shingles, similarity, token_hashes
+from dedup.pass1 import FeatureTable, hash_tokens
+from dedup.signatures import shingles_of, similarity, token_hashes
 
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
 
@@ -124,7 +124,9 @@ def compared(text: str, shingle_size: int) -> tuple[list[str], np.ndarray, np.nd
     """A text's comparison tokens, shingle set and short-line keys, as pass 2 (and ``explain``) see it."""
     comparison = normalize.comparison_text(normalize.repair(text))
     toks = normalize.words(comparison)
-    return toks, document_shingles(toks, shingle_size), normalize.line_keys(comparison)
+    # signatures.document_shingles, hashed a piece at a time (bounded memory for a giant text).
+    folded = normalize.skeleton_bytes(" ".join(toks).encode("utf-8"))
+    return toks, shingles_of(hash_tokens(folded), shingle_size), normalize.line_keys(comparison)
 
 
 class Settler:

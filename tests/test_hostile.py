@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
 
-from dedup import Config, normalize, pass1, quality, readers, signatures
+from dedup import Config, normalize, pass1, pass2, quality, readers, signatures
 from dedup.cli import cli
 from dedup.locks import locked
 from dedup.records import cluster_name
-from dedup.signatures import Signer, shingle_hashes
+from dedup.signatures import Signer, document_shingles, shingle_hashes
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -425,3 +425,11 @@ def test_a_cluster_is_renamed_exactly_when_its_first_member_changes(scrape: Path
     (scrape / "a-storm.txt").unlink()  # gone: the next member in order names it again
     assert _cron(scrape, tmp_path).exit_code == 0
     assert by_path(tmp_path / "out")["storm.txt"]["cluster"] == cluster_name("storm-boiler.txt")
+
+
+def test_a_long_text_is_hashed_in_pieces_to_the_same_shingles() -> None:
+    text = _one_line(100_000) + " rn cl vv 1i0 " * 10  # > 256 KB of tokens: hashed in several pieces
+    toks, shingles, _ = pass2.compared(text, 5)
+    assert (shingles == document_shingles(toks, 5)).all()
+    buf = np.frombuffer(normalize.skeleton_bytes(text.encode()), np.uint8)
+    assert (pass1.hash_tokens(buf, chunk=1000) == pass1.hash_tokens(buf, chunk=len(buf))).all()
