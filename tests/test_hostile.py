@@ -69,7 +69,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the workers")
-def test_killing_the_main_process_alone_frees_the_state(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killing_the_main_process_alone_frees_the_state(tmp_path: Path, how: signal.Signals) -> None:
     vocabulary = [f"w{k}" for k in range(3000)]
     scrape = tmp_path / "scrape"
     scrape.mkdir()
@@ -87,7 +88,7 @@ def test_killing_the_main_process_alone_frees_the_state(tmp_path: Path) -> None:
             workers = _children(main.pid)
             time.sleep(0.01)
         assert len(workers) >= 2, "the run ended before its workers could be seen"
-        main.send_signal(signal.SIGKILL)  # the main process only
+        main.send_signal(how)  # the main process only
         main.wait()
         rerun = _dedup(scrape, "--out", out, "--state", state, "-j2", "-q")  # at once, no --lock-timeout
         assert rerun.returncode == 0, rerun.stderr
