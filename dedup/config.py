@@ -128,9 +128,11 @@ class Config:
         from dedup import normalize, quality
         from dedup.signatures import scheme_stamp
 
+        # The globs only decide which files are seen: a file they drop is recorded
+        # gone, one they add is new. The other options change what a stored
+        # document is, so they are stamped (a change needs --rebuild).
         options = self.as_dict()
-        for free in ("globs", "id_field", "text_field", "max_bytes"):
-            options.pop(free)
+        options.pop("globs")
         return {
             **scheme_stamp(num_perm=self.num_perm, seed=self.seed, shingle_size=self.shingle_size),
             "normalization": normalize.NORMALIZATION_VERSION,

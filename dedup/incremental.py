@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sqlite3
 import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -31,7 +32,7 @@ from dedup import copies, locks, manifest, records, state
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source, Status
-from dedup.errors import StateError
+from dedup.errors import ConfigError, OutputError, StateError
 from dedup.frequency import TokenFrequency
 from dedup.pass1 import FeatureTable
 from dedup.pass2 import Corpus, Task, Verdicts
@@ -56,12 +57,20 @@ def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
         return
     directory = Path(config.state)
     manifest.check_apart(directory, roots, "--state")
+    try:
+        manifest.check_apart(directory, [str(out)], "--state")
+    except OutputError as err:  # a run would replace or delete the state among its outputs
+        raise ConfigError(f"--state {directory} overlaps OUT {out}: keep them apart") from err
     with locks.locked(directory, config.lock_timeout):
         store = state.State(directory, config.stamp(), rebuild=config.rebuild)
         try:
             ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
             manifest.prepare_out(out, roots, force=config.force, ours_ok=ours)
-            yield Incremental(store, config)
+            # Two cron runs with different states must not write one OUT at once either.
+            with locks.locked(out, config.lock_timeout, manifest.OUT_LOCK, what="OUT"):
+                yield Incremental(store, config)
+        except sqlite3.Error as err:  # reading a damaged state, or writing to a full disk
+            raise state.unusable(store.path, err) from err
         finally:
             store.close()
 
@@ -74,9 +83,12 @@ class Batch:
 
     def __init__(self) -> None:
         self.kept: dict[int, str] = {}  # document -> its stored record (JSON), when its group did not change
+        # Files found edited in place (same size and mtime) when read again: not taken from the state.
+        self.suspects: set[str] = set()
 
     def begin(self) -> TokenFrequency:
-        """Start the run; the token frequencies to count into."""
+        """Start the run (or start it again); the token frequencies to count into."""
+        self.kept.clear()
         return TokenFrequency()
 
     def stored(self, doc: Document) -> Stored | None:
@@ -152,10 +164,13 @@ class Incremental(Batch):
         self.previous: dict[str, Stored] = {}
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
+        self.unwritten: dict[int, bytes] = {}
 
     def begin(self) -> TokenFrequency:
+        self.kept.clear()
         self.started = state.now()
         self.previous = self.store.documents()
+        self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -171,7 +186,7 @@ class Incremental(Batch):
 
     def stored(self, doc: Document) -> Stored | None:
         prev = self.previous.get(doc.path)
-        return prev if unchanged(doc, prev) else None
+        return prev if doc.file not in self.suspects and unchanged(doc, prev) else None
 
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]
@@ -212,7 +227,8 @@ class Incremental(Batch):
             counts=lambda: {**tally.counts, **self.counts(tally)},
             documents=rows,
             supersessions=self.changes.supersessions,
-            blobs={"token_frequency": frequency.dumps()},
+            blobs=lambda: {"token_frequency": frequency.dumps()},
+            changes=self.changes.delta,
         )
 
     def counts(self, tally: records.Tally) -> dict[str, int]:
@@ -237,6 +253,9 @@ class Incremental(Batch):
 
     def write_changes(self, out: Path) -> None:
         assert self.run_id is not None
+        for run, listed in sorted(self.unwritten.items()):  # of a run killed before OUT held them
+            if run < self.run_id:
+                manifest.write_delta(out, run, map(orjson.loads, listed.splitlines()))
         manifest.write_delta(out, self.run_id, self.changes.delta())
 
     def synced(self) -> None:

@@ -3,6 +3,10 @@
 An OS file lock (``flock``) on a file in the directory: released when the
 holder's process dies, so a killed run never leaves a stale lock. The holder
 writes its pid into the file for the message of the run that gives up.
+
+``flock`` belongs to the open file, which a forked child shares: a worker
+process would keep the lock after its parent is killed. So a child forked
+while the lock is held closes its copy of the descriptor at once.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from dedup.errors import StateLockedError
+from dedup.errors import OutputError, StateError, StateLockedError
 
 STATE_LOCK = "lock"  # in the --state directory (OUT's is manifest.OUT_LOCK)
 
@@ -32,9 +36,17 @@ def locked(directory: Path, timeout: float, name: str = STATE_LOCK, *, what: str
     Raises:
         StateLockedError: another process held it for longer than ``timeout`` seconds
             (``.path`` the directory, ``.pid`` the holder's).
+        StateError, OutputError: the directory or its lock file cannot be made
+            (``what`` is ``OUT``: OutputError).
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        error = OutputError if what == "OUT" else StateError
+        raise error(f"cannot use {what} {directory}: {err.strerror or err}", path=directory) from err
+    held = [fd]  # emptied on release: a later child must not close a reused descriptor number
+    os.register_at_fork(after_in_child=lambda: _close_in_child(held))
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -55,7 +67,16 @@ def locked(directory: Path, timeout: float, name: str = STATE_LOCK, *, what: str
         os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
         yield
     finally:
+        held.clear()
         os.close(fd)  # closing releases the lock
+
+
+def _close_in_child(held: list[int]) -> None:
+    """In a forked child: drop the inherited descriptor, so the lock dies with the parent."""
+    for fd in held:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    held.clear()
 
 
 def _pid(holder: str) -> int | None:

@@ -67,24 +67,36 @@ def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool 
             (``--force`` replaces dedup's files there, which must never be inputs).
     """
     check_apart(out, inputs, "OUT")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"OUT {out} exists and is not a directory")
-    if out.is_dir() and not force:
-        foreign = [
-            p.name for p in out.iterdir() if not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
-        ]
-        if foreign:
-            raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
     try:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"OUT {out} exists and is not a directory")
+        if out.is_dir() and not force:
+            foreign = [  # the lock file alone is left by any run, even one killed before it wrote
+                p.name
+                for p in out.iterdir()
+                if p.name != OUT_LOCK and not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
+            ]
+            if foreign:
+                raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
         out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write to OUT {out}: Permission denied")
     except OSError as err:
         raise OutputError(f"cannot create OUT {out}: {err.strerror or err}") from err
 
 
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Any]:
-    """Write to a temporary file beside ``path`` and rename it over ``path`` on success."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
+
+    Raises:
+        OutputError: the file cannot be written (no space, no permission); the
+            temporary file is removed and ``path`` left as it was.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}", path=path) from err
     try:
         os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; outputs are for other users and jobs too
         with os.fdopen(fd, "wb") as fh:
@@ -92,9 +104,12 @@ def atomic_file(path: Path) -> Iterator[Any]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            where = err.filename or path
+            raise OutputError(f"cannot write {where}: {err.strerror or err}", path=where) from err
         raise
 
 
@@ -289,7 +304,7 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
         InputChangedError: the input changed or vanished since it was read.
         OutputError: the copy cannot be written.
     """
-    dest = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial") if atomic else target
+    dest = partial_name(target) if atomic else target
     try:
         src = os.open(doc.file, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:
@@ -320,6 +335,14 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
         raise
     finally:
         os.close(src)
+
+
+def partial_name(target: str) -> str:
+    """The temporary name a copy is written under beside ``target``, within the 255-byte name limit."""
+    name = os.path.basename(target)
+    if len(os.fsencode(name)) > 200:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()
+    return os.path.join(os.path.dirname(target), f".{name}.partial")
 
 
 def _copy_bytes(src: int, dst: int, size: int) -> None:

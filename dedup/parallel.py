@@ -10,8 +10,11 @@ whatever the timing, so outputs do not depend on ``--jobs``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -26,9 +29,27 @@ MIN_TASKS = 8  # fewer tasks than this (in a list) are not worth starting proces
 _stage: Callable[[Any], Any] | None = None
 
 
-def _start(stage: Callable[[Any], Any]) -> None:
+def _start(stage: Callable[[Any], Any], parent: int) -> None:
     global _stage
+    _die_with(parent)
     _stage = stage
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when the run's process dies (Linux).
+
+    Without it a killed run leaves its workers alive under init, blocked on
+    their task queue forever. If the parent died before the request was made,
+    the worker leaves at once.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _call(task: Any) -> Any:
@@ -48,7 +69,8 @@ def pool(workers: int, stage: Callable[[Any], Any]) -> Iterator[ProcessPoolExecu
     ctx = get_context("fork") if os.name == "posix" else get_context("spawn")
     gc.freeze()
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start, initargs=(stage,)) as executor:
+        start = (stage, os.getpid())
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start, initargs=start) as executor:
             yield executor
     finally:
         gc.unfreeze()

@@ -21,8 +21,8 @@ from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
-from dedup.pass1 import FeatureTable
-from dedup.signatures import document_shingles, similarity, token_hashes
+from dedup.pass1 import FeatureTable, hash_tokens
+from dedup.signatures import shingles_of, similarity, token_hashes
 
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
 
@@ -148,7 +148,9 @@ def compared(
         if furniture_over and drop.any():
             comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
     toks = normalize.words(comparison)
-    return Compared(toks, document_shingles(toks, shingle_size), counts)
+    # signatures.document_shingles, hashed a piece at a time (bounded memory for a giant text).
+    folded = normalize.skeleton_bytes(" ".join(toks).encode("utf-8"))
+    return Compared(toks, shingles_of(hash_tokens(folded), shingle_size), counts)
 
 
 class Settler:
@@ -180,7 +182,9 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     for n in nodes:
         text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
         over = max(quality.TEMPLATE_MIN_DOCUMENTS, reach[n])
-        toks[n], shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)
+        words, shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)
+        toks[n] = words[: quality.ALIGN_MAX_TOKENS]  # all that scoring looks at: a long text's words freed
+        del words
     cache: dict[tuple[int, int], Similarity] = {}
 
     def sim(a: int, b: int) -> Similarity:

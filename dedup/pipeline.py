@@ -29,6 +29,7 @@ from dedup import __version__ as dedup_version
 from dedup import incremental, index, manifest, normalize, pass1, pass2, readers, records
 from dedup.config import Config
 from dedup.document import Source
+from dedup.errors import InputChangedError, OutputError
 from dedup.signatures import scheme_stamp
 
 Progress = Callable[[str, int, int | None], None]  # stage, done, total (None: not known)
@@ -90,11 +91,15 @@ def run(
     """
     out_path = Path(out)
     sources = readers.discover(inputs)
-    with (
-        incremental.session(config, out_path, [s.root for s in sources]) as cache,
-        readers.stdin_copied(sources, out_path) as read,  # `-` is read twice: copied into OUT first
-    ):
-        return _run(read, out_path, config, cache, progress, checkpoint, batch_size)
+    try:
+        with (
+            incremental.session(config, out_path, [s.root for s in sources]) as cache,
+            readers.stdin_copied(sources, out_path) as read,  # `-` is read twice: copied into OUT first
+        ):
+            return _run(read, out_path, config, cache, progress, checkpoint, batch_size)
+    except OSError as err:  # what no stage turned into a message: still one line, never a traceback
+        where = err.filename or out_path
+        raise OutputError(f"{where}: {err.strerror or err}", path=where) from err
 
 
 def _run(
@@ -106,9 +111,35 @@ def _run(
     checkpoint: Checkpoint,
     batch_size: int,
 ) -> RunResult:
+    manifest.remove_leftovers(out)
+    while True:
+        try:
+            return _judge_and_write(sources, out, config, cache, progress, checkpoint, batch_size)
+        except Stale as stale:
+            # A file taken from the state (same size and mtime) had other bytes when pass 2
+            # read it again: edited in place with its mtime kept. Start again, reading it.
+            cache.suspects.add(stale.file)
+
+
+class Stale(Exception):
+    """Pass 2 found a file the state vouched for (not read this run) edited in place."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self.file = file
+
+
+def _judge_and_write(
+    sources: Sequence[Source],
+    out: Path,
+    config: Config,
+    cache: incremental.Batch,
+    progress: Progress | None,
+    checkpoint: Checkpoint,
+    batch_size: int,
+) -> RunResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    manifest.remove_leftovers(out)
     frequency = cache.begin()
     docs, feats, fresh = pass1.read_all(
         sources,
@@ -141,13 +172,19 @@ def _run(
     tasks = cache.judge(corpus, comps, comp_of, tasks)
     settled: dict[int, bytes] = {}
     verified = 0
-    # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
-    with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
-        for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks), start=1):
-            settled.update(results)
-            verified += n_edges
-            if progress:
-                progress("verify", done, len(tasks))
+    try:
+        # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
+        with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
+            for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks), start=1):
+                settled.update(results)
+                verified += n_edges
+                if progress:
+                    progress("verify", done, len(tasks))
+    except InputChangedError as err:
+        unread = {docs.file(i) for i in range(len(docs)) if not fresh[i]}
+        if err.path in unread and err.path not in cache.suspects:
+            raise Stale(str(err.path)) from err
+        raise
     verdicts = pass2.Verdicts(corpus, settled, cache.kept)
     cache.compare(docs, verdicts)
     timings["verify_cluster_score"] = time.perf_counter() - clock

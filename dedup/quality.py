@@ -261,7 +261,12 @@ def relative(
     ``repetition`` is measured over the first N words of every member, N the
     shortest member's length: long texts repeat more, and truncation keeps the start.
     ``template`` (``template_lines`` of each member) is passed through.
+
+    Only the first ``ALIGN_MAX_TOKENS`` tokens of a member are aligned and
+    scored (rates are per word of that part): alignment holds a dict of every
+    3-gram, ~200 MB and 14 s for two 3 MB one-line files. Articles are far shorter.
     """
+    members = [toks[:ALIGN_MAX_TOKENS] for toks in members]
     union = np.unique(np.concatenate(shingles)) if shingles else np.empty(0, dtype=np.uint64)
     if frequency is None:
         holders: Counter[str] = Counter(t for toks in members for t in set(toks))
@@ -298,6 +303,7 @@ def relative(
     ]
 
 
+ALIGN_MAX_TOKENS = 50_000  # tokens of a copy that alignment and repetition look at (~300 KB of text)
 _MARGIN = 0.3  # in log(1 + document frequency): held by 2 documents against 1 is enough
 _MAX_BUBBLE = 12  # longer differing stretches are rewrites or revisions, not slips
 

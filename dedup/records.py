@@ -59,7 +59,12 @@ def gone(path: str, sha256: str | None, size: int, gone_run: int) -> dict[str, A
 
 
 def cluster_name(first_path: str) -> str:
-    """Clusters are named after their first member's path: stable across runs.
+    """Clusters are named after their first member's path (in manifest order).
+
+    The name is stable while the first member stays first: it changes when a new
+    member sorts before it, when it goes, or when it leaves the cluster. It is
+    never kept for the cluster's life in cron mode: an incremental run and a full
+    rebuild must give the same names.
 
     Example:
         >>> cluster_name("docs/a.txt") == cluster_name("docs/a.txt"), len(cluster_name("docs/a.txt"))

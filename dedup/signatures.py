@@ -166,9 +166,16 @@ class Signer:
         if len(shingles) == 0:
             return self._empty.copy()
         hv = _fmix32((shingles & _MASK32).astype(np.uint32))
-        work = np.multiply(self._a, hv[None, :])  # one (num_perm, n) buffer, updated in place
-        np.add(work, self._b, out=work)
-        return work.min(axis=1)
+        # A (num_perm, n) buffer, updated in place, for at most SIGN_CHUNK shingles at a time:
+        # a 15 MB one-line file has 2.5M shingles, 2.5 GB in one buffer.
+        result = None
+        for start in range(0, len(hv), SIGN_CHUNK):
+            work = np.multiply(self._a, hv[None, start : start + SIGN_CHUNK])
+            np.add(work, self._b, out=work)
+            least = work.min(axis=1)
+            result = least if result is None else np.minimum(result, least, out=result)
+        assert result is not None
+        return result
 
     def lean(self, signature: np.ndarray) -> LeanMinHash:
         """Wrap a signature for datasketch's LSH index."""
@@ -198,6 +205,9 @@ def fingerprint(words: bytes, k: int, signer: Signer) -> tuple[np.ndarray, int, 
         return hashes, count, signature
     shingles = shingles_of(hash_token_bytes(skeleton_bytes(words)), k)
     return hash_token_bytes(buf), len(shingles), signer.sign(shingles)
+
+
+SIGN_CHUNK = 16_384  # shingles per MinHash block: 16 MB of work at 256 permutations
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,12 @@ from typing import Any
 
 import orjson
 
+from dedup.document import Status
 from dedup.errors import StateError, StateMismatchError
+from dedup.quality import INTRINSIC
 
 DATABASE = "state.sqlite"
+_CHANGES = "changes/"  # + run: a committed run's change list, until OUT holds it
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -109,18 +113,29 @@ class State:
 
     def __init__(self, directory: Path, stamp: dict[str, Any], *, rebuild: bool = False) -> None:
         self.path = directory / DATABASE
+        # The byte lengths of a stored signature and of a row of signals.
+        self._widths = (int(stamp.get("num_perm", 0)) * 4, len(INTRINSIC) * 4)
         if rebuild:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.path}{suffix}")
+        elif self.path.is_file() and self.path.stat().st_size == 0:
+            # SQLite would take an emptied file for a new state: history would restart at run 1.
+            raise StateError(damaged(self.path, "state.sqlite is empty"), path=self.path)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as err:
+            raise StateError(f"cannot open state {self.path}: {err}", path=self.path) from err
+        try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
-        except sqlite3.Error as err:
-            raise StateError(f"cannot open state {self.path}: {err}", path=self.path) from err
-        self._check_stamp(stamp)
+            self._check_stamp(stamp)
+        except BaseException as err:
+            self.db.close()
+            if isinstance(err, sqlite3.Error):
+                raise unusable(self.path, err) from err
+            raise
 
     def _check_stamp(self, stamp: dict[str, Any]) -> None:
         wanted = orjson.dumps({"schema": SCHEMA_VERSION, **stamp}, option=orjson.OPT_SORT_KEYS).decode()
@@ -156,6 +171,11 @@ class State:
         return int(row[0]) if row else 0
 
     def documents(self) -> dict[str, Stored]:
+        """Every stored document, each row checked to be usable.
+
+        Raises:
+            StateError: a row is damaged (the message says to ``--rebuild``).
+        """
         rows = self.db.execute(
             "SELECT key, file, offset, line, size, mtime_ns, sha256, status, error, content, shingles,"
             " signature, signals, component, record, first_seen, last_seen, gone FROM documents"
@@ -165,6 +185,8 @@ class State:
             stored = Stored(*r)  # the SELECT lists the columns in Stored's field order
             if stored.content is not None and stored.content < 0:
                 stored.content += 1 << 64  # SQLite integers are signed
+            if problem := _damage(stored, self._widths):
+                raise StateError(damaged(self.path, f"stored row {stored.key!r} {problem}"), path=self.path)
             out[stored.key] = stored
         return out
 
@@ -187,14 +209,17 @@ class State:
         counts: Callable[[], dict[str, int]],
         documents: Iterable[Stored],
         supersessions: Iterable[tuple[str, str, str, str]],
-        blobs: dict[str, bytes],
+        blobs: Callable[[], dict[str, bytes]],
+        changes: Callable[[], list[dict[str, Any]]],
     ) -> None:
         """Write the documents that changed and add the run, all or nothing.
 
         ``documents`` holds only new or changed rows (a row is replaced whole):
         an unchanged document costs nothing, so a nightly run that adds 10k files to
         a million-document state writes 10k rows. It may be a generator that
-        works out the run's counts as it goes: ``counts`` is called after it.
+        works out the run's counts as it goes: ``counts``, ``blobs`` and
+        ``changes`` (the run's change list, kept until OUT holds it: see
+        ``unwritten_changes``) are called after it.
         """
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -227,21 +252,70 @@ class State:
             self.db.executemany(
                 "INSERT INTO supersessions VALUES (?,?,?,?,?)", ((run, *s) for s in supersessions)
             )
-            for key, value in blobs.items():
+            for key, value in blobs().items():
                 self.db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (key, value))
+            listed = b"".join(orjson.dumps(change) + b"\n" for change in changes())
+            self.db.execute(
+                "INSERT OR REPLACE INTO blobs VALUES (?, ?)", (f"{_CHANGES}{run}", zlib.compress(listed, 1))
+            )
             self.db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?)",
                 (run, started, now(), orjson.dumps(inputs).decode(), orjson.dumps(counts()).decode()),
             )
             self.db.execute("COMMIT")
-        except sqlite3.Error as err:
+        except BaseException as err:  # also a failure of the manifest written as the rows stream
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise StateError(f"cannot write state {self.path}: {err}", path=self.path) from err
+            if isinstance(err, sqlite3.Error):
+                raise unusable(self.path, err) from err
+            raise
 
     def mark_synced(self, run: int) -> None:
-        """Record that OUT now holds the outputs of ``run``."""
+        """Record that OUT now holds the outputs of ``run`` (and the change lists up to it)."""
+        self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('outputs', ?)", (str(run),))
+        self.db.execute("DELETE FROM blobs WHERE key LIKE ?", (f"{_CHANGES}%",))
+        self.db.execute("COMMIT")
+
+    def unwritten_changes(self) -> dict[int, bytes]:
+        """The change lists (JSON lines) of runs committed but killed before OUT held them."""
+        rows = self.db.execute("SELECT key, value FROM blobs WHERE key LIKE ?", (f"{_CHANGES}%",))
+        try:
+            return {int(k.removeprefix(_CHANGES)): zlib.decompress(v) for k, v in rows}
+        except (ValueError, zlib.error) as err:
+            raise StateError(damaged(self.path, f"a stored change list: {err}"), path=self.path) from err
+
+
+_STATUSES = frozenset(str(s) for s in Status)
+
+
+def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
+    """What is wrong with a stored row, if anything (cheap checks: a million rows are read per run)."""
+    if not isinstance(row.key, str) or not isinstance(row.file, str):
+        return "has no path"
+    if row.status not in _STATUSES:
+        return f"has an unknown status {row.status!r}"
+    for blob, width in zip((row.signature, row.signals), widths, strict=True):
+        if blob is not None and (not isinstance(blob, bytes) or len(blob) != width):
+            return "has a signature or signals of the wrong size"
+    text = row.record_json
+    if not (isinstance(text, str) and text.startswith('{"path":') and text.endswith("}")):
+        return "has an unreadable manifest record"
+    if '"cluster":' not in text or '"canonical":' not in text:
+        return "has an incomplete manifest record"
+    return None
+
+
+def damaged(path: Path, what: str) -> str:
+    """The message for a state that cannot be trusted: only a rebuild helps."""
+    return f"state {path.parent} is damaged ({what}); run with --rebuild to discard it and build it anew"
+
+
+def unusable(path: Path, err: sqlite3.Error) -> StateError:
+    """A SQLite error as a StateError: a damaged file (rebuild it), or one that cannot be used now."""
+    if type(err) is sqlite3.DatabaseError:  # "file is not a database", "disk image is malformed"
+        return StateError(damaged(path, str(err)), path=path)
+    return StateError(f"cannot use state {path}: {err}", path=path)
 
 
 def now() -> str:

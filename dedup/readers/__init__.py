@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections import Counter
@@ -70,14 +71,19 @@ def discover(inputs: Sequence[str | os.PathLike[str]]) -> list[Source]:
         path = Path(given)
         if str(given) == STDIN:
             kind, path = "stdin", Path("stdin")
-        elif path.is_dir():
-            kind = "dir"
-        elif path.is_file():
-            kind = container_kind(path.name) or "file"
-        elif path.exists():
-            raise InputError(f"{given}: not a regular file or directory")
         else:
-            raise InputError(f"{given}: no such file or directory")
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                raise InputError(f"{given}: no such file or directory", path=given) from None
+            except OSError as err:  # no permission to reach it, a name too long, a loop of links
+                raise InputError(f"{given}: {err.strerror or err}", path=given) from err
+            if stat.S_ISDIR(mode):
+                kind = "dir"
+            elif stat.S_ISREG(mode):
+                kind = container_kind(path.name) or "file"
+            else:
+                raise InputError(f"{given}: not a regular file or directory", path=given)
         label = ""
         if len(inputs) > 1:
             base = path.resolve().name or "input"
@@ -245,14 +251,17 @@ def reload_text(doc: Document, config: Config) -> str:
         else:  # a container's record: from the spool, by seeking, or reading a compressed stream through
             data = next(read_records(doc.file, [(doc.offset, doc.size)]))
     except DAMAGE as err:
-        raise InputChangedError(f"{doc.file}: cannot be read again: {err}") from err
+        message = f"{doc.file}: cannot be read again: {getattr(err, 'strerror', None) or err}"
+        raise InputChangedError(message, path=doc.file) from err
     if hashlib.sha256(data).hexdigest() != doc.sha256:
-        raise InputChangedError(f"{doc.file}: changed while dedup was running; run again when it is stable")
+        raise InputChangedError(
+            f"{doc.file}: changed while dedup was running; run again when it is stable", path=doc.file
+        )
     try:
         if doc.offset < 0:
             return text_of(data, html=is_html(doc.file)).text
         if doc.source.kind == "warc":
             return payload_text(data)
     except Undecodable as err:  # the same bytes decoded the first time
-        raise InputChangedError(f"{doc.file}: cannot be decoded again: {err}") from err
+        raise InputChangedError(f"{doc.file}: cannot be decoded again: {err}", path=doc.file) from err
     return text_of_line(data, config)
