@@ -18,7 +18,7 @@ DEFAULT_GLOBS = (
     "*.jsonl", "*.ndjson", "*.warc",
     "*.jsonl.gz", "*.jsonl.zst", "*.jsonl.bz2", "*.jsonl.xz",
     "*.ndjson.gz", "*.ndjson.zst", "*.ndjson.bz2", "*.ndjson.xz",
-    "*.warc.gz",
+    "*.warc.gz", "*.warc.zst", "*.warc.bz2", "*.warc.xz",
 )  # fmt: skip
 
 

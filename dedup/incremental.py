@@ -378,7 +378,7 @@ def _emit(
             if prev is None or prev.gone is not None:
                 changes.new += 1
                 changes.listed.append({"change": "new", **records.brief(record)})
-            elif fresh[i] and prev.sha256 != docs.sha256(i):
+            elif fresh[i] and ((prev.sha256 or "") != docs.sha256(i) or prev.status != record["status"]):
                 changes.changed += 1
                 changes.listed.append({"change": "changed", **records.brief(record)})
             text = line.decode()

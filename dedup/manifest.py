@@ -30,7 +30,8 @@ SUMMARY = "summary.json"
 CANONICAL = "canonical"
 RUNS = "runs"
 OUT_LOCK = ".lock"
-OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL, RUNS)
+REPORT = "report.html"  # dedup report OUT
+OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL, RUNS, REPORT)
 
 
 def _umask() -> int:
@@ -286,6 +287,8 @@ def remove_leftovers(out: Path) -> None:
     for path in (out / RUNS).glob(".run-*.tmp"):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    with contextlib.suppress(FileNotFoundError):  # a report of an earlier run would now mislead
+        (out / REPORT).unlink()
 
 
 def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:

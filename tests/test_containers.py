@@ -353,3 +353,34 @@ def test_explain_reads_container_records_again(tmp_path: Path) -> None:
     report = explain(tmp_path / "out", warc_path, "feeds/day.jsonl.zst/x")
     assert report["verdict"].startswith("near-duplicates") and report["similarity"]["jaccard"] > 0.5
     assert explain(tmp_path / "out", "a.txt", "feeds/day.jsonl.zst/y")["verdict"].startswith("different")
+
+
+def test_warc_bodies_stored_chunked_and_gzip_encoded_are_decoded(tmp_path: Path) -> None:
+    body = gzip.compress(f"<html><body><article><p>{STORM}</p></article></body></html>".encode())
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    http = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Encoding: gzip\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunked
+    )
+    record = (
+        b"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:chunked>\r\n"
+        b"WARC-Target-URI: https://example.org/storm\r\nContent-Type: application/http; msgtype=response\r\n"
+        b"Content-Length: " + str(len(http)).encode() + b"\r\n\r\n" + http + b"\r\n\r\n"
+    )
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "crawl.warc").write_bytes(record)
+    (root / "storm.txt").write_text(STORM)
+    run([root], tmp_path / "out", Config(jobs=1))
+    m = {r["path"]: r for r in read_manifest(tmp_path / "out")}
+    assert m["crawl.warc/urn:uuid:chunked"]["status"] == "ok"
+    assert m["crawl.warc/urn:uuid:chunked"]["cluster"] == m["storm.txt"]["cluster"]
+
+
+def test_a_jsonl_bom_does_not_cost_the_first_line(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"\xef\xbb\xbf" + orjson.dumps({"id": "a", "text": STORM}) + b"\r\n")
+    run([feed], tmp_path / "out", Config(jobs=1))
+    (record,) = read_manifest(tmp_path / "out")
+    assert record["path"] == "a" and record["status"] == "ok"
+    assert (tmp_path / "out" / "canonical" / "feed.jsonl").read_bytes() == feed.read_bytes()

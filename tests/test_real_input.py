@@ -294,3 +294,52 @@ def test_short_pages_that_share_only_a_notice_are_not_duplicates(write_tree, tmp
     m = by_path(tmp_path / "out")
     assert m["copy0.txt"]["cluster"] == m["page0.txt"]["cluster"]
     assert len({m[f"page{k}.txt"]["cluster"] for k in range(len(topics))}) == len(topics)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_containers_that_are_fifos_devices_or_links_out_are_not_opened(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "ok.txt").write_text(MUSEUM)
+    os.mkfifo(root / "pipe.jsonl")
+    os.symlink("/dev/zero", root / "zero.jsonl")
+    (elsewhere / "private.jsonl").write_text('{"id": "p", "text": "a private line of text"}\n')
+    os.symlink(elsewhere / "private.jsonl", root / "leak.jsonl")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dedup", "run", str(root), "--out", str(out), "-q", "-j", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert proc.returncode == 0, proc.stderr
+    m = by_path(out)
+    assert m["pipe.jsonl"]["status"] == "unreadable" and "not a regular file" in m["pipe.jsonl"]["error"]
+    assert m["zero.jsonl"]["status"] == "outside" and m["leak.jsonl"]["status"] == "outside"
+
+
+def test_a_report_does_not_lock_the_next_cron_run_out(write_tree, tmp_path: Path) -> None:
+    from dedup.report import write_report
+
+    root = write_tree({"a.txt": STORM, "b.txt": MUSEUM})
+    out, state = tmp_path / "out", str(tmp_path / "state")
+    run([root], out, Config(jobs=1, state=state))
+    write_report(out)
+    assert (out / "report.html").exists()
+    (root / "c.txt").write_text(COUNCIL)
+    result = run([root], out, Config(jobs=1, state=state))
+    assert result.counts["documents"] == 3
+    assert not (out / "report.html").exists()  # it described the run before
+
+
+def test_skipped_files_are_not_changed_on_every_cron_run(write_tree, tmp_path: Path) -> None:
+    root = write_tree({"a.txt": STORM})
+    os.symlink(tmp_path / "nowhere.txt", root / "dangling.txt")
+    (tmp_path / "private.txt").write_text(MUSEUM)
+    os.symlink(tmp_path / "private.txt", root / "leak.txt")
+    out, state = tmp_path / "out", str(tmp_path / "state")
+    run([root], out, Config(jobs=1, state=state))
+    again = run([root], out, Config(jobs=1, state=state))
+    assert again.counts["changed"] == 0 and again.counts["new"] == 0

@@ -32,7 +32,7 @@ from dedup.readers.containers import (
     read_records,
 )
 from dedup.readers.decode import Undecodable, text_of
-from dedup.readers.files import file_documents, is_html, read_bytes, read_file, walk
+from dedup.readers.files import file_documents, is_html, leaves, read_bytes, read_file, walk
 from dedup.readers.jsonl import jsonl_documents, text_of_line
 from dedup.readers.warc import payload_text, warc_documents
 
@@ -124,6 +124,21 @@ def stdin_copied(sources: list[Source], out: Path, stream: BinaryIO | None = Non
             os.unlink(path)
 
 
+def _openable(doc: Document, config: Config) -> bool:
+    """Whether a container found in a directory may be opened; if not, why, in its status."""
+    if not config.follow_links and leaves(doc.file, doc.source.root):
+        doc.status, doc.error = Status.OUTSIDE, "a link out of the INPUT directory (see --follow-links)"
+        return False
+    try:
+        regular = stat.S_ISREG(os.stat(doc.file).st_mode)
+    except OSError as err:
+        doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
+        return False
+    if not regular:
+        doc.status, doc.error = Status.UNREADABLE, "cannot read: not a regular file"
+    return regular
+
+
 def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = True) -> Iterator[Document]:
     """Yield every document of every source in manifest order.
 
@@ -136,6 +151,11 @@ def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = Tr
     for source in sources:
         for doc in _documents(source, config, index):
             if doc.source is source and source.kind == "dir" and not doc.error and container_kind(doc.file):
+                if not _openable(doc, config):  # a FIFO, a device, a link out: recorded, never opened
+                    doc.index = index
+                    yield doc
+                    index += 1
+                    continue
                 label = doc.path
                 inner = Source(container_kind(doc.file) or "", doc.file, label, output=label)
                 for record in _documents(inner, config, index):

@@ -106,8 +106,8 @@ def _jsonl_record(
     if len(raw) > config.max_bytes:
         doc.status, doc.error = Status.TOO_LARGE, f"line {lineno}: {len(raw)} bytes is over --max-bytes"
         return doc
-    try:
-        record = orjson.loads(raw)
+    try:  # a UTF-8 byte-order mark may open the file (its bytes stay in the hash and the copy)
+        record = orjson.loads(raw[3:] if lineno == 1 and raw.startswith(b"\xef\xbb\xbf") else raw)
     except orjson.JSONDecodeError as err:
         doc.status, doc.error = Status.MALFORMED, f"line {lineno}: invalid JSON: {err}"
         return doc

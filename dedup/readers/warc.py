@@ -55,7 +55,12 @@ def parse(raw: bytes) -> Payload:
         (b'hi', False, 'utf-8', '<urn:x>', None)
     """
     found = next(
-        iter(ArchiveIterator(io.BytesIO(raw), parse_http=True, record_types=WarcRecordType.any_type))
+        # auto_decode: bodies stored chunked and/or gzip-encoded, as wget and browsertrix store them
+        iter(
+            ArchiveIterator(
+                io.BytesIO(raw), parse_http=True, record_types=WarcRecordType.any_type, auto_decode="all"
+            )
+        )
     )
     kind = found.record_type
     headers = found.headers
