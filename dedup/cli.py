@@ -2,7 +2,8 @@
 
 Messages go to stderr, data (``explain``'s report) to stdout. ``_Group.invoke`` is
 the one place that turns library errors into exit codes: 0 done, 1 error
-(``Error: ...``), 2 usage error (bad or conflicting options).
+(``Error: ...``), 2 usage error (bad or conflicting options), 3 another run holds
+the lock on the state or on OUT.
 """
 
 from __future__ import annotations

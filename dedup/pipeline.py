@@ -66,7 +66,8 @@ def run(
     to date in place.
 
     Args:
-        inputs: directories, text files or JSONL files.
+        inputs: directories, text or HTML files, JSON Lines or WARC containers (plain or
+            compressed), or ``-`` for JSON Lines on standard input.
         out: output directory (created; must be empty unless ``config.force``, or,
             with a state, hold this state's previous outputs).
         config: validated options.
