@@ -68,6 +68,6 @@ def canonical_reason(ranked: Sequence[Scored]) -> str:
 
 def duplicate_reason(member: Scored, best: Scored, match: str) -> str:
     """Why a member was not kept."""
-    if member.score == best.score:
+    if f"{member.score:.2f}" == f"{best.score:.2f}":  # as printed: "1.00 < 1.00" would read as nonsense
         return f"near-duplicate ({match}); tied at {member.score:.2f}, later in order than {best.member.path}"
     return f"near-duplicate ({match}); score {member.score:.2f} < {best.score:.2f} ({member.worst()})"

@@ -52,6 +52,8 @@ def check_apart(path: Path, inputs: Iterable[str], what: str) -> None:
     """
     resolved = path.resolve()
     for given in inputs:
+        if given == "-":  # standard input is no directory: nothing to overlap
+            continue
         root = Path(given).resolve()
         if resolved == root or root in resolved.parents or resolved in root.parents:
             raise OutputError(f"{what} {path} overlaps INPUT {given}: choose a directory outside the inputs")

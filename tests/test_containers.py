@@ -384,3 +384,13 @@ def test_a_jsonl_bom_does_not_cost_the_first_line(tmp_path: Path) -> None:
     (record,) = read_manifest(tmp_path / "out")
     assert record["path"] == "a" and record["status"] == "ok"
     assert (tmp_path / "out" / "canonical" / "feed.jsonl").read_bytes() == feed.read_bytes()
+
+
+def test_stdin_into_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    line = orjson.dumps({"id": "a", "text": STORM}) + b"\n"
+    result = CliRunner().invoke(cli, ["run", "-", "--out", ".", "-q", "-j", "1"], input=line)
+    assert result.exit_code == 0, result.stderr
+    assert (out / "canonical" / "stdin.jsonl").read_bytes() == line

@@ -155,3 +155,13 @@ def test_edits_are_the_differing_stretches_between_consecutive_anchors(a, slips)
         ops = difflib.SequenceMatcher(None, seg_a, seg_b, autojunk=False).get_opcodes()
         expected += [(seg_a[a1:a2], seg_b[b1:b2]) for op, a1, a2, b1, b2 in ops if op != "equal"]
     assert list(edits(a, b, ga, gb)) == expected
+
+
+def test_a_reason_never_says_a_score_is_below_the_same_printed_score() -> None:
+    from dedup.canonical import Member, Scored, duplicate_reason
+
+    best = Scored(Member(0, "a.txt", {}), 1.0, {"incomplete": 0.0})
+    almost = Scored(Member(1, "b.txt", {}), 0.9992, {"incomplete": 0.0008})
+    assert "tied at 1.00" in duplicate_reason(almost, best, "same text")
+    worse = Scored(Member(2, "c.txt", {}), 0.75, {"treebank": 0.25})
+    assert "score 0.75 < 1.00 (treebank -0.25)" in duplicate_reason(worse, best, "same text")
