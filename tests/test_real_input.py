@@ -233,6 +233,10 @@ def test_file_names_that_are_not_utf8_are_recorded_escaped(tmp_path: Path) -> No
     assert m[escaped]["status"] == "ok" and m[escaped]["cluster"] == m["copy.txt"]["cluster"]
     kept = next(p for p, r in m.items() if r["canonical"])
     assert (tmp_path / "out" / "canonical" / kept).read_text() == MUSEUM
+    from dedup.explain import show  # the escaped name is found again under its real one
+
+    members = {r["path"]: r for r in show(tmp_path / "out", path=escaped)["members"]}
+    assert members[escaped]["text_from"] == "input" and members[escaped]["text"] == MUSEUM
 
 
 def test_site_furniture_in_any_language_counts_against_a_copy(write_tree, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import stat
 import sys
@@ -124,6 +125,18 @@ def stdin_copied(sources: list[Source], out: Path, stream: BinaryIO | None = Non
             os.unlink(path)
 
 
+def unprintable(rel: str) -> str:
+    """A manifest path's file name as the file system has it: ``files.printable`` undone.
+
+    Example:
+        >>> unprintable("caf\\\\xe9.txt").encode("utf-8", "surrogateescape")
+        b'caf\\xe9.txt'
+    """
+    if "\\x" not in rel:
+        return rel
+    return re.sub(r"\\x([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)), rel)
+
+
 def _openable(doc: Document, config: Config) -> bool:
     """Whether a container found in a directory may be opened; if not, why, in its status."""
     if not config.follow_links and leaves(doc.file, doc.source.root):
@@ -201,7 +214,9 @@ def locate(path: str, sources: Sequence[Source], config: Config) -> Document:
                     inner = Source(container_kind(file) or "", file, label, output=label)
                     break
             else:
-                return Document(index=0, path=path, source=source, file=os.path.join(source.root, rel))
+                return Document(
+                    index=0, path=path, source=source, file=os.path.join(source.root, unprintable(rel))
+                )
         elif inner is None:
             return Document(index=0, path=path, source=source, file=source.root)
         try:
