@@ -116,16 +116,6 @@ def atomic_file(path: Path) -> Iterator[Any]:
         raise
 
 
-def write_manifest(out: Path, records: Iterable[dict[str, Any]]) -> int:
-    """One JSON object per line, in the order given; returns the count."""
-    n = 0
-    with atomic_file(out / MANIFEST) as fh:
-        for record in records:
-            fh.write(orjson.dumps(record) + b"\n")
-            n += 1
-    return n
-
-
 def write_delta(out: Path, run: int, changes: Iterable[dict[str, Any]]) -> Path:
     """``runs/run-NNNNNN.jsonl``: what one cron run changed (new, changed, superseded, gone)."""
     (out / RUNS).mkdir(exist_ok=True)
