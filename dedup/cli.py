@@ -168,6 +168,19 @@ def cli() -> None:
     help="Worker processes; 0 = one per core. Results are the same for any value.",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default=_DEFAULTS["engine"],
+    show_default=True,
+    help="Where the passes run: forked processes, or a Dask cluster (pip install 'dedup[dask]').",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="A running Dask scheduler (tcp://host:8786) for --engine dask; default: a local cluster of --jobs.",
+)
+@click.option(
     "--state",
     type=click.Path(file_okay=False),
     default=None,

@@ -21,6 +21,8 @@ DEFAULT_GLOBS = (
     "*.warc.gz", "*.warc.zst", "*.warc.bz2", "*.warc.xz",
 )  # fmt: skip
 
+ENGINES = ("local", "dask")
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -46,7 +48,13 @@ class Config:
         follow_links: Read files behind symbolic links that lead out of their INPUT directory;
             by default they are recorded as ``outside``, so that a link to a private file is
             never published in ``canonical/`` (``--follow-links``).
-        jobs: Worker processes; 0 means one per core (``--jobs``).
+        jobs: Worker processes; 0 means one per core (``--jobs``). With ``engine="dask"`` and
+            no scheduler, the local cluster's workers.
+        engine: Where the two passes run: ``local`` (processes forked from this one) or
+            ``dask`` (a Dask cluster; ``pip install 'dedup[dask]'``). Results are identical
+            (``--engine``).
+        scheduler: Address of a running Dask scheduler (``tcp://host:8786``); ``None`` starts a
+            local cluster on loopback (``--scheduler``).
         force: Allow a non-empty OUT; dedup's own files there are replaced (``--force``).
         state: Directory of the persistent state for incremental (cron) runs; ``None``
             runs from scratch (``--state``).
@@ -71,6 +79,8 @@ class Config:
     max_bytes: int = 16 * 1024 * 1024
     follow_links: bool = False
     jobs: int = 0
+    engine: str = field(default="local", compare=False)
+    scheduler: str | None = field(default=None, compare=False)
     force: bool = field(default=False, compare=False)
     state: str | None = field(default=None, compare=False)
     lock_timeout: float = field(default=0.0, compare=False)
@@ -103,6 +113,12 @@ class Config:
             problems.append(f"--max-bytes must be >= 1, got {self.max_bytes}")
         if self.jobs < 0:
             problems.append(f"--jobs must be >= 0, got {self.jobs}")
+        if self.engine not in ENGINES:
+            problems.append(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.scheduler is not None and self.engine != "dask":
+            problems.append("--scheduler needs --engine dask")
+        if self.state is not None and self.engine != "local":
+            problems.append("--state runs on one machine: cron mode does not take --engine dask")
         if self.lock_timeout < 0:
             problems.append(f"--lock-timeout must be >= 0, got {self.lock_timeout}")
         if self.rebuild and self.state is None:
@@ -118,7 +134,7 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         """The options that shape results, for ``summary.json`` (``jobs``/``force`` do not)."""
         values = asdict(self)
-        for run_option in ("jobs", "force", "state", "lock_timeout", "rebuild"):
+        for run_option in ("jobs", "engine", "scheduler", "force", "state", "lock_timeout", "rebuild"):
             values.pop(run_option)
         values["globs"] = list(self.globs)
         return values

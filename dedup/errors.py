@@ -12,6 +12,8 @@ about, when there is one::
     │   ├── InputChangedError   an input file changed while the run was reading it
     │   └── NoDocumentsError    the INPUTs hold no readable document at all
     ├── OutputError             OUT is not empty (without --force) or cannot be written
+    ├── EngineError             the Dask cluster (``--engine dask``) is unreachable, runs other code,
+    │                           or lost the workers a task was tried on
     └── StateError              the --state directory cannot be used
         ├── StateLockedError    another run holds the state's lock (CLI exit 3)
         └── StateMismatchError  the state was built with other signature parameters
@@ -53,6 +55,10 @@ class NoDocumentsError(InputError):
 
 class OutputError(DedupError):
     """The output directory cannot be used or written."""
+
+
+class EngineError(DedupError):
+    """The workers of ``--engine dask`` cannot be used: not reached, another dedup, or lost too often."""
 
 
 class StateError(DedupError):

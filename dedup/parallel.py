@@ -1,4 +1,8 @@
-"""Worker processes for both passes: one stage over many tasks, results in task order.
+"""Workers for both passes: one stage over many tasks, results in task order.
+
+An ``Engine`` runs the stages: ``Processes`` (the default) forks worker
+processes from this one; ``dask_workers.DaskWorkers`` sends the same stages to
+a Dask cluster. Either way results come back in task order.
 
 A stage is a picklable callable holding what its tasks need (pass 1: the
 config and a signer; pass 2: the run's tables). It is handed to each worker
@@ -17,8 +21,12 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from dedup.config import Config
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -101,3 +109,33 @@ def ordered(
                 yield pending.pop(0).result()
         for fut in pending:
             yield fut.result()
+
+
+class Engine(Protocol):
+    """Runs a stage over tasks and yields the results in task order (never in finishing order)."""
+
+    def ordered(
+        self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int
+    ) -> Iterator[R]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Processes:
+    """The default engine: ``workers`` processes forked from this one (see ``ordered``)."""
+
+    workers: int
+
+    def ordered(self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int) -> Iterator[R]:
+        return ordered(stage, tasks, workers=self.workers, window_per_worker=window_per_worker)
+
+
+@contextlib.contextmanager
+def engine(config: Config) -> Iterator[Engine]:
+    """The run's engine, for both passes: started once, stopped when the run ends."""
+    if config.engine == "dask":
+        from dedup import dask_workers  # only here: dask is an optional extra
+
+        with dask_workers.connect(config) as workers:
+            yield workers
+    else:
+        yield Processes(config.workers)

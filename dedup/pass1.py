@@ -205,6 +205,7 @@ def read_all(
     progress: Progress | None = None,
     checkpoint: Checkpoint = _no_checkpoint,
     batch_size: int = BATCH,
+    engine: parallel.Engine | None = None,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Read, normalise and sign every document (or take its stored features), in manifest order.
 
@@ -217,6 +218,7 @@ def read_all(
         progress: called as ``progress("read", documents, None)`` after each batch.
         checkpoint: called as ``checkpoint("pass1")`` after each batch (crash tests).
         batch_size: documents per worker task.
+        engine: where the batches are analysed (default: ``config.workers`` forked processes).
 
     Returns the documents, their features, and a flag per document: read in this run.
 
@@ -260,7 +262,8 @@ def read_all(
 
     stage = Analyser(config)
     tasks = batches(to_analyse(), batch_size)
-    for results, delta in parallel.ordered(stage, tasks, workers=config.workers, window_per_worker=4):
+    engine = engine or parallel.Processes(config.workers)
+    for results, delta in engine.ordered(stage, tasks, window_per_worker=4):
         frequency.merge(delta)
         for doc, feat in results:
             take_waiting(doc.index)

@@ -219,10 +219,12 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     return out, len(edges)
 
 
-def settle_all(corpus: Corpus, tasks: list[Task]) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
-    """Pass 2 over all components, in task order; worker processes inherit the corpus tables by fork."""
-    workers = corpus.config.workers
-    yield from parallel.ordered(Settler(corpus), tasks, workers=workers, window_per_worker=8)
+def settle_all(
+    corpus: Corpus, tasks: list[Task], engine: parallel.Engine | None = None
+) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
+    """Pass 2 over all components, in task order (forked workers inherit the corpus tables)."""
+    engine = engine or parallel.Processes(corpus.config.workers)
+    yield from engine.ordered(Settler(corpus), tasks, window_per_worker=8)
 
 
 def _no_similarity(a: int, b: int) -> Similarity:

@@ -26,7 +26,7 @@ from typing import Any
 import datasketch
 
 from dedup import __version__ as dedup_version
-from dedup import incremental, index, manifest, normalize, pass1, pass2, readers, records
+from dedup import incremental, index, manifest, normalize, parallel, pass1, pass2, readers, records
 from dedup.config import Config
 from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
@@ -96,8 +96,9 @@ def run(
         with (
             incremental.session(config, out_path, [s.root for s in sources]) as cache,
             readers.stdin_copied(sources, out_path) as read,  # `-` is read twice: copied into OUT first
+            parallel.engine(config) as engine,
         ):
-            return _run(read, out_path, config, cache, progress, checkpoint, batch_size)
+            return _run(read, out_path, config, cache, engine, progress, checkpoint, batch_size)
     except OSError as err:  # what no stage turned into a message: still one line, never a traceback
         where = err.filename or out_path
         raise OutputError(f"{where}: {err.strerror or err}", path=where) from err
@@ -108,6 +109,7 @@ def _run(
     out: Path,
     config: Config,
     cache: incremental.Batch,
+    engine: parallel.Engine,
     progress: Progress | None,
     checkpoint: Checkpoint,
     batch_size: int,
@@ -115,7 +117,7 @@ def _run(
     manifest.remove_leftovers(out)
     while True:
         try:
-            return _judge_and_write(sources, out, config, cache, progress, checkpoint, batch_size)
+            return _judge_and_write(sources, out, config, cache, engine, progress, checkpoint, batch_size)
         except Stale as stale:
             # A file taken from the state (same size and mtime) had other bytes when pass 2
             # read it again: edited in place with its mtime kept. Start again, reading it.
@@ -135,6 +137,7 @@ def _judge_and_write(
     out: Path,
     config: Config,
     cache: incremental.Batch,
+    engine: parallel.Engine,
     progress: Progress | None,
     checkpoint: Checkpoint,
     batch_size: int,
@@ -150,6 +153,7 @@ def _judge_and_write(
         progress=progress,
         checkpoint=checkpoint,
         batch_size=batch_size,
+        engine=engine,
     )
     readers.check_found(docs, config)  # a run that read nothing is an error
     corpus = pass2.Corpus.of(config, docs, feats, frequency)
@@ -176,7 +180,7 @@ def _judge_and_write(
     try:
         # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
         with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
-            for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks), start=1):
+            for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
                 settled.update(results)
                 verified += n_edges
                 if progress:

@@ -131,10 +131,13 @@ def unreadable(source: Source, index: int, err: OSError) -> Document:
 
 
 def open_writer(path: str, like: str) -> IO[bytes]:
-    """A file at ``path`` written with the compression of the input ``like``."""
+    """A file at ``path`` written with the compression of the input ``like``.
+
+    A gzip header holds a time: zero here, so that the same input gives the same bytes.
+    """
     kind = compression(like)
     if kind == ".gz":
-        return gzip.open(path, "wb", compresslevel=GZIP_LEVEL)  # type: ignore[return-value]
+        return gzip.GzipFile(path, "wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[return-value]
     if kind == ".bz2":
         return bz2.open(path, "wb")
     if kind == ".xz":
