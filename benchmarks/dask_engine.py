@@ -147,7 +147,8 @@ def main() -> int:
     for size, engine, workers, wall, driver, worker, same in rows:
         w = "-" if worker is None else f"{worker:,.0f}"
         rate = size / wall
-        print(f"| {size:,} | {engine} | {workers} | {wall:.1f} | {rate:,.0f} | {driver:,.0f} | {w} | {same} |")
+        cells = [f"{size:,}", engine, str(workers), f"{wall:.1f}", f"{rate:,.0f}", f"{driver:,.0f}", w, same]
+        print("| " + " | ".join(cells) + " |")
     return 1 if failed else 0
 
 
