@@ -14,7 +14,8 @@ Prints a table of wall time, articles/s, the driver's peak RSS (the ``dedup``
 process; for ``local`` its largest process, a worker or the main one) and the
 workers' peak RSS (``ru_maxrss`` asked of each Dask worker after the run), and
 whether the manifest and every file under ``canonical/`` are byte-identical to
-the local run with the same W. Exits 1 on any difference.
+the local run with the same W, and each run's stage times (``summary.json``).
+Exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -133,21 +134,23 @@ def main() -> int:
                         sys.exit(f"{name} run failed ({got.exit_code}):\n{got.stderr_tail}")
                 same = digest(tmp / "local") == digest(tmp / "dask")
                 failed |= not same
-                rows.append((size, "local", workers, local.wall_s, local.rss_mb, None, "-"))
-                rows.append(
-                    (size, "dask", workers, dask.wall_s, dask.rss_mb, worker_mb, "yes" if same else "NO")
-                )
+                verdict = "yes" if same else "NO"
+                for name, got, w_mb, ok in (("local", local, None, "-"), ("dask", dask, worker_mb, verdict)):
+                    stages = orjson.loads((tmp / name / "summary.json").read_bytes())["timings_s"]
+                    rows.append((size, name, workers, got.wall_s, got.rss_mb, w_mb, ok, stages))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     print(f"corpus: {args.noise} {args.format}; machine: {os.cpu_count()} cores")
     print(
-        "| articles | engine | workers | wall s | articles/s | driver peak MB | worker peak MB | identical |"
+        "| articles | engine | workers | wall s | articles/s | driver peak MB | worker peak MB | identical "
+        "| read_sign s | index s | verify s | write s |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---|")
-    for size, engine, workers, wall, driver, worker, same in rows:
+    print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    for size, engine, workers, wall, driver, worker, same, stages in rows:
         w = "-" if worker is None else f"{worker:,.0f}"
         rate = size / wall
         cells = [f"{size:,}", engine, str(workers), f"{wall:.1f}", f"{rate:,.0f}", f"{driver:,.0f}", w, same]
+        cells += [f"{stages.get(k, 0):.1f}" for k in ("read_sign", "index", "verify_cluster_score", "write")]
         print("| " + " | ".join(cells) + " |")
     return 1 if failed else 0
 
