@@ -93,16 +93,19 @@ def analyse(
 class Analyser:
     """The pass-1 stage: a batch of documents -> their features and the batch's token counts.
 
-    Built once, in the parent; ``parallel`` hands it to each worker (a forked one
-    inherits it: the frequency table it only counts deltas with is never touched).
+    Built once, in the parent; the engine hands it to each worker (a forked one
+    inherits it, a Dask worker is sent it). The frequency table it counts deltas
+    with is made in the worker, on first use: its 32 MB of zeros are never sent.
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.signer = Signer(num_perm=config.num_perm, seed=config.seed)
-        self.frequency = TokenFrequency()
+        self.frequency: TokenFrequency | None = None
 
     def __call__(self, batch: list[Document]) -> Analysed:
+        if self.frequency is None:
+            self.frequency = TokenFrequency()
         results, vocabularies = [], []
         for doc in batch:
             doc, features, hashes = analyse(doc, self.config, self.signer)
