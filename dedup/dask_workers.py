@@ -73,8 +73,25 @@ def check_stamps(stamps: dict[str, dict[str, Any]], expected: dict[str, Any]) ->
             )
 
 
-def _apply(stage: Callable[[T], R], task: T) -> R:
-    return stage(task)
+def _apply(stage: Callable[[T], R], tasks: list[T]) -> list[R]:
+    return [stage(task) for task in tasks]
+
+
+def bundles(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive tasks in lists of ``size`` (the last may be shorter).
+
+    Example:
+        >>> list(bundles(range(5), 2))
+        [[0, 1], [2, 3], [4]]
+    """
+    bundle: list[T] = []
+    for task in tasks:
+        bundle.append(task)
+        if len(bundle) == size:
+            yield bundle
+            bundle = []
+    if bundle:
+        yield bundle
 
 
 class DaskWorkers:
@@ -88,18 +105,21 @@ class DaskWorkers:
         """Task slots over all workers now: the window of tasks in flight is a few per slot."""
         return max(1, sum(self.client.nthreads().values()))
 
-    def ordered(self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int) -> Iterator[R]:
-        """``stage`` over ``tasks`` on the cluster, at most ``window_per_worker`` per slot in flight."""
+    def ordered(
+        self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int, per_call: int = 1
+    ) -> Iterator[R]:
+        """``stage`` over ``tasks`` on the cluster, ``per_call`` tasks to a Dask task, at most
+        ``window_per_worker`` Dask tasks per slot in flight."""
         held = self.client.scatter(stage, broadcast=True, hash=False)
         window = window_per_worker * self.threads()
         pending: deque[Any] = deque()
         try:
-            for task in tasks:
-                pending.append(self.client.submit(_apply, held, task, pure=False))
+            for bundle in bundles(tasks, per_call):
+                pending.append(self.client.submit(_apply, held, bundle, pure=False))
                 if len(pending) >= window:
-                    yield self._result(pending.popleft())
+                    yield from self._result(pending.popleft())
             while pending:
-                yield self._result(pending.popleft())
+                yield from self._result(pending.popleft())
         finally:
             for future in pending:
                 future.cancel()

@@ -24,6 +24,7 @@ from dedup.frequency import TokenFrequency
 from dedup.pass1 import FeatureTable, hash_tokens
 from dedup.signatures import shingles_of, similarity, token_hashes
 
+PER_CALL = 64  # groups to one call where a call costs much (a Dask task): most groups take a millisecond
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
 
 Task = tuple[list[int], np.ndarray]  # a component's nodes, and its candidate pairs
@@ -224,7 +225,7 @@ def settle_all(
 ) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
     """Pass 2 over all components, in task order (forked workers inherit the corpus tables)."""
     engine = engine or parallel.Processes(corpus.config.workers)
-    yield from engine.ordered(Settler(corpus), tasks, window_per_worker=8)
+    yield from engine.ordered(Settler(corpus), tasks, window_per_worker=8, per_call=PER_CALL)
 
 
 def _no_similarity(a: int, b: int) -> Similarity:
