@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from typing import Any, TypeVar
 
-from dedup import __version__
+from dedup import __version__, parallel
 from dedup.config import Config
 from dedup.errors import ConfigError, EngineError
 
@@ -77,23 +77,6 @@ def _apply(stage: Callable[[T], R], tasks: list[T]) -> list[R]:
     return [stage(task) for task in tasks]
 
 
-def bundles(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive tasks in lists of ``size`` (the last may be shorter).
-
-    Example:
-        >>> list(bundles(range(5), 2))
-        [[0, 1], [2, 3], [4]]
-    """
-    bundle: list[T] = []
-    for task in tasks:
-        bundle.append(task)
-        if len(bundle) == size:
-            yield bundle
-            bundle = []
-    if bundle:
-        yield bundle
-
-
 class DaskWorkers:
     """An engine (``parallel.Engine``) over a connected ``distributed.Client``."""
 
@@ -114,7 +97,7 @@ class DaskWorkers:
         window = window_per_worker * self.threads()
         pending: deque[Any] = deque()
         try:
-            for bundle in bundles(tasks, per_call):
+            for bundle in parallel.bundles(tasks, per_call):
                 pending.append(self.client.submit(_apply, held, bundle, pure=False))
                 if len(pending) >= window:
                     yield from self._result(pending.popleft())

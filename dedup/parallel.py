@@ -19,6 +19,7 @@ import gc
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -60,9 +61,26 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _call(task: Any) -> Any:
+def _call(bundle: list[Any]) -> list[Any]:
     assert _stage is not None, "a worker without a stage"
-    return _stage(task)
+    return [_stage(task) for task in bundle]
+
+
+def bundles(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive tasks in lists of ``size`` (the last may be shorter): one call each.
+
+    Example:
+        >>> list(bundles(range(5), 2))
+        [[0, 1], [2, 3], [4]]
+    """
+    bundle: list[T] = []
+    for task in tasks:
+        bundle.append(task)
+        if len(bundle) == size:
+            yield bundle
+            bundle = []
+    if bundle:
+        yield bundle
 
 
 @contextlib.contextmanager
@@ -85,13 +103,14 @@ def pool(workers: int, stage: Callable[[Any], Any]) -> Iterator[ProcessPoolExecu
 
 
 def ordered(
-    stage: Callable[[T], R], tasks: Iterable[T], *, workers: int, window_per_worker: int
+    stage: Callable[[T], R], tasks: Iterable[T], *, workers: int, window_per_worker: int, per_call: int = 1
 ) -> Iterator[R]:
     """``stage`` over ``tasks``, results in task order.
 
     In this process when there is one worker or a short list of tasks; otherwise
-    in ``workers`` processes with at most ``window_per_worker * workers`` tasks in
-    flight (memory stays flat however many tasks a stream holds).
+    in ``workers`` processes, ``per_call`` tasks to a call, with at most
+    ``window_per_worker * workers`` calls in flight (memory stays flat however
+    many tasks a stream holds).
 
     Example:
         >>> list(ordered(abs, [-2, 1, -3], workers=1, window_per_worker=4))
@@ -102,20 +121,21 @@ def ordered(
         return
     window = window_per_worker * workers
     with pool(workers, stage) as executor:
-        pending: list[Future[R]] = []
-        for task in tasks:
-            pending.append(executor.submit(_call, task))
+        pending: deque[Future[list[R]]] = deque()
+        for bundle in bundles(tasks, per_call):
+            pending.append(executor.submit(_call, bundle))
             if len(pending) >= window:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 class Engine(Protocol):
     """Runs a stage over tasks and yields the results in task order (never in finishing order).
 
-    ``per_call`` is how many tasks may share one call where a call costs much (a
-    Dask task costs milliseconds of scheduling; a forked worker's, microseconds).
+    ``per_call`` is how many tasks share one call: one message to a worker and back
+    (a Dask task costs milliseconds of scheduling, a forked worker's call a
+    fraction of one), for stages whose tasks are cheap.
     """
 
     def ordered(
@@ -132,7 +152,9 @@ class Processes:
     def ordered(
         self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int, per_call: int = 1
     ) -> Iterator[R]:
-        return ordered(stage, tasks, workers=self.workers, window_per_worker=window_per_worker)
+        return ordered(
+            stage, tasks, workers=self.workers, window_per_worker=window_per_worker, per_call=per_call
+        )
 
 
 @contextlib.contextmanager

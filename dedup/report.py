@@ -15,16 +15,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from dedup import __version__, evidence
+from dedup import __version__, evidence, parallel
 from dedup.explain import examine, why_kept
 from dedup.finished import FinishedRun
 from dedup.manifest import atomic_file
@@ -207,13 +205,9 @@ def _member_row(record: dict[str, Any]) -> list[Any]:
 
 
 def _details(work: list[tuple[FinishedRun, list[dict[str, Any]]]], jobs: int) -> Iterator[dict[str, Any]]:
-    """The clusters' details in order, from worker processes when there are enough to share."""
+    """The clusters' details in order, from the run's kind of worker processes (they die with this one)."""
     workers = jobs or os.cpu_count() or 1
-    if workers == 1 or len(work) < 32 or os.name != "posix":
-        yield from (_detail(task) for task in work)
-        return
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-        yield from pool.map(_detail, work, chunksize=8)
+    yield from parallel.ordered(_detail, work, workers=workers, window_per_worker=4, per_call=8)
 
 
 def _detail(task: tuple[FinishedRun, list[dict[str, Any]]]) -> dict[str, Any]:
