@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner, Result
-from conftest import COUNCIL, MUSEUM, STORM, read_manifest
+from conftest import COUNCIL, MUSEUM, STORM, read_manifest, truncate
 
 from dedup import Config, readers
 from dedup.cli import cli
@@ -76,3 +76,26 @@ def test_a_too_large_line_keeps_its_id_in_the_manifest(tmp_path: Path) -> None:
         ("big#L3", "ok"),
     ]
     assert "over --max-bytes" in records[1]["error"]
+
+
+# ------------------------------------------------------ in-place edits --
+
+
+@pytest.mark.parametrize("edited", ["a.txt", "b.txt"])  # the copy pass 2 reads, and the one it does not
+def test_an_exact_copy_edited_in_place_with_its_mtime_kept_is_read_again(
+    tmp_path: Path, write_tree, edited: str
+) -> None:
+    scrape = write_tree({"a.txt": MUSEUM, "b.txt": MUSEUM, "storm.txt": STORM})  # a and b: one text
+    assert _cron(scrape, tmp_path).exit_code == 0
+    before = (scrape / edited).stat()
+    (scrape / edited).write_bytes((COUNCIL.encode() * 2)[: before.st_size])  # other words, same size ...
+    os.utime(scrape / edited, ns=(before.st_atime_ns, before.st_mtime_ns))  # ... and the same mtime
+    (scrape / "museum-copy.txt").write_text(truncate(MUSEUM, 0.7))  # the group is judged again
+    result = _cron(scrape, tmp_path)
+    assert result.exit_code == 0, result.output
+    reference = _invoke(scrape, "--out", tmp_path / "reference")
+    assert reference.exit_code == 0, reference.output
+    keys = ("path", "status", "sha256", "cluster", "canonical", "duplicate_of", "score")
+    ours = [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "out")]
+    assert ours == [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "reference")]
+    assert (tmp_path / "out" / "canonical" / edited).read_bytes() == (scrape / edited).read_bytes()

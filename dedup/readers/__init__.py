@@ -270,15 +270,11 @@ def spooled(docs: DocumentTable, wanted: Iterable[int], out: Path) -> Iterator[N
             spool.remove()
 
 
-def reload_text(doc: Document, config: Config) -> str:
-    """Read an ``ok`` document's text again, for the stages after signing.
-
-    Pass 1 drops texts to keep memory flat; the few documents that have candidate
-    near-duplicates are read a second time, and decoded (and extracted) exactly
-    as the first time.
+def reread(doc: Document, config: Config) -> bytes:
+    """A document's bytes read again, checked to be the ones first read (or taken from the state).
 
     Raises:
-        InputChangedError: when the bytes on disk no longer match the first read.
+        InputChangedError: when the bytes on disk no longer match ``doc.sha256``.
     """
     try:
         if doc.offset < 0:
@@ -292,6 +288,20 @@ def reload_text(doc: Document, config: Config) -> str:
         raise InputChangedError(
             f"{doc.file}: changed while dedup was running; run again when it is stable", path=doc.file
         )
+    return data
+
+
+def reload_text(doc: Document, config: Config) -> str:
+    """Read an ``ok`` document's text again, for the stages after signing.
+
+    Pass 1 drops texts to keep memory flat; the few documents that have candidate
+    near-duplicates are read a second time, and decoded (and extracted) exactly
+    as the first time.
+
+    Raises:
+        InputChangedError: when the bytes on disk no longer match the first read.
+    """
+    data = reread(doc, config)
     try:
         if doc.offset < 0:
             return text_of(data, html=is_html(doc.file)).text
