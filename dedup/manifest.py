@@ -7,6 +7,7 @@ reader (or a crash) sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import itertools
@@ -81,11 +82,60 @@ def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool 
             ]
             if foreign:
                 raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
-        out.mkdir(parents=True, exist_ok=True)
+        check_creatable(out, "OUT")
+        _make_dirs(out)
         if not os.access(out, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write to OUT {out}: Permission denied")
     except OSError as err:
         raise OutputError(f"cannot create OUT {out}: {err.strerror or err}") from err
+
+
+def check_creatable(path: Path, what: str) -> None:
+    """Refuse a directory that cannot be made before anything is made: nothing is left half-made.
+
+    What can be known up front is checked: the name and path lengths the file
+    system allows, and that the nearest existing directory can be written.
+
+    Raises:
+        OutputError: ``path`` does not exist and cannot be created.
+    """
+    missing: list[str] = []
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        missing.append(existing.name)
+        existing = existing.parent
+    if not missing:
+        return
+    try:
+        name_max, path_max = (os.pathconf(existing, name) for name in ("PC_NAME_MAX", "PC_PATH_MAX"))
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    if any(len(os.fsencode(n)) > name_max for n in missing) or len(os.fsencode(path)) >= path_max:
+        raise OutputError(f"cannot create {what} {path}: {os.strerror(errno.ENAMETOOLONG)}", path=path)
+    if not existing.is_dir():
+        raise OutputError(f"cannot create {what} {path}: {existing} is not a directory", path=path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create {what} {path}: {os.strerror(errno.EACCES)}", path=path)
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p``, undone on failure: the directories this call made are removed again."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        if path == path.parent:
+            break
+        path = path.parent
+    made: list[Path] = []
+    try:
+        for directory in reversed(missing):
+            os.mkdir(directory)
+            made.append(directory)
+    except OSError:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
 
 
 @contextlib.contextmanager

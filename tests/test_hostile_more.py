@@ -2,6 +2,10 @@
 
 import gzip
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -99,3 +103,67 @@ def test_an_exact_copy_edited_in_place_with_its_mtime_kept_is_read_again(
     ours = [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "out")]
     assert ours == [[r.get(k) for k in keys] for r in read_manifest(tmp_path / "reference")]
     assert (tmp_path / "out" / "canonical" / edited).read_bytes() == (scrape / edited).read_bytes()
+
+
+# ------------------------------------------------------------ half-made --
+
+LONG = "x" * 300  # over the 255-byte name limit
+
+
+@pytest.mark.parametrize("cron", [False, True], ids=["batch", "cron"])
+def test_an_out_name_too_long_leaves_no_directory_behind(tmp_path: Path, write_tree, cron: bool) -> None:
+    scrape = write_tree({"storm.txt": STORM})
+    work = tmp_path / "work"
+    work.mkdir()
+    state = ("--state", str(work / "state")) if cron else ()
+    result = _invoke(scrape, "--out", work / "a" / "b" / LONG, *state)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "too long" in lines[0]
+    assert list(work.iterdir()) == []  # neither a/b nor the state
+
+
+def test_a_state_name_too_long_leaves_no_directory_behind(tmp_path: Path, write_tree) -> None:
+    scrape = write_tree({"storm.txt": STORM})
+    work = tmp_path / "work"
+    work.mkdir()
+    result = _invoke(scrape, "--out", work / "out", "--state", work / "s" / LONG)
+    assert result.exit_code == 1 and "too long" in result.stderr, result.output
+    assert list(work.iterdir()) == []
+
+
+def test_an_out_path_over_the_path_limit_leaves_no_directory_behind(tmp_path: Path, write_tree) -> None:
+    scrape = write_tree({"storm.txt": STORM})
+    work = tmp_path / "work"
+    work.mkdir()
+    deep = work.joinpath(*["d" * 200] * 25)  # every name allowed, the whole over PATH_MAX (4096)
+    result = _invoke(scrape, "--out", deep, "--state", work / "state")
+    assert result.exit_code == 1 and "too long" in result.stderr, result.output
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="drops root's override with setpriv (util-linux), as root",
+)
+def test_an_unwritable_out_parent_in_a_cron_run_makes_no_state(tmp_path: Path) -> None:
+    root = Path(tempfile.mkdtemp(prefix="dedup-hostile-"))  # pytest's tmp_path is private to root
+    try:
+        root.chmod(0o777)
+        (root / "in").mkdir()
+        (root / "in" / "storm.txt").write_text(STORM)
+        (root / "in").chmod(0o755)
+        (root / "ro").mkdir(mode=0o555)
+        (root / "ro").chmod(0o555)
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command = [*drop, sys.executable, "-m", "dedup", "run", str(root / "in"), "--out",
+                   str(root / "ro" / "out"), "--state", str(root / "state"), "-j1", "-q"]  # fmt: skip
+        result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
+        assert result.returncode == 1 and "Permission denied" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert sorted(p.name for p in root.iterdir()) == [
+            "in",
+            "ro",
+        ]  # no state made for a run that cannot be
+    finally:
+        shutil.rmtree(root)
