@@ -316,7 +316,11 @@ class _Writer:
 
 
 def remove_leftovers(out: Path) -> None:
-    """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock)."""
+    """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock).
+
+    All are at OUT's top level (copies into ``canonical/`` are made in a
+    ``.canonical.*.tmp`` directory), under names no output of dedup has.
+    """
     names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
     names.append(".spool.*.tmp")  # readers.spooled (readers.stdin_copied removes its own leftovers)
     for pattern in names:
@@ -333,7 +337,7 @@ def remove_leftovers(out: Path) -> None:
         (out / REPORT).unlink()
 
 
-def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
+def copy_document(doc: Document, target: str, *, atomic: bool = False, temp_dir: str | None = None) -> None:
     """Copy a whole-file document byte for byte, in the kernel (``copy_file_range``).
 
     ``shutil.copyfile`` costs ~4x more here (~120 us against ~30 us a file on this
@@ -344,12 +348,16 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
     Args:
         atomic: copy to a temporary name and rename it over ``target``, so that a
             reader sees the old copy or the new one (a cron run updating in place).
+        temp_dir: where that temporary copy is made (named by the document's index),
+            on ``target``'s file system; by default beside ``target``.
 
     Raises:
         InputChangedError: the input changed or vanished since it was read.
         OutputError: the copy cannot be written.
     """
-    dest = partial_name(target) if atomic else target
+    dest = target
+    if atomic:
+        dest = os.path.join(temp_dir, str(doc.index)) if temp_dir else partial_name(target)
     try:
         src = os.open(doc.file, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:

@@ -2,10 +2,13 @@
 
 import gzip
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
@@ -167,3 +170,76 @@ def test_an_unwritable_out_parent_in_a_cron_run_makes_no_state(tmp_path: Path) -
         ]  # no state made for a run that cannot be
     finally:
         shutil.rmtree(root)
+
+
+# ------------------------------------------------------------ leftovers --
+
+
+def test_a_users_dot_partial_file_keeps_its_copy_when_a_cron_run_updates_canonical(
+    tmp_path: Path, write_tree
+) -> None:
+    scrape = write_tree({"x.txt": MUSEUM, ".x.txt.partial": STORM})  # a name like a temporary copy's
+    assert _cron(scrape, tmp_path, "--glob", "*").exit_code == 0
+    (scrape / "x.txt").write_text(COUNCIL)  # copied again, in place
+    assert _cron(scrape, tmp_path, "--glob", "*").exit_code == 0
+    canonical = tmp_path / "out" / "canonical"
+    assert sorted(p.name for p in canonical.iterdir()) == [".x.txt.partial", "x.txt"]
+    assert (canonical / ".x.txt.partial").read_text() == STORM
+    assert (canonical / "x.txt").read_text() == COUNCIL
+
+
+def _temporary(out: Path) -> list[Path]:
+    """What a run writes before renaming it into place: temporary files and staging directories."""
+    return [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_a_cron_run_killed_while_copying_leaves_nothing_after_the_next_run(tmp_path: Path) -> None:
+    scrape = tmp_path / "scrape"
+    (scrape / "sub").mkdir(parents=True)
+    (scrape / "first.txt").write_text(MUSEUM)
+    command = [sys.executable, "-m", "dedup", "run", str(scrape), "--out", str(tmp_path / "out"),
+               "--state", str(tmp_path / "state"), "-j1", "-q"]  # fmt: skip
+    assert subprocess.run(command, cwd=REPO, env=ENV, capture_output=True).returncode == 0
+    vocabulary = [f"w{k}" for k in range(3000)]
+    for i in range(2000):  # distinct texts: 2,000 canonical copies to make in place
+        rng = random.Random(i)
+        (scrape / "sub" / f"{i:05d}.txt").write_text(" ".join(rng.choices(vocabulary, k=150)))
+    run = subprocess.Popen(command, cwd=REPO, env=ENV, stderr=subprocess.DEVNULL)
+    seen: list[Path] = []
+    deadline = time.monotonic() + 120
+    try:
+        while not seen and run.poll() is None and time.monotonic() < deadline:
+            seen = [p for p in _temporary(tmp_path / "out") if "canonical" in str(p.relative_to(tmp_path))]
+        run.send_signal(signal.SIGKILL)  # while the copies are made
+    finally:
+        run.wait()
+    assert seen and run.returncode == -signal.SIGKILL, "the run ended before it could be caught copying"
+    assert _temporary(tmp_path / "out")
+    rerun = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _temporary(tmp_path / "out") == []
+    reference = tmp_path / "reference"
+    assert _invoke(scrape, "--out", reference).exit_code == 0
+    ours = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out" / "canonical").rglob("*"))
+    assert ours == sorted(str(p.relative_to(reference)) for p in (reference / "canonical").rglob("*"))
+
+
+def test_a_killed_stdin_runs_copy_is_removed_by_the_next_run_whatever_it_reads(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dedup", "run", "-", "--out", str(out), "-j1", "-q"]
+    run = subprocess.Popen(command, cwd=REPO, env=ENV, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert run.stdin is not None
+    run.stdin.write(orjson.dumps({"id": "m", "text": MUSEUM}) + b"\n")
+    run.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".stdin.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)  # while standard input is copied into OUT
+    run.wait()
+    run.stdin.close()
+    assert list(out.glob(".stdin.*.tmp"))
+    scrape = tmp_path / "scrape"
+    scrape.mkdir()
+    (scrape / "storm.txt").write_text(STORM)
+    assert _invoke(scrape, "--out", out, "--force").exit_code == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]

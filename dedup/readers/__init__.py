@@ -104,12 +104,12 @@ def stdin_copied(sources: list[Source], out: Path, stream: BinaryIO | None = Non
     Its lines are read twice (pass 2, canonical output), and a pipe can be read
     once. The copy's kept lines go to ``canonical/stdin.jsonl``.
     """
+    for left in out.glob(".stdin.*.tmp"):  # a killed run's copy, in any run (the caller holds OUT's lock)
+        with contextlib.suppress(FileNotFoundError):
+            left.unlink()
     if not any(s.kind == "stdin" for s in sources):
         yield sources
         return
-    for left in out.glob(".stdin.*.tmp"):  # a killed run's copy (the caller holds OUT's or the state's lock)
-        with contextlib.suppress(FileNotFoundError):
-            left.unlink()
     fd, path = tempfile.mkstemp(dir=out, prefix=".stdin.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as copy:
