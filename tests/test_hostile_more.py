@@ -243,3 +243,25 @@ def test_a_killed_stdin_runs_copy_is_removed_by_the_next_run_whatever_it_reads(t
     (scrape / "storm.txt").write_text(STORM)
     assert _invoke(scrape, "--out", out, "--force").exit_code == 0
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]
+
+
+# ------------------------------------------------------------- stdin --
+
+
+def test_show_and_explain_after_a_run_on_stdin_read_kept_texts_from_canonical(tmp_path: Path) -> None:
+    rows = [
+        {"id": "m1", "text": MUSEUM},
+        {"id": "m2", "text": truncate(MUSEUM, 0.8)},
+        {"id": "c", "text": COUNCIL},
+    ]
+    feed = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    out = str(tmp_path / "out")
+    assert CliRunner().invoke(cli, ["run", "-", "--out", out, "-j1", "-q"], input=feed).exit_code == 0
+    shown = CliRunner().invoke(cli, ["show", "--path", "m2", "--in", out, "--json"])
+    assert shown.exit_code == 0, shown.output
+    members = {m["path"]: m for m in orjson.loads(shown.stdout)["members"]}
+    assert members["m1"]["text_from"] == "canonical copy (standard input is not kept)"
+    assert members["m2"]["text_from"] == "unavailable: it was read from standard input, which is not kept"
+    explained = CliRunner().invoke(cli, ["explain", "m1", "c", "--in", out])
+    assert explained.exit_code == 0, explained.output
+    assert "verdict: different documents" in explained.stdout

@@ -11,6 +11,7 @@ INPUT raises.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import re
@@ -114,15 +115,20 @@ def stdin_copied(sources: list[Source], out: Path, stream: BinaryIO | None = Non
     try:
         with os.fdopen(fd, "wb") as copy:
             shutil.copyfileobj(stream or sys.stdin.buffer, copy, 1 << 20)
-        yield [
-            Source("jsonl", path, s.label, output=f"{s.label}/stdin.jsonl" if s.label else "stdin.jsonl")
-            if s.kind == "stdin"
-            else s
-            for s in sources
-        ]
+        yield [stdin_copy(path, s.label) if s.kind == "stdin" else s for s in sources]
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def stdin_copy(path: str, label: str) -> Source:
+    """What is read in place of standard input: its copy at ``path`` in OUT (kept lines: ``stdin.jsonl``)."""
+    return Source("jsonl", path, label, output=f"{label}/stdin.jsonl" if label else "stdin.jsonl")
+
+
+def is_stdin_copy(source: Source) -> bool:
+    """Whether a finished run's source was standard input (its copy in OUT is gone after the run)."""
+    return source.kind == "jsonl" and fnmatch.fnmatchcase(os.path.basename(source.root), ".stdin.*.tmp")
 
 
 def unprintable(rel: str) -> str:
