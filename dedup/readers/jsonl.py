@@ -149,10 +149,6 @@ def _ident(record: dict[str, Any], config: Config) -> str | None:
     return None
 
 
-_OUTSIDE = re.compile(rb'[^"]*')  # between strings: up to the next quote
-_INSIDE = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.S)  # in a string: up to its closing quote
-
-
 class _Skeleton:
     """An over-long JSON line streamed by, with its long strings emptied: small enough to parse for its id.
 
@@ -177,20 +173,22 @@ class _Skeleton:
         pos = 0
         while pos < len(data) and self._size <= self.CAP:
             if not self._in_string:
-                end = _OUTSIDE.match(data, pos).end()  # type: ignore[union-attr]
+                end = data.find(b'"', pos)
+                end = len(data) if end < 0 else end
                 self._keep(data[pos : end + 1])
                 self._in_string, self._string = end < len(data), bytearray()
                 pos = end + 1
                 continue
-            end = _INSIDE.match(data, pos).end()  # type: ignore[union-attr]
+            end = _closing_quote(data, pos)
+            if end < 0:  # the string goes on in the next chunk
+                end = len(data)
+                if (end - len(data.rstrip(b"\\"))) % 2:  # an odd run of backslashes: the last escapes
+                    end, self._pending = end - 1, b"\\"
             if self._string is not None:
-                self._string += data[pos:end]
+                self._string += data[pos : min(end, pos + self.KEEP + 1)]
                 if len(self._string) > self.KEEP:
                     self._string = None
-            if end < len(data) and data[end] == ord("\\"):  # a lone backslash, last in the chunk
-                self._pending = data[end:]
-                return
-            if end < len(data):  # the closing quote
+            if end < len(data) and not self._pending:  # the closing quote
                 self._keep(bytes(self._string or b"") + b'"')
                 self._in_string = False
             pos = end + 1
@@ -211,6 +209,18 @@ class _Skeleton:
         except orjson.JSONDecodeError:
             return None
         return _ident(record, config) if isinstance(record, dict) else None
+
+
+_ESCAPED = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.S)  # a string's bytes, escapes included
+
+
+def _closing_quote(data: bytes, pos: int) -> int:
+    """Where the string running from ``pos`` ends (its unescaped quote), or -1 if not in ``data``."""
+    quote = data.find(b'"', pos)
+    if quote < 0 or quote == pos or data[quote - 1] != 0x5C:  # memchr: no backslash before it
+        return quote
+    end = _ESCAPED.match(data, pos).end()  # type: ignore[union-attr]  # escapes: scanned in C
+    return end if end < len(data) and data[end] == 0x22 else -1
 
 
 def text_of_line(data: bytes, config: Config) -> str:
