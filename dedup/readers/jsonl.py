@@ -68,7 +68,7 @@ def jsonl_documents(source: Source, config: Config, start: int) -> Iterator[Docu
             line_offset, offset = offset, offset + len(raw) + over
             if not raw.strip():
                 continue
-            if skeleton is not None:
+            if over and skeleton is not None:
                 doc = _too_long(source, config, len(raw) + over, lineno, line_offset, index)
                 doc.path = skeleton.ident(config) or doc.path
             else:
