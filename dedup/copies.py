@@ -44,7 +44,12 @@ def sync(
         for i in files
         if docs.paths[i] not in before or fresh[i] or not os.path.exists(os.path.join(base, docs.paths[i]))
     ]
-    _copy_files(docs, todo, root, config, atomic=True)
+    if todo:  # each copied under a temporary name in OUT, renamed into canonical/ when whole
+        temp = manifest.stage_canonical(out)
+        try:
+            _copy_files(docs, todo, root, config, temp=str(temp))
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
     checkpoint("canonical")
     # JSONL outputs: rewrite the ones whose kept lines changed, remove the ones left with none.
     now: dict[str, list[tuple[int, str, str]]] = {}
@@ -90,10 +95,14 @@ def write(out: Path, docs: DocumentTable, kept: list[int], config: Config) -> No
 
 
 def _copy_files(
-    docs: DocumentTable, files: Sequence[int], root: Path, config: Config, *, atomic: bool = False
+    docs: DocumentTable, files: Sequence[int], root: Path, config: Config, *, temp: str | None = None
 ) -> None:
     """Byte-identical copies at their manifest paths, by the kernel, from a few threads (I/O bound).
 
+    With ``temp`` (a directory in OUT), each copy is made there and renamed into
+    place: no temporary file of ours is ever in ``canonical/``, where any name
+    may be a user's (``--glob '*'`` reads ``.x.txt.partial``), and what a killed
+    run leaves is in one directory the next run removes.
     Each thread copies one contiguous share of the list: no future per file.
     Directories are made once up front: ``mkdir(exist_ok=True)`` per file costs an
     exception per file.
@@ -105,7 +114,8 @@ def _copy_files(
     def copy_share(share: Sequence[int]) -> None:
         for i in share:
             doc = docs[i]
-            manifest.copy_document(doc, os.path.join(base, doc.path), atomic=atomic)
+            target = os.path.join(base, doc.path)
+            manifest.copy_document(doc, target, atomic=temp is not None, temp_dir=temp)
 
     threads = max(2, config.workers)
     step = -(-len(files) // threads) or 1

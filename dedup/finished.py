@@ -9,6 +9,7 @@ and, when the input changed or vanished since the run, from the run's own
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from dedup.config import Config
 from dedup.document import Document, Source
 from dedup.errors import DedupError, InputError, OutputError
 from dedup.manifest import CANONICAL, MANIFEST, RUNS, SUMMARY, container_output
-from dedup.readers import locate, reload_text
+from dedup.readers import is_stdin_copy, locate, reload_text, stdin_copy
 from dedup.readers.decode import Undecodable, text_of
 from dedup.readers.files import is_html
 
@@ -45,6 +46,8 @@ class FinishedRun:
         self.sources = [
             Source(kind=s["kind"], root=s["path"], label=s["label"]) for s in self.summary["inputs"]
         ]
+        # Standard input was read from a copy in OUT, removed after the run: only canonical/ holds it.
+        self.sources = [stdin_copy(s.root, s.label) if is_stdin_copy(s) else s for s in self.sources]
 
     def lines(self) -> Iterator[bytes]:
         """The manifest's lines, streamed (a million-document manifest is not loaded whole)."""
@@ -102,13 +105,24 @@ class FinishedRun:
         """(text, where it was read from): the input, else the canonical copy, else ``None`` and why."""
         if record["status"] != "ok":
             return None, f"skipped ({record['status']})"
-        try:
-            return reload_text(self._locate(record), self.config), "input"
-        except InputError as err:
-            problem = str(err)
+        if self._from_stdin(record["path"]):
+            problem, why = "it was read from standard input, which is not kept", "standard input is not kept"
+        else:
+            try:
+                return reload_text(self._locate(record), self.config), "input"
+            except InputError as err:
+                problem, why = str(err), "the input changed or vanished since the run"
         if record["canonical"] and (text := self._canonical_text(record)) is not None:
-            return text, "canonical copy (the input changed or vanished since the run)"
+            return text, f"canonical copy ({why})"
         return None, f"unavailable: {problem}"
+
+    def _from_stdin(self, path: str) -> bool:
+        """Whether the document was read from standard input, whose copy is gone with the run."""
+        try:
+            source, _ = self._source(path)
+        except InputError:
+            return False
+        return is_stdin_copy(source) and not os.path.exists(source.root)
 
     def _source(self, path: str) -> tuple[Source, str]:
         for source in self.sources:

@@ -61,6 +61,8 @@ def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
         manifest.check_apart(directory, [str(out)], "--state")
     except OutputError as err:  # a run would replace or delete the state among its outputs
         raise ConfigError(f"--state {directory} overlaps OUT {out}: keep them apart") from err
+    for path, what in ((directory, "--state"), (out, "OUT")):  # before the state is made: nothing half-made
+        manifest.check_creatable(path, what)
     with locks.locked(directory, config.lock_timeout):
         store = state.State(directory, config.stamp(), rebuild=config.rebuild)
         try:

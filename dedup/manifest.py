@@ -7,6 +7,7 @@ reader (or a crash) sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import itertools
@@ -81,11 +82,60 @@ def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool 
             ]
             if foreign:
                 raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
-        out.mkdir(parents=True, exist_ok=True)
+        check_creatable(out, "OUT")
+        _make_dirs(out)
         if not os.access(out, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write to OUT {out}: Permission denied")
     except OSError as err:
         raise OutputError(f"cannot create OUT {out}: {err.strerror or err}") from err
+
+
+def check_creatable(path: Path, what: str) -> None:
+    """Refuse a directory that cannot be made before anything is made: nothing is left half-made.
+
+    What can be known up front is checked: the name and path lengths the file
+    system allows, and that the nearest existing directory can be written.
+
+    Raises:
+        OutputError: ``path`` does not exist and cannot be created.
+    """
+    missing: list[str] = []
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        missing.append(existing.name)
+        existing = existing.parent
+    if not missing:
+        return
+    try:
+        name_max, path_max = (os.pathconf(existing, name) for name in ("PC_NAME_MAX", "PC_PATH_MAX"))
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    if any(len(os.fsencode(n)) > name_max for n in missing) or len(os.fsencode(path)) >= path_max:
+        raise OutputError(f"cannot create {what} {path}: {os.strerror(errno.ENAMETOOLONG)}", path=path)
+    if not existing.is_dir():
+        raise OutputError(f"cannot create {what} {path}: {existing} is not a directory", path=path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create {what} {path}: {os.strerror(errno.EACCES)}", path=path)
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p``, undone on failure: the directories this call made are removed again."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        if path == path.parent:
+            break
+        path = path.parent
+    made: list[Path] = []
+    try:
+        for directory in reversed(missing):
+            os.mkdir(directory)
+            made.append(directory)
+    except OSError:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
 
 
 @contextlib.contextmanager
@@ -266,7 +316,11 @@ class _Writer:
 
 
 def remove_leftovers(out: Path) -> None:
-    """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock)."""
+    """Remove the temporary files and directories a killed run left in OUT (hold OUT's lock).
+
+    All are at OUT's top level (copies into ``canonical/`` are made in a
+    ``.canonical.*.tmp`` directory), under names no output of dedup has.
+    """
     names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
     names.append(".spool.*.tmp")  # readers.spooled (readers.stdin_copied removes its own leftovers)
     for pattern in names:
@@ -283,7 +337,7 @@ def remove_leftovers(out: Path) -> None:
         (out / REPORT).unlink()
 
 
-def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
+def copy_document(doc: Document, target: str, *, atomic: bool = False, temp_dir: str | None = None) -> None:
     """Copy a whole-file document byte for byte, in the kernel (``copy_file_range``).
 
     ``shutil.copyfile`` costs ~4x more here (~120 us against ~30 us a file on this
@@ -294,12 +348,16 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False) -> None:
     Args:
         atomic: copy to a temporary name and rename it over ``target``, so that a
             reader sees the old copy or the new one (a cron run updating in place).
+        temp_dir: where that temporary copy is made (named by the document's index),
+            on ``target``'s file system; by default beside ``target``.
 
     Raises:
         InputChangedError: the input changed or vanished since it was read.
         OutputError: the copy cannot be written.
     """
-    dest = partial_name(target) if atomic else target
+    dest = target
+    if atomic:
+        dest = os.path.join(temp_dir, str(doc.index)) if temp_dir else partial_name(target)
     try:
         src = os.open(doc.file, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:

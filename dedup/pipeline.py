@@ -132,6 +132,18 @@ class Stale(Exception):
         self.file = file
 
 
+def _unread_copies(corpus: pass2.Corpus, tasks: list[pass2.Task], fresh: bytearray) -> list[int]:
+    """Whole files judged again in this run's groups but read by no stage: stored copies of a text."""
+    docs = corpus.docs
+    return [
+        i
+        for comp, _ in tasks
+        for n in comp
+        for i in corpus.members(n)[1:]
+        if not fresh[i] and docs.offset(i) < 0
+    ]
+
+
 def _judge_and_write(
     sources: Sequence[Source],
     out: Path,
@@ -185,6 +197,10 @@ def _judge_and_write(
                 verified += n_edges
                 if progress:
                     progress("verify", done, len(tasks))
+        # Pass 2 read one document per text; an exact copy of it that the state vouched for
+        # (same size and mtime, not read) may have been edited in place since: check its bytes.
+        for i in _unread_copies(corpus, tasks, fresh):
+            readers.reread(docs[i], config)
     except InputChangedError as err:
         unread = {docs.file(i) for i in range(len(docs)) if not fresh[i]}
         if err.path in unread and err.path not in cache.suspects:

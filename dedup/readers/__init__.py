@@ -11,6 +11,7 @@ INPUT raises.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import re
@@ -104,25 +105,30 @@ def stdin_copied(sources: list[Source], out: Path, stream: BinaryIO | None = Non
     Its lines are read twice (pass 2, canonical output), and a pipe can be read
     once. The copy's kept lines go to ``canonical/stdin.jsonl``.
     """
+    for left in out.glob(".stdin.*.tmp"):  # a killed run's copy, in any run (the caller holds OUT's lock)
+        with contextlib.suppress(FileNotFoundError):
+            left.unlink()
     if not any(s.kind == "stdin" for s in sources):
         yield sources
         return
-    for left in out.glob(".stdin.*.tmp"):  # a killed run's copy (the caller holds OUT's or the state's lock)
-        with contextlib.suppress(FileNotFoundError):
-            left.unlink()
     fd, path = tempfile.mkstemp(dir=out, prefix=".stdin.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as copy:
             shutil.copyfileobj(stream or sys.stdin.buffer, copy, 1 << 20)
-        yield [
-            Source("jsonl", path, s.label, output=f"{s.label}/stdin.jsonl" if s.label else "stdin.jsonl")
-            if s.kind == "stdin"
-            else s
-            for s in sources
-        ]
+        yield [stdin_copy(path, s.label) if s.kind == "stdin" else s for s in sources]
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def stdin_copy(path: str, label: str) -> Source:
+    """What is read in place of standard input: its copy at ``path`` in OUT (kept lines: ``stdin.jsonl``)."""
+    return Source("jsonl", path, label, output=f"{label}/stdin.jsonl" if label else "stdin.jsonl")
+
+
+def is_stdin_copy(source: Source) -> bool:
+    """Whether a finished run's source was standard input (its copy in OUT is gone after the run)."""
+    return source.kind == "jsonl" and fnmatch.fnmatchcase(os.path.basename(source.root), ".stdin.*.tmp")
 
 
 def unprintable(rel: str) -> str:
@@ -270,15 +276,11 @@ def spooled(docs: DocumentTable, wanted: Iterable[int], out: Path) -> Iterator[N
             spool.remove()
 
 
-def reload_text(doc: Document, config: Config) -> str:
-    """Read an ``ok`` document's text again, for the stages after signing.
-
-    Pass 1 drops texts to keep memory flat; the few documents that have candidate
-    near-duplicates are read a second time, and decoded (and extracted) exactly
-    as the first time.
+def reread(doc: Document, config: Config) -> bytes:
+    """A document's bytes read again, checked to be the ones first read (or taken from the state).
 
     Raises:
-        InputChangedError: when the bytes on disk no longer match the first read.
+        InputChangedError: when the bytes on disk no longer match ``doc.sha256``.
     """
     try:
         if doc.offset < 0:
@@ -292,6 +294,20 @@ def reload_text(doc: Document, config: Config) -> str:
         raise InputChangedError(
             f"{doc.file}: changed while dedup was running; run again when it is stable", path=doc.file
         )
+    return data
+
+
+def reload_text(doc: Document, config: Config) -> str:
+    """Read an ``ok`` document's text again, for the stages after signing.
+
+    Pass 1 drops texts to keep memory flat; the few documents that have candidate
+    near-duplicates are read a second time, and decoded (and extracted) exactly
+    as the first time.
+
+    Raises:
+        InputChangedError: when the bytes on disk no longer match the first read.
+    """
+    data = reread(doc, config)
     try:
         if doc.offset < 0:
             return text_of(data, html=is_html(doc.file)).text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,9 +47,14 @@ def jsonl_documents(source: Source, config: Config, start: int) -> Iterator[Docu
         offset, lineno = 0, 0
         while True:
             lineno += 1
+            skeleton = None
             try:
                 raw = fh.readline(limit)
-                over = _skip_line(fh) if len(raw) == limit and not raw.endswith(b"\n") else 0
+                over = 0
+                if len(raw) == limit and not raw.endswith(b"\n"):
+                    skeleton = _Skeleton(lineno == 1)
+                    skeleton.feed(raw)
+                    over = _skip_line(fh, skeleton)
             except DAMAGE as err:
                 doc = Document(
                     index=index, path=source.key(f"line-{lineno}"), source=source, file=source.root,
@@ -62,24 +68,28 @@ def jsonl_documents(source: Source, config: Config, start: int) -> Iterator[Docu
             line_offset, offset = offset, offset + len(raw) + over
             if not raw.strip():
                 continue
-            if over:
+            if over and skeleton is not None:
                 doc = _too_long(source, config, len(raw) + over, lineno, line_offset, index)
+                doc.path = skeleton.ident(config) or doc.path
             else:
                 doc = _jsonl_record(source, config, raw.rstrip(b"\r\n"), lineno, line_offset, index)
-            if doc.path in seen:
-                doc.error = f"id {doc.path!r} repeats an earlier line; keyed by line number"
-                doc.path = source.key(f"{doc.path}#L{lineno}")
-            else:
-                seen.add(doc.path)
-                doc.path = source.key(doc.path)
+            path = doc.path
+            if path in seen:  # "id#LN", made unique again if an id of another line is already that
+                note = f"id {path!r} repeats an earlier line; keyed by line number"
+                doc.error = f"{doc.error}; {note}" if doc.error else note
+                while path in seen:
+                    path = f"{path}#L{lineno}"
+            seen.add(path)
+            doc.path = source.key(path)
             yield doc
             index += 1
 
 
-def _skip_line(fh: Any) -> int:
-    """Skip the rest of an over-long line without holding it; its length."""
+def _skip_line(fh: Any, skeleton: _Skeleton) -> int:
+    """Skip the rest of an over-long line without holding it (its skeleton is kept); its length."""
     skipped = 0
     while chunk := fh.readline(1 << 20):
+        skeleton.feed(chunk)
         skipped += len(chunk)
         if chunk.endswith(b"\n"):
             break
@@ -105,6 +115,9 @@ def _jsonl_record(
     doc.sha256 = hashlib.sha256(raw).hexdigest()
     if len(raw) > config.max_bytes:
         doc.status, doc.error = Status.TOO_LARGE, f"line {lineno}: {len(raw)} bytes is over --max-bytes"
+        skeleton = _Skeleton(lineno == 1)
+        skeleton.feed(raw)
+        doc.path = skeleton.ident(config) or doc.path
         return doc
     try:  # a UTF-8 byte-order mark may open the file (its bytes stay in the hash and the copy)
         record = orjson.loads(raw[3:] if lineno == 1 and raw.startswith(b"\xef\xbb\xbf") else raw)
@@ -114,9 +127,7 @@ def _jsonl_record(
     if not isinstance(record, dict):
         doc.status, doc.error = Status.MALFORMED, f"line {lineno}: not a JSON object"
         return doc
-    ident = field(record, config.id_field)
-    if isinstance(ident, str | int) and not isinstance(ident, bool) and str(ident):
-        doc.path = str(ident)
+    doc.path = _ident(record, config) or doc.path
     text = field(record, config.text_field)
     if not isinstance(text, str):
         what = "missing" if text is None else f"a {type(text).__name__}, not a string"
@@ -128,6 +139,88 @@ def _jsonl_record(
     else:
         doc.text = text
     return doc
+
+
+def _ident(record: dict[str, Any], config: Config) -> str | None:
+    """The record's id as a manifest path, if it has a usable one."""
+    ident = field(record, config.id_field)
+    if isinstance(ident, str | int) and not isinstance(ident, bool) and str(ident):
+        return str(ident)
+    return None
+
+
+class _Skeleton:
+    """An over-long JSON line streamed by, with its long strings emptied: small enough to parse for its id.
+
+    The line is never held (a compressed stream can hold gigabytes in one line);
+    strings over ``KEEP`` bytes (the text) become ``""``, and a skeleton over ``CAP``
+    bytes (a huge array of numbers) is given up on: the line then keeps its line number.
+    """
+
+    KEEP = 4096
+    CAP = 1 << 20
+
+    def __init__(self, first_line: bool) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._string: bytearray | None = None  # the string being read, None between strings or once too long
+        self._in_string = False
+        self._pending = b""  # a backslash that ended a chunk: it escapes the next chunk's first byte
+        self._first_line = first_line
+
+    def feed(self, chunk: bytes) -> None:
+        data, self._pending = self._pending + chunk, b""
+        pos = 0
+        while pos < len(data) and self._size <= self.CAP:
+            if not self._in_string:
+                end = data.find(b'"', pos)
+                end = len(data) if end < 0 else end
+                self._keep(data[pos : end + 1])
+                self._in_string, self._string = end < len(data), bytearray()
+                pos = end + 1
+                continue
+            end = _closing_quote(data, pos)
+            if end < 0:  # the string goes on in the next chunk
+                end = len(data)
+                if (end - len(data.rstrip(b"\\"))) % 2:  # an odd run of backslashes: the last escapes
+                    end, self._pending = end - 1, b"\\"
+            if self._string is not None:
+                self._string += data[pos : min(end, pos + self.KEEP + 1)]
+                if len(self._string) > self.KEEP:
+                    self._string = None
+            if end < len(data) and not self._pending:  # the closing quote
+                self._keep(bytes(self._string or b"") + b'"')
+                self._in_string = False
+            pos = end + 1
+
+    def _keep(self, part: bytes) -> None:
+        self._parts.append(part)
+        self._size += len(part)
+
+    def ident(self, config: Config) -> str | None:
+        """The line's id, if the skeleton holds one."""
+        if self._size > self.CAP:
+            return None
+        data = b"".join(self._parts)
+        if self._first_line and data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        try:
+            record = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        return _ident(record, config) if isinstance(record, dict) else None
+
+
+_ESCAPED = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.S)  # a string's bytes, escapes included
+
+
+def _closing_quote(data: bytes, pos: int) -> int:
+    """Where the string running from ``pos`` ends (its unescaped quote), or -1 if not in ``data``."""
+    quote = data.find(b'"', pos)
+    if quote < 0 or quote == pos or data[quote - 1] != 0x5C:  # memchr: no backslash before it
+        return quote
+    end = _ESCAPED.match(data, pos).end()  # type: ignore[union-attr]  # escapes: scanned in C
+    return end if end < len(data) and data[end] == 0x22 else -1
 
 
 def text_of_line(data: bytes, config: Config) -> str:
