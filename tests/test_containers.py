@@ -396,3 +396,10 @@ def test_stdin_into_the_current_directory(tmp_path: Path, monkeypatch: pytest.Mo
     result = CliRunner().invoke(cli, ["run", "-", "--out", ".", "-q", "-j", "1"], input=line)
     assert result.exit_code == 0, result.stderr
     assert (out / "canonical" / "stdin.jsonl").read_bytes() == line
+
+
+def test_the_default_globs_find_every_container_the_readers_know() -> None:
+    from dedup.config import DEFAULT_GLOBS
+    from dedup.readers.containers import CONTAINER_GLOBS
+
+    assert set(CONTAINER_GLOBS) <= set(DEFAULT_GLOBS)

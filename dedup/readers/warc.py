@@ -98,7 +98,7 @@ def payload_text(raw: bytes) -> str:
     return text_of(payload.body, html=payload.html, declared=payload.charset).text
 
 
-def _frame(fh: IO[bytes], limit: int) -> tuple[bytes, int, int] | None:
+def _frame(fh: IO[bytes]) -> tuple[bytes, int, int] | None:
     """The next record: (header block, content length, bytes between records skipped first).
 
     ``None`` at the end of the stream.
@@ -158,7 +158,7 @@ def warc_documents(source: Source, config: Config, start: int) -> Iterator[Docum
         while True:
             number += 1
             try:
-                framed = _frame(fh, config.max_bytes)
+                framed = _frame(fh)
                 if framed is None:
                     return
                 block, length, skipped = framed
