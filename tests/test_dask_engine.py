@@ -187,3 +187,57 @@ def test_an_unreachable_scheduler_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="cannot start or reach"):
         run([str(SAMPLE)], tmp_path / "out", config)
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo.extend(children - found)
+            found |= children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_killing_the_run_stops_its_local_clusters_workers(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "dedup", "run", str(SAMPLE), "--out", str(tmp_path / "out"), "-q",
+           "--engine", "dask", "--jobs", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline, workers = time.monotonic() + 60, set()
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = {p for p in _descendants(proc.pid) if "spawn_main" in _cmdline(p)}
+            if len(workers) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the local cluster's workers never started"
+        everything = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in everything):
+            time.sleep(0.2)
+        assert not [p for p in everything if _alive(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
