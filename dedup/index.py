@@ -130,3 +130,11 @@ def prefilter(
         est_containment = shared / np.maximum(np.minimum(sa, sb), 1)
         keep[lo : lo + 65536] = (est >= 0.6 * jaccard) | (est_containment >= 0.6 * containment)
     return pairs[keep]
+
+
+def candidates(
+    signatures: np.ndarray, sizes: np.ndarray, *, bands: int, rows: int, jaccard: float, containment: float
+) -> tuple[int, np.ndarray]:
+    """The pairs of texts pass 2 verifies: (how many banding proposed, those the prefilter keeps)."""
+    proposed = candidate_pairs(signatures, bands=bands, rows=rows)
+    return len(proposed), prefilter(proposed, signatures, sizes, jaccard=jaccard, containment=containment)

@@ -57,6 +57,22 @@ CREATE TABLE IF NOT EXISTS supersessions (
 """
 
 
+AS_STORED = b""  # a row's signature, when it is written again: keep the stored one
+_COLUMNS = (
+    "key", "file", "offset", "line", "size", "mtime_ns", "sha256", "status", "error", "content", "shingles",
+    "signature", "signals", "component", "record", "first_seen", "last_seen", "gone",
+)  # fmt: skip
+_UPSERT = (
+    f"INSERT INTO documents VALUES ({','.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
+    + ", ".join(
+        "signature = CASE WHEN excluded.signature = x'' THEN signature ELSE excluded.signature END"
+        if c == "signature"
+        else f"{c} = excluded.{c}"
+        for c in _COLUMNS[1:]
+    )
+)
+
+
 @dataclass(slots=True)
 class Stored:
     """One document as the previous run left it.
@@ -76,7 +92,7 @@ class Stored:
     error: str | None
     content: int | None
     shingles: int | None
-    signature: bytes | None  # uint32[num_perm]
+    signature: bytes | None  # uint32[num_perm]; not loaded with the row (State.signatures)
     signals: bytes | None  # float32, quality.INTRINSIC order
     component: str | None
     record_json: str
@@ -171,14 +187,14 @@ class State:
         return int(row[0]) if row else 0
 
     def documents(self) -> dict[str, Stored]:
-        """Every stored document, each row checked to be usable.
+        """Every stored document, each row checked to be usable, without its signature (``signatures``).
 
         Raises:
             StateError: a row is damaged (the message says to ``--rebuild``).
         """
         rows = self.db.execute(
             "SELECT key, file, offset, line, size, mtime_ns, sha256, status, error, content, shingles,"
-            " signature, signals, component, record, first_seen, last_seen, gone FROM documents"
+            " NULL, signals, component, record, first_seen, last_seen, gone FROM documents"
         )
         out = {}
         for r in rows:
@@ -188,6 +204,24 @@ class State:
             if problem := _damage(stored, self._widths):
                 raise StateError(damaged(self.path, f"stored row {stored.key!r} {problem}"), path=self.path)
             out[stored.key] = stored
+        return out
+
+    def signatures(self) -> dict[int, bytes]:
+        """The signature of every present stored text (content key -> uint32[num_perm] bytes).
+
+        Raises:
+            StateError: a signature is damaged (the message says to ``--rebuild``).
+        """
+        rows = self.db.execute(
+            "SELECT content, signature FROM documents"
+            " WHERE gone IS NULL AND content IS NOT NULL AND signature IS NOT NULL"
+        )
+        width = self._widths[0]
+        out = {}
+        for content, signature in rows:
+            if not isinstance(signature, bytes) or len(signature) != width:
+                raise StateError(damaged(self.path, "a stored signature has the wrong size"), path=self.path)
+            out[content + (1 << 64) if content < 0 else content] = signature
         return out
 
     def blob(self, key: str) -> bytes | None:
@@ -214,7 +248,8 @@ class State:
     ) -> None:
         """Write the documents that changed and add the run, all or nothing.
 
-        ``documents`` holds only new or changed rows (a row is replaced whole):
+        ``documents`` holds only new or changed rows (a row is replaced whole, but
+        for a signature ``AS_STORED``: a document not read again keeps its own):
         an unchanged document costs nothing, so a nightly run that adds 10k files to
         a million-document state writes 10k rows. It may be a generator that
         works out the run's counts as it goes: ``counts``, ``blobs`` and
@@ -224,7 +259,7 @@ class State:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
-                "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _UPSERT,
                 (
                     (
                         d.key,
