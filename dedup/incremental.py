@@ -174,6 +174,7 @@ class Incremental(Batch):
         self.unwritten: dict[int, bytes] = {}
         self.known: stored.KnownPairs | None = None  # the last run's candidate pairs
         self.found: stored.KnownPairs | None = None  # this run's, when banded anew (stored at commit)
+        self.read_any = True  # whether this run read a document (else its token counts are as stored)
 
     def begin(self) -> TokenFrequency:
         self.kept.clear()
@@ -238,6 +239,7 @@ class Incremental(Batch):
         tally: records.Tally,
     ) -> Iterator[Stored]:
         assert self.run_id is not None
+        self.read_any = any(fresh)
         return stored.emit(
             docs, feats, verdicts, self.previous, fresh, self.prints, self.changes, self.run_id, fh, tally
         )
@@ -258,7 +260,8 @@ class Incremental(Batch):
             documents=rows,
             supersessions=self.changes.supersessions,
             blobs=lambda: {
-                "token_frequency": frequency.dumps(),
+                # Counted from the documents read: none read, the stored counters hold.
+                **({"token_frequency": frequency.dumps()} if self.read_any else {}),
                 **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
             },
             changes=self.changes.delta,

@@ -192,17 +192,19 @@ class State:
         Raises:
             StateError: a row is damaged (the message says to ``--rebuild``).
         """
-        rows = self.db.execute(
-            "SELECT key, file, offset, line, size, mtime_ns, sha256, status, error, content, shingles,"
-            " NULL, signals, component, record, first_seen, last_seen, gone FROM documents"
-        )
+        # The rows are checked in one query, by SQLite: per row in Python it cost a third of the loading.
+        bad = self.db.execute(
+            f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", self._widths
+        ).fetchone()
+        if bad is not None:
+            row = Stored(*bad)
+            problem = _damage(row, self._widths) or "is damaged"
+            raise StateError(damaged(self.path, f"stored row {row.key!r} {problem}"), path=self.path)
         out = {}
-        for r in rows:
+        for r in self.db.execute(f"SELECT {_ALL.replace('signature', 'NULL')} FROM documents"):
             stored = Stored(*r)  # the SELECT lists the columns in Stored's field order
             if stored.content is not None and stored.content < 0:
                 stored.content += 1 << 64  # SQLite integers are signed
-            if problem := _damage(stored, self._widths):
-                raise StateError(damaged(self.path, f"stored row {stored.key!r} {problem}"), path=self.path)
             out[stored.key] = stored
         return out
 
@@ -322,10 +324,19 @@ class State:
 
 
 _STATUSES = frozenset(str(s) for s in Status)
+_ALL = ", ".join(_COLUMNS)
+_DAMAGED = f"""
+    typeof(key) != 'text' OR typeof(file) != 'text'
+    OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(_STATUSES))})
+    OR (signature IS NOT NULL AND (typeof(signature) != 'blob' OR length(signature) != ?1))
+    OR (signals IS NOT NULL AND (typeof(signals) != 'blob' OR length(signals) != ?2))
+    OR typeof(record) != 'text' OR substr(record, 1, 8) != '{{"path":' OR substr(record, -1) != '}}'
+    OR instr(record, '"cluster":') = 0 OR instr(record, '"canonical":') = 0
+"""  # the rows ``_damage`` finds wrong, as an SQL condition
 
 
 def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
-    """What is wrong with a stored row, if anything (cheap checks: a million rows are read per run)."""
+    """What is wrong with a stored row, if anything (``_DAMAGED`` finds the rows, this says why)."""
     if not isinstance(row.key, str) or not isinstance(row.file, str):
         return "has no path"
     if row.status not in _STATUSES:

@@ -180,12 +180,16 @@ def emit(
     document is first stored or goes missing: a present document was last seen
     in the latest run.
     """
+    unwritten: list[str] = []  # stored lines, written a few thousand at a time
     for i in range(len(docs)):
         stored = verdicts.kept.get(i)
         prev = previous.get(docs.paths[i])
         if stored is not None and prev is not None and prev.line == docs.line(i):
             # Its group did not change: the stored line is the record, written as it is.
-            fh.write(stored.encode() + b"\n")
+            unwritten.append(stored)
+            if len(unwritten) == 4096:
+                fh.write(("\n".join(unwritten) + "\n").encode())
+                unwritten.clear()
             canonical = prev.canonical
             tally.add(i, prev.status, canonical, None if canonical else prev.cluster)
             text = stored  # its row changes only if the file moved or was touched
@@ -195,6 +199,9 @@ def emit(
             if path in changes.supersedes:
                 record["supersedes"] = changes.supersedes[path]
             line = orjson.dumps(record)
+            if unwritten:
+                fh.write(("\n".join(unwritten) + "\n").encode())
+                unwritten.clear()
             fh.write(line + b"\n")
             tally.add(i, record["status"], record["canonical"], record["cluster"])
             if prev is None or prev.gone is not None:
@@ -237,6 +244,8 @@ def emit(
             last_seen=run_id,
             gone=None,
         )
+    if unwritten:
+        fh.write(("\n".join(unwritten) + "\n").encode())
     for key, gone_run in changes.gone.items():
         prev = previous[key]
         fh.write(orjson.dumps(records.gone(key, prev.sha256, prev.size, gone_run)) + b"\n")
