@@ -77,6 +77,31 @@ def test_rerun_without_change_changes_nothing(scrape: Path, tmp_path: Path) -> N
     assert deltas(tmp_path, 2) == []
 
 
+def test_rerun_over_the_same_texts_takes_the_stored_pairs_and_bands_again_after_a_change(
+    scrape: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dedup import index
+
+    cron(scrape, tmp_path)
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_bytes()
+    banded = []
+    real = index.candidate_pairs
+    monkeypatch.setattr(index, "candidate_pairs", lambda *a, **k: banded.append(1) or real(*a, **k))
+    # The same texts in the same order: banding would find the pairs stored by the last run.
+    (scrape / "day1" / "storm.txt").touch()  # read again, same text
+    again = cron(scrape, tmp_path)
+    assert banded == [] and again["changed"] == 0 and again["lsh_pairs"] > 0
+    assert (tmp_path / "out" / "manifest.jsonl").read_bytes() == manifest
+    # A new text: banded again, with the stored texts' signatures (not loaded with their rows).
+    (scrape / "day1" / "museum.txt").write_text(MUSEUM)
+    (scrape / "day1" / "museum-copy.txt").write_text(NOISE["boilerplate"](MUSEUM))
+    cron(scrape, tmp_path)
+    assert banded == [1]
+    full = tmp_path / "full"
+    run([scrape], full, Config(jobs=1))
+    assert read_manifest(tmp_path / "out") == read_manifest(full)
+
+
 def test_rerun_puts_back_a_canonical_copy_removed_from_out(scrape: Path, tmp_path: Path) -> None:
     cron(scrape, tmp_path)
     canonical = tmp_path / "out" / "canonical"
