@@ -205,19 +205,28 @@ class Incremental(Batch):
     ) -> tuple[int, np.ndarray]:
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
+            # A document read again may share its text with one that was not: its row needs the signature.
+            stored.fill_signatures(feats, corpus, fresh, self.store.signatures, to_store=True)
             return self.known.proposed, self.known.pairs
         # Texts not read this run came without their signatures: banding needs them all.
-        stored.fill_signatures(feats, corpus, fresh, self.store.signatures())
-        proposed, pairs = index.candidates(
-            feats.matrix(),
-            corpus.sizes,
-            bands=bands,
-            rows=rows,
-            jaccard=config.jaccard,
-            containment=config.containment,
+        stored.fill_signatures(feats, corpus, fresh, self.store.signatures)
+        known = self.known
+        same_layout = known is not None and (known.bands, known.rows) == (bands, rows)
+        found = (
+            known.extended(feats.matrix(), contents, corpus.sizes, config) if known and same_layout else None
         )
-        self.found = stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs)
-        return proposed, pairs
+        if found is None:  # texts gone or reordered, or a bucket too large: band them all
+            proposed, pairs = index.candidates(
+                feats.matrix(),
+                corpus.sizes,
+                bands=bands,
+                rows=rows,
+                jaccard=config.jaccard,
+                containment=config.containment,
+            )
+            found = stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs)
+        self.found = found
+        return found.proposed, found.pairs
 
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]

@@ -14,15 +14,16 @@ import dataclasses
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 import xxhash
 
-from dedup import records
+from dedup import index, records
 from dedup.changes import Changes
+from dedup.config import Config
 from dedup.document import Document, DocumentTable, Status
 from dedup.pass1 import FeatureTable
 from dedup.pass2 import Corpus, Verdicts
@@ -52,6 +53,34 @@ class KnownPairs:
         """Whether these pairs are the ones banding would find for these texts."""
         return (bands, rows) == (self.bands, self.rows) and np.array_equal(contents, self.contents)
 
+    def extended(
+        self, signatures: np.ndarray, contents: np.ndarray, sizes: np.ndarray, config: Config
+    ) -> KnownPairs | None:
+        """The pairs of these texts, if they are the known ones (in the same order) plus new ones.
+
+        Only the new texts are banded, against all; the known pairs are renumbered.
+        None when a known text is gone or moved before another, or a bucket of a
+        new text is too large (``index.pairs_with``): then banding starts afresh.
+        """
+        by_content = np.argsort(contents)
+        at = np.minimum(np.searchsorted(contents[by_content], self.contents), max(len(contents) - 1, 0))
+        if not len(contents) or not np.array_equal(contents[by_content][at], self.contents):
+            return None
+        now = by_content[at]  # known text -> its node in this run
+        if np.any(np.diff(now) <= 0):
+            return None
+        is_new = np.ones(len(contents), dtype=bool)
+        is_new[now] = False
+        proposed = index.pairs_with(signatures, np.flatnonzero(is_new), bands=self.bands, rows=self.rows)
+        if proposed is None:
+            return None
+        kept = index.prefilter(
+            proposed, signatures, sizes, jaccard=config.jaccard, containment=config.containment
+        )
+        pairs = np.concatenate((now[self.pairs].reshape(-1, 2), kept))
+        pairs = pairs[np.argsort(pairs[:, 0] * len(contents) + pairs[:, 1], kind="stable")]
+        return KnownPairs(self.bands, self.rows, self.proposed + len(proposed), contents.copy(), pairs)
+
     def dumps(self) -> bytes:
         head = _PAIRS_HEADER.pack(
             1, self.bands, self.rows, self.proposed, len(self.contents), len(self.pairs)
@@ -74,15 +103,36 @@ class KnownPairs:
         return cls(bands, rows, proposed, contents, pairs)
 
 
-def fill_signatures(feats: FeatureTable, corpus: Corpus, fresh: bytearray, stored: dict[int, bytes]) -> None:
-    """Put the stored signatures (content key -> bytes) of the texts not read this run into ``feats``."""
+def fill_signatures(
+    feats: FeatureTable,
+    corpus: Corpus,
+    fresh: bytearray,
+    stored: Callable[[], dict[int, bytes]],
+    *,
+    to_store: bool = False,
+) -> None:
+    """Put the stored signatures of the texts not read this run into ``feats`` (in place of zeros).
+
+    A text's signature is set by its first document: when that one was not read,
+    the signature is a placeholder. ``to_store``: only the texts that another
+    document read this run holds too (its row is written with the signature).
+    ``stored`` loads the signatures (content key -> bytes), if any is needed.
+    """
     if not len(corpus.starts) > 1:
         return
-    first = corpus.order[corpus.starts[:-1]]  # each text's first document: it set the text's signature
-    unread = np.flatnonzero(np.frombuffer(fresh, dtype=np.uint8)[first] == 0)
+    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    unread = ~read[corpus.order[corpus.starts[:-1]]]  # per text: its first document was not read
+    if to_store:
+        held = np.zeros(len(unread), dtype=bool)
+        held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
+        unread &= held
+    missing = np.flatnonzero(unread)
+    if not len(missing):
+        return
+    signatures = stored()
     matrix = feats.matrix()
-    for n in unread.tolist():
-        matrix[n] = np.frombuffer(stored[feats.contents[n]], dtype=np.uint32)
+    for n in missing.tolist():
+        matrix[n] = np.frombuffer(signatures[feats.contents[n]], dtype=np.uint32)
 
 
 def unchanged(doc: Document, prev: Stored | None) -> bool:

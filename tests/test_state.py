@@ -92,14 +92,22 @@ def test_rerun_over_the_same_texts_takes_the_stored_pairs_and_bands_again_after_
     again = cron(scrape, tmp_path)
     assert banded == [] and again["changed"] == 0 and again["lsh_pairs"] > 0
     assert (tmp_path / "out" / "manifest.jsonl").read_bytes() == manifest
-    # A new text: banded again, with the stored texts' signatures (not loaded with their rows).
+    # New texts: only they are banded, against the stored texts' signatures (not loaded with their rows).
     (scrape / "day1" / "museum.txt").write_text(MUSEUM)
     (scrape / "day1" / "museum-copy.txt").write_text(NOISE["boilerplate"](MUSEUM))
+    (scrape / "day1" / "storm-copy.txt").write_text(NOISE["ocr"](STORM))
+    cron(scrape, tmp_path)
+    assert banded == []
+    assert read_manifest(tmp_path / "out") == read_manifest(
+        run([scrape], tmp_path / "full", Config(jobs=1)).out
+    )
+    # A text gone: all banded again.
+    banded.clear()
+    (scrape / "day1" / "schools.txt").unlink()
     cron(scrape, tmp_path)
     assert banded == [1]
-    full = tmp_path / "full"
-    run([scrape], full, Config(jobs=1))
-    assert read_manifest(tmp_path / "out") == read_manifest(full)
+    live = [r for r in read_manifest(tmp_path / "out") if r["status"] != "gone"]
+    assert live == read_manifest(run([scrape], tmp_path / "full2", Config(jobs=1)).out)
 
 
 def test_rerun_puts_back_a_canonical_copy_removed_from_out(scrape: Path, tmp_path: Path) -> None:
@@ -395,7 +403,7 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
         )
         # Stored texts come without their signatures; banding fills them in from the state.
         corpus = Corpus.of(config, docs, cron_feats, TokenFrequency())
-        fill_signatures(cron_feats, corpus, fresh, store.signatures())
+        fill_signatures(cron_feats, corpus, fresh, store.signatures)
     finally:
         store.close()
     _, full_feats, _ = read_all(sources, config, TokenFrequency(), batch_size=2)
