@@ -6,6 +6,8 @@ skipped, OUT written whole), ``Incremental`` with one. The pipeline asks the
 filter, at each stage, what it already knows:
 
 - pass 1: an unchanged document is not read, its stored features are used;
+- index: the last run's candidate pairs, when the texts are the same; else only
+  new texts are banded against the stored ones (``stored.KnownPairs``);
 - pass 2: a group whose members did not change keeps its stored records;
 - records: what changed against the state (new, changed, superseded, gone) and
   the state rows to replace;

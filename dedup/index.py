@@ -145,9 +145,10 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int
 
     The buckets of the other texts are not sorted again: a cron run that brings
     a few texts to a large state only looks the new band keys up among the old
-    ones. Returns None when a bucket holding a new text is larger than
-    ``MAX_BUCKET`` (it is linked as a star from its first member, which depends
-    on all of it): then band everything.
+    ones. A bucket over ``MAX_BUCKET`` is linked as a star from its first member:
+    it gains the new texts' links to it when that member and more than
+    ``MAX_BUCKET`` others were there before; otherwise (its old pairs would change)
+    this returns None: then band everything.
 
     Example:
         >>> sigs = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [5, 6, 3, 4], [7, 8, 0, 0]], dtype=np.uint32)
@@ -169,8 +170,15 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int
         same = ordered[1:] == ordered[:-1]
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
         lengths = np.diff(np.append(starts, len(members)))
-        if lengths.max() > MAX_BUCKET:
-            return None
+        for start, length in zip(
+            starts[lengths > MAX_BUCKET].tolist(), lengths[lengths > MAX_BUCKET].tolist(), strict=True
+        ):
+            bucket = members[start : start + length]
+            fresh = is_new[bucket]
+            if fresh[0] or length - int(fresh.sum()) <= MAX_BUCKET:
+                return None  # its star moves, or its pairs among old texts become a star: not additions
+            found.append(bucket[0] * n + bucket[fresh])  # the same star, with the new texts on it
+        lengths = np.where(lengths > MAX_BUCKET, 0, lengths)
         for length in np.unique(lengths[lengths > 1]).tolist():
             i, j = _bucket_pairs(int(length))
             at_start = starts[lengths == length]

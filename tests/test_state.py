@@ -435,3 +435,22 @@ def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Pa
         outputs.append(((out / "manifest.jsonl").read_bytes(), runs, files, rows, counts))
     assert outputs[0][4]["new"] == 4 and outputs[0][4]["changed"] == 1 and outputs[0][4]["gone"] == 1
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_new_texts_banded_against_the_stored_ones_add_what_banding_all_would(seed: int) -> None:
+    from dedup import index
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 500))
+    # Few distinct values: buckets of every size, many over index.MAX_BUCKET (linked as stars).
+    signatures = rng.integers(0, int(rng.integers(1, 12)), size=(n, 16), dtype=np.uint32)
+    new = np.sort(rng.choice(n, size=int(rng.integers(1, max(2, n // 8))), replace=False))
+    added = index.pairs_with(signatures, new, bands=8, rows=2)
+    everything = index.candidate_pairs(signatures, bands=8, rows=2)
+    old = np.setdiff1d(np.arange(n), new)
+    before = old[index.candidate_pairs(signatures[old], bands=8, rows=2)].reshape(-1, 2)
+    if added is None:  # a star would move: the caller bands everything
+        return
+    assert np.array_equal(np.unique(np.concatenate((before, added)), axis=0), everything)
+    assert np.isin(added, new).any(axis=1).all()
