@@ -6,6 +6,8 @@ skipped, OUT written whole), ``Incremental`` with one. The pipeline asks the
 filter, at each stage, what it already knows:
 
 - pass 1: an unchanged document is not read, its stored features are used;
+- index: the last run's candidate pairs, when the texts are the same; else only
+  new texts are banded against the stored ones (``stored.KnownPairs``);
 - pass 2: a group whose members did not change keeps its stored records;
 - records: what changed against the state (new, changed, superseded, gone) and
   the state rows to replace;
@@ -15,8 +17,6 @@ filter, at each stage, what it already knows:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
 import sqlite3
 import zlib
 from collections import deque
@@ -26,19 +26,16 @@ from typing import Any
 
 import numpy as np
 import orjson
-import xxhash
 
-from dedup import copies, locks, manifest, records, state
+from dedup import copies, index, locks, manifest, records, state, stored
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
-from dedup.document import Document, DocumentTable, Source, Status
+from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.frequency import TokenFrequency
 from dedup.pass1 import FeatureTable
 from dedup.pass2 import Corpus, Task, Verdicts
 from dedup.state import Stored
-
-_STATUS = {str(s): s for s in Status}
 
 
 @contextlib.contextmanager
@@ -81,7 +78,6 @@ class Batch:
     """The null filter: a run without a state reads everything and writes OUT whole."""
 
     run_id: int | None = None  # a cron run's number, for summary.json
-    keeps_signatures = False  # signatures are only kept to be stored: 1 KB per text, the largest table
 
     def __init__(self) -> None:
         self.kept: dict[int, str] = {}  # document -> its stored record (JSON), when its group did not change
@@ -96,6 +92,21 @@ class Batch:
     def stored(self, doc: Document) -> Stored | None:
         """Pass 1's filter: the stored row of a document that has not changed."""
         return None
+
+    def candidates(
+        self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
+    ) -> tuple[int, np.ndarray]:
+        """The candidate pairs of texts (and how many banding proposed), banded from the signatures."""
+        found = index.candidates(
+            feats.matrix(),
+            corpus.sizes,
+            bands=bands,
+            rows=rows,
+            jaccard=config.jaccard,
+            containment=config.containment,
+        )
+        feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
+        return found
 
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]
@@ -158,8 +169,6 @@ class Batch:
 class Incremental(Batch):
     """A run with a ``--state``: what the state knows is not done again, OUT is updated in place."""
 
-    keeps_signatures = True
-
     def __init__(self, store: state.State, config: Config) -> None:
         super().__init__()
         self.store, self.config = store, config
@@ -167,12 +176,17 @@ class Incremental(Batch):
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
         self.unwritten: dict[int, bytes] = {}
+        self.known: stored.KnownPairs | None = None  # the last run's candidate pairs
+        self.found: stored.KnownPairs | None = None  # this run's, when banded anew (stored at commit)
+        self.read_any = True  # whether this run read a document (else its token counts are as stored)
 
     def begin(self) -> TokenFrequency:
         self.kept.clear()
         self.started = state.now()
         self.previous = self.store.documents()
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
+        pairs = self.store.blob("candidate_pairs")
+        self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -188,12 +202,40 @@ class Incremental(Batch):
 
     def stored(self, doc: Document) -> Stored | None:
         prev = self.previous.get(doc.path)
-        return prev if doc.file not in self.suspects and unchanged(doc, prev) else None
+        return prev if doc.file not in self.suspects and stored.unchanged(doc, prev) else None
+
+    def candidates(
+        self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
+    ) -> tuple[int, np.ndarray]:
+        contents = np.frombuffer(feats.contents, dtype=np.uint64)
+        if self.known is not None and self.known.hold_for(contents, bands, rows):
+            # A document read again may share its text with one that was not: its row needs the signature.
+            stored.fill_signatures(feats, corpus, fresh, self.store.signatures, to_store=True)
+            return self.known.proposed, self.known.pairs
+        # Texts not read this run came without their signatures: banding needs them all.
+        stored.fill_signatures(feats, corpus, fresh, self.store.signatures)
+        known = self.known
+        same_layout = known is not None and (known.bands, known.rows) == (bands, rows)
+        found = (
+            known.extended(feats.matrix(), contents, corpus.sizes, config) if known and same_layout else None
+        )
+        if found is None:  # texts gone or reordered, or a bucket too large: band them all
+            proposed, pairs = index.candidates(
+                feats.matrix(),
+                corpus.sizes,
+                bands=bands,
+                rows=rows,
+                jaccard=config.jaccard,
+                containment=config.containment,
+            )
+            found = stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs)
+        self.found = found
+        return found.proposed, found.pairs
 
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]
     ) -> list[Task]:
-        self.prints, same = _unchanged_groups(corpus, comps, comp_of, self.previous, self.kept)
+        self.prints, same = stored.unchanged_groups(corpus, comps, comp_of, self.previous, self.kept)
         return [t for c, t in enumerate(tasks) if c not in same]
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
@@ -210,7 +252,8 @@ class Incremental(Batch):
         tally: records.Tally,
     ) -> Iterator[Stored]:
         assert self.run_id is not None
-        return _emit(
+        self.read_any = any(fresh)
+        return stored.emit(
             docs, feats, verdicts, self.previous, fresh, self.prints, self.changes, self.run_id, fh, tally
         )
 
@@ -229,7 +272,11 @@ class Incremental(Batch):
             counts=lambda: {**tally.counts, **self.counts(tally)},
             documents=rows,
             supersessions=self.changes.supersessions,
-            blobs=lambda: {"token_frequency": frequency.dumps()},
+            blobs=lambda: {
+                # Counted from the documents read: none read, the stored counters hold.
+                **({"token_frequency": frequency.dumps()} if self.read_any else {}),
+                **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
+            },
             changes=self.changes.delta,
         )
 
@@ -263,162 +310,3 @@ class Incremental(Batch):
     def synced(self) -> None:
         assert self.run_id is not None
         self.store.mark_synced(self.run_id)
-
-
-def unchanged(doc: Document, prev: Stored | None) -> bool:
-    """Whether a document is as the state stored it; if so, take its stored facts.
-
-    A whole file is unchanged when its size and mtime are (it is then not read
-    at all); a JSONL line, read anyway, when its sha256 is.
-    """
-    if prev is None or prev.gone is not None:
-        return False
-    if doc.offset < 0:
-        if prev.offset >= 0:
-            return False
-        try:
-            info = os.stat(doc.file)
-        except OSError:
-            return False
-        if (prev.size, prev.mtime_ns) != (info.st_size, info.st_mtime_ns):
-            return False
-        doc.size, doc.mtime_ns, doc.sha256 = prev.size, prev.mtime_ns, prev.sha256 or ""
-        doc.status, doc.error = _STATUS[prev.status], prev.error
-    elif doc.status is not Status.OK or prev.sha256 != doc.sha256 or prev.status != Status.OK:
-        return False
-    doc.text = None
-    return True
-
-
-def _fingerprint(corpus: Corpus, group: Sequence[int]) -> str:
-    """Identity of a group of documents judged together: unchanged => its verdicts still hold."""
-    docs = corpus.docs
-    lines = sorted(f"{docs.paths[d]}\t{docs.sha256(d)}" for n in group for d in corpus.members(n))
-    return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
-
-
-def _unchanged_groups(
-    corpus: Corpus,
-    comps: list[list[int]],
-    comp_of: np.ndarray,
-    previous: dict[str, Stored],
-    kept: dict[int, str],
-) -> tuple[dict[int, str], set[int]]:
-    """Fingerprint every group (component, or lone text) and find the ones the state already judged.
-
-    Fills ``kept`` (document -> stored record) for the documents of unchanged
-    groups; returns the fingerprint of each node and the unchanged components.
-    A lone text with one document, the common case, is fingerprinted inline.
-    """
-    docs = corpus.docs
-    prints: dict[int, str] = {}
-
-    def judged(group: Sequence[int]) -> bool:
-        print_ = _fingerprint(corpus, group)
-        prints.update((n, print_) for n in group)
-        members = [d for n in group for d in corpus.members(n)]
-        stored = [previous.get(docs.paths[d]) for d in members]
-        if not all(_judged_as(p, print_) for p in stored):
-            return False
-        kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
-        return True
-
-    unchanged = {c for c, group in enumerate(comps) if judged(group)}
-    lone = np.flatnonzero(comp_of < 0)
-    single = (corpus.starts[lone + 1] - corpus.starts[lone]) == 1
-    for n, d in zip(lone[single].tolist(), corpus.order[corpus.starts[lone[single]]].tolist(), strict=True):
-        path = docs.paths[d]
-        print_ = prints[n] = xxhash.xxh3_64_hexdigest(f"{path}\t{docs.sha256(d)}".encode())
-        p = previous.get(path)
-        if p is not None and _judged_as(p, print_):
-            kept[d] = p.record_json
-    for n in lone[~single].tolist():
-        judged([n])
-    return prints, unchanged
-
-
-def _judged_as(prev: Stored | None, print_: str) -> bool:
-    """Whether a stored document was judged, last run, in a group with this fingerprint."""
-    return prev is not None and prev.gone is None and prev.component == print_
-
-
-def _emit(
-    docs: DocumentTable,
-    feats: FeatureTable,
-    verdicts: Verdicts,
-    previous: dict[str, Stored],
-    fresh: bytearray,
-    prints: dict[int, str],
-    changes: Changes,
-    run_id: int,
-    fh: Any,
-    tally: records.Tally,
-) -> Iterator[Stored]:
-    """Write every record to the manifest in order, count it, and yield the state rows that changed.
-
-    One pass, one record in memory at a time. ``last_seen`` is written when a
-    document is first stored or goes missing: a present document was last seen
-    in the latest run.
-    """
-    for i in range(len(docs)):
-        stored = verdicts.kept.get(i)
-        prev = previous.get(docs.paths[i])
-        if stored is not None and prev is not None and prev.line == docs.line(i):
-            # Its group did not change: the stored line is the record, written as it is.
-            fh.write(stored.encode() + b"\n")
-            canonical = prev.canonical
-            tally.add(i, prev.status, canonical, None if canonical else prev.cluster)
-            text = stored  # its row changes only if the file moved or was touched
-        else:
-            record = verdicts.record(i)
-            path = record["path"]
-            if path in changes.supersedes:
-                record["supersedes"] = changes.supersedes[path]
-            line = orjson.dumps(record)
-            fh.write(line + b"\n")
-            tally.add(i, record["status"], record["canonical"], record["cluster"])
-            if prev is None or prev.gone is not None:
-                changes.new += 1
-                changes.listed.append({"change": "new", **records.brief(record)})
-            elif fresh[i] and ((prev.sha256 or "") != docs.sha256(i) or prev.status != record["status"]):
-                changes.changed += 1
-                changes.listed.append({"change": "changed", **records.brief(record)})
-            text = line.decode()
-        node = feats.node_of[i]
-        component = prints.get(node) if node >= 0 else None
-        if (
-            prev is not None
-            and prev.gone is None
-            and prev.record_json == text
-            and prev.component == component
-            and (prev.file, prev.offset, prev.size, prev.mtime_ns)
-            == (docs.file(i), docs.offset(i), docs.size(i), docs.mtime_ns(i))
-        ):
-            continue
-        doc = docs[i]
-        feat = feats.feature(i)
-        yield Stored(
-            key=doc.path,
-            file=doc.file,
-            offset=doc.offset,
-            line=doc.line,
-            size=doc.size,
-            mtime_ns=doc.mtime_ns,
-            sha256=doc.sha256 or None,
-            status=str(doc.status),
-            error=doc.error,
-            content=None if feat is None else feat.content,
-            shingles=None if feat is None else feat.shingles,
-            signature=None if feat is None else feat.signature.tobytes(),
-            signals=None if feat is None else feat.signals.tobytes(),
-            component=component,
-            record_json=text,
-            first_seen=prev.first_seen if prev else run_id,
-            last_seen=run_id,
-            gone=None,
-        )
-    for key, gone_run in changes.gone.items():
-        prev = previous[key]
-        fh.write(orjson.dumps(records.gone(key, prev.sha256, prev.size, gone_run)) + b"\n")
-        if prev.gone is None:
-            yield dataclasses.replace(prev, gone=gone_run, last_seen=gone_run - 1)

@@ -130,3 +130,61 @@ def prefilter(
         est_containment = shared / np.maximum(np.minimum(sa, sb), 1)
         keep[lo : lo + 65536] = (est >= 0.6 * jaccard) | (est_containment >= 0.6 * containment)
     return pairs[keep]
+
+
+def candidates(
+    signatures: np.ndarray, sizes: np.ndarray, *, bands: int, rows: int, jaccard: float, containment: float
+) -> tuple[int, np.ndarray]:
+    """The pairs of texts pass 2 verifies: (how many banding proposed, those the prefilter keeps)."""
+    proposed = candidate_pairs(signatures, bands=bands, rows=rows)
+    return len(proposed), prefilter(proposed, signatures, sizes, jaccard=jaccard, containment=containment)
+
+
+def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int) -> np.ndarray | None:
+    """The pairs ``candidate_pairs`` finds that hold at least one of the ``new`` texts (sorted indices).
+
+    The buckets of the other texts are not sorted again: a cron run that brings
+    a few texts to a large state only looks the new band keys up among the old
+    ones. A bucket over ``MAX_BUCKET`` is linked as a star from its first member:
+    it gains the new texts' links to it when that member and more than
+    ``MAX_BUCKET`` others were there before; otherwise (its old pairs would change)
+    this returns None: then band everything.
+
+    Example:
+        >>> sigs = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [5, 6, 3, 4], [7, 8, 0, 0]], dtype=np.uint32)
+        >>> pairs_with(sigs, np.array([2]), bands=2, rows=2).tolist()
+        [[0, 2]]
+    """
+    n = len(signatures)
+    is_new = np.zeros(n, dtype=bool)
+    is_new[new] = True
+    found = [np.empty(0, dtype=np.int64)]
+    for keys in _all_band_keys(signatures, bands, rows):
+        new_keys = np.sort(keys[new])
+        at = np.minimum(np.searchsorted(new_keys, keys), max(len(new_keys) - 1, 0))
+        members = np.flatnonzero(new_keys[at] == keys) if len(new_keys) else np.empty(0, dtype=np.int64)
+        if len(members) < 2:
+            continue
+        order = np.argsort(keys[members], kind="stable")  # members ascending within a bucket
+        members, ordered = members[order], keys[members][order]
+        same = ordered[1:] == ordered[:-1]
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))
+        lengths = np.diff(np.append(starts, len(members)))
+        for start, length in zip(
+            starts[lengths > MAX_BUCKET].tolist(), lengths[lengths > MAX_BUCKET].tolist(), strict=True
+        ):
+            bucket = members[start : start + length]
+            fresh = is_new[bucket]
+            if fresh[0] or length - int(fresh.sum()) <= MAX_BUCKET:
+                return None  # its star moves, or its pairs among old texts become a star: not additions
+            found.append(bucket[0] * n + bucket[fresh])  # the same star, with the new texts on it
+        lengths = np.where(lengths > MAX_BUCKET, 0, lengths)
+        for length in np.unique(lengths[lengths > 1]).tolist():
+            i, j = _bucket_pairs(int(length))
+            at_start = starts[lengths == length]
+            a = members[at_start[:, None] + i[None, :]].ravel()
+            b = members[at_start[:, None] + j[None, :]].ravel()
+            keep = is_new[a] | is_new[b]
+            found.append(a[keep] * n + b[keep])
+    codes = np.unique(np.concatenate(found))
+    return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)

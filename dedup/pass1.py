@@ -238,11 +238,14 @@ def read_all(
     waiting: deque[tuple[int, Stored]] = deque()
     in_flight = 0
 
+    unsigned = bytes(4 * config.num_perm)
+
     def take(doc: int, prev: Stored) -> None:
-        if prev.status == Status.OK and prev.signature and prev.signals:
+        # A stored row comes without its signature (1 KB): only banding needs it, and
+        # the filter fills it in then (a run over unchanged texts reuses the stored pairs).
+        if prev.status == Status.OK and prev.signals:
             assert prev.content is not None and prev.shingles is not None
-            feats.set(doc, prev.content, prev.shingles, prev.signature, prev.signals)
-            prev.signature = None  # moved to the run's features: held once, not twice
+            feats.set(doc, prev.content, prev.shingles, prev.signature or unsigned, prev.signals)
 
     def take_waiting(before: int) -> None:
         while waiting and waiting[0][0] < before:

@@ -172,16 +172,8 @@ def _judge_and_write(
     timings["read_sign"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    signatures = feats.matrix()
     bands, rows_per_band = index.band_layout(threshold=config.lsh_threshold, num_perm=config.num_perm)
-    proposed = index.candidate_pairs(signatures, bands=bands, rows=rows_per_band)
-    pairs = index.prefilter(
-        proposed, signatures, corpus.sizes, jaccard=config.jaccard, containment=config.containment
-    )
-    n_proposed = len(proposed)
-    del signatures, proposed
-    if not cache.keeps_signatures:
-        feats.drop_signatures()
+    n_proposed, pairs = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band)
     timings["index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

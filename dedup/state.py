@@ -57,6 +57,22 @@ CREATE TABLE IF NOT EXISTS supersessions (
 """
 
 
+AS_STORED = b""  # a row's signature, when it is written again: keep the stored one
+_COLUMNS = (
+    "key", "file", "offset", "line", "size", "mtime_ns", "sha256", "status", "error", "content", "shingles",
+    "signature", "signals", "component", "record", "first_seen", "last_seen", "gone",
+)  # fmt: skip
+_UPSERT = (
+    f"INSERT INTO documents VALUES ({','.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
+    + ", ".join(
+        "signature = CASE WHEN excluded.signature = x'' THEN signature ELSE excluded.signature END"
+        if c == "signature"
+        else f"{c} = excluded.{c}"
+        for c in _COLUMNS[1:]
+    )
+)
+
+
 @dataclass(slots=True)
 class Stored:
     """One document as the previous run left it.
@@ -76,7 +92,7 @@ class Stored:
     error: str | None
     content: int | None
     shingles: int | None
-    signature: bytes | None  # uint32[num_perm]
+    signature: bytes | None  # uint32[num_perm]; not loaded with the row (State.signatures)
     signals: bytes | None  # float32, quality.INTRINSIC order
     component: str | None
     record_json: str
@@ -171,23 +187,43 @@ class State:
         return int(row[0]) if row else 0
 
     def documents(self) -> dict[str, Stored]:
-        """Every stored document, each row checked to be usable.
+        """Every stored document, each row checked to be usable, without its signature (``signatures``).
 
         Raises:
             StateError: a row is damaged (the message says to ``--rebuild``).
         """
-        rows = self.db.execute(
-            "SELECT key, file, offset, line, size, mtime_ns, sha256, status, error, content, shingles,"
-            " signature, signals, component, record, first_seen, last_seen, gone FROM documents"
-        )
+        # The rows are checked in one query, by SQLite: per row in Python it cost a third of the loading.
+        bad = self.db.execute(
+            f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", self._widths
+        ).fetchone()
+        if bad is not None:
+            row = Stored(*bad)
+            problem = _damage(row, self._widths) or "is damaged"
+            raise StateError(damaged(self.path, f"stored row {row.key!r} {problem}"), path=self.path)
         out = {}
-        for r in rows:
+        for r in self.db.execute(f"SELECT {_ALL.replace('signature', 'NULL')} FROM documents"):
             stored = Stored(*r)  # the SELECT lists the columns in Stored's field order
             if stored.content is not None and stored.content < 0:
                 stored.content += 1 << 64  # SQLite integers are signed
-            if problem := _damage(stored, self._widths):
-                raise StateError(damaged(self.path, f"stored row {stored.key!r} {problem}"), path=self.path)
             out[stored.key] = stored
+        return out
+
+    def signatures(self) -> dict[int, bytes]:
+        """The signature of every present stored text (content key -> uint32[num_perm] bytes).
+
+        Raises:
+            StateError: a signature is damaged (the message says to ``--rebuild``).
+        """
+        rows = self.db.execute(
+            "SELECT content, signature FROM documents"
+            " WHERE gone IS NULL AND content IS NOT NULL AND signature IS NOT NULL"
+        )
+        width = self._widths[0]
+        out = {}
+        for content, signature in rows:
+            if not isinstance(signature, bytes) or len(signature) != width:
+                raise StateError(damaged(self.path, "a stored signature has the wrong size"), path=self.path)
+            out[content + (1 << 64) if content < 0 else content] = signature
         return out
 
     def blob(self, key: str) -> bytes | None:
@@ -214,7 +250,8 @@ class State:
     ) -> None:
         """Write the documents that changed and add the run, all or nothing.
 
-        ``documents`` holds only new or changed rows (a row is replaced whole):
+        ``documents`` holds only new or changed rows (a row is replaced whole, but
+        for a signature ``AS_STORED``: a document not read again keeps its own):
         an unchanged document costs nothing, so a nightly run that adds 10k files to
         a million-document state writes 10k rows. It may be a generator that
         works out the run's counts as it goes: ``counts``, ``blobs`` and
@@ -224,7 +261,7 @@ class State:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
-                "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _UPSERT,
                 (
                     (
                         d.key,
@@ -287,10 +324,19 @@ class State:
 
 
 _STATUSES = frozenset(str(s) for s in Status)
+_ALL = ", ".join(_COLUMNS)
+_DAMAGED = f"""
+    typeof(key) != 'text' OR typeof(file) != 'text'
+    OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(_STATUSES))})
+    OR (signature IS NOT NULL AND (typeof(signature) != 'blob' OR length(signature) != ?1))
+    OR (signals IS NOT NULL AND (typeof(signals) != 'blob' OR length(signals) != ?2))
+    OR typeof(record) != 'text' OR substr(record, 1, 8) != '{{"path":' OR substr(record, -1) != '}}'
+    OR instr(record, '"cluster":') = 0 OR instr(record, '"canonical":') = 0
+"""  # the rows ``_damage`` finds wrong, as an SQL condition
 
 
 def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
-    """What is wrong with a stored row, if anything (cheap checks: a million rows are read per run)."""
+    """What is wrong with a stored row, if anything (``_DAMAGED`` finds the rows, this says why)."""
     if not isinstance(row.key, str) or not isinstance(row.file, str):
         return "has no path"
     if row.status not in _STATUSES:

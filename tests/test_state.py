@@ -77,6 +77,39 @@ def test_rerun_without_change_changes_nothing(scrape: Path, tmp_path: Path) -> N
     assert deltas(tmp_path, 2) == []
 
 
+def test_rerun_over_the_same_texts_takes_the_stored_pairs_and_bands_again_after_a_change(
+    scrape: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dedup import index
+
+    cron(scrape, tmp_path)
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_bytes()
+    banded = []
+    real = index.candidate_pairs
+    monkeypatch.setattr(index, "candidate_pairs", lambda *a, **k: banded.append(1) or real(*a, **k))
+    # The same texts in the same order: banding would find the pairs stored by the last run.
+    (scrape / "day1" / "storm.txt").touch()  # read again, same text
+    again = cron(scrape, tmp_path)
+    assert banded == [] and again["changed"] == 0 and again["lsh_pairs"] > 0
+    assert (tmp_path / "out" / "manifest.jsonl").read_bytes() == manifest
+    # New texts: only they are banded, against the stored texts' signatures (not loaded with their rows).
+    (scrape / "day1" / "museum.txt").write_text(MUSEUM)
+    (scrape / "day1" / "museum-copy.txt").write_text(NOISE["boilerplate"](MUSEUM))
+    (scrape / "day1" / "storm-copy.txt").write_text(NOISE["ocr"](STORM))
+    cron(scrape, tmp_path)
+    assert banded == []
+    assert read_manifest(tmp_path / "out") == read_manifest(
+        run([scrape], tmp_path / "full", Config(jobs=1)).out
+    )
+    # A text gone: all banded again.
+    banded.clear()
+    (scrape / "day1" / "schools.txt").unlink()
+    cron(scrape, tmp_path)
+    assert banded == [1]
+    live = [r for r in read_manifest(tmp_path / "out") if r["status"] != "gone"]
+    assert live == read_manifest(run([scrape], tmp_path / "full2", Config(jobs=1)).out)
+
+
 def test_rerun_puts_back_a_canonical_copy_removed_from_out(scrape: Path, tmp_path: Path) -> None:
     cron(scrape, tmp_path)
     canonical = tmp_path / "out" / "canonical"
@@ -165,7 +198,8 @@ def test_state_round_trip_keeps_signatures(scrape: Path, tmp_path: Path) -> None
         file = str(scrape / "day1" / "storm.txt")
         doc = Document(0, "day1/storm.txt", Source("dir", str(scrape), ""), file)
         _, feat, _ = analyse(doc, config, Signer(num_perm=config.num_perm, seed=config.seed))
-        assert feat is not None and storm.signature == feat.signature.tobytes() and storm.last_seen == 1
+        assert feat is not None and store.signatures()[feat.content] == feat.signature.tobytes()
+        assert storm.last_seen == 1
         assert storm.content == feat.content and storm.signals == feat.signals.tobytes()
         assert storm.record == by_path(tmp_path / "out")["day1/storm.txt"]
         assert store.history()[0][0] == 1 and store.synced_run() == 1
@@ -349,7 +383,9 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
     from dedup.frequency import TokenFrequency
     from dedup.incremental import Incremental
     from dedup.pass1 import read_all
+    from dedup.pass2 import Corpus
     from dedup.state import State
+    from dedup.stored import fill_signatures
 
     root = tmp_path / "in"
     _write(root, _DAY1)
@@ -357,14 +393,19 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
     _write(root, _DAY2)
     config = Config(jobs=jobs, state=str(tmp_path / "state"))
     store = State(tmp_path / "state", config.stamp())
+    sources = readers.discover([root])
     try:
         cache = Incremental(store, config)
         cache.begin()
+        # Batches of two: many in flight, so stored features wait behind documents still being read.
+        docs, cron_feats, fresh = read_all(
+            sources, config, TokenFrequency(), stored=cache.stored, batch_size=2
+        )
+        # Stored texts come without their signatures; banding fills them in from the state.
+        corpus = Corpus.of(config, docs, cron_feats, TokenFrequency())
+        fill_signatures(cron_feats, corpus, fresh, store.signatures)
     finally:
         store.close()
-    sources = readers.discover([root])
-    # Batches of two: many in flight, so stored features wait behind documents still being read.
-    _, cron_feats, fresh = read_all(sources, config, TokenFrequency(), stored=cache.stored, batch_size=2)
     _, full_feats, _ = read_all(sources, config, TokenFrequency(), batch_size=2)
     assert 0 < sum(fresh) < len(fresh)
     for name in ("node_of", "contents", "sizes", "signals"):
@@ -394,3 +435,22 @@ def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Pa
         outputs.append(((out / "manifest.jsonl").read_bytes(), runs, files, rows, counts))
     assert outputs[0][4]["new"] == 4 and outputs[0][4]["changed"] == 1 and outputs[0][4]["gone"] == 1
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_new_texts_banded_against_the_stored_ones_add_what_banding_all_would(seed: int) -> None:
+    from dedup import index
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 500))
+    # Few distinct values: buckets of every size, many over index.MAX_BUCKET (linked as stars).
+    signatures = rng.integers(0, int(rng.integers(1, 12)), size=(n, 16), dtype=np.uint32)
+    new = np.sort(rng.choice(n, size=int(rng.integers(1, max(2, n // 8))), replace=False))
+    added = index.pairs_with(signatures, new, bands=8, rows=2)
+    everything = index.candidate_pairs(signatures, bands=8, rows=2)
+    old = np.setdiff1d(np.arange(n), new)
+    before = old[index.candidate_pairs(signatures[old], bands=8, rows=2)].reshape(-1, 2)
+    if added is None:  # a star would move: the caller bands everything
+        return
+    assert np.array_equal(np.unique(np.concatenate((before, added)), axis=0), everything)
+    assert np.isin(added, new).any(axis=1).all()

@@ -1,0 +1,303 @@
+"""What a cron run takes from its state instead of working it out again.
+
+- unchanged documents (``unchanged``): not read, their stored features used;
+- the candidate pairs of the last run (``KnownPairs``): when the distinct texts
+  are the same, in the same order, banding would find the same pairs;
+- unchanged groups (``unchanged_groups``): they keep their stored records;
+- the manifest (``emit``): stored records copied forward as they are, and only
+  the state rows that changed written back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import xxhash
+
+from dedup import index, records
+from dedup.changes import Changes
+from dedup.config import Config
+from dedup.document import Document, DocumentTable, Status
+from dedup.pass1 import FeatureTable
+from dedup.pass2 import Corpus, Verdicts
+from dedup.state import AS_STORED, Stored
+
+_STATUS = {str(s): s for s in Status}
+_PAIRS_HEADER = struct.Struct("<6q")  # version, bands, rows, proposed, texts, pairs
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KnownPairs:
+    """The last run's candidate pairs, and the distinct texts (content keys, in node order) they link.
+
+    Banding and the prefilter depend only on the texts' signatures and sizes
+    (functions of the text, under the state's stamp) and on their order (a bucket
+    over ``index.MAX_BUCKET`` is linked from its first member): the same texts in
+    the same order give the same pairs.
+    """
+
+    bands: int
+    rows: int
+    proposed: int
+    contents: np.ndarray  # uint64[texts]
+    pairs: np.ndarray  # int64[m, 2]
+
+    def hold_for(self, contents: np.ndarray, bands: int, rows: int) -> bool:
+        """Whether these pairs are the ones banding would find for these texts."""
+        return (bands, rows) == (self.bands, self.rows) and np.array_equal(contents, self.contents)
+
+    def extended(
+        self, signatures: np.ndarray, contents: np.ndarray, sizes: np.ndarray, config: Config
+    ) -> KnownPairs | None:
+        """The pairs of these texts, if they are the known ones (in the same order) plus new ones.
+
+        Only the new texts are banded, against all; the known pairs are renumbered.
+        None when a known text is gone or moved before another, or a bucket of a
+        new text is too large (``index.pairs_with``): then banding starts afresh.
+        """
+        by_content = np.argsort(contents)
+        at = np.minimum(np.searchsorted(contents[by_content], self.contents), max(len(contents) - 1, 0))
+        if not len(contents) or not np.array_equal(contents[by_content][at], self.contents):
+            return None
+        now = by_content[at]  # known text -> its node in this run
+        if np.any(np.diff(now) <= 0):
+            return None
+        is_new = np.ones(len(contents), dtype=bool)
+        is_new[now] = False
+        proposed = index.pairs_with(signatures, np.flatnonzero(is_new), bands=self.bands, rows=self.rows)
+        if proposed is None:
+            return None
+        kept = index.prefilter(
+            proposed, signatures, sizes, jaccard=config.jaccard, containment=config.containment
+        )
+        pairs = np.concatenate((now[self.pairs].reshape(-1, 2), kept))
+        pairs = pairs[np.argsort(pairs[:, 0] * len(contents) + pairs[:, 1], kind="stable")]
+        return KnownPairs(self.bands, self.rows, self.proposed + len(proposed), contents.copy(), pairs)
+
+    def dumps(self) -> bytes:
+        head = _PAIRS_HEADER.pack(
+            1, self.bands, self.rows, self.proposed, len(self.contents), len(self.pairs)
+        )
+        body = self.contents.astype("<u8").tobytes() + self.pairs.astype("<i8").tobytes()
+        return head + zlib.compress(body, 1)
+
+    @classmethod
+    def loads(cls, blob: bytes) -> KnownPairs | None:
+        """The stored pairs, or None if they are of another layout (then banding finds them anew)."""
+        try:
+            version, bands, rows, proposed, texts, n = _PAIRS_HEADER.unpack_from(blob)
+            body = zlib.decompress(blob[_PAIRS_HEADER.size :])
+        except (struct.error, zlib.error):
+            return None
+        if version != 1 or len(body) != 8 * texts + 16 * n:
+            return None
+        contents = np.frombuffer(body, dtype="<u8", count=texts).astype(np.uint64)
+        pairs = np.frombuffer(body, dtype="<i8", offset=8 * texts).astype(np.int64).reshape(n, 2)
+        return cls(bands, rows, proposed, contents, pairs)
+
+
+def fill_signatures(
+    feats: FeatureTable,
+    corpus: Corpus,
+    fresh: bytearray,
+    stored: Callable[[], dict[int, bytes]],
+    *,
+    to_store: bool = False,
+) -> None:
+    """Put the stored signatures of the texts not read this run into ``feats`` (in place of zeros).
+
+    A text's signature is set by its first document: when that one was not read,
+    the signature is a placeholder. ``to_store``: only the texts that another
+    document read this run holds too (its row is written with the signature).
+    ``stored`` loads the signatures (content key -> bytes), if any is needed.
+    """
+    if not len(corpus.starts) > 1:
+        return
+    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    unread = ~read[corpus.order[corpus.starts[:-1]]]  # per text: its first document was not read
+    if to_store:
+        held = np.zeros(len(unread), dtype=bool)
+        held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
+        unread &= held
+    missing = np.flatnonzero(unread)
+    if not len(missing):
+        return
+    signatures = stored()
+    matrix = feats.matrix()
+    for n in missing.tolist():
+        matrix[n] = np.frombuffer(signatures[feats.contents[n]], dtype=np.uint32)
+
+
+def unchanged(doc: Document, prev: Stored | None) -> bool:
+    """Whether a document is as the state stored it; if so, take its stored facts.
+
+    A whole file is unchanged when its size and mtime are (it is then not read
+    at all); a JSONL line, read anyway, when its sha256 is.
+    """
+    if prev is None or prev.gone is not None:
+        return False
+    if doc.offset < 0:
+        if prev.offset >= 0:
+            return False
+        try:
+            info = os.stat(doc.file)
+        except OSError:
+            return False
+        if (prev.size, prev.mtime_ns) != (info.st_size, info.st_mtime_ns):
+            return False
+        doc.size, doc.mtime_ns, doc.sha256 = prev.size, prev.mtime_ns, prev.sha256 or ""
+        doc.status, doc.error = _STATUS[prev.status], prev.error
+    elif doc.status is not Status.OK or prev.sha256 != doc.sha256 or prev.status != Status.OK:
+        return False
+    doc.text = None
+    return True
+
+
+def _fingerprint(corpus: Corpus, group: Sequence[int]) -> str:
+    """Identity of a group of documents judged together: unchanged => its verdicts still hold."""
+    docs = corpus.docs
+    lines = sorted(f"{docs.paths[d]}\t{docs.sha256(d)}" for n in group for d in corpus.members(n))
+    return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
+
+
+def unchanged_groups(
+    corpus: Corpus,
+    comps: list[list[int]],
+    comp_of: np.ndarray,
+    previous: dict[str, Stored],
+    kept: dict[int, str],
+) -> tuple[dict[int, str], set[int]]:
+    """Fingerprint every group (component, or lone text) and find the ones the state already judged.
+
+    Fills ``kept`` (document -> stored record) for the documents of unchanged
+    groups; returns the fingerprint of each node and the unchanged components.
+    A lone text with one document, the common case, is fingerprinted inline.
+    """
+    docs = corpus.docs
+    prints: dict[int, str] = {}
+
+    def judged(group: Sequence[int]) -> bool:
+        print_ = _fingerprint(corpus, group)
+        prints.update((n, print_) for n in group)
+        members = [d for n in group for d in corpus.members(n)]
+        stored = [previous.get(docs.paths[d]) for d in members]
+        if not all(_judged_as(p, print_) for p in stored):
+            return False
+        kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
+        return True
+
+    unchanged = {c for c, group in enumerate(comps) if judged(group)}
+    lone = np.flatnonzero(comp_of < 0)
+    single = (corpus.starts[lone + 1] - corpus.starts[lone]) == 1
+    for n, d in zip(lone[single].tolist(), corpus.order[corpus.starts[lone[single]]].tolist(), strict=True):
+        path = docs.paths[d]
+        print_ = prints[n] = xxhash.xxh3_64_hexdigest(f"{path}\t{docs.sha256(d)}".encode())
+        p = previous.get(path)
+        if p is not None and _judged_as(p, print_):
+            kept[d] = p.record_json
+    for n in lone[~single].tolist():
+        judged([n])
+    return prints, unchanged
+
+
+def _judged_as(prev: Stored | None, print_: str) -> bool:
+    """Whether a stored document was judged, last run, in a group with this fingerprint."""
+    return prev is not None and prev.gone is None and prev.component == print_
+
+
+def emit(
+    docs: DocumentTable,
+    feats: FeatureTable,
+    verdicts: Verdicts,
+    previous: dict[str, Stored],
+    fresh: bytearray,
+    prints: dict[int, str],
+    changes: Changes,
+    run_id: int,
+    fh: Any,
+    tally: records.Tally,
+) -> Iterator[Stored]:
+    """Write every record to the manifest in order, count it, and yield the state rows that changed.
+
+    One pass, one record in memory at a time. ``last_seen`` is written when a
+    document is first stored or goes missing: a present document was last seen
+    in the latest run.
+    """
+    unwritten: list[str] = []  # stored lines, written a few thousand at a time
+    for i in range(len(docs)):
+        stored = verdicts.kept.get(i)
+        prev = previous.get(docs.paths[i])
+        if stored is not None and prev is not None and prev.line == docs.line(i):
+            # Its group did not change: the stored line is the record, written as it is.
+            unwritten.append(stored)
+            if len(unwritten) == 4096:
+                fh.write(("\n".join(unwritten) + "\n").encode())
+                unwritten.clear()
+            canonical = prev.canonical
+            tally.add(i, prev.status, canonical, None if canonical else prev.cluster)
+            text = stored  # its row changes only if the file moved or was touched
+        else:
+            record = verdicts.record(i)
+            path = record["path"]
+            if path in changes.supersedes:
+                record["supersedes"] = changes.supersedes[path]
+            line = orjson.dumps(record)
+            if unwritten:
+                fh.write(("\n".join(unwritten) + "\n").encode())
+                unwritten.clear()
+            fh.write(line + b"\n")
+            tally.add(i, record["status"], record["canonical"], record["cluster"])
+            if prev is None or prev.gone is not None:
+                changes.new += 1
+                changes.listed.append({"change": "new", **records.brief(record)})
+            elif fresh[i] and ((prev.sha256 or "") != docs.sha256(i) or prev.status != record["status"]):
+                changes.changed += 1
+                changes.listed.append({"change": "changed", **records.brief(record)})
+            text = line.decode()
+        node = feats.node_of[i]
+        component = prints.get(node) if node >= 0 else None
+        if (
+            prev is not None
+            and prev.gone is None
+            and prev.record_json == text
+            and prev.component == component
+            and (prev.file, prev.offset, prev.size, prev.mtime_ns)
+            == (docs.file(i), docs.offset(i), docs.size(i), docs.mtime_ns(i))
+        ):
+            continue
+        doc = docs[i]
+        feat = feats.feature(i)
+        yield Stored(
+            key=doc.path,
+            file=doc.file,
+            offset=doc.offset,
+            line=doc.line,
+            size=doc.size,
+            mtime_ns=doc.mtime_ns,
+            sha256=doc.sha256 or None,
+            status=str(doc.status),
+            error=doc.error,
+            content=None if feat is None else feat.content,
+            shingles=None if feat is None else feat.shingles,
+            signature=None if feat is None else feat.signature.tobytes() if fresh[i] else AS_STORED,
+            signals=None if feat is None else feat.signals.tobytes(),
+            component=component,
+            record_json=text,
+            first_seen=prev.first_seen if prev else run_id,
+            last_seen=run_id,
+            gone=None,
+        )
+    if unwritten:
+        fh.write(("\n".join(unwritten) + "\n").encode())
+    for key, gone_run in changes.gone.items():
+        prev = previous[key]
+        fh.write(orjson.dumps(records.gone(key, prev.sha256, prev.size, gone_run)) + b"\n")
+        if prev.gone is None:
+            yield dataclasses.replace(prev, gone=gone_run, last_seen=gone_run - 1, signature=AS_STORED)
