@@ -60,11 +60,18 @@ def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
         raise ConfigError(f"--state {directory} overlaps OUT {out}: keep them apart") from err
     for path, what in ((directory, "--state"), (out, "OUT")):  # before the state is made: nothing half-made
         manifest.check_creatable(path, what)
+    ours_to_make = (directory, directory / state.DATABASE, directory / locks.STATE_LOCK)
+    made = [p for p in ours_to_make if not p.exists()]
     with locks.locked(directory, config.lock_timeout):
         store = state.State(directory, config.stamp(), rebuild=config.rebuild)
         try:
             ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
-            manifest.prepare_out(out, roots, force=config.force, ours_ok=ours)
+            try:
+                manifest.prepare_out(out, roots, force=config.force, ours_ok=ours)
+            except OutputError:
+                store.close()
+                _remove(made)  # a first run refused for its OUT leaves no state behind
+                raise
             # Two cron runs with different states must not write one OUT at once either.
             with locks.locked(out, config.lock_timeout, manifest.OUT_LOCK, what="OUT"):
                 yield Incremental(store, config)
@@ -72,6 +79,12 @@ def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
             raise state.unusable(store.path, err) from err
         finally:
             store.close()
+
+
+def _remove(made: list[Path]) -> None:
+    for path in reversed(made):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() else path.unlink()
 
 
 class Batch:

@@ -265,3 +265,16 @@ def test_show_and_explain_after_a_run_on_stdin_read_kept_texts_from_canonical(tm
     explained = CliRunner().invoke(cli, ["explain", "m1", "c", "--in", out])
     assert explained.exit_code == 0, explained.output
     assert "verdict: different documents" in explained.stdout
+
+
+def test_a_first_cron_run_refused_for_its_out_leaves_no_state(tmp_path: Path) -> None:
+    out, state_dir = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    (out / "notes.txt").write_text("a user's file\n")
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.txt").write_text(COUNCIL)
+    result = CliRunner().invoke(cli, ["run", str(src), "--out", str(out), "--state", str(state_dir), "-q"])
+    assert result.exit_code == 1 and "not empty" in result.output
+    assert not state_dir.exists()  # was: an empty state.sqlite and a lock file
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
