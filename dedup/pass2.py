@@ -267,9 +267,8 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
             )
         else:
             words, shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)
-            toks[n] = words[
-                : quality.ALIGN_MAX_TOKENS
-            ]  # all that scoring looks at: a long text's words freed
+            # All that scoring looks at: a long text's words freed.
+            toks[n] = words[: quality.ALIGN_MAX_TOKENS]
             del words
     cache: dict[tuple[int, int], Similarity] = {}
 
