@@ -89,6 +89,11 @@ def spaced_words(tokens: Sequence[str]) -> Sequence[str]:
     return [t for t in tokens if not _UNSPACED.match(t)]
 
 
+def is_spaced(token: str) -> bool:
+    """Whether ``spaced_words`` keeps this token."""
+    return token.isascii() or not _UNSPACED.match(token)
+
+
 def _bigrams(run: re.Match[str]) -> str:
     chars = run.group()
     return " " + " ".join(chars[i : i + 2] for i in range(max(1, len(chars) - 1))) + " "

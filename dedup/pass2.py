@@ -16,13 +16,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from dedup import canonical, normalize, parallel, quality, readers, records
+from dedup import align_kernels, canonical, kernels, normalize, parallel, quality, readers, records
 from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
-from dedup.pass1 import FeatureTable, hash_tokens
-from dedup.signatures import shingles_of, similarity, token_hashes
+from dedup.pass1 import HASH_CHUNK, FeatureTable, hash_tokens
+from dedup.signatures import distinct, hash_token_bytes, shingles_of, similarity, token_hashes
 
 PER_CALL = 64  # groups to one call where a call costs much (a Dask task): most groups take a millisecond
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
@@ -154,6 +154,81 @@ def compared(
     return Compared(toks, shingles_of(hash_tokens(folded), shingle_size), counts)
 
 
+class Hashed(NamedTuple):
+    """``Compared`` with the tokens as their hashes (what pass 2's compiled alignment takes)."""
+
+    hashes: np.ndarray  # token hashes (``signatures.token_hashes``) of the first ALIGN_MAX_TOKENS tokens
+    spaced: np.ndarray | None  # which of them ``normalize.spaced_words`` keeps (None: all)
+    shingles: np.ndarray
+    lines: np.ndarray
+
+
+def hashed(text: str, shingle_size: int, frequency: TokenFrequency, furniture_over: int) -> Hashed:
+    """``compared`` without making a string of every word, when the text allows.
+
+    An article's token bytes (``normalize.token_bytes``) hold the same tokens as
+    ``normalize.words``, and its skeleton the same folded tokens: the words are
+    only made for a text with non-ASCII words (``spaced_words`` looks at them) or
+    longer than one hashing piece (its pieces are cut as ``compared`` cuts them).
+    """
+    comparison = normalize.comparison_text(normalize.repair(text))
+    keys = normalize.line_keys(comparison)
+    counts = frequency.get(keys)
+    drop = counts > furniture_over
+    if furniture_over and drop.any():
+        comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
+    data = normalize.token_bytes(comparison)
+    if len(data) <= HASH_CHUNK and data.isascii():
+        buf = np.frombuffer(data, dtype=np.uint8)
+        hashes, spaced = hash_token_bytes(buf)[: quality.ALIGN_MAX_TOKENS], None
+    else:
+        toks = normalize.words(comparison)
+        hashes = token_hashes(toks[: quality.ALIGN_MAX_TOKENS])
+        spaced = (
+            None
+            if data.isascii()
+            else np.array([normalize.is_spaced(t) for t in toks[: len(hashes)]], dtype=bool)
+        )
+        data = " ".join(toks).encode("utf-8")
+        del toks
+    shingles = shingles_of(hash_tokens(normalize.skeleton_bytes(data)), shingle_size)
+    return Hashed(hashes, spaced, shingles, counts)
+
+
+def relative_of_ids(
+    members: Sequence[np.ndarray],
+    shingles: Sequence[np.ndarray],
+    frequency: np.ndarray,
+    template: Sequence[float],
+    spaced: Sequence[np.ndarray | None],
+) -> list[dict[str, float]]:
+    """``quality.relative`` with tokens as int64 ids (equal ids: equal words), aligned by the kernels.
+
+    ``frequency[t]`` is word t's corpus document frequency; ``spaced[m]`` marks member
+    m's tokens that ``spaced_words`` keeps (None: all). A group with more distinct
+    words than the kernels' packed 3-grams hold is aligned by ``quality``'s code, on the ids.
+    """
+    window = max(min(len(ids) for ids in members), 100)
+    words = [
+        ids[:window] if keep is None else ids[:window][keep[:window]]
+        for ids, keep in zip(members, spaced, strict=True)
+    ]
+    if len(frequency) < 1 << align_kernels.ID_BITS:
+        starts = np.cumsum([0, *map(len, members)])
+        logs = np.log1p(frequency.astype(np.float64))
+        margin, bubble = quality.MARGIN, quality.MAX_BUBBLE
+        blamed = align_kernels.outvoted(
+            np.concatenate(members), starts, frequency, logs, margin, bubble
+        ).tolist()
+        repeated = [align_kernels.repeated_words(w, 3) / len(w) if len(w) >= 9 else 0.0 for w in words]
+        repetition = [max(r - 0.02, 0.0) for r in repeated]
+    else:
+        counts = frequency.tolist()
+        blamed = quality.outvoted_words([ids.tolist() for ids in members], lambda ws: [counts[w] for w in ws])
+        repetition = [quality.repeated_phrase_fraction(w.tolist()) for w in words]
+    return quality.relative_signals(members, shingles, blamed, repetition, template)
+
+
 class Settler:
     """The pass-2 stage, holding the run's tables (forked workers inherit them, nothing is sent)."""
 
@@ -168,11 +243,15 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     """Pass 2 for one component: read again, verify, cluster, rank.
 
     Returns the manifest record (serialised: small to send back) of each of its
-    documents, and the number of verified pairs.
+    documents, and the number of verified pairs. With the compiled kernels, words
+    are compared as ids of their hashes (``hashed``, ``relative_of_ids``); without,
+    as strings (``compared``, ``quality.relative``): the reference, same records.
     """
     nodes, pairs = task
     config = corpus.config
-    toks: dict[int, list[str]] = {}
+    compiled = kernels.AVAILABLE
+    toks: dict[int, Any] = {}  # words (reference) or token hashes, first ALIGN_MAX_TOKENS
+    spaced: dict[int, np.ndarray | None] = {}
     shingles: dict[int, np.ndarray] = {}
     lines: dict[int, np.ndarray] = {}  # corpus document frequency of each short line
     # Each text with its candidates: the most documents one article's copies can be here.
@@ -183,9 +262,15 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     for n in nodes:
         text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
         over = max(quality.TEMPLATE_MIN_DOCUMENTS, reach[n])
-        words, shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)
-        toks[n] = words[: quality.ALIGN_MAX_TOKENS]  # all that scoring looks at: a long text's words freed
-        del words
+        if compiled:
+            toks[n], spaced[n], shingles[n], lines[n] = hashed(
+                text, config.shingle_size, corpus.frequency, over
+            )
+        else:
+            words, shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)
+            # All that scoring looks at: a long text's words freed.
+            toks[n] = words[: quality.ALIGN_MAX_TOKENS]
+            del words
     cache: dict[tuple[int, int], Similarity] = {}
 
     def sim(a: int, b: int) -> Similarity:
@@ -199,11 +284,18 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
 
     # The corpus frequency of every word of the group, looked up in one call: alignment asks
     # for a few words at a time, ~160 times per group on the noisy corpus.
-    vocabulary = list(dict.fromkeys(w for n in nodes for w in toks[n]))
-    counts = dict(zip(vocabulary, corpus.frequency.get(token_hashes(vocabulary)).tolist(), strict=True))
+    if compiled:
+        every = np.concatenate([toks[n] for n in nodes])
+        vocabulary = distinct(every)  # a sort: np.unique's stable argsort for the ids took longer
+        bounds = np.cumsum([len(toks[n]) for n in nodes])[:-1]
+        ids = dict(zip(nodes, np.split(np.searchsorted(vocabulary, every), bounds), strict=True))
+        counts = corpus.frequency.get(vocabulary).astype(np.int64)
+    else:
+        words = list(dict.fromkeys(w for n in nodes for w in toks[n]))
+        known = dict(zip(words, corpus.frequency.get(token_hashes(words)).tolist(), strict=True))
 
     def frequency(words: Sequence[str]) -> list[int]:
-        return [counts[w] for w in words]
+        return [known[w] for w in words]
 
     out: list[tuple[int, bytes]] = []
     for members in cluster_component(nodes, edges, sim):
@@ -212,9 +304,13 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
         else:
             copies = sum(len(corpus.members(n)) for n in members)
             template = [quality.template_lines(lines[n], copies) for n in members]
-            relatives = quality.relative(
-                [toks[n] for n in members], [shingles[n] for n in members], frequency, template
-            )
+            member_shingles = [shingles[n] for n in members]
+            if compiled:
+                relatives = relative_of_ids(
+                    [ids[n] for n in members], member_shingles, counts, template, [spaced[n] for n in members]
+                )
+            else:
+                relatives = quality.relative([toks[n] for n in members], member_shingles, frequency, template)
         ranked = rank(corpus, members, relatives, sim, thresholds, lambda n: len(shingles[n]))
         out.extend((d, orjson.dumps(record)) for d, record in ranked)
     return out, len(edges)

@@ -14,8 +14,9 @@ import difflib
 import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -267,13 +268,45 @@ def relative(
     3-gram, ~200 MB and 14 s for two 3 MB one-line files. Articles are far shorter.
     """
     members = [toks[:ALIGN_MAX_TOKENS] for toks in members]
-    union = np.unique(np.concatenate(shingles)) if shingles else np.empty(0, dtype=np.uint64)
     if frequency is None:
         holders: Counter[str] = Counter(t for toks in members for t in set(toks))
 
         def frequency(words: Sequence[str]) -> list[int]:
             return [holders[w] for w in words]
 
+    blamed = outvoted_words(members, frequency)
+    window = max(min(len(toks) for toks in members), 100)
+    # Phrases of words: runs of bigrams (CJK, Thai) repeat names and set phrases naturally.
+    repetition = [repeated_phrase_fraction(spaced_words(toks[:window])) for toks in members]
+    return relative_signals(members, shingles, blamed, repetition, template)
+
+
+def relative_signals(
+    members: Sequence[Sized],
+    shingles: Sequence[np.ndarray],
+    blamed: Sequence[int],
+    repetition: Sequence[float],
+    template: Sequence[float] | None,
+) -> list[dict[str, float]]:
+    """The signals ``relative`` returns, from its counts: what both ways of counting share."""
+    every = np.sort(np.concatenate(shingles)) if shingles else np.empty(0, dtype=np.uint64)
+    union = int(np.count_nonzero(every[1:] != every[:-1])) + 1 if len(every) else 0  # distinct shingles
+    others = max(len(members) - 1, 1)
+    return [
+        {
+            "completeness": len(sh) / union if union else 1.0,
+            "outvoted": 100 * blamed[m] / others / max(len(toks), 1),
+            "repetition": repetition[m],
+            "template": template[m] if template is not None else 0.0,
+        }
+        for m, (toks, sh) in enumerate(zip(members, shingles, strict=True))
+    ]
+
+
+def outvoted_words(
+    members: Sequence[Sequence[Any]], frequency: Callable[[Sequence[Any]], Sequence[int]]
+) -> list[int]:
+    """Per member, how many of its words other members replace by commoner ones (``outvoted``)."""
     grams = [unique_trigrams(toks) for toks in members]
     blamed = [0] * len(members)
     for a in range(len(members)):
@@ -285,27 +318,16 @@ def relative(
                 # repeatedly dropped phrases (truncated_clean canonical 1.000 -> 0.943, seed 2).
                 if seg_a and seg_b:
                     rarity_a, rarity_b = _commonness(seg_a, frequency), _commonness(seg_b, frequency)
-                    if rarity_a + _MARGIN < rarity_b:
+                    if rarity_a + MARGIN < rarity_b:
                         blamed[a] += len(seg_a)
-                    elif rarity_b + _MARGIN < rarity_a:
+                    elif rarity_b + MARGIN < rarity_a:
                         blamed[b] += len(seg_b)
-    others = max(len(members) - 1, 1)
-    window = max(min(len(toks) for toks in members), 100)
-    return [
-        {
-            "completeness": len(sh) / len(union) if len(union) else 1.0,
-            "outvoted": 100 * blamed[m] / others / max(len(toks), 1),
-            # Phrases of words: runs of bigrams (CJK, Thai) repeat names and set phrases naturally.
-            "repetition": repeated_phrase_fraction(spaced_words(toks[:window])),
-            "template": template[m] if template is not None else 0.0,
-        }
-        for m, (toks, sh) in enumerate(zip(members, shingles, strict=True))
-    ]
+    return blamed
 
 
 ALIGN_MAX_TOKENS = 50_000  # tokens of a copy that alignment and repetition look at (~300 KB of text)
-_MARGIN = 0.3  # in log(1 + document frequency): held by 2 documents against 1 is enough
-_MAX_BUBBLE = 12  # longer differing stretches are rewrites or revisions, not slips
+MARGIN = 0.3  # in log(1 + document frequency): held by 2 documents against 1 is enough
+MAX_BUBBLE = 12  # longer differing stretches are rewrites or revisions, not slips
 
 
 def unique_trigrams(tokens: Sequence[str]) -> dict[tuple[str, ...], int]:
@@ -330,7 +352,7 @@ def edits(
     # Most neighbouring anchors overlap or touch (nothing between them): look only at gaps.
     gaps = np.maximum(np.diff(chain, axis=0) - 3, 0)
     widest = gaps.max(axis=1, initial=0)
-    fits = (widest > 0) & (widest <= _MAX_BUBBLE)
+    fits = (widest > 0) & (widest <= MAX_BUBBLE)
     for k in np.flatnonzero(fits).tolist():
         (i1, j1), (i2, j2) = chain[k].tolist(), chain[k + 1].tolist()
         seg_a, seg_b = a[i1 + 3 : i2], b[j1 + 3 : j2]

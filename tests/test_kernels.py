@@ -1,5 +1,6 @@
 """The compiled kernels give exactly what the numpy/regex reference gives (dedup/kernels.py)."""
 
+import difflib
 import os
 import subprocess
 import sys
@@ -7,14 +8,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ARTICLES, boilerplate, coref, html, join_paragraphs, mojibake, ocr, treebank
+from conftest import (
+    ARTICLES,
+    boilerplate,
+    coref,
+    garble,
+    html,
+    join_paragraphs,
+    mojibake,
+    ocr,
+    treebank,
+    truncate,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dedup import kernels, quality_kernels
-from dedup.normalize import comparison_text, repair, skeleton_bytes, token_bytes
-from dedup.quality import intrinsic
-from dedup.signatures import Signer, fingerprint, hash_token_bytes, shingles_of
+from dedup import align_kernels, kernels, quality, quality_kernels
+from dedup.frequency import TokenFrequency
+from dedup.normalize import comparison_text, is_spaced, line_keys, repair, skeleton_bytes, token_bytes
+from dedup.pass2 import compared, hashed, relative_of_ids
+from dedup.quality import ALIGN_MAX_TOKENS, intrinsic, relative
+from dedup.signatures import Signer, fingerprint, hash_token_bytes, shingle_hashes, shingles_of, token_hashes
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not importable")
 
@@ -182,3 +196,123 @@ def test_kernels_compile_without_a_writable_cache_directory(tmp_path: Path) -> N
         "assert hashes.tolist() == hash_token_bytes(b'a b c d e f', compiled=False).tolist() and count == 2\n"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
+
+
+# Few words, so that copies share and repeat 3-grams; two are CJK bigrams (not spaced words).
+WORDS = [
+    "the",
+    "mayor",
+    "said",
+    "tbe",
+    "bridge",
+    "would",
+    "wou1d",
+    "open",
+    "in",
+    "spring",
+    "a",
+    "\u6771\u4eac",
+]
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> tuple[list[list[str]], dict[str, int]]:
+    """An article and 1-4 copies of it, each with a few replaced, inserted and deleted words."""
+    base = draw(st.lists(st.sampled_from(WORDS), max_size=120))
+    members = [base]
+    for _ in range(draw(st.integers(1, 4))):
+        copy = list(base)
+        for op, where, word in draw(
+            st.lists(st.tuples(st.integers(0, 2), st.integers(0, 200), st.sampled_from(WORDS)), max_size=8)
+        ):
+            k = where % (len(copy) + 1)
+            if op == 0 and k < len(copy):
+                copy[k] = word
+            elif op == 1:
+                copy.insert(k, word)
+            elif k < len(copy):
+                del copy[k]
+        members.append(copy)
+    return members, dict(
+        zip(WORDS, draw(st.lists(st.integers(0, 40), min_size=len(WORDS), max_size=len(WORDS))), strict=True)
+    )
+
+
+def _relative_both_ways(
+    members: list[list[str]], counts: dict[str, int], wide: bool = False
+) -> tuple[list, list]:
+    """(``quality.relative`` of the words, ``relative_of_ids`` of their ids).
+
+    ``wide``: more ids than the kernels pack, so that the reference code runs on the ids.
+    """
+    shingles = [shingle_hashes(m, 5) for m in members]
+    template = [float(k) for k in range(len(members))]
+    vocabulary = sorted({w for m in members for w in m})
+    ids = {w: k for k, w in enumerate(vocabulary)}
+    frequency = np.array([counts[w] for w in vocabulary], dtype=np.int64)
+    if wide:
+        frequency = np.concatenate((frequency, np.zeros(1 << align_kernels.ID_BITS, dtype=np.int64)))
+    compiled = relative_of_ids(
+        [np.array([ids[w] for w in m[:ALIGN_MAX_TOKENS]], dtype=np.int64) for m in members],
+        shingles,
+        frequency,
+        template,
+        [np.array([is_spaced(w) for w in m[:ALIGN_MAX_TOKENS]], dtype=bool) for m in members],
+    )
+    return relative(members, shingles, lambda ws: [counts[w] for w in ws], template), compiled
+
+
+@given(clusters())
+@SETTINGS
+def test_compiled_alignment_gives_the_reference_signals(
+    cluster: tuple[list[list[str]], dict[str, int]],
+) -> None:
+    members, counts = cluster
+    reference, compiled = _relative_both_ways(members, counts)
+    assert compiled == reference
+
+
+def test_compiled_alignment_matches_on_damaged_articles_and_past_the_packed_ids() -> None:
+    for name, article in ARTICLES.items():
+        texts = [article, ocr(article), garble(article, "The city official"), truncate(ocr(article), 0.6)]
+        members = [comparison_text(repair(t)).split() for t in texts]
+        counts = {w: (len(w) * 7 + ord(w[0])) % 13 for m in members for w in m}
+        reference, compiled = _relative_both_ways(members, counts)
+        assert compiled == reference, name
+        assert any(r["outvoted"] > 0 for r in reference)  # the damage is seen
+        assert _relative_both_ways(members, counts, wide=True)[1] == reference
+
+
+@given(st.lists(st.integers(0, 4), max_size=14), st.lists(st.integers(0, 4), max_size=14))
+@SETTINGS
+def test_replacements_are_difflibs(a: list[int], b: list[int]) -> None:
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    expected = [(a1, a2, b1, b2) for op, a1, a2, b1, b2 in matcher.get_opcodes() if op == "replace"]
+    found = align_kernels.replaced(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64))
+    assert [tuple(row) for row in found.tolist()] == expected
+
+
+@given(st.permutations(range(12)))
+@SETTINGS
+def test_the_longest_chain_of_anchors_is_the_references(js: list[int]) -> None:
+    pairs = [(3 * i, j) for i, j in enumerate(js)]
+    found = align_kernels.longest_increasing(np.array(pairs, dtype=np.int64).reshape(-1, 2))
+    assert [tuple(p) for p in found.tolist()] == quality.longest_increasing(pairs)
+
+
+def test_hashed_texts_give_the_tokens_and_shingles_of_the_reference() -> None:
+    """Token hashes instead of words: the same tokens, shingles and line counts, CJK and giant texts too."""
+    frequency = TokenFrequency(width=1 << 12)
+    long_text = (
+        "the storm hit the coast " * 20_000 + "\u6771\u4eac\u306e\u5929\u6c17"
+    )  # past one hashing piece
+    for text in [*_variants(), long_text, "\u6771\u4eac\u306e\u5929\u6c17 q3 caf\u00e9\nhome | news"]:
+        frequency.add(line_keys(comparison_text(repair(text))))
+        reference = compared(text, 5, frequency, 1)
+        fast = hashed(text, 5, frequency, 1)
+        words = reference.tokens[:ALIGN_MAX_TOKENS]
+        assert fast.hashes.tolist() == token_hashes(words).tolist()
+        assert fast.shingles.tolist() == reference.shingles.tolist()
+        assert fast.lines.tolist() == reference.lines.tolist()
+        spaced = [is_spaced(w) for w in words]
+        assert (fast.spaced.tolist() if fast.spaced is not None else [True] * len(words)) == spaced
