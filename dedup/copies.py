@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dedup import manifest
 from dedup.config import Config
 from dedup.document import DocumentTable
+from dedup.hooks import Checkpoint
 from dedup.state import Stored
-
-Checkpoint = Callable[[str], None]
 
 
 def sync(

@@ -33,6 +33,7 @@ from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.frequency import TokenFrequency
+from dedup.hooks import Checkpoint
 from dedup.pass1 import FeatureTable
 from dedup.pass2 import Corpus, Task, Verdicts
 from dedup.state import Stored
@@ -167,7 +168,7 @@ class Batch:
         kept: list[int],
         fresh: bytearray,
         config: Config,
-        checkpoint: copies.Checkpoint,
+        checkpoint: Checkpoint,
     ) -> None:
         """The canonical copies of the kept documents."""
         copies.write(out, docs, kept, config)
@@ -303,7 +304,7 @@ class Incremental(Batch):
         kept: list[int],
         fresh: bytearray,
         config: Config,
-        checkpoint: copies.Checkpoint,
+        checkpoint: Checkpoint,
     ) -> None:
         run_id, store = self.run_id, self.store
         assert run_id is not None

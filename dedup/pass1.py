@@ -20,13 +20,12 @@ from dedup import normalize, parallel, quality, readers
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import TokenFrequency
+from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
 from dedup.state import Stored
 
 BATCH = 128  # documents per worker task
 
-Progress = Callable[[str, int, int | None], None]
-Checkpoint = Callable[[str], None]
 Analysed = tuple[list[tuple[Document, Features | None]], list[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -195,10 +194,6 @@ def _nothing_stored(doc: Document) -> Stored | None:
     return None
 
 
-def _no_checkpoint(name: str) -> None:
-    pass
-
-
 def read_all(
     sources: Sequence[Source],
     config: Config,
@@ -206,7 +201,7 @@ def read_all(
     *,
     stored: Callable[[Document], Stored | None] = _nothing_stored,
     progress: Progress | None = None,
-    checkpoint: Checkpoint = _no_checkpoint,
+    checkpoint: Checkpoint = no_checkpoint,
     batch_size: int = BATCH,
     engine: parallel.Engine | None = None,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,8 @@ from dedup import incremental, index, manifest, normalize, parallel, pass1, pass
 from dedup.config import Config
 from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
+from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.signatures import scheme_stamp
-
-Progress = Callable[[str, int, int | None], None]  # stage, done, total (None: not known)
-Checkpoint = Callable[[str], None]
 
 
 @dataclass(slots=True)
@@ -45,17 +43,13 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _no_checkpoint(name: str) -> None:
-    pass
-
-
 def run(
     inputs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     config: Config,
     *,
     progress: Progress | None = None,
-    checkpoint: Checkpoint = _no_checkpoint,
+    checkpoint: Checkpoint = no_checkpoint,
     batch_size: int = pass1.BATCH,
 ) -> RunResult:
     """Deduplicate INPUTs into OUT: manifest.jsonl, canonical/ and summary.json.

@@ -8,12 +8,12 @@ gets a ``gone`` record. ``Tally`` counts the records as they are written.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
 from typing import Any
 
 import xxhash
 
 from dedup.document import Document, Status
+from dedup.hooks import Progress
 
 FIELDS = (
     "path", "status", "sha256", "size", "line", "cluster", "canonical", "duplicate_of",
@@ -90,7 +90,7 @@ class Tally:
         proposed: int,
         candidates: int,
         verified: int,
-        progress: Callable[[str, int, int | None], None] | None = None,
+        progress: Progress | None = None,
         total: int | None = None,
     ) -> None:
         self._progress, self._total = progress, total  # progress("write", records, total) now and then

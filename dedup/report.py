@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -25,6 +25,7 @@ import orjson
 from dedup import __version__, evidence, parallel
 from dedup.explain import examine, why_kept
 from dedup.finished import FinishedRun
+from dedup.hooks import Progress
 from dedup.manifest import atomic_file
 
 REPORT = "report.html"
@@ -33,8 +34,6 @@ MAX_SKIPPED = 20_000
 MAX_CHANGES = 5_000
 _BINS = 20
 _NOT_DUPLICATE = b'"duplicate_of":null'
-
-Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)
