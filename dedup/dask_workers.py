@@ -37,7 +37,6 @@ from dedup.errors import ConfigError, EngineError
 T = TypeVar("T")
 R = TypeVar("R")
 
-CONNECT_TIMEOUT_S = 30  # a scheduler that does not answer in this long is reported, not waited for
 WORKERLESS_S = 120  # a run whose cluster has had no worker (or no scheduler) this long ends: no hang
 POLL_S = 1.0
 
@@ -154,7 +153,8 @@ def connect(config: Config) -> Iterator[DaskWorkers]:
     with contextlib.ExitStack() as stack:
         try:
             if config.scheduler:
-                client = stack.enter_context(Client(config.scheduler, timeout=CONNECT_TIMEOUT_S))
+                # Dask's connect timeout (distributed.comm.timeouts.connect, 30 s unless set): then one error.
+                client = stack.enter_context(Client(config.scheduler))
             else:
                 cluster = LocalCluster(
                     n_workers=config.workers,

@@ -183,8 +183,13 @@ def test_engine_options_are_checked_up_front() -> None:
 
 
 def test_an_unreachable_scheduler_is_one_error(tmp_path: Path) -> None:
+    import dask
+
     config = Config(jobs=1, engine="dask", scheduler="tcp://127.0.0.1:9")  # discard port: nothing listens
-    with pytest.raises(EngineError, match="cannot start or reach"):
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+        pytest.raises(EngineError, match="cannot start or reach"),
+    ):
         run([str(SAMPLE)], tmp_path / "out", config)
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
 
