@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import xxhash
@@ -112,17 +112,6 @@ class Analyser:
             if hashes is not None:
                 vocabularies.append(hashes)
         return results, self.frequency.delta(vocabularies)
-
-
-def batches(docs: Iterable[Document], size: int = BATCH) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class FeatureTable:
@@ -262,7 +251,7 @@ def read_all(
                 take(doc.index, prev)
 
     stage = Analyser(config)
-    tasks = batches(to_analyse(), batch_size)
+    tasks = parallel.bundles(to_analyse(), batch_size)
     engine = engine or parallel.Processes(config.workers)
     for results, delta in engine.ordered(stage, tasks, window_per_worker=4):
         frequency.merge(delta)
