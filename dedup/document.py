@@ -81,6 +81,7 @@ class Features:
     shingles: int  # size of the shingle set, for the containment estimate
     signature: np.ndarray = field(repr=False)  # uint32[num_perm], datasketch affine32
     signals: np.ndarray = field(repr=False)  # float32, quality.INTRINSIC order
+    repair: tuple[tuple[str, str], ...] | None = None  # normalize.repair_planned's steps, if ftfy was asked
 
 
 _STATUSES = list(Status)

@@ -13,6 +13,26 @@ import numpy as np
 
 from dedup.signatures import _POSITION_MULTIPLIERS, distinct, token_hashes  # noqa: F401  (doctest)
 
+Counts = tuple[np.ndarray, np.ndarray]
+
+
+def counts(documents: Sequence[np.ndarray]) -> Counts:
+    """A batch's distinct token hashes and how many of its documents hold each.
+
+    What a worker sends for ``TokenFrequency.merge``: it needs no table (the
+    sketch's cells are found where the counts are added), and one sort of the
+    batch costs a fifth of sorting each of the sketch's rows (~20 against ~115 us
+    per document).
+
+    Example:
+        >>> hashes, times = counts([token_hashes(["the", "cat", "the"]), token_hashes(["the"])])
+        >>> sorted(times.tolist())
+        [1, 2]
+    """
+    if not documents:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate([distinct(h) for h in documents]), return_counts=True)
+
 
 class TokenFrequency:
     """Approximate document frequency of every token in the corpus (a count-min sketch).
@@ -39,18 +59,16 @@ class TokenFrequency:
 
     def add(self, hashes: np.ndarray) -> None:
         """Count one document's tokens (each distinct token once)."""
-        self.merge(self.delta([hashes]))
+        self.merge(counts([hashes]))
 
-    def delta(self, documents: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Counts of a batch of documents, per row as (cells, counts): small to send between processes."""
-        if not documents:
-            return []
-        cells = self._cells(np.concatenate([distinct(h) for h in documents]))
-        return [np.unique(row, return_counts=True) for row in cells]
-
-    def merge(self, delta: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        for row, (cells, counts) in enumerate(delta):
-            self.table[row, cells] += counts.astype(np.uint32)
+    def merge(self, delta: Counts) -> None:
+        """Add a batch's ``counts`` (integer sums: the order batches arrive in does not matter)."""
+        hashes, times = delta
+        if len(hashes):
+            cells, times = self._cells(hashes), times.astype(np.uint32)
+            for row in range(len(self.table)):
+                # add.at, not +=: two tokens of a batch may share a cell.
+                np.add.at(self.table[row], cells[row], times)
 
     def get(self, hashes: np.ndarray) -> np.ndarray:
         return self.table[self._rows, self._cells(hashes)].min(axis=0)

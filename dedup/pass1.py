@@ -19,14 +19,14 @@ import xxhash
 from dedup import normalize, parallel, quality, readers
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
-from dedup.frequency import TokenFrequency
+from dedup.frequency import Counts, TokenFrequency, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
 from dedup.state import Stored
 
 BATCH = 128  # documents per worker task
 
-Analysed = tuple[list[tuple[Document, Features | None]], list[tuple[np.ndarray, np.ndarray]]]
+Analysed = tuple[list[tuple[Document, Features | None]], Counts]
 
 
 HASH_CHUNK = 1 << 18  # bytes hashed at once: hashing holds ~40 bytes of arrays per byte
@@ -69,14 +69,14 @@ def analyse(
     text, doc.text = doc.text, None
     if doc.status is not Status.OK or text is None:
         return doc, None, None
-    repaired = normalize.repair(text)
-    comparison = normalize.comparison_text(repaired)
+    repaired, plan = normalize.repair_planned(text)
+    comparison, boilerplate_lines = normalize.comparison(repaired)
     words = normalize.token_bytes(comparison)
     hashes, shingles, signature = fingerprint(words, config.shingle_size, signer)
     if len(hashes) == 0:
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None, None
-    measured = quality.intrinsic(text, repaired, comparison)
+    measured = quality.intrinsic(text, repaired, comparison, boilerplate_lines=boilerplate_lines)
     return (
         doc,
         Features(
@@ -84,6 +84,7 @@ def analyse(
             shingles=shingles,
             signature=signature,
             signals=np.array([measured[name] for name in quality.INTRINSIC], dtype=np.float32),
+            repair=plan,
         ),
         np.concatenate((hashes, normalize.line_keys(comparison))),
     )
@@ -93,25 +94,21 @@ class Analyser:
     """The pass-1 stage: a batch of documents -> their features and the batch's token counts.
 
     Built once, in the parent; the engine hands it to each worker (a forked one
-    inherits it, a Dask worker is sent it). The frequency table it counts deltas
-    with is made in the worker, on first use: its 32 MB of zeros are never sent.
+    inherits it, a Dask worker is sent it).
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.signer = Signer(num_perm=config.num_perm, seed=config.seed)
-        self.frequency: TokenFrequency | None = None
 
     def __call__(self, batch: list[Document]) -> Analysed:
-        if self.frequency is None:
-            self.frequency = TokenFrequency()
         results, vocabularies = [], []
         for doc in batch:
             doc, features, hashes = analyse(doc, self.config, self.signer)
             results.append((doc, features))
             if hashes is not None:
                 vocabularies.append(hashes)
-        return results, self.frequency.delta(vocabularies)
+        return results, counts(vocabularies)
 
 
 class FeatureTable:
@@ -133,6 +130,7 @@ class FeatureTable:
         self.contents = array("Q")
         self.sizes = array("q")
         self.signatures = array("I")
+        self.repairs: dict[int, normalize.RepairPlan] = {}  # document -> ftfy's steps, for pass 2
         self._node: dict[int, int] = {}
         self._width = 4 * len(quality.INTRINSIC)
         self._zeros = bytes(self._width)
@@ -261,6 +259,8 @@ def read_all(
             if feat is not None:
                 signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
                 feats.set(doc.index, feat.content, feat.shingles, signature, signals)
+                if feat.repair is not None:
+                    feats.repairs[doc.index] = feat.repair
             in_flight -= 1
         if not in_flight:
             take_waiting(len(table))

@@ -42,6 +42,7 @@ class Corpus:
     sizes: np.ndarray  # node -> shingle count
     signals: np.ndarray  # document -> intrinsic signals (quality.INTRINSIC order)
     frequency: TokenFrequency
+    repairs: dict[int, normalize.RepairPlan]  # document -> the mojibake repair pass 1 found
 
     def members(self, node: int) -> list[int]:
         """The documents (manifest indices) whose normalised text is this node's."""
@@ -64,6 +65,7 @@ class Corpus:
             sizes=sizes,
             signals=np.frombuffer(feats.signals, dtype=np.float32).reshape(len(docs), len(quality.INTRINSIC)),
             frequency=frequency,
+            repairs=feats.repairs,
         )
 
 
@@ -163,15 +165,23 @@ class Hashed(NamedTuple):
     lines: np.ndarray
 
 
-def hashed(text: str, shingle_size: int, frequency: TokenFrequency, furniture_over: int) -> Hashed:
+def hashed(
+    text: str,
+    shingle_size: int,
+    frequency: TokenFrequency,
+    furniture_over: int,
+    *,
+    repair: normalize.RepairPlan | None = None,
+) -> Hashed:
     """``compared`` without making a string of every word, when the text allows.
 
     An article's token bytes (``normalize.token_bytes``) hold the same tokens as
     ``normalize.words``, and its skeleton the same folded tokens: the words are
     only made for a text with non-ASCII words (``spaced_words`` looks at them) or
     longer than one hashing piece (its pieces are cut as ``compared`` cuts them).
+    ``repair``: the mojibake repair pass 1 found for this text, replayed.
     """
-    comparison = normalize.comparison_text(normalize.repair(text))
+    comparison = normalize.comparison_text(normalize.repair(text, repair))
     keys = normalize.line_keys(comparison)
     counts = frequency.get(keys)
     drop = counts > furniture_over
@@ -260,11 +270,12 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
         reach[a] += len(corpus.members(b))
         reach[b] += len(corpus.members(a))
     for n in nodes:
-        text = readers.reload_text(corpus.docs[corpus.members(n)[0]], config)
+        first = corpus.members(n)[0]
+        text = readers.reload_text(corpus.docs[first], config)
         over = max(quality.TEMPLATE_MIN_DOCUMENTS, reach[n])
         if compiled:
             toks[n], spaced[n], shingles[n], lines[n] = hashed(
-                text, config.shingle_size, corpus.frequency, over
+                text, config.shingle_size, corpus.frequency, over, repair=corpus.repairs.get(first)
             )
         else:
             words, shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)

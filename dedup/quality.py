@@ -62,12 +62,16 @@ SIGNALS: dict[str, Signal] = {
 # Completeness is not damage: it only decides between copies that are about as clean.
 COMPLETENESS_WEIGHT = 0.15
 
+# Read as "(?<=\w) (?:[,.;:!?%]...)" and "(?<=\w)[^\S\n]{2,}(?=\w)|(?<=\w )["“”]...": each
+# branch consumes its first character before looking behind, so that the regex engine can
+# skip ahead to the characters that start a match (~2x faster, the same matches).
 _TREEBANK = re.compile(
-    r"(?<=\w) (?:[,.;:!?%](?=\s|$)|[)\]]|n['\u2019]t\b|['\u2019](?:s|re|ve|ll|d|m)\b)|[(\[] (?=\w)|``|''",
+    r" (?<=\w )(?:[,.;:!?%](?=\s|$)|[)\]]|n['\u2019]t\b|['\u2019](?:s|re|ve|ll|d|m)\b)|[(\[] (?=\w)|``|''",
     re.IGNORECASE | re.MULTILINE,
 )
 _GAPS = re.compile(
-    r"(?<=\w)[^\S\n]{2,}(?=\w)|(?<=\w )[\"\u201c\u201d][^\S\n]*[\"\u201c\u201d](?= \w)|\([^\S\n]*\)"
+    r"[^\S\n](?<=\w[^\S\n])[^\S\n]+(?=\w)"
+    r"|[\"\u201c\u201d](?<=\w [\"\u201c\u201d])[^\S\n]*[\"\u201c\u201d](?= \w)|\([^\S\n]*\)"
 )
 # Site furniture glued into running text (paragraphs joined after it was added).
 _BOILERPLATE_INLINE = re.compile(
@@ -151,7 +155,9 @@ def _any_cue(repaired: str) -> bool:
     return any(cue in lowered for cue in _BOILERPLATE_CUES)
 
 
-def intrinsic(raw: str, repaired: str, comparison: str, *, compiled: bool = True) -> dict[str, float]:
+def intrinsic(
+    raw: str, repaired: str, comparison: str, *, boilerplate_lines: int | None = None, compiled: bool = True
+) -> dict[str, float]:
     """Signals measured on one document alone (rates, see ``SIGNALS``).
 
     Each pattern is only searched when a character it needs is present: most
@@ -162,6 +168,7 @@ def intrinsic(raw: str, repaired: str, comparison: str, *, compiled: bool = True
         raw: the decoded text as stored.
         repaired: ``normalize.repair(raw)`` (mojibake fixed).
         comparison: ``normalize.comparison_text(repaired)``.
+        boilerplate_lines: ``strip_boilerplate(repaired)``'s count, when known (``normalize.comparison``).
         compiled: byte scans by the compiled kernels (the default when numba is there), or
             by the reference code they are tested against.
 
@@ -182,7 +189,7 @@ def intrinsic(raw: str, repaired: str, comparison: str, *, compiled: bool = True
         markup += len(MARKDOWN_LINK.findall(repaired))
     if "*" in repaired or "_" in repaired or "#" in repaired:
         markup += len(_MARKDOWN_EMPHASIS.findall(repaired))
-    boilerplate = strip_boilerplate(repaired)[1]
+    boilerplate = strip_boilerplate(repaired)[1] if boilerplate_lines is None else boilerplate_lines
     if maybe_inline:
         boilerplate += len(_BOILERPLATE_INLINE.findall(repaired))
     if ocr < 0:

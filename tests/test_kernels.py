@@ -2,6 +2,7 @@
 
 import difflib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,15 @@ from hypothesis import strategies as st
 
 from dedup import align_kernels, kernels, quality, quality_kernels
 from dedup.frequency import TokenFrequency
-from dedup.normalize import comparison_text, is_spaced, line_keys, repair, skeleton_bytes, token_bytes
+from dedup.normalize import (
+    comparison,
+    comparison_text,
+    is_spaced,
+    line_keys,
+    repair,
+    skeleton_bytes,
+    token_bytes,
+)
 from dedup.pass2 import compared, hashed, relative_of_ids
 from dedup.quality import ALIGN_MAX_TOKENS, intrinsic, relative
 from dedup.signatures import Signer, fingerprint, hash_token_bytes, shingle_hashes, shingles_of, token_hashes
@@ -47,7 +56,8 @@ PIECES = [
     "*", "<b>", "&amp;", "Subscribe", "SIGN UP", "cooKies", "coo\u212aies", "cl\u0130ck here", "skip to",
     "\u00a0", "\u0085", "\u1680", "\u2000", "\u2009", "\u200a", "\u200b", "\u2028", "\u202f", "\u205f",
     "\u3000", "\u00e9", "\u00fc", "\u00df", "\u0436", "\u4e2d\u6587", "\u2014", "\u2019",
-    "\u00e2\u20ac\u2122", "\ud800", "x\u00e91", "1\u00e9a",
+    "\u00e2\u20ac\u2122", "\ud800", "x\u00e91", "1\u00e9a", "Advertisement", "Home | News | World",
+    "[a link](http://x)", "&#8217;",
 ]  # fmt: skip
 texts = st.lists(st.sampled_from(PIECES), max_size=60).map("".join) | st.text(max_size=80)
 
@@ -121,8 +131,12 @@ def test_fingerprint_is_the_reference_steps_in_one_call(text: str, k: int) -> No
 @SETTINGS
 def test_cleanliness_signals_match_the_reference(text: str) -> None:
     repaired = repair(text)
-    comparison = comparison_text(repaired)
-    assert intrinsic(text, repaired, comparison) == intrinsic(text, repaired, comparison, compiled=False)
+    comparison_, found = comparison(repaired)
+    assert comparison_ == comparison_text(repaired)
+    reference = intrinsic(text, repaired, comparison_, compiled=False)
+    assert intrinsic(text, repaired, comparison_) == reference
+    # Pass 1 hands over the boilerplate count of the comparison text when it was counted on `repaired`.
+    assert intrinsic(text, repaired, comparison_, boilerplate_lines=found) == reference
 
 
 @pytest.mark.parametrize(
@@ -316,3 +330,23 @@ def test_hashed_texts_give_the_tokens_and_shingles_of_the_reference() -> None:
         assert fast.lines.tolist() == reference.lines.tolist()
         spaced = [is_spaced(w) for w in words]
         assert (fast.spaced.tolist() if fast.spaced is not None else [True] * len(words)) == spaced
+
+
+# The patterns as first written (a look-behind first): the reference for the faster forms.
+READABLE_PATTERNS = {
+    "treebank": re.compile(
+        r"(?<=\w) (?:[,.;:!?%](?=\s|$)|[)\]]|n['\u2019]t\b|['\u2019](?:s|re|ve|ll|d|m)\b)|[(\[] (?=\w)|``|''",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+    "gaps": re.compile(
+        r"(?<=\w)[^\S\n]{2,}(?=\w)|(?<=\w )[\"\u201c\u201d][^\S\n]*[\"\u201c\u201d](?= \w)|\([^\S\n]*\)"
+    ),
+}
+
+
+@given(texts | st.text(alphabet=" \t\n\u00a0ab1_,.'`()[]\"\u201c\u201d\u2019n", max_size=40))
+@SETTINGS
+def test_the_signal_patterns_match_where_their_readable_forms_do(text: str) -> None:
+    for name, readable in READABLE_PATTERNS.items():
+        fast = quality.PATTERNS[name]
+        assert [m.span() for m in fast.finditer(text)] == [m.span() for m in readable.finditer(text)], name

@@ -1,9 +1,9 @@
 """Formatting noise must not count as difference; real differences must survive."""
 
 import pytest
-from conftest import COUNCIL, NOISE, truncate
+from conftest import ARTICLES, COUNCIL, NOISE, mojibake, truncate
 
-from dedup.normalize import comparison_text, repair, tokens
+from dedup.normalize import comparison_text, repair, repair_planned, tokens
 
 
 @pytest.mark.parametrize("noise", ["treebank", "mojibake", "html", "markdown", "boilerplate"])
@@ -38,3 +38,15 @@ def test_real_differences_survive() -> None:
 
 def test_repair_leaves_ascii_alone() -> None:
     assert repair("plain ascii text") == "plain ascii text"
+
+
+@pytest.mark.parametrize("article", ARTICLES.values())
+def test_a_repair_replayed_from_its_plan_is_the_searched_repair(article: str) -> None:
+    # Whole texts garbled, one paragraph garbled (ftfy then fixes a mixed text), twice garbled.
+    first, _, rest = article.partition("\n\n")
+    first += " The caf\u00e9 \u2014 \u201cits best\u201d \u2014 stays open."
+    for garbled in (mojibake(first + rest), mojibake(first) + "\n\n" + rest, mojibake(mojibake(first))):
+        fixed, plan = repair_planned(garbled)
+        assert plan is not None and fixed == repair(garbled) != garbled
+        assert repair(garbled, plan) == fixed
+    assert repair_planned(article) == (article, None)  # ftfy is not asked: nothing to replay

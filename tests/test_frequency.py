@@ -1,0 +1,27 @@
+"""The corpus token frequencies: batch counts from workers add up to counting each document."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup.frequency import TokenFrequency, counts
+
+documents = st.lists(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=30), max_size=12)
+
+
+@given(st.lists(documents, max_size=5))
+@settings(deadline=None, derandomize=True, max_examples=150)
+def test_batches_count_each_document_once_whatever_the_batching(batches: list[list[list[int]]]) -> None:
+    # A tiny sketch, so that distinct tokens of one batch share cells.
+    batched, one_by_one = TokenFrequency(width=1 << 4, depth=3), TokenFrequency(width=1 << 4, depth=3)
+    for batch in batches:
+        arrays = [np.array(doc, dtype=np.uint64) for doc in batch]
+        batched.merge(counts(arrays))
+        for array in arrays:
+            for token in set(array.tolist()):  # each distinct token of a document once
+                one_by_one.merge(counts([np.array([token], dtype=np.uint64)]))
+    assert np.array_equal(batched.table, one_by_one.table)
+    docs = [set(doc) for batch in batches for doc in batch]
+    for token in set().union(*docs):  # a count-min sketch never counts low
+        held = sum(token in doc for doc in docs)
+        assert batched.get(np.array([token], dtype=np.uint64))[0] >= held
