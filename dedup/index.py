@@ -81,7 +81,9 @@ def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> np.ndar
     """
     n = len(signatures)
     found = [np.empty(0, dtype=np.int64)]
-    for keys in _all_band_keys(signatures, bands, rows):
+    for band, keys in enumerate(_all_band_keys(signatures, bands, rows)):
+        if band % 32 == 31:  # a near-duplicate pair is proposed by many bands: keep each once
+            found = [np.unique(np.concatenate(found))]
         order = np.argsort(keys)  # not stable, 5x faster: pairs are ordered below, not taken from here
         ordered = keys[order]
         same = ordered[1:] == ordered[:-1]
@@ -122,13 +124,14 @@ def prefilter(
     if len(pairs) == 0:
         return pairs
     keep = np.zeros(len(pairs), dtype=bool)
-    for lo in range(0, len(pairs), 65536):
-        a, b = pairs[lo : lo + 65536, 0], pairs[lo : lo + 65536, 1]
+    step = 8192  # pairs at a time: two rows of signatures each, 16 MB at 256 permutations
+    for lo in range(0, len(pairs), step):
+        a, b = pairs[lo : lo + step, 0], pairs[lo : lo + step, 1]
         est = (signatures[a] == signatures[b]).mean(axis=1)
         sa, sb = sizes[a].astype(np.float64), sizes[b].astype(np.float64)
         shared = est * (sa + sb) / (1 + est)
         est_containment = shared / np.maximum(np.minimum(sa, sb), 1)
-        keep[lo : lo + 65536] = (est >= 0.6 * jaccard) | (est_containment >= 0.6 * containment)
+        keep[lo : lo + step] = (est >= 0.6 * jaccard) | (est_containment >= 0.6 * containment)
     return pairs[keep]
 
 
