@@ -15,19 +15,21 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import xxhash
 
-from dedup import index, records
+from dedup import records
 from dedup.changes import Changes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Status
-from dedup.pass1 import FeatureTable
-from dedup.pass2 import Corpus, Verdicts
 from dedup.state import AS_STORED, Stored
+
+if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
+    from dedup.pass1 import FeatureTable
+    from dedup.pass2 import Corpus, Verdicts
 
 _STATUS = {str(s): s for s in Status}
 _PAIRS_HEADER = struct.Struct("<6q")  # version, bands, rows, proposed, texts, pairs
@@ -62,6 +64,8 @@ class KnownPairs:
         None when a known text is gone or moved before another, or a bucket of a
         new text is too large (``index.pairs_with``): then banding starts afresh.
         """
+        from dedup import index
+
         by_content = np.argsort(contents)
         at = np.minimum(np.searchsorted(contents[by_content], self.contents), max(len(contents) - 1, 0))
         if not len(contents) or not np.array_equal(contents[by_content][at], self.contents):
