@@ -25,6 +25,7 @@ from dedup import records
 from dedup.changes import Changes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Status
+from dedup.errors import StateError
 from dedup.state import AS_STORED, Stored
 
 if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
@@ -111,7 +112,7 @@ def fill_signatures(
     feats: FeatureTable,
     corpus: Corpus,
     fresh: bytearray,
-    stored: Callable[[], dict[int, bytes]],
+    stored: Callable[[], Iterator[tuple[int, bytes]]],
     *,
     to_store: bool = False,
 ) -> None:
@@ -120,7 +121,11 @@ def fill_signatures(
     A text's signature is set by its first document: when that one was not read,
     the signature is a placeholder. ``to_store``: only the texts that another
     document read this run holds too (its row is written with the signature).
-    ``stored`` loads the signatures (content key -> bytes), if any is needed.
+    ``stored`` streams the signatures ((content key, bytes), ``State.signatures``),
+    if any is needed.
+
+    Raises:
+        StateError: a text not read has no stored signature (the state is damaged).
     """
     if not len(corpus.starts) > 1:
         return
@@ -133,10 +138,16 @@ def fill_signatures(
     missing = np.flatnonzero(unread)
     if not len(missing):
         return
-    signatures = stored()
+    wanted = {feats.contents[n]: n for n in missing.tolist()}
     matrix = feats.matrix()
-    for n in missing.tolist():
-        matrix[n] = np.frombuffer(signatures[feats.contents[n]], dtype=np.uint32)
+    for content, signature in stored():  # left unfinished once all are found: closed as it is dropped
+        n = wanted.pop(content, None)
+        if n is not None:
+            matrix[n] = np.frombuffer(signature, dtype=np.uint32)
+            if not wanted:
+                break
+    if wanted:
+        raise StateError("the state holds no signature for a stored text: run with --rebuild")
 
 
 def unchanged(doc: Document, prev: Stored | None) -> bool:
