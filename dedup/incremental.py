@@ -228,8 +228,6 @@ class Incremental(Batch):
         ):
             store.check_stamp()  # a run with work to do: refused here if built with other parameters
             return None
-        widths = orjson.loads(prints["widths"])
-        store.check_rows((widths[0], widths[1]))  # a row damaged since is found as a full run finds it
         self.run_id = last + 1
         summary = orjson.loads(prints["summary"])
         # What a full rerun counts: the same records, no pair verified, nothing changed.
@@ -397,6 +395,5 @@ class Incremental(Batch):
                 "out": rerun.out_print(self.out),
                 "summary": (self.out / manifest.SUMMARY).read_bytes(),
                 "stamp": (self.store.stamp_text() or "").encode(),
-                "widths": orjson.dumps(self.store.widths),
             }
         self.store.mark_synced(self.run_id, prints)

@@ -54,7 +54,14 @@ CREATE TABLE IF NOT EXISTS supersessions (
     run INTEGER NOT NULL, cluster TEXT NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL, reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS prints (key TEXT PRIMARY KEY, value BLOB NOT NULL);  -- rerun.py
-"""
+""" + "".join(
+    # Any write to the state but through ``mark_synced`` (another run's, or by hand: a row
+    # edited, removed) forgets the prints: the next run then reads and checks every row.
+    f"CREATE TRIGGER IF NOT EXISTS forget_{table}_{op.lower()} AFTER {op} ON {table}"
+    " BEGIN DELETE FROM prints; END;\n"
+    for table in ("meta", "blobs", "runs", "documents", "supersessions")
+    for op in ("INSERT", "UPDATE", "DELETE")
+)
 
 
 AS_STORED = b""  # a row's signature, when it is written again: keep the stored one
@@ -222,27 +229,22 @@ class State:
             out[stored.key] = stored
         return out
 
-    def check_rows(self, widths: tuple[int, int] | None = None) -> None:
+    def check_rows(self) -> None:
         """Refuse a state with a damaged row (the message says to ``--rebuild``).
 
         The rows are checked in one query, by SQLite: per row in Python it cost a
-        third of the loading. ``widths``: the byte lengths of a signature and of a
-        row of signals, when the stamp was not worked out.
+        third of the loading.
 
         Raises:
             StateError: a row is damaged.
         """
-        widths = widths or self._widths
-        bad = self.db.execute(f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", widths).fetchone()
+        bad = self.db.execute(
+            f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", self._widths
+        ).fetchone()
         if bad is not None:
             row = Stored(*bad)
-            problem = _damage(row, widths) or "is damaged"
+            problem = _damage(row, self._widths) or "is damaged"
             raise StateError(damaged(self.path, f"stored row {row.key!r} {problem}"), path=self.path)
-
-    @property
-    def widths(self) -> tuple[int, int]:
-        """Byte lengths of a stored signature and of a row of signals (known once the stamp is checked)."""
-        return self._widths
 
     def stamp_text(self) -> str | None:
         """The stamp as stored (compared as text by a rerun that does not work it out)."""
