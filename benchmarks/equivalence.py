@@ -17,7 +17,7 @@ source tree), on the same inputs at the same absolute paths:
   sample: run 1 holds most of it, run 2 adds files (clean copies of canonicals held
   back, so canonicals are superseded), deletes files (canonicals among them), edits
   files and JSONL lines and shifts the JSONL's lines, run 3 brings a deleted file
-  back and makes more of each change. Inputs are restored from snapshots (mtimes
+  back and makes more of each change, run 4 changes nothing. Inputs are restored from snapshots (mtimes
   kept) before each side's run, so both sides see the same files.
 
 Compared byte for byte: ``manifest.jsonl``, every file under ``canonical/`` and
@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                     dedup(src, [root / "docs", root / "feed.jsonl"], out, "--state", str(state), "--jobs",
                           str(max(jobs)))  # fmt: skip
                     seen[side].append({**outputs(out), **state_rows(state)})
+                # A fourth run with no change (inputs, OUT and options as the third left them).
+                dedup(src, [root / "docs", root / "feed.jsonl"], out, "--state", str(state), "--jobs",
+                      str(min(jobs)))  # fmt: skip
+                seen[side].append({**outputs(out), **state_rows(state)})
             for k, (a, b) in enumerate(zip(seen["base"], seen["head"], strict=True), start=1):
                 c = orjson.loads(a["summary.json (no timings)"])["counts"]
                 what = (

@@ -9,13 +9,15 @@ stream past. ``Changes.delta`` is the run's change list, ``runs/run-NNNNNN.jsonl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dedup.document import DocumentTable
-from dedup.pass2 import Verdicts
 from dedup.state import Stored
+
+if TYPE_CHECKING:
+    from dedup.document import DocumentTable
+    from dedup.pass2 import Verdicts
 
 
 @dataclass(slots=True)

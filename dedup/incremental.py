@@ -5,6 +5,8 @@
 skipped, OUT written whole), ``Incremental`` with one. The pipeline asks the
 filter, at each stage, what it already knows:
 
+- the run as a whole (``unchanged``): INPUTs, options and OUT as the last run
+  left them (``rerun.py``): the run is recorded, no stage runs;
 - pass 1: an unchanged document is not read, its stored features are used;
 - index: the last run's candidate pairs, when the texts are the same; else only
   new texts are banded against the stored ones (``stored.KnownPairs``);
@@ -18,25 +20,28 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-from dedup import copies, index, locks, manifest, records, state, stored
+from dedup import copies, locks, manifest, records, rerun, state, stored
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
-from dedup.frequency import TokenFrequency
 from dedup.hooks import Checkpoint
-from dedup.pass1 import FeatureTable
-from dedup.pass2 import Corpus, Task, Verdicts
 from dedup.state import Stored
+
+if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
+    from dedup.frequency import TokenFrequency
+    from dedup.pass1 import FeatureTable
+    from dedup.pass2 import Corpus, Task, Verdicts
 
 
 @contextlib.contextmanager
@@ -64,7 +69,8 @@ def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
     ours_to_make = (directory, directory / state.DATABASE, directory / locks.STATE_LOCK)
     made = [p for p in ours_to_make if not p.exists()]
     with locks.locked(directory, config.lock_timeout):
-        store = state.State(directory, config.stamp(), rebuild=config.rebuild)
+        # The stamp is worked out (and checked) only by a run with work to do: ``Incremental.unchanged``.
+        store = state.State(directory, config.stamp, rebuild=config.rebuild)
         try:
             ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
             try:
@@ -98,8 +104,16 @@ class Batch:
         # Files found edited in place (same size and mtime) when read again: not taken from the state.
         self.suspects: set[str] = set()
 
+    def unchanged(
+        self, sources: Sequence[Source], out: Path, checkpoint: Checkpoint
+    ) -> dict[str, Any] | None:
+        """If the run has nothing to do, record it and return its summary (``rerun.py``); else None."""
+        return None
+
     def begin(self) -> TokenFrequency:
         """Start the run (or start it again); the token frequencies to count into."""
+        from dedup.frequency import TokenFrequency
+
         self.kept.clear()
         return TokenFrequency()
 
@@ -111,6 +125,8 @@ class Batch:
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
         """The candidate pairs of texts (and how many banding proposed), banded from the signatures."""
+        from dedup import index
+
         found = index.candidates(
             feats.matrix(),
             corpus.sizes,
@@ -193,8 +209,55 @@ class Incremental(Batch):
         self.known: stored.KnownPairs | None = None  # the last run's candidate pairs
         self.found: stored.KnownPairs | None = None  # this run's, when banded anew (stored at commit)
         self.read_any = True  # whether this run read a document (else its token counts are as stored)
+        self.listing: bytes | None = None  # rerun.inputs_print, taken before anything was read
+        self.out: Path | None = None
+
+    def unchanged(
+        self, sources: Sequence[Source], out: Path, checkpoint: Checkpoint
+    ) -> dict[str, Any] | None:
+        clock = time.perf_counter()
+        store, self.out = self.store, out
+        self.listing = rerun.inputs_print(sources, self.config)
+        last = store.last_run()
+        prints = store.prints() if last > 0 and store.synced_run() == last else {}
+        if not (
+            self.listing is not None
+            and prints.get("inputs") == self.listing
+            and prints.get("stamp") == (store.stamp_text() or "").encode()
+            and prints.get("out") == rerun.out_print(out)
+        ):
+            store.check_stamp()  # a run with work to do: refused here if built with other parameters
+            return None
+        self.run_id = last + 1
+        summary = orjson.loads(prints["summary"])
+        # What a full rerun counts: the same records, no pair verified, nothing changed.
+        # (In the last run's order: the state's runs keep the counts as the records were tallied.)
+        counts = {**store.history(1)[0][2], "verified_pairs": 0, **Changes([], {}, {}, []).counts()}
+        store.commit_run(
+            run=self.run_id,
+            started=state.now(),
+            inputs=[s.root for s in sources],
+            counts=lambda: counts,
+            documents=(),
+            supersessions=(),
+            blobs=dict,
+            changes=self.changes.delta,
+        )
+        checkpoint("committed")
+        manifest.remove_leftovers(out)  # as a full run would (a report of an earlier run misleads)
+        checked = time.perf_counter() - clock
+        self.write_changes(out)
+        timings = {"read_sign": checked, "index": 0.0, "verify_cluster_score": 0.0}
+        timings["write"] = time.perf_counter() - clock - checked
+        summary.update(run=self.run_id, counts=counts, timings_s={k: round(v, 3) for k, v in timings.items()})
+        manifest.write_summary(out, summary)
+        checkpoint("written")
+        store.mark_synced(self.run_id, prints)  # OUT's manifest and canonical/ are as they were
+        return summary
 
     def begin(self) -> TokenFrequency:
+        from dedup.frequency import TokenFrequency
+
         self.kept.clear()
         self.started = state.now()
         self.previous = self.store.documents()
@@ -221,6 +284,8 @@ class Incremental(Batch):
     def candidates(
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
+        from dedup import index
+
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
@@ -323,4 +388,12 @@ class Incremental(Batch):
 
     def synced(self) -> None:
         assert self.run_id is not None
-        self.store.mark_synced(self.run_id)
+        prints = None
+        if self.listing is not None and self.out is not None:  # what the next run compares (rerun.py)
+            prints = {
+                "inputs": self.listing,
+                "out": rerun.out_print(self.out),
+                "summary": (self.out / manifest.SUMMARY).read_bytes(),
+                "stamp": (self.store.stamp_text() or "").encode(),
+            }
+        self.store.mark_synced(self.run_id, prints)

@@ -21,17 +21,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import datasketch
+from typing import TYPE_CHECKING, Any
 
 from dedup import __version__ as dedup_version
-from dedup import incremental, index, manifest, normalize, parallel, pass1, pass2, readers, records
+from dedup import incremental, manifest, parallel, readers, records
 from dedup.config import Config
 from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
-from dedup.signatures import scheme_stamp
+
+if TYPE_CHECKING:  # loaded when a run has work to do: a cron run with none never imports numba or scipy
+    from dedup import pass2
 
 
 @dataclass(slots=True)
@@ -50,7 +50,7 @@ def run(
     *,
     progress: Progress | None = None,
     checkpoint: Checkpoint = no_checkpoint,
-    batch_size: int = pass1.BATCH,
+    batch_size: int | None = None,
 ) -> RunResult:
     """Deduplicate INPUTs into OUT: manifest.jsonl, canonical/ and summary.json.
 
@@ -71,7 +71,7 @@ def run(
         checkpoint: called as ``checkpoint(name)`` at the points a crash must be
             survivable (``pass1``, ``committed``, ``canonical``, ``written``): the
             crash-safety tests kill the process there.
-        batch_size: documents per pass-1 worker task.
+        batch_size: documents per pass-1 worker task (default ``pass1.BATCH``).
 
     Raises:
         InputError: an INPUT is missing or unusable, or changed during the run.
@@ -87,12 +87,14 @@ def run(
     out_path = Path(out)
     sources = readers.discover(inputs)
     try:
-        with (
-            incremental.session(config, out_path, [s.root for s in sources]) as cache,
-            readers.stdin_copied(sources, out_path) as read,  # `-` is read twice: copied into OUT first
-            parallel.engine(config) as engine,
-        ):
-            return _run(read, out_path, config, cache, engine, progress, checkpoint, batch_size)
+        with incremental.session(config, out_path, [s.root for s in sources]) as cache:
+            if (summary := cache.unchanged(sources, out_path, checkpoint)) is not None:
+                return RunResult(out=out_path, summary=summary, counts=summary["counts"])
+            with (
+                readers.stdin_copied(sources, out_path) as read,  # `-` is read twice: copied into OUT first
+                parallel.engine(config) as engine,
+            ):
+                return _run(read, out_path, config, cache, engine, progress, checkpoint, batch_size)
     except OSError as err:  # what no stage turned into a message: still one line, never a traceback
         where = err.filename or out_path
         raise OutputError(f"{where}: {err.strerror or err}", path=where) from err
@@ -106,7 +108,7 @@ def _run(
     engine: parallel.Engine,
     progress: Progress | None,
     checkpoint: Checkpoint,
-    batch_size: int,
+    batch_size: int | None,
 ) -> RunResult:
     manifest.remove_leftovers(out)
     while True:
@@ -146,8 +148,10 @@ def _judge_and_write(
     engine: parallel.Engine,
     progress: Progress | None,
     checkpoint: Checkpoint,
-    batch_size: int,
+    batch_size: int | None,
 ) -> RunResult:
+    from dedup import index, pass1, pass2
+
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     frequency = cache.begin()
@@ -158,7 +162,7 @@ def _judge_and_write(
         stored=cache.stored,
         progress=progress,
         checkpoint=checkpoint,
-        batch_size=batch_size,
+        batch_size=batch_size or pass1.BATCH,
         engine=engine,
     )
     readers.check_found(docs, config)  # a run that read nothing is an error
@@ -229,6 +233,11 @@ def _summary(
     rows_per_band: int,
 ) -> dict[str, Any]:
     """summary.json: counts, options, versions and the scheme the signatures were made with."""
+    import datasketch
+
+    from dedup import index, normalize
+    from dedup.signatures import scheme_stamp
+
     return {
         "dedup": dedup_version,
         "datasketch": datasketch.__version__,

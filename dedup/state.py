@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ import orjson
 
 from dedup.document import Status
 from dedup.errors import StateError, StateMismatchError
-from dedup.quality import INTRINSIC
 
 DATABASE = "state.sqlite"
 _CHANGES = "changes/"  # + run: a committed run's change list, until OUT holds it
@@ -54,7 +53,15 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS supersessions (
     run INTEGER NOT NULL, cluster TEXT NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL, reason TEXT NOT NULL
 );
-"""
+CREATE TABLE IF NOT EXISTS prints (key TEXT PRIMARY KEY, value BLOB NOT NULL);  -- rerun.py
+""" + "".join(
+    # Any write to the state but through ``mark_synced`` (another run's, or by hand: a row
+    # edited, removed) forgets the prints: the next run then reads and checks every row.
+    f"CREATE TRIGGER IF NOT EXISTS forget_{table}_{op.lower()} AFTER {op} ON {table}"
+    " BEGIN DELETE FROM prints; END;\n"
+    for table in ("meta", "blobs", "runs", "documents", "supersessions")
+    for op in ("INSERT", "UPDATE", "DELETE")
+)
 
 
 AS_STORED = b""  # a row's signature, when it is written again: keep the stored one
@@ -127,10 +134,22 @@ class Stored:
 class State:
     """The SQLite database of one ``--state`` directory (hold ``locks.locked`` while using it)."""
 
-    def __init__(self, directory: Path, stamp: dict[str, Any], *, rebuild: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        stamp: dict[str, Any] | Callable[[], dict[str, Any]],
+        *,
+        rebuild: bool = False,
+    ) -> None:
+        """Open (or make) the state; ``stamp`` is checked now, or, given as a function, by ``check_stamp``.
+
+        A rerun with nothing to do (``rerun.py``) never works the stamp out: it
+        imports the signing and scoring code (~1 s).
+        """
         self.path = directory / DATABASE
-        # The byte lengths of a stored signature and of a row of signals.
-        self._widths = (int(stamp.get("num_perm", 0)) * 4, len(INTRINSIC) * 4)
+        self._stamp = stamp
+        self._widths = (0, 0)  # the byte lengths of a stored signature and of a row of signals
+        self._checked = False
         if rebuild:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 with contextlib.suppress(FileNotFoundError):
@@ -146,20 +165,27 @@ class State:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
-            self._check_stamp(stamp)
+            if not callable(stamp):
+                self.check_stamp()
         except BaseException as err:
             self.db.close()
             if isinstance(err, sqlite3.Error):
                 raise unusable(self.path, err) from err
             raise
 
-    def _check_stamp(self, stamp: dict[str, Any]) -> None:
+    def check_stamp(self) -> None:
+        """Refuse a state built with other parameters (``StateMismatchError``); stamp a new one."""
+        if self._checked:
+            return
+        from dedup.quality import INTRINSIC  # numba and friends: not for a rerun with nothing to do
+
+        stamp = self._stamp() if callable(self._stamp) else self._stamp
+        self._widths = (int(stamp.get("num_perm", 0)) * 4, len(INTRINSIC) * 4)
         wanted = orjson.dumps({"schema": SCHEMA_VERSION, **stamp}, option=orjson.OPT_SORT_KEYS).decode()
         row = self.db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('stamp', ?)", (wanted,))
-            return
-        if row[0] != wanted:
+        elif row[0] != wanted:
             have, want = orjson.loads(row[0]), orjson.loads(wanted)
             differ = ", ".join(
                 f"{k} {have.get(k)!r} -> {want.get(k)!r}"
@@ -171,6 +197,7 @@ class State:
                 "run with --rebuild to discard it and start again",
                 path=self.path.parent,
             )
+        self._checked = True
 
     def close(self) -> None:
         self.db.close()
@@ -192,14 +219,8 @@ class State:
         Raises:
             StateError: a row is damaged (the message says to ``--rebuild``).
         """
-        # The rows are checked in one query, by SQLite: per row in Python it cost a third of the loading.
-        bad = self.db.execute(
-            f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", self._widths
-        ).fetchone()
-        if bad is not None:
-            row = Stored(*bad)
-            problem = _damage(row, self._widths) or "is damaged"
-            raise StateError(damaged(self.path, f"stored row {row.key!r} {problem}"), path=self.path)
+        self.check_stamp()
+        self.check_rows()
         out = {}
         for r in self.db.execute(f"SELECT {_ALL.replace('signature', 'NULL')} FROM documents"):
             stored = Stored(*r)  # the SELECT lists the columns in Stored's field order
@@ -208,23 +229,51 @@ class State:
             out[stored.key] = stored
         return out
 
-    def signatures(self) -> dict[int, bytes]:
-        """The signature of every present stored text (content key -> uint32[num_perm] bytes).
+    def check_rows(self) -> None:
+        """Refuse a state with a damaged row (the message says to ``--rebuild``).
+
+        The rows are checked in one query, by SQLite: per row in Python it cost a
+        third of the loading.
+
+        Raises:
+            StateError: a row is damaged.
+        """
+        bad = self.db.execute(
+            f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", self._widths
+        ).fetchone()
+        if bad is not None:
+            row = Stored(*bad)
+            problem = _damage(row, self._widths) or "is damaged"
+            raise StateError(damaged(self.path, f"stored row {row.key!r} {problem}"), path=self.path)
+
+    def stamp_text(self) -> str | None:
+        """The stamp as stored (compared as text by a rerun that does not work it out)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        return None if row is None else str(row[0])
+
+    def prints(self) -> dict[str, bytes]:
+        """What the last synced run recorded of its inputs and OUT (``rerun.py``)."""
+        return {k: bytes(v) for k, v in self.db.execute("SELECT key, value FROM prints")}
+
+    def signatures(self) -> Iterator[tuple[int, bytes]]:
+        """(content key, uint32[num_perm] bytes) of every present stored text, streamed.
+
+        Streamed, not a dict: at 100k texts a dict of them all was ~110 MB beside
+        the table it fills. A text with several documents comes once per document.
 
         Raises:
             StateError: a signature is damaged (the message says to ``--rebuild``).
         """
+        self.check_stamp()
         rows = self.db.execute(
             "SELECT content, signature FROM documents"
             " WHERE gone IS NULL AND content IS NOT NULL AND signature IS NOT NULL"
         )
         width = self._widths[0]
-        out = {}
         for content, signature in rows:
             if not isinstance(signature, bytes) or len(signature) != width:
                 raise StateError(damaged(self.path, "a stored signature has the wrong size"), path=self.path)
-            out[content + (1 << 64) if content < 0 else content] = signature
-        return out
+            yield content + (1 << 64) if content < 0 else content, signature
 
     def blob(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
@@ -260,6 +309,7 @@ class State:
         """
         try:
             self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM prints")  # until OUT holds this run's outputs
             self.db.executemany(
                 _UPSERT,
                 (
@@ -307,11 +357,17 @@ class State:
                 raise unusable(self.path, err) from err
             raise
 
-    def mark_synced(self, run: int) -> None:
-        """Record that OUT now holds the outputs of ``run`` (and the change lists up to it)."""
+    def mark_synced(self, run: int, prints: dict[str, bytes] | None = None) -> None:
+        """Record that OUT now holds the outputs of ``run`` (and the change lists up to it).
+
+        ``prints``: what a rerun compares to know it has nothing to do (``rerun.py``);
+        None forgets them (the next run does all its work).
+        """
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('outputs', ?)", (str(run),))
         self.db.execute("DELETE FROM blobs WHERE key LIKE ?", (f"{_CHANGES}%",))
+        self.db.execute("DELETE FROM prints")
+        self.db.executemany("INSERT INTO prints VALUES (?, ?)", (prints or {}).items())
         self.db.execute("COMMIT")
 
     def unwritten_changes(self) -> dict[int, bytes]:

@@ -15,19 +15,22 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import xxhash
 
-from dedup import index, records
+from dedup import records
 from dedup.changes import Changes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Status
-from dedup.pass1 import FeatureTable
-from dedup.pass2 import Corpus, Verdicts
+from dedup.errors import StateError
 from dedup.state import AS_STORED, Stored
+
+if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
+    from dedup.pass1 import FeatureTable
+    from dedup.pass2 import Corpus, Verdicts
 
 _STATUS = {str(s): s for s in Status}
 _PAIRS_HEADER = struct.Struct("<6q")  # version, bands, rows, proposed, texts, pairs
@@ -62,6 +65,8 @@ class KnownPairs:
         None when a known text is gone or moved before another, or a bucket of a
         new text is too large (``index.pairs_with``): then banding starts afresh.
         """
+        from dedup import index
+
         by_content = np.argsort(contents)
         at = np.minimum(np.searchsorted(contents[by_content], self.contents), max(len(contents) - 1, 0))
         if not len(contents) or not np.array_equal(contents[by_content][at], self.contents):
@@ -107,7 +112,7 @@ def fill_signatures(
     feats: FeatureTable,
     corpus: Corpus,
     fresh: bytearray,
-    stored: Callable[[], dict[int, bytes]],
+    stored: Callable[[], Iterator[tuple[int, bytes]]],
     *,
     to_store: bool = False,
 ) -> None:
@@ -116,7 +121,11 @@ def fill_signatures(
     A text's signature is set by its first document: when that one was not read,
     the signature is a placeholder. ``to_store``: only the texts that another
     document read this run holds too (its row is written with the signature).
-    ``stored`` loads the signatures (content key -> bytes), if any is needed.
+    ``stored`` streams the signatures ((content key, bytes), ``State.signatures``),
+    if any is needed.
+
+    Raises:
+        StateError: a text not read has no stored signature (the state is damaged).
     """
     if not len(corpus.starts) > 1:
         return
@@ -129,10 +138,16 @@ def fill_signatures(
     missing = np.flatnonzero(unread)
     if not len(missing):
         return
-    signatures = stored()
+    wanted = {feats.contents[n]: n for n in missing.tolist()}
     matrix = feats.matrix()
-    for n in missing.tolist():
-        matrix[n] = np.frombuffer(signatures[feats.contents[n]], dtype=np.uint32)
+    for content, signature in stored():  # left unfinished once all are found: closed as it is dropped
+        n = wanted.pop(content, None)
+        if n is not None:
+            matrix[n] = np.frombuffer(signature, dtype=np.uint32)
+            if not wanted:
+                break
+    if wanted:
+        raise StateError("the state holds no signature for a stored text: run with --rebuild")
 
 
 def unchanged(doc: Document, prev: Stored | None) -> bool:

@@ -198,7 +198,7 @@ def test_state_round_trip_keeps_signatures(scrape: Path, tmp_path: Path) -> None
         file = str(scrape / "day1" / "storm.txt")
         doc = Document(0, "day1/storm.txt", Source("dir", str(scrape), ""), file)
         _, feat, _ = analyse(doc, config, Signer(num_perm=config.num_perm, seed=config.seed))
-        assert feat is not None and store.signatures()[feat.content] == feat.signature.tobytes()
+        assert feat is not None and dict(store.signatures())[feat.content] == feat.signature.tobytes()
         assert storm.last_seen == 1
         assert storm.content == feat.content and storm.signals == feat.signals.tobytes()
         assert storm.record == by_path(tmp_path / "out")["day1/storm.txt"]
