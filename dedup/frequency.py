@@ -34,6 +34,25 @@ def counts(documents: Sequence[np.ndarray]) -> Counts:
     return np.unique(np.concatenate([distinct(h) for h in documents]), return_counts=True)
 
 
+def combined(parts: Sequence[Counts]) -> Counts:
+    """Several batches' ``counts`` as one (a worker that reads a whole shard sends one).
+
+    Example:
+        >>> one, two = counts([token_hashes(["a", "b"])]), counts([token_hashes(["b"])])
+        >>> hashes, times = combined([one, two])
+        >>> sorted(times.tolist())
+        [1, 2]
+    """
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return counts([])
+    hashes, where = np.unique(np.concatenate([h for h, _ in parts]), return_inverse=True)
+    times = np.zeros(len(hashes), dtype=np.int64)
+    np.add.at(times, where, np.concatenate([t for _, t in parts]))
+    return hashes, times
+
+
 class TokenFrequency:
     """Approximate document frequency of every token in the corpus (a count-min sketch).
 

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.frequency import TokenFrequency, counts
+from dedup.frequency import TokenFrequency, combined, counts
 
 documents = st.lists(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=30), max_size=12)
 
@@ -25,3 +25,12 @@ def test_batches_count_each_document_once_whatever_the_batching(batches: list[li
     for token in set().union(*docs):  # a count-min sketch never counts low
         held = sum(token in doc for doc in docs)
         assert batched.get(np.array([token], dtype=np.uint64))[0] >= held
+
+
+@given(st.lists(documents, max_size=5))
+@settings(deadline=None, derandomize=True, max_examples=100)
+def test_combined_batches_count_as_one_batch(batches: list[list[list[int]]]) -> None:
+    arrays = [[np.array(doc, dtype=np.uint64) for doc in batch] for batch in batches]
+    hashes, times = combined([counts(batch) for batch in arrays])
+    all_hashes, all_times = counts([doc for batch in arrays for doc in batch])
+    assert hashes.tolist() == all_hashes.tolist() and times.tolist() == all_times.tolist()
