@@ -131,6 +131,17 @@ NOISE: dict[str, Callable[[str], str]] = {
 }
 
 
+def scrape_files(prefix: str = "") -> dict[str, str]:
+    """A small scrape: two garbled copies of one article, a clean and a boilerplate copy of another, one unrelated."""
+    return {
+        f"{prefix}council-a.txt": garble(COUNCIL, "The city council member"),
+        f"{prefix}council-b.txt": NOISE["html"](garble(COUNCIL, "Mayor Ellen Brandt")),
+        f"{prefix}storm.txt": STORM,
+        f"{prefix}storm-boiler.txt": NOISE["boilerplate"](STORM),
+        f"{prefix}schools.txt": STORM_OTHER,
+    }
+
+
 @pytest.fixture
 def write_tree(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
     """Write {relative path: text or bytes} under tmp_path/in and return that directory."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, garble, read_manifest
+from conftest import MUSEUM, NOISE, STORM_OTHER, read_manifest, scrape_files
 
 from dedup import Config, run
 from dedup.errors import StateMismatchError
@@ -20,15 +20,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 @pytest.fixture
 def scrape(write_tree) -> Path:
-    return write_tree(
-        {
-            "day1/council-a.txt": garble(COUNCIL, "The city council member"),
-            "day1/council-b.txt": NOISE["html"](garble(COUNCIL, "Mayor Ellen Brandt")),
-            "day1/storm.txt": STORM,
-            "day1/storm-boiler.txt": NOISE["boilerplate"](STORM),
-            "day1/schools.txt": STORM_OTHER,
-        }
-    )
+    return write_tree(scrape_files("day1/"))
 
 
 def cron(inputs: Path, tmp: Path, **options) -> dict:

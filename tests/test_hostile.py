@@ -17,7 +17,15 @@ import numpy as np
 import orjson
 import pytest
 from click.testing import CliRunner, Result
-from conftest import COUNCIL, MUSEUM, NOISE, STORM, STORM_OTHER, by_path, garble, read_manifest, truncate
+from conftest import (
+    COUNCIL,
+    MUSEUM,
+    STORM,
+    by_path,
+    read_manifest,
+    scrape_files,
+    truncate,
+)
 
 from dedup import Config, normalize, pass1, pass2, quality, readers, signatures
 from dedup.cli import cli
@@ -112,15 +120,7 @@ def test_killing_the_main_process_alone_frees_the_state(tmp_path: Path, how: sig
 
 @pytest.fixture
 def scrape(write_tree) -> Path:
-    return write_tree(
-        {
-            "council-a.txt": garble(COUNCIL, "The city council member"),
-            "council-b.txt": NOISE["html"](garble(COUNCIL, "Mayor Ellen Brandt")),
-            "storm.txt": STORM,
-            "storm-boiler.txt": NOISE["boilerplate"](STORM),
-            "schools.txt": STORM_OTHER,
-        }
-    )
+    return write_tree(scrape_files())
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str] | Result) -> str:

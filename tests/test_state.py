@@ -19,6 +19,7 @@ from conftest import (
     by_path,
     garble,
     read_manifest,
+    scrape_files,
     truncate,
 )
 from hypothesis import example, given
@@ -57,15 +58,7 @@ def verdicts(records: list[dict]) -> list[tuple]:
 
 @pytest.fixture
 def scrape(write_tree) -> Path:
-    return write_tree(
-        {
-            "day1/council-a.txt": garble(COUNCIL, "The city council member"),
-            "day1/council-b.txt": NOISE["html"](garble(COUNCIL, "Mayor Ellen Brandt")),
-            "day1/storm.txt": STORM,
-            "day1/storm-boiler.txt": NOISE["boilerplate"](STORM),
-            "day1/schools.txt": STORM_OTHER,
-        }
-    )
+    return write_tree(scrape_files("day1/"))
 
 
 def test_rerun_without_change_changes_nothing(scrape: Path, tmp_path: Path) -> None:
