@@ -197,7 +197,8 @@ def comparison(repaired: str) -> tuple[str, int | None]:
     text = text.casefold()
     if "n't" in text or "n\u2019t" in text:
         text = _NOT.sub(" not", text)
-    return text, found if "<" not in repaired and "&" not in repaired and "](" not in repaired else None
+    markup = "<" in repaired or "&" in repaired or "](" in repaired  # then the count was of other text
+    return text, None if markup else found
 
 
 LINE_MAX = 200  # site furniture is short; a long line is a paragraph of some article
