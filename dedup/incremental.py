@@ -125,16 +125,7 @@ class Batch:
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
         """The candidate pairs of texts (and how many banding proposed), banded from the signatures."""
-        from dedup import index
-
-        found = index.candidates(
-            feats.matrix(),
-            corpus.sizes,
-            bands=bands,
-            rows=rows,
-            jaccard=config.jaccard,
-            containment=config.containment,
-        )
+        found = band_all(config, feats, corpus, bands, rows)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
         return found
 
@@ -284,8 +275,6 @@ class Incremental(Batch):
     def candidates(
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
-        from dedup import index
-
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
@@ -299,14 +288,7 @@ class Incremental(Batch):
             known.extended(feats.matrix(), contents, corpus.sizes, config) if known and same_layout else None
         )
         if found is None:  # texts gone or reordered, or a bucket too large: band them all
-            proposed, pairs = index.candidates(
-                feats.matrix(),
-                corpus.sizes,
-                bands=bands,
-                rows=rows,
-                jaccard=config.jaccard,
-                containment=config.containment,
-            )
+            proposed, pairs = band_all(config, feats, corpus, bands, rows)
             found = stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs)
         self.found = found
         return found.proposed, found.pairs
@@ -397,3 +379,19 @@ class Incremental(Batch):
                 "stamp": (self.store.stamp_text() or "").encode(),
             }
         self.store.mark_synced(self.run_id, prints)
+
+
+def band_all(
+    config: Config, feats: FeatureTable, corpus: Corpus, bands: int, rows: int
+) -> tuple[int, np.ndarray]:
+    """Every text banded against every other: (pairs proposed, pairs the prefilter keeps)."""
+    from dedup import index  # with datasketch and scipy: only runs with work to do import it
+
+    return index.candidates(
+        feats.matrix(),
+        corpus.sizes,
+        bands=bands,
+        rows=rows,
+        jaccard=config.jaccard,
+        containment=config.containment,
+    )
