@@ -114,6 +114,44 @@ class Analyser:
         return results, self.frequency.delta(vocabularies)
 
 
+class Read:
+    """One task done by ``Reader``: its batches analysed; for a piece of a container, its marks and span."""
+
+    __slots__ = ("analysed", "marks", "piece", "span")
+
+    def __init__(
+        self, analysed: list[Analysed], marks: bytes, piece: readers.Piece | None, span: readers.Span
+    ) -> None:
+        self.analysed = analysed
+        self.marks = marks  # per record, how the driver names it (``readers.Joiner``)
+        self.piece = piece
+        self.span = span
+
+
+class Reader:
+    """The pass-1 stage when the workers read the containers too (``readers.plan``'s tasks).
+
+    A batch of whole files is analysed as ``Analyser`` does; a piece of a
+    container is opened, decompressed and parsed here, in the worker, and its
+    records analysed ``batch_size`` at a time (texts never cross to the driver).
+    """
+
+    def __init__(self, config: Config, batch_size: int = BATCH) -> None:
+        self.config = config
+        self.batch_size = batch_size
+        self.analyser = Analyser(config)
+
+    def __call__(self, task: readers.Task) -> Read:
+        if isinstance(task, list):
+            return Read([self.analyser(task)], bytes(len(task)), None, readers.Span())
+        span = readers.Span()
+        analysed, marks = [], bytearray()
+        for chunk in parallel.bundles(readers.read_piece(task, self.config, span), self.batch_size):
+            marks.extend(mark for _, mark in chunk)
+            analysed.append(self.analyser([doc for doc, _ in chunk]))
+        return Read(analysed, bytes(marks), task, span)
+
+
 class FeatureTable:
     """What pass 1 keeps, column by column, in manifest order.
 
@@ -193,8 +231,12 @@ def read_all(
     checkpoint: Checkpoint = no_checkpoint,
     batch_size: int = BATCH,
     engine: parallel.Engine | None = None,
+    piece_bytes: int = readers.PIECE_BYTES,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Read, normalise and sign every document (or take its stored features), in manifest order.
+
+    A batch run (no ``config.state``) has the workers read the containers too
+    (``readers.plan``); a cron run reads them here, where its filter is.
 
     Args:
         sources: the INPUTs (``readers.discover``).
@@ -206,6 +248,7 @@ def read_all(
         checkpoint: called as ``checkpoint("pass1")`` after each batch (crash tests).
         batch_size: documents per worker task.
         engine: where the batches are analysed (default: ``config.workers`` forked processes).
+        piece_bytes: a plain JSONL file is read in pieces of this many bytes (batch runs).
 
     Returns the documents, their features, and a flag per document: read in this run.
 
@@ -215,6 +258,10 @@ def read_all(
         >>> len(docs) == len(fresh) == len(feats.node_of) and all(fresh)
         True
     """
+    engine = engine or parallel.Processes(config.workers)
+    if config.state is None:
+        tasks = readers.plan(sources, config, batch_size=batch_size, piece_bytes=piece_bytes)
+        return _read_tasks(sources, tasks, config, frequency, progress, checkpoint, batch_size, engine)
     table = DocumentTable(list(sources))
     feats = FeatureTable(config.num_perm)
     fresh = bytearray()
@@ -252,7 +299,6 @@ def read_all(
 
     stage = Analyser(config)
     tasks = parallel.bundles(to_analyse(), batch_size)
-    engine = engine or parallel.Processes(config.workers)
     for results, delta in engine.ordered(stage, tasks, window_per_worker=4):
         frequency.merge(delta)
         for doc, feat in results:
@@ -270,3 +316,39 @@ def read_all(
     take_waiting(len(table))
     feats.done()
     return table, feats, fresh
+
+
+def _read_tasks(
+    sources: Sequence[Source],
+    tasks: Iterator[readers.Task],
+    config: Config,
+    frequency: TokenFrequency,
+    progress: Progress | None,
+    checkpoint: Checkpoint,
+    batch_size: int,
+    engine: parallel.Engine,
+) -> tuple[DocumentTable, FeatureTable, bytearray]:
+    """``read_all`` with the workers reading: results in task order, each record numbered as it arrives."""
+    table = DocumentTable(list(sources))
+    feats = FeatureTable(config.num_perm)
+    joiner = readers.Joiner()
+    for read in engine.ordered(Reader(config, batch_size), tasks, window_per_worker=4):
+        if joiner.begin(read.piece):  # not the pieces after damage that ended their container
+            marks = iter(read.marks)
+            for results, delta in read.analysed:
+                frequency.merge(delta)
+                for doc, feat in results:
+                    joiner.name(doc, next(marks))
+                    doc.index = len(table)
+                    table.append(doc)
+                    feats.reserve()
+                    if feat is not None:
+                        signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
+                        feats.set(doc.index, feat.content, feat.shingles, signature, signals)
+            if read.piece is not None:
+                joiner.end(read.span)
+        checkpoint("pass1")
+        if progress:
+            progress("read", len(table), None)
+    feats.done()
+    return table, feats, bytearray(b"\x01") * len(table)
