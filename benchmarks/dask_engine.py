@@ -182,6 +182,16 @@ def measure(tree: Path, cmd: list[str], workers: int, engine: str, tmp: Path) ->
     }
 
 
+def row(size: int, engine: str, side: str, workers: int, got: dict[str, Any], same: str) -> str:
+    """One line of the table."""
+    w_mb = "-" if got["w_mb"] is None else f"{got['w_mb']:,.0f}"
+    cells = [f"{size:,}", engine, side, str(workers), f"{got['wall']:.1f}", f"{got['cpu']:.1f}"]
+    cells += [f"{got['w_cpu']:.1f}", f"{got['mb']:,.0f}", w_mb, same]
+    stages = got["stages"]
+    cells += [f"{stages.get(k, 0):.1f}" for k in ("read_sign", "index", "verify_cluster_score", "write")]
+    return "| " + " | ".join(cells) + " |"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000")
@@ -194,24 +204,21 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = ap.parse_args()
-    rows, failed = [], False
+    failed = False
+    print(f"corpus: {args.noise} {args.format}; machine: {os.cpu_count()} cores")
+    print(
+        "| articles | engine | code | workers | wall s | driver CPU s | worker CPU s | driver peak MB "
+        "| worker peak MB | identical | read_sign s | index s | verify s | write s |"
+    )
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|", flush=True)
     keep = Path(tempfile.mkdtemp(prefix="dask-engine-src-"))
     sides = [("head", REPO)] + ([(args.base, checkout(args.base, keep))] if args.base else [])
     fmt = "jsonl" if args.format == "gz-shards" else args.format
     for _, tree in sides:  # a fresh tree compiles its numba kernels on its first run: not measured
-        warm = [
-            "run",
-            str(REPO / "corpora" / "sample"),
-            "--quiet",
-            "--jobs",
-            "1",
-            "--out",
-            str(keep / "warm"),
-        ]
-        subprocess.run(
-            [sys.executable, "-m", "dedup", *warm], env={**os.environ, "PYTHONPATH": str(tree)}, check=True
-        )
-        shutil.rmtree(keep / "warm")
+        warm = ["run", str(REPO / "corpora" / "sample"), "--quiet", "--jobs", "1", "--out", str(keep / "w")]
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        subprocess.run([sys.executable, "-m", "dedup", *warm], env=env, check=True)
+        shutil.rmtree(keep / "w")
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             noisy = "-noisy" if args.noise == "noisy" else ""
@@ -234,24 +241,11 @@ def main() -> int:
                             same = found == reference
                             failed |= not same
                             got["stages"] = orjson.loads((out / "summary.json").read_bytes())["timings_s"]
-                            rows.append((size, engine, side, workers, got, "yes" if same else "NO"))
+                            print(row(size, engine, side, workers, got, "yes" if same else "NO"), flush=True)
                         finally:
                             shutil.rmtree(tmp, ignore_errors=True)
     finally:
         shutil.rmtree(keep, ignore_errors=True)
-    print(f"corpus: {args.noise} {args.format}; machine: {os.cpu_count()} cores")
-    print(
-        "| articles | engine | code | workers | wall s | driver CPU s | worker CPU s | driver peak MB "
-        "| worker peak MB | identical | read_sign s | index s | verify s | write s |"
-    )
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
-    for size, engine, side, workers, got, same in rows:
-        w_mb = "-" if got["w_mb"] is None else f"{got['w_mb']:,.0f}"
-        cells = [f"{size:,}", engine, side, str(workers), f"{got['wall']:.1f}", f"{got['cpu']:.1f}"]
-        cells += [f"{got['w_cpu']:.1f}", f"{got['mb']:,.0f}", w_mb, same]
-        stages = got["stages"]
-        cells += [f"{stages.get(k, 0):.1f}" for k in ("read_sign", "index", "verify_cluster_score", "write")]
-        print("| " + " | ".join(cells) + " |")
     return 1 if failed else 0
 
 
