@@ -115,3 +115,17 @@ def test_texts_never_cross_to_the_workers(tmp_path: Path) -> None:
     assert len(docs) == 2000
     assert len(engine.sent) == -(-corpus.stat().st_size // 100_000)
     assert max(engine.sent) < 1000  # bytes: the corpus is 600 KB
+
+
+def test_pieces_on_dask_workers_give_the_same_documents(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from dedup import dask_workers
+
+    inputs = _corpus(tmp_path)
+    expected = _read(inputs, Config(jobs=1, max_bytes=2000, state=str(tmp_path / "state")))
+    config = Config(jobs=2, max_bytes=2000, engine="dask")
+    with dask_workers.connect(config) as workers:
+        found = _read(inputs, config, piece_bytes=333, engine=workers)
+    assert found[0] == expected[0]
+    assert found[1].contents == expected[1].contents and found[1].signatures == expected[1].signatures
+    assert np.array_equal(found[2].table, expected[2].table)
