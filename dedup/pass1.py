@@ -9,6 +9,7 @@ unchanged document is not read, its stored features are used.
 
 from __future__ import annotations
 
+import pickle
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -132,6 +133,16 @@ class Read:
         self.marks = marks  # per record, how the driver names it (``readers.Joiner``)
         self.piece = piece
         self.span = span
+
+    def __reduce__(self) -> tuple[Callable[[bytes], Read], tuple[bytes]]:
+        # One bytes object: Dask sends every numpy array of a result as a frame of its own,
+        # and a 25k-article shard's two arrays per article kept a worker busy for minutes.
+        state = (self.results, self.delta, self.marks, self.piece, self.span)
+        return _unpack_read, (pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL),)
+
+
+def _unpack_read(data: bytes) -> Read:
+    return Read(*pickle.loads(data))
 
 
 class Reader:
