@@ -20,7 +20,7 @@ import xxhash
 from dedup import normalize, parallel, quality, readers
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
-from dedup.frequency import Counts, TokenFrequency, counts
+from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
 from dedup.state import Stored
@@ -120,13 +120,13 @@ class Read:
     def __init__(
         self,
         results: list[list[tuple[Document, Features | None]]],
-        delta: list[tuple[np.ndarray, np.ndarray]],
+        delta: Counts,
         marks: bytes,
         piece: readers.Piece | None,
         span: readers.Span,
     ) -> None:
         self.results = results
-        self.delta = delta  # one token-count delta for the whole task
+        self.delta = delta  # the token counts of the whole task
         self.marks = marks  # per record, how the driver names it (``readers.Joiner``)
         self.piece = piece
         self.span = span
@@ -148,32 +148,28 @@ class Reader:
     A batch of whole files is analysed as ``Analyser`` does; a piece of a
     container is opened, decompressed and parsed here, in the worker, and its
     records analysed ``batch_size`` at a time (texts never cross to the driver).
-    A piece's token counts are summed here and sent once: a delta per batch of
-    128 is ~3 MB, which made a 25k-article shard's result 600 MB.
+    A piece's token counts are combined here and sent once (``frequency.combined``).
     """
 
     def __init__(self, config: Config, batch_size: int = BATCH) -> None:
         self.config = config
         self.batch_size = batch_size
         self.analyser = Analyser(config)
-        self.counts: TokenFrequency | None = None  # made in the worker, on first use
 
     def __call__(self, task: readers.Task) -> Read:
         if isinstance(task, list):
             results, delta = self.analyser(task)
             return Read([results], delta, bytes(len(task)), None, readers.Span())
-        if self.counts is None:
-            self.counts = TokenFrequency()
-        self.counts.table.fill(0)
         span = readers.Span()
-        analysed, marks = [], bytearray()
+        analysed, marks, parts = [], bytearray(), []
         for chunk in parallel.bundles(readers.read_piece(task, self.config, span), self.batch_size):
             marks.extend(mark for _, mark in chunk)
             results, delta = self.analyser([doc for doc, _ in chunk])
             analysed.append(results)
-            self.counts.merge(delta)
-        sparse = [(c, row[c]) for row in self.counts.table for c in [np.flatnonzero(row).astype(np.uint32)]]
-        return Read(analysed, sparse, bytes(marks), task, span)
+            parts.append(delta)
+            if len(parts) == 64:  # bounded: ~1 MB of counts per batch until combined
+                parts = [combined(parts)]
+        return Read(analysed, combined(parts), bytes(marks), task, span)
 
 
 class FeatureTable:
@@ -372,6 +368,8 @@ def _read_tasks(
                     if feat is not None:
                         signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
                         feats.set(doc.index, feat.content, feat.shingles, signature, signals)
+                        if feat.repair is not None:
+                            feats.repairs[doc.index] = feat.repair
             if read.piece is not None:
                 joiner.end(read.span)
         checkpoint("pass1")
