@@ -82,9 +82,10 @@ def _apply(stage: Callable[[T], R], tasks: list[T]) -> list[R]:
 class DaskWorkers:
     """An engine (``parallel.Engine``) over a connected ``distributed.Client``."""
 
-    def __init__(self, client: Any, *, workerless_s: float = WORKERLESS_S) -> None:
+    def __init__(self, client: Any, *, workerless_s: float = WORKERLESS_S, poll_s: float = POLL_S) -> None:
         self.client = client
         self.workerless_s = workerless_s
+        self.poll_s = poll_s
 
     def threads(self) -> int:
         """Task slots over all workers now: the window of tasks in flight is a few per slot."""
@@ -114,13 +115,17 @@ class DaskWorkers:
         """The task's result; an ``EngineError`` once the cluster has been without workers too long.
 
         Dask waits for ever for a worker to run a task on; a nightly run must not.
+        The result is fetched only once the task is done: a fetch cut short by a
+        poll's timeout starts again from nothing, and a result that takes longer
+        than a poll to send (a 25k-article shard) was sent again and again, forever.
         """
-        from distributed import KilledWorker
+        from distributed import KilledWorker, wait
 
         workerless_since: float | None = None
         while True:
             try:
-                return future.result(timeout=POLL_S)
+                wait(future, timeout=self.poll_s)
+                return future.result(timeout=self.workerless_s)
             except KilledWorker as err:
                 raise EngineError(f"a task was lost with every Dask worker it was given to: {err}") from err
             except CancelledError as err:

@@ -115,7 +115,7 @@ class Analyser:
 class Read:
     """One task done by ``Reader``: its documents analysed, their token counts; a piece's marks and span."""
 
-    __slots__ = ("delta", "marks", "piece", "results", "span")
+    __slots__ = ("_packed", "delta", "marks", "piece", "results", "span")
 
     def __init__(
         self,
@@ -130,12 +130,16 @@ class Read:
         self.marks = marks  # per record, how the driver names it (``readers.Joiner``)
         self.piece = piece
         self.span = span
+        self._packed: bytes | None = None
 
     def __reduce__(self) -> tuple[Callable[[bytes], Read], tuple[bytes]]:
         # One bytes object: Dask sends every numpy array of a result as a frame of its own,
         # and a 25k-article shard's two arrays per article kept a worker busy for minutes.
-        state = (self.results, self.delta, self.marks, self.piece, self.span)
-        return _unpack_read, (pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL),)
+        # Packed once: Dask serialises a result again each time it is asked for it.
+        if self._packed is None:
+            state = (self.results, self.delta, self.marks, self.piece, self.span)
+            self._packed = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _unpack_read, (self._packed,)
 
 
 def _unpack_read(data: bytes) -> Read:
