@@ -1,22 +1,25 @@
 """The workers on a Dask cluster (``--engine dask``): the same stages, in the same order, elsewhere.
 
-Both passes are maps of a stage over tasks (pass 1: batches of documents; pass
-2: connected groups of candidates). This engine sends those tasks to a Dask
-cluster instead of forked processes. The stage (pass 1's signer, pass 2's run
-tables) is scattered to every worker once; each task carries only its batch or
-group. Results are taken in task order, never in finishing order, so the
-manifest and ``canonical/`` are byte-identical to a ``--engine local`` run with
-any number of workers.
+Both passes are maps of a stage over tasks (pass 1: batches of whole files by
+path, and containers by piece: a byte range of a plain JSONL file, or a whole
+compressed shard or WARC, ``readers.plan``; pass 2: connected groups of
+candidates). This engine sends those tasks to a Dask cluster instead of forked
+processes. The stage (pass 1's signer, pass 2's run tables) is scattered to
+every worker once; each task carries only its paths, piece or group. Results
+are taken in task order, never in finishing order, so the manifest and
+``canonical/`` are byte-identical to a ``--engine local`` run with any number
+of workers.
 
-What is shared: a worker reads documents by their path, and pass 2 reads
-compressed records from a spool in OUT, so the INPUTs and OUT must be on
+What is shared: a worker reads files and containers by their path, and pass 2
+reads compressed records from a spool in OUT, so the INPUTs and OUT must be on
 storage every worker sees (a shared file system), under the same paths.
 
-What stays in this process: discovery, the document and feature tables, the
-banding and grouping of candidates, the records and the outputs, as in a local
-run. A worker that dies takes its tasks with it; Dask gives them to another
-worker, and a task lost with ``distributed.scheduler.allowed-failures`` workers
-in turn ends the run with an ``EngineError`` before anything is written.
+What stays in this process: discovery (a listing and a stat per container,
+never a read), the document and feature tables, the banding and grouping of
+candidates, the records and the outputs, as in a local run. A worker that dies
+takes its tasks with it; Dask gives them to another worker, and a task lost
+with ``distributed.scheduler.allowed-failures`` workers in turn ends the run
+with an ``EngineError`` before anything is written.
 """
 
 from __future__ import annotations
@@ -79,9 +82,10 @@ def _apply(stage: Callable[[T], R], tasks: list[T]) -> list[R]:
 class DaskWorkers:
     """An engine (``parallel.Engine``) over a connected ``distributed.Client``."""
 
-    def __init__(self, client: Any, *, workerless_s: float = WORKERLESS_S) -> None:
+    def __init__(self, client: Any, *, workerless_s: float = WORKERLESS_S, poll_s: float = POLL_S) -> None:
         self.client = client
         self.workerless_s = workerless_s
+        self.poll_s = poll_s
 
     def threads(self) -> int:
         """Task slots over all workers now: the window of tasks in flight is a few per slot."""
@@ -111,13 +115,17 @@ class DaskWorkers:
         """The task's result; an ``EngineError`` once the cluster has been without workers too long.
 
         Dask waits for ever for a worker to run a task on; a nightly run must not.
+        The result is fetched only once the task is done: a fetch cut short by a
+        poll's timeout starts again from nothing, and a result that takes longer
+        than a poll to send (a 25k-article shard) was sent again and again, forever.
         """
-        from distributed import KilledWorker
+        from distributed import KilledWorker, wait
 
         workerless_since: float | None = None
         while True:
             try:
-                return future.result(timeout=POLL_S)
+                wait(future, timeout=self.poll_s)
+                return future.result(timeout=self.workerless_s)
             except KilledWorker as err:
                 raise EngineError(f"a task was lost with every Dask worker it was given to: {err}") from err
             except CancelledError as err:

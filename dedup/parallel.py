@@ -5,7 +5,8 @@ processes from this one; ``dask_workers.DaskWorkers`` sends the same stages to
 a Dask cluster. Either way results come back in task order.
 
 A stage is a picklable callable holding what its tasks need (pass 1: the
-config and a signer; pass 2: the run's tables). It is handed to each worker
+config and a signer, its tasks paths and pieces of containers to read; pass 2:
+the run's tables). It is handed to each worker
 once, by the pool's initialiser: forked workers inherit it without pickling, so
 pass 2's tables are shared, not sent. The results come back in task order
 whatever the timing, so outputs do not depend on ``--jobs``.

@@ -9,6 +9,7 @@ unchanged document is not read, its stored features are used.
 
 from __future__ import annotations
 
+import pickle
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ import xxhash
 from dedup import normalize, parallel, quality, readers
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
-from dedup.frequency import Counts, TokenFrequency, counts
+from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
 from dedup.state import Stored
@@ -111,6 +112,70 @@ class Analyser:
         return results, counts(vocabularies)
 
 
+class Read:
+    """One task done by ``Reader``: its documents analysed, their token counts; a piece's marks and span."""
+
+    __slots__ = ("_packed", "delta", "marks", "piece", "results", "span")
+
+    def __init__(
+        self,
+        results: list[list[tuple[Document, Features | None]]],
+        delta: Counts,
+        marks: bytes,
+        piece: readers.Piece | None,
+        span: readers.Span,
+    ) -> None:
+        self.results = results
+        self.delta = delta  # the token counts of the whole task
+        self.marks = marks  # per record, how the driver names it (``readers.Joiner``)
+        self.piece = piece
+        self.span = span
+        self._packed: bytes | None = None
+
+    def __reduce__(self) -> tuple[Callable[[bytes], Read], tuple[bytes]]:
+        # One bytes object: Dask sends every numpy array of a result as a frame of its own,
+        # and a 25k-article shard's two arrays per article kept a worker busy for minutes.
+        # Packed once: Dask serialises a result again each time it is asked for it.
+        if self._packed is None:
+            state = (self.results, self.delta, self.marks, self.piece, self.span)
+            self._packed = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _unpack_read, (self._packed,)
+
+
+def _unpack_read(data: bytes) -> Read:
+    return Read(*pickle.loads(data))
+
+
+class Reader:
+    """The pass-1 stage when the workers read the containers too (``readers.plan``'s tasks).
+
+    A batch of whole files is analysed as ``Analyser`` does; a piece of a
+    container is opened, decompressed and parsed here, in the worker, and its
+    records analysed ``batch_size`` at a time (texts never cross to the driver).
+    A piece's token counts are combined here and sent once (``frequency.combined``).
+    """
+
+    def __init__(self, config: Config, batch_size: int = BATCH) -> None:
+        self.config = config
+        self.batch_size = batch_size
+        self.analyser = Analyser(config)
+
+    def __call__(self, task: readers.Task) -> Read:
+        if isinstance(task, list):
+            results, delta = self.analyser(task)
+            return Read([results], delta, bytes(len(task)), None, readers.Span())
+        span = readers.Span()
+        analysed, marks, parts = [], bytearray(), []
+        for chunk in parallel.bundles(readers.read_piece(task, self.config, span), self.batch_size):
+            marks.extend(mark for _, mark in chunk)
+            results, delta = self.analyser([doc for doc, _ in chunk])
+            analysed.append(results)
+            parts.append(delta)
+            if len(parts) == 64:  # bounded: ~1 MB of counts per batch until combined
+                parts = [combined(parts)]
+        return Read(analysed, combined(parts), bytes(marks), task, span)
+
+
 class FeatureTable:
     """What pass 1 keeps, column by column, in manifest order.
 
@@ -191,8 +256,12 @@ def read_all(
     checkpoint: Checkpoint = no_checkpoint,
     batch_size: int = BATCH,
     engine: parallel.Engine | None = None,
+    piece_bytes: int = readers.PIECE_BYTES,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Read, normalise and sign every document (or take its stored features), in manifest order.
+
+    A batch run (no ``config.state``) has the workers read the containers too
+    (``readers.plan``); a cron run reads them here, where its filter is.
 
     Args:
         sources: the INPUTs (``readers.discover``).
@@ -204,6 +273,7 @@ def read_all(
         checkpoint: called as ``checkpoint("pass1")`` after each batch (crash tests).
         batch_size: documents per worker task.
         engine: where the batches are analysed (default: ``config.workers`` forked processes).
+        piece_bytes: a plain JSONL file is read in pieces of this many bytes (batch runs).
 
     Returns the documents, their features, and a flag per document: read in this run.
 
@@ -213,6 +283,10 @@ def read_all(
         >>> len(docs) == len(fresh) == len(feats.node_of) and all(fresh)
         True
     """
+    engine = engine or parallel.Processes(config.workers)
+    if config.state is None:
+        tasks = readers.plan(sources, config, batch_size=batch_size, piece_bytes=piece_bytes)
+        return _read_tasks(sources, tasks, config, frequency, progress, checkpoint, batch_size, engine)
     table = DocumentTable(list(sources))
     feats = FeatureTable(config.num_perm)
     fresh = bytearray()
@@ -250,7 +324,6 @@ def read_all(
 
     stage = Analyser(config)
     tasks = parallel.bundles(to_analyse(), batch_size)
-    engine = engine or parallel.Processes(config.workers)
     for results, delta in engine.ordered(stage, tasks, window_per_worker=4):
         frequency.merge(delta)
         for doc, feat in results:
@@ -270,3 +343,41 @@ def read_all(
     take_waiting(len(table))
     feats.done()
     return table, feats, fresh
+
+
+def _read_tasks(
+    sources: Sequence[Source],
+    tasks: Iterator[readers.Task],
+    config: Config,
+    frequency: TokenFrequency,
+    progress: Progress | None,
+    checkpoint: Checkpoint,
+    batch_size: int,
+    engine: parallel.Engine,
+) -> tuple[DocumentTable, FeatureTable, bytearray]:
+    """``read_all`` with the workers reading: results in task order, each record numbered as it arrives."""
+    table = DocumentTable(list(sources))
+    feats = FeatureTable(config.num_perm)
+    joiner = readers.Joiner()
+    for read in engine.ordered(Reader(config, batch_size), tasks, window_per_worker=4):
+        if joiner.begin(read.piece):  # not the pieces after damage that ended their container
+            frequency.merge(read.delta)
+            marks = iter(read.marks)
+            for results in read.results:
+                for doc, feat in results:
+                    joiner.name(doc, next(marks))
+                    doc.index = len(table)
+                    table.append(doc)
+                    feats.reserve()
+                    if feat is not None:
+                        signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
+                        feats.set(doc.index, feat.content, feat.shingles, signature, signals)
+                        if feat.repair is not None:
+                            feats.repairs[doc.index] = feat.repair
+            if read.piece is not None:
+                joiner.end(read.span)
+        checkpoint("pass1")
+        if progress:
+            progress("read", len(table), None)
+    feats.done()
+    return table, feats, bytearray(b"\x01") * len(table)

@@ -246,3 +246,40 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+class SlowToSend:
+    """A task result that takes longer to serialise than the engine's poll: a big shard's, in small."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
+        with open(self.log, "a") as fh:
+            fh.write("packed\n")
+        time.sleep(0.3)
+        return bytes, (b"done",)
+
+
+def test_a_result_slower_to_send_than_a_poll_is_sent_once(tmp_path: Path) -> None:
+    """It was fetched with the poll's timeout: each timeout dropped the transfer and asked again, for ever."""
+    import threading
+
+    from dedup.dask_workers import DaskWorkers
+
+    log = tmp_path / "packs.log"
+    got: list[object] = []
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        engine = DaskWorkers(client, poll_s=0.05)
+        consumer = threading.Thread(
+            target=lambda: got.extend(engine.ordered(SlowToSend, [str(log)] * 3, window_per_worker=4)),
+            daemon=True,
+        )
+        consumer.start()
+        consumer.join(timeout=60)
+        assert not consumer.is_alive(), "the results never arrived"
+    assert got == [b"done"] * 3
+    assert log.read_text().count("packed") == 3

@@ -34,11 +34,17 @@ from dedup.readers.containers import (
     read_records,
 )
 from dedup.readers.decode import Undecodable, text_of
-from dedup.readers.files import file_documents, is_html, leaves, read_bytes, read_file, walk
-from dedup.readers.jsonl import jsonl_documents, text_of_line
+from dedup.readers.files import file_documents, is_html, read_bytes, read_file, walk
+from dedup.readers.jsonl import Span, jsonl_documents, text_of_line
+from dedup.readers.shards import PIECE_BYTES, Joiner, Piece, Task, openable, plan, read_piece
 from dedup.readers.warc import payload_text, warc_documents
 
 __all__ = [
+    "PIECE_BYTES",
+    "Joiner",
+    "Piece",
+    "Span",
+    "Task",
     "check_found",
     "container_kind",
     "discover",
@@ -46,7 +52,9 @@ __all__ = [
     "iter_documents",
     "jsonl_documents",
     "locate",
+    "plan",
     "read_file",
+    "read_piece",
     "reload_text",
     "spooled",
     "stdin_copied",
@@ -143,34 +151,20 @@ def unprintable(rel: str) -> str:
     return re.sub(r"\\x([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)), rel)
 
 
-def _openable(doc: Document, config: Config) -> bool:
-    """Whether a container found in a directory may be opened; if not, why, in its status."""
-    if not config.follow_links and leaves(doc.file, doc.source.root):
-        doc.status, doc.error = Status.OUTSIDE, "a link out of the INPUT directory (see --follow-links)"
-        return False
-    try:
-        regular = stat.S_ISREG(os.stat(doc.file).st_mode)
-    except OSError as err:
-        doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
-        return False
-    if not regular:
-        doc.status, doc.error = Status.UNREADABLE, "cannot read: not a regular file"
-    return regular
-
-
 def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = True) -> Iterator[Document]:
     """Yield every document of every source in manifest order.
 
     With ``read=False`` whole files are yielded unread (``read_file`` reads them), so
     that worker processes receive paths, not texts. Container records are always
-    read here. A container inside a directory becomes a source of its own, at its
-    place in the directory's sorted order.
+    read here (a cron run's path; a batch run's workers read them: ``plan``). A
+    container inside a directory becomes a source of its own, at its place in the
+    directory's sorted order.
     """
     index = 0
     for source in sources:
         for doc in _documents(source, config, index):
             if doc.source is source and source.kind == "dir" and not doc.error and container_kind(doc.file):
-                if not _openable(doc, config):  # a FIFO, a device, a link out: recorded, never opened
+                if not openable(doc, config):  # a FIFO, a device, a link out: recorded, never opened
                     doc.index = index
                     yield doc
                     index += 1
