@@ -148,11 +148,14 @@ def prefilter(
         for lo in range(0, len(pairs), step):
             a, b = pairs[lo : lo + step, 0], pairs[lo : lo + step, 1]
             same[lo : lo + step] += np.count_nonzero(block[a] == block[b], axis=1)
-    est = same / source.num_perm
-    sa, sb = sizes[pairs[:, 0]].astype(np.float64), sizes[pairs[:, 1]].astype(np.float64)
-    shared = est * (sa + sb) / (1 + est)
-    est_containment = shared / np.maximum(np.minimum(sa, sb), 1)
-    keep = (est >= 0.6 * jaccard) | (est_containment >= 0.6 * containment)
+    keep = np.zeros(len(pairs), dtype=bool)
+    for lo in range(0, len(pairs), step):
+        a, b = pairs[lo : lo + step, 0], pairs[lo : lo + step, 1]
+        est = same[lo : lo + step] / source.num_perm
+        sa, sb = sizes[a].astype(np.float64), sizes[b].astype(np.float64)
+        shared = est * (sa + sb) / (1 + est)
+        est_containment = shared / np.maximum(np.minimum(sa, sb), 1)
+        keep[lo : lo + step] = (est >= 0.6 * jaccard) | (est_containment >= 0.6 * containment)
     return pairs[keep]
 
 
