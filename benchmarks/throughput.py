@@ -13,7 +13,8 @@ and measures:
 * wall time, articles/s and MB/s (input bytes);
 * peak RSS in two ways. `rss` is ru_maxrss of the run, reported by a tiny launcher process
   (RUSAGE_CHILDREN): the largest single process in its tree, the main process or one worker.
-  `tree` is the largest sum of PSS over the run's processes, sampled from /proc every 0.2 s
+  `tree` is the largest sum of PSS over the run's processes, sampled from /proc every 0.2 s (less often when
+  sampling is slow: the sampler keeps to ~5% of a core)
   (PSS, not RSS: forked workers share the parent's pages, and an RSS sum would count them twice);
 * the stage seconds in OUT/summary.json `timings_s`;
 * recall against the generator's truth: the share of copies that were put in their original's
@@ -185,7 +186,9 @@ def run_measured(
     def sample() -> None:
         last_trace = -1e9
         while not stop.is_set():
+            began = time.process_time()
             kb = _tree_rss_kb(proc.pid)
+            cost = time.process_time() - began
             peak[0] = max(peak[0], kb)
             now = time.perf_counter() - t0
             if now - last_trace >= 10:
@@ -200,7 +203,9 @@ def run_measured(
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 return
-            stop.wait(0.2)
+            # Reading PSS walks each process's page tables: at a million documents that took half a
+            # core of this 2-core machine at 0.2 s intervals. Keep the sampler under ~5% of a core.
+            stop.wait(max(0.2, 20 * cost))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -388,7 +388,7 @@ def band_all(
     from dedup import index  # with datasketch and scipy: only runs with work to do import it
 
     return index.candidates(
-        feats.matrix(),
+        feats.banded(),
         corpus.sizes,
         bands=bands,
         rows=rows,

@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 from datasketch import MinHashLSH
 
+from dedup.signature_spill import Blocks, blocks_of
+
 # Missing a true pair is worse than verifying a false one: weight recall 9:1.
 LSH_WEIGHTS = (0.1, 0.9)
 # A bucket this large is linked as a star (first member to each other), not all pairs.
@@ -53,25 +55,33 @@ def band_keys(signatures: np.ndarray, band: int, rows: int) -> np.ndarray:
     return key
 
 
-def _all_band_keys(signatures: np.ndarray, bands: int, rows: int) -> Iterator[np.ndarray]:
-    """The keys of every band, in band order.
+def _all_band_keys(signatures: Blocks, bands: int, rows: int) -> Iterator[np.ndarray]:
+    """The keys of every band, in band order, from blocks of eight bands (``band_width``).
 
     With two rows a band's two uint32 values, side by side in memory, already are
-    a uint64 key: the matrix is viewed as uint64 and transposed eight bands at a
-    time, so that each row's cache line is read once per eight bands, not once per
-    band (a fifth of the banding time at 110k).
+    a uint64 key: a block is viewed as uint64 and transposed, so that each row's
+    cache line is read once per eight bands, not once per band (a fifth of the
+    banding time at 110k).
     """
-    if rows != 2 or signatures.dtype != np.uint32 or not signatures.flags.c_contiguous:
-        for band in range(bands):
-            yield band_keys(signatures, band, rows)
-        return
-    wide = signatures[:, : 2 * bands].view(np.uint64) if len(signatures) else np.empty((0, bands), np.uint64)
-    for first in range(0, bands, 8):
-        block = np.ascontiguousarray(wide[:, first : first + 8].T)
-        yield from block
+    band = 0
+    for block in signatures.blocks():
+        here = min(block.shape[1] // rows, bands - band)
+        if here <= 0:
+            break
+        if rows == 2 and len(block):
+            yield from np.ascontiguousarray(block[:, : 2 * here].view(np.uint64).T)
+        else:
+            for j in range(here):
+                yield band_keys(block, j, rows)
+        band += here
 
 
-def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> np.ndarray:
+def band_width(rows: int) -> int:
+    """Permutations per block that banding reads at once: eight bands."""
+    return 8 * rows
+
+
+def candidate_pairs(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -> np.ndarray:
     """All pairs (i < j) that share a bucket in at least one band, sorted, as int64[m, 2].
 
     Example:
@@ -81,7 +91,8 @@ def candidate_pairs(signatures: np.ndarray, *, bands: int, rows: int) -> np.ndar
     """
     n = len(signatures)
     found = [np.empty(0, dtype=np.int64)]
-    for band, keys in enumerate(_all_band_keys(signatures, bands, rows)):
+    source = blocks_of(signatures, band_width(rows))
+    for band, keys in enumerate(_all_band_keys(source, bands, rows)):
         if band % 32 == 31:  # a near-duplicate pair is proposed by many bands: keep each once
             found = [np.unique(np.concatenate(found))]
         order = np.argsort(keys)  # not stable, 5x faster: pairs are ordered below, not taken from here
@@ -113,21 +124,34 @@ def _bucket_pairs(length: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prefilter(
-    pairs: np.ndarray, signatures: np.ndarray, sizes: np.ndarray, *, jaccard: float, containment: float
+    pairs: np.ndarray,
+    signatures: np.ndarray | Blocks,
+    sizes: np.ndarray,
+    *,
+    jaccard: float,
+    containment: float,
+    width: int = 16,
 ) -> np.ndarray:
     """Drop pairs whose MinHash-estimated Jaccard and containment are both hopeless.
 
     Containment is estimated from the Jaccard estimate and the two set sizes
     (|A and B| = J (|A| + |B|) / (1 + J)). The cut is at 60% of each threshold:
-    with 256 permutations that is about five standard errors below it.
+    with 256 permutations that is about five standard errors below it. Equal
+    permutations are counted a block at a time (``width`` of a matrix; a spill's own).
     """
     if len(pairs) == 0:
         return pairs
+    source = blocks_of(signatures, width)
+    same = np.zeros(len(pairs), dtype=np.int32)
+    step = 65536  # pairs at a time: two rows of a block each, 8 MB at 16 permutations
+    for block in source.blocks():
+        for lo in range(0, len(pairs), step):
+            a, b = pairs[lo : lo + step, 0], pairs[lo : lo + step, 1]
+            same[lo : lo + step] += np.count_nonzero(block[a] == block[b], axis=1)
     keep = np.zeros(len(pairs), dtype=bool)
-    step = 8192  # pairs at a time: two rows of signatures each, 16 MB at 256 permutations
     for lo in range(0, len(pairs), step):
         a, b = pairs[lo : lo + step, 0], pairs[lo : lo + step, 1]
-        est = (signatures[a] == signatures[b]).mean(axis=1)
+        est = same[lo : lo + step] / source.num_perm
         sa, sb = sizes[a].astype(np.float64), sizes[b].astype(np.float64)
         shared = est * (sa + sb) / (1 + est)
         est_containment = shared / np.maximum(np.minimum(sa, sb), 1)
@@ -136,11 +160,19 @@ def prefilter(
 
 
 def candidates(
-    signatures: np.ndarray, sizes: np.ndarray, *, bands: int, rows: int, jaccard: float, containment: float
+    signatures: np.ndarray | Blocks,
+    sizes: np.ndarray,
+    *,
+    bands: int,
+    rows: int,
+    jaccard: float,
+    containment: float,
 ) -> tuple[int, np.ndarray]:
     """The pairs of texts pass 2 verifies: (how many banding proposed, those the prefilter keeps)."""
     proposed = candidate_pairs(signatures, bands=bands, rows=rows)
-    return len(proposed), prefilter(proposed, signatures, sizes, jaccard=jaccard, containment=containment)
+    return len(proposed), prefilter(
+        proposed, signatures, sizes, jaccard=jaccard, containment=containment, width=band_width(rows)
+    )
 
 
 def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int) -> np.ndarray | None:
@@ -162,7 +194,7 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int
     is_new = np.zeros(n, dtype=bool)
     is_new[new] = True
     found = [np.empty(0, dtype=np.int64)]
-    for keys in _all_band_keys(signatures, bands, rows):
+    for keys in _all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows):
         new_keys = np.sort(keys[new])
         at = np.minimum(np.searchsorted(new_keys, keys), max(len(new_keys) - 1, 0))
         members = np.flatnonzero(new_keys[at] == keys) if len(new_keys) else np.empty(0, dtype=np.int64)

@@ -22,6 +22,7 @@ from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
+from dedup.signature_spill import Spilled
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
 from dedup.state import Stored
 
@@ -186,10 +187,12 @@ class FeatureTable:
 
     Features must be set in manifest order: node numbers (first appearance)
     break ties in clustering, and must not depend on timing or ``--jobs``.
+    With ``spill`` the signatures go to disk as they come (``signature_spill``).
     """
 
-    def __init__(self, num_perm: int) -> None:
+    def __init__(self, num_perm: int, spill: Spilled | None = None) -> None:
         self.num_perm = num_perm
+        self.spill = spill
         self.node_of = array("q")
         self.signals = bytearray()
         self.contents = array("Q")
@@ -212,7 +215,10 @@ class FeatureTable:
         if n == len(self.contents):
             self.contents.append(content)
             self.sizes.append(shingles)
-            self.signatures.frombytes(signature)
+            if self.spill is not None:
+                self.spill.append(signature)
+            else:
+                self.signatures.frombytes(signature)
         self.node_of[doc] = n
         self.signals[doc * self._width : (doc + 1) * self._width] = signals
 
@@ -221,12 +227,19 @@ class FeatureTable:
         self._node = {}
 
     def matrix(self) -> np.ndarray:
-        """uint32[nodes, num_perm]: a view of the signatures, not a copy."""
+        """uint32[nodes, num_perm]: a view of the signatures, not a copy (none are held when spilled)."""
         return np.frombuffer(self.signatures, dtype=np.uint32).reshape(-1, self.num_perm)
+
+    def banded(self) -> np.ndarray | Spilled:
+        """The signatures, as banding and the prefilter read them."""
+        return self.matrix() if self.spill is None else self.spill
 
     def drop_signatures(self) -> None:
         """Free the largest table once the candidate pairs are found (unless a state stores it)."""
         self.signatures = array("I")
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
 
     def feature(self, doc: int) -> Features | None:
         """One document's features, as views into the tables (``None`` when skipped)."""
@@ -257,6 +270,7 @@ def read_all(
     batch_size: int = BATCH,
     engine: parallel.Engine | None = None,
     piece_bytes: int = readers.PIECE_BYTES,
+    spill: Spilled | None = None,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Read, normalise and sign every document (or take its stored features), in manifest order.
 
@@ -274,6 +288,7 @@ def read_all(
         batch_size: documents per worker task.
         engine: where the batches are analysed (default: ``config.workers`` forked processes).
         piece_bytes: a plain JSONL file is read in pieces of this many bytes (batch runs).
+        spill: where a batch run's signatures go instead of memory (cron mode keeps them).
 
     Returns the documents, their features, and a flag per document: read in this run.
 
@@ -286,7 +301,8 @@ def read_all(
     engine = engine or parallel.Processes(config.workers)
     if config.state is None:
         tasks = readers.plan(sources, config, batch_size=batch_size, piece_bytes=piece_bytes)
-        return _read_tasks(sources, tasks, config, frequency, progress, checkpoint, batch_size, engine)
+        feats = FeatureTable(config.num_perm, spill)
+        return _read_tasks(sources, tasks, config, feats, frequency, progress, checkpoint, batch_size, engine)
     table = DocumentTable(list(sources))
     feats = FeatureTable(config.num_perm)
     fresh = bytearray()
@@ -349,6 +365,7 @@ def _read_tasks(
     sources: Sequence[Source],
     tasks: Iterator[readers.Task],
     config: Config,
+    feats: FeatureTable,
     frequency: TokenFrequency,
     progress: Progress | None,
     checkpoint: Checkpoint,
@@ -357,7 +374,6 @@ def _read_tasks(
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """``read_all`` with the workers reading: results in task order, each record numbered as it arrives."""
     table = DocumentTable(list(sources))
-    feats = FeatureTable(config.num_perm)
     joiner = readers.Joiner()
     for read in engine.ordered(Reader(config, batch_size), tasks, window_per_worker=4):
         if joiner.begin(read.piece):  # not the pieces after damage that ended their container

@@ -29,6 +29,7 @@ from dedup.config import Config
 from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
+from dedup.signature_spill import Spilled
 
 if TYPE_CHECKING:  # loaded when a run has work to do: a cron run with none never imports numba or scipy
     from dedup import pass2
@@ -154,25 +155,33 @@ def _judge_and_write(
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    frequency = cache.begin()
-    docs, feats, fresh = pass1.read_all(
-        sources,
-        config,
-        frequency,
-        stored=cache.stored,
-        progress=progress,
-        checkpoint=checkpoint,
-        batch_size=batch_size or pass1.BATCH,
-        engine=engine,
-    )
-    readers.check_found(docs, config)  # a run that read nothing is an error
-    corpus = pass2.Corpus.of(config, docs, feats, frequency)
-    timings["read_sign"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
     bands, rows_per_band = index.band_layout(threshold=config.lsh_threshold, num_perm=config.num_perm)
-    n_proposed, pairs = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band)
-    timings["index"] = time.perf_counter() - clock
+    frequency = cache.begin()
+    # A batch run keeps its signatures on disk until the index has read them (1 KB per text).
+    width = index.band_width(rows_per_band)
+    spill = None if config.state else Spilled.beside(out, num_perm=config.num_perm, width=width)
+    try:
+        docs, feats, fresh = pass1.read_all(
+            sources,
+            config,
+            frequency,
+            stored=cache.stored,
+            progress=progress,
+            checkpoint=checkpoint,
+            batch_size=batch_size or pass1.BATCH,
+            engine=engine,
+            spill=spill,
+        )
+        readers.check_found(docs, config)  # a run that read nothing is an error
+        corpus = pass2.Corpus.of(config, docs, feats, frequency)
+        timings["read_sign"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        n_proposed, pairs = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band)
+        timings["index"] = time.perf_counter() - clock
+    finally:
+        if spill is not None:
+            spill.close()
 
     clock = time.perf_counter()
     comps, comp_of, tasks = pass2.group_pairs(pairs, len(corpus.sizes))

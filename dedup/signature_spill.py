@@ -1,0 +1,132 @@
+"""The signatures on disk between pass 1 and the index: the driver's largest table out of its memory.
+
+A signature is 1 KB per distinct text (256 x uint32): 1 GB of a million-article
+run's driver, held only so that banding and the prefilter can read it once.
+Both read it a block of permutations at a time (eight bands, then every band
+for the prefilter's estimate), so a batch run writes it block-major: file k
+holds, for every text in node order, permutations ``[k * width, (k + 1) * width)``.
+Reading a block costs one sequential read of ``width * 4`` bytes per text; the
+driver holds one block (64 MB at a million) instead of the whole table.
+
+The files are in OUT, under a temporary name (``.signatures.*.tmp``) that a
+killed run leaves and the next run removes with dedup's other leftovers. A
+signature source is either this or an in-memory ``uint32[texts, num_perm]``
+matrix (cron mode, whose state stores the signatures): ``blocks_of`` gives both
+the same interface.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+FLUSH_ROWS = 4096  # signatures buffered before they are split into the block files (4 MB)
+
+
+class Blocks(Protocol):
+    """Signatures read a block of permutations at a time."""
+
+    num_perm: int
+    width: int
+
+    def __len__(self) -> int: ...
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """``uint32[texts, width]`` (the last block may be narrower), in permutation order."""
+        ...
+
+
+class InMemory:
+    """A signature matrix seen as blocks (cron mode, tests, small runs)."""
+
+    def __init__(self, matrix: np.ndarray, width: int) -> None:
+        self.matrix = matrix
+        self.num_perm = matrix.shape[1] if matrix.ndim == 2 else 0
+        self.width = width
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for lo in range(0, self.num_perm, self.width):
+            yield np.ascontiguousarray(self.matrix[:, lo : lo + self.width])
+
+
+class Spilled:
+    """Signatures appended in node order to block files in ``directory`` (see the module docstring).
+
+    Example:
+        >>> import tempfile
+        >>> rows = np.arange(24, dtype=np.uint32).reshape(3, 8)
+        >>> with tempfile.TemporaryDirectory() as tmp, Spilled.beside(Path(tmp), num_perm=8, width=4) as s:
+        ...     for row in rows:
+        ...         s.append(row.tobytes())
+        ...     bool((np.hstack(list(s.blocks())) == rows).all())
+        True
+    """
+
+    def __init__(self, directory: Path, *, num_perm: int, width: int, flush_rows: int = FLUSH_ROWS) -> None:
+        self.directory = directory
+        self.flush_rows = flush_rows
+        self.num_perm = num_perm
+        self.width = width
+        self._spans = [(lo, min(lo + width, num_perm)) for lo in range(0, num_perm, width)]
+        self._files: list[BinaryIO] = [
+            open(directory / f"block-{k:03d}", "wb")  # noqa: SIM115  (closed by close)
+            for k in range(len(self._spans))
+        ]
+        self._buffer = bytearray()
+        self._rows = 0
+
+    @classmethod
+    def beside(cls, out: Path, *, num_perm: int, width: int) -> Spilled:
+        """A new spill in a temporary directory in ``out`` (removed by ``close``)."""
+        directory = Path(tempfile.mkdtemp(dir=out, prefix=".signatures.", suffix=".tmp"))
+        return cls(directory, num_perm=num_perm, width=width)
+
+    def __enter__(self) -> Spilled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def append(self, signature: bytes) -> None:
+        """One text's signature (``num_perm`` uint32 as bytes), the next in node order."""
+        self._buffer += signature
+        self._rows += 1
+        if self._rows % self.flush_rows == 0:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        rows = np.frombuffer(self._buffer, dtype=np.uint32).reshape(-1, self.num_perm)
+        for fh, (lo, hi) in zip(self._files, self._spans, strict=True):
+            fh.write(np.ascontiguousarray(rows[:, lo:hi]).tobytes())
+        self._buffer = bytearray()
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        self._flush()
+        for fh, (lo, hi) in zip(self._files, self._spans, strict=True):
+            fh.flush()
+            yield np.fromfile(fh.name, dtype=np.uint32).reshape(-1, hi - lo)
+
+    def close(self) -> None:
+        """Remove the files (the signatures are not needed after the index)."""
+        for fh in self._files:
+            fh.close()
+        self._files = []
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def blocks_of(signatures: np.ndarray | Blocks, width: int) -> Blocks:
+    """``signatures`` as blocks; a matrix is cut into blocks of ``width`` permutations."""
+    return InMemory(signatures, width) if isinstance(signatures, np.ndarray) else signatures

@@ -1,0 +1,109 @@
+"""A batch run's signatures on disk (``signature_spill``): the same candidate pairs and prefilter
+verdicts as from the matrix, read back a block at a time; the files live only between pass 1 and
+the index, and a killed run's are removed by the next run."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup.config import Config
+from dedup.index import MAX_BUCKET, band_width, candidate_pairs, prefilter
+from dedup.pipeline import run
+from dedup.signature_spill import Spilled
+
+SAMPLE = Path(__file__).resolve().parents[1] / "corpora" / "sample"
+
+
+def readable_pairs(matrix: np.ndarray, bands: int, rows: int) -> list[list[int]]:
+    """Banding as it reads: a bucket per band value; a bucket over MAX_BUCKET linked as a star."""
+    pairs: set[tuple[int, int]] = set()
+    for band in range(bands):
+        buckets: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, row in enumerate(matrix.tolist()):
+            buckets[tuple(row[band * rows : (band + 1) * rows])].append(i)
+        for members in buckets.values():
+            if len(members) > MAX_BUCKET:
+                pairs.update((members[0], m) for m in members[1:])
+            else:
+                pairs.update(itertools.combinations(members, 2))
+    return sorted([a, b] for a, b in pairs)
+
+
+@st.composite
+def signatures(draw: st.DrawFn) -> tuple[np.ndarray, int, int]:
+    rows = draw(st.integers(1, 3))
+    num_perm = draw(st.sampled_from([8, 20, 64]))
+    bands = draw(st.integers(1, num_perm // rows))
+    n = draw(st.integers(0, 90))
+    # Few distinct values per permutation, so that buckets form (some over MAX_BUCKET).
+    values = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**32 - 1))
+    matrix = np.random.default_rng(seed).integers(0, values, size=(n, num_perm), dtype=np.uint32)
+    return matrix, bands, rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=signatures(), flush_rows=st.integers(1, 50))
+def test_spilled_signatures_give_the_pairs_and_prefilter_of_the_matrix(
+    tmp_path_factory, case: tuple[np.ndarray, int, int], flush_rows: int
+) -> None:
+    matrix, bands, rows = case
+    num_perm = matrix.shape[1]
+    directory = tmp_path_factory.mktemp("spill")
+    with Spilled(directory, num_perm=num_perm, width=band_width(rows), flush_rows=flush_rows) as spill:
+        for row in matrix:
+            spill.append(row.tobytes())
+        expected = readable_pairs(matrix, bands, rows)
+        pairs = candidate_pairs(spill, bands=bands, rows=rows)
+        assert pairs.tolist() == expected
+        assert candidate_pairs(matrix, bands=bands, rows=rows).tolist() == expected
+        sizes = np.random.default_rng(len(matrix)).integers(1, 400, size=len(matrix))
+        a, b = pairs[:, 0], pairs[:, 1]
+        est = (matrix[a] == matrix[b]).mean(axis=1)  # the estimate as it reads, over every permutation
+        shared = est * (sizes[a] + sizes[b]) / (1 + est)
+        keep = (est >= 0.6 * 0.5) | (shared / np.maximum(np.minimum(sizes[a], sizes[b]), 1) >= 0.6 * 0.5)
+        kept = prefilter(pairs, spill, sizes, jaccard=0.5, containment=0.5)
+        assert kept.tolist() == pairs[keep].tolist()
+        assert (
+            prefilter(pairs, matrix, sizes, jaccard=0.5, containment=0.5, width=3).tolist() == kept.tolist()
+        )
+    assert not directory.exists()
+
+
+def test_a_batch_runs_signatures_are_on_disk_during_pass_1_and_gone_after(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".signatures.killed.tmp").mkdir()  # what a killed run leaves
+    (out / ".signatures.killed.tmp" / "block-000").write_bytes(b"\0" * 64)
+    seen: list[list[str]] = []
+
+    def checkpoint(name: str) -> None:
+        if name == "pass1":
+            seen.append(
+                sorted(
+                    f.name for p in out.iterdir() if p.name.startswith(".signatures.") for f in p.iterdir()
+                )
+            )
+
+    run([str(SAMPLE)], out, Config(jobs=1, force=True), checkpoint=checkpoint)
+    # One spill, this run's (the killed run's removed first): a file per block of eight bands.
+    assert seen and all(names == [f"block-{k:03d}" for k in range(16)] for names in seen)
+    assert not [p for p in out.iterdir() if p.name.startswith(".signatures.")]
+
+
+def test_a_cron_run_keeps_its_signatures_in_memory_for_its_state(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    spills: list[int] = []
+
+    def checkpoint(name: str) -> None:
+        if name == "pass1" and out.exists():
+            spills.append(len([p for p in out.iterdir() if p.name.startswith(".signatures.")]))
+
+    run([str(SAMPLE)], out, Config(jobs=1, state=str(tmp_path / "state")), checkpoint=checkpoint)
+    assert spills and set(spills) == {0}
