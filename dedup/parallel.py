@@ -94,6 +94,7 @@ def pool(workers: int, stage: Callable[[Any], Any]) -> Iterator[ProcessPoolExecu
     two workers at 110k).
     """
     ctx = get_context("fork") if os.name == "posix" else get_context("spawn")
+    _trim_heap()
     gc.freeze()
     try:
         start = (stage, os.getpid())
@@ -101,6 +102,20 @@ def pool(workers: int, stage: Callable[[Any], Any]) -> Iterator[ProcessPoolExecu
             yield executor
     finally:
         gc.unfreeze()
+
+
+def _trim_heap() -> None:
+    """Give the heap's free pages back to the system before forking (glibc; elsewhere nothing).
+
+    glibc keeps freed blocks under its mmap threshold (which rises to 32 MB after
+    the first large free) in the heap: the index stage's per-band arrays stayed
+    resident in the driver through pass 2 (noisy 100k: ~80 MB of its 411 MB).
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def ordered(
