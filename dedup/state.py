@@ -65,17 +65,17 @@ CREATE TABLE IF NOT EXISTS prints (key TEXT PRIMARY KEY, value BLOB NOT NULL);  
 
 
 AS_STORED = b""  # a row's signature, when it is written again: keep the stored one
-_COLUMNS = (
+COLUMNS = (
     "key", "file", "offset", "line", "size", "mtime_ns", "sha256", "status", "error", "content", "shingles",
     "signature", "signals", "component", "record", "first_seen", "last_seen", "gone",
 )  # fmt: skip
 _UPSERT = (
-    f"INSERT INTO documents VALUES ({','.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
+    f"INSERT INTO documents VALUES ({','.join('?' * len(COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
     + ", ".join(
         "signature = CASE WHEN excluded.signature = x'' THEN signature ELSE excluded.signature END"
         if c == "signature"
         else f"{c} = excluded.{c}"
-        for c in _COLUMNS[1:]
+        for c in COLUMNS[1:]
     )
 )
 
@@ -198,6 +198,11 @@ class State:
                 path=self.path.parent,
             )
         self._checked = True
+
+    @property
+    def widths(self) -> tuple[int, int]:
+        """Byte lengths of a stored signature and of a row of signals (once the stamp is checked)."""
+        return self._widths
 
     def close(self) -> None:
         self.db.close()
@@ -380,7 +385,7 @@ class State:
 
 
 _STATUSES = frozenset(str(s) for s in Status)
-_ALL = ", ".join(_COLUMNS)
+_ALL = ", ".join(COLUMNS)
 _DAMAGED = f"""
     typeof(key) != 'text' OR typeof(file) != 'text'
     OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(_STATUSES))})
