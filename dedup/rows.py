@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from array import array
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dedup.state import COLUMNS, Stored
+from dedup.errors import StateError
+from dedup.state import COLUMNS, DAMAGED, Stored, damaged
 
 if TYPE_CHECKING:
     from dedup.state import State
@@ -41,7 +43,6 @@ _FACTS = (
 _NO_SHA = bytes(32)
 _FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``), held as an integer
 _NULL, _HEX, _OTHER = 0, 1, 2  # what a row's component is
-_NUMBERS = ("rowid", "offset", "line", "size", "mtime", "first", "gone", "shingles", "status")
 
 
 class Rows:
@@ -53,59 +54,62 @@ class Rows:
 
     def __init__(self, store: State) -> None:
         store.check_stamp()
-        store.check_rows()
         self.db: sqlite3.Connection = store.db
         self.signals_width = store.widths[1]
-        self.index: dict[str, int] = {}
         self.keys: list[str] = []
         self.files: list[str] = []
         self.errors: dict[int, str] = {}
         self.clusters: dict[int, str] = {}
-        status_code: dict[str, int] = {}
-        numbers: dict[str, list[np.ndarray]] = {c: [] for c in _NUMBERS}
-        flags: dict[str, list[np.ndarray]] = {c: [] for c in ("has_content", "canonical", "has_signals")}
-        contents, components, kinds = [], [], []
+        self.statuses: list[str] = []
+        self.rowid, self.offset, self.line = array("q"), array("q"), array("q")
+        self.size, self.mtime_ns, self.first_seen = array("q"), array("q"), array("q")
+        self.gone, self.shingles = array("q"), array("q")  # 0 while present; -1 for none
+        self.content, self.component = array("Q"), array("Q")
+        self.status, self.component_kind = bytearray(), bytearray()
+        self.has_content, self.canonical, self.has_signals = bytearray(), bytearray(), bytearray()
         sha, signals = bytearray(), bytearray()
+        status_code: dict[str, int] = {}
         zero_signals = bytes(self.signals_width)
         files: dict[str, str] = {}  # a container's records share their file name
-        cursor = self.db.execute(f"SELECT {_FACTS} FROM documents ORDER BY rowid")
+        # One scan: the rows are checked for damage (as ``State.check_rows``) as they are read.
+        cursor = self.db.execute(f"SELECT {_FACTS}, {DAMAGED} FROM documents ORDER BY rowid", store.widths)
         while chunk := cursor.fetchmany(_CHUNK):
-            base = len(self.keys)
             (rowid, key, file, offset, line, size, mtime, sha256, status, error, content, shingles, signal,
-             component, is_canonical, cluster, first, gone) = zip(*chunk, strict=True)  # fmt: skip
-            self.keys.extend(key)
-            pairs = zip(file, offset, strict=True)
-            self.files.extend(f if o < 0 else files.setdefault(f, f) for f, o in pairs)
-            for name, values in zip(_NUMBERS, (rowid, offset, line, size, mtime, first), strict=False):
-                numbers[name].append(np.array(values, dtype=np.int64))
-            numbers["gone"].append(np.array([g or 0 for g in gone], dtype=np.int64))
-            numbers["shingles"].append(np.array([-1 if n is None else n for n in shingles], dtype=np.int64))
-            numbers["status"].append(np.array([status_code.setdefault(s, len(status_code)) for s in status]))
-            flags["has_content"].append(np.array([c is not None for c in content], dtype=bool))
-            flags["canonical"].append(np.array(is_canonical, dtype=bool))
-            flags["has_signals"].append(np.array([s is not None for s in signal], dtype=bool))
-            contents.append(np.array([c or 0 for c in content], dtype=np.int64).view(np.uint64))
-            kind = [_NULL if c is None else _HEX if _FINGERPRINT.fullmatch(c) else _OTHER for c in component]
-            kinds.append(np.array(kind, dtype=np.uint8))
-            hexes = [int(c, 16) if k == _HEX else 0 for c, k in zip(component, kind, strict=True)]
-            components.append(np.array(hexes, dtype=np.uint64))
-            for k, (s, h, e, c) in enumerate(zip(signal, sha256, error, cluster, strict=True)):
-                signals += zero_signals if s is None else s
-                sha += _NO_SHA if h is None else bytes.fromhex(h)
-                if e is not None:
-                    self.errors[base + k] = e
-                if c is not None:
-                    self.clusters[base + k] = c
+             component, is_canonical, cluster, first, gone, bad) = zip(*chunk, strict=True)  # fmt: skip
+            if any(bad):
+                store.check_rows()  # raises, saying what is wrong
+            try:
+                base = len(self.keys)
+                self.keys.extend(key)
+                pairs = zip(file, offset, strict=True)
+                self.files.extend(f if o < 0 else files.setdefault(f, f) for f, o in pairs)
+                for column, values in (
+                    (self.rowid, rowid), (self.offset, offset), (self.line, line), (self.size, size),
+                    (self.mtime_ns, mtime), (self.first_seen, first),
+                ):  # fmt: skip
+                    column.extend(values)
+                self.gone.extend(g or 0 for g in gone)
+                self.shingles.extend(-1 if n is None else n for n in shingles)
+                self.status.extend(status_code.setdefault(s, len(status_code)) for s in status)
+                self.has_content.extend(c is not None for c in content)
+                self.content.extend(0 if c is None else c + (1 << 64) if c < 0 else c for c in content)
+                self.canonical.extend(is_canonical)
+                self.has_signals.extend(s is not None for s in signal)
+                kind = [_kind(c) for c in component]
+                self.component_kind.extend(kind)
+                hexes = zip(component, kind, strict=True)
+                self.component.extend(int(c, 16) if k == _HEX else 0 for c, k in hexes)
+                for k, (s, h, e, c) in enumerate(zip(signal, sha256, error, cluster, strict=True)):
+                    signals += zero_signals if s is None else s
+                    sha += _NO_SHA if h is None else bytes.fromhex(h)
+                    if e is not None:
+                        self.errors[base + k] = e
+                    if c is not None:
+                        self.clusters[base + k] = c
+            except (ValueError, TypeError, OverflowError) as err:
+                raise StateError(damaged(store.path, f"a stored row: {err}"), path=store.path) from err
         self.statuses = list(status_code)
         self.index = {k: r for r, k in enumerate(self.keys)}
-        column = {name: _joined(parts, np.int64) for name, parts in numbers.items()}
-        self.rowid, self.offset, self.line = column["rowid"], column["offset"], column["line"]
-        self.size, self.mtime_ns, self.shingles = column["size"], column["mtime"], column["shingles"]
-        self.first_seen, self.gone = column["first"], column["gone"]  # gone: 0 while present
-        self.status = column["status"].astype(np.uint8)
-        self.has_content, self.canonical, self.has_signals = (_joined(flags[c], bool) for c in flags)
-        self.content, self.component = _joined(contents, np.uint64), _joined(components, np.uint64)
-        self.component_kind = _joined(kinds, np.uint8)
         self.sha, self.signals = bytes(sha), bytes(signals)
         self._window: dict[int, str] = {}
 
@@ -133,10 +137,10 @@ class Rows:
         """Whether row ``r``'s stored group fingerprint is ``print_`` (``stored._fingerprint``)."""
         kind = self.component_kind[r]
         if kind == _HEX:
-            return print_ is not None and int(self.component[r]) == int(print_, 16)
+            return print_ is not None and self.component[r] == int(print_, 16)
         if kind == _NULL:
             return print_ is None
-        row = self.db.execute("SELECT component FROM documents WHERE rowid = ?", (int(self.rowid[r]),))
+        row = self.db.execute("SELECT component FROM documents WHERE rowid = ?", (self.rowid[r],))
         return bool(row.fetchone()[0] == print_)  # written by hand, or by another version: as stored
 
     def signal_bytes(self, r: int) -> bytes | None:
@@ -145,15 +149,15 @@ class Rows:
 
     def stored(self, r: int) -> Stored:
         """Row ``r``'s facts as a ``Stored`` (pass 1's filter takes one): no signature, record or group."""
-        content = int(self.content[r]) if self.has_content[r] else None
-        shingles = int(self.shingles[r])
+        content = self.content[r] if self.has_content[r] else None
+        shingles = self.shingles[r]
         return Stored(
             key=self.keys[r],
             file=self.files[r],
-            offset=int(self.offset[r]),
-            line=int(self.line[r]),
-            size=int(self.size[r]),
-            mtime_ns=int(self.mtime_ns[r]),
+            offset=self.offset[r],
+            line=self.line[r],
+            size=self.size[r],
+            mtime_ns=self.mtime_ns[r],
             sha256=self.sha256(r),
             status=self.status_of(r),
             error=self.errors.get(r),
@@ -163,22 +167,22 @@ class Rows:
             signals=self.signal_bytes(r),
             component=None,
             record_json="",
-            first_seen=int(self.first_seen[r]),
+            first_seen=self.first_seen[r],
             last_seen=0,
-            gone=int(self.gone[r]) or None,
+            gone=self.gone[r] or None,
         )
 
     def row(self, r: int) -> Stored:
         """Row ``r`` whole, as stored, but for its signature."""
         query = f"SELECT {', '.join(COLUMNS).replace('signature', 'NULL')} FROM documents WHERE rowid = ?"
-        stored = Stored(*self.db.execute(query, (int(self.rowid[r]),)).fetchone())
+        stored = Stored(*self.db.execute(query, (self.rowid[r],)).fetchone())
         if stored.content is not None and stored.content < 0:
             stored.content += 1 << 64
         return stored
 
     def record(self, r: int) -> str:
         """Row ``r``'s manifest record as stored; the next few thousand rows' are read with it."""
-        rowid = int(self.rowid[r])
+        rowid = self.rowid[r]
         text = self._window.get(rowid)
         if text is None:
             query = "SELECT rowid, record FROM documents WHERE rowid >= ? ORDER BY rowid LIMIT ?"
@@ -188,8 +192,8 @@ class Rows:
         return text
 
 
-def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
+def _kind(component: str | None) -> int:
+    return _NULL if component is None else _HEX if _FINGERPRINT.fullmatch(component) else _OTHER
 
 
 class Kept(Mapping[int, str]):
@@ -200,13 +204,13 @@ class Kept(Mapping[int, str]):
 
     def __init__(self, rows: Rows | None = None, documents: int = 0) -> None:
         self.rows = rows
-        self.row_of = np.full(documents, -1, dtype=np.int64)
+        self.row_of = array("q", [-1]) * documents
 
     def keep(self, doc: int, row: int) -> None:
         self.row_of[doc] = row
 
     def get(self, doc: int, default: str | None = None) -> str | None:  # type: ignore[override]
-        r = int(self.row_of[doc]) if 0 <= doc < len(self.row_of) else -1
+        r = self.row_of[doc] if 0 <= doc < len(self.row_of) else -1
         return default if r < 0 or self.rows is None else self.rows.record(r)
 
     def __contains__(self, doc: object) -> bool:
@@ -219,10 +223,10 @@ class Kept(Mapping[int, str]):
         return text
 
     def __iter__(self) -> Iterator[int]:
-        return iter(np.flatnonzero(self.row_of >= 0).tolist())
+        return iter(np.flatnonzero(np.frombuffer(self.row_of, dtype=np.int64) >= 0).tolist())
 
     def __len__(self) -> int:
-        return int(np.count_nonzero(self.row_of >= 0))
+        return int(np.count_nonzero(np.frombuffer(self.row_of, dtype=np.int64) >= 0))
 
 
 class Canonical(Mapping[str, Stored]):
@@ -230,7 +234,8 @@ class Canonical(Mapping[str, Stored]):
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
-        self._rows = np.flatnonzero(rows.canonical & (rows.gone == 0))
+        canonical = np.frombuffer(rows.canonical, dtype=bool)
+        self._rows = np.flatnonzero(canonical & (np.frombuffer(rows.gone, dtype=np.int64) == 0))
 
     def __getitem__(self, path: str) -> Stored:
         r = self.rows.index.get(path)

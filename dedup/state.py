@@ -244,7 +244,7 @@ class State:
             StateError: a row is damaged.
         """
         bad = self.db.execute(
-            f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", self._widths
+            f"SELECT {_ALL} FROM documents WHERE {DAMAGED} LIMIT 1", self._widths
         ).fetchone()
         if bad is not None:
             row = Stored(*bad)
@@ -386,18 +386,18 @@ class State:
 
 _STATUSES = frozenset(str(s) for s in Status)
 _ALL = ", ".join(COLUMNS)
-_DAMAGED = f"""
+DAMAGED = f"""(
     typeof(key) != 'text' OR typeof(file) != 'text'
     OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(_STATUSES))})
     OR (signature IS NOT NULL AND (typeof(signature) != 'blob' OR length(signature) != ?1))
     OR (signals IS NOT NULL AND (typeof(signals) != 'blob' OR length(signals) != ?2))
     OR typeof(record) != 'text' OR substr(record, 1, 8) != '{{"path":' OR substr(record, -1) != '}}'
     OR instr(record, '"cluster":') = 0 OR instr(record, '"canonical":') = 0
-"""  # the rows ``_damage`` finds wrong, as an SQL condition
+)"""  # the rows ``_damage`` finds wrong, as an SQL condition
 
 
 def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
-    """What is wrong with a stored row, if anything (``_DAMAGED`` finds the rows, this says why)."""
+    """What is wrong with a stored row, if anything (``DAMAGED`` finds the rows, this says why)."""
     if not isinstance(row.key, str) or not isinstance(row.file, str):
         return "has no path"
     if row.status not in _STATUSES:
