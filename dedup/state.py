@@ -385,6 +385,7 @@ class State:
 
 
 _STATUSES = frozenset(str(s) for s in Status)
+_HEX_DIGITS = frozenset("0123456789abcdef")
 _ALL = ", ".join(COLUMNS)
 DAMAGED = f"""(
     typeof(key) != 'text' OR typeof(file) != 'text'
@@ -393,6 +394,13 @@ DAMAGED = f"""(
     OR (signals IS NOT NULL AND (typeof(signals) != 'blob' OR length(signals) != ?2))
     OR typeof(record) != 'text' OR substr(record, 1, 8) != '{{"path":' OR substr(record, -1) != '}}'
     OR instr(record, '"cluster":') = 0 OR instr(record, '"canonical":') = 0
+    OR (sha256 IS NOT NULL
+        AND (typeof(sha256) != 'text' OR length(sha256) != 64 OR sha256 GLOB '*[^0-9a-f]*'))
+    OR typeof(offset) != 'integer' OR typeof(line) != 'integer' OR typeof(size) != 'integer'
+    OR typeof(mtime_ns) != 'integer' OR typeof(first_seen) != 'integer'
+    OR (content IS NOT NULL AND typeof(content) != 'integer')
+    OR (shingles IS NOT NULL AND typeof(shingles) != 'integer')
+    OR (gone IS NOT NULL AND typeof(gone) != 'integer')
 )"""  # the rows ``_damage`` finds wrong, as an SQL condition
 
 
@@ -402,6 +410,13 @@ def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
         return "has no path"
     if row.status not in _STATUSES:
         return f"has an unknown status {row.status!r}"
+    sha = row.sha256
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= _HEX_DIGITS):
+        return "has an unreadable sha256"
+    numbers = (row.offset, row.line, row.size, row.mtime_ns, row.first_seen)
+    optional = (row.content, row.shingles, row.gone)
+    if not all(type(n) is int for n in numbers) or not all(n is None or type(n) is int for n in optional):
+        return "has a number that is not one"
     for blob, width in zip((row.signature, row.signals), widths, strict=True):
         if blob is not None and (not isinstance(blob, bytes) or len(blob) != width):
             return "has a signature or signals of the wrong size"
