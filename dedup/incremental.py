@@ -195,6 +195,7 @@ class Incremental(Batch):
         super().__init__()
         self.store, self.config = store, config
         self.previous: Rows | None = None  # the state's rows, as columns
+        self.signatures: dict[int, bytes] = {}  # node -> signature, of the texts read this run
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
         self.unwritten: dict[int, bytes] = {}
@@ -280,6 +281,14 @@ class Incremental(Batch):
     def candidates(
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
+        found = self._candidates(config, feats, corpus, fresh, bands, rows)
+        self.signatures = stored.keep_signatures(feats, fresh)
+        feats.drop_signatures()  # 1 KB per text; the ones to store are kept
+        return found
+
+    def _candidates(
+        self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
+    ) -> tuple[int, np.ndarray]:
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
@@ -322,7 +331,17 @@ class Incremental(Batch):
         assert self.run_id is not None and self.previous is not None
         self.read_any = any(fresh)
         return stored.emit(
-            docs, feats, verdicts, self.previous, fresh, self.prints, self.changes, self.run_id, fh, tally
+            docs,
+            feats,
+            verdicts,
+            self.previous,
+            fresh,
+            self.signatures,
+            self.prints,
+            self.changes,
+            self.run_id,
+            fh,
+            tally,
         )
 
     def commit(

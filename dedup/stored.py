@@ -151,6 +151,18 @@ def fill_signatures(
         raise StateError("the state holds no signature for a stored text: run with --rebuild")
 
 
+def keep_signatures(feats: FeatureTable, fresh: bytearray) -> dict[int, bytes]:
+    """The signatures of the texts a document read this run holds: the rows that store one.
+
+    All the others are in the state already; once banding is done the table of
+    them all (1 KB per text) is dropped, before pass 2 forks its workers.
+    """
+    node_of = np.frombuffer(feats.node_of, dtype=np.int64)
+    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    matrix = feats.matrix()
+    return {n: matrix[n].tobytes() for n in np.unique(node_of[read & (node_of >= 0)]).tolist()}
+
+
 def unchanged(doc: Document, prev: Stored | None) -> bool:
     """Whether a document is as the state stored it; if so, take its stored facts.
 
@@ -232,6 +244,7 @@ def emit(
     verdicts: Verdicts,
     previous: Rows,
     fresh: bytearray,
+    signatures: dict[int, bytes],
     prints: dict[int, str],
     changes: Changes,
     run_id: int,
@@ -241,12 +254,14 @@ def emit(
     """Write every record to the manifest in order, count it, and yield the state rows that changed.
 
     One pass, one record in memory at a time (the stored ones are read from the
-    state as they are reached: ``Rows.record``). ``last_seen`` is written when a
-    document is first stored or goes missing: a present document was last seen
-    in the latest run.
+    state as they are reached: ``Rows.record``). ``signatures``: of the texts a
+    document read this run holds (``feats`` has none left: ``keep_signatures``).
+    ``last_seen`` is written when a document is first stored or goes missing: a
+    present document was last seen in the latest run.
     """
     unwritten: list[str] = []  # stored lines, written a few thousand at a time
     index = previous.index
+    width = len(feats.signals) // max(len(docs), 1)  # bytes of signals per document
     for i in range(len(docs)):
         stored = verdicts.kept.get(i)
         r = index.get(docs.paths[i])
@@ -291,7 +306,6 @@ def emit(
         ):
             continue
         doc = docs[i]
-        feat = feats.feature(i)
         yield Stored(
             key=doc.path,
             file=doc.file,
@@ -302,10 +316,10 @@ def emit(
             sha256=doc.sha256 or None,
             status=str(doc.status),
             error=doc.error,
-            content=None if feat is None else feat.content,
-            shingles=None if feat is None else feat.shingles,
-            signature=None if feat is None else feat.signature.tobytes() if fresh[i] else AS_STORED,
-            signals=None if feat is None else feat.signals.tobytes(),
+            content=None if node < 0 else feats.contents[node],
+            shingles=None if node < 0 else feats.sizes[node],
+            signature=None if node < 0 else signatures[node] if fresh[i] else AS_STORED,
+            signals=None if node < 0 else bytes(feats.signals[width * i : width * (i + 1)]),
             component=component,
             record_json=text,
             first_seen=int(previous.first_seen[r]) if r is not None else run_id,
