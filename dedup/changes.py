@@ -58,7 +58,7 @@ def find_changes(docs: DocumentTable, verdicts: Verdicts, previous: Rows, run_id
         if i in kept:
             continue
         r = index.get(path)
-        if r is not None and not previous.gone[r] and previous.canonical[r] and not verdicts.alone(i):
+        if r is not None and not previous.gone[r] and previous.canonical(r) and not verdicts.alone(i):
             record = verdicts.record(i, again=True)  # written to the manifest later
             if not record["canonical"] and record["duplicate_of"] is not None:
                 successors[i] = record["duplicate_of"]
@@ -71,7 +71,7 @@ def find_changes(docs: DocumentTable, verdicts: Verdicts, previous: Rows, run_id
         gone[key] = int(previous.gone[r]) or run_id
         if not previous.gone[r]:
             gone_entries.append({"change": "gone", "path": key, "cluster": previous.cluster(r)})
-            if previous.canonical[r]:
+            if previous.canonical(r):
                 orphaned.setdefault(previous.cluster(r), key)
     del present
     # The records of the successors, and of the first canonical of each orphaned cluster.
@@ -97,7 +97,7 @@ def find_changes(docs: DocumentTable, verdicts: Verdicts, previous: Rows, run_id
         supersessions.append((verdicts.record(i)["cluster"], docs.paths[i], successor, why))
     for key in gone:
         r = index[key]
-        if not previous.gone[r] and previous.canonical[r]:
+        if not previous.gone[r] and previous.canonical(r):
             heir = heirs.get(previous.cluster(r))
             if heir is not None:
                 supersessions.append((heir["cluster"], key, heir["path"], "the previous canonical is gone"))

@@ -15,12 +15,13 @@ import re
 import sqlite3
 from array import array
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dedup.errors import StateError
-from dedup.state import COLUMNS, DAMAGED, Stored, damaged
+from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage
 
 if TYPE_CHECKING:
     from dedup.state import State
@@ -28,19 +29,13 @@ if TYPE_CHECKING:
 _WINDOW = 4096  # records read at once
 _CHUNK = 8192  # rows converted to columns at once
 
-# A record's ``canonical`` flag and ``cluster``, worked out by SQLite as ``Stored.canonical``
-# and ``Stored.cluster`` work them out (orjson's compact output: these keys are never escaped).
-_AT = "instr(record, '\"cluster\":') + 10"
-_FLAGS = (
-    "instr(record, '\"canonical\":true') > 0, "
-    f"CASE WHEN substr(record, {_AT}, 4) = 'null' THEN NULL "
-    f"ELSE substr(record, {_AT} + 1, instr(substr(record, {_AT} + 1), '\"') - 1) END"
-)
-_FACTS = (
-    "rowid, key, file, offset, line, size, mtime_ns, sha256, status, error, content, shingles, signals,"
-    f" component, {_FLAGS}, first_seen, gone"
+_FACTS = (  # NULLs as a value no row has (flags say which were NULL): columns fill from tuples, in C
+    "rowid, key, file, offset, line, size, mtime_ns, coalesce(sha256, ?3), status, error,"
+    " content IS NOT NULL, coalesce(content, 0), coalesce(shingles, -1), signals IS NOT NULL,"
+    " coalesce(signals, zeroblob(?2)), component, first_seen, coalesce(gone, 0)"
 )
 _NO_SHA = bytes(32)
+_NO_SHA_TEXT = _NO_SHA.hex()
 _FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``), held as an integer
 _NULL, _HEX, _OTHER = 0, 1, 2  # what a row's component is
 
@@ -59,58 +54,63 @@ class Rows:
         self.keys: list[str] = []
         self.files: list[str] = []
         self.errors: dict[int, str] = {}
-        self.clusters: dict[int, str] = {}
         self.statuses: list[str] = []
         self.rowid, self.offset, self.line = array("q"), array("q"), array("q")
         self.size, self.mtime_ns, self.first_seen = array("q"), array("q"), array("q")
         self.gone, self.shingles = array("q"), array("q")  # 0 while present; -1 for none
         self.content, self.component = array("Q"), array("Q")
         self.status, self.component_kind = bytearray(), bytearray()
-        self.has_content, self.canonical, self.has_signals = bytearray(), bytearray(), bytearray()
+        self.has_content, self.has_signals = bytearray(), bytearray()
         sha, signals = bytearray(), bytearray()
         status_code: dict[str, int] = {}
-        zero_signals = bytes(self.signals_width)
         files: dict[str, str] = {}  # a container's records share their file name
         # One scan: the rows are checked for damage (as ``State.check_rows``) as they are read.
-        cursor = self.db.execute(f"SELECT {_FACTS}, {DAMAGED} FROM documents ORDER BY rowid", store.widths)
+        query = f"SELECT {_FACTS}, {DAMAGED_FACTS} FROM documents ORDER BY rowid"
+        cursor = self.db.execute(query, (*store.widths, _NO_SHA_TEXT))
         while chunk := cursor.fetchmany(_CHUNK):
-            (rowid, key, file, offset, line, size, mtime, sha256, status, error, content, shingles, signal,
-             component, is_canonical, cluster, first, gone, bad) = zip(*chunk, strict=True)  # fmt: skip
+            columns = zip(*chunk, strict=True)
+            (rowid, key, file, offset, line, size, mtime, sha256, status, error) = islice(columns, 10)
+            (has_content, content, shingles, has_signals, signal, component) = islice(columns, 6)
+            (first, gone, bad) = columns
             if any(bad):
                 store.check_rows()  # raises, saying what is wrong
+            base = len(self.keys)
             try:
-                base = len(self.keys)
-                self.keys.extend(key)
-                pairs = zip(file, offset, strict=True)
-                self.files.extend(f if o < 0 else files.setdefault(f, f) for f, o in pairs)
                 for column, values in (
                     (self.rowid, rowid), (self.offset, offset), (self.line, line), (self.size, size),
-                    (self.mtime_ns, mtime), (self.first_seen, first),
+                    (self.mtime_ns, mtime), (self.first_seen, first), (self.gone, gone),
+                    (self.shingles, shingles), (self.has_content, has_content),
+                    (self.has_signals, has_signals),
                 ):  # fmt: skip
                     column.extend(values)
-                self.gone.extend(g or 0 for g in gone)
-                self.shingles.extend(-1 if n is None else n for n in shingles)
-                self.status.extend(status_code.setdefault(s, len(status_code)) for s in status)
-                self.has_content.extend(c is not None for c in content)
-                self.content.extend(0 if c is None else c + (1 << 64) if c < 0 else c for c in content)
-                self.canonical.extend(is_canonical)
-                self.has_signals.extend(s is not None for s in signal)
-                kind = [_kind(c) for c in component]
-                self.component_kind.extend(kind)
-                hexes = zip(component, kind, strict=True)
-                self.component.extend(int(c, 16) if k == _HEX else 0 for c, k in hexes)
-                for k, (s, h, e, c) in enumerate(zip(signal, sha256, error, cluster, strict=True)):
-                    signals += zero_signals if s is None else s
-                    sha += _NO_SHA if h is None else bytes.fromhex(h)
-                    if e is not None:
-                        self.errors[base + k] = e
-                    if c is not None:
-                        self.clusters[base + k] = c
-            except (ValueError, TypeError, OverflowError) as err:
+                self.content.frombytes(array("q", content).tobytes())  # SQLite's integers are signed
+                sha_bytes = bytes.fromhex("".join(sha256))
+                if len(sha_bytes) != 32 * len(chunk):
+                    raise ValueError("not 64 hexadecimal digits")
+            except ValueError as err:
+                culprit = next((k for k, h in zip(key, sha256, strict=True) if len(_hex(h)) != 32), None)
+                what = (
+                    f"stored row {culprit!r} has an unreadable sha256" if culprit else f"a stored row: {err}"
+                )
+                raise StateError(damaged(store.path, what), path=store.path) from err
+            except (TypeError, OverflowError) as err:
                 raise StateError(damaged(store.path, f"a stored row: {err}"), path=store.path) from err
+            sha += sha_bytes
+            signals += b"".join(signal)
+            self.keys.extend(key)
+            pairs = zip(file, offset, strict=True)
+            self.files.extend(f if o < 0 else files.setdefault(f, f) for f, o in pairs)
+            self.status.extend(status_code.setdefault(s, len(status_code)) for s in status)
+            kind = [_kind(c) for c in component]
+            self.component_kind.extend(kind)
+            hexes = zip(component, kind, strict=True)
+            self.component.extend(int(c, 16) if k == _HEX else 0 for c, k in hexes)
+            self.errors.update((base + k, e) for k, e in enumerate(error) if e is not None)
         self.statuses = list(status_code)
         self.index = {k: r for r, k in enumerate(self.keys)}
         self.sha, self.signals = bytes(sha), bytes(signals)
+        self.path = store.path
+        self._canonical = bytearray(len(self.keys))  # from the record, once read: 0 not yet, 1 no, 2 yes
         self._window: dict[int, str] = {}
 
     def __len__(self) -> int:
@@ -126,8 +126,17 @@ class Rows:
     def status_of(self, r: int) -> str:
         return self.statuses[self.status[r]]
 
+    def canonical(self, r: int) -> bool:
+        """The stored record's ``canonical`` flag (read with the record: ``record``)."""
+        if not self._canonical[r]:
+            self.record(r)
+        return self._canonical[r] == 2
+
     def cluster(self, r: int) -> str | None:
-        return self.clusters.get(r)
+        """The stored record's ``cluster`` (read as ``Stored.cluster`` reads it)."""
+        text = self.record(r)
+        at = text.find('"cluster":') + len('"cluster":')
+        return None if text.startswith("null", at) else text[at + 1 : text.index('"', at + 1)]
 
     def judged_as(self, r: int, print_: str) -> bool:
         """Whether a present document was judged, last run, in a group with this fingerprint."""
@@ -181,15 +190,37 @@ class Rows:
         return stored
 
     def record(self, r: int) -> str:
-        """Row ``r``'s manifest record as stored; the next few thousand rows' are read with it."""
+        """Row ``r``'s manifest record as stored; the next few thousand rows' are read with it.
+
+        Each is checked (``state.record_damage``) and its ``canonical`` flag noted
+        the first time it is read: before the run writes its row again (``stored.emit``).
+
+        Raises:
+            StateError: the record is damaged.
+        """
         rowid = self.rowid[r]
         text = self._window.get(rowid)
         if text is None:
             query = "SELECT rowid, record FROM documents WHERE rowid >= ? ORDER BY rowid LIMIT ?"
-            found = self.db.execute(query, (rowid, _WINDOW))
-            self._window = dict(found.fetchall())
+            self._window = dict(self.db.execute(query, (rowid, _WINDOW)).fetchall())
+            for k, (at, stored) in enumerate(self._window.items()):
+                if r + k >= len(self.keys) or self.rowid[r + k] != at:
+                    break  # rows added by this run
+                if (problem := record_damage(stored)) is not None:
+                    raise StateError(
+                        damaged(self.path, f"stored row {self.keys[r + k]!r} {problem}"), path=self.path
+                    )
+                if not self._canonical[r + k]:
+                    self._canonical[r + k] = 2 if '"canonical":true' in stored else 1
             text = self._window[rowid]
         return text
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
 
 
 def _kind(component: str | None) -> int:
@@ -234,21 +265,23 @@ class Canonical(Mapping[str, Stored]):
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
-        canonical = np.frombuffer(rows.canonical, dtype=bool)
-        self._rows = np.flatnonzero(canonical & (np.frombuffer(rows.gone, dtype=np.int64) == 0))
+        self._rows = [r for r in range(len(rows)) if not rows.gone[r] and rows.canonical(r)]
+        self._in = bytearray(len(rows))
+        for r in self._rows:
+            self._in[r] = 1
 
     def __getitem__(self, path: str) -> Stored:
         r = self.rows.index.get(path)
-        if r is None or not self.rows.canonical[r] or self.rows.gone[r]:
+        if r is None or not self._in[r]:
             raise KeyError(path)
         return self.rows.stored(r)
 
     def __contains__(self, path: object) -> bool:
         r = self.rows.index.get(path) if isinstance(path, str) else None
-        return r is not None and bool(self.rows.canonical[r]) and not self.rows.gone[r]
+        return r is not None and bool(self._in[r])
 
     def __iter__(self) -> Iterator[str]:
-        return (self.rows.keys[r] for r in self._rows.tolist())
+        return (self.rows.keys[r] for r in self._rows)
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -271,7 +271,7 @@ def emit(
             if len(unwritten) == 4096:
                 fh.write(("\n".join(unwritten) + "\n").encode())
                 unwritten.clear()
-            canonical = bool(previous.canonical[r])
+            canonical = previous.canonical(r)
             tally.add(i, previous.status_of(r), canonical, None if canonical else previous.cluster(r))
             text = stored  # its row changes only if the file moved or was touched
         else:
