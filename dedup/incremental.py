@@ -292,10 +292,10 @@ class Incremental(Batch):
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
-            stored.fill_signatures(feats, corpus, fresh, self.store.signatures, to_store=True)
+            stored.fill_signatures(feats, corpus, fresh, self.store.signature_chunks, to_store=True)
             return self.known.proposed, self.known.pairs
         # Texts not read this run came without their signatures: banding needs them all.
-        stored.fill_signatures(feats, corpus, fresh, self.store.signatures)
+        stored.fill_signatures(feats, corpus, fresh, self.store.signature_chunks)
         known = self.known
         same_layout = known is not None and (known.bands, known.rows) == (bands, rows)
         found = (

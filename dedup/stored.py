@@ -113,7 +113,7 @@ def fill_signatures(
     feats: FeatureTable,
     corpus: Corpus,
     fresh: bytearray,
-    stored: Callable[[], Iterator[tuple[int, bytes]]],
+    stored: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
     *,
     to_store: bool = False,
 ) -> None:
@@ -122,8 +122,8 @@ def fill_signatures(
     A text's signature is set by its first document: when that one was not read,
     the signature is a placeholder. ``to_store``: only the texts that another
     document read this run holds too (its row is written with the signature).
-    ``stored`` streams the signatures ((content key, bytes), ``State.signatures``),
-    if any is needed.
+    ``stored`` streams the signatures a few thousand at a time (content keys,
+    signature rows: ``State.signature_chunks``), if any is needed.
 
     Raises:
         StateError: a text not read has no stored signature (the state is damaged).
@@ -139,15 +139,20 @@ def fill_signatures(
     missing = np.flatnonzero(unread)
     if not len(missing):
         return
-    wanted = {feats.contents[n]: n for n in missing.tolist()}
+    contents = np.frombuffer(feats.contents, dtype=np.uint64)[missing]
+    by_content = np.argsort(contents)
+    wanted, nodes = contents[by_content], missing[by_content]  # sorted content keys, their nodes
+    found = np.zeros(len(wanted), dtype=bool)
     matrix = feats.matrix()
-    for content, signature in stored():  # left unfinished once all are found: closed as it is dropped
-        n = wanted.pop(content, None)
-        if n is not None:
-            matrix[n] = np.frombuffer(signature, dtype=np.uint32)
-            if not wanted:
+    for keys, signatures in stored():  # left unfinished once all are found: closed as it is dropped
+        at = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
+        hit = np.flatnonzero(wanted[at] == keys)
+        if len(hit):
+            matrix[nodes[at[hit]]] = signatures[hit]
+            found[at[hit]] = True
+            if found.all():
                 break
-    if wanted:
+    if not found.all():
         raise StateError("the state holds no signature for a stored text: run with --rebuild")
 
 

@@ -396,7 +396,7 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
         )
         # Stored texts come without their signatures; banding fills them in from the state.
         corpus = Corpus.of(config, docs, cron_feats, TokenFrequency())
-        fill_signatures(cron_feats, corpus, fresh, store.signatures)
+        fill_signatures(cron_feats, corpus, fresh, store.signature_chunks)
     finally:
         store.close()
     _, full_feats, _ = read_all(sources, config, TokenFrequency(), batch_size=2)
