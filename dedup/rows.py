@@ -19,6 +19,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
+import xxhash
 
 from dedup.errors import StateError
 from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage
@@ -52,7 +53,8 @@ class Rows:
         self.db: sqlite3.Connection = store.db
         self.signals_width = store.widths[1]
         self.keys: list[str] = []
-        self.files: list[str] = []
+        self.file_hash = array("Q")  # of the file holding each document (a moved file's row is written again)
+        self.containers: dict[int, str] = {}  # the file of a container's record (copies.sync reads it)
         self.errors: dict[int, str] = {}
         self.statuses: list[str] = []
         self.rowid, self.offset, self.line = array("q"), array("q"), array("q")
@@ -99,7 +101,10 @@ class Rows:
             signals += b"".join(signal)
             self.keys.extend(key)
             pairs = zip(file, offset, strict=True)
-            self.files.extend(f if o < 0 else files.setdefault(f, f) for f, o in pairs)
+            self.file_hash.extend(_file_hash(f) for f in file)
+            self.containers.update(
+                (base + k, files.setdefault(f, f)) for k, (f, o) in enumerate(pairs) if o >= 0
+            )
             self.status.extend(status_code.setdefault(s, len(status_code)) for s in status)
             kind = [_kind(c) for c in component]
             self.component_kind.extend(kind)
@@ -125,6 +130,10 @@ class Rows:
 
     def status_of(self, r: int) -> str:
         return self.statuses[self.status[r]]
+
+    def same_file(self, r: int, file: str) -> bool:
+        """Whether row ``r``'s document is held by ``file``."""
+        return self.file_hash[r] == _file_hash(file)
 
     def canonical(self, r: int) -> bool:
         """The stored record's ``canonical`` flag (read with the record: ``record``)."""
@@ -157,12 +166,13 @@ class Rows:
         return self.signals[w * r : w * r + w] if self.has_signals[r] else None
 
     def stored(self, r: int) -> Stored:
-        """Row ``r``'s facts as a ``Stored`` (pass 1's filter takes one): no signature, record or group."""
+        """Row ``r``'s facts as a ``Stored`` (pass 1's filter takes one): no signature, record or group,
+        and the file only of a container's record."""
         content = self.content[r] if self.has_content[r] else None
         shingles = self.shingles[r]
         return Stored(
             key=self.keys[r],
-            file=self.files[r],
+            file=self.containers.get(r, ""),  # a whole file's is not kept
             offset=self.offset[r],
             line=self.line[r],
             size=self.size[r],
@@ -214,6 +224,10 @@ class Rows:
                     self._canonical[r + k] = 2 if '"canonical":true' in stored else 1
             text = self._window[rowid]
         return text
+
+
+def _file_hash(file: str) -> int:
+    return xxhash.xxh3_64_intdigest(file.encode("utf-8", "surrogatepass"))
 
 
 def _hex(text: str) -> bytes:

@@ -304,8 +304,9 @@ def emit(
         if (
             r is not None
             and not previous.gone[r]
-            and (previous.files[r], int(previous.offset[r]), int(previous.size[r]), int(previous.mtime_ns[r]))
-            == (docs.file(i), docs.offset(i), docs.size(i), docs.mtime_ns(i))
+            and (previous.offset[r], previous.size[r], previous.mtime_ns[r])
+            == (docs.offset(i), docs.size(i), docs.mtime_ns(i))
+            and previous.same_file(r, docs.file(i))
             and previous.same_component(r, component)
             and (text is stored or previous.record(r) == text)
         ):
