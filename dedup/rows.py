@@ -27,7 +27,7 @@ from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage
 if TYPE_CHECKING:
     from dedup.state import State
 
-_WINDOW = 4096  # records read at once
+_WINDOW = 4096  # records read at once, at most: from 16, doubled while they are read in order
 _CHUNK = 8192  # rows converted to columns at once
 
 _FACTS = (  # NULLs as a value no row has (flags say which were NULL): columns fill from tuples, in C
@@ -117,6 +117,7 @@ class Rows:
         self.path = store.path
         self._canonical = bytearray(len(self.keys))  # from the record, once read: 0 not yet, 1 no, 2 yes
         self._window: dict[int, str] = {}
+        self._next, self._size = -1, 16  # the row after the window, and how many the next one reads
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -212,7 +213,10 @@ class Rows:
         text = self._window.get(rowid)
         if text is None:
             query = "SELECT rowid, record FROM documents WHERE rowid >= ? ORDER BY rowid LIMIT ?"
-            self._window = dict(self.db.execute(query, (rowid, _WINDOW)).fetchall())
+            # Read in order (the manifest, mostly rowid order), windows grow; a jump starts small again.
+            self._size = min(2 * self._size, _WINDOW) if r == self._next else 16
+            self._window = dict(self.db.execute(query, (rowid, self._size)).fetchall())
+            self._next = r + len(self._window)
             for k, (at, stored) in enumerate(self._window.items()):
                 if r + k >= len(self.keys) or self.rowid[r + k] != at:
                     break  # rows added by this run
