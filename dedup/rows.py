@@ -169,27 +169,26 @@ class Rows:
     def stored(self, r: int) -> Stored:
         """Row ``r``'s facts as a ``Stored`` (pass 1's filter takes one): no signature, record or group,
         and the file only of a container's record."""
-        content = self.content[r] if self.has_content[r] else None
-        shingles = self.shingles[r]
-        return Stored(
-            key=self.keys[r],
-            file=self.containers.get(r, ""),  # a whole file's is not kept
-            offset=self.offset[r],
-            line=self.line[r],
-            size=self.size[r],
-            mtime_ns=self.mtime_ns[r],
-            sha256=self.sha256(r),
-            status=self.status_of(r),
-            error=self.errors.get(r),
-            content=content,
-            shingles=None if shingles < 0 else shingles,
-            signature=None,
-            signals=self.signal_bytes(r),
-            component=None,
-            record_json="",
-            first_seen=self.first_seen[r],
-            last_seen=0,
-            gone=self.gone[r] or None,
+        sha, w, shingles = self.sha[32 * r : 32 * r + 32], self.signals_width, self.shingles[r]
+        return Stored(  # positionally, in Stored's field order: this runs once per stored document
+            self.keys[r],
+            self.containers.get(r, ""),  # a whole file's is not kept
+            self.offset[r],
+            self.line[r],
+            self.size[r],
+            self.mtime_ns[r],
+            None if sha == _NO_SHA else sha.hex(),
+            self.statuses[self.status[r]],
+            self.errors.get(r),
+            self.content[r] if self.has_content[r] else None,
+            None if shingles < 0 else shingles,
+            None,  # signature
+            self.signals[w * r : w * r + w] if self.has_signals[r] else None,
+            None,  # component
+            "",  # record
+            self.first_seen[r],
+            0,
+            self.gone[r] or None,
         )
 
     def row(self, r: int) -> Stored:
