@@ -36,7 +36,7 @@ from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.hooks import Checkpoint
-from dedup.rows import Canonical, Kept, Rows
+from dedup.rows import Canonical, Kept, Rows, signature_chunks
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
@@ -292,10 +292,10 @@ class Incremental(Batch):
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
-            stored.fill_signatures(feats, corpus, fresh, self.store.signature_chunks, to_store=True)
+            stored.fill_signatures(feats, corpus, fresh, self._signatures, to_store=True)
             return self.known.proposed, self.known.pairs
         # Texts not read this run came without their signatures: banding needs them all.
-        stored.fill_signatures(feats, corpus, fresh, self.store.signature_chunks)
+        stored.fill_signatures(feats, corpus, fresh, self._signatures)
         known = self.known
         same_layout = known is not None and (known.bands, known.rows) == (bands, rows)
         found = (
@@ -306,6 +306,9 @@ class Incremental(Batch):
             found = stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs)
         self.found = found
         return found.proposed, found.pairs
+
+    def _signatures(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return signature_chunks(self.store)
 
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]

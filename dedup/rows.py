@@ -302,3 +302,23 @@ class Canonical(Mapping[str, Stored]):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+def signature_chunks(store: State, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``State.signatures`` a few thousand at a time: (uint64 content keys, uint32[n, num_perm] signatures).
+
+    Raises:
+        StateError: a signature is damaged (the message says to ``--rebuild``).
+    """
+    store.check_stamp()
+    rows = store.db.execute(
+        "SELECT content, signature FROM documents"
+        " WHERE gone IS NULL AND content IS NOT NULL AND signature IS NOT NULL"
+    )
+    width = store.widths[0]
+    while chunk := rows.fetchmany(size):
+        contents, signatures = zip(*chunk, strict=True)
+        if not all(isinstance(s, bytes) and len(s) == width for s in signatures):
+            raise StateError(damaged(store.path, "a stored signature has the wrong size"), path=store.path)
+        keys = np.array(contents, dtype=np.int64).view(np.uint64)  # SQLite's integers are signed
+        yield keys, np.frombuffer(b"".join(signatures), dtype=np.uint32).reshape(len(chunk), -1)

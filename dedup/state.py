@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from dedup.document import Status
@@ -280,25 +279,6 @@ class State:
             if not isinstance(signature, bytes) or len(signature) != width:
                 raise StateError(damaged(self.path, "a stored signature has the wrong size"), path=self.path)
             yield content + (1 << 64) if content < 0 else content, signature
-
-    def signature_chunks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``signatures`` a few thousand at a time: (uint64 content keys, uint32[n, num_perm] signatures).
-
-        Raises:
-            StateError: a signature is damaged (the message says to ``--rebuild``).
-        """
-        self.check_stamp()
-        rows = self.db.execute(
-            "SELECT content, signature FROM documents"
-            " WHERE gone IS NULL AND content IS NOT NULL AND signature IS NOT NULL"
-        )
-        width = self._widths[0]
-        while chunk := rows.fetchmany(size):
-            contents, signatures = zip(*chunk, strict=True)
-            if not all(isinstance(s, bytes) and len(s) == width for s in signatures):
-                raise StateError(damaged(self.path, "a stored signature has the wrong size"), path=self.path)
-            keys = np.array(contents, dtype=np.int64).view(np.uint64)  # SQLite's integers are signed
-            yield keys, np.frombuffer(b"".join(signatures), dtype=np.uint32).reshape(len(chunk), -1)
 
     def blob(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()

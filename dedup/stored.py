@@ -123,7 +123,7 @@ def fill_signatures(
     the signature is a placeholder. ``to_store``: only the texts that another
     document read this run holds too (its row is written with the signature).
     ``stored`` streams the signatures a few thousand at a time (content keys,
-    signature rows: ``State.signature_chunks``), if any is needed.
+    signature rows: ``rows.signature_chunks``), if any is needed.
 
     Raises:
         StateError: a text not read has no stored signature (the state is damaged).
