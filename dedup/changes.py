@@ -11,13 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from dedup.state import Stored
-
 if TYPE_CHECKING:
     from dedup.document import DocumentTable
     from dedup.pass2 import Verdicts
+    from dedup.rows import Rows
 
 
 @dataclass(slots=True)
@@ -49,20 +46,19 @@ class Changes:
         return [*self.listed, *self.gone_entries, *superseded]
 
 
-def find_changes(
-    docs: DocumentTable, verdicts: Verdicts, previous: dict[str, Stored], run_id: int
-) -> Changes:
+def find_changes(docs: DocumentTable, verdicts: Verdicts, previous: Rows, run_id: int) -> Changes:
     """Supersessions and gone documents (a cron run; nothing without a previous run)."""
     supersessions: list[tuple[str, str, str, str]] = []
-    if not previous:
+    if not len(previous):
         return Changes(supersessions, {}, {}, [])
     successors: dict[int, str] = {}  # demoted canonical -> the path that replaced it
     kept = verdicts.kept  # a group that did not change: neither did its verdicts
+    index = previous.index
     for i, path in enumerate(docs.paths):
         if i in kept:
             continue
-        prev = previous.get(path)
-        if prev is not None and prev.gone is None and prev.canonical and not verdicts.alone(i):
+        r = index.get(path)
+        if r is not None and not previous.gone[r] and previous.canonical(r) and not verdicts.alone(i):
             record = verdicts.record(i, again=True)  # written to the manifest later
             if not record["canonical"] and record["duplicate_of"] is not None:
                 successors[i] = record["duplicate_of"]
@@ -70,30 +66,28 @@ def find_changes(
     gone: dict[str, int] = {}
     gone_entries: list[dict[str, Any]] = []
     orphaned: dict[Any, str] = {}  # previous cluster -> its canonical, now gone
-    for key in sorted(previous.keys() - present):
-        prev = previous[key]
-        gone[key] = prev.gone if prev.gone is not None else run_id
-        if prev.gone is None:
-            gone_entries.append({"change": "gone", "path": key, "cluster": prev.cluster})
-            if prev.canonical:
-                orphaned.setdefault(prev.cluster, key)
+    for key in sorted(index.keys() - present):
+        r = index[key]
+        gone[key] = int(previous.gone[r]) or run_id
+        if not previous.gone[r]:
+            gone_entries.append({"change": "gone", "path": key, "cluster": previous.cluster(r)})
+            if previous.canonical(r):
+                orphaned.setdefault(previous.cluster(r), key)
     del present
     # The records of the successors, and of the first canonical of each orphaned cluster.
     wanted = set(successors.values())
     records: dict[str, dict[str, Any]] = {}
     heirs: dict[Any, dict[str, Any]] = {}
-    # Cluster names need no JSON escaping: a row of an orphaned cluster is found without parsing.
-    marks = tuple(orjson.dumps({"cluster": c}).decode()[1:-1] for c in orphaned)
     # Neither is in a group that did not change (a gone member changes its group).
-    for i in range(len(docs)) if wanted or marks else ():
+    for i in range(len(docs)) if wanted or orphaned else ():
         if i in kept:
             continue
         path = docs.paths[i]
-        prev = previous.get(path)
+        r = index.get(path)
         if path in wanted:
             records[path] = verdicts.record(i)
-        if marks and prev is not None and prev.gone is None and any(m in prev.record_json for m in marks):
-            cluster = prev.cluster
+        if orphaned and r is not None and not previous.gone[r]:
+            cluster = previous.cluster(r)
             if cluster in orphaned and cluster not in heirs:
                 record = verdicts.record(i)
                 if record["canonical"]:
@@ -102,9 +96,9 @@ def find_changes(
         why = f"{successor} is cleaner: {records[successor]['reason']}"
         supersessions.append((verdicts.record(i)["cluster"], docs.paths[i], successor, why))
     for key in gone:
-        prev = previous[key]
-        if prev.gone is None and prev.canonical:
-            heir = heirs.get(prev.cluster)
+        r = index[key]
+        if not previous.gone[r] and previous.canonical(r):
+            heir = heirs.get(previous.cluster(r))
             if heir is not None:
                 supersessions.append((heir["cluster"], key, heir["path"], "the previous canonical is gone"))
     supersedes: dict[str, list[dict[str, Any]]] = {}

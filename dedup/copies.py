@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +24,7 @@ def sync(
     out: Path,
     docs: DocumentTable,
     kept: list[int],
-    before: dict[str, Stored],
+    before: Mapping[str, Stored],
     fresh: bytearray,
     config: Config,
     checkpoint: Checkpoint,

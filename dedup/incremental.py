@@ -23,7 +23,7 @@ import sqlite3
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.hooks import Checkpoint
+from dedup.rows import Canonical, Kept, Rows, signature_chunks
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
@@ -100,7 +101,7 @@ class Batch:
     run_id: int | None = None  # a cron run's number, for summary.json
 
     def __init__(self) -> None:
-        self.kept: dict[int, str] = {}  # document -> its stored record (JSON), when its group did not change
+        self.kept: Mapping[int, str] = {}  # document -> stored record (JSON), when its group did not change
         # Files found edited in place (same size and mtime) when read again: not taken from the state.
         self.suspects: set[str] = set()
 
@@ -114,7 +115,7 @@ class Batch:
         """Start the run (or start it again); the token frequencies to count into."""
         from dedup.frequency import TokenFrequency
 
-        self.kept.clear()
+        self.kept = {}
         return TokenFrequency()
 
     def stored(self, doc: Document) -> Stored | None:
@@ -193,7 +194,8 @@ class Incremental(Batch):
     def __init__(self, store: state.State, config: Config) -> None:
         super().__init__()
         self.store, self.config = store, config
-        self.previous: dict[str, Stored] = {}
+        self.previous: Rows | None = None  # the state's rows, as columns
+        self.signatures: dict[int, bytes] = {}  # node -> signature, of the texts read this run
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
         self.unwritten: dict[int, bytes] = {}
@@ -249,9 +251,9 @@ class Incremental(Batch):
     def begin(self) -> TokenFrequency:
         from dedup.frequency import TokenFrequency
 
-        self.kept.clear()
+        self.kept = {}
         self.started = state.now()
-        self.previous = self.store.documents()
+        self.previous = Rows(self.store)
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
@@ -269,19 +271,31 @@ class Incremental(Batch):
         return frequency
 
     def stored(self, doc: Document) -> Stored | None:
-        prev = self.previous.get(doc.path)
-        return prev if doc.file not in self.suspects and stored.unchanged(doc, prev) else None
+        assert self.previous is not None
+        r = self.previous.index.get(doc.path)
+        if r is None or doc.file in self.suspects:
+            return None
+        prev = self.previous.stored(r)
+        return prev if stored.unchanged(doc, prev) else None
 
     def candidates(
+        self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
+    ) -> tuple[int, np.ndarray]:
+        found = self._candidates(config, feats, corpus, fresh, bands, rows)
+        self.signatures = stored.keep_signatures(feats, fresh)
+        feats.drop_signatures()  # 1 KB per text; the ones to store are kept
+        return found
+
+    def _candidates(
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
-            stored.fill_signatures(feats, corpus, fresh, self.store.signatures, to_store=True)
+            stored.fill_signatures(feats, corpus, fresh, self._signatures, to_store=True)
             return self.known.proposed, self.known.pairs
         # Texts not read this run came without their signatures: banding needs them all.
-        stored.fill_signatures(feats, corpus, fresh, self.store.signatures)
+        stored.fill_signatures(feats, corpus, fresh, self._signatures)
         known = self.known
         same_layout = known is not None and (known.bands, known.rows) == (bands, rows)
         found = (
@@ -293,14 +307,19 @@ class Incremental(Batch):
         self.found = found
         return found.proposed, found.pairs
 
+    def _signatures(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return signature_chunks(self.store)
+
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]
     ) -> list[Task]:
-        self.prints, same = stored.unchanged_groups(corpus, comps, comp_of, self.previous, self.kept)
+        assert self.previous is not None
+        self.kept = kept = Kept(self.previous, len(corpus.docs))
+        self.prints, same = stored.unchanged_groups(corpus, comps, comp_of, self.previous, kept)
         return [t for c, t in enumerate(tasks) if c not in same]
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
-        assert self.run_id is not None
+        assert self.run_id is not None and self.previous is not None
         self.changes = find_changes(docs, verdicts, self.previous, self.run_id)
 
     def emit(
@@ -312,10 +331,20 @@ class Incremental(Batch):
         fresh: bytearray,
         tally: records.Tally,
     ) -> Iterator[Stored]:
-        assert self.run_id is not None
+        assert self.run_id is not None and self.previous is not None
         self.read_any = any(fresh)
         return stored.emit(
-            docs, feats, verdicts, self.previous, fresh, self.prints, self.changes, self.run_id, fh, tally
+            docs,
+            feats,
+            verdicts,
+            self.previous,
+            fresh,
+            self.signatures,
+            self.prints,
+            self.changes,
+            self.run_id,
+            fh,
+            tally,
         )
 
     def commit(
@@ -354,10 +383,9 @@ class Incremental(Batch):
         checkpoint: Checkpoint,
     ) -> None:
         run_id, store = self.run_id, self.store
-        assert run_id is not None
+        assert run_id is not None and self.previous is not None
         if run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
-            before = {p: s for p, s in self.previous.items() if s.gone is None and s.canonical}
-            copies.sync(out, docs, kept, before, fresh, config, checkpoint)
+            copies.sync(out, docs, kept, Canonical(self.previous), fresh, config, checkpoint)
         else:
             copies.write(out, docs, kept, config)
 

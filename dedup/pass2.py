@@ -9,7 +9,7 @@ candidate is ranked alone, when its record is written (``Verdicts``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -351,7 +351,7 @@ class Verdicts:
     in memory at once.
     """
 
-    def __init__(self, corpus: Corpus, settled: dict[int, bytes], kept: dict[int, str]) -> None:
+    def __init__(self, corpus: Corpus, settled: dict[int, bytes], kept: Mapping[int, str]) -> None:
         self.corpus, self.settled, self.kept = corpus, settled, kept
         self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
 

@@ -65,17 +65,17 @@ CREATE TABLE IF NOT EXISTS prints (key TEXT PRIMARY KEY, value BLOB NOT NULL);  
 
 
 AS_STORED = b""  # a row's signature, when it is written again: keep the stored one
-_COLUMNS = (
+COLUMNS = (
     "key", "file", "offset", "line", "size", "mtime_ns", "sha256", "status", "error", "content", "shingles",
     "signature", "signals", "component", "record", "first_seen", "last_seen", "gone",
 )  # fmt: skip
 _UPSERT = (
-    f"INSERT INTO documents VALUES ({','.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
+    f"INSERT INTO documents VALUES ({','.join('?' * len(COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
     + ", ".join(
         "signature = CASE WHEN excluded.signature = x'' THEN signature ELSE excluded.signature END"
         if c == "signature"
         else f"{c} = excluded.{c}"
-        for c in _COLUMNS[1:]
+        for c in COLUMNS[1:]
     )
 )
 
@@ -199,6 +199,11 @@ class State:
             )
         self._checked = True
 
+    @property
+    def widths(self) -> tuple[int, int]:
+        """Byte lengths of a stored signature and of a row of signals (once the stamp is checked)."""
+        return self._widths
+
     def close(self) -> None:
         self.db.close()
 
@@ -239,7 +244,7 @@ class State:
             StateError: a row is damaged.
         """
         bad = self.db.execute(
-            f"SELECT {_ALL} FROM documents WHERE {_DAMAGED} LIMIT 1", self._widths
+            f"SELECT {_ALL} FROM documents WHERE {DAMAGED} LIMIT 1", self._widths
         ).fetchone()
         if bad is not None:
             row = Stored(*bad)
@@ -380,32 +385,52 @@ class State:
 
 
 _STATUSES = frozenset(str(s) for s in Status)
-_ALL = ", ".join(_COLUMNS)
-_DAMAGED = f"""
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_ALL = ", ".join(COLUMNS)
+DAMAGED_FACTS = f"""(
     typeof(key) != 'text' OR typeof(file) != 'text'
     OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(_STATUSES))})
     OR (signature IS NOT NULL AND (typeof(signature) != 'blob' OR length(signature) != ?1))
     OR (signals IS NOT NULL AND (typeof(signals) != 'blob' OR length(signals) != ?2))
+    OR (sha256 IS NOT NULL AND (typeof(sha256) != 'text' OR length(sha256) != 64))
+    OR typeof(offset) != 'integer' OR typeof(line) != 'integer' OR typeof(size) != 'integer'
+    OR typeof(mtime_ns) != 'integer' OR typeof(first_seen) != 'integer'
+    OR (content IS NOT NULL AND typeof(content) != 'integer')
+    OR (shingles IS NOT NULL AND typeof(shingles) != 'integer')
+    OR (gone IS NOT NULL AND typeof(gone) != 'integer')
+)"""  # the rows ``_damage`` finds wrong but for their record and sha256 digits (``rows.Rows`` checks those)
+DAMAGED = f"""({DAMAGED_FACTS}
     OR typeof(record) != 'text' OR substr(record, 1, 8) != '{{"path":' OR substr(record, -1) != '}}'
     OR instr(record, '"cluster":') = 0 OR instr(record, '"canonical":') = 0
-"""  # the rows ``_damage`` finds wrong, as an SQL condition
+)"""  # the rows ``_damage`` finds wrong, as an SQL condition
 
 
-def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
-    """What is wrong with a stored row, if anything (``_DAMAGED`` finds the rows, this says why)."""
-    if not isinstance(row.key, str) or not isinstance(row.file, str):
-        return "has no path"
-    if row.status not in _STATUSES:
-        return f"has an unknown status {row.status!r}"
-    for blob, width in zip((row.signature, row.signals), widths, strict=True):
-        if blob is not None and (not isinstance(blob, bytes) or len(blob) != width):
-            return "has a signature or signals of the wrong size"
-    text = row.record_json
+def record_damage(text: object) -> str | None:
+    """What is wrong with a stored manifest record, if anything (as ``DAMAGED`` finds it)."""
     if not (isinstance(text, str) and text.startswith('{"path":') and text.endswith("}")):
         return "has an unreadable manifest record"
     if '"cluster":' not in text or '"canonical":' not in text:
         return "has an incomplete manifest record"
     return None
+
+
+def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
+    """What is wrong with a stored row, if anything (``DAMAGED`` finds the rows, this says why)."""
+    if not isinstance(row.key, str) or not isinstance(row.file, str):
+        return "has no path"
+    if row.status not in _STATUSES:
+        return f"has an unknown status {row.status!r}"
+    sha = row.sha256
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= _HEX_DIGITS):
+        return "has an unreadable sha256"
+    numbers = (row.offset, row.line, row.size, row.mtime_ns, row.first_seen)
+    optional = (row.content, row.shingles, row.gone)
+    if not all(type(n) is int for n in numbers) or not all(n is None or type(n) is int for n in optional):
+        return "has a number that is not one"
+    for blob, width in zip((row.signature, row.signals), widths, strict=True):
+        if blob is not None and (not isinstance(blob, bytes) or len(blob) != width):
+            return "has a signature or signals of the wrong size"
+    return record_damage(row.record_json)
 
 
 def damaged(path: Path, what: str) -> str:

@@ -31,6 +31,7 @@ from dedup.state import AS_STORED, Stored
 if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
+    from dedup.rows import Kept, Rows
 
 _STATUS = {str(s): s for s in Status}
 _PAIRS_HEADER = struct.Struct("<6q")  # version, bands, rows, proposed, texts, pairs
@@ -112,7 +113,7 @@ def fill_signatures(
     feats: FeatureTable,
     corpus: Corpus,
     fresh: bytearray,
-    stored: Callable[[], Iterator[tuple[int, bytes]]],
+    stored: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
     *,
     to_store: bool = False,
 ) -> None:
@@ -121,8 +122,8 @@ def fill_signatures(
     A text's signature is set by its first document: when that one was not read,
     the signature is a placeholder. ``to_store``: only the texts that another
     document read this run holds too (its row is written with the signature).
-    ``stored`` streams the signatures ((content key, bytes), ``State.signatures``),
-    if any is needed.
+    ``stored`` streams the signatures a few thousand at a time (content keys,
+    signature rows: ``rows.signature_chunks``), if any is needed.
 
     Raises:
         StateError: a text not read has no stored signature (the state is damaged).
@@ -138,16 +139,33 @@ def fill_signatures(
     missing = np.flatnonzero(unread)
     if not len(missing):
         return
-    wanted = {feats.contents[n]: n for n in missing.tolist()}
+    contents = np.frombuffer(feats.contents, dtype=np.uint64)[missing]
+    by_content = np.argsort(contents)
+    wanted, nodes = contents[by_content], missing[by_content]  # sorted content keys, their nodes
+    found = np.zeros(len(wanted), dtype=bool)
     matrix = feats.matrix()
-    for content, signature in stored():  # left unfinished once all are found: closed as it is dropped
-        n = wanted.pop(content, None)
-        if n is not None:
-            matrix[n] = np.frombuffer(signature, dtype=np.uint32)
-            if not wanted:
+    for keys, signatures in stored():  # left unfinished once all are found: closed as it is dropped
+        at = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
+        hit = np.flatnonzero(wanted[at] == keys)
+        if len(hit):
+            matrix[nodes[at[hit]]] = signatures[hit]
+            found[at[hit]] = True
+            if found.all():
                 break
-    if wanted:
+    if not found.all():
         raise StateError("the state holds no signature for a stored text: run with --rebuild")
+
+
+def keep_signatures(feats: FeatureTable, fresh: bytearray) -> dict[int, bytes]:
+    """The signatures of the texts a document read this run holds: the rows that store one.
+
+    All the others are in the state already; once banding is done the table of
+    them all (1 KB per text) is dropped, before pass 2 forks its workers.
+    """
+    node_of = np.frombuffer(feats.node_of, dtype=np.int64)
+    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    matrix = feats.matrix()
+    return {n: matrix[n].tobytes() for n in np.unique(node_of[read & (node_of >= 0)]).tolist()}
 
 
 def unchanged(doc: Document, prev: Stored | None) -> bool:
@@ -186,26 +204,29 @@ def unchanged_groups(
     corpus: Corpus,
     comps: list[list[int]],
     comp_of: np.ndarray,
-    previous: dict[str, Stored],
-    kept: dict[int, str],
+    previous: Rows,
+    kept: Kept,
 ) -> tuple[dict[int, str], set[int]]:
     """Fingerprint every group (component, or lone text) and find the ones the state already judged.
 
-    Fills ``kept`` (document -> stored record) for the documents of unchanged
+    Fills ``kept`` (document -> its stored row) for the documents of unchanged
     groups; returns the fingerprint of each node and the unchanged components.
     A lone text with one document, the common case, is fingerprinted inline.
     """
     docs = corpus.docs
     prints: dict[int, str] = {}
+    index = previous.index
 
     def judged(group: Sequence[int]) -> bool:
         print_ = _fingerprint(corpus, group)
         prints.update((n, print_) for n in group)
         members = [d for n in group for d in corpus.members(n)]
-        stored = [previous.get(docs.paths[d]) for d in members]
-        if not all(_judged_as(p, print_) for p in stored):
+        rows = [index.get(docs.paths[d]) for d in members]
+        found = [r for r in rows if r is not None and previous.judged_as(r, print_)]
+        if len(found) < len(rows):
             return False
-        kept.update((d, p.record_json) for d, p in zip(members, stored, strict=True) if p is not None)
+        for d, r in zip(members, found, strict=True):
+            kept.keep(d, r)
         return True
 
     unchanged = {c for c, group in enumerate(comps) if judged(group)}
@@ -214,25 +235,21 @@ def unchanged_groups(
     for n, d in zip(lone[single].tolist(), corpus.order[corpus.starts[lone[single]]].tolist(), strict=True):
         path = docs.paths[d]
         print_ = prints[n] = xxhash.xxh3_64_hexdigest(f"{path}\t{docs.sha256(d)}".encode())
-        p = previous.get(path)
-        if p is not None and _judged_as(p, print_):
-            kept[d] = p.record_json
+        r = index.get(path)
+        if r is not None and previous.judged_as(r, print_):
+            kept.keep(d, r)
     for n in lone[~single].tolist():
         judged([n])
     return prints, unchanged
-
-
-def _judged_as(prev: Stored | None, print_: str) -> bool:
-    """Whether a stored document was judged, last run, in a group with this fingerprint."""
-    return prev is not None and prev.gone is None and prev.component == print_
 
 
 def emit(
     docs: DocumentTable,
     feats: FeatureTable,
     verdicts: Verdicts,
-    previous: dict[str, Stored],
+    previous: Rows,
     fresh: bytearray,
+    signatures: dict[int, bytes],
     prints: dict[int, str],
     changes: Changes,
     run_id: int,
@@ -241,22 +258,26 @@ def emit(
 ) -> Iterator[Stored]:
     """Write every record to the manifest in order, count it, and yield the state rows that changed.
 
-    One pass, one record in memory at a time. ``last_seen`` is written when a
-    document is first stored or goes missing: a present document was last seen
-    in the latest run.
+    One pass, one record in memory at a time (the stored ones are read from the
+    state as they are reached: ``Rows.record``). ``signatures``: of the texts a
+    document read this run holds (``feats`` has none left: ``keep_signatures``).
+    ``last_seen`` is written when a document is first stored or goes missing: a
+    present document was last seen in the latest run.
     """
     unwritten: list[str] = []  # stored lines, written a few thousand at a time
+    index = previous.index
+    width = len(feats.signals) // max(len(docs), 1)  # bytes of signals per document
     for i in range(len(docs)):
         stored = verdicts.kept.get(i)
-        prev = previous.get(docs.paths[i])
-        if stored is not None and prev is not None and prev.line == docs.line(i):
+        r = index.get(docs.paths[i])
+        if stored is not None and r is not None and previous.line[r] == docs.line(i):
             # Its group did not change: the stored line is the record, written as it is.
             unwritten.append(stored)
             if len(unwritten) == 4096:
                 fh.write(("\n".join(unwritten) + "\n").encode())
                 unwritten.clear()
-            canonical = prev.canonical
-            tally.add(i, prev.status, canonical, None if canonical else prev.cluster)
+            canonical = previous.canonical(r)
+            tally.add(i, previous.status_of(r), canonical, None if canonical else previous.cluster(r))
             text = stored  # its row changes only if the file moved or was touched
         else:
             record = verdicts.record(i)
@@ -269,26 +290,28 @@ def emit(
                 unwritten.clear()
             fh.write(line + b"\n")
             tally.add(i, record["status"], record["canonical"], record["cluster"])
-            if prev is None or prev.gone is not None:
+            if r is None or previous.gone[r]:
                 changes.new += 1
                 changes.listed.append({"change": "new", **records.brief(record)})
-            elif fresh[i] and ((prev.sha256 or "") != docs.sha256(i) or prev.status != record["status"]):
+            elif fresh[i] and (
+                (previous.sha256(r) or "") != docs.sha256(i) or previous.status_of(r) != record["status"]
+            ):
                 changes.changed += 1
                 changes.listed.append({"change": "changed", **records.brief(record)})
             text = line.decode()
         node = feats.node_of[i]
         component = prints.get(node) if node >= 0 else None
         if (
-            prev is not None
-            and prev.gone is None
-            and prev.record_json == text
-            and prev.component == component
-            and (prev.file, prev.offset, prev.size, prev.mtime_ns)
-            == (docs.file(i), docs.offset(i), docs.size(i), docs.mtime_ns(i))
+            r is not None
+            and not previous.gone[r]
+            and (previous.offset[r], previous.size[r], previous.mtime_ns[r])
+            == (docs.offset(i), docs.size(i), docs.mtime_ns(i))
+            and previous.same_file(r, docs.file(i))
+            and previous.same_component(r, component)
+            and (text is stored or previous.record(r) == text)
         ):
             continue
         doc = docs[i]
-        feat = feats.feature(i)
         yield Stored(
             key=doc.path,
             file=doc.file,
@@ -299,20 +322,21 @@ def emit(
             sha256=doc.sha256 or None,
             status=str(doc.status),
             error=doc.error,
-            content=None if feat is None else feat.content,
-            shingles=None if feat is None else feat.shingles,
-            signature=None if feat is None else feat.signature.tobytes() if fresh[i] else AS_STORED,
-            signals=None if feat is None else feat.signals.tobytes(),
+            content=None if node < 0 else feats.contents[node],
+            shingles=None if node < 0 else feats.sizes[node],
+            signature=None if node < 0 else signatures[node] if fresh[i] else AS_STORED,
+            signals=None if node < 0 else bytes(feats.signals[width * i : width * (i + 1)]),
             component=component,
             record_json=text,
-            first_seen=prev.first_seen if prev else run_id,
+            first_seen=int(previous.first_seen[r]) if r is not None else run_id,
             last_seen=run_id,
             gone=None,
         )
     if unwritten:
         fh.write(("\n".join(unwritten) + "\n").encode())
     for key, gone_run in changes.gone.items():
-        prev = previous[key]
-        fh.write(orjson.dumps(records.gone(key, prev.sha256, prev.size, gone_run)) + b"\n")
-        if prev.gone is None:
+        r = index[key]
+        fh.write(orjson.dumps(records.gone(key, previous.sha256(r), int(previous.size[r]), gone_run)) + b"\n")
+        if not previous.gone[r]:
+            prev = previous.row(r)
             yield dataclasses.replace(prev, gone=gone_run, last_seen=gone_run - 1, signature=AS_STORED)

@@ -377,6 +377,7 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
     from dedup.incremental import Incremental
     from dedup.pass1 import read_all
     from dedup.pass2 import Corpus
+    from dedup.rows import signature_chunks
     from dedup.state import State
     from dedup.stored import fill_signatures
 
@@ -396,7 +397,7 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
         )
         # Stored texts come without their signatures; banding fills them in from the state.
         corpus = Corpus.of(config, docs, cron_feats, TokenFrequency())
-        fill_signatures(cron_feats, corpus, fresh, store.signatures)
+        fill_signatures(cron_feats, corpus, fresh, lambda: signature_chunks(store))
     finally:
         store.close()
     _, full_feats, _ = read_all(sources, config, TokenFrequency(), batch_size=2)

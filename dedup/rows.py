@@ -1,0 +1,324 @@
+"""The state's documents as the previous run left them, held as columns (issue 15).
+
+A cron run looks every stored document up (pass 1's filter), fingerprints the
+groups, works out what changed and writes the manifest. Each step needs a row's
+few facts; only the manifest needs its record, the bulk of a row (~700 bytes of
+JSON). As one ``Stored`` object each, the rows took ~1.5 KB apiece (150 MB at
+100k documents); here they take ~350 bytes, and the records stay in SQLite,
+read in rowid order a few thousand at a time as the manifest is written
+(``record``), which is the order the rows were first written in.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from array import array
+from collections.abc import Iterator, Mapping
+from itertools import islice
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xxhash
+
+from dedup.errors import StateError
+from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage
+
+if TYPE_CHECKING:
+    from dedup.state import State
+
+_WINDOW = 4096  # records read at once, at most: from 16, doubled while they are read in order
+_CHUNK = 8192  # rows converted to columns at once
+
+_FACTS = (  # NULLs as a value no row has (flags say which were NULL): columns fill from tuples, in C
+    "rowid, key, file, offset, line, size, mtime_ns, coalesce(sha256, ?3), status, error,"
+    " content IS NOT NULL, coalesce(content, 0), coalesce(shingles, -1), signals IS NOT NULL,"
+    " coalesce(signals, zeroblob(?2)), component, first_seen, coalesce(gone, 0)"
+)
+_NO_SHA = bytes(32)
+_NO_SHA_TEXT = _NO_SHA.hex()
+_FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``), held as an integer
+_NULL, _HEX, _OTHER = 0, 1, 2  # what a row's component is
+
+
+class Rows:
+    """Every stored document's facts, by row (rowid order); ``index`` maps a path to its row.
+
+    Raises (on load):
+        StateError: a row is damaged (``State.check_rows``).
+    """
+
+    def __init__(self, store: State) -> None:
+        store.check_stamp()
+        self.db: sqlite3.Connection = store.db
+        self.signals_width = store.widths[1]
+        self.keys: list[str] = []
+        self.file_hash = array("Q")  # of the file holding each document (a moved file's row is written again)
+        self.containers: dict[int, str] = {}  # the file of a container's record (copies.sync reads it)
+        self.errors: dict[int, str] = {}
+        self.statuses: list[str] = []
+        self.rowid, self.offset, self.line = array("q"), array("q"), array("q")
+        self.size, self.mtime_ns, self.first_seen = array("q"), array("q"), array("q")
+        self.gone, self.shingles = array("q"), array("q")  # 0 while present; -1 for none
+        self.content, self.component = array("Q"), array("Q")
+        self.status, self.component_kind = bytearray(), bytearray()
+        self.has_content, self.has_signals = bytearray(), bytearray()
+        sha, signals = bytearray(), bytearray()
+        status_code: dict[str, int] = {}
+        files: dict[str, str] = {}  # a container's records share their file name
+        # One scan: the rows are checked for damage (as ``State.check_rows``) as they are read.
+        query = f"SELECT {_FACTS}, {DAMAGED_FACTS} FROM documents ORDER BY rowid"
+        cursor = self.db.execute(query, (*store.widths, _NO_SHA_TEXT))
+        while chunk := cursor.fetchmany(_CHUNK):
+            columns = zip(*chunk, strict=True)
+            (rowid, key, file, offset, line, size, mtime, sha256, status, error) = islice(columns, 10)
+            (has_content, content, shingles, has_signals, signal, component) = islice(columns, 6)
+            (first, gone, bad) = columns
+            if any(bad):
+                store.check_rows()  # raises, saying what is wrong
+            base = len(self.keys)
+            try:
+                for column, values in (
+                    (self.rowid, rowid), (self.offset, offset), (self.line, line), (self.size, size),
+                    (self.mtime_ns, mtime), (self.first_seen, first), (self.gone, gone),
+                    (self.shingles, shingles), (self.has_content, has_content),
+                    (self.has_signals, has_signals),
+                ):  # fmt: skip
+                    column.extend(values)
+                self.content.frombytes(array("q", content).tobytes())  # SQLite's integers are signed
+                sha_bytes = bytes.fromhex("".join(sha256))
+                if len(sha_bytes) != 32 * len(chunk):
+                    raise ValueError("not 64 hexadecimal digits")
+            except ValueError as err:
+                culprit = next((k for k, h in zip(key, sha256, strict=True) if len(_hex(h)) != 32), None)
+                what = (
+                    f"stored row {culprit!r} has an unreadable sha256" if culprit else f"a stored row: {err}"
+                )
+                raise StateError(damaged(store.path, what), path=store.path) from err
+            except (TypeError, OverflowError) as err:
+                raise StateError(damaged(store.path, f"a stored row: {err}"), path=store.path) from err
+            sha += sha_bytes
+            signals += b"".join(signal)
+            self.keys.extend(key)
+            pairs = zip(file, offset, strict=True)
+            self.file_hash.extend(_file_hash(f) for f in file)
+            self.containers.update(
+                (base + k, files.setdefault(f, f)) for k, (f, o) in enumerate(pairs) if o >= 0
+            )
+            self.status.extend(status_code.setdefault(s, len(status_code)) for s in status)
+            kind = [_kind(c) for c in component]
+            self.component_kind.extend(kind)
+            hexes = zip(component, kind, strict=True)
+            self.component.extend(int(c, 16) if k == _HEX else 0 for c, k in hexes)
+            self.errors.update((base + k, e) for k, e in enumerate(error) if e is not None)
+        self.statuses = list(status_code)
+        self.index = {k: r for r, k in enumerate(self.keys)}
+        self.sha, self.signals = bytes(sha), bytes(signals)
+        self.path = store.path
+        self._canonical = bytearray(len(self.keys))  # from the record, once read: 0 not yet, 1 no, 2 yes
+        self._window: dict[int, str] = {}
+        self._next, self._size = -1, 16  # the row after the window, and how many the next one reads
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def present(self, r: int) -> bool:
+        return not self.gone[r]
+
+    def sha256(self, r: int) -> str | None:
+        sha = self.sha[32 * r : 32 * r + 32]
+        return None if sha == _NO_SHA else sha.hex()
+
+    def status_of(self, r: int) -> str:
+        return self.statuses[self.status[r]]
+
+    def same_file(self, r: int, file: str) -> bool:
+        """Whether row ``r``'s document is held by ``file``."""
+        return self.file_hash[r] == _file_hash(file)
+
+    def canonical(self, r: int) -> bool:
+        """The stored record's ``canonical`` flag (read with the record: ``record``)."""
+        if not self._canonical[r]:
+            self.record(r)
+        return self._canonical[r] == 2
+
+    def cluster(self, r: int) -> str | None:
+        """The stored record's ``cluster`` (read as ``Stored.cluster`` reads it)."""
+        text = self.record(r)
+        at = text.find('"cluster":') + len('"cluster":')
+        return None if text.startswith("null", at) else text[at + 1 : text.index('"', at + 1)]
+
+    def judged_as(self, r: int, print_: str) -> bool:
+        """Whether a present document was judged, last run, in a group with this fingerprint."""
+        return not self.gone[r] and self.same_component(r, print_)
+
+    def same_component(self, r: int, print_: str | None) -> bool:
+        """Whether row ``r``'s stored group fingerprint is ``print_`` (``stored._fingerprint``)."""
+        kind = self.component_kind[r]
+        if kind == _HEX:
+            return print_ is not None and self.component[r] == int(print_, 16)
+        if kind == _NULL:
+            return print_ is None
+        row = self.db.execute("SELECT component FROM documents WHERE rowid = ?", (self.rowid[r],))
+        return bool(row.fetchone()[0] == print_)  # written by hand, or by another version: as stored
+
+    def signal_bytes(self, r: int) -> bytes | None:
+        w = self.signals_width
+        return self.signals[w * r : w * r + w] if self.has_signals[r] else None
+
+    def stored(self, r: int) -> Stored:
+        """Row ``r``'s facts as a ``Stored`` (pass 1's filter takes one): no signature, record or group,
+        and the file only of a container's record."""
+        sha, w, shingles = self.sha[32 * r : 32 * r + 32], self.signals_width, self.shingles[r]
+        return Stored(  # positionally, in Stored's field order: this runs once per stored document
+            self.keys[r],
+            self.containers.get(r, ""),  # a whole file's is not kept
+            self.offset[r],
+            self.line[r],
+            self.size[r],
+            self.mtime_ns[r],
+            None if sha == _NO_SHA else sha.hex(),
+            self.statuses[self.status[r]],
+            self.errors.get(r),
+            self.content[r] if self.has_content[r] else None,
+            None if shingles < 0 else shingles,
+            None,  # signature
+            self.signals[w * r : w * r + w] if self.has_signals[r] else None,
+            None,  # component
+            "",  # record
+            self.first_seen[r],
+            0,
+            self.gone[r] or None,
+        )
+
+    def row(self, r: int) -> Stored:
+        """Row ``r`` whole, as stored, but for its signature."""
+        query = f"SELECT {', '.join(COLUMNS).replace('signature', 'NULL')} FROM documents WHERE rowid = ?"
+        stored = Stored(*self.db.execute(query, (self.rowid[r],)).fetchone())
+        if stored.content is not None and stored.content < 0:
+            stored.content += 1 << 64
+        return stored
+
+    def record(self, r: int) -> str:
+        """Row ``r``'s manifest record as stored; the next few thousand rows' are read with it.
+
+        Each is checked (``state.record_damage``) and its ``canonical`` flag noted
+        the first time it is read: before the run writes its row again (``stored.emit``).
+
+        Raises:
+            StateError: the record is damaged.
+        """
+        rowid = self.rowid[r]
+        text = self._window.get(rowid)
+        if text is None:
+            query = "SELECT rowid, record FROM documents WHERE rowid >= ? ORDER BY rowid LIMIT ?"
+            # Read in order (the manifest, mostly rowid order), windows grow; a jump starts small again.
+            self._size = min(2 * self._size, _WINDOW) if r == self._next else 16
+            self._window = dict(self.db.execute(query, (rowid, self._size)).fetchall())
+            self._next = r + len(self._window)
+            for k, (at, stored) in enumerate(self._window.items()):
+                if r + k >= len(self.keys) or self.rowid[r + k] != at:
+                    break  # rows added by this run
+                if (problem := record_damage(stored)) is not None:
+                    raise StateError(
+                        damaged(self.path, f"stored row {self.keys[r + k]!r} {problem}"), path=self.path
+                    )
+                if not self._canonical[r + k]:
+                    self._canonical[r + k] = 2 if '"canonical":true' in stored else 1
+            text = self._window[rowid]
+        return text
+
+
+def _file_hash(file: str) -> int:
+    return xxhash.xxh3_64_intdigest(file.encode("utf-8", "surrogatepass"))
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
+
+
+def _kind(component: str | None) -> int:
+    return _NULL if component is None else _HEX if _FINGERPRINT.fullmatch(component) else _OTHER
+
+
+class Kept(Mapping[int, str]):
+    """Document -> its stored record, for the documents of groups that did not change (pass2.Verdicts).
+
+    The records are read from the state when asked for (``Rows.record``).
+    """
+
+    def __init__(self, rows: Rows | None = None, documents: int = 0) -> None:
+        self.rows = rows
+        self.row_of = array("q", [-1]) * documents
+
+    def keep(self, doc: int, row: int) -> None:
+        self.row_of[doc] = row
+
+    def get(self, doc: int, default: str | None = None) -> str | None:  # type: ignore[override]
+        r = self.row_of[doc] if 0 <= doc < len(self.row_of) else -1
+        return default if r < 0 or self.rows is None else self.rows.record(r)
+
+    def __contains__(self, doc: object) -> bool:
+        return isinstance(doc, int) and 0 <= doc < len(self.row_of) and self.row_of[doc] >= 0
+
+    def __getitem__(self, doc: int) -> str:
+        text = self.get(doc)
+        if text is None:
+            raise KeyError(doc)
+        return text
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(np.frombuffer(self.row_of, dtype=np.int64) >= 0).tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(np.frombuffer(self.row_of, dtype=np.int64) >= 0))
+
+
+class Canonical(Mapping[str, Stored]):
+    """Path -> facts of the documents that were kept (canonical) and present: ``copies.sync``'s ``before``."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        self._rows = [r for r in range(len(rows)) if not rows.gone[r] and rows.canonical(r)]
+        self._in = bytearray(len(rows))
+        for r in self._rows:
+            self._in[r] = 1
+
+    def __getitem__(self, path: str) -> Stored:
+        r = self.rows.index.get(path)
+        if r is None or not self._in[r]:
+            raise KeyError(path)
+        return self.rows.stored(r)
+
+    def __contains__(self, path: object) -> bool:
+        r = self.rows.index.get(path) if isinstance(path, str) else None
+        return r is not None and bool(self._in[r])
+
+    def __iter__(self) -> Iterator[str]:
+        return (self.rows.keys[r] for r in self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def signature_chunks(store: State, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``State.signatures`` a few thousand at a time: (uint64 content keys, uint32[n, num_perm] signatures).
+
+    Raises:
+        StateError: a signature is damaged (the message says to ``--rebuild``).
+    """
+    store.check_stamp()
+    rows = store.db.execute(
+        "SELECT content, signature FROM documents"
+        " WHERE gone IS NULL AND content IS NOT NULL AND signature IS NOT NULL"
+    )
+    width = store.widths[0]
+    while chunk := rows.fetchmany(size):
+        contents, signatures = zip(*chunk, strict=True)
+        if not all(isinstance(s, bytes) and len(s) == width for s in signatures):
+            raise StateError(damaged(store.path, "a stored signature has the wrong size"), path=store.path)
+        keys = np.array(contents, dtype=np.int64).view(np.uint64)  # SQLite's integers are signed
+        yield keys, np.frombuffer(b"".join(signatures), dtype=np.uint32).reshape(len(chunk), -1)
