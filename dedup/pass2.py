@@ -10,7 +10,7 @@ candidate is ranked alone, when its record is written (``Verdicts``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,6 +43,9 @@ class Corpus:
     signals: np.ndarray  # document -> intrinsic signals (quality.INTRINSIC order)
     frequency: TokenFrequency
     repairs: dict[int, normalize.RepairPlan]  # document -> the mojibake repair pass 1 found
+    # node -> its reach over all its candidate pairs, for the texts of a group split by
+    # verified pairs (``large_groups``): each task then sees only some of those pairs.
+    reach: dict[int, int] = field(default_factory=dict)
 
     def members(self, node: int) -> list[int]:
         """The documents (manifest indices) whose normalised text is this node's."""
@@ -249,6 +252,34 @@ class Settler:
         return settle(self.corpus, task)
 
 
+def reach_of(corpus: Corpus, nodes: Sequence[int], pairs: np.ndarray) -> dict[int, int]:
+    """Each text's documents plus its candidates': the most one article's copies can be here."""
+    reach = {n: len(corpus.members(n)) for n in nodes}
+    for a, b in pairs.tolist():
+        reach[a] += len(corpus.members(b))
+        reach[b] += len(corpus.members(a))
+    reach.update((n, corpus.reach[n]) for n in nodes if n in corpus.reach)
+    return reach
+
+
+def load(corpus: Corpus, node: int, reach: int) -> tuple[Any, np.ndarray | None, np.ndarray, np.ndarray]:
+    """A text read again: (its first tokens, which are spaced words, its shingles, its lines' counts).
+
+    The tokens are hashes with the compiled kernels (``hashed``), words without
+    (``compared``; spaced is then None). A line in more documents than ``reach``
+    is furniture and left out (``compared``).
+    """
+    config = corpus.config
+    first = corpus.members(node)[0]
+    text = readers.reload_text(corpus.docs[first], config)
+    over = max(quality.TEMPLATE_MIN_DOCUMENTS, reach)
+    if kernels.AVAILABLE:
+        return hashed(text, config.shingle_size, corpus.frequency, over, repair=corpus.repairs.get(first))
+    words, shingles, lines = compared(text, config.shingle_size, corpus.frequency, over)
+    # All that scoring looks at: a long text's words freed.
+    return words[: quality.ALIGN_MAX_TOKENS], None, shingles, lines
+
+
 def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     """Pass 2 for one component: read again, verify, cluster, rank.
 
@@ -264,24 +295,9 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     spaced: dict[int, np.ndarray | None] = {}
     shingles: dict[int, np.ndarray] = {}
     lines: dict[int, np.ndarray] = {}  # corpus document frequency of each short line
-    # Each text with its candidates: the most documents one article's copies can be here.
-    reach = {n: len(corpus.members(n)) for n in nodes}
-    for a, b in pairs.tolist():
-        reach[a] += len(corpus.members(b))
-        reach[b] += len(corpus.members(a))
+    reach = reach_of(corpus, nodes, pairs)
     for n in nodes:
-        first = corpus.members(n)[0]
-        text = readers.reload_text(corpus.docs[first], config)
-        over = max(quality.TEMPLATE_MIN_DOCUMENTS, reach[n])
-        if compiled:
-            toks[n], spaced[n], shingles[n], lines[n] = hashed(
-                text, config.shingle_size, corpus.frequency, over, repair=corpus.repairs.get(first)
-            )
-        else:
-            words, shingles[n], lines[n] = compared(text, config.shingle_size, corpus.frequency, over)
-            # All that scoring looks at: a long text's words freed.
-            toks[n] = words[: quality.ALIGN_MAX_TOKENS]
-            del words
+        toks[n], spaced[n], shingles[n], lines[n] = load(corpus, n, reach[n])
     cache: dict[tuple[int, int], Similarity] = {}
 
     def sim(a: int, b: int) -> Similarity:

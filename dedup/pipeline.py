@@ -151,7 +151,7 @@ def _judge_and_write(
     checkpoint: Checkpoint,
     batch_size: int | None,
 ) -> RunResult:
-    from dedup import index, pass1, pass2
+    from dedup import index, large_groups, pass1, pass2
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -191,6 +191,7 @@ def _judge_and_write(
     try:
         # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
         with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
+            tasks = large_groups.split(corpus, tasks, engine)
             for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
                 settled.update(results)
                 verified += n_edges
