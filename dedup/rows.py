@@ -305,7 +305,8 @@ class Canonical(Mapping[str, Stored]):
 
 
 def signature_chunks(store: State, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``State.signatures`` a few thousand at a time: (uint64 content keys, uint32[n, num_perm] signatures).
+    """The stored signatures of present texts, a few thousand at a time: (uint64 content keys,
+    uint32[n, num_perm] signatures). Chunks, not a dict of them all (~110 MB at 100k texts).
 
     Raises:
         StateError: a signature is damaged (the message says to ``--rebuild``).

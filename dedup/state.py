@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ class Stored:
     error: str | None
     content: int | None
     shingles: int | None
-    signature: bytes | None  # uint32[num_perm]; not loaded with the row (State.signatures)
+    signature: bytes | None  # uint32[num_perm]; not loaded with the row (rows.signature_chunks)
     signals: bytes | None  # float32, quality.INTRINSIC order
     component: str | None
     record_json: str
@@ -259,26 +259,6 @@ class State:
     def prints(self) -> dict[str, bytes]:
         """What the last synced run recorded of its inputs and OUT (``rerun.py``)."""
         return {k: bytes(v) for k, v in self.db.execute("SELECT key, value FROM prints")}
-
-    def signatures(self) -> Iterator[tuple[int, bytes]]:
-        """(content key, uint32[num_perm] bytes) of every present stored text, streamed.
-
-        Streamed, not a dict: at 100k texts a dict of them all was ~110 MB beside
-        the table it fills. A text with several documents comes once per document.
-
-        Raises:
-            StateError: a signature is damaged (the message says to ``--rebuild``).
-        """
-        self.check_stamp()
-        rows = self.db.execute(
-            "SELECT content, signature FROM documents"
-            " WHERE gone IS NULL AND content IS NOT NULL AND signature IS NOT NULL"
-        )
-        width = self._widths[0]
-        for content, signature in rows:
-            if not isinstance(signature, bytes) or len(signature) != width:
-                raise StateError(damaged(self.path, "a stored signature has the wrong size"), path=self.path)
-            yield content + (1 << 64) if content < 0 else content, signature
 
     def blob(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
