@@ -89,7 +89,17 @@ def candidate_pairs(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -
         >>> candidate_pairs(sigs, bands=2, rows=2).tolist()
         [[0, 1], [0, 2]]
     """
+    return banding(signatures, bands=bands, rows=rows)[0]
+
+
+def banding(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -> tuple[np.ndarray, int]:
+    """``candidate_pairs``, and how many buckets were over ``MAX_BUCKET`` (linked as stars).
+
+    With no star the pairs do not depend on the texts' order, only on the set of
+    texts: a cron run may then reuse them when texts are renumbered (``stored.KnownPairs``).
+    """
     n = len(signatures)
+    stars = 0
     found = [np.empty(0, dtype=np.int64)]
     source = blocks_of(signatures, band_width(rows))
     for band, keys in enumerate(_all_band_keys(source, bands, rows)):
@@ -109,11 +119,12 @@ def candidate_pairs(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -
             members = np.sort(order[start : start + length])
             if length > MAX_BUCKET:
                 found.append(members[0] * n + members[1:])
+                stars += 1
             else:
                 i, j = _bucket_pairs(int(length))
                 found.append(members[i] * n + members[j])
     codes = np.unique(np.concatenate(found))
-    return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
+    return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1), stars
 
 
 @lru_cache(maxsize=MAX_BUCKET)

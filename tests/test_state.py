@@ -78,8 +78,8 @@ def test_rerun_over_the_same_texts_takes_the_stored_pairs_and_bands_again_after_
     cron(scrape, tmp_path)
     manifest = (tmp_path / "out" / "manifest.jsonl").read_bytes()
     banded = []
-    real = index.candidate_pairs
-    monkeypatch.setattr(index, "candidate_pairs", lambda *a, **k: banded.append(1) or real(*a, **k))
+    real = index.banding
+    monkeypatch.setattr(index, "banding", lambda *a, **k: banded.append(1) or real(*a, **k))
     # The same texts in the same order: banding would find the pairs stored by the last run.
     (scrape / "day1" / "storm.txt").touch()  # read again, same text
     again = cron(scrape, tmp_path)
@@ -94,13 +94,23 @@ def test_rerun_over_the_same_texts_takes_the_stored_pairs_and_bands_again_after_
     assert read_manifest(tmp_path / "out") == read_manifest(
         run([scrape], tmp_path / "full", Config(jobs=1)).out
     )
+    # An exact copy of a stored text, first in path order: that text's node moves before
+    # the others. With no bucket linked as a star the pairs are the same set: not banded.
+    banded.clear()  # the full run above banded
+    (scrape / "0-storm.txt").write_text(STORM)
+    cron(scrape, tmp_path)
+    assert banded == []
+    assert verdicts(read_manifest(tmp_path / "out")) == verdicts(
+        read_manifest(run([scrape], tmp_path / "full1", Config(jobs=1)).out)
+    )  # storm.txt's copy is canonical now (first in order): the manifest notes the supersession
     # A text gone: all banded again.
     banded.clear()
     (scrape / "day1" / "schools.txt").unlink()
     cron(scrape, tmp_path)
     assert banded == [1]
-    live = [r for r in read_manifest(tmp_path / "out") if r["status"] != "gone"]
-    assert live == read_manifest(run([scrape], tmp_path / "full2", Config(jobs=1)).out)
+    assert verdicts(read_manifest(tmp_path / "out")) == verdicts(
+        read_manifest(run([scrape], tmp_path / "full2", Config(jobs=1)).out)
+    )
 
 
 def test_rerun_puts_back_a_canonical_copy_removed_from_out(scrape: Path, tmp_path: Path) -> None:
@@ -435,6 +445,45 @@ def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Pa
         outputs.append(((out / "manifest.jsonl").read_bytes(), runs, files, rows, counts))
     assert outputs[0][4]["new"] == 4 and outputs[0][4]["changed"] == 1 and outputs[0][4]["gone"] == 1
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_stored_pairs_extended_in_a_new_order_are_the_pairs_of_banding_all(seed: int) -> None:
+    from dedup import index, stored
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    # Few distinct values give buckets of every size; some seeds stay under MAX_BUCKET (no star).
+    signatures = rng.integers(0, int(rng.choice([2, 4, 8, 64, 1024])), size=(n, 16), dtype=np.uint32)
+    sizes = rng.integers(1, 50, size=n).astype(np.int64)
+    contents = rng.permutation(np.arange(1, n + 1, dtype=np.uint64) * 7919)
+    old = np.sort(rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False))
+    config = Config(jobs=1)
+
+    def banded_all(at: np.ndarray) -> stored.KnownPairs:
+        proposed, stars = index.banding(signatures[at], bands=8, rows=2)
+        kept = index.prefilter(
+            proposed, signatures[at], sizes[at], jaccard=config.jaccard, containment=config.containment
+        )
+        return stored.KnownPairs(8, 2, len(proposed), stars, contents[at], kept)
+
+    known = stored.KnownPairs.loads(banded_all(old).dumps())  # as the state keeps them
+    assert known is not None
+    now = rng.permutation(n)  # every text, the stored ones in any order
+    if seed % 2:  # or in their stored order, the new ones among them
+        now[np.isin(now, old)] = old
+    extended = known.extended(signatures[now], contents[now], sizes[now], config)
+    moved = not np.array_equal(now[np.isin(now, old)], old)  # a stored text before another
+    if extended is None:  # a star would move, or a new text's bucket grew past MAX_BUCKET
+        assert (
+            known.stars > 0
+            or index.pairs_with(signatures[now], np.flatnonzero(~np.isin(now, old)), bands=8, rows=2) is None
+        )
+        return
+    assert not (known.stars and moved)
+    everything = banded_all(now)
+    assert np.array_equal(extended.pairs, everything.pairs)
+    assert extended.proposed == everything.proposed
 
 
 @pytest.mark.parametrize("seed", range(40))
