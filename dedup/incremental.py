@@ -424,4 +424,4 @@ def band_all(
         containment=config.containment,
         width=index.band_width(rows),
     )
-    return stored.KnownPairs(bands, rows, len(proposed), stars, contents.copy(), pairs)
+    return stored.KnownPairs(bands, rows, len(proposed), contents.copy(), pairs, stars)
