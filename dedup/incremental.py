@@ -126,9 +126,9 @@ class Batch:
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
         """The candidate pairs of texts (and how many banding proposed), banded from the signatures."""
-        found = band_all(config, feats, corpus, bands, rows)
+        found = band_all(config, feats, corpus, np.frombuffer(feats.contents, dtype=np.uint64), bands, rows)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
-        return found
+        return found.proposed, found.pairs
 
     def judge(
         self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]
@@ -301,9 +301,8 @@ class Incremental(Batch):
         found = (
             known.extended(feats.matrix(), contents, corpus.sizes, config) if known and same_layout else None
         )
-        if found is None:  # texts gone or reordered, or a bucket too large: band them all
-            proposed, pairs = band_all(config, feats, corpus, bands, rows)
-            found = stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs)
+        if found is None:  # texts gone, or reordered around a star, or a bucket too large: band them all
+            found = band_all(config, feats, corpus, contents, bands, rows)
         self.found = found
         return found.proposed, found.pairs
 
@@ -410,16 +409,19 @@ class Incremental(Batch):
 
 
 def band_all(
-    config: Config, feats: FeatureTable, corpus: Corpus, bands: int, rows: int
-) -> tuple[int, np.ndarray]:
-    """Every text banded against every other: (pairs proposed, pairs the prefilter keeps)."""
+    config: Config, feats: FeatureTable, corpus: Corpus, contents: np.ndarray, bands: int, rows: int
+) -> stored.KnownPairs:
+    """Every text banded against every other: the pairs the prefilter keeps, to be stored."""
     from dedup import index  # with datasketch and scipy: only runs with work to do import it
 
-    return index.candidates(
-        feats.banded(),
+    signatures = feats.banded()
+    proposed, stars = index.banding(signatures, bands=bands, rows=rows)
+    pairs = index.prefilter(
+        proposed,
+        signatures,
         corpus.sizes,
-        bands=bands,
-        rows=rows,
         jaccard=config.jaccard,
         containment=config.containment,
+        width=index.band_width(rows),
     )
+    return stored.KnownPairs(bands, rows, len(proposed), contents.copy(), pairs, stars)

@@ -17,6 +17,7 @@ dropped before the documents are read a second time.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -89,7 +90,18 @@ def candidate_pairs(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -
         >>> candidate_pairs(sigs, bands=2, rows=2).tolist()
         [[0, 1], [0, 2]]
     """
+    return banding(signatures, bands=bands, rows=rows)[0]
+
+
+def banding(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``candidate_pairs``, and the buckets over ``MAX_BUCKET``, linked as stars.
+
+    The stars as int64[k, 3] rows (band, first member, other member), sorted. Only
+    they make the pairs depend on the texts' order: a cron run may reuse the pairs
+    for renumbered texts when every star keeps its first member (``stored.KnownPairs``).
+    """
     n = len(signatures)
+    stars = [np.empty((0, 3), dtype=np.int64)]
     found = [np.empty(0, dtype=np.int64)]
     source = blocks_of(signatures, band_width(rows))
     for band, keys in enumerate(_all_band_keys(source, bands, rows)):
@@ -109,11 +121,23 @@ def candidate_pairs(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -
             members = np.sort(order[start : start + length])
             if length > MAX_BUCKET:
                 found.append(members[0] * n + members[1:])
+                stars.append(_star_rows(band, members[0], members[1:]))
             else:
                 i, j = _bucket_pairs(int(length))
                 found.append(members[i] * n + members[j])
     codes = np.unique(np.concatenate(found))
-    return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
+    return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1), sorted_rows(np.concatenate(stars))
+
+
+def _star_rows(band: int, centre: int, members: np.ndarray) -> np.ndarray:
+    rows = np.empty((len(members), 3), dtype=np.int64)
+    rows[:, 0], rows[:, 1], rows[:, 2] = band, centre, members
+    return rows
+
+
+def sorted_rows(rows: np.ndarray) -> np.ndarray:
+    """int64[k, 3] rows in lexicographic order (a star table is stored sorted: deterministic bytes)."""
+    return rows[np.lexsort(rows.T[::-1])] if len(rows) else rows.reshape(0, 3)
 
 
 @lru_cache(maxsize=MAX_BUCKET)
@@ -175,26 +199,36 @@ def candidates(
     )
 
 
-def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int) -> np.ndarray | None:
-    """The pairs ``candidate_pairs`` finds that hold at least one of the ``new`` texts (sorted indices).
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What texts added to banded ones change in ``banding``'s output (``pairs_with``)."""
 
-    The buckets of the other texts are not sorted again: a cron run that brings
-    a few texts to a large state only looks the new band keys up among the old
-    ones. A bucket over ``MAX_BUCKET`` is linked as a star from its first member:
-    it gains the new texts' links to it when that member and more than
-    ``MAX_BUCKET`` others were there before; otherwise (its old pairs would change)
-    this returns None: then band everything.
+    pairs: np.ndarray  # int64[m, 2]: the pairs proposed now that hold a new text
+    dropped: np.ndarray  # int64[d, 2]: pairs of old texts proposed before and not now
+    stars: np.ndarray  # int64[k, 3]: the star rows (``banding``) of all texts now
+
+
+def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, bands: int, rows: int) -> Added:
+    """``banding``'s output for these texts, from the output for all but the ``new`` ones (sorted indices).
+
+    ``stars`` are the old texts' star rows, numbered as now: their first texts
+    must still come first. The buckets of the other texts are not sorted again:
+    a cron run that brings a few texts to a large state only looks the new band
+    keys up among the old ones. A bucket over ``MAX_BUCKET`` whose first text is
+    new, or that grows past it, changes old pairs: they are dropped unless another
+    band still proposes them (checked on their band keys against the new stars).
 
     Example:
         >>> sigs = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [5, 6, 3, 4], [7, 8, 0, 0]], dtype=np.uint32)
-        >>> pairs_with(sigs, np.array([2]), bands=2, rows=2).tolist()
+        >>> pairs_with(sigs, np.array([2]), np.empty((0, 3), dtype=np.int64), bands=2, rows=2).pairs.tolist()
         [[0, 2]]
     """
     n = len(signatures)
     is_new = np.zeros(n, dtype=bool)
     is_new[new] = True
     found = [np.empty(0, dtype=np.int64)]
-    for keys in _all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows):
+    added, moved, maybe_dropped = [stars], [], [np.empty(0, dtype=np.int64)]
+    for band, keys in enumerate(_all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows)):
         new_keys = np.sort(keys[new])
         at = np.minimum(np.searchsorted(new_keys, keys), max(len(new_keys) - 1, 0))
         members = np.flatnonzero(new_keys[at] == keys) if len(new_keys) else np.empty(0, dtype=np.int64)
@@ -210,9 +244,21 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int
         ):
             bucket = members[start : start + length]
             fresh = is_new[bucket]
-            if fresh[0] or length - int(fresh.sum()) <= MAX_BUCKET:
-                return None  # its star moves, or its pairs among old texts become a star: not additions
-            found.append(bucket[0] * n + bucket[fresh])  # the same star, with the new texts on it
+            old = bucket[~fresh]
+            if not fresh[0] and len(old) > MAX_BUCKET:  # the same star, with the new texts on it
+                found.append(bucket[0] * n + bucket[fresh])
+                added.append(_star_rows(band, bucket[0], bucket[fresh]))
+                continue
+            # A new first text, or a bucket grown into a star: the old pairs it linked may go.
+            if len(old) > MAX_BUCKET:
+                maybe_dropped.append(old[0] * n + old[1:])
+                moved.append((band, int(old[0])))
+            elif len(old) > 1:
+                i, j = _bucket_pairs(len(old))
+                maybe_dropped.append(old[i] * n + old[j])
+            linked = bucket[1:] if fresh[0] else bucket[1:][fresh[1:]]
+            found.append(bucket[0] * n + linked)
+            added.append(_star_rows(band, bucket[0], bucket[1:]))
         lengths = np.where(lengths > MAX_BUCKET, 0, lengths)
         for length in np.unique(lengths[lengths > 1]).tolist():
             i, j = _bucket_pairs(int(length))
@@ -221,5 +267,36 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, *, bands: int, rows: int
             b = members[at_start[:, None] + j[None, :]].ravel()
             keep = is_new[a] | is_new[b]
             found.append(a[keep] * n + b[keep])
+    table = np.concatenate(added)
+    if moved:  # the rows of stars whose first text changed are replaced by the new star's
+        gone = np.isin(table[:, 0] * n + table[:, 1], [band * n + first for band, first in moved])
+        table = table[~gone]
     codes = np.unique(np.concatenate(found))
+    dropped = _not_proposed(
+        signatures, np.unique(np.concatenate(maybe_dropped)), table, bands=bands, rows=rows
+    )
+    return Added(_decode(codes, n), _decode(dropped, n), sorted_rows(table))
+
+
+def _decode(codes: np.ndarray, n: int) -> np.ndarray:
     return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
+
+
+def _not_proposed(
+    signatures: np.ndarray, codes: np.ndarray, stars: np.ndarray, *, bands: int, rows: int
+) -> np.ndarray:
+    """The pairs (codes) no band proposes: never in one bucket, or only in stars of a third text."""
+    if not len(codes):
+        return codes
+    n = len(signatures)
+    a, b = codes // n, codes % n
+    proposed = np.zeros(len(codes), dtype=bool)
+    for band, keys in enumerate(_all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows)):
+        here = stars[stars[:, 0] == band]
+        centre = np.full(n, -1, dtype=np.int64)
+        centre[here[:, 2]] = here[:, 1]
+        centre[here[:, 1]] = here[:, 1]
+        together = keys[a] == keys[b]
+        linked = (centre[a] < 0) | (centre[a] == a) | (centre[a] == b)
+        proposed |= together & linked
+    return codes[~proposed]

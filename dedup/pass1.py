@@ -246,6 +246,7 @@ class FeatureTable:
         n = self.node_of[doc]
         if n < 0:
             return None
+        assert self.spill is None, "signatures spilled to disk: only cron mode asks (never spilled)"
         width = len(quality.INTRINSIC)
         return Features(
             content=self.contents[n],

@@ -76,10 +76,13 @@ class Spilled:
         self.num_perm = num_perm
         self.width = width
         self._spans = [(lo, min(lo + width, num_perm)) for lo in range(0, num_perm, width)]
-        self._files: list[BinaryIO] = [
-            open(directory / f"block-{k:03d}", "wb")  # noqa: SIM115  (closed by close)
-            for k in range(len(self._spans))
-        ]
+        self._files: list[BinaryIO] = []
+        try:
+            for k in range(len(self._spans)):
+                self._files.append(open(directory / f"block-{k:03d}", "wb"))  # noqa: SIM115  (closed by close)
+        except BaseException:
+            self.close()  # no file left open, no directory left behind
+            raise
         self._buffer = bytearray()
         self._rows = 0
 

@@ -2,7 +2,7 @@
 
 - unchanged documents (``unchanged``): not read, their stored features used;
 - the candidate pairs of the last run (``KnownPairs``): when the distinct texts
-  are the same, in the same order, banding would find the same pairs;
+  are the same, banding would find the same pairs, and new texts add theirs;
 - unchanged groups (``unchanged_groups``): they keep their stored records;
 - the manifest (``emit``): stored records copied forward as they are, and only
   the state rows that changed written back.
@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothin
     from dedup.rows import Kept, Rows
 
 _STATUS = {str(s): s for s in Status}
-_PAIRS_HEADER = struct.Struct("<6q")  # version, bands, rows, proposed, texts, pairs
+_PAIRS_HEADER = struct.Struct("<7q")  # version, bands, rows, proposed, texts, pairs, star rows
+_PAIRS_VERSION = 2  # 1 had no stars: such pairs are not read (banding finds them anew, once)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,9 +43,9 @@ class KnownPairs:
     """The last run's candidate pairs, and the distinct texts (content keys, in node order) they link.
 
     Banding and the prefilter depend only on the texts' signatures and sizes
-    (functions of the text, under the state's stamp) and on their order (a bucket
-    over ``index.MAX_BUCKET`` is linked from its first member): the same texts in
-    the same order give the same pairs.
+    (functions of the text, under the state's stamp) and on which text of a bucket
+    over ``index.MAX_BUCKET`` comes first (it is linked as a star from it): the
+    same texts give the same pairs in any order that keeps each star's first text.
     """
 
     bands: int
@@ -52,6 +53,7 @@ class KnownPairs:
     proposed: int
     contents: np.ndarray  # uint64[texts]
     pairs: np.ndarray  # int64[m, 2]
+    stars: np.ndarray  # int64[k, 3]: (band, first member, other member), ``index.banding``
 
     def hold_for(self, contents: np.ndarray, bands: int, rows: int) -> bool:
         """Whether these pairs are the ones banding would find for these texts."""
@@ -60,11 +62,13 @@ class KnownPairs:
     def extended(
         self, signatures: np.ndarray, contents: np.ndarray, sizes: np.ndarray, config: Config
     ) -> KnownPairs | None:
-        """The pairs of these texts, if they are the known ones (in the same order) plus new ones.
+        """The pairs of these texts, if they are the known ones plus new ones.
 
         Only the new texts are banded, against all; the known pairs are renumbered.
-        None when a known text is gone or moved before another, or a bucket of a
-        new text is too large (``index.pairs_with``): then banding starts afresh.
+        A new copy of a stored text, earlier in path order than its first copy,
+        moves that text before others: harmless unless it moves before the first
+        text of its star. None then, or when a known text is gone: then banding
+        starts afresh.
         """
         from dedup import index
 
@@ -73,40 +77,49 @@ class KnownPairs:
         if not len(contents) or not np.array_equal(contents[by_content][at], self.contents):
             return None
         now = by_content[at]  # known text -> its node in this run
-        if np.any(np.diff(now) <= 0):
-            return None
+        if np.any(now[self.stars[:, 2]] < now[self.stars[:, 1]]):
+            return None  # a star's first text would change
         is_new = np.ones(len(contents), dtype=bool)
         is_new[now] = False
-        proposed = index.pairs_with(signatures, np.flatnonzero(is_new), bands=self.bands, rows=self.rows)
-        if proposed is None:
-            return None
+        stars = np.concatenate((self.stars[:, :1], now[self.stars[:, 1:]]), axis=1)
+        added = index.pairs_with(signatures, np.flatnonzero(is_new), stars, bands=self.bands, rows=self.rows)
         kept = index.prefilter(
-            proposed, signatures, sizes, jaccard=config.jaccard, containment=config.containment
+            added.pairs, signatures, sizes, jaccard=config.jaccard, containment=config.containment
         )
-        pairs = np.concatenate((now[self.pairs].reshape(-1, 2), kept))
-        pairs = pairs[np.argsort(pairs[:, 0] * len(contents) + pairs[:, 1], kind="stable")]
-        return KnownPairs(self.bands, self.rows, self.proposed + len(proposed), contents.copy(), pairs)
+        n = len(contents)
+        old = np.sort(now[self.pairs].reshape(-1, 2), axis=1)
+        old = old[~np.isin(old[:, 0] * n + old[:, 1], added.dropped[:, 0] * n + added.dropped[:, 1])]
+        pairs = np.concatenate((old, kept))
+        pairs = pairs[np.argsort(pairs[:, 0] * n + pairs[:, 1], kind="stable")]
+        proposed = self.proposed - len(added.dropped) + len(added.pairs)
+        return KnownPairs(self.bands, self.rows, proposed, contents.copy(), pairs, added.stars)
 
     def dumps(self) -> bytes:
-        head = _PAIRS_HEADER.pack(
-            1, self.bands, self.rows, self.proposed, len(self.contents), len(self.pairs)
+        sizes = (self.proposed, len(self.contents), len(self.pairs), len(self.stars))
+        head = _PAIRS_HEADER.pack(_PAIRS_VERSION, self.bands, self.rows, *sizes)
+        body = b"".join(
+            (
+                self.contents.astype("<u8").tobytes(),
+                self.pairs.astype("<i8").tobytes(),
+                self.stars.astype("<i8").tobytes(),
+            )
         )
-        body = self.contents.astype("<u8").tobytes() + self.pairs.astype("<i8").tobytes()
         return head + zlib.compress(body, 1)
 
     @classmethod
     def loads(cls, blob: bytes) -> KnownPairs | None:
         """The stored pairs, or None if they are of another layout (then banding finds them anew)."""
         try:
-            version, bands, rows, proposed, texts, n = _PAIRS_HEADER.unpack_from(blob)
+            version, bands, rows, proposed, texts, n, k = _PAIRS_HEADER.unpack_from(blob)
             body = zlib.decompress(blob[_PAIRS_HEADER.size :])
         except (struct.error, zlib.error):
             return None
-        if version != 1 or len(body) != 8 * texts + 16 * n:
+        if version != _PAIRS_VERSION or len(body) != 8 * texts + 16 * n + 24 * k:
             return None
         contents = np.frombuffer(body, dtype="<u8", count=texts).astype(np.uint64)
-        pairs = np.frombuffer(body, dtype="<i8", offset=8 * texts).astype(np.int64).reshape(n, 2)
-        return cls(bands, rows, proposed, contents, pairs)
+        pairs = np.frombuffer(body, dtype="<i8", count=2 * n, offset=8 * texts).astype(np.int64).reshape(n, 2)
+        stars = np.frombuffer(body, dtype="<i8", offset=8 * texts + 16 * n).astype(np.int64).reshape(k, 3)
+        return cls(bands, rows, proposed, contents, pairs, stars)
 
 
 def fill_signatures(

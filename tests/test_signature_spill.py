@@ -5,10 +5,12 @@ the index, and a killed run's are removed by the next run."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -107,3 +109,13 @@ def test_a_cron_run_keeps_its_signatures_in_memory_for_its_state(tmp_path: Path)
 
     run([str(SAMPLE)], out, Config(jobs=1, state=str(tmp_path / "state")), checkpoint=checkpoint)
     assert spills and set(spills) == {0}
+
+
+def test_a_spill_that_cannot_open_its_blocks_leaves_no_file_open_and_no_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "spill"
+    (directory / "block-004").mkdir(parents=True)  # the fifth block cannot be opened for writing
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(IsADirectoryError):
+        Spilled(directory, num_perm=256, width=16)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not directory.exists()

@@ -78,8 +78,8 @@ def test_rerun_over_the_same_texts_takes_the_stored_pairs_and_bands_again_after_
     cron(scrape, tmp_path)
     manifest = (tmp_path / "out" / "manifest.jsonl").read_bytes()
     banded = []
-    real = index.candidate_pairs
-    monkeypatch.setattr(index, "candidate_pairs", lambda *a, **k: banded.append(1) or real(*a, **k))
+    real = index.banding
+    monkeypatch.setattr(index, "banding", lambda *a, **k: banded.append(1) or real(*a, **k))
     # The same texts in the same order: banding would find the pairs stored by the last run.
     (scrape / "day1" / "storm.txt").touch()  # read again, same text
     again = cron(scrape, tmp_path)
@@ -94,13 +94,23 @@ def test_rerun_over_the_same_texts_takes_the_stored_pairs_and_bands_again_after_
     assert read_manifest(tmp_path / "out") == read_manifest(
         run([scrape], tmp_path / "full", Config(jobs=1)).out
     )
+    # An exact copy of a stored text, first in path order: that text's node moves before
+    # the others. With no bucket linked as a star the pairs are the same set: not banded.
+    banded.clear()  # the full run above banded
+    (scrape / "0-storm.txt").write_text(STORM)
+    cron(scrape, tmp_path)
+    assert banded == []
+    assert verdicts(read_manifest(tmp_path / "out")) == verdicts(
+        read_manifest(run([scrape], tmp_path / "full1", Config(jobs=1)).out)
+    )  # storm.txt's copy is canonical now (first in order): the manifest notes the supersession
     # A text gone: all banded again.
     banded.clear()
     (scrape / "day1" / "schools.txt").unlink()
     cron(scrape, tmp_path)
     assert banded == [1]
-    live = [r for r in read_manifest(tmp_path / "out") if r["status"] != "gone"]
-    assert live == read_manifest(run([scrape], tmp_path / "full2", Config(jobs=1)).out)
+    assert verdicts(read_manifest(tmp_path / "out")) == verdicts(
+        read_manifest(run([scrape], tmp_path / "full2", Config(jobs=1)).out)
+    )
 
 
 def test_rerun_puts_back_a_canonical_copy_removed_from_out(scrape: Path, tmp_path: Path) -> None:
@@ -437,6 +447,46 @@ def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Pa
     assert outputs[0] == outputs[1]
 
 
+@pytest.mark.parametrize("seed", range(80))
+def test_stored_pairs_extended_in_a_new_order_are_the_pairs_of_banding_all(seed: int) -> None:
+    from dedup import index, stored
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 600))
+    # Few distinct values give buckets of every size; a group sharing band 0 is often a star.
+    signatures = rng.integers(0, int(rng.choice([4, 64, 1024])), size=(n, 16), dtype=np.uint32)
+    signatures[rng.choice(n, size=int(rng.integers(0, n)) % 150, replace=False), :2] = 0  # a star, often
+    sizes = rng.integers(1, 50, size=n).astype(np.int64)
+    contents = rng.permutation(np.arange(1, n + 1, dtype=np.uint64) * 7919)
+    old = np.sort(rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False))
+    config = Config(jobs=1)
+
+    def banded_all(at: np.ndarray) -> stored.KnownPairs:
+        proposed, stars = index.banding(signatures[at], bands=8, rows=2)
+        kept = index.prefilter(
+            proposed, signatures[at], sizes[at], jaccard=config.jaccard, containment=config.containment
+        )
+        return stored.KnownPairs(8, 2, len(proposed), contents[at], kept, stars)
+
+    known = stored.KnownPairs.loads(banded_all(old).dumps())  # as the state keeps them
+    assert known is not None
+    now = rng.permutation(n)  # every text, the stored ones in any order
+    if seed % 3:  # or in their stored order, the new ones among them
+        now[np.isin(now, old)] = old
+    outside = np.setdiff1d(old, old[known.stars[:, 1:]])  # stored texts in no star
+    if seed % 3 == 2 and len(outside):  # then one of them first, before every star
+        now = np.concatenate(([outside[-1]], now[now != outside[-1]]))
+    extended = known.extended(signatures[now], contents[now], sizes[now], config)
+    if extended is None:  # a star's first text would change
+        position = np.argsort(now)  # text -> its place in the new order
+        assert np.any(position[old[known.stars[:, 2]]] < position[old[known.stars[:, 1]]])
+        return
+    everything = banded_all(now)
+    assert np.array_equal(extended.pairs, everything.pairs)
+    assert extended.proposed == everything.proposed
+    assert np.array_equal(extended.stars, everything.stars)  # what the next run checks
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_new_texts_banded_against_the_stored_ones_add_what_banding_all_would(seed: int) -> None:
     from dedup import index
@@ -446,11 +496,19 @@ def test_new_texts_banded_against_the_stored_ones_add_what_banding_all_would(see
     # Few distinct values: buckets of every size, many over index.MAX_BUCKET (linked as stars).
     signatures = rng.integers(0, int(rng.integers(1, 12)), size=(n, 16), dtype=np.uint32)
     new = np.sort(rng.choice(n, size=int(rng.integers(1, max(2, n // 8))), replace=False))
-    added = index.pairs_with(signatures, new, bands=8, rows=2)
-    everything = index.candidate_pairs(signatures, bands=8, rows=2)
+    if seed % 2:  # the first text new: it is first in its buckets, and the stars it joins move to it
+        new = np.union1d(new, [0])
     old = np.setdiff1d(np.arange(n), new)
-    before = old[index.candidate_pairs(signatures[old], bands=8, rows=2)].reshape(-1, 2)
-    if added is None:  # a star would move: the caller bands everything
-        return
-    assert np.array_equal(np.unique(np.concatenate((before, added)), axis=0), everything)
+    before, stars = index.banding(signatures[old], bands=8, rows=2)
+    before, stars[:, 1:] = old[before], old[stars[:, 1:]]  # numbered among all texts
+    found = index.pairs_with(signatures, new, stars, bands=8, rows=2)
+    everything, all_stars = index.banding(signatures, bands=8, rows=2)
+    # Stars whose first text is new, or buckets grown into stars, drop old pairs no other band links.
+    code = lambda pairs: pairs[:, 0] * n + pairs[:, 1]  # noqa: E731
+    assert np.isin(code(found.dropped), code(before)).all()
+    kept = before[~np.isin(code(before), code(found.dropped))]
+    assert np.array_equal(np.unique(np.concatenate((kept, found.pairs)), axis=0), everything)
+    assert len(kept) + len(found.pairs) == len(everything)  # the count banding proposes
+    assert np.array_equal(found.stars, all_stars)
+    added = found.pairs
     assert np.isin(added, new).any(axis=1).all()
