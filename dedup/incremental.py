@@ -301,7 +301,7 @@ class Incremental(Batch):
         found = (
             known.extended(feats.matrix(), contents, corpus.sizes, config) if known and same_layout else None
         )
-        if found is None:  # texts gone, or reordered around a star, or a bucket too large: band them all
+        if found is None:  # texts gone, or a star's first text moved: band them all
             found = band_all(config, feats, corpus, contents, bands, rows)
         self.found = found
         return found.proposed, found.pairs

@@ -209,14 +209,15 @@ class Added:
 
 
 def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, bands: int, rows: int) -> Added:
-    """``banding``'s output for these texts, from the output for all but the ``new`` ones (sorted indices).
+    """What adding the ``new`` texts changes in ``banding``'s output for the others.
 
-    ``stars`` are the old texts' star rows, numbered as now: their first texts
-    must still come first. The buckets of the other texts are not sorted again:
-    a cron run that brings a few texts to a large state only looks the new band
-    keys up among the old ones. A bucket over ``MAX_BUCKET`` whose first text is
-    new, or that grows past it, changes old pairs: they are dropped unless another
-    band still proposes them (checked on their band keys against the new stars).
+    ``stars`` are the old texts' star rows, numbered as now; the caller has
+    checked that each star's first text still comes first. The old texts'
+    buckets are not sorted again: a cron run that brings a few texts to a large
+    state only looks the new band keys up among the old ones. A bucket over
+    ``MAX_BUCKET`` whose first text is new, or that grows past it, changes old
+    pairs: they are dropped unless another band still proposes them (checked on
+    their band keys against the new stars). ``Added.stars`` is the whole new table.
 
     Example:
         >>> sigs = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [5, 6, 3, 4], [7, 8, 0, 0]], dtype=np.uint32)
@@ -227,7 +228,7 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, ba
     is_new = np.zeros(n, dtype=bool)
     is_new[new] = True
     found = [np.empty(0, dtype=np.int64)]
-    added, moved, maybe_dropped = [stars], [], [np.empty(0, dtype=np.int64)]
+    star_rows, moved, maybe_dropped = [stars], [], [np.empty(0, dtype=np.int64)]
     for band, keys in enumerate(_all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows)):
         new_keys = np.sort(keys[new])
         at = np.minimum(np.searchsorted(new_keys, keys), max(len(new_keys) - 1, 0))
@@ -247,7 +248,7 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, ba
             old = bucket[~fresh]
             if not fresh[0] and len(old) > MAX_BUCKET:  # the same star, with the new texts on it
                 found.append(bucket[0] * n + bucket[fresh])
-                added.append(_star_rows(band, bucket[0], bucket[fresh]))
+                star_rows.append(_star_rows(band, bucket[0], bucket[fresh]))
                 continue
             # A new first text, or a bucket grown into a star: the old pairs it linked may go.
             if len(old) > MAX_BUCKET:
@@ -258,7 +259,7 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, ba
                 maybe_dropped.append(old[i] * n + old[j])
             linked = bucket[1:] if fresh[0] else bucket[1:][fresh[1:]]
             found.append(bucket[0] * n + linked)
-            added.append(_star_rows(band, bucket[0], bucket[1:]))
+            star_rows.append(_star_rows(band, bucket[0], bucket[1:]))
         lengths = np.where(lengths > MAX_BUCKET, 0, lengths)
         for length in np.unique(lengths[lengths > 1]).tolist():
             i, j = _bucket_pairs(int(length))
@@ -267,7 +268,7 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, ba
             b = members[at_start[:, None] + j[None, :]].ravel()
             keep = is_new[a] | is_new[b]
             found.append(a[keep] * n + b[keep])
-    table = np.concatenate(added)
+    table = np.concatenate(star_rows)
     if moved:  # the rows of stars whose first text changed are replaced by the new star's
         gone = np.isin(table[:, 0] * n + table[:, 1], [band * n + first for band, first in moved])
         table = table[~gone]
@@ -285,7 +286,10 @@ def _decode(codes: np.ndarray, n: int) -> np.ndarray:
 def _not_proposed(
     signatures: np.ndarray, codes: np.ndarray, stars: np.ndarray, *, bands: int, rows: int
 ) -> np.ndarray:
-    """The pairs (codes) no band proposes: never in one bucket, or only in stars of a third text."""
+    """The pairs (codes, a < b) no band proposes: never in one bucket, or only in stars of a third text.
+
+    ``stars`` is the whole star table of the texts as they are now.
+    """
     if not len(codes):
         return codes
     n = len(signatures)
@@ -297,6 +301,6 @@ def _not_proposed(
         centre[here[:, 2]] = here[:, 1]
         centre[here[:, 1]] = here[:, 1]
         together = keys[a] == keys[b]
-        linked = (centre[a] < 0) | (centre[a] == a) | (centre[a] == b)
+        linked = (centre[a] < 0) | (centre[a] == a)  # no star, or a star from a (b > a is never first)
         proposed |= together & linked
     return codes[~proposed]

@@ -1,6 +1,7 @@
 """Cron mode: the persistent state, incremental runs, locking and crash safety."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -445,6 +446,59 @@ def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Pa
         outputs.append(((out / "manifest.jsonl").read_bytes(), runs, files, rows, counts))
     assert outputs[0][4]["new"] == 4 and outputs[0][4]["changed"] == 1 and outputs[0][4]["gone"] == 1
     assert outputs[0] == outputs[1]
+
+
+def test_a_cron_run_whose_new_text_heads_a_star_keeps_what_banding_all_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dedup import index
+
+    # 70 versions of one article (a line each of their own): in most bands one bucket
+    # of 70, over MAX_BUCKET, linked as a star from the first in path order.
+    tree = tmp_path / "in"
+    tree.mkdir()
+    for i in range(70):
+        (tree / f"b{i:02d}.txt").write_text(f"{STORM}\nFiled by desk {i} at {i % 12} o'clock.\n")
+    cron(tree, tmp_path)
+    banded = []
+    real = index.banding
+    monkeypatch.setattr(index, "banding", lambda *a, **k: banded.append(1) or real(*a, **k))
+    # A new version first in path order heads those stars (their rows move to it; which
+    # old pairs go is checked on random signatures above and below).
+    (tree / "a-new.txt").write_text(f"{STORM}\nFiled by the night desk.\n")
+    (tree / "c-new.txt").write_text(f"{STORM}\nFiled by the day desk.\n")
+    counts = cron(tree, tmp_path)
+    assert banded == []  # the stored pairs were extended, not banded again
+    full = run([tree], tmp_path / "full", Config(jobs=1))
+    assert counts["lsh_pairs"] == full.counts["lsh_pairs"]  # the pairs banding all proposes
+    assert counts["candidate_pairs"] == full.counts["candidate_pairs"]
+    assert verdicts(read_manifest(tmp_path / "out")) == verdicts(read_manifest(full.out))
+    # What the state keeps (pairs, stars) is what a first cron run over all of them bands.
+    run([tree], tmp_path / "out2", Config(jobs=1, state=str(tmp_path / "state2")))
+
+    def stored_pairs(state: Path) -> bytes:
+        db = sqlite3.connect(state / "state.sqlite")
+        blob = db.execute("SELECT value FROM blobs WHERE key = 'candidate_pairs'").fetchone()[0]
+        db.close()
+        return bytes(blob)
+
+    assert stored_pairs(tmp_path / "state") == stored_pairs(tmp_path / "state2")
+
+
+def test_stored_pairs_of_the_layout_before_stars_are_not_read() -> None:
+    import struct
+    import zlib
+
+    from dedup import stored
+
+    body = np.array([5, 7], dtype="<u8").tobytes() + np.array([[0, 1]], dtype="<i8").tobytes()
+    old = struct.pack("<6q", 1, 128, 2, 1, 2, 1) + zlib.compress(body)  # version 1: no star rows
+    assert stored.KnownPairs.loads(old) is None  # banded anew, once
+    pairs = stored.KnownPairs(
+        128, 2, 1, np.array([5, 7], dtype=np.uint64), np.array([[0, 1]]), np.zeros((0, 3), int)
+    )
+    again = stored.KnownPairs.loads(pairs.dumps())
+    assert again is not None and np.array_equal(again.pairs, pairs.pairs) and again.stars.shape == (0, 3)
 
 
 @pytest.mark.parametrize("seed", range(80))
