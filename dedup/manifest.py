@@ -324,6 +324,7 @@ def remove_leftovers(out: Path) -> None:
     names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
     names.append(".spool.*.tmp")  # readers.spooled (readers.stdin_copied removes its own leftovers)
     names.append(".signatures.*.tmp")  # signature_spill.Spilled, between pass 1 and the index
+    names.append(".records.*.tmp")  # record_spill.SpilledRecords, between pass 2 and the manifest
     for pattern in names:
         for path in out.glob(pattern):
             if path.is_dir() and not path.is_symlink():

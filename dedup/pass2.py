@@ -22,6 +22,7 @@ from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
 from dedup.pass1 import HASH_CHUNK, FeatureTable, hash_tokens
+from dedup.record_spill import SpilledRecords
 from dedup.signatures import distinct, hash_token_bytes, shingles_of, similarity, token_hashes
 
 PER_CALL = 64  # groups to one call where a call costs much (a Dask task): most groups take a millisecond
@@ -367,7 +368,7 @@ class Verdicts:
     in memory at once.
     """
 
-    def __init__(self, corpus: Corpus, settled: dict[int, bytes], kept: Mapping[int, str]) -> None:
+    def __init__(self, corpus: Corpus, settled: SpilledRecords, kept: Mapping[int, str]) -> None:
         self.corpus, self.settled, self.kept = corpus, settled, kept
         self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
 

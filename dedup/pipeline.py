@@ -29,6 +29,7 @@ from dedup.config import Config
 from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
+from dedup.record_spill import SpilledRecords
 from dedup.signature_spill import Spilled
 
 if TYPE_CHECKING:  # loaded when a run has work to do: a cron run with none never imports numba or scipy
@@ -186,51 +187,52 @@ def _judge_and_write(
     clock = time.perf_counter()
     comps, comp_of, tasks = pass2.group_pairs(pairs, len(corpus.sizes))
     tasks = cache.judge(corpus, comps, comp_of, tasks)
-    settled: dict[int, bytes] = {}
-    verified = 0
-    try:
-        # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
-        with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
-            tasks = large_groups.split(corpus, tasks, engine)
-            for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
-                settled.update(results)
-                verified += n_edges
-                if progress:
-                    progress("verify", done, len(tasks))
-        # Pass 2 read one document per text; an exact copy of it that the state vouched for
-        # (same size and mtime, not read) may have been edited in place since: check its bytes.
-        for i in _unread_copies(corpus, tasks, fresh):
-            readers.reread(docs[i], config)
-    except InputChangedError as err:
-        unread = {docs.file(i) for i in range(len(docs)) if not fresh[i]}
-        if err.path in unread and err.path not in cache.suspects:
-            raise Stale(str(err.path)) from err
-        raise
-    verdicts = pass2.Verdicts(corpus, settled, cache.kept)
-    cache.compare(docs, verdicts)
-    timings["verify_cluster_score"] = time.perf_counter() - clock
+    # Records of grouped documents wait on disk for the write stage (~1 KB each: record_spill).
+    with SpilledRecords.beside(out, len(docs)) as settled:
+        verified = 0
+        try:
+            # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
+            with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
+                tasks = large_groups.split(corpus, tasks, engine)
+                for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
+                    settled.update(results)
+                    verified += n_edges
+                    if progress:
+                        progress("verify", done, len(tasks))
+            # Pass 2 read one document per text; an exact copy of it that the state vouched for
+            # (same size and mtime, not read) may have been edited in place since: check its bytes.
+            for i in _unread_copies(corpus, tasks, fresh):
+                readers.reread(docs[i], config)
+        except InputChangedError as err:
+            unread = {docs.file(i) for i in range(len(docs)) if not fresh[i]}
+            if err.path in unread and err.path not in cache.suspects:
+                raise Stale(str(err.path)) from err
+            raise
+        verdicts = pass2.Verdicts(corpus, settled, cache.kept)
+        cache.compare(docs, verdicts)
+        timings["verify_cluster_score"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    tally = records.Tally(n_proposed, len(pairs), verified, progress, len(docs))
-    # The manifest is streamed into a temporary file, renamed into place last.
-    with manifest.atomic_file(out / manifest.MANIFEST) as manifest_fh:
-        rows = cache.emit(manifest_fh, docs, feats, verdicts, fresh, tally)
-        cache.commit(sources, rows, tally, frequency)
-        checkpoint("committed")
-        kept = tally.canonical.tolist()
-        if progress:
-            progress("copy", 0, len(kept))
-        cache.copy(out, docs, kept, fresh, config, checkpoint)
-        if progress:
-            progress("copy", len(kept), len(kept))
-        counts = {**tally.counts, **cache.counts(tally)}
-        timings["write"] = time.perf_counter() - clock
-        summary = _summary(sources, config, cache.run_id, counts, timings, bands, rows_per_band)
-        cache.write_changes(out)
-        manifest.write_summary(out, summary)
-    checkpoint("written")
-    cache.synced()
-    return RunResult(out=out, summary=summary, counts=counts)
+        clock = time.perf_counter()
+        tally = records.Tally(n_proposed, len(pairs), verified, progress, len(docs))
+        # The manifest is streamed into a temporary file, renamed into place last.
+        with manifest.atomic_file(out / manifest.MANIFEST) as manifest_fh:
+            rows = cache.emit(manifest_fh, docs, feats, verdicts, fresh, tally)
+            cache.commit(sources, rows, tally, frequency)
+            checkpoint("committed")
+            kept = tally.canonical.tolist()
+            if progress:
+                progress("copy", 0, len(kept))
+            cache.copy(out, docs, kept, fresh, config, checkpoint)
+            if progress:
+                progress("copy", len(kept), len(kept))
+            counts = {**tally.counts, **cache.counts(tally)}
+            timings["write"] = time.perf_counter() - clock
+            summary = _summary(sources, config, cache.run_id, counts, timings, bands, rows_per_band)
+            cache.write_changes(out)
+            manifest.write_summary(out, summary)
+        checkpoint("written")
+        cache.synced()
+        return RunResult(out=out, summary=summary, counts=counts)
 
 
 def _summary(

@@ -1,0 +1,91 @@
+"""Pass 2's settled records on disk until the manifest is written: the driver's growth in pass 2.
+
+A grouped text's record (serialised JSON, with its reason, penalties and
+signals) is ~0.7-1 KB; held in a dict until the write stage, they made the
+summed memory of a 1M noisy run climb from 0.76 to 1.73 GB through pass 2.
+Here each record is appended to a file in OUT as it arrives and the driver
+keeps 12 bytes for it (offset and length); the write stage reads it back with
+one ``pread`` (from the page cache: the file was just written).
+
+The file is in OUT, under a temporary name (``.records.*.tmp``) that a killed
+run leaves and the next run removes with dedup's other leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+FLUSH_BYTES = 1 << 20  # records buffered before a write
+
+
+class SpilledRecords:
+    """Document -> its serialised record, in a file; the part of a dict pass 2 and the writer use."""
+
+    def __init__(self, path: Path, documents: int) -> None:
+        self.path = path
+        self._fh: BinaryIO = open(path, "w+b")  # noqa: SIM115  (closed by close)
+        self._at = np.full(documents, -1, dtype=np.int64)
+        self._length = np.zeros(documents, dtype=np.int32)
+        self._written = 0
+        self._buffer = bytearray()
+
+    @classmethod
+    def beside(cls, out: Path, documents: int) -> SpilledRecords:
+        """A new, empty file of records in ``out`` (removed by ``close``)."""
+        fd, name = tempfile.mkstemp(dir=out, prefix=".records.", suffix=".tmp")
+        os.close(fd)
+        try:
+            return cls(Path(name), documents)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    def __enter__(self) -> SpilledRecords:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __setitem__(self, doc: int, record: bytes) -> None:
+        self._at[doc] = self._written + len(self._buffer)
+        self._length[doc] = len(record)
+        self._buffer += record
+        if len(self._buffer) >= FLUSH_BYTES:
+            self._flush()
+
+    def update(self, records: Iterable[tuple[int, bytes]]) -> None:
+        for doc, record in records:
+            self[doc] = record
+
+    def __contains__(self, doc: object) -> bool:
+        return isinstance(doc, int) and self._at[doc] >= 0
+
+    def get(self, doc: int) -> bytes | None:
+        at = int(self._at[doc])
+        if at < 0:
+            return None
+        if at >= self._written:
+            self._flush()
+        return os.pread(self._fh.fileno(), int(self._length[doc]), at)
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._at >= 0))
+
+    def _flush(self) -> None:
+        self._fh.write(self._buffer)
+        self._fh.flush()
+        self._written += len(self._buffer)
+        self._buffer = bytearray()
+
+    def close(self) -> None:
+        """Remove the file (the records are in the manifest by now, or the run failed)."""
+        self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
