@@ -65,7 +65,7 @@ class SpilledRecords:
             self[doc] = record
 
     def __contains__(self, doc: object) -> bool:
-        return isinstance(doc, int) and self._at[doc] >= 0
+        return isinstance(doc, (int, np.integer)) and bool(self._at[doc] >= 0)
 
     def get(self, doc: int) -> bytes | None:
         at = int(self._at[doc])
