@@ -106,7 +106,7 @@ def banding(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -> tuple[
     source = blocks_of(signatures, band_width(rows))
     for band, keys in enumerate(_all_band_keys(source, bands, rows)):
         if band % 32 == 31:  # a near-duplicate pair is proposed by many bands: keep each once
-            found = [np.unique(np.concatenate(found))]
+            found = [_unique(found)]
         order = np.argsort(keys)  # not stable, 5x faster: pairs are ordered below, not taken from here
         ordered = keys[order]
         same = ordered[1:] == ordered[:-1]
@@ -125,8 +125,14 @@ def banding(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -> tuple[
             else:
                 i, j = _bucket_pairs(int(length))
                 found.append(members[i] * n + members[j])
-    codes = np.unique(np.concatenate(found))
-    return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1), sorted_rows(np.concatenate(stars))
+    return _decode(_unique(found), n), sorted_rows(np.concatenate(stars))
+
+
+def _unique(found: list[np.ndarray]) -> np.ndarray:
+    """The distinct codes of all arrays in ``found``, which it empties (their memory goes first)."""
+    merged = np.concatenate(found)
+    found.clear()
+    return np.unique(merged)
 
 
 def _star_rows(band: int, centre: int, members: np.ndarray) -> np.ndarray:
@@ -280,7 +286,10 @@ def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, ba
 
 
 def _decode(codes: np.ndarray, n: int) -> np.ndarray:
-    return np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
+    """Pair codes (i * n + j) as int64[m, 2], written in place: no temporaries of the codes' size."""
+    pairs = np.empty((len(codes), 2), dtype=np.int64)
+    np.divmod(codes, max(n, 1), out=(pairs[:, 0], pairs[:, 1]))
+    return pairs
 
 
 def _not_proposed(
