@@ -414,14 +414,12 @@ def band_all(
     """Every text banded against every other: the pairs the prefilter keeps, to be stored."""
     from dedup import index  # with datasketch and scipy: only runs with work to do import it
 
-    signatures = feats.banded()
-    proposed, stars = index.banding(signatures, bands=bands, rows=rows)
-    pairs = index.prefilter(
-        proposed,
-        signatures,
+    proposed, pairs, stars = index.candidates(
+        feats.banded(),
         corpus.sizes,
+        bands=bands,
+        rows=rows,
         jaccard=config.jaccard,
         containment=config.containment,
-        width=index.band_width(rows),
     )
-    return stored.KnownPairs(bands, rows, len(proposed), contents.copy(), pairs, stars)
+    return stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs, stars)

@@ -197,12 +197,14 @@ def candidates(
     rows: int,
     jaccard: float,
     containment: float,
-) -> tuple[int, np.ndarray]:
-    """The pairs of texts pass 2 verifies: (how many banding proposed, those the prefilter keeps)."""
-    proposed = candidate_pairs(signatures, bands=bands, rows=rows)
-    return len(proposed), prefilter(
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """The pairs of texts pass 2 verifies: (how many banding proposed, those the prefilter keeps,
+    the star rows, ``banding``)."""
+    proposed, stars = banding(signatures, bands=bands, rows=rows)
+    kept = prefilter(
         proposed, signatures, sizes, jaccard=jaccard, containment=containment, width=band_width(rows)
     )
+    return len(proposed), kept, stars
 
 
 @dataclass(frozen=True, slots=True)

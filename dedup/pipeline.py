@@ -152,7 +152,7 @@ def _judge_and_write(
     checkpoint: Checkpoint,
     batch_size: int | None,
 ) -> RunResult:
-    from dedup import index, large_groups, pass1, pass2
+    from dedup import index, pass1, pass2
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -189,16 +189,8 @@ def _judge_and_write(
     tasks = cache.judge(corpus, comps, comp_of, tasks)
     # Records of grouped documents wait on disk for the write stage (~1 KB each: record_spill).
     with SpilledRecords.beside(out, len(docs)) as settled:
-        verified = 0
         try:
-            # The records pass 2 reads again from compressed streams are spooled in OUT meanwhile.
-            with readers.spooled(docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
-                tasks = large_groups.split(corpus, tasks, engine)
-                for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
-                    settled.update(results)
-                    verified += n_edges
-                    if progress:
-                        progress("verify", done, len(tasks))
+            tasks, verified = _settle(corpus, tasks, engine, out, settled, progress)
             # Pass 2 read one document per text; an exact copy of it that the state vouched for
             # (same size and mtime, not read) may have been edited in place since: check its bytes.
             for i in _unread_copies(corpus, tasks, fresh):
@@ -233,6 +225,32 @@ def _judge_and_write(
         checkpoint("written")
         cache.synced()
         return RunResult(out=out, summary=summary, counts=counts)
+
+
+def _settle(
+    corpus: pass2.Corpus,
+    tasks: list[pass2.Task],
+    engine: parallel.Engine,
+    out: Path,
+    settled: SpilledRecords,
+    progress: Progress | None,
+) -> tuple[list[pass2.Task], int]:
+    """Pass 2: every group verified, clustered and ranked into ``settled``; (the tasks run, pairs verified).
+
+    Giant groups are split first (``large_groups``); the records pass 2 reads again
+    from compressed streams are spooled in OUT meanwhile.
+    """
+    from dedup import large_groups, pass2
+
+    verified = 0
+    with readers.spooled(corpus.docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
+        tasks = large_groups.split(corpus, tasks, engine)
+        for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
+            settled.update(results)
+            verified += n_edges
+            if progress:
+                progress("verify", done, len(tasks))
+    return tasks, verified
 
 
 def _summary(

@@ -57,7 +57,7 @@ def test_a_group_settled_by_its_verified_components_gets_the_records_of_the_whol
     def corpus() -> pass2.Corpus:
         return pass2.Corpus.of(config, docs, feats, frequency)
 
-    _, pairs = index.candidates(
+    _, pairs, _ = index.candidates(
         feats.matrix(),
         corpus().sizes,
         bands=bands,
