@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import gzip
 import hashlib
 import itertools
@@ -33,6 +34,17 @@ RUNS = "runs"
 OUT_LOCK = ".lock"
 REPORT = "report.html"  # dedup report OUT
 OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL, RUNS, REPORT)
+# What a killed run leaves at OUT's top level, under names no output of dedup has: removed
+# by the next run (``remove_leftovers``), never a reason to call OUT not empty.
+LEFTOVERS = (
+    f".{MANIFEST}.*.tmp",
+    f".{SUMMARY}.*.tmp",
+    f".{CANONICAL}.*.tmp",
+    f".{CANONICAL}.old",
+    ".spool.*.tmp",  # readers.spooled (readers.stdin_copied removes its own leftovers)
+    ".signatures.*.tmp",  # signature_spill.Spilled, between pass 1 and the index
+    ".records.*.tmp",  # record_spill.SpilledRecords, between pass 2 and the manifest
+)
 
 
 def _umask() -> int:
@@ -78,7 +90,9 @@ def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool 
             foreign = [  # the lock file alone is left by any run, even one killed before it wrote
                 p.name
                 for p in out.iterdir()
-                if p.name != OUT_LOCK and not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
+                if p.name != OUT_LOCK
+                and not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in LEFTOVERS)  # a killed run's
+                and not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
             ]
             if foreign:
                 raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
@@ -321,11 +335,7 @@ def remove_leftovers(out: Path) -> None:
     All are at OUT's top level (copies into ``canonical/`` are made in a
     ``.canonical.*.tmp`` directory), under names no output of dedup has.
     """
-    names = [f".{MANIFEST}.*.tmp", f".{SUMMARY}.*.tmp", f".{CANONICAL}.*.tmp", f".{CANONICAL}.old"]
-    names.append(".spool.*.tmp")  # readers.spooled (readers.stdin_copied removes its own leftovers)
-    names.append(".signatures.*.tmp")  # signature_spill.Spilled, between pass 1 and the index
-    names.append(".records.*.tmp")  # record_spill.SpilledRecords, between pass 2 and the manifest
-    for pattern in names:
+    for pattern in LEFTOVERS:
         for path in out.glob(pattern):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

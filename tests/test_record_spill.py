@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dedup import Config, run
 from dedup.record_spill import SpilledRecords
@@ -51,3 +52,17 @@ def test_a_runs_records_are_on_disk_until_the_manifest_is_written_and_gone_after
     assert result.counts["clusters_with_duplicates"] > 0
     assert len(sizes) == 1 and len(sizes[0]) == 1 and sizes[0][0] > 1000
     assert not [p for p in out.iterdir() if p.name.startswith(".records.")]
+
+
+@pytest.mark.parametrize("cron", [False, True])
+def test_a_run_killed_before_its_manifest_does_not_lock_the_next_one_out(tmp_path: Path, cron: bool) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # What a first run killed in pass 2 leaves: its lock, its records and a spill.
+    (out / ".lock").write_bytes(b"")
+    (out / ".records.killed.tmp").write_bytes(b'{"path": "x"}')
+    (out / ".signatures.killed.tmp").mkdir()
+    config = Config(jobs=1, state=str(tmp_path / "state")) if cron else Config(jobs=1)
+    result = run([str(SAMPLE)], out, config)  # without --force
+    assert result.counts["documents"] > 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]
