@@ -197,7 +197,11 @@ class FeatureTable:
         self.signals = bytearray()
         self.contents = array("Q")
         self.sizes = array("q")
-        self.signatures = array("I")
+        # In memory (cron mode): the signatures given and their nodes. The matrix is made when
+        # asked for: a view of them when every text has one (a first run), else zeros (pages not
+        # yet touched) with theirs set, and the stored texts' rows filled in by the caller.
+        self._given, self._given_nodes = array("I"), array("q")
+        self._matrix: np.ndarray | None = None
         self.repairs: dict[int, normalize.RepairPlan] = {}  # document -> ftfy's steps, for pass 2
         self._node: dict[int, int] = {}
         self._width = 4 * len(quality.INTRINSIC)
@@ -208,17 +212,23 @@ class FeatureTable:
         self.node_of.append(-1)
         self.signals += self._zeros
 
-    def set(self, doc: int, content: int, shingles: int, signature: bytes, signals: bytes) -> None:
-        """A document's features (in manifest order): its signature is kept once per distinct text."""
+    def set(self, doc: int, content: int, shingles: int, signature: bytes | None, signals: bytes) -> None:
+        """A document's features (in manifest order): its signature is kept once per distinct text.
+
+        ``signature`` None: not known yet (a stored text's, filled in later through ``matrix``).
+        """
         assert len(signals) == self._width, "signals of another layout"
         n = self._node.setdefault(content, len(self.contents))
         if n == len(self.contents):
+            assert self._matrix is None, "texts added after the signature matrix was made"
             self.contents.append(content)
             self.sizes.append(shingles)
             if self.spill is not None:
+                assert signature is not None, "a spilled table holds every signature"
                 self.spill.append(signature)
-            else:
-                self.signatures.frombytes(signature)
+            elif signature is not None:
+                self._given.frombytes(signature)
+                self._given_nodes.append(n)
         self.node_of[doc] = n
         self.signals[doc * self._width : (doc + 1) * self._width] = signals
 
@@ -227,8 +237,21 @@ class FeatureTable:
         self._node = {}
 
     def matrix(self) -> np.ndarray:
-        """uint32[nodes, num_perm]: a view of the signatures, not a copy (none are held when spilled)."""
-        return np.frombuffer(self.signatures, dtype=np.uint32).reshape(-1, self.num_perm)
+        """uint32[nodes, num_perm]: the signatures, made once and then written in place (none when spilled).
+
+        A text set without a signature has zeros until the caller fills its row.
+        """
+        if self._matrix is None:
+            given = np.frombuffer(self._given, dtype=np.uint32).reshape(-1, self.num_perm)
+            if self.spill is not None:
+                self._matrix = given[:0]
+            elif len(given) == len(self.contents):  # every text's, in node order
+                self._matrix = given
+            else:
+                self._matrix = np.zeros((len(self.contents), self.num_perm), dtype=np.uint32)
+                self._matrix[np.frombuffer(self._given_nodes, dtype=np.int64)] = given
+                self._given, self._given_nodes = array("I"), array("q")
+        return self._matrix
 
     def banded(self) -> np.ndarray | Spilled:
         """The signatures, as banding and the prefilter read them."""
@@ -236,7 +259,8 @@ class FeatureTable:
 
     def drop_signatures(self) -> None:
         """Free the largest table once the candidate pairs are found (unless a state stores it)."""
-        self.signatures = array("I")
+        self._given, self._given_nodes = array("I"), array("q")
+        self._matrix = np.zeros((0, self.num_perm), dtype=np.uint32)
         if self.spill is not None:
             self.spill.close()
             self.spill = None
@@ -311,14 +335,12 @@ def read_all(
     waiting: deque[tuple[int, Stored]] = deque()
     in_flight = 0
 
-    unsigned = bytes(4 * config.num_perm)
-
     def take(doc: int, prev: Stored) -> None:
         # A stored row comes without its signature (1 KB): only banding needs it, and
         # the filter fills it in then (a run over unchanged texts reuses the stored pairs).
         if prev.status == Status.OK and prev.signals:
             assert prev.content is not None and prev.shingles is not None
-            feats.set(doc, prev.content, prev.shingles, prev.signature or unsigned, prev.signals)
+            feats.set(doc, prev.content, prev.shingles, prev.signature or None, prev.signals)
 
     def take_waiting(before: int) -> None:
         while waiting and waiting[0][0] < before:

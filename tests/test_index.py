@@ -5,7 +5,7 @@ from datasketch import MinHashLSH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.index import LSH_WEIGHTS, band_layout, candidate_pairs, prefilter
+from dedup.index import LSH_WEIGHTS, band_layout, candidate_pairs, holding, prefilter
 from dedup.signatures import Signer, shingle_hashes
 
 
@@ -54,3 +54,21 @@ def test_prefilter_keeps_contained_pairs_and_drops_strangers() -> None:
     pairs = np.array([[0, 1], [1, 2], [0, 2]])
     kept = prefilter(pairs, sigs, sizes, jaccard=0.5, containment=0.5)
     assert kept.tolist() == [[0, 1]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=300),
+    st.lists(st.integers(0, 2**64 - 1), max_size=40),
+    st.integers(0, 2**32),
+)
+def test_holding_finds_exactly_the_keys_equal_to_a_wanted_one(
+    keys: list[int], extra: list[int], seed: int
+) -> None:
+    # Wanted keys drawn partly from the keys (hits, repeated) and partly at random (mostly misses);
+    # small values too, whose low bits alone would all fall in one slot of a plain modulo table.
+    arr = np.array(keys + [k % 8 for k in keys[:20]], dtype=np.uint64)
+    rng = np.random.default_rng(seed)
+    picked = arr[rng.integers(0, len(arr), min(len(arr), 30))] if len(arr) else arr
+    wanted = np.concatenate((picked, np.array(extra, dtype=np.uint64)))
+    assert holding(arr, wanted).tolist() == np.flatnonzero(np.isin(arr, wanted)).tolist()

@@ -119,3 +119,30 @@ def test_a_spill_that_cannot_open_its_blocks_leaves_no_file_open_and_no_director
         Spilled(directory, num_perm=256, width=16)
     assert len(os.listdir("/proc/self/fd")) == before
     assert not directory.exists()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=30))
+def test_a_table_in_memory_gives_each_text_its_first_signature_and_zeros_where_none_was_given(
+    docs: list[tuple[int, bool]],
+) -> None:
+    # Cron mode sets stored texts without their signature (filled in later, in place): the matrix
+    # holds every given one at its text's row, zeros for the others, and its rows can be written.
+    from dedup.pass1 import FeatureTable
+    from dedup.quality import INTRINSIC
+
+    table = FeatureTable(num_perm=4)
+    signals = bytes(4 * len(INTRINSIC))
+    first: dict[int, np.ndarray | None] = {}
+    for i, (content, signed) in enumerate(docs):
+        table.reserve()
+        signature = np.full(4, content * 10 + i, dtype=np.uint32) if signed else None
+        first.setdefault(content, signature)
+        table.set(i, content, 3, None if signature is None else signature.tobytes(), signals)
+    matrix = table.matrix()
+    assert matrix.shape == (len(first), 4)
+    for node, signature in enumerate(first.values()):
+        assert matrix[node].tolist() == ([0] * 4 if signature is None else signature.tolist())
+    if len(matrix):
+        matrix[0] = 7
+        assert table.matrix()[0].tolist() == [7] * 4

@@ -16,6 +16,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,10 @@ from dedup.errors import InputChangedError
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 _KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".warc": "warc"}
 CONTAINER_KINDS = ("jsonl", "warc")
+_CONTAINER_NAME = re.compile(
+    "({})(?:{})?$".format("|".join(map(re.escape, _KINDS)), "|".join(map(re.escape, COMPRESSIONS))),
+    re.IGNORECASE,
+)
 CONTAINER_GLOBS = tuple(f"*{kind}{c}" for kind in _KINDS for c in ("", *COMPRESSIONS))
 # What a damaged compressed stream raises while it is read.
 DAMAGE = (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
@@ -57,9 +62,9 @@ def container_kind(name: str) -> str | None:
         >>> container_kind("a.ndjson.xz"), container_kind("crawl.warc.gz"), container_kind("a.txt.gz")
         ('jsonl', 'warc', None)
     """
-    lower = name.lower()
-    lower = lower[: len(lower) - len(compression(lower))]
-    return next((kind for suffix, kind in _KINDS.items() if lower.endswith(suffix)), None)
+    if (found := _CONTAINER_NAME.search(name)) is None:  # one search: a listing asks for every file
+        return None
+    return _KINDS[found.group(1).lower()]
 
 
 class _ZstdReader(io.RawIOBase):
