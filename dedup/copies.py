@@ -9,22 +9,30 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from dedup import manifest
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.hooks import Checkpoint
-from dedup.state import Stored
+
+
+@dataclass(frozen=True, slots=True)
+class Before:
+    """What the last run kept, as ``sync`` compares it: whole files by path, container lines by file."""
+
+    files: frozenset[str]  # manifest paths of the kept whole files
+    lines: dict[str, list[tuple[int, str, str]]]  # container file -> its kept (offset, path, sha256)
 
 
 def sync(
     out: Path,
     docs: DocumentTable,
     kept: list[int],
-    before: Mapping[str, Stored],
+    before: Before,
     fresh: bytearray,
     config: Config,
     checkpoint: Checkpoint,
@@ -33,15 +41,12 @@ def sync(
     root = out / manifest.CANONICAL
     files = [i for i in kept if docs.offset(i) < 0]
     wanted = {docs.paths[i] for i in files}
-    for path, prev in before.items():
-        if prev.offset < 0 and path not in wanted:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(root / path)
-    base = str(root)
+    for path in before.files - wanted:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / path)
+    present = listed(root)  # one listing, not a stat per kept file
     todo = [  # new, changed, or removed from OUT by someone: copied
-        i
-        for i in files
-        if docs.paths[i] not in before or fresh[i] or not os.path.exists(os.path.join(base, docs.paths[i]))
+        i for i in files if fresh[i] or docs.paths[i] not in before.files or docs.paths[i] not in present
     ]
     if todo:  # each copied under a temporary name in OUT, renamed into canonical/ when whole
         temp = manifest.stage_canonical(out)
@@ -55,10 +60,7 @@ def sync(
     for i in kept:
         if docs.offset(i) >= 0:
             now.setdefault(docs.file(i), []).append((docs.offset(i), docs.paths[i], docs.sha256(i)))
-    then: dict[str, list[tuple[int, str, str]]] = {}
-    for path, prev in before.items():
-        if prev.offset >= 0:
-            then.setdefault(prev.file, []).append((prev.offset, path, prev.sha256 or ""))
+    then = before.lines
     outputs = manifest.container_outputs(docs.sources, then.keys() | now.keys())
     redo = {
         f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
@@ -80,6 +82,40 @@ def sync(
                 os.replace(made, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def listed(root: Path) -> set[str]:
+    """The paths under ``root`` (relative, ``/``-joined) that ``os.path.exists`` would find: one
+    ``scandir`` per directory instead of a ``stat`` per file (a link counts if its target exists).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     (Path(tmp) / "a").mkdir(); (Path(tmp) / "a" / "b.txt").write_text("x")
+        ...     (Path(tmp) / "gone").symlink_to(Path(tmp) / "nowhere")
+        ...     sorted(listed(Path(tmp)))
+        1
+        ['a', 'a/b.txt']
+    """
+    found: set[str] = set()
+    pending = [("", str(root))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except OSError:
+            continue
+        for entry in entries:
+            name = prefix + entry.name
+            if entry.is_symlink():
+                if os.path.exists(entry.path):
+                    found.add(name)
+                continue
+            found.add(name)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append((name + "/", entry.path))
+    return found
 
 
 def write(out: Path, docs: DocumentTable, kept: list[int], config: Config) -> None:

@@ -36,7 +36,7 @@ from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.hooks import Checkpoint
-from dedup.rows import Canonical, Kept, Rows, signature_chunks
+from dedup.rows import Kept, Rows, kept_before, signature_chunks
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
@@ -384,7 +384,7 @@ class Incremental(Batch):
         run_id, store = self.run_id, self.store
         assert run_id is not None and self.previous is not None
         if run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
-            copies.sync(out, docs, kept, Canonical(self.previous), fresh, config, checkpoint)
+            copies.sync(out, docs, kept, kept_before(self.previous), fresh, config, checkpoint)
         else:
             copies.write(out, docs, kept, config)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xxhash
 
+from dedup.copies import Before
 from dedup.errors import StateError
 from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage
 
@@ -277,31 +278,19 @@ class Kept(Mapping[int, str]):
         return int(np.count_nonzero(np.frombuffer(self.row_of, dtype=np.int64) >= 0))
 
 
-class Canonical(Mapping[str, Stored]):
-    """Path -> facts of the documents that were kept (canonical) and present: ``copies.sync``'s ``before``."""
-
-    def __init__(self, rows: Rows) -> None:
-        self.rows = rows
-        self._rows = [r for r in range(len(rows)) if not rows.gone[r] and rows.canonical(r)]
-        self._in = bytearray(len(rows))
-        for r in self._rows:
-            self._in[r] = 1
-
-    def __getitem__(self, path: str) -> Stored:
-        r = self.rows.index.get(path)
-        if r is None or not self._in[r]:
-            raise KeyError(path)
-        return self.rows.stored(r)
-
-    def __contains__(self, path: object) -> bool:
-        r = self.rows.index.get(path) if isinstance(path, str) else None
-        return r is not None and bool(self._in[r])
-
-    def __iter__(self) -> Iterator[str]:
-        return (self.rows.keys[r] for r in self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
+def kept_before(rows: Rows) -> Before:
+    """What the last run kept (canonical and present), as ``copies.sync`` compares it."""
+    present = np.frombuffer(rows.gone, dtype=np.int64) == 0
+    unread = present & (np.frombuffer(rows._canonical, dtype=np.uint8) == 0)
+    for r in np.flatnonzero(unread).tolist():
+        rows.canonical(r)  # a record no stage read this run
+    kept = present & (np.frombuffer(rows._canonical, dtype=np.uint8) == 2)
+    whole = np.frombuffer(rows.offset, dtype=np.int64) < 0
+    keys = rows.keys
+    lines: dict[str, list[tuple[int, str, str]]] = {}
+    for r in np.flatnonzero(kept & ~whole).tolist():
+        lines.setdefault(rows.containers[r], []).append((rows.offset[r], keys[r], rows.sha256(r) or ""))
+    return Before(frozenset(keys[r] for r in np.flatnonzero(kept & whole).tolist()), lines)
 
 
 def signature_chunks(store: State, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
