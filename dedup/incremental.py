@@ -37,6 +37,7 @@ from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.hooks import Checkpoint
 from dedup.rows import Kept, Rows, kept_before, signature_chunks
+from dedup.signature_spill import Blocks, Spilled
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
@@ -126,7 +127,8 @@ class Batch:
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
         """The candidate pairs of texts (and how many banding proposed), banded from the signatures."""
-        found = band_all(config, feats, corpus, np.frombuffer(feats.contents, dtype=np.uint64), bands, rows)
+        contents = np.frombuffer(feats.contents, dtype=np.uint64)
+        found = band_all(config, feats.banded(), corpus, contents, bands, rows)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
         return found.proposed, found.pairs
 
@@ -281,28 +283,27 @@ class Incremental(Batch):
     def candidates(
         self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
     ) -> tuple[int, np.ndarray]:
-        found = self._candidates(config, feats, corpus, fresh, bands, rows)
-        self.signatures = stored.keep_signatures(feats, fresh)
-        feats.drop_signatures()  # 1 KB per text; the ones to store are kept
-        return found
-
-    def _candidates(
-        self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
-    ) -> tuple[int, np.ndarray]:
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
             stored.fill_signatures(feats, corpus, fresh, self._signatures, to_store=True)
+            self.signatures = stored.keep_signatures(feats, fresh)
+            feats.drop_signatures()
             return self.known.proposed, self.known.pairs
-        # Texts not read this run came without their signatures: banding needs them all.
-        stored.fill_signatures(feats, corpus, fresh, self._signatures)
-        known = self.known
-        same_layout = known is not None and (known.bands, known.rows) == (bands, rows)
-        found = (
-            known.extended(feats.matrix(), contents, corpus.sizes, config) if known and same_layout else None
-        )
-        if found is None:  # texts gone, or a star's first text moved: band them all
-            found = band_all(config, feats, corpus, contents, bands, rows)
+        # Texts not read this run came without their signatures: banding reads them all, from a
+        # spill a block at a time (1 KB per text, never all in memory), with the new ones.
+        from dedup import index
+
+        assert self.out is not None
+        with Spilled.beside(self.out, num_perm=config.num_perm, width=index.band_width(rows)) as spill:
+            signatures, held = stored.streamed(feats, corpus, fresh, self._signatures, spill)
+            known, found = self.known, None
+            if known is not None and (known.bands, known.rows) == (bands, rows):
+                found = known.extended(signatures, contents, corpus.sizes, config)
+            if found is None:  # texts gone, or a star's first text moved: band them all
+                found = band_all(config, signatures, corpus, contents, bands, rows)
+        self.signatures = stored.keep_signatures(feats, fresh, held)
+        feats.drop_signatures()  # the ones to store are kept
         self.found = found
         return found.proposed, found.pairs
 
@@ -409,13 +410,18 @@ class Incremental(Batch):
 
 
 def band_all(
-    config: Config, feats: FeatureTable, corpus: Corpus, contents: np.ndarray, bands: int, rows: int
+    config: Config,
+    signatures: np.ndarray | Blocks,
+    corpus: Corpus,
+    contents: np.ndarray,
+    bands: int,
+    rows: int,
 ) -> stored.KnownPairs:
     """Every text banded against every other: the pairs the prefilter keeps, to be stored."""
     from dedup import index  # with datasketch and scipy: only runs with work to do import it
 
     proposed, pairs, stars = index.candidates(
-        feats.banded(),
+        signatures,
         corpus.sizes,
         bands=bands,
         rows=rows,

@@ -216,7 +216,9 @@ class Added:
     stars: np.ndarray  # int64[k, 3]: the star rows (``banding``) of all texts now
 
 
-def pairs_with(signatures: np.ndarray, new: np.ndarray, stars: np.ndarray, *, bands: int, rows: int) -> Added:
+def pairs_with(
+    signatures: np.ndarray | Blocks, new: np.ndarray, stars: np.ndarray, *, bands: int, rows: int
+) -> Added:
     """What adding the ``new`` texts changes in ``banding``'s output for the others.
 
     ``stars`` are the old texts' star rows, numbered as now; the caller has
@@ -318,7 +320,7 @@ def _decode(codes: np.ndarray, n: int) -> np.ndarray:
 
 
 def _not_proposed(
-    signatures: np.ndarray, codes: np.ndarray, stars: np.ndarray, *, bands: int, rows: int
+    signatures: np.ndarray | Blocks, codes: np.ndarray, stars: np.ndarray, *, bands: int, rows: int
 ) -> np.ndarray:
     """The pairs (codes, a < b) no band proposes: never in one bucket, or only in stars of a third text.
 

@@ -253,6 +253,15 @@ class FeatureTable:
                 self._given, self._given_nodes = array("I"), array("q")
         return self._matrix
 
+    def given(self) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes, uint32[k, num_perm]): the texts set with their signature, as set; none spilled.
+
+        Views of the table: asked for before ``matrix`` (cron mode streams the others).
+        """
+        assert self._matrix is None and self.spill is None, "the signatures are in a matrix or on disk"
+        nodes = np.frombuffer(self._given_nodes, dtype=np.int64)
+        return nodes, np.frombuffer(self._given, dtype=np.uint32).reshape(len(nodes), self.num_perm)
+
     def banded(self) -> np.ndarray | Spilled:
         """The signatures, as banding and the prefilter read them."""
         return self.matrix() if self.spill is None else self.spill

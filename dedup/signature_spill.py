@@ -108,6 +108,13 @@ class Spilled:
         if self._rows % self.flush_rows == 0:
             self._flush()
 
+    def extend(self, signatures: np.ndarray) -> None:
+        """The next texts' signatures, uint32[k, num_perm]."""
+        self._buffer += np.ascontiguousarray(signatures, dtype=np.uint32).tobytes()
+        self._rows += len(signatures)
+        if len(self._buffer) >= self.flush_rows * 4 * self.num_perm:
+            self._flush()
+
     def _flush(self) -> None:
         if not self._buffer:
             return
@@ -128,6 +135,30 @@ class Spilled:
             fh.close()
         self._files = []
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Renumbered:
+    """Every text's signature as blocks, built a block at a time: some rows from a spill, the rest
+    from memory (a cron run: the stored texts' streamed from its state, the ones read this run).
+
+    ``spilled``'s i-th row is text ``target[i]``'s; ``given[j]`` is text ``nodes[j]``'s.
+    """
+
+    def __init__(self, spilled: Spilled, target: np.ndarray, nodes: np.ndarray, given: np.ndarray) -> None:
+        assert len(spilled) == len(target), "a text for every spilled row"
+        self.spilled, self.target, self.nodes, self.given = spilled, target, nodes, given
+        self.num_perm, self.width = spilled.num_perm, spilled.width
+        self._texts = len(target) + len(nodes)
+
+    def __len__(self) -> int:
+        return self._texts
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for block, lo in zip(self.spilled.blocks(), range(0, self.num_perm, self.width), strict=True):
+            out = np.zeros((self._texts, block.shape[1]), dtype=np.uint32)
+            out[self.target] = block
+            out[self.nodes] = self.given[:, lo : lo + block.shape[1]]
+            yield out
 
 
 def blocks_of(signatures: np.ndarray | Blocks, width: int) -> Blocks:

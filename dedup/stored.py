@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothin
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
     from dedup.rows import Kept, Rows
+    from dedup.signature_spill import Blocks, Renumbered, Spilled
 
 _STATUS = {str(s): s for s in Status}
 _PAIRS_HEADER = struct.Struct("<7q")  # version, bands, rows, proposed, texts, pairs, star rows
@@ -60,7 +61,7 @@ class KnownPairs:
         return (bands, rows) == (self.bands, self.rows) and np.array_equal(contents, self.contents)
 
     def extended(
-        self, signatures: np.ndarray, contents: np.ndarray, sizes: np.ndarray, config: Config
+        self, signatures: np.ndarray | Blocks, contents: np.ndarray, sizes: np.ndarray, config: Config
     ) -> KnownPairs | None:
         """The pairs of these texts, if they are the known ones plus new ones.
 
@@ -169,16 +170,73 @@ def fill_signatures(
         raise StateError("the state holds no signature for a stored text: run with --rebuild")
 
 
-def keep_signatures(feats: FeatureTable, fresh: bytearray) -> dict[int, bytes]:
+def streamed(
+    feats: FeatureTable,
+    corpus: Corpus,
+    fresh: bytearray,
+    stored: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+    spill: Spilled,
+) -> tuple[Renumbered, dict[int, bytes]]:
+    """Every text's signature as blocks for banding, never all in memory (1 KB per text: 1 GB at a
+    million): the stored texts' streamed once from the state into ``spill``, the others as set.
+
+    Returns the blocks and the stored signatures of the texts a document read this run
+    also holds (its row stores one: ``keep_signatures``).
+
+    Raises:
+        StateError: a text not read has no stored signature (the state is damaged).
+    """
+    from dedup.signature_spill import Renumbered
+
+    nodes, given = feats.given()
+    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    unread = np.ones(len(feats.contents), dtype=bool)
+    unread[nodes] = False
+    held = np.zeros(len(unread), dtype=bool)
+    held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
+    missing = np.flatnonzero(unread)
+    contents = np.frombuffer(feats.contents, dtype=np.uint64)[missing]
+    by_content = np.argsort(contents)
+    wanted, wanted_nodes = contents[by_content], missing[by_content]  # sorted keys, their nodes
+    found = np.zeros(len(wanted), dtype=bool)
+    target: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    kept: dict[int, bytes] = {}
+    for keys, signatures in stored() if len(wanted) else ():  # left unfinished once all are found
+        at = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
+        hit = np.flatnonzero((wanted[at] == keys) & ~found[at])
+        hit = hit[np.unique(at[hit], return_index=True)[1]]  # a text's first row only (copies repeat it)
+        spill.extend(signatures[hit])
+        texts = wanted_nodes[at[hit]]
+        target.append(texts)
+        found[at[hit]] = True
+        for k in np.flatnonzero(held[texts]).tolist():
+            kept[int(texts[k])] = signatures[hit[k]].tobytes()
+        if found.all():
+            break
+    if not found.all():
+        raise StateError("the state holds no signature for a stored text: run with --rebuild")
+    return Renumbered(spill, np.concatenate(target), nodes, given), kept
+
+
+def keep_signatures(
+    feats: FeatureTable, fresh: bytearray, held: dict[int, bytes] | None = None
+) -> dict[int, bytes]:
     """The signatures of the texts a document read this run holds: the rows that store one.
 
     All the others are in the state already; once banding is done the table of
     them all (1 KB per text) is dropped, before pass 2 forks its workers.
+    ``held``: the stored signatures of such texts first set from the state (``streamed``);
+    without, they are in the matrix (``fill_signatures``).
     """
     node_of = np.frombuffer(feats.node_of, dtype=np.int64)
     read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
-    matrix = feats.matrix()
-    return {n: matrix[n].tobytes() for n in np.unique(node_of[read & (node_of >= 0)]).tolist()}
+    wanted = np.unique(node_of[read & (node_of >= 0)]).tolist()
+    if held is None:
+        matrix = feats.matrix()
+        return {n: matrix[n].tobytes() for n in wanted}
+    nodes, given = feats.given()
+    row = dict(zip(nodes.tolist(), range(len(nodes)), strict=True))
+    return {n: held[n] if n in held else given[row[n]].tobytes() for n in wanted}
 
 
 def unchanged(doc: Document, prev: Stored | None) -> bool:

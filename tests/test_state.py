@@ -566,3 +566,47 @@ def test_new_texts_banded_against_the_stored_ones_add_what_banding_all_would(see
     assert np.array_equal(found.stars, all_stars)
     added = found.pairs
     assert np.isin(added, new).any(axis=1).all()
+
+
+def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path) -> None:
+    # A +N cron run bands from a spill of the stored texts' signatures and the new ones in memory:
+    # block by block, the same matrix a full pass 1 makes; and the rows written this run get their
+    # text's signature, also when the text's first document was not read (a late exact copy).
+    from dedup import readers
+    from dedup.frequency import TokenFrequency
+    from dedup.incremental import Incremental
+    from dedup.pass1 import read_all
+    from dedup.pass2 import Corpus
+    from dedup.rows import signature_chunks
+    from dedup.signature_spill import Spilled
+    from dedup.state import State
+    from dedup.stored import keep_signatures, streamed
+
+    root = tmp_path / "in"
+    _write(root, _DAY1)
+    cron(root, tmp_path)
+    _write(root, {**_DAY2, "d10-z-late-copy.txt": _DAY1["d03-museum.txt"]})
+    config = Config(jobs=1, state=str(tmp_path / "state"))
+    store = State(tmp_path / "state", config.stamp())
+    sources = readers.discover([root])
+    out = tmp_path / "spill"
+    out.mkdir()
+    try:
+        cache = Incremental(store, config)
+        cache.begin()
+        docs, feats, fresh = read_all(sources, config, TokenFrequency(), stored=cache.stored)
+        corpus = Corpus.of(config, docs, feats, TokenFrequency())
+        with Spilled.beside(out, num_perm=config.num_perm, width=16) as spill:
+            blocks, held = streamed(feats, corpus, fresh, lambda: signature_chunks(store), spill)
+            matrix = np.hstack(list(blocks.blocks()))
+        kept = keep_signatures(feats, fresh, held)
+    finally:
+        store.close()
+    full = read_all(sources, config, TokenFrequency())[1].matrix()
+    assert np.array_equal(matrix, full)
+    late = docs.paths.index("d10-z-late-copy.txt")
+    node = int(corpus.node_of[late])
+    assert fresh[late] and node in held  # its text's first document was stored, not read
+    read_nodes = {int(corpus.node_of[i]) for i in range(len(docs)) if fresh[i] and corpus.node_of[i] >= 0}
+    assert kept == {n: full[n].tobytes() for n in read_nodes}
+    assert list(out.iterdir()) == []  # the spill is gone
