@@ -197,7 +197,7 @@ class Incremental(Batch):
         super().__init__()
         self.store, self.config = store, config
         self.previous: Rows | None = None  # the state's rows, as columns
-        self.signatures: dict[int, bytes] = {}  # node -> signature, of the texts read this run
+        self.signatures: Mapping[int, bytes] = {}  # node -> signature, of the texts read this run
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
         self.unwritten: dict[int, bytes] = {}

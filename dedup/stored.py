@@ -14,7 +14,7 @@ import dataclasses
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -220,7 +220,7 @@ def streamed(
 
 def keep_signatures(
     feats: FeatureTable, fresh: bytearray, held: dict[int, bytes] | None = None
-) -> dict[int, bytes]:
+) -> Mapping[int, bytes]:
     """The signatures of the texts a document read this run holds: the rows that store one.
 
     All the others are in the state already; once banding is done the table of
@@ -228,15 +228,34 @@ def keep_signatures(
     ``held``: the stored signatures of such texts first set from the state (``streamed``);
     without, they are in the matrix (``fill_signatures``).
     """
+    if held is not None:
+        return SignatureRows(*feats.given(), held)
     node_of = np.frombuffer(feats.node_of, dtype=np.int64)
     read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
-    wanted = np.unique(node_of[read & (node_of >= 0)]).tolist()
-    if held is None:
-        matrix = feats.matrix()
-        return {n: matrix[n].tobytes() for n in wanted}
-    nodes, given = feats.given()
-    row = dict(zip(nodes.tolist(), range(len(nodes)), strict=True))
-    return {n: held[n] if n in held else given[row[n]].tobytes() for n in wanted}
+    matrix = feats.matrix()
+    return {n: matrix[n].tobytes() for n in np.unique(node_of[read & (node_of >= 0)]).tolist()}
+
+
+class SignatureRows(Mapping[int, bytes]):
+    """Text -> its signature, for the rows a run writes: the table's own rows, not a copy of each
+    (a first run writes every text's: a copy was another 1 KB per text), or ``held`` ones."""
+
+    def __init__(self, nodes: np.ndarray, given: np.ndarray, held: dict[int, bytes]) -> None:
+        self.nodes, self.given, self.held = nodes, given, held  # nodes ascending (set in node order)
+
+    def __getitem__(self, node: int) -> bytes:
+        if (signature := self.held.get(node)) is not None:
+            return signature
+        at = int(np.searchsorted(self.nodes, node))
+        if at == len(self.nodes) or self.nodes[at] != node:
+            raise KeyError(node)
+        return self.given[at].tobytes()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter([*self.nodes.tolist(), *self.held])
+
+    def __len__(self) -> int:
+        return len(self.nodes) + len(self.held)
 
 
 def unchanged(doc: Document, prev: Stored | None) -> bool:
@@ -320,7 +339,7 @@ def emit(
     verdicts: Verdicts,
     previous: Rows,
     fresh: bytearray,
-    signatures: dict[int, bytes],
+    signatures: Mapping[int, bytes],
     prints: dict[int, str],
     changes: Changes,
     run_id: int,
