@@ -302,7 +302,7 @@ class Incremental(Batch):
                 found = known.extended(signatures, contents, corpus.sizes, config)
             if found is None:  # texts gone, or a star's first text moved: band them all
                 found = band_all(config, signatures, corpus, contents, bands, rows)
-        self.signatures = stored.keep_signatures(feats, fresh, held)
+        self.signatures = stored.keep_signatures(feats, fresh, held, self.out)
         feats.drop_signatures()  # the ones to store are kept
         self.found = found
         return found.proposed, found.pairs
@@ -369,6 +369,8 @@ class Incremental(Batch):
             },
             changes=self.changes.delta,
         )
+        if isinstance(self.signatures, stored.SignatureRows):
+            self.signatures.close()  # stored
 
     def counts(self, tally: records.Tally) -> dict[str, int]:
         return self.changes.counts()

@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
+import tempfile
+import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -219,29 +222,58 @@ def streamed(
 
 
 def keep_signatures(
-    feats: FeatureTable, fresh: bytearray, held: dict[int, bytes] | None = None
+    feats: FeatureTable, fresh: bytearray, held: dict[int, bytes] | None = None, spill_dir: Path | None = None
 ) -> Mapping[int, bytes]:
     """The signatures of the texts a document read this run holds: the rows that store one.
 
     All the others are in the state already; once banding is done the table of
     them all (1 KB per text) is dropped, before pass 2 forks its workers.
     ``held``: the stored signatures of such texts first set from the state (``streamed``);
-    without, they are in the matrix (``fill_signatures``).
+    without, they are in the matrix (``fill_signatures``). ``spill_dir``: where many rows
+    wait for the commit (``SignatureRows``).
     """
     if held is not None:
-        return SignatureRows(*feats.given(), held)
+        return SignatureRows(*feats.given(), held, spill_dir)
     node_of = np.frombuffer(feats.node_of, dtype=np.int64)
     read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
     matrix = feats.matrix()
     return {n: matrix[n].tobytes() for n in np.unique(node_of[read & (node_of >= 0)]).tolist()}
 
 
-class SignatureRows(Mapping[int, bytes]):
-    """Text -> its signature, for the rows a run writes: the table's own rows, not a copy of each
-    (a first run writes every text's: a copy was another 1 KB per text), or ``held`` ones."""
+SPILL_ROWS_BYTES = 32 << 20  # signatures to store over this wait in an unnamed file, not in memory
 
-    def __init__(self, nodes: np.ndarray, given: np.ndarray, held: dict[int, bytes]) -> None:
-        self.nodes, self.given, self.held = nodes, given, held  # nodes ascending (set in node order)
+
+class SignatureRows(Mapping[int, bytes]):
+    """Text -> its signature, for the rows a run writes: the table's ``given`` rows (``nodes``,
+    ascending) or ``held`` ones. Many rows (a first run stores every text's: 1 GB at a million)
+    wait for the commit in an unnamed file in ``spill_dir``, read back a row at a time: pass 2's
+    workers are forked from this process in between.
+    """
+
+    def __init__(
+        self,
+        nodes: np.ndarray,
+        given: np.ndarray,
+        held: dict[int, bytes],
+        spill_dir: Path | None = None,
+        spill_over: int = SPILL_ROWS_BYTES,
+    ) -> None:
+        self.nodes, self.held, self._row_bytes = nodes, held, given.shape[1] * given.itemsize
+        self._given: np.ndarray | None = given
+        self._file: BinaryIO | None = None
+        self._closer: weakref.finalize[Any, Any] | None = None
+        if spill_dir is not None and given.nbytes > spill_over:
+            # Unlinked from the start (O_TMPFILE, or removed once made): a killed run leaves nothing.
+            self._file = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115  (closed with the object)
+            given.tofile(self._file)
+            self._file.flush()
+            self._given = None
+            self._closer = weakref.finalize(self, self._file.close)  # also when dropped unclosed
+
+    def close(self) -> None:
+        """Free the file, if any (the rows are stored)."""
+        if self._closer is not None:
+            self._closer()
 
     def __getitem__(self, node: int) -> bytes:
         if (signature := self.held.get(node)) is not None:
@@ -249,7 +281,10 @@ class SignatureRows(Mapping[int, bytes]):
         at = int(np.searchsorted(self.nodes, node))
         if at == len(self.nodes) or self.nodes[at] != node:
             raise KeyError(node)
-        return self.given[at].tobytes()
+        if self._given is not None:
+            return self._given[at].tobytes()
+        assert self._file is not None
+        return os.pread(self._file.fileno(), self._row_bytes, at * self._row_bytes)
 
     def __iter__(self) -> Iterator[int]:
         return iter([*self.nodes.tolist(), *self.held])

@@ -610,3 +610,23 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
     read_nodes = {int(corpus.node_of[i]) for i in range(len(docs)) if fresh[i] and corpus.node_of[i] >= 0}
     assert kept == {n: full[n].tobytes() for n in read_nodes}
     assert list(out.iterdir()) == []  # the spill is gone
+
+
+@pytest.mark.parametrize("spill_over", [0, 1 << 30])
+def test_signature_rows_to_store_read_back_as_given_from_memory_or_an_unnamed_file(
+    tmp_path: Path, spill_over: int
+) -> None:
+    from dedup.stored import SignatureRows
+
+    given = np.arange(5 * 8, dtype=np.uint32).reshape(5, 8)
+    nodes = np.array([1, 4, 6, 9, 12], dtype=np.int64)
+    rows = SignatureRows(nodes, given, {7: b"held"}, tmp_path, spill_over=spill_over)
+    given[:] = 0  # a spilled copy no longer depends on the table
+    expected = dict(zip([1, 4, 6, 9, 12], np.arange(40, dtype=np.uint32).reshape(5, 8), strict=True))
+    for node, row in expected.items():
+        assert rows[node] == (row.tobytes() if spill_over == 0 else bytes(32))
+    assert rows[7] == b"held" and len(rows) == 6 and sorted(rows) == [1, 4, 6, 7, 9, 12]
+    with pytest.raises(KeyError):
+        rows[5]
+    assert list(tmp_path.iterdir()) == []  # nothing named, nothing left
+    rows.close()
