@@ -54,14 +54,16 @@ def split(
     big = [k for k, (nodes, _) in enumerate(tasks) if len(nodes) > large]
     if not big:
         return tasks
+    order: dict[int, np.ndarray] = {}  # per group: its pairs in the order they are verified
     for k in big:
         nodes, pairs = tasks[k]
         corpus.reach.update(reach_of(corpus, nodes, pairs))
+        order[k] = local_order(pairs)
     chunks = [(k, lo) for k in big for lo in range(0, len(tasks[k][1]), CHUNK)]
     # A generator, not a list: the engine runs a short list in this process, and a chunk takes
     # ~0.5 s here (the noisy 100k's giant group is two of them, each for a worker).
     masks = engine.ordered(
-        Verifier(corpus), (tasks[k][1][lo : lo + CHUNK] for k, lo in chunks), window_per_worker=4
+        Verifier(corpus), (tasks[k][1][order[k][lo : lo + CHUNK]] for k, lo in chunks), window_per_worker=4
     )
     accepted: dict[int, list[np.ndarray]] = {k: [] for k in big}
     for (k, _), mask in zip(chunks, masks, strict=True):
@@ -71,9 +73,36 @@ def split(
         if k not in accepted:
             out.append((nodes, pairs))
             continue
-        verified = pairs[np.concatenate(accepted[k])] if accepted[k] else pairs[:0]
+        keep = np.zeros(len(pairs), dtype=bool)
+        if accepted[k]:
+            keep[order[k]] = np.concatenate(accepted[k])
+        verified = pairs[keep]
         out.extend(pack(components(nodes, verified.tolist()), verified, large))
     return out
+
+
+def local_order(pairs: np.ndarray) -> np.ndarray:
+    """An order of ``pairs`` in which neighbouring pairs share texts: a chunk then loads fewer.
+
+    Texts are numbered by reverse Cuthill-McKee (neighbours get near numbers) and the
+    pairs sorted by their lower number. On the noisy million's giant group (38,419 texts,
+    79,352 pairs) chunks of 2,000 load 52,875 texts instead of 86,617 in node order.
+
+    Example (the chain 1-2-9-0, walked along):
+        >>> local_order(np.array([[0, 9], [1, 2], [2, 9]])).tolist()
+        [1, 2, 0]
+    """
+    from scipy.sparse import csr_matrix  # with datasketch; only a giant group needs it here
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    nodes, local = np.unique(pairs, return_inverse=True)
+    local = local.reshape(pairs.shape)
+    ones = np.ones(len(local), dtype=np.int8)
+    graph = csr_matrix((ones, (local[:, 0], local[:, 1])), shape=(len(nodes), len(nodes)))
+    rank = np.empty(len(nodes), dtype=np.int64)
+    rank[reverse_cuthill_mckee(graph + graph.T, symmetric_mode=True)] = np.arange(len(nodes))
+    ranked = rank[local]
+    return np.lexsort((ranked.max(axis=1), ranked.min(axis=1)))
 
 
 def pack(comps: list[list[int]], verified: np.ndarray, large: int) -> list[Task]:

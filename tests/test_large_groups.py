@@ -87,3 +87,18 @@ def test_a_split_task_holds_whole_verified_components() -> None:
         ([0, 1, 2], [[0, 1], [1, 2]]),
         ([3, 5, 6], [[5, 6]]),
     ]
+
+
+def test_local_order_is_an_order_of_the_pairs_that_loads_fewer_texts_per_chunk() -> None:
+    # A long chain listed out of order: in node order every chunk of two pairs holds four texts.
+    rng = np.random.default_rng(3)
+    labels = rng.permutation(200)
+    chain = np.sort(np.stack([labels[:-1], labels[1:]], axis=1), axis=1)
+    pairs = chain[np.lexsort((chain[:, 1], chain[:, 0]))]
+    order = large_groups.local_order(pairs)
+    assert sorted(order.tolist()) == list(range(len(pairs)))
+
+    def loads(ordered: np.ndarray) -> int:
+        return sum(len(np.unique(ordered[lo : lo + 2])) for lo in range(0, len(ordered), 2))
+
+    assert loads(pairs[order]) == 3 * (len(pairs) // 2) + len(pairs) % 2 * 2 < loads(pairs)
