@@ -228,6 +228,7 @@ def pairs_with(
     ``MAX_BUCKET`` whose first text is new, or that grows past it, changes old
     pairs: they are dropped unless another band still proposes them (checked on
     their band keys against the new stars). ``Added.stars`` is the whole new table.
+    ``signatures``: a matrix, or blocks of it (a cron run's are streamed: ``stored.streamed``).
 
     Example:
         >>> sigs = np.array([[1, 2, 3, 4], [1, 2, 9, 9], [5, 6, 3, 4], [7, 8, 0, 0]], dtype=np.uint32)
