@@ -68,7 +68,7 @@ def main() -> int:
     parts = {f"documents.{k.lstrip('_')}": _size(v) for k, v in vars(docs).items() if k not in ("spool",)}
     for name in ("node_of", "signals", "contents", "sizes"):
         parts[f"features.{name}"] = _size(getattr(feats, name))
-    parts["features.signatures (per distinct text)"] = _size(feats.signatures)
+    parts["features.signatures (per distinct text)"] = feats.matrix().nbytes  # none when spilled
     parts["fresh flags"] = len(fresh)
     if spilled:
         on_disk = f"{spilled / 2**20:,.1f} MB, {spilled / n:,.1f} B per document"
