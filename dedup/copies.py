@@ -44,9 +44,14 @@ def sync(
     for path in before.files - wanted:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(root / path)
-    present = listed(root)  # one listing, not a stat per kept file
+    present = listed(root, wanted)  # one listing, not a stat per kept file; a miss is checked alone
+    base = str(root)
     todo = [  # new, changed, or removed from OUT by someone: copied
-        i for i in files if fresh[i] or docs.paths[i] not in before.files or docs.paths[i] not in present
+        i
+        for i in files
+        if fresh[i]
+        or docs.paths[i] not in before.files
+        or (docs.paths[i] not in present and not os.path.exists(os.path.join(base, docs.paths[i])))
     ]
     if todo:  # each copied under a temporary name in OUT, renamed into canonical/ when whole
         temp = manifest.stage_canonical(out)
@@ -84,18 +89,19 @@ def sync(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def listed(root: Path) -> set[str]:
-    """The paths under ``root`` (relative, ``/``-joined) that ``os.path.exists`` would find: one
-    ``scandir`` per directory instead of a ``stat`` per file (a link counts if its target exists).
+def listed(root: Path, among: set[str]) -> set[str]:
+    """The paths of ``among`` (relative to ``root``, ``/``-joined) found in a walk of ``root``: one
+    ``scandir`` per directory instead of a ``stat`` per file. A path not found may still exist
+    (behind a link, in a directory that cannot be listed): ask ``os.path.exists`` for those.
 
     Example:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     (Path(tmp) / "a").mkdir(); (Path(tmp) / "a" / "b.txt").write_text("x")
+        ...     (Path(tmp) / "a").mkdir()
+        ...     _ = (Path(tmp) / "a" / "b.txt").write_text("x")
         ...     (Path(tmp) / "gone").symlink_to(Path(tmp) / "nowhere")
-        ...     sorted(listed(Path(tmp)))
-        1
-        ['a', 'a/b.txt']
+        ...     sorted(listed(Path(tmp), {"a/b.txt", "a/c.txt", "gone"}))
+        ['a/b.txt']
     """
     found: set[str] = set()
     pending = [("", str(root))]
@@ -109,12 +115,11 @@ def listed(root: Path) -> set[str]:
         for entry in entries:
             name = prefix + entry.name
             if entry.is_symlink():
-                if os.path.exists(entry.path):
-                    found.add(name)
-                continue
-            found.add(name)
+                continue  # left to os.path.exists
             if entry.is_dir(follow_symlinks=False):
                 pending.append((name + "/", entry.path))
+            elif name in among:
+                found.add(name)
     return found
 
 

@@ -302,7 +302,7 @@ def holding(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """
     if not len(wanted) or not len(keys):
         return np.empty(0, dtype=np.int64)
-    bits = max(len(wanted).bit_length() + 6, 10)
+    bits = max(min(len(wanted).bit_length() + 6, len(keys).bit_length() + 2), 10)
     shift = np.uint64(64 - bits)
     mult = np.uint64(0x9E3779B97F4A7C15)  # multiplicative hashing: the top bits mix every key bit
     table = np.zeros(1 << bits, dtype=bool)

@@ -29,7 +29,7 @@ CHUNK = 2000  # candidate pairs verified to a task
 
 
 class Verifier:
-    """Which candidate pairs pass the thresholds on exact shingles (a chunk, sorted by first node)."""
+    """Which candidate pairs pass the thresholds on exact shingles (a chunk, in ``local_order``)."""
 
     def __init__(self, corpus: Corpus) -> None:
         self.corpus = corpus

@@ -10,9 +10,10 @@ driver holds one block (64 MB at a million) instead of the whole table.
 
 The files are in OUT, under a temporary name (``.signatures.*.tmp``) that a
 killed run leaves and the next run removes with dedup's other leftovers. A
-signature source is either this or an in-memory ``uint32[texts, num_perm]``
-matrix (cron mode, whose state stores the signatures): ``blocks_of`` gives both
-the same interface.
+signature source is this, an in-memory ``uint32[texts, num_perm]`` matrix
+(tests, small runs; ``blocks_of`` gives it the same interface), or
+``Renumbered``: a cron run's stored texts spilled in the order its state streams
+them, put in node order a block at a time with the texts read in the run.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Blocks(Protocol):
 
 
 class InMemory:
-    """A signature matrix seen as blocks (cron mode, tests, small runs)."""
+    """A signature matrix seen as blocks (tests, small runs)."""
 
     def __init__(self, matrix: np.ndarray, width: int) -> None:
         self.matrix = matrix
@@ -58,7 +59,8 @@ class InMemory:
 
 
 class Spilled:
-    """Signatures appended in node order to block files in ``directory`` (see the module docstring).
+    """Signatures appended to block files in ``directory`` (see the module docstring): a batch run's
+    in node order, a cron run's stored ones as its state streams them (``Renumbered``).
 
     Example:
         >>> import tempfile

@@ -263,8 +263,11 @@ class SignatureRows(Mapping[int, bytes]):
         self._file: BinaryIO | None = None
         self._closer: weakref.finalize[Any, Any] | None = None
         if spill_dir is not None and given.nbytes > spill_over:
-            # Unlinked from the start (O_TMPFILE, or removed once made): a killed run leaves nothing.
-            self._file = tempfile.TemporaryFile(dir=spill_dir)  # noqa: SIM115  (closed with the object)
+            # Unlinked from the start (O_TMPFILE), or as soon as made under a name of dedup's
+            # leftovers (manifest.LEFTOVERS), which the next run removes if a kill came first.
+            self._file = tempfile.TemporaryFile(  # noqa: SIM115  (closed with the object)
+                dir=spill_dir, prefix=".signatures.", suffix=".tmp"
+            )
             given.tofile(self._file)
             self._file.flush()
             self._given = None

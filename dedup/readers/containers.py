@@ -31,9 +31,9 @@ from dedup.errors import InputChangedError
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 _KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".warc": "warc"}
 CONTAINER_KINDS = ("jsonl", "warc")
-_CONTAINER_NAME = re.compile(
-    "({})(?:{})?$".format("|".join(map(re.escape, _KINDS)), "|".join(map(re.escape, COMPRESSIONS))),
-    re.IGNORECASE,
+_CONTAINER_NAME = re.compile(  # ASCII case only, to the very end: as str.lower() and endswith decide
+    "({})(?:{})?\\Z".format("|".join(map(re.escape, _KINDS)), "|".join(map(re.escape, COMPRESSIONS))),
+    re.IGNORECASE | re.ASCII,
 )
 CONTAINER_GLOBS = tuple(f"*{kind}{c}" for kind in _KINDS for c in ("", *COMPRESSIONS))
 # What a damaged compressed stream raises while it is read.
@@ -61,6 +61,8 @@ def container_kind(name: str) -> str | None:
     Example:
         >>> container_kind("a.ndjson.xz"), container_kind("crawl.warc.gz"), container_kind("a.txt.gz")
         ('jsonl', 'warc', None)
+        >>> container_kind("A.JSONL.GZ"), container_kind("b.jsonl\\n"), container_kind("c.j\\u017fonl")
+        ('jsonl', None, None)
     """
     if (found := _CONTAINER_NAME.search(name)) is None:  # one search: a listing asks for every file
         return None
