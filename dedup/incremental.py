@@ -197,7 +197,7 @@ class Incremental(Batch):
         super().__init__()
         self.store, self.config = store, config
         self.previous: Rows | None = None  # the state's rows, as columns
-        self.signatures: Mapping[int, bytes] = {}  # node -> signature, of the texts read this run
+        self.signatures: stored.SignatureRows | None = None  # of the texts read this run
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
         self.unwritten: dict[int, bytes] = {}
@@ -286,8 +286,8 @@ class Incremental(Batch):
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
-            stored.fill_signatures(feats, corpus, fresh, self._signatures, to_store=True)
-            self.signatures = stored.keep_signatures(feats, fresh)
+            held = stored.held_signatures(feats, corpus, fresh, self._signatures)
+            self.signatures = stored.keep_signatures(feats, held, self.out)
             feats.drop_signatures()
             return self.known.proposed, self.known.pairs
         # Texts not read this run came without their signatures: banding reads them all, from a
@@ -302,7 +302,7 @@ class Incremental(Batch):
                 found = known.extended(signatures, contents, corpus.sizes, config)
             if found is None:  # texts gone, or a star's first text moved: band them all
                 found = band_all(config, signatures, corpus, contents, bands, rows)
-        self.signatures = stored.keep_signatures(feats, fresh, held, self.out)
+        self.signatures = stored.keep_signatures(feats, held, self.out)
         feats.drop_signatures()  # the ones to store are kept
         self.found = found
         return found.proposed, found.pairs
@@ -331,7 +331,7 @@ class Incremental(Batch):
         fresh: bytearray,
         tally: records.Tally,
     ) -> Iterator[Stored]:
-        assert self.run_id is not None and self.previous is not None
+        assert self.run_id is not None and self.previous is not None and self.signatures is not None
         self.read_any = any(fresh)
         return stored.emit(
             docs,
@@ -369,7 +369,7 @@ class Incremental(Batch):
             },
             changes=self.changes.delta,
         )
-        if isinstance(self.signatures, stored.SignatureRows):
+        if self.signatures is not None:
             self.signatures.close()  # stored
 
     def counts(self, tally: records.Tally) -> dict[str, int]:

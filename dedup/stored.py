@@ -126,51 +126,42 @@ class KnownPairs:
         return cls(bands, rows, proposed, contents, pairs, stars)
 
 
-def fill_signatures(
+def held_signatures(
     feats: FeatureTable,
     corpus: Corpus,
     fresh: bytearray,
     stored: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-    *,
-    to_store: bool = False,
-) -> None:
-    """Put the stored signatures of the texts not read this run into ``feats`` (in place of zeros).
+) -> dict[int, bytes]:
+    """The stored signatures of the texts whose first document was not read but another was:
+    that one's row is written with its text's signature (``SignatureRows``).
 
-    A text's signature is set by its first document: when that one was not read,
-    the signature is a placeholder. ``to_store``: only the texts that another
-    document read this run holds too (its row is written with the signature).
-    ``stored`` streams the signatures a few thousand at a time (content keys,
+    ``stored`` streams the state's signatures a few thousand at a time (content keys,
     signature rows: ``rows.signature_chunks``), if any is needed.
 
     Raises:
-        StateError: a text not read has no stored signature (the state is damaged).
+        StateError: such a text has no stored signature (the state is damaged).
     """
-    if not len(corpus.starts) > 1:
-        return
+    nodes, _ = feats.given()
     read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
-    unread = ~read[corpus.order[corpus.starts[:-1]]]  # per text: its first document was not read
-    if to_store:
-        held = np.zeros(len(unread), dtype=bool)
-        held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
-        unread &= held
-    missing = np.flatnonzero(unread)
+    held = np.zeros(len(feats.contents), dtype=bool)
+    held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
+    held[nodes] = False
+    missing = np.flatnonzero(held)
     if not len(missing):
-        return
+        return {}
     contents = np.frombuffer(feats.contents, dtype=np.uint64)[missing]
     by_content = np.argsort(contents)
-    wanted, nodes = contents[by_content], missing[by_content]  # sorted content keys, their nodes
-    found = np.zeros(len(wanted), dtype=bool)
-    matrix = feats.matrix()
+    wanted, texts = contents[by_content], missing[by_content]  # sorted content keys, their nodes
+    found: dict[int, bytes] = {}
     for keys, signatures in stored():  # left unfinished once all are found: closed as it is dropped
         at = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
-        hit = np.flatnonzero(wanted[at] == keys)
-        if len(hit):
-            matrix[nodes[at[hit]]] = signatures[hit]
-            found[at[hit]] = True
-            if found.all():
-                break
-    if not found.all():
+        for k in np.flatnonzero(wanted[at] == keys).tolist():
+            found.setdefault(int(texts[at[k]]), signatures[k].tobytes())
+        if len(found) == len(wanted):
+            break
+    if len(found) < len(wanted):
         raise StateError("the state holds no signature for a stored text: run with --rebuild")
+    return found
 
 
 def streamed(
@@ -222,22 +213,15 @@ def streamed(
 
 
 def keep_signatures(
-    feats: FeatureTable, fresh: bytearray, held: dict[int, bytes] | None = None, spill_dir: Path | None = None
-) -> Mapping[int, bytes]:
+    feats: FeatureTable, held: dict[int, bytes], spill_dir: Path | None = None
+) -> SignatureRows:
     """The signatures of the texts a document read this run holds: the rows that store one.
 
-    All the others are in the state already; once banding is done the table of
-    them all (1 KB per text) is dropped, before pass 2 forks its workers.
-    ``held``: the stored signatures of such texts first set from the state (``streamed``);
-    without, they are in the matrix (``fill_signatures``). ``spill_dir``: where many rows
+    All the others are in the state already. ``held``: those of such texts first set
+    from the state (``held_signatures``, ``streamed``); ``spill_dir``: where many rows
     wait for the commit (``SignatureRows``).
     """
-    if held is not None:
-        return SignatureRows(*feats.given(), held, spill_dir)
-    node_of = np.frombuffer(feats.node_of, dtype=np.int64)
-    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
-    matrix = feats.matrix()
-    return {n: matrix[n].tobytes() for n in np.unique(node_of[read & (node_of >= 0)]).tolist()}
+    return SignatureRows(*feats.given(), held, spill_dir)
 
 
 SPILL_ROWS_BYTES = 32 << 20  # signatures to store over this wait in an unnamed file, not in memory

@@ -395,8 +395,9 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
     from dedup.pass1 import read_all
     from dedup.pass2 import Corpus
     from dedup.rows import signature_chunks
+    from dedup.signature_spill import Spilled
     from dedup.state import State
-    from dedup.stored import fill_signatures
+    from dedup.stored import streamed
 
     root = tmp_path / "in"
     _write(root, _DAY1)
@@ -412,16 +413,19 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
         docs, cron_feats, fresh = read_all(
             sources, config, TokenFrequency(), stored=cache.stored, batch_size=2
         )
-        # Stored texts come without their signatures; banding fills them in from the state.
+        # Stored texts come without their signatures; banding streams them in from the state.
         corpus = Corpus.of(config, docs, cron_feats, TokenFrequency())
-        fill_signatures(cron_feats, corpus, fresh, lambda: signature_chunks(store))
+        (tmp_path / "spill").mkdir()
+        with Spilled.beside(tmp_path / "spill", num_perm=config.num_perm, width=16) as spill:
+            blocks, _ = streamed(cron_feats, corpus, fresh, lambda: signature_chunks(store), spill)
+            matrix = np.hstack(list(blocks.blocks()))
     finally:
         store.close()
     _, full_feats, _ = read_all(sources, config, TokenFrequency(), batch_size=2)
     assert 0 < sum(fresh) < len(fresh)
     for name in ("node_of", "contents", "sizes", "signals"):
         assert getattr(cron_feats, name) == getattr(full_feats, name), name
-    assert np.array_equal(cron_feats.matrix(), full_feats.matrix())
+    assert np.array_equal(matrix, full_feats.matrix())
 
 
 def test_cron_runs_give_the_same_outputs_with_any_number_of_workers(tmp_path: Path) -> None:
@@ -580,7 +584,7 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
     from dedup.rows import signature_chunks
     from dedup.signature_spill import Spilled
     from dedup.state import State
-    from dedup.stored import keep_signatures, streamed
+    from dedup.stored import held_signatures, keep_signatures, streamed
 
     root = tmp_path / "in"
     _write(root, _DAY1)
@@ -599,7 +603,8 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
         with Spilled.beside(out, num_perm=config.num_perm, width=16) as spill:
             blocks, held = streamed(feats, corpus, fresh, lambda: signature_chunks(store), spill)
             matrix = np.hstack(list(blocks.blocks()))
-        kept = keep_signatures(feats, fresh, held)
+        kept = keep_signatures(feats, held)
+        also = held_signatures(feats, corpus, fresh, lambda: signature_chunks(store))
     finally:
         store.close()
     full = read_all(sources, config, TokenFrequency())[1].matrix()
@@ -609,6 +614,7 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
     assert fresh[late] and node in held  # its text's first document was stored, not read
     read_nodes = {int(corpus.node_of[i]) for i in range(len(docs)) if fresh[i] and corpus.node_of[i] >= 0}
     assert kept == {n: full[n].tobytes() for n in read_nodes}
+    assert also == held  # the same stored signatures without streaming them all (a rerun over the same texts)
     assert list(out.iterdir()) == []  # the spill is gone
 
 
