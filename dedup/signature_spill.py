@@ -74,7 +74,6 @@ class Spilled:
 
     def __init__(self, directory: Path, *, num_perm: int, width: int, flush_rows: int = FLUSH_ROWS) -> None:
         self.directory = directory
-        self.flush_rows = flush_rows
         self.num_perm = num_perm
         self.width = width
         self._spans = [(lo, min(lo + width, num_perm)) for lo in range(0, num_perm, width)]
@@ -87,6 +86,7 @@ class Spilled:
             raise
         self._buffer = bytearray()
         self._rows = 0
+        self._flush_bytes = flush_rows * 4 * num_perm
 
     @classmethod
     def beside(cls, out: Path, *, num_perm: int, width: int) -> Spilled:
@@ -107,14 +107,14 @@ class Spilled:
         """One text's signature (``num_perm`` uint32 as bytes), the next in node order."""
         self._buffer += signature
         self._rows += 1
-        if self._rows % self.flush_rows == 0:
+        if len(self._buffer) >= self._flush_bytes:
             self._flush()
 
     def extend(self, signatures: np.ndarray) -> None:
         """The next texts' signatures, uint32[k, num_perm]."""
         self._buffer += np.ascontiguousarray(signatures, dtype=np.uint32).tobytes()
         self._rows += len(signatures)
-        if len(self._buffer) >= self.flush_rows * 4 * self.num_perm:
+        if len(self._buffer) >= self._flush_bytes:
             self._flush()
 
     def _flush(self) -> None:

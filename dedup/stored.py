@@ -141,26 +141,11 @@ def held_signatures(
     Raises:
         StateError: such a text has no stored signature (the state is damaged).
     """
-    nodes, _ = feats.given()
-    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
-    held = np.zeros(len(feats.contents), dtype=bool)
-    held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
-    held[nodes] = False
-    missing = np.flatnonzero(held)
-    if not len(missing):
-        return {}
-    contents = np.frombuffer(feats.contents, dtype=np.uint64)[missing]
-    by_content = np.argsort(contents)
-    wanted, texts = contents[by_content], missing[by_content]  # sorted content keys, their nodes
+    held = _held(feats, corpus, fresh)
+    held[feats.given()[0]] = False
     found: dict[int, bytes] = {}
-    for keys, signatures in stored():  # left unfinished once all are found: closed as it is dropped
-        at = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
-        for k in np.flatnonzero(wanted[at] == keys).tolist():
-            found.setdefault(int(texts[at[k]]), signatures[k].tobytes())
-        if len(found) == len(wanted):
-            break
-    if len(found) < len(wanted):
-        raise StateError("the state holds no signature for a stored text: run with --rebuild")
+    for texts, signatures in _stored_rows(feats, np.flatnonzero(held), stored):
+        found.update((t, row.tobytes()) for t, row in zip(texts.tolist(), signatures, strict=True))
     return found
 
 
@@ -183,33 +168,50 @@ def streamed(
     from dedup.signature_spill import Renumbered
 
     nodes, given = feats.given()
-    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    held = _held(feats, corpus, fresh)
     unread = np.ones(len(feats.contents), dtype=bool)
     unread[nodes] = False
-    held = np.zeros(len(unread), dtype=bool)
-    held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
-    missing = np.flatnonzero(unread)
-    contents = np.frombuffer(feats.contents, dtype=np.uint64)[missing]
-    by_content = np.argsort(contents)
-    wanted, wanted_nodes = contents[by_content], missing[by_content]  # sorted keys, their nodes
-    found = np.zeros(len(wanted), dtype=bool)
     target: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     kept: dict[int, bytes] = {}
-    for keys, signatures in stored() if len(wanted) else ():  # left unfinished once all are found
+    for texts, signatures in _stored_rows(feats, np.flatnonzero(unread), stored):
+        spill.extend(signatures)
+        target.append(texts)
+        for k in np.flatnonzero(held[texts]).tolist():
+            kept[int(texts[k])] = signatures[k].tobytes()
+    return Renumbered(spill, np.concatenate(target), nodes, given), kept
+
+
+def _held(feats: FeatureTable, corpus: Corpus, fresh: bytearray) -> np.ndarray:
+    """Per text: whether a document read this run holds it."""
+    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    held = np.zeros(len(feats.contents), dtype=bool)
+    held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
+    return held
+
+
+def _stored_rows(
+    feats: FeatureTable, texts: np.ndarray, stored: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(texts, their signatures) from the state, a chunk at a time, each of ``texts`` once.
+
+    Raises:
+        StateError: one of them has no stored signature (the state is damaged).
+    """
+    if not len(texts):
+        return
+    contents = np.frombuffer(feats.contents, dtype=np.uint64)[texts]
+    by_content = np.argsort(contents)
+    wanted, wanted_texts = contents[by_content], texts[by_content]  # sorted content keys, their texts
+    found = np.zeros(len(wanted), dtype=bool)
+    for keys, signatures in stored():  # left unfinished once all are found: closed as it is dropped
         at = np.minimum(np.searchsorted(wanted, keys), len(wanted) - 1)
         hit = np.flatnonzero((wanted[at] == keys) & ~found[at])
         hit = hit[np.unique(at[hit], return_index=True)[1]]  # a text's first row only (copies repeat it)
-        spill.extend(signatures[hit])
-        texts = wanted_nodes[at[hit]]
-        target.append(texts)
         found[at[hit]] = True
-        for k in np.flatnonzero(held[texts]).tolist():
-            kept[int(texts[k])] = signatures[hit[k]].tobytes()
+        yield wanted_texts[at[hit]], signatures[hit]
         if found.all():
-            break
-    if not found.all():
-        raise StateError("the state holds no signature for a stored text: run with --rebuild")
-    return Renumbered(spill, np.concatenate(target), nodes, given), kept
+            return
+    raise StateError("the state holds no signature for a stored text: run with --rebuild")
 
 
 def keep_signatures(
