@@ -10,7 +10,9 @@ filter, at each stage, what it already knows:
 - pass 1: an unchanged document is not read, its stored features are used;
 - index: the last run's candidate pairs, when the texts are the same; else only
   new texts are banded against the stored ones (``stored.KnownPairs``);
-- pass 2: a group whose members did not change keeps its stored records;
+- pass 2: a group whose members did not change keeps its stored records; in a
+  giant group (``large_groups``), a verified component whose texts did not change,
+  and a pair of texts compared as last run keeps its verdict;
 - records: what changed against the state (new, changed, superseded, gone) and
   the state rows to replace;
 - outputs: ``canonical/`` brought up to date in place, the run's change list.
@@ -42,8 +44,12 @@ from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.frequency import TokenFrequency
+    from dedup.large_groups import PairVerdicts
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Task, Verdicts
+
+
+_PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
 
 
 @contextlib.contextmanager
@@ -100,6 +106,7 @@ class Batch:
     """The null filter: a run without a state reads everything and writes OUT whole."""
 
     run_id: int | None = None  # a cron run's number, for summary.json
+    pair_verdicts: PairVerdicts | None = None  # giant groups' pairs verified in an earlier run
 
     def __init__(self) -> None:
         self.kept: Mapping[int, str] = {}  # document -> stored record (JSON), when its group did not change
@@ -137,6 +144,10 @@ class Batch:
     ) -> list[Task]:
         """The pass-2 tasks still to do (a group that did not change keeps its verdicts in ``kept``)."""
         return tasks
+
+    def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
+        """Whether a giant group's verified component keeps its stored records (not settled again)."""
+        return False
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         """Work out, before the records are written, what changed against the state."""
@@ -259,6 +270,9 @@ class Incremental(Batch):
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
+        from dedup.large_groups import PairVerdicts
+
+        self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -318,6 +332,10 @@ class Incremental(Batch):
         self.prints, same = stored.unchanged_groups(corpus, comps, comp_of, self.previous, kept)
         return [t for c, t in enumerate(tasks) if c not in same]
 
+    def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
+        assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it
+        return stored.judged_component(corpus, nodes, self.previous, self.kept, self.prints)
+
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         assert self.run_id is not None and self.previous is not None
         self.changes = find_changes(docs, verdicts, self.previous, self.run_id)
@@ -366,6 +384,7 @@ class Incremental(Batch):
                 # Counted from the documents read: none read, the stored counters hold.
                 **({"token_frequency": frequency.dumps()} if self.read_any else {}),
                 **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
+                **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
             },
             changes=self.changes.delta,
         )

@@ -17,7 +17,11 @@ whole group. Each text keeps its reach over all the group's candidate pairs
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+
 import numpy as np
+import xxhash
 
 from dedup import parallel
 from dedup.cluster import Similarity, Thresholds, components
@@ -45,40 +49,145 @@ class Verifier:
 
 
 def split(
-    corpus: Corpus, tasks: list[Task], engine: parallel.Engine, *, large: int | None = None
+    corpus: Corpus,
+    tasks: list[Task],
+    engine: parallel.Engine,
+    *,
+    large: int | None = None,
+    memo: PairVerdicts | None = None,
+    known: Callable[[list[int]], bool] | None = None,
 ) -> list[Task]:
     """``tasks`` with each group over ``large`` (``LARGE``) texts replaced by tasks of its verified
     components. Sets ``corpus.reach`` for the texts of the groups split (before any worker forks).
+
+    A cron run passes what its state knows: ``memo``, the verdicts on pairs of texts
+    compared alike last run (only the others are verified; all are recorded in it for
+    the next run), and ``known``, whether the state holds a verified component's
+    records (such a component is not settled again).
     """
     large = LARGE if large is None else large
     big = [k for k, (nodes, _) in enumerate(tasks) if len(nodes) > large]
     if not big:
         return tasks
-    order: dict[int, np.ndarray] = {}  # per group: its pairs in the order they are verified
+    verdicts: dict[int, np.ndarray] = {}  # per group, per pair: 1 accepted, 0 not, -1 to verify
+    keys: dict[int, np.ndarray] = {}
+    order: dict[int, np.ndarray] = {}  # per group: the pairs to verify, in the order they are
     for k in big:
         nodes, pairs = tasks[k]
         corpus.reach.update(reach_of(corpus, nodes, pairs))
-        order[k] = local_order(pairs)
-    chunks = [(k, lo) for k in big for lo in range(0, len(tasks[k][1]), CHUNK)]
+        if memo is None:
+            verdicts[k] = np.full(len(pairs), -1, dtype=np.int8)
+        else:
+            keys[k] = pair_keys(corpus, pairs)
+            verdicts[k] = memo.lookup(keys[k])
+        todo = np.flatnonzero(verdicts[k] < 0)
+        order[k] = todo[local_order(pairs[todo])]
+    chunks = [(k, lo) for k in big for lo in range(0, len(order[k]), CHUNK)]
     # A generator, not a list: the engine runs a short list in this process, and a chunk takes
     # ~0.5 s here (the noisy 100k's giant group is two of them, each for a worker).
     masks = engine.ordered(
         Verifier(corpus), (tasks[k][1][order[k][lo : lo + CHUNK]] for k, lo in chunks), window_per_worker=4
     )
-    accepted: dict[int, list[np.ndarray]] = {k: [] for k in big}
-    for (k, _), mask in zip(chunks, masks, strict=True):
-        accepted[k].append(mask)
+    for (k, lo), mask in zip(chunks, masks, strict=True):
+        verdicts[k][order[k][lo : lo + CHUNK]] = mask
     out: list[Task] = []
     for k, (nodes, pairs) in enumerate(tasks):
-        if k not in accepted:
+        if k not in verdicts:
             out.append((nodes, pairs))
             continue
-        keep = np.zeros(len(pairs), dtype=bool)
-        if accepted[k]:
-            keep[order[k]] = np.concatenate(accepted[k])
+        keep = verdicts[k] == 1
+        if memo is not None:
+            memo.record(keys[k], keep)
         verified = pairs[keep]
-        out.extend(pack(components(nodes, verified.tolist()), verified, large))
+        comps = components(nodes, verified.tolist())
+        if known is not None:
+            comps = [comp for comp in comps if not known(comp)]
+        out.extend(pack(comps, verified, large))
     return out
+
+
+def pair_keys(corpus: Corpus, pairs: np.ndarray) -> np.ndarray:
+    """A key per pair for the texts as compared: the bytes each was read from and its reach.
+
+    Verification compares shingles, made from a text's bytes (its first document's,
+    ``pass2.load``) with the lines in more documents than its reach left out; the
+    run's options are the state's. The token frequencies that decide those lines drift
+    as documents arrive: a verdict taken from an earlier run is as stale as the records
+    of a group that did not change.
+    """
+    docs, order, starts, reach = corpus.docs, corpus.order, corpus.starts, corpus.reach
+    nodes, local = np.unique(pairs, return_inverse=True)
+    text = np.array(
+        [
+            xxhash.xxh3_64_intdigest(f"{docs.sha256(int(order[starts[n]]))}\t{reach[n]}".encode())
+            for n in nodes.tolist()
+        ],
+        dtype=np.uint64,
+    )
+    keyed = text[local.reshape(pairs.shape)]
+    low, high = keyed.min(axis=1), keyed.max(axis=1)
+    return _mix(low ^ _mix(high))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (uint64 products wrap): two text keys -> one pair key."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+class PairVerdicts:
+    """Split groups' pair verdicts by ``pair_keys``, from the state's last run; this run's, to store.
+
+    Stored as a blob: the count of accepted keys, then the accepted and the
+    rejected keys, sorted (8 bytes each: 0.6 MB for the noisy million's giant group).
+    """
+
+    _HEADER = struct.Struct("<4sQ")
+    _MAGIC = b"PV1\0"
+
+    def __init__(self, accepted: np.ndarray | None = None, rejected: np.ndarray | None = None) -> None:
+        empty = np.empty(0, dtype=np.uint64)
+        self.accepted = empty if accepted is None else accepted
+        self.rejected = empty if rejected is None else rejected
+        self.recorded: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Per key: 1 accepted, 0 rejected, -1 unknown.
+
+        >>> PairVerdicts(np.array([5], np.uint64), np.array([2, 9], np.uint64)).lookup(
+        ...     np.array([9, 5, 4], np.uint64)).tolist()
+        [0, 1, -1]
+        """
+        out = np.full(len(keys), -1, dtype=np.int8)
+        for value, table in ((1, self.accepted), (0, self.rejected)):
+            if len(table):
+                at = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+                out[table[at] == keys] = value
+        return out
+
+    def record(self, keys: np.ndarray, accepted: np.ndarray) -> None:
+        self.recorded.append((keys, accepted))
+
+    def dumps(self) -> bytes:
+        """The verdicts recorded this run (the ones looked up and not recorded are dropped)."""
+        keys = np.concatenate([k for k, _ in self.recorded] or [np.empty(0, dtype=np.uint64)])
+        mask = np.concatenate([a for _, a in self.recorded] or [np.empty(0, dtype=bool)])
+        accepted, rejected = np.unique(keys[mask]), np.unique(keys[~mask])
+        head = self._HEADER.pack(self._MAGIC, len(accepted))
+        return head + accepted.astype("<u8").tobytes() + rejected.astype("<u8").tobytes()
+
+    @classmethod
+    def loads(cls, blob: bytes | None) -> PairVerdicts:
+        """The stored verdicts; none (all verified again) when there are none or they are unreadable."""
+        size = cls._HEADER.size
+        if blob is None or len(blob) < size or (len(blob) - size) % 8:
+            return cls()
+        magic, n = cls._HEADER.unpack_from(blob)
+        keys = np.frombuffer(blob, dtype="<u8", offset=size).astype(np.uint64)
+        if magic != cls._MAGIC or n > len(keys):
+            return cls()
+        return cls(keys[:n], keys[n:])
 
 
 def local_order(pairs: np.ndarray) -> np.ndarray:
@@ -95,6 +204,9 @@ def local_order(pairs: np.ndarray) -> np.ndarray:
     from scipy.sparse import csr_matrix  # with datasketch; only a giant group needs it here
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
+    if not len(pairs):
+        return np.empty(0, dtype=np.int64)
+
     nodes, local = np.unique(pairs, return_inverse=True)
     local = local.reshape(pairs.shape)
     ones = np.ones(len(local), dtype=np.int8)
@@ -106,9 +218,10 @@ def local_order(pairs: np.ndarray) -> np.ndarray:
 
 
 def pack(comps: list[list[int]], verified: np.ndarray, large: int) -> list[Task]:
-    """Whole verified components, in order, gathered into tasks of about ``large`` texts."""
-    where = {n: c for c, comp in enumerate(comps) for n in comp}
-    of_pair = np.array([where[a] for a in verified[:, 0].tolist()], dtype=np.int64)
+    """Whole verified components, in order, gathered into tasks of about ``large`` texts (the
+    pairs of ``verified`` in none of ``comps`` are left out)."""
+    where = {n: c for c, comp in enumerate(comps) for n in comp}  # pairs of other components: -1
+    of_pair = np.array([where.get(a, -1) for a in verified[:, 0].tolist()], dtype=np.int64)
     tasks: list[Task] = []
     first = 0
     while first < len(comps):

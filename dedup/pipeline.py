@@ -190,7 +190,7 @@ def _judge_and_write(
     # Records of grouped documents wait on disk for the write stage (~1 KB each: record_spill).
     with SpilledRecords.beside(out, len(docs)) as settled:
         try:
-            tasks, verified = _settle(corpus, tasks, engine, out, settled, progress)
+            tasks, verified = _settle(corpus, tasks, engine, out, settled, progress, cache)
             # Pass 2 read one document per text; an exact copy of it that the state vouched for
             # (same size and mtime, not read) may have been edited in place since: check its bytes.
             for i in _unread_copies(corpus, tasks, fresh):
@@ -234,6 +234,7 @@ def _settle(
     out: Path,
     settled: SpilledRecords,
     progress: Progress | None,
+    cache: incremental.Batch,
 ) -> tuple[list[pass2.Task], int]:
     """Pass 2: every group verified, clustered and ranked into ``settled``; (the tasks run, pairs verified).
 
@@ -244,7 +245,13 @@ def _settle(
 
     verified = 0
     with readers.spooled(corpus.docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
-        tasks = large_groups.split(corpus, tasks, engine)
+        tasks = large_groups.split(
+            corpus,
+            tasks,
+            engine,
+            memo=cache.pair_verdicts,
+            known=lambda nodes: cache.judge_component(corpus, nodes),
+        )
         for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
             settled.update(results)
             verified += n_edges

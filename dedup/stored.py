@@ -307,11 +307,33 @@ def unchanged(doc: Document, prev: Stored | None) -> bool:
     return True
 
 
-def _fingerprint(corpus: Corpus, group: Sequence[int]) -> str:
-    """Identity of a group of documents judged together: unchanged => its verdicts still hold."""
+def _fingerprint(corpus: Corpus, group: Sequence[int], reach: Mapping[int, int] | None = None) -> str:
+    """Identity of a group of documents judged together: unchanged => its verdicts still hold.
+
+    ``reach``: of the texts of a verified component of a split group (``large_groups``),
+    which its records also depend on (a text's reach decides which lines are furniture).
+    """
     docs = corpus.docs
-    lines = sorted(f"{docs.paths[d]}\t{docs.sha256(d)}" for n in group for d in corpus.members(n))
+    lines = sorted(
+        f"{docs.paths[d]}\t{docs.sha256(d)}" + ("" if reach is None else f"\t{reach[n]}")
+        for n in group
+        for d in corpus.members(n)
+    )
     return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
+
+
+def _judged(corpus: Corpus, group: Sequence[int], print_: str, previous: Rows, kept: Kept) -> bool:
+    """Whether the state judged every document of ``group`` in a group of this fingerprint; if so,
+    keep their stored records (``kept``)."""
+    docs, index = corpus.docs, previous.index
+    members = [d for n in group for d in corpus.members(n)]
+    rows = [index.get(docs.paths[d]) for d in members]
+    found = [r for r in rows if r is not None and previous.judged_as(r, print_)]
+    if len(found) < len(rows):
+        return False
+    for d, r in zip(members, found, strict=True):
+        kept.keep(d, r)
+    return True
 
 
 def unchanged_groups(
@@ -326,6 +348,7 @@ def unchanged_groups(
     Fills ``kept`` (document -> its stored row) for the documents of unchanged
     groups; returns the fingerprint of each node and the unchanged components.
     A lone text with one document, the common case, is fingerprinted inline.
+    A group split by verified pairs is judged again by verified component (``judged_component``).
     """
     docs = corpus.docs
     prints: dict[int, str] = {}
@@ -334,14 +357,7 @@ def unchanged_groups(
     def judged(group: Sequence[int]) -> bool:
         print_ = _fingerprint(corpus, group)
         prints.update((n, print_) for n in group)
-        members = [d for n in group for d in corpus.members(n)]
-        rows = [index.get(docs.paths[d]) for d in members]
-        found = [r for r in rows if r is not None and previous.judged_as(r, print_)]
-        if len(found) < len(rows):
-            return False
-        for d, r in zip(members, found, strict=True):
-            kept.keep(d, r)
-        return True
+        return _judged(corpus, group, print_, previous, kept)
 
     unchanged = {c for c, group in enumerate(comps) if judged(group)}
     lone = np.flatnonzero(comp_of < 0)
@@ -355,6 +371,16 @@ def unchanged_groups(
     for n in lone[~single].tolist():
         judged([n])
     return prints, unchanged
+
+
+def judged_component(
+    corpus: Corpus, nodes: Sequence[int], previous: Rows, kept: Kept, prints: dict[int, str]
+) -> bool:
+    """A verified component of a split group: fingerprinted with its texts' reach (``prints``), and
+    whether the state judged it so (its stored records are then kept)."""
+    print_ = _fingerprint(corpus, nodes, corpus.reach)
+    prints.update((n, print_) for n in nodes)
+    return _judged(corpus, nodes, print_, previous, kept)
 
 
 def emit(

@@ -4,6 +4,7 @@ the same records as the whole group settled at once."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,138 @@ def test_local_order_is_an_order_of_the_pairs_that_loads_fewer_texts_per_chunk()
         return sum(len(np.unique(ordered[lo : lo + 2])) for lo in range(0, len(ordered), 2))
 
     assert loads(pairs[order]) == 3 * (len(pairs) // 2) + len(pairs) % 2 * 2 < loads(pairs)
+
+
+class CountingEngine:
+    """Forked workers, counting the candidate pairs given to the verifier."""
+
+    def __init__(self) -> None:
+        self.verified = 0
+
+    def ordered(self, stage, tasks, *, window_per_worker, per_call=1):
+        def counted():
+            for task in tasks:
+                if isinstance(stage, large_groups.Verifier):
+                    self.verified += len(task)
+                yield task
+
+        return parallel.Processes(2).ordered(
+            stage, counted(), window_per_worker=window_per_worker, per_call=per_call
+        )
+
+
+def _split_setup(write_tree) -> tuple[Callable[[], pass2.Corpus], list[pass2.Task]]:
+    inputs = [str(write_tree({**scrape_files(), **_group_that_falls_apart()}))]
+    config = Config(jobs=2)
+    frequency = TokenFrequency()
+    docs, feats, _ = pass1.read_all(readers.discover(inputs), config, frequency)
+    bands, rows = index.band_layout(threshold=config.lsh_threshold, num_perm=config.num_perm)
+    _, pairs, _ = index.candidates(
+        feats.matrix(),
+        np.frombuffer(feats.sizes, dtype=np.int64),
+        bands=bands,
+        rows=rows,
+        jaccard=config.jaccard,
+        containment=config.containment,
+    )
+    _, _, tasks = pass2.group_pairs(pairs, len(feats.contents))
+    return lambda: pass2.Corpus.of(config, docs, feats, frequency), tasks
+
+
+def _listed(tasks: list[pass2.Task]) -> list[tuple[list[int], list[list[int]]]]:
+    return [(list(nodes), pairs.tolist()) for nodes, pairs in tasks]
+
+
+def test_a_later_split_verifies_only_the_pairs_of_texts_compared_otherwise(write_tree) -> None:
+    corpus, tasks = _split_setup(write_tree)
+    big = [(nodes, pairs) for nodes, pairs in tasks if len(nodes) > 2]
+    assert big  # a group to split
+    first, memo = CountingEngine(), large_groups.PairVerdicts()
+    split = large_groups.split(corpus(), tasks, first, large=2, memo=memo)
+    assert first.verified == sum(len(pairs) for _, pairs in big)
+
+    # The next run: its state's verdicts; the same texts, compared alike: nothing verified again.
+    again = CountingEngine()
+    kept = large_groups.PairVerdicts.loads(memo.dumps())
+    assert _listed(large_groups.split(corpus(), tasks, again, large=2, memo=kept)) == _listed(split)
+    assert again.verified == 0
+
+    # A candidate pair gone: its two texts reach fewer documents, so their lines may count
+    # otherwise; every pair of either is verified again, and only those.
+    nodes, pairs = big[0]
+    a, b = pairs[0].tolist()
+    fewer = [(n, p[1:]) if n is nodes else (n, p) for n, p in tasks]
+    changed = CountingEngine()
+    large_groups.split(corpus(), fewer, changed, large=2, memo=large_groups.PairVerdicts.loads(memo.dumps()))
+    assert changed.verified == int(np.isin(pairs[1:], [a, b]).any(axis=1).sum()) > 0
+
+
+def test_a_verified_component_the_state_holds_is_not_settled_again(write_tree) -> None:
+    make, tasks = _split_setup(write_tree)
+    whole, _ = _settled(make(), tasks)
+    held: set[int] = set()
+
+    def known(comp: list[int]) -> bool:  # the state holds the first component with two texts
+        if not held and len(comp) > 1:
+            held.update(comp)
+        return bool(held) and comp[0] in held
+
+    corpus = make()
+    split = large_groups.split(corpus, tasks, parallel.Processes(2), large=2, known=known)
+    assert held
+    settled = sorted(n for nodes, _ in split for n in nodes)
+    assert settled == sorted(set(n for nodes, _ in tasks for n in nodes) - held)
+    records, _ = _settled(corpus, split)
+    held_docs = {d for n in held for d in corpus.members(n)}
+    assert records == {d: r for d, r in whole.items() if d not in held_docs}
+
+
+def test_stored_pair_verdicts_round_trip_and_unreadable_ones_are_none() -> None:
+    memo = large_groups.PairVerdicts()
+    memo.record(np.array([7, 3], dtype=np.uint64), np.array([True, False]))
+    memo.record(np.array([11], dtype=np.uint64), np.array([True]))
+    loaded = large_groups.PairVerdicts.loads(memo.dumps())
+    assert loaded.lookup(np.array([3, 7, 11, 5], dtype=np.uint64)).tolist() == [0, 1, 1, -1]
+    seven = np.array([7], dtype=np.uint64)
+    for damaged in (None, b"", memo.dumps()[:-3], b"XXXX" + memo.dumps()[4:]):
+        assert large_groups.PairVerdicts.loads(damaged).lookup(seven).tolist() == [-1]
+
+
+def test_cron_runs_over_split_groups_give_a_full_runs_verdicts(write_tree, tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    from conftest import read_manifest
+
+    from dedup import run
+
+    monkeypatch.setattr(large_groups, "LARGE", 2)  # every group of three texts or more is split
+    files = {**scrape_files(), **_group_that_falls_apart()}
+    root = write_tree(files)
+    state = Config(jobs=2, state=str(tmp_path / "state"))
+
+    def verdicts(out: Path, keys: tuple[str, ...]) -> list[tuple]:
+        return [tuple(r.get(k) for k in keys) for r in read_manifest(out) if r["status"] != "gone"]
+
+    run([str(root)], tmp_path / "out", state)
+    # A copy of another text: the group that falls apart, split again, keeps its stored records
+    # and verifies none of its pairs again; only the new pair is verified.
+    lines = files["other-0.txt"].split("\n")
+    lines[3] = "A wholly different sentence stands here now."
+    (root / "other-again.txt").write_text("\n".join(lines))
+    counts = run([str(root)], tmp_path / "out", state).counts
+    full = run([str(root)], tmp_path / "full", Config(jobs=2)).counts
+    assert counts["new"] == 1 and counts["verified_pairs"] == 1 < full["verified_pairs"]
+    whole = ("path", "cluster", "canonical", "duplicate_of", "score", "reason", "similarity")
+    assert verdicts(tmp_path / "out", whole) == verdicts(tmp_path / "full", whole)
+    db = sqlite3.connect(tmp_path / "state" / "state.sqlite")
+    (stored,) = db.execute("SELECT length(value) FROM blobs WHERE key = 'split_pair_verdicts'").fetchone()
+    db.close()
+    assert stored > 12  # the verdicts of the split groups' pairs, for the next run
+
+    # A teaser gone: the copies reach fewer documents. (Scores may differ from a full run's:
+    # the stored token counts still hold a gone document's; clusters and canonicals do not.)
+    (root / "teaser-0.txt").unlink()
+    assert run([str(root)], tmp_path / "out", state).counts["gone"] == 1
+    run([str(root)], tmp_path / "full2", Config(jobs=2))
+    chosen = ("path", "cluster", "canonical", "duplicate_of")
+    assert verdicts(tmp_path / "out", chosen) == verdicts(tmp_path / "full2", chosen)
