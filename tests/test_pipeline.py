@@ -281,3 +281,23 @@ def test_progress_reports_every_stage_with_totals(write_tree, tmp_path: Path, jo
     for stage in stages:  # counts only go up
         done = [d for s, d, _ in calls if s == stage]
         assert done == sorted(done)
+
+
+def test_a_run_collects_garbage_rarely_and_puts_the_collector_back(corpus: Path, tmp_path: Path) -> None:
+    import gc
+
+    seen: dict[str, tuple[int, int, int]] = {}
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(123, 4, 5)
+        with pytest.raises(OutputError):  # a run that fails puts it back too
+            run([corpus], corpus / "out", Config(jobs=1))  # OUT inside an INPUT
+        run(
+            [corpus],
+            tmp_path / "out",
+            Config(jobs=1),
+            checkpoint=lambda n: seen.setdefault(n, gc.get_threshold()),
+        )
+        assert seen["pass1"][0] > 10_000 and gc.get_threshold() == (123, 4, 5)
+    finally:
+        gc.set_threshold(*before)
