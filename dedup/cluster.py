@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 # Below this containment two documents are different articles, whatever links them.
 CONFLICT_CONTAINMENT = 0.15
@@ -63,24 +66,38 @@ class Thresholds:
         )
 
 
-def components(nodes: Iterable[int], pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
-    """Connected components (sorted lists, sorted by first node): the units verified together."""
-    parent = {n: n for n in nodes}
+def components(
+    nodes: Iterable[int] | np.ndarray, pairs: Iterable[tuple[int, int]] | np.ndarray
+) -> list[list[int]]:
+    """Connected components (sorted lists, sorted by first node): the units verified together.
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    Labelled by scipy (the noisy million's 272,000 candidate pairs took 1 s in Python).
+    A pair's nodes must be among ``nodes``.
 
-    for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for n in sorted(parent):
-        groups.setdefault(find(n), []).append(n)
-    return sorted(groups.values())
+    Example:
+        >>> components([5, 0, 1, 9], [(9, 1)])
+        [[0], [1, 9], [5]]
+    """
+    from scipy.sparse import csr_matrix  # with datasketch: runs with work to do load it anyway
+    from scipy.sparse.csgraph import connected_components
+
+    known = np.unique(_array(nodes))
+    linked = _array(pairs).reshape(-1, 2)
+    local = np.searchsorted(known, linked)
+    ones = np.ones(len(local), dtype=np.int8)
+    graph = csr_matrix((ones, (local[:, 0], local[:, 1])), shape=(len(known), len(known)))
+    _, labels = connected_components(graph, directed=False)
+    # Components in the order of their first (smallest) node; nodes ascending within each.
+    _, first = np.unique(labels, return_index=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    order = np.argsort(rank[labels], kind="stable")
+    flat, bounds = known[order].tolist(), [0, *(np.flatnonzero(np.diff(rank[labels][order])) + 1).tolist()]
+    return [flat[a:b] for a, b in zip(bounds, [*bounds[1:], len(flat)], strict=True)] if flat else []
+
+
+def _array(values: Iterable[Any] | np.ndarray) -> np.ndarray:
+    return values if isinstance(values, np.ndarray) else np.array(list(values), dtype=np.int64)
 
 
 def cluster_component(

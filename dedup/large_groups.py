@@ -99,7 +99,7 @@ def split(
         if memo is not None:
             memo.record(keys[k], keep)
         verified = pairs[keep]
-        comps = components(nodes, verified.tolist())
+        comps = components(nodes, verified)
         if known is not None:
             comps = [comp for comp in comps if not known(comp)]
         out.extend(pack(comps, verified, large))

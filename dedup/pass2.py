@@ -409,7 +409,7 @@ def group_pairs(pairs: np.ndarray, nodes: int) -> tuple[list[list[int]], np.ndar
     candidate) and one task per component (its nodes and its pairs).
     """
     linked = np.unique(pairs) if len(pairs) else np.empty(0, dtype=np.int64)
-    comps = components(linked.tolist(), pairs.tolist())
+    comps = components(linked, pairs)
     comp_of = np.full(nodes, -1, dtype=np.int64)
     for c, comp in enumerate(comps):
         comp_of[comp] = c

@@ -51,3 +51,39 @@ def test_truncated_clean_vs_complete_garbled_passes_on_containment() -> None:
     assert "containment 0.72" in T.explain(hard)
     assert not T.accepts(Similarity(jaccard=0.30, containment=0.72, shared=5))
     assert not T.accepts(Similarity(jaccard=0.10, containment=0.30, shared=150))
+
+
+def _reference_components(nodes: list[int], pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Grow each component by walking its pairs (slow and plain)."""
+    linked: dict[int, set[int]] = {n: set() for n in nodes}
+    for a, b in pairs:
+        linked[a].add(b)
+        linked[b].add(a)
+    seen: set[int] = set()
+    out = []
+    for n in sorted(linked):
+        if n in seen:
+            continue
+        comp, todo = set(), [n]
+        while todo:
+            m = todo.pop()
+            if m not in comp:
+                comp.add(m)
+                todo.extend(linked[m] - comp)
+        seen |= comp
+        out.append(sorted(comp))
+    return out
+
+
+def test_components_are_those_of_the_graph_in_order_of_their_first_node() -> None:
+    import random
+
+    import numpy as np
+
+    rng = random.Random(5)
+    for _ in range(500):
+        nodes = rng.sample(range(200), rng.randint(0, 30))
+        pairs = [tuple(rng.sample(nodes, 2)) for _ in range(rng.randint(0, 40))] if len(nodes) > 1 else []
+        expected = _reference_components(nodes, pairs)
+        assert components(nodes, pairs) == expected
+        assert components(np.array(nodes, dtype=np.int64), np.array(pairs, dtype=np.int64)) == expected
