@@ -301,7 +301,7 @@ class Incremental(Batch):
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
             held = stored.held_signatures(feats, corpus, fresh, self._signatures)
-            self.signatures = stored.keep_signatures(feats, held, self.out)
+            self.signatures = stored.keep_signatures(feats, held)
             feats.drop_signatures()
             return self.known.proposed, self.known.pairs
         # Texts not read this run came without their signatures: banding reads them all, from a
@@ -316,7 +316,7 @@ class Incremental(Batch):
                 found = known.extended(signatures, contents, corpus.sizes, config)
             if found is None:  # texts gone, or a star's first text moved: band them all
                 found = band_all(config, signatures, corpus, contents, bands, rows)
-        self.signatures = stored.keep_signatures(feats, held, self.out)
+        self.signatures = stored.keep_signatures(feats, held)
         feats.drop_signatures()  # the ones to store are kept
         self.found = found
         return found.proposed, found.pairs

@@ -42,7 +42,7 @@ LEFTOVERS = (
     f".{CANONICAL}.*.tmp",
     f".{CANONICAL}.old",
     ".spool.*.tmp",  # readers.spooled (readers.stdin_copied removes its own leftovers)
-    ".signatures.*.tmp",  # signature_spill.Spilled (up to the index), stored.SignatureRows (to the commit)
+    ".signatures.*.tmp",  # signature_spill.Spilled (up to the index), .RowSpill (to the commit)
     ".records.*.tmp",  # record_spill.SpilledRecords, between pass 2 and the manifest
 )
 

@@ -22,7 +22,7 @@ from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
-from dedup.signature_spill import Spilled
+from dedup.signature_spill import RowSpill, Spilled
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
 from dedup.state import Stored
 
@@ -187,12 +187,14 @@ class FeatureTable:
 
     Features must be set in manifest order: node numbers (first appearance)
     break ties in clustering, and must not depend on timing or ``--jobs``.
-    With ``spill`` the signatures go to disk as they come (``signature_spill``).
+    With ``spill`` the signatures go to disk as they come (``signature_spill``);
+    a cron run's, given only for the texts read, with ``rows`` (``RowSpill``).
     """
 
-    def __init__(self, num_perm: int, spill: Spilled | None = None) -> None:
+    def __init__(self, num_perm: int, spill: Spilled | None = None, rows: RowSpill | None = None) -> None:
         self.num_perm = num_perm
         self.spill = spill
+        self.rows = rows  # cron mode: the signatures given, on disk (else in ``_given``)
         self.node_of = array("q")
         self.signals = bytearray()
         self.contents = array("Q")
@@ -227,7 +229,10 @@ class FeatureTable:
                 assert signature is not None, "a spilled table holds every signature"
                 self.spill.append(signature)
             elif signature is not None:
-                self._given.frombytes(signature)
+                if self.rows is not None:
+                    self.rows.append(signature)
+                else:
+                    self._given.frombytes(signature)
                 self._given_nodes.append(n)
         self.node_of[doc] = n
         self.signals[doc * self._width : (doc + 1) * self._width] = signals
@@ -242,7 +247,10 @@ class FeatureTable:
         A text set without a signature has zeros until the caller fills its row.
         """
         if self._matrix is None:
-            given = np.frombuffer(self._given, dtype=np.uint32).reshape(-1, self.num_perm)
+            if self.rows is not None:
+                given = self.rows.rows(0, len(self.rows))
+            else:
+                given = np.frombuffer(self._given, dtype=np.uint32).reshape(-1, self.num_perm)
             if self.spill is not None:
                 self._matrix = given[:0]
             elif len(given) == len(self.contents):  # every text's, in node order
@@ -253,13 +261,16 @@ class FeatureTable:
                 self._given, self._given_nodes = array("I"), array("q")
         return self._matrix
 
-    def given(self) -> tuple[np.ndarray, np.ndarray]:
-        """(nodes, uint32[k, num_perm]): the texts set with their signature, as set; none spilled.
+    def given(self) -> tuple[np.ndarray, np.ndarray | RowSpill]:
+        """(nodes, their signatures: uint32[k, num_perm] or ``rows``): the texts set with their
+        signature, as set; none spilled.
 
         Views of the table: asked for before ``matrix`` (cron mode streams the others).
         """
         assert self._matrix is None and self.spill is None, "the signatures are in a matrix or on disk"
         nodes = np.frombuffer(self._given_nodes, dtype=np.int64)
+        if self.rows is not None:
+            return nodes, self.rows
         return nodes, np.frombuffer(self._given, dtype=np.uint32).reshape(len(nodes), self.num_perm)
 
     def banded(self) -> np.ndarray | Spilled:
@@ -267,8 +278,9 @@ class FeatureTable:
         return self.matrix() if self.spill is None else self.spill
 
     def drop_signatures(self) -> None:
-        """Free the largest table once the candidate pairs are found (unless a state stores it)."""
-        self._given, self._given_nodes = array("I"), array("q")
+        """Free the largest table once the candidate pairs are found (unless a state stores it: its
+        ``rows`` are then the stored rows', ``stored.SignatureRows``, which closes them)."""
+        self._given, self._given_nodes, self.rows = array("I"), array("q"), None
         self._matrix = np.zeros((0, self.num_perm), dtype=np.uint32)
         if self.spill is not None:
             self.spill.close()
@@ -305,6 +317,7 @@ def read_all(
     engine: parallel.Engine | None = None,
     piece_bytes: int = readers.PIECE_BYTES,
     spill: Spilled | None = None,
+    rows: RowSpill | None = None,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Read, normalise and sign every document (or take its stored features), in manifest order.
 
@@ -322,7 +335,8 @@ def read_all(
         batch_size: documents per worker task.
         engine: where the batches are analysed (default: ``config.workers`` forked processes).
         piece_bytes: a plain JSONL file is read in pieces of this many bytes (batch runs).
-        spill: where a batch run's signatures go instead of memory (cron mode keeps them).
+        spill: where a batch run's signatures go instead of memory.
+        rows: where a cron run's signatures of the texts it reads go (else memory).
 
     Returns the documents, their features, and a flag per document: read in this run.
 
@@ -338,7 +352,7 @@ def read_all(
         feats = FeatureTable(config.num_perm, spill)
         return _read_tasks(sources, tasks, config, feats, frequency, progress, checkpoint, batch_size, engine)
     table = DocumentTable(list(sources))
-    feats = FeatureTable(config.num_perm)
+    feats = FeatureTable(config.num_perm, rows=rows)
     fresh = bytearray()
     # Stored features wait behind documents still in the workers, to be set in manifest order.
     waiting: deque[tuple[int, Stored]] = deque()

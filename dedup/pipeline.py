@@ -32,7 +32,7 @@ from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.record_spill import SpilledRecords
-from dedup.signature_spill import Spilled
+from dedup.signature_spill import RowSpill, Spilled
 
 if TYPE_CHECKING:  # loaded when a run has work to do: a cron run with none never imports numba or scipy
     from dedup import pass2
@@ -180,6 +180,8 @@ def _judge_and_write(
     # A batch run keeps its signatures on disk until the index has read them (1 KB per text).
     width = index.band_width(rows_per_band)
     spill = None if config.state else Spilled.beside(out, num_perm=config.num_perm, width=width)
+    # A cron run keeps the signatures of the texts it reads till its state stores them, on disk too.
+    given = RowSpill(out, num_perm=config.num_perm) if config.state else None
     try:
         docs, feats, fresh = pass1.read_all(
             sources,
@@ -191,6 +193,7 @@ def _judge_and_write(
             batch_size=batch_size or pass1.BATCH,
             engine=engine,
             spill=spill,
+            rows=given,
         )
         readers.check_found(docs, config)  # a run that read nothing is an error
         corpus = pass2.Corpus.of(config, docs, feats, frequency)

@@ -14,15 +14,21 @@ signature source is this, an in-memory ``uint32[texts, num_perm]`` matrix
 (tests, small runs; ``blocks_of`` gives it the same interface), or
 ``Renumbered``: a cron run's stored texts spilled in the order its state streams
 them, put in node order a block at a time with the texts read in the run.
+
+A cron run's pass 1 keeps the signatures of the texts it reads row-major in one
+unnamed file (``RowSpill``): banding reads them a chunk at a time into the block
+files, and the rows the run stores read theirs back one at a time at the commit.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -166,3 +172,72 @@ class Renumbered:
 def blocks_of(signatures: np.ndarray | Blocks, width: int) -> Blocks:
     """``signatures`` as blocks; a matrix is cut into blocks of ``width`` permutations."""
     return InMemory(signatures, width) if isinstance(signatures, np.ndarray) else signatures
+
+
+class RowSpill:
+    """Signatures a row each, in the order appended, in one unnamed file in ``directory``.
+
+    A cron run's pass 1 puts here the signature of each text it reads (1 KB each:
+    a first run at a million holds 1 GB here, not in memory). The file has no
+    name from the start (O_TMPFILE) or from just after it is made (a name among
+    dedup's leftovers, ``manifest.LEFTOVERS``), and goes when closed or dropped.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     spill = RowSpill(Path(tmp), num_perm=2)
+        ...     for row in ([1, 2], [3, 4], [5, 6]):
+        ...         spill.append(np.array(row, dtype=np.uint32).tobytes())
+        ...     chunks = [(lo, rows.tolist()) for lo, rows in spill.chunks(rows=2)]
+        ...     spill.close()
+        >>> chunks
+        [(0, [[1, 2], [3, 4]]), (2, [[5, 6]])]
+    """
+
+    def __init__(self, directory: Path, *, num_perm: int, flush_rows: int = FLUSH_ROWS) -> None:
+        self.num_perm = num_perm
+        self._row_bytes = 4 * num_perm
+        self._file = tempfile.TemporaryFile(dir=directory, prefix=".signatures.", suffix=".tmp")  # noqa: SIM115
+        self._closer: weakref.finalize[Any, Any] = weakref.finalize(self, self._file.close)
+        self._buffer = bytearray()
+        self._rows = 0
+        self._flush_bytes = flush_rows * self._row_bytes
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def append(self, signature: bytes) -> None:
+        """The next row: ``num_perm`` uint32 as bytes."""
+        self._buffer += signature
+        self._rows += 1
+        if len(self._buffer) >= self._flush_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._file.write(self._buffer)
+        self._file.flush()
+        self._buffer = bytearray()
+
+    def row(self, at: int) -> bytes:
+        """Row ``at`` as bytes."""
+        return self.rows(at, at + 1).tobytes()
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """``uint32[hi - lo, num_perm]``: rows ``lo`` to ``hi``."""
+        if self._buffer:
+            self._flush()
+        data = os.pread(self._file.fileno(), (hi - lo) * self._row_bytes, lo * self._row_bytes)
+        return np.frombuffer(data, dtype=np.uint32).reshape(-1, self.num_perm)
+
+    def chunks(self, rows: int = 4 * FLUSH_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, the rows) a chunk at a time (16 MB by default), in order."""
+        for lo in range(0, self._rows, rows):
+            yield lo, self.rows(lo, min(lo + rows, self._rows))
+
+    def close(self) -> None:
+        """Free the file (the rows are stored)."""
+        self._closer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._closer.alive

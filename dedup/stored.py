@@ -13,12 +13,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-import tempfile
-import weakref
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -35,7 +32,7 @@ if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothin
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
     from dedup.rows import Kept, Rows
-    from dedup.signature_spill import Blocks, Renumbered, Spilled
+    from dedup.signature_spill import Blocks, Renumbered, RowSpill, Spilled
 
 _STATUS = {str(s): s for s in Status}
 _PAIRS_HEADER = struct.Struct("<7q")  # version, bands, rows, proposed, texts, pairs, star rows
@@ -178,6 +175,11 @@ def streamed(
         target.append(texts)
         for k in np.flatnonzero(held[texts]).tolist():
             kept[int(texts[k])] = signatures[k].tobytes()
+    if not isinstance(given, np.ndarray):  # on disk (``RowSpill``): into the spill, a chunk at a time
+        for lo, signatures in given.chunks():
+            spill.extend(signatures)
+            target.append(nodes[lo : lo + len(signatures)])
+        nodes, given = nodes[:0], np.empty((0, feats.num_perm), dtype=np.uint32)
     return Renumbered(spill, np.concatenate(target), nodes, given), kept
 
 
@@ -214,55 +216,27 @@ def _stored_rows(
     raise StateError("the state holds no signature for a stored text: run with --rebuild")
 
 
-def keep_signatures(
-    feats: FeatureTable, held: dict[int, bytes], spill_dir: Path | None = None
-) -> SignatureRows:
+def keep_signatures(feats: FeatureTable, held: dict[int, bytes]) -> SignatureRows:
     """The signatures of the texts a document read this run holds: the rows that store one.
 
     All the others are in the state already. ``held``: those of such texts first set
-    from the state (``held_signatures``, ``streamed``); ``spill_dir``: where many rows
-    wait for the commit (``SignatureRows``).
+    from the state (``held_signatures``, ``streamed``).
     """
-    return SignatureRows(*feats.given(), held, spill_dir)
-
-
-SPILL_ROWS_BYTES = 32 << 20  # signatures to store over this wait in an unnamed file, not in memory
+    return SignatureRows(*feats.given(), held)
 
 
 class SignatureRows(Mapping[int, bytes]):
     """Text -> its signature, for the rows a run writes: the table's ``given`` rows (``nodes``,
-    ascending) or ``held`` ones. Many rows (a first run stores every text's: 1 GB at a million)
-    wait for the commit in an unnamed file in ``spill_dir``, read back a row at a time: pass 2's
-    workers are forked from this process in between.
+    ascending; in memory, or on disk: ``RowSpill``, closed with this) or ``held`` ones.
     """
 
-    def __init__(
-        self,
-        nodes: np.ndarray,
-        given: np.ndarray,
-        held: dict[int, bytes],
-        spill_dir: Path | None = None,
-        spill_over: int = SPILL_ROWS_BYTES,
-    ) -> None:
-        self.nodes, self.held, self._row_bytes = nodes, held, given.shape[1] * given.itemsize
-        self._given: np.ndarray | None = given
-        self._file: BinaryIO | None = None
-        self._closer: weakref.finalize[Any, Any] | None = None
-        if spill_dir is not None and given.nbytes > spill_over:
-            # Unlinked from the start (O_TMPFILE), or as soon as made under a name of dedup's
-            # leftovers (manifest.LEFTOVERS), which the next run removes if a kill came first.
-            self._file = tempfile.TemporaryFile(  # noqa: SIM115  (closed with the object)
-                dir=spill_dir, prefix=".signatures.", suffix=".tmp"
-            )
-            given.tofile(self._file)
-            self._file.flush()
-            self._given = None
-            self._closer = weakref.finalize(self, self._file.close)  # also when dropped unclosed
+    def __init__(self, nodes: np.ndarray, given: np.ndarray | RowSpill, held: dict[int, bytes]) -> None:
+        self.nodes, self.held, self.given = nodes, held, given
 
     def close(self) -> None:
         """Free the file, if any (the rows are stored)."""
-        if self._closer is not None:
-            self._closer()
+        if not isinstance(self.given, np.ndarray):
+            self.given.close()
 
     def __getitem__(self, node: int) -> bytes:
         if (signature := self.held.get(node)) is not None:
@@ -270,10 +244,7 @@ class SignatureRows(Mapping[int, bytes]):
         at = int(np.searchsorted(self.nodes, node))
         if at == len(self.nodes) or self.nodes[at] != node:
             raise KeyError(node)
-        if self._given is not None:
-            return self._given[at].tobytes()
-        assert self._file is not None
-        return os.pread(self._file.fileno(), self._row_bytes, at * self._row_bytes)
+        return self.given[at].tobytes() if isinstance(self.given, np.ndarray) else self.given.row(at)
 
     def __iter__(self) -> Iterator[int]:
         return iter([*self.nodes.tolist(), *self.held])

@@ -572,17 +572,19 @@ def test_new_texts_banded_against_the_stored_ones_add_what_banding_all_would(see
     assert np.isin(added, new).any(axis=1).all()
 
 
-def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path) -> None:
-    # A +N cron run bands from a spill of the stored texts' signatures and the new ones in memory:
-    # block by block, the same matrix a full pass 1 makes; and the rows written this run get their
-    # text's signature, also when the text's first document was not read (a late exact copy).
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path, on_disk: bool) -> None:
+    # A +N cron run bands from a spill of the stored texts' signatures and the new ones (in memory,
+    # or on disk as a cron run keeps them): block by block, the same matrix a full pass 1 makes; and
+    # the rows written this run get their text's signature, also when the text's first document was
+    # not read (a late exact copy).
     from dedup import readers
     from dedup.frequency import TokenFrequency
     from dedup.incremental import Incremental
     from dedup.pass1 import read_all
     from dedup.pass2 import Corpus
     from dedup.rows import signature_chunks
-    from dedup.signature_spill import Spilled
+    from dedup.signature_spill import RowSpill, Spilled
     from dedup.state import State
     from dedup.stored import held_signatures, keep_signatures, streamed
 
@@ -598,7 +600,8 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
     try:
         cache = Incremental(store, config)
         cache.begin()
-        docs, feats, fresh = read_all(sources, config, TokenFrequency(), stored=cache.stored)
+        given = RowSpill(out, num_perm=config.num_perm, flush_rows=3) if on_disk else None
+        docs, feats, fresh = read_all(sources, config, TokenFrequency(), stored=cache.stored, rows=given)
         corpus = Corpus.of(config, docs, feats, TokenFrequency())
         with Spilled.beside(out, num_perm=config.num_perm, width=16) as spill:
             blocks, held = streamed(feats, corpus, fresh, lambda: signature_chunks(store), spill)
@@ -616,23 +619,30 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
     assert kept == {n: full[n].tobytes() for n in read_nodes}
     assert also == held  # the same stored signatures without streaming them all (a rerun over the same texts)
     assert list(out.iterdir()) == []  # the spill is gone
+    kept.close()
+    assert given is None or given.closed
 
 
-@pytest.mark.parametrize("spill_over", [0, 1 << 30])
+@pytest.mark.parametrize("on_disk", [False, True])
 def test_signature_rows_to_store_read_back_as_given_from_memory_or_an_unnamed_file(
-    tmp_path: Path, spill_over: int
+    tmp_path: Path, on_disk: bool
 ) -> None:
+    from dedup.signature_spill import RowSpill
     from dedup.stored import SignatureRows
 
     given = np.arange(5 * 8, dtype=np.uint32).reshape(5, 8)
     nodes = np.array([1, 4, 6, 9, 12], dtype=np.int64)
-    rows = SignatureRows(nodes, given, {7: b"held"}, tmp_path, spill_over=spill_over)
-    given[:] = 0  # a spilled copy no longer depends on the table
-    expected = dict(zip([1, 4, 6, 9, 12], np.arange(40, dtype=np.uint32).reshape(5, 8), strict=True))
-    for node, row in expected.items():
-        assert rows[node] == (row.tobytes() if spill_over == 0 else bytes(32))
+    spill = RowSpill(tmp_path, num_perm=8, flush_rows=2)
+    for row in given:
+        spill.append(row.tobytes())
+    rows = SignatureRows(nodes, spill if on_disk else given.copy(), {7: b"held"})
+    given_rows = dict(zip([1, 4, 6, 9, 12], given, strict=True))
+    for node, row in given_rows.items():
+        assert rows[node] == row.tobytes()
     assert rows[7] == b"held" and len(rows) == 6 and sorted(rows) == [1, 4, 6, 7, 9, 12]
     with pytest.raises(KeyError):
         rows[5]
     assert list(tmp_path.iterdir()) == []  # nothing named, nothing left
     rows.close()
+    assert spill.closed if on_disk else not spill.closed
+    spill.close()
