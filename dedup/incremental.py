@@ -11,8 +11,8 @@ filter, at each stage, what it already knows:
 - index: the last run's candidate pairs, when the texts are the same; else only
   new texts are banded against the stored ones (``stored.KnownPairs``);
 - pass 2: a group whose members did not change keeps its stored records; in a
-  giant group (``large_groups``), a verified component whose texts did not change,
-  and a pair of texts compared as last run keeps its verdict;
+  giant group (``large_groups``), a verified component whose texts and their reach
+  did not change, and a pair of texts compared as last run keeps its verdict;
 - records: what changed against the state (new, changed, superseded, gone) and
   the state rows to replace;
 - outputs: ``canonical/`` brought up to date in place, the run's change list.

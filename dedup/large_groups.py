@@ -114,19 +114,30 @@ def split(
 
 
 def pair_keys(corpus: Corpus, pairs: np.ndarray) -> np.ndarray:
-    """A key per pair for the texts as compared: the bytes each was read from and its reach.
+    """A key per pair for the texts as compared: each text's content key, the bytes it is read
+    from again and its reach.
 
-    Verification compares shingles, made from a text's bytes (its first document's,
-    ``pass2.load``) with the lines in more documents than its reach left out; the
-    run's options are the state's. The token frequencies that decide those lines drift
-    as documents arrive: a verdict taken from an earlier run is as stale as the records
-    of a group that did not change.
+    Verification compares shingles, made from a text's first document
+    (``pass2.load``: its bytes, read as its kind and name say: the same bytes are
+    another text in a ``.html`` file than in a ``.txt``, and another content key)
+    with the lines in more documents than its reach left out; the run's options are
+    the state's. The token frequencies that decide those lines drift as documents
+    arrive: a verdict taken from an earlier run is as stale as the records of a
+    group that did not change.
     """
-    docs, order, starts, reach = corpus.docs, corpus.order, corpus.starts, corpus.reach
+    docs, order, starts, reach, contents = (
+        corpus.docs,
+        corpus.order,
+        corpus.starts,
+        corpus.reach,
+        corpus.contents,
+    )
     nodes, local = np.unique(pairs, return_inverse=True)
     text = np.array(
         [
-            xxhash.xxh3_64_intdigest(f"{docs.sha256(int(order[starts[n]]))}\t{reach[n]}".encode())
+            xxhash.xxh3_64_intdigest(
+                f"{contents[n]}\t{docs.sha256(int(order[starts[n]]))}\t{reach[n]}".encode()
+            )
             for n in nodes.tolist()
         ],
         dtype=np.uint64,

@@ -199,9 +199,9 @@ class FeatureTable:
         self.signals = bytearray()
         self.contents = array("Q")
         self.sizes = array("q")
-        # In memory (cron mode): the signatures given and their nodes. The matrix is made when
-        # asked for: a view of them when every text has one (a first run), else zeros (pages not
-        # yet touched) with theirs set, and the stored texts' rows filled in by the caller.
+        # Cron mode: the signatures given (in ``rows``, on disk; else here) and their nodes. The
+        # matrix is made when asked for: them when every text has one (a first run), else zeros
+        # (pages not yet touched) with theirs set, and the stored texts' rows filled in by the caller.
         self._given, self._given_nodes = array("I"), array("q")
         self._matrix: np.ndarray | None = None
         self.repairs: dict[int, normalize.RepairPlan] = {}  # document -> ftfy's steps, for pass 2

@@ -41,6 +41,7 @@ class Corpus:
     order: np.ndarray  # documents sorted by node: node n's are order[starts[n]:starts[n + 1]]
     starts: np.ndarray
     sizes: np.ndarray  # node -> shingle count
+    contents: np.ndarray  # node -> content key (hash of its normalised text)
     signals: np.ndarray  # document -> intrinsic signals (quality.INTRINSIC order)
     frequency: TokenFrequency
     repairs: dict[int, normalize.RepairPlan]  # document -> the mojibake repair pass 1 found
@@ -67,6 +68,7 @@ class Corpus:
             order=order,
             starts=np.searchsorted(node_of[order], np.arange(len(sizes) + 1)),
             sizes=sizes,
+            contents=np.frombuffer(feats.contents, dtype=np.uint64),
             signals=np.frombuffer(feats.signals, dtype=np.float32).reshape(len(docs), len(quality.INTRINSIC)),
             frequency=frequency,
             repairs=feats.repairs,

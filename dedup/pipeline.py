@@ -202,6 +202,10 @@ def _judge_and_write(
         clock = time.perf_counter()
         n_proposed, pairs = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band)
         timings["index"] = time.perf_counter() - clock
+    except BaseException:
+        if given is not None:  # else kept to the commit (``stored.SignatureRows`` closes it)
+            given.close()
+        raise
     finally:
         if spill is not None:
             spill.close()

@@ -146,8 +146,9 @@ class Spilled:
 
 
 class Renumbered:
-    """Every text's signature as blocks, built a block at a time: some rows from a spill, the rest
-    from memory (a cron run: the stored texts' streamed from its state, the ones read this run).
+    """Every text's signature as blocks, built a block at a time: some rows from a spill (a cron
+    run: all of them, the stored texts' streamed from its state and the ones it read from its
+    ``RowSpill``), the rest from memory (``given``: tests, and rows kept in memory).
 
     ``spilled``'s i-th row is text ``target[i]``'s; ``given[j]`` is text ``nodes[j]``'s.
     """
@@ -226,7 +227,13 @@ class RowSpill:
         """``uint32[hi - lo, num_perm]``: rows ``lo`` to ``hi``."""
         if self._buffer:
             self._flush()
-        data = os.pread(self._file.fileno(), (hi - lo) * self._row_bytes, lo * self._row_bytes)
+        start, end = lo * self._row_bytes, min(hi, self._rows) * self._row_bytes
+        data = bytearray()
+        while start + len(data) < end:  # one read returns at most ~2 GB (Linux)
+            piece = os.pread(self._file.fileno(), min(end - start - len(data), 1 << 30), start + len(data))
+            if not piece:
+                raise OSError(f"signature rows: {len(data)} of {end - start} bytes read")
+            data += piece
         return np.frombuffer(data, dtype=np.uint32).reshape(-1, self.num_perm)
 
     def chunks(self, rows: int = 4 * FLUSH_ROWS) -> Iterator[tuple[int, np.ndarray]]:

@@ -154,7 +154,8 @@ def streamed(
     spill: Spilled,
 ) -> tuple[Renumbered, dict[int, bytes]]:
     """Every text's signature as blocks for banding, never all in memory (1 KB per text: 1 GB at a
-    million): the stored texts' streamed once from the state into ``spill``, the others as set.
+    million): the stored texts' streamed once from the state into ``spill``, the others from the
+    table's ``RowSpill`` into it too (a chunk at a time; or from memory, as set).
 
     Returns the blocks and the stored signatures of the texts a document read this run
     also holds (its row stores one: ``keep_signatures``).

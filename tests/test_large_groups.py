@@ -238,3 +238,44 @@ def test_cron_runs_over_split_groups_give_a_full_runs_verdicts(write_tree, tmp_p
     run([str(root)], tmp_path / "full2", Config(jobs=2))
     chosen = ("path", "cluster", "canonical", "duplicate_of")
     assert verdicts(tmp_path / "out", chosen) == verdicts(tmp_path / "full2", chosen)
+
+
+def test_a_pages_bytes_in_an_html_and_a_txt_file_are_two_texts_with_their_own_verdicts(
+    write_tree, tmp_path, monkeypatch
+) -> None:
+    # The same bytes as a page (its main text extracted) and as plain text (all of it): two texts
+    # with the same sha256 and the same candidates. Their pairs with a third text must not share a
+    # stored verdict, or the next run (nothing changed in that group) regroups them.
+    import random
+
+    from conftest import read_manifest
+
+    from dedup import run
+
+    monkeypatch.setattr(large_groups, "LARGE", 2)
+    rng = random.Random(7)
+    vocabulary = [f"{a}{b}" for a in "bcdfghjklmnprstvz" for b in ("ane", "ore", "ist", "umo", "eka", "ilo")]
+
+    def sentences(n: int) -> list[str]:
+        return [" ".join(rng.choices(vocabulary, k=14)).capitalize() + "." for _ in range(n)]
+
+    article, menu, other = sentences(14), sentences(22), sentences(22)
+    page = (
+        "<html><head><title>Storm report</title></head><body><div class='menu'>"
+        + "".join(f"<p>{s}</p>" for s in menu)
+        + "</div><article>"
+        + "".join(f"<p>{s}</p>" for s in article)
+        + "</article></body></html>\n"
+    )
+    root = write_tree({"page.html": page, "page.txt": page, "x.txt": "\n\n".join(article + other) + "\n"})
+    state = Config(jobs=1, state=str(tmp_path / "state"))
+    run([str(root)], tmp_path / "out", state)
+    (root / "unrelated.txt").write_text("\n\n".join(sentences(10)))
+    run([str(root)], tmp_path / "out", state)
+    run([str(root)], tmp_path / "full", Config(jobs=1))
+
+    def verdicts(out: Path) -> dict[str, tuple]:
+        keys = ("cluster", "canonical", "duplicate_of", "similarity")
+        return {r["path"]: tuple(r.get(k) for k in keys) for r in read_manifest(out)}
+
+    assert verdicts(tmp_path / "out") == verdicts(tmp_path / "full")

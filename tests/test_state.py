@@ -646,3 +646,15 @@ def test_signature_rows_to_store_read_back_as_given_from_memory_or_an_unnamed_fi
     rows.close()
     assert spill.closed if on_disk else not spill.closed
     spill.close()
+
+
+def test_a_cron_run_that_fails_after_pass_one_leaves_no_file_open(tmp_path: Path) -> None:
+    from dedup.errors import NoDocumentsError
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.csv").write_text("no article here")
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(NoDocumentsError) as failed:
+        run([tmp_path / "in"], tmp_path / "out", Config(jobs=1, state=str(tmp_path / "state")))
+    assert failed.value is not None  # the error (and its frames) still alive
+    assert len(os.listdir("/proc/self/fd")) == open_before
