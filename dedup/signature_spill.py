@@ -64,7 +64,28 @@ class InMemory:
             yield np.ascontiguousarray(self.matrix[:, lo : lo + self.width])
 
 
-class Spilled:
+class _Appended:
+    """Signatures appended to a buffer that the spill flushes to its files every ``_flush_bytes``."""
+
+    _buffer: bytearray
+    _rows: int
+    _flush_bytes: int
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def append(self, signature: bytes) -> None:
+        """The next text's signature (``num_perm`` uint32 as bytes)."""
+        self._buffer += signature
+        self._rows += 1
+        if len(self._buffer) >= self._flush_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+
+class Spilled(_Appended):
     """Signatures appended to block files in ``directory`` (see the module docstring): a batch run's
     in node order, a cron run's stored ones as its state streams them (``Renumbered``).
 
@@ -105,16 +126,6 @@ class Spilled:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __len__(self) -> int:
-        return self._rows
-
-    def append(self, signature: bytes) -> None:
-        """One text's signature (``num_perm`` uint32 as bytes), the next in node order."""
-        self._buffer += signature
-        self._rows += 1
-        if len(self._buffer) >= self._flush_bytes:
-            self._flush()
 
     def extend(self, signatures: np.ndarray) -> None:
         """The next texts' signatures, uint32[k, num_perm]."""
@@ -175,7 +186,7 @@ def blocks_of(signatures: np.ndarray | Blocks, width: int) -> Blocks:
     return InMemory(signatures, width) if isinstance(signatures, np.ndarray) else signatures
 
 
-class RowSpill:
+class RowSpill(_Appended):
     """Signatures a row each, in the order appended, in one unnamed file in ``directory``.
 
     A cron run's pass 1 puts here the signature of each text it reads (1 KB each:
@@ -203,16 +214,6 @@ class RowSpill:
         self._buffer = bytearray()
         self._rows = 0
         self._flush_bytes = flush_rows * self._row_bytes
-
-    def __len__(self) -> int:
-        return self._rows
-
-    def append(self, signature: bytes) -> None:
-        """The next row: ``num_perm`` uint32 as bytes."""
-        self._buffer += signature
-        self._rows += 1
-        if len(self._buffer) >= self._flush_bytes:
-            self._flush()
 
     def _flush(self) -> None:
         self._file.write(self._buffer)
