@@ -286,20 +286,6 @@ class FeatureTable:
             self.spill.close()
             self.spill = None
 
-    def feature(self, doc: int) -> Features | None:
-        """One document's features, as views into the tables (``None`` when skipped)."""
-        n = self.node_of[doc]
-        if n < 0:
-            return None
-        assert self.spill is None, "signatures spilled to disk: only cron mode asks (never spilled)"
-        width = len(quality.INTRINSIC)
-        return Features(
-            content=self.contents[n],
-            shingles=self.sizes[n],
-            signature=self.matrix()[n],
-            signals=np.frombuffer(self.signals, dtype=np.float32)[doc * width : (doc + 1) * width],
-        )
-
 
 def _nothing_stored(doc: Document) -> Stored | None:
     return None
