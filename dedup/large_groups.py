@@ -16,7 +16,7 @@ whole group. Each text keeps its reach over all the group's candidate pairs
 
 In a cron run, every arrival joins the giant group of a noisy corpus (38,419 texts
 at 1M), so it changes every night. What did not change is not done again: a pair
-of texts compared as last run (same bytes read, same reach: ``pair_keys``) keeps
+of texts compared as last run (same text, bytes and reach: ``pair_keys``) keeps
 its verdict (``PairVerdicts``, stored with the state), and a verified component
 whose members and reaches are as when the state judged it keeps its records
 (``known``: ``stored.judged_component``).
