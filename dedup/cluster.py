@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from dedup.signatures import distinct
+
 # Below this containment two documents are different articles, whatever links them.
 CONFLICT_CONTAINMENT = 0.15
 
@@ -81,7 +83,7 @@ def components(
     from scipy.sparse import csr_matrix  # with datasketch: runs with work to do load it anyway
     from scipy.sparse.csgraph import connected_components
 
-    known = np.unique(_array(nodes))
+    known = distinct(_array(nodes).ravel())
     linked = _array(pairs).reshape(-1, 2)
     local = np.searchsorted(known, linked)
     ones = np.ones(len(local), dtype=np.int8)

@@ -24,6 +24,7 @@ import numpy as np
 from datasketch import MinHashLSH
 
 from dedup.signature_spill import Blocks, blocks_of
+from dedup.signatures import distinct
 
 # Missing a true pair is worse than verifying a false one: weight recall 9:1.
 LSH_WEIGHTS = (0.1, 0.9)
@@ -132,7 +133,7 @@ def _unique(found: list[np.ndarray]) -> np.ndarray:
     """The distinct codes of all arrays in ``found``, which it empties (their memory goes first)."""
     merged = np.concatenate(found)
     found.clear()
-    return np.unique(merged)
+    return distinct(merged)
 
 
 def _star_rows(band: int, centre: int, members: np.ndarray) -> np.ndarray:
@@ -281,10 +282,9 @@ def pairs_with(
     if moved:  # the rows of stars whose first text changed are replaced by the new star's
         gone = np.isin(table[:, 0] * n + table[:, 1], [band * n + first for band, first in moved])
         table = table[~gone]
-    codes = np.unique(np.concatenate(found))
-    dropped = _not_proposed(
-        signatures, np.unique(np.concatenate(maybe_dropped)), table, bands=bands, rows=rows
-    )
+    codes = distinct(np.concatenate(found))
+    maybe = distinct(np.concatenate(maybe_dropped))
+    dropped = _not_proposed(signatures, maybe, table, bands=bands, rows=rows)
     return Added(_decode(codes, n), _decode(dropped, n), sorted_rows(table))
 
 

@@ -33,7 +33,7 @@ import xxhash
 from dedup import parallel
 from dedup.cluster import Similarity, Thresholds, components
 from dedup.pass2 import Corpus, Task, load, reach_of
-from dedup.signatures import similarity
+from dedup.signatures import distinct, similarity
 
 LARGE = 1000  # texts: a group over this is split
 CHUNK = 2000  # candidate pairs verified to a task
@@ -48,7 +48,8 @@ class Verifier:
     def __call__(self, pairs: np.ndarray) -> np.ndarray:
         config = self.corpus.config
         thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)
-        shingles = {n: load(self.corpus, n, self.corpus.reach[n])[2] for n in np.unique(pairs).tolist()}
+        nodes = distinct(pairs.ravel()).tolist()
+        shingles = {n: load(self.corpus, n, self.corpus.reach[n])[2] for n in nodes}
         accepted = [
             thresholds.accepts(Similarity(*similarity(shingles[a], shingles[b]))) for a, b in pairs.tolist()
         ]
@@ -191,7 +192,7 @@ class PairVerdicts:
         """The verdicts recorded this run (the ones looked up and not recorded are dropped)."""
         keys = np.concatenate([k for k, _ in self.recorded] or [np.empty(0, dtype=np.uint64)])
         mask = np.concatenate([a for _, a in self.recorded] or [np.empty(0, dtype=bool)])
-        accepted, rejected = np.unique(keys[mask]), np.unique(keys[~mask])
+        accepted, rejected = distinct(keys[mask]), distinct(keys[~mask])
         head = self._HEADER.pack(self._MAGIC, len(accepted))
         return head + accepted.astype("<u8").tobytes() + rejected.astype("<u8").tobytes()
 

@@ -124,7 +124,11 @@ def shingles_of(th: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values; for a few hundred values ~9x faster than ``np.unique``'s hashing.
+    """Sorted distinct values of a flat array: what ``np.unique`` returns, by a sort.
+
+    numpy 2.3+ finds a plain ``np.unique``'s values with a hash table: ~9x slower
+    than a sort for a few hundred values, ~100x for millions (2M int64: 1.7 s
+    against 0.02 s), where banding's pair codes are.
 
     Example:
         >>> distinct(np.array([3, 1, 3, 2], dtype=np.uint64)).tolist()

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup.frequency import TokenFrequency
-from dedup.signatures import Signer, shingle_hashes, similarity, token_hashes
+from dedup.signatures import Signer, distinct, shingle_hashes, similarity, token_hashes
 
 
 @settings(derandomize=True, max_examples=40)
@@ -70,3 +70,17 @@ def test_token_frequency_survives_the_state_compressed_or_not() -> None:
         back.loads(stored)
         assert back.get(token_hashes(["the", "cat", "cow"])).tolist() == [2, 2, 0]
         assert np.array_equal(back.table, freq.table)
+
+
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), max_size=300),
+    st.sampled_from([np.int64, np.uint64]),
+)
+def test_distinct_is_np_unique_by_a_sort(values: list[int], dtype: type) -> None:
+    # distinct replaces np.unique wherever arrays can be large (banding's pair codes):
+    # the same values, order and dtype.
+    array = np.array([v % 2**64 if dtype is np.uint64 else v for v in values], dtype=dtype)
+    array = np.concatenate([array, array[::3]])  # repeats
+    got, want = distinct(array), np.unique(array)
+    assert got.dtype == want.dtype
+    assert got.tolist() == want.tolist()
