@@ -210,10 +210,12 @@ def test_links_out_of_the_input_are_not_followed_unless_asked(tmp_path: Path) ->
     (root / "sub" / "museum.txt").write_text(MUSEUM)
     os.symlink(private / "secret.txt", root / "leak.txt")
     os.symlink(root / "sub" / "museum.txt", root / "inside.txt")  # a link within the input is read
+    os.symlink(root / "loop.txt", root / "loop.txt")  # a link to itself: unreadable, not outside
     run([root], tmp_path / "out", ONE_JOB)
     m = by_path(tmp_path / "out")
     assert m["leak.txt"]["status"] == "outside" and "--follow-links" in m["leak.txt"]["error"]
     assert m["inside.txt"]["status"] == "ok"
+    assert m["loop.txt"]["status"] == "unreadable" and "symbolic links" in m["loop.txt"]["error"]
     assert not (tmp_path / "out" / "canonical" / "leak.txt").exists()
     run([root], tmp_path / "out2", Config(jobs=1, follow_links=True))
     copy = tmp_path / "out2" / "canonical" / "leak.txt"

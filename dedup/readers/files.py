@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
@@ -91,7 +92,7 @@ def is_html(name: str) -> bool:
     return name.lower().endswith(HTML_SUFFIXES)
 
 
-def read_bytes(path: str, limit: int) -> tuple[bytes, os.stat_result]:
+def read_bytes(path: str, limit: int, *, follow: bool = True) -> tuple[bytes, os.stat_result]:
     """The bytes of a regular file, at most ``limit + 1`` of them.
 
     Opened without blocking and checked on the open descriptor, so that a FIFO
@@ -99,9 +100,11 @@ def read_bytes(path: str, limit: int) -> tuple[bytes, os.stat_result]:
     reports size 0 and never ends) is refused instead of read.
 
     Raises:
-        OSError: the file cannot be opened or read, or is not a regular file (``errno`` 0).
+        OSError: the file cannot be opened or read, or is not a regular file (``errno`` 0);
+            ``ELOOP`` when ``path`` is a symbolic link and not ``follow``.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -131,14 +134,20 @@ def read_file(doc: Document, config: Config) -> None:
     """Fill size, sha256, text and status of a whole-file document (no-op for JSONL lines)."""
     if doc.offset >= 0 or doc.status is not Status.OK:
         return
-    if not config.follow_links and doc.source.kind == "dir" and leaves(doc.file, doc.source.root):
-        doc.status, doc.error = (
-            Status.OUTSIDE,
-            "a symbolic link out of the INPUT directory (see --follow-links)",
-        )
-        return
+    guarded = not config.follow_links and doc.source.kind == "dir"
     try:
-        data, info = read_bytes(doc.file, config.max_bytes)
+        try:  # a link is found by the open (O_NOFOLLOW), not by an lstat of every file
+            data, info = read_bytes(doc.file, config.max_bytes, follow=not guarded)
+        except OSError as err:
+            if not guarded or err.errno != errno.ELOOP:
+                raise
+            if leaves(doc.file, doc.source.root):
+                doc.status, doc.error = (
+                    Status.OUTSIDE,
+                    "a symbolic link out of the INPUT directory (see --follow-links)",
+                )
+                return
+            data, info = read_bytes(doc.file, config.max_bytes)
     except OSError as err:
         doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
         return
