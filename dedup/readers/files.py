@@ -85,6 +85,8 @@ def file_documents(source: Source, config: Config, start: int, read: bool) -> It
 
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".shtml")
+# What open(O_NOFOLLOW) of a symbolic link fails with: Linux and macOS, FreeBSD.
+_NOFOLLOW_ERRORS = (errno.ELOOP, errno.EMLINK)
 
 
 def is_html(name: str) -> bool:
@@ -101,7 +103,7 @@ def read_bytes(path: str, limit: int, *, follow: bool = True) -> tuple[bytes, os
 
     Raises:
         OSError: the file cannot be opened or read, or is not a regular file (``errno`` 0);
-            ``ELOOP`` when ``path`` is a symbolic link and not ``follow``.
+            ``ELOOP`` (``EMLINK`` on FreeBSD) when ``path`` is a symbolic link and not ``follow``.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags)
@@ -139,7 +141,7 @@ def read_file(doc: Document, config: Config) -> None:
         try:  # a link is found by the open (O_NOFOLLOW), not by an lstat of every file
             data, info = read_bytes(doc.file, config.max_bytes, follow=not guarded)
         except OSError as err:
-            if not guarded or err.errno != errno.ELOOP:
+            if not guarded or err.errno not in _NOFOLLOW_ERRORS:
                 raise
             if leaves(doc.file, doc.source.root):
                 doc.status, doc.error = (
