@@ -331,13 +331,32 @@ def _not_proposed(
         return codes
     n = len(signatures)
     a, b = codes // n, codes % n
+    # Only these texts' keys are compared: their rows of each block, not every text's keys.
+    texts, at = np.unique(np.concatenate([a, b]), return_inverse=True)
+    at_a, at_b = at[: len(a)], at[len(a) :]
     proposed = np.zeros(len(codes), dtype=bool)
-    for band, keys in enumerate(_all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows)):
+    source = _Rows(blocks_of(signatures, band_width(rows)), texts)
+    for band, keys in enumerate(_all_band_keys(source, bands, rows)):
         here = stars[stars[:, 0] == band]
         centre = np.full(n, -1, dtype=np.int64)
         centre[here[:, 2]] = here[:, 1]
         centre[here[:, 1]] = here[:, 1]
-        together = keys[a] == keys[b]
+        together = keys[at_a] == keys[at_b]
         linked = (centre[a] < 0) | (centre[a] == a)  # no star, or a star from a (b > a is never first)
         proposed |= together & linked
     return codes[~proposed]
+
+
+class _Rows:
+    """Some texts' rows of each block of ``source`` (a few texts' band keys without every text's)."""
+
+    def __init__(self, source: Blocks, texts: np.ndarray) -> None:
+        self.source, self.texts = source, texts
+        self.num_perm, self.width = source.num_perm, source.width
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for block in self.source.blocks():
+            yield block[self.texts]
