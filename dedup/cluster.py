@@ -93,8 +93,9 @@ def components(
     _, first = np.unique(labels, return_index=True)
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    order = np.argsort(rank[labels], kind="stable")
-    flat, bounds = known[order].tolist(), [0, *(np.flatnonzero(np.diff(rank[labels][order])) + 1).tolist()]
+    ranked = rank[labels]
+    order = np.argsort(ranked, kind="stable")
+    flat, bounds = known[order].tolist(), [0, *(np.flatnonzero(np.diff(ranked[order])) + 1).tolist()]
     return [flat[a:b] for a, b in zip(bounds, [*bounds[1:], len(flat)], strict=True)] if flat else []
 
 

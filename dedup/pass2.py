@@ -410,8 +410,7 @@ def group_pairs(pairs: np.ndarray, nodes: int) -> tuple[list[list[int]], np.ndar
     Returns the components (lists of nodes), the component of each node (-1: no
     candidate) and one task per component (its nodes and its pairs).
     """
-    linked = distinct(pairs.ravel()) if len(pairs) else np.empty(0, dtype=np.int64)
-    comps = components(linked, pairs)
+    comps = components(pairs.ravel(), pairs)  # the nodes of the pairs, made distinct there
     comp_of = np.full(nodes, -1, dtype=np.int64)
     for c, comp in enumerate(comps):
         comp_of[comp] = c
