@@ -22,8 +22,9 @@ source tree), on the same inputs at the same absolute paths:
 
 Compared byte for byte: ``manifest.jsonl``, every file under ``canonical/`` and
 ``runs/``, ``summary.json`` without its timings, and the state's rows (documents,
-supersessions, blobs, meta, and runs without their clock times). Prints one line
-per comparison and exits 1 on any difference.
+supersessions, blobs, meta, and runs without their clock times; the token
+frequency counters as counters, whatever compression stored them). Prints one
+line per comparison and exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -88,9 +89,21 @@ def state_rows(state: Path) -> dict[str, bytes]:
             "state blobs": "SELECT * FROM blobs ORDER BY key",
             "state meta": "SELECT * FROM meta ORDER BY key",
         }
-        return {name: repr(db.execute(sql).fetchall()).encode() for name, sql in queries.items()}
+        rows = {name: db.execute(sql).fetchall() for name, sql in queries.items()}
+        blobs = rows["state blobs"]
+        rows["state blobs"] = [(k, _counters(v) if k == "token_frequency" else v) for k, v in blobs]
+        return {name: repr(got).encode() for name, got in rows.items()}
     finally:
         db.close()
+
+
+def _counters(blob: bytes) -> bytes:
+    """The token frequency table a stored blob holds (zlib before d97748e's successor, zstd since)."""
+    from dedup.frequency import TokenFrequency
+
+    table = TokenFrequency()
+    table.loads(blob)
+    return table.table.tobytes()
 
 
 def diff(label: str, a: dict[str, bytes], b: dict[str, bytes]) -> bool:

@@ -1,5 +1,7 @@
 """The corpus token frequencies: batch counts from workers add up to counting each document."""
 
+import zlib
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,3 +36,30 @@ def test_combined_batches_count_as_one_batch(batches: list[list[list[int]]]) -> 
     hashes, times = combined([counts(batch) for batch in arrays])
     all_hashes, all_times = counts([doc for batch in arrays for doc in batch])
     assert hashes.tolist() == all_hashes.tolist() and times.tolist() == all_times.tolist()
+
+
+@given(st.lists(documents, max_size=4), st.sampled_from(["dumps", "zlib", "raw"]))
+@settings(deadline=None, derandomize=True, max_examples=60)
+def test_stored_counters_read_back_whatever_format_wrote_them(
+    batches: list[list[list[int]]], form: str
+) -> None:
+    # "zlib" and "raw": how states written before zstd hold the table.
+    written = TokenFrequency(width=1 << 6, depth=3)
+    for batch in batches:
+        written.merge(counts([np.array(doc, dtype=np.uint64) for doc in batch]))
+    data = {
+        "dumps": written.dumps(),
+        "zlib": zlib.compress(written.table.tobytes()),
+        "raw": written.table.tobytes(),
+    }
+    read = TokenFrequency(width=1 << 6, depth=3)
+    read.loads(data[form])
+    assert read.table.shape == written.table.shape and np.array_equal(read.table, written.table)
+    read.merge(counts([np.array([7], dtype=np.uint64)]))  # writable, as a cron run adds to it
+    assert read.get(np.array([7], dtype=np.uint64))[0] >= 1
+
+
+def test_a_mostly_empty_table_is_stored_small() -> None:
+    freq = TokenFrequency()  # 32 MB of counters
+    freq.merge(counts([np.arange(1000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)]))
+    assert len(freq.dumps()) < freq.table.nbytes // 1000

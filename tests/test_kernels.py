@@ -350,3 +350,25 @@ def test_the_signal_patterns_match_where_their_readable_forms_do(text: str) -> N
     for name, readable in READABLE_PATTERNS.items():
         fast = quality.PATTERNS[name]
         assert [m.span() for m in fast.finditer(text)] == [m.span() for m in readable.finditer(text)], name
+
+
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=60),
+    st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=4),
+    st.integers(1, 2**32 - 1),
+)
+@SETTINGS
+def test_count_min_add_is_add_at_per_row(hashes: list[int], multipliers: list[int], times_seed: int) -> None:
+    width_bits = 3  # a tiny row: tokens share cells
+    h = np.array(hashes, dtype=np.uint64)
+    m = np.array(multipliers, dtype=np.uint64)
+    times = ((np.arange(len(h), dtype=np.uint64) * np.uint64(times_seed)) % np.uint64(2**32)).astype(
+        np.uint32
+    )
+    shift = np.uint64(64 - width_bits)
+    table = np.full((len(m), 1 << width_bits), 2**32 - 5, dtype=np.uint32)  # wraps as uint32 does
+    reference = table.copy()
+    for r in range(len(m)):
+        np.add.at(reference[r], ((h * m[r]) >> shift).astype(np.intp), times)
+    kernels.count_min_add(table, h, times, m, shift)
+    assert np.array_equal(table, reference)
