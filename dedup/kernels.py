@@ -319,6 +319,19 @@ def count_min_add(table: Any, hashes: Any, times: Any, multipliers: Any, shift: 
             row[(hashes[k] * m) >> shift] += times[k]
 
 
+@jit(f"uint32[::1](Array(uint32, 2, 'C', readonly=True), {U64}, {U64}, uint64)")
+def count_min_get(table: Any, hashes: Any, multipliers: Any, shift: Any) -> Any:
+    """The smallest of token ``hashes[k]``'s cells over the rows (a count-min sketch's estimate)."""
+    out = np.empty(hashes.shape[0], dtype=np.uint32)
+    for k in range(hashes.shape[0]):
+        h = hashes[k]
+        best = table[0, (h * multipliers[0]) >> shift]
+        for r in range(1, table.shape[0]):
+            best = min(best, table[r, (h * multipliers[r]) >> shift])
+        out[k] = best
+    return out
+
+
 def warm() -> bool:
     """Whether compiled kernels are in use; importing the kernel modules already compiled them.
 

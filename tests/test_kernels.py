@@ -372,3 +372,16 @@ def test_count_min_add_is_add_at_per_row(hashes: list[int], multipliers: list[in
         np.add.at(reference[r], ((h * m[r]) >> shift).astype(np.intp), times)
     kernels.count_min_add(table, h, times, m, shift)
     assert np.array_equal(table, reference)
+
+
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=60),
+    st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=5),
+)
+@SETTINGS
+def test_count_min_get_is_the_smallest_cell(hashes: list[int], multipliers: list[int]) -> None:
+    h, m, shift = np.array(hashes, dtype=np.uint64), np.array(multipliers, dtype=np.uint64), np.uint64(64 - 4)
+    table = np.random.default_rng(len(h)).integers(0, 2**32, (len(m), 1 << 4), dtype=np.uint32)
+    cells = [((h * m[r]) >> shift).astype(np.intp) for r in range(len(m))]
+    reference = np.min([table[r][cells[r]] for r in range(len(m))], axis=0) if len(h) else []
+    assert kernels.count_min_get(table, h, m, shift).tolist() == list(reference)
