@@ -41,9 +41,12 @@ def sync(
     root = out / manifest.CANONICAL
     files = [i for i in kept if docs.offset(i) < 0]
     wanted = {docs.paths[i] for i in files}
-    for path in before.files - wanted:
+    dropped = sorted(before.files - wanted)
+    for path in dropped:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(root / path)
+    for path in dropped:  # a directory left empty goes too: a file of its name may be kept now
+        _prune(root, path)
     present = listed(root, wanted)  # one listing, not a stat per kept file; a miss is checked alone
     base = str(root)
     todo = [  # new, changed, or removed from OUT by someone: copied
@@ -87,6 +90,17 @@ def sync(
                 os.replace(made, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _prune(root: Path, path: str) -> None:
+    """Remove the directories above ``path`` (inside ``root``) that are empty, deepest first."""
+    parent = os.path.dirname(path)
+    while parent:
+        try:
+            os.rmdir(root / parent)
+        except OSError:  # not empty (or not there): nor are the ones above it
+            return
+        parent = os.path.dirname(parent)
 
 
 def listed(root: Path, among: set[str]) -> set[str]:

@@ -143,7 +143,8 @@ class DocumentTable:
             self._errors[doc.index] = doc.error
         if doc.extra:
             self._extras[doc.index] = doc.extra
-        if not doc.file.isascii() and doc.file != self.file(doc.index):
+        # Only a name with bytes that are not UTF-8, or with a backslash escaped, differs from its path.
+        if (not doc.file.isascii() or "\\x" in doc.file) and doc.file != self.file(doc.index):
             self._files[doc.index] = doc.file
 
     def update(self, doc: Document) -> None:

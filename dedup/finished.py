@@ -20,7 +20,7 @@ from dedup.config import Config
 from dedup.document import Document, Source
 from dedup.errors import DedupError, InputError, OutputError
 from dedup.manifest import CANONICAL, MANIFEST, RUNS, SUMMARY, container_output
-from dedup.readers import is_stdin_copy, locate, reload_text, stdin_copy
+from dedup.readers import is_stdin_copy, locate, reload_text, stdin_copy, unprintable
 from dedup.readers.decode import Undecodable, text_of
 from dedup.readers.files import is_html
 
@@ -44,7 +44,8 @@ class FinishedRun:
         options["globs"] = tuple(options["globs"])
         self.config = Config(**options)
         self.sources = [
-            Source(kind=s["kind"], root=s["path"], label=s["label"]) for s in self.summary["inputs"]
+            Source(kind=s["kind"], root=unprintable(s["path"]), label=s["label"])
+            for s in self.summary["inputs"]
         ]
         # Standard input was read from a copy in OUT, removed after the run: only canonical/ holds it.
         self.sources = [stdin_copy(s.root, s.label) if is_stdin_copy(s) else s for s in self.sources]

@@ -313,7 +313,7 @@ def _summary(
             "rows": rows_per_band,
         },
         "config": config.as_dict(),
-        "inputs": [{"path": s.root, "kind": s.kind, "label": s.label} for s in sources],
+        "inputs": [{"path": readers.printable(s.root), "kind": s.kind, "label": s.label} for s in sources],
         "run": run_id,
         "counts": counts,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -55,7 +55,8 @@ def inputs_print(sources: Sequence[Source], config: Config) -> bytes | None:
     for source in sources:
         if source.kind == "stdin":
             return None  # read from a pipe: never the same input for sure
-        digest.update(orjson.dumps([source.kind, source.root, source.label, source.output]))
+        root = source.root.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")  # any bytes
+        digest.update(orjson.dumps([source.kind, root, source.label, source.output]))
         try:
             info = os.stat(source.root)
         except OSError:

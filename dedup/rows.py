@@ -23,7 +23,7 @@ import xxhash
 
 from dedup.copies import Before
 from dedup.errors import StateError
-from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage
+from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage, stored_path
 
 if TYPE_CHECKING:
     from dedup.state import State
@@ -101,6 +101,8 @@ class Rows:
             sha += sha_bytes
             signals += b"".join(signal)
             self.keys.extend(key)
+            if not all(type(f) is str for f in file):  # a name that is not UTF-8, stored as its bytes
+                file = tuple(map(stored_path, file))
             pairs = zip(file, offset, strict=True)
             self.file_hash.extend(_file_hash(f) for f in file)
             self.containers.update(
@@ -196,6 +198,7 @@ class Rows:
         """Row ``r`` whole, as stored, but for its signature."""
         query = f"SELECT {', '.join(COLUMNS).replace('signature', 'NULL')} FROM documents WHERE rowid = ?"
         stored = Stored(*self.db.execute(query, (self.rowid[r],)).fetchone())
+        stored.file = stored_path(stored.file)
         if stored.content is not None and stored.content < 0:
             stored.content += 1 << 64
         return stored

@@ -229,6 +229,7 @@ class State:
         out = {}
         for r in self.db.execute(f"SELECT {_ALL.replace('signature', 'NULL')} FROM documents"):
             stored = Stored(*r)  # the SELECT lists the columns in Stored's field order
+            stored.file = stored_path(stored.file)
             if stored.content is not None and stored.content < 0:
                 stored.content += 1 << 64  # SQLite integers are signed
             out[stored.key] = stored
@@ -300,7 +301,7 @@ class State:
                 (
                     (
                         d.key,
-                        d.file,
+                        storable_path(d.file),
                         d.offset,
                         d.line,
                         d.size,
@@ -332,7 +333,13 @@ class State:
             )
             self.db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?)",
-                (run, started, now(), orjson.dumps(inputs).decode(), orjson.dumps(counts()).decode()),
+                (
+                    run,
+                    started,
+                    now(),
+                    orjson.dumps(list(map(_shown, inputs))).decode(),
+                    orjson.dumps(counts()).decode(),
+                ),
             )
             self.db.execute("COMMIT")
         except BaseException as err:  # also a failure of the manifest written as the rows stream
@@ -368,7 +375,7 @@ _STATUSES = frozenset(str(s) for s in Status)
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _ALL = ", ".join(COLUMNS)
 DAMAGED_FACTS = f"""(
-    typeof(key) != 'text' OR typeof(file) != 'text'
+    typeof(key) != 'text' OR typeof(file) NOT IN ('text', 'blob')
     OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(_STATUSES))})
     OR (signature IS NOT NULL AND (typeof(signature) != 'blob' OR length(signature) != ?1))
     OR (signals IS NOT NULL AND (typeof(signals) != 'blob' OR length(signals) != ?2))
@@ -396,7 +403,7 @@ def record_damage(text: object) -> str | None:
 
 def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
     """What is wrong with a stored row, if anything (``DAMAGED`` finds the rows, this says why)."""
-    if not isinstance(row.key, str) or not isinstance(row.file, str):
+    if not isinstance(row.key, str) or not isinstance(row.file, (str, bytes)):
         return "has no path"
     if row.status not in _STATUSES:
         return f"has an unknown status {row.status!r}"
@@ -411,6 +418,32 @@ def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
         if blob is not None and (not isinstance(blob, bytes) or len(blob) != width):
             return "has a signature or signals of the wrong size"
     return record_damage(row.record_json)
+
+
+def storable_path(path: str | bytes) -> str | bytes:
+    """A file's path as SQLite can hold it: text, or bytes when the name is not UTF-8.
+
+    ``os.scandir`` gives such a name's bytes as surrogates, which no UTF-8 text
+    holds; the bytes themselves are stored (a BLOB) and ``stored_path`` turns
+    them back into the name the file system knows.
+    """
+    if isinstance(path, bytes):
+        return path
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _shown(path: str) -> str:
+    """A path for the run history (JSON): bytes that are not UTF-8 as ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def stored_path(path: str | bytes) -> str:
+    """A path as ``storable_path`` stored it, as the file system's name again."""
+    return path if isinstance(path, str) else os.fsdecode(path)
 
 
 def damaged(path: Path, what: str) -> str:

@@ -34,7 +34,7 @@ from dedup.readers.containers import (
     read_records,
 )
 from dedup.readers.decode import Undecodable, text_of
-from dedup.readers.files import file_documents, is_html, read_bytes, read_file, walk
+from dedup.readers.files import file_documents, is_html, printable, read_bytes, read_file, walk
 from dedup.readers.jsonl import Span, jsonl_documents, text_of_line
 from dedup.readers.shards import PIECE_BYTES, Joiner, Piece, Task, openable, plan, read_piece
 from dedup.readers.warc import payload_text, warc_documents
@@ -53,11 +53,13 @@ __all__ = [
     "jsonl_documents",
     "locate",
     "plan",
+    "printable",
     "read_file",
     "read_piece",
     "reload_text",
     "spooled",
     "stdin_copied",
+    "unprintable",
     "walk",
     "warc_documents",
 ]
@@ -96,7 +98,7 @@ def discover(inputs: Sequence[str | os.PathLike[str]]) -> list[Source]:
                 raise InputError(f"{given}: not a regular file or directory", path=given)
         label = ""
         if len(inputs) > 1:
-            base = path.resolve().name or "input"
+            base = printable(path.resolve().name) or "input"
             label, n = base, 2
             while label in taken:
                 label, n = f"{base}-{n}", n + 1
@@ -145,10 +147,22 @@ def unprintable(rel: str) -> str:
     Example:
         >>> unprintable("caf\\\\xe9.txt").encode("utf-8", "surrogateescape")
         b'caf\\xe9.txt'
+        >>> unprintable("caf\\\\x5cxe9.txt")
+        'caf\\\\xe9.txt'
     """
     if "\\x" not in rel:
         return rel
-    return re.sub(r"\\x([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)), rel)
+    return _ESCAPE.sub(_unescape, rel)
+
+
+_ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    if code == 0x5C:
+        return "\\"
+    return chr(0xDC00 + code) if code >= 0x80 else match.group(0)
 
 
 def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = True) -> Iterator[Document]:

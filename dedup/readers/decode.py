@@ -44,12 +44,27 @@ class Decoded:
     encoding: str  # Python codec name; "utf-8" for plain UTF-8 (with or without a BOM)
 
 
+# The encodings a page may declare, as Python names: the WHATWG Encoding Standard's
+# (what browsers honour) and a few of their common supersets. Any other label is
+# ignored, as a browser ignores it: UTF-16/32 without a byte-order mark (a page
+# declaring "utf-16" is UTF-8 to a browser, and any even number of bytes decodes
+# as UTF-16), EBCDIC, codecs that are not charsets (punycode, "undefined", idna).
+_DECLARABLE = frozenset(
+    {"utf-8", "cp866", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "cp874", "gbk", "gb2312", "gb18030"}
+    | {"big5", "big5hkscs", "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949"}
+    | {f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)}
+    | {f"cp{n}" for n in range(1250, 1259)}
+)
+# As browsers do (WHATWG): latin-1 labels mean windows-1252, its superset; ASCII is UTF-8.
+_AS_BROWSERS = {"iso8859-1": "cp1252", "ascii": "utf-8", "iso8859-9": "cp1254", "iso8859-11": "cp874"}
+
+
 def codec(name: str | None) -> str | None:
-    """The Python codec for a declared charset name, or ``None`` when unknown.
+    """The Python codec for a declared charset name, or ``None`` when unknown or not one to trust.
 
     Example:
-        >>> codec("Windows-1252"), codec("latin1"), codec("x-unknown")
-        ('cp1252', 'cp1252', None)
+        >>> codec("Windows-1252"), codec("latin1"), codec("x-unknown"), codec("utf-16"), codec("punycode")
+        ('cp1252', 'cp1252', None, None, None)
     """
     if not name:
         return None
@@ -57,14 +72,14 @@ def codec(name: str | None) -> str | None:
         found = codecs.lookup(name.strip().strip("\"'")).name
     except LookupError:
         return None
-    # As browsers do (WHATWG): latin-1 labels mean windows-1252, its superset; ASCII is UTF-8.
-    return {"iso8859-1": "cp1252", "ascii": "utf-8"}.get(found, found)
+    found = _AS_BROWSERS.get(found, found)
+    return found if found in _DECLARABLE else None
 
 
 def _strict(data: bytes, encoding: str) -> str | None:
     try:
         return data.decode(encoding)
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError):  # UnicodeError: a codec that fails otherwise (punycode)
         return None
 
 

@@ -181,8 +181,11 @@ def warc_documents(source: Source, config: Config, start: int) -> Iterator[Docum
                     _read_record(doc, raw, number)
             except (_Damaged, *DAMAGE) as err:
                 where = damage_message(err, offset, source.root) if not isinstance(err, _Damaged) else err
+                name = f"record-{number}"
+                while name in seen:  # a record's id may already be that
+                    name = f"{name}#R{number}"
                 yield Document(
-                    index=index, path=source.key(f"record-{number}"), source=source, file=source.root,
+                    index=index, path=source.key(name), source=source, file=source.root,
                     offset=offset, line=number, status=Status.MALFORMED,
                     error=f"record {number} and after, from byte {offset}: {where}",
                 )  # fmt: skip
@@ -191,7 +194,8 @@ def warc_documents(source: Source, config: Config, start: int) -> Iterator[Docum
             if doc.path in seen:
                 repeat = f"record id {doc.path!r} repeats an earlier record; keyed by record number"
                 doc.error = f"{doc.error}; {repeat}" if doc.error else repeat
-                doc.path = f"{doc.path}#R{number}"
+                while doc.path in seen:  # "id#RN", unique again if another record's id is already that
+                    doc.path = f"{doc.path}#R{number}"
             seen.add(doc.path)
             doc.path = source.key(doc.path)
             yield doc

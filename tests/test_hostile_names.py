@@ -1,0 +1,145 @@
+"""Hostile input, third round (a red-team pass): names that are not UTF-8 or look escaped, charsets
+that are not charsets, pages nested too deep, repeated WARC ids, a directory turned into a file."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import COUNCIL, MUSEUM, STORM, by_path
+
+from dedup import extract
+from dedup.cli import cli
+from dedup.explain import show
+from dedup.readers.decode import decode_bytes
+
+
+def _invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, ["run", *map(str, args), "-j1", "-q"])
+
+
+def _write(directory: Path, name: bytes, text: str) -> None:
+    """A file under a name given as bytes (not necessarily UTF-8)."""
+    with open(os.path.join(os.fsencode(directory), name), "wb") as fh:
+        fh.write(text.encode())
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_cron_run_stores_and_finds_again_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _write(inputs, b"caf\xe9.txt", MUSEUM)
+    _write(inputs, b"storm.txt", STORM)
+    assert _invoke(inputs, "--out", tmp_path / "batch").exit_code == 0
+    for _ in range(2):  # the first run stores the name, the second finds it unchanged
+        done = _invoke(inputs, "--out", tmp_path / "out", "--state", tmp_path / "state")
+        assert done.exit_code == 0, done.output
+    cron = (tmp_path / "out" / "manifest.jsonl").read_bytes()
+    assert cron == (tmp_path / "batch" / "manifest.jsonl").read_bytes()
+    assert by_path(tmp_path / "out")["caf\\xe9.txt"]["status"] == "ok"
+    # Edited: the stored name leads to the file, read again.
+    _write(inputs, b"caf\xe9.txt", COUNCIL)
+    assert _invoke(inputs, "--out", tmp_path / "out", "--state", tmp_path / "state").exit_code == 0
+    assert by_path(tmp_path / "out")["caf\\xe9.txt"]["sha256"] == _sha(COUNCIL.encode())
+
+
+def test_an_input_directory_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    inputs = os.path.join(os.fsencode(tmp_path), b"d\xe9")
+    os.mkdir(inputs)
+    _write(Path(os.fsdecode(inputs)), b"a.txt", MUSEUM)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.txt").write_text(STORM)
+    given = os.fsdecode(inputs)
+    assert _invoke(given, other, "--out", tmp_path / "batch").exit_code == 0
+    assert set(by_path(tmp_path / "batch")) == {"d\\xe9/a.txt", "other/b.txt"}
+    for _ in range(2):
+        done = _invoke(given, "--out", tmp_path / "out", "--state", tmp_path / "state")
+        assert done.exit_code == 0, done.output
+    members = show(tmp_path / "batch", path="d\\xe9/a.txt")["members"]
+    assert members[0]["text"] == MUSEUM  # found again from the summary's escaped INPUT
+
+
+def test_an_escaped_name_and_the_same_text_typed_in_a_name_stay_apart(tmp_path: Path) -> None:
+    """``caf\\xe9.txt`` typed with a backslash, and a name holding the byte 0xE9: two paths, two copies."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _write(inputs, b"caf\xe9.txt", MUSEUM)
+    _write(inputs, b"caf\\xe9.txt", STORM)
+    assert _invoke(inputs, "--out", tmp_path / "out").exit_code == 0
+    records = by_path(tmp_path / "out")
+    assert set(records) == {"caf\\xe9.txt", "caf\\x5cxe9.txt"}
+    assert records["caf\\xe9.txt"]["sha256"] == _sha(MUSEUM.encode())
+    assert records["caf\\x5cxe9.txt"]["sha256"] == _sha(STORM.encode())
+    for path, record in records.items():
+        copy = (tmp_path / "out" / "canonical" / path).read_bytes()
+        assert _sha(copy) == record["sha256"]  # each copy is its own input, byte for byte
+        assert show(tmp_path / "out", path=path)["members"][0]["text_from"] == "input"
+
+
+@pytest.mark.parametrize("charset", ["punycode", "undefined", "utf-16", "utf-32", "cp037", "idna"])
+def test_a_declared_charset_that_is_no_charset_is_ignored(charset: str, tmp_path: Path) -> None:
+    head = f'<html><head><meta charset="{charset}"></head>'
+    page = f"{head}<body><article><p>{STORM}</p></article></body></html>"
+    assert decode_bytes(page.encode(), html=True).text == page
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "page.html").write_text(page)
+    done = _invoke(tmp_path / "in", "--out", tmp_path / "out")
+    assert done.exit_code == 0, done.output
+    assert by_path(tmp_path / "out")["page.html"]["status"] == "ok"
+
+
+def _nested(depth: int) -> str:
+    template = "<nav>Home | World | Sport | Weather | Subscribe</nav>" * 5
+    body = "<article>" + "".join(f"<p>{p}</p>" for p in COUNCIL.split("\n\n")) + "</article>"
+    return f"<html><body>{template}{'<div>' * depth}{body}</body></html>"
+
+
+def test_a_page_nested_too_deep_gets_its_visible_text_at_once() -> None:
+    """The main-content extractor slows with the square of the depth (200,000 levels: hours)."""
+    deep = extract.main_text(_nested(200_000))
+    assert "city council" in deep and "Subscribe" in deep  # all visible text, the template with it
+    shallow = extract.main_text(_nested(extract.MAX_DEPTH // 2))
+    assert "city council" in shallow and "Subscribe" not in shallow  # the main content alone
+
+
+def _warc(record_id: str, text: str) -> bytes:
+    body = f"<html><body><article><p>{text}</p></article></body></html>".encode()
+    http = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    http += body
+    head = (
+        f"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <{record_id}>\r\n"
+        f"WARC-Target-URI: http://example.com/{len(text)}\r\n"
+        f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http)}\r\n\r\n"
+    )
+    return head.encode() + http + b"\r\n\r\n"
+
+
+def test_repeated_warc_record_ids_never_give_one_path_twice(tmp_path: Path) -> None:
+    # Record 3 repeats "a": keyed "a#R3"; record 1 already took "a#R3".
+    records = [("a#R3", MUSEUM), ("a", STORM), ("a", COUNCIL)]
+    (tmp_path / "crawl.warc").write_bytes(b"".join(_warc(i, t) for i, t in records))
+    assert _invoke(tmp_path / "crawl.warc", "--out", tmp_path / "out").exit_code == 0
+    lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+    records_by_path = by_path(tmp_path / "out")
+    assert len(records_by_path) == len(lines) == 3
+    assert len({r["cluster"] for r in records_by_path.values()}) == 3  # three texts, three clusters
+
+
+def test_a_directory_replaced_by_a_file_of_its_name_in_cron_mode(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    (inputs / "sub.txt").mkdir(parents=True)
+    (inputs / "sub.txt" / "a.txt").write_text(MUSEUM)
+    (inputs / "b.txt").write_text(STORM)
+    assert _invoke(inputs, "--out", tmp_path / "out", "--state", tmp_path / "state").exit_code == 0
+    (inputs / "sub.txt" / "a.txt").unlink()
+    (inputs / "sub.txt").rmdir()
+    (inputs / "sub.txt").write_text(COUNCIL)
+    done = _invoke(inputs, "--out", tmp_path / "out", "--state", tmp_path / "state")
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "out" / "canonical" / "sub.txt").read_text() == COUNCIL
+    assert by_path(tmp_path / "out")["sub.txt/a.txt"]["status"] == "gone"
