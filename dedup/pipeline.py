@@ -195,7 +195,7 @@ def _judge_and_write(
             spill=spill,
             rows=given,
         )
-        readers.check_found(docs, config)  # a run that read nothing is an error
+        readers.check_found(docs, config, sources)  # a run that read nothing is an error
         corpus = pass2.Corpus.of(config, docs, feats, frequency)
         timings["read_sign"] = time.perf_counter() - clock
 

@@ -143,3 +143,11 @@ def test_a_directory_replaced_by_a_file_of_its_name_in_cron_mode(tmp_path: Path)
     assert done.exit_code == 0, done.output
     assert (tmp_path / "out" / "canonical" / "sub.txt").read_text() == COUNCIL
     assert by_path(tmp_path / "out")["sub.txt/a.txt"]["status"] == "gone"
+
+
+def test_empty_standard_input_is_said_so(tmp_path: Path) -> None:
+    done = CliRunner().invoke(cli, ["run", "-", "--out", str(tmp_path / "out"), "-q"], input=b"")
+    assert done.exit_code != 0 and "standard input was empty" in done.output
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    done = _invoke(tmp_path / "empty.jsonl", "--out", tmp_path / "out2")
+    assert done.exit_code != 0 and "the INPUTs were empty" in done.output and "--glob" not in done.output
