@@ -123,15 +123,24 @@ def read_bytes(path: str, limit: int, *, follow: bool = True) -> tuple[bytes, os
             raise OSError(0, "not a regular file")
         if info.st_size > limit:
             return b"", info
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            # The size stat gave, plus one byte to see growth: asking for limit + 1 bytes
-            # made every read allocate --max-bytes (16 MB), 2 ms a file.
-            data = fh.read(info.st_size + 1)
-            if len(data) > info.st_size:  # more than stat said: growing, or a size-0 special file
-                data += fh.read(limit + 1 - len(data))
-            return data, info
+        # The size stat gave, plus one byte to see growth: asking for limit + 1 bytes
+        # made every read allocate --max-bytes (16 MB), 2 ms a file.
+        data = _read_upto(fd, info.st_size + 1)
+        if len(data) > info.st_size:  # more than stat said: growing, or a size-0 special file
+            data += _read_upto(fd, limit + 1 - len(data))
+        return data, info
     finally:
         os.close(fd)
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes from ``fd``, fewer only at its end (``os.read`` on the descriptor:
+    a buffered file object around it cost ~4 us a file, 2% of pass 1)."""
+    parts = []
+    while size > 0 and (part := os.read(fd, size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)  # one part, as a rule: returned as it is
 
 
 def leaves(path: str, root: str) -> bool:
