@@ -98,7 +98,7 @@ def state_rows(state: Path) -> dict[str, bytes]:
 
 
 def _counters(blob: bytes) -> bytes:
-    """The token frequency table a stored blob holds (zlib before d97748e's successor, zstd since)."""
+    """The token frequency table a stored blob holds, whichever compression stored it (zlib or zstd)."""
     from dedup.frequency import TokenFrequency
 
     table = TokenFrequency()

@@ -41,11 +41,24 @@ def sync(
     root = out / manifest.CANONICAL
     files = [i for i in kept if docs.offset(i) < 0]
     wanted = {docs.paths[i] for i in files}
-    dropped = sorted(before.files - wanted)
+    # JSONL outputs: the ones left with no kept line go, the ones whose kept lines changed are redone.
+    now: dict[str, list[tuple[int, str, str]]] = {}
+    for i in kept:
+        if docs.offset(i) >= 0:
+            now.setdefault(docs.file(i), []).append((docs.offset(i), docs.paths[i], docs.sha256(i)))
+    then = before.lines
+    outputs = manifest.container_outputs(docs.sources, then.keys() | now.keys())
+    redo = {
+        f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
+    }
+    # What is no longer kept goes first, and a directory it leaves empty: a file of its name
+    # may be kept now (a directory of the input replaced by a file).
+    gone_outputs = sorted(outputs[f] for f in then.keys() - now.keys() if f in outputs)
+    dropped = sorted(before.files - wanted) + gone_outputs
     for path in dropped:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(root / path)
-    for path in dropped:  # a directory left empty goes too: a file of its name may be kept now
+    for path in dropped:
         _prune(root, path)
     present = listed(root, wanted)  # one listing, not a stat per kept file; a miss is checked alone
     base = str(root)
@@ -63,20 +76,6 @@ def sync(
         finally:
             shutil.rmtree(temp, ignore_errors=True)
     checkpoint("canonical")
-    # JSONL outputs: rewrite the ones whose kept lines changed, remove the ones left with none.
-    now: dict[str, list[tuple[int, str, str]]] = {}
-    for i in kept:
-        if docs.offset(i) >= 0:
-            now.setdefault(docs.file(i), []).append((docs.offset(i), docs.paths[i], docs.sha256(i)))
-    then = before.lines
-    outputs = manifest.container_outputs(docs.sources, then.keys() | now.keys())
-    redo = {
-        f for f, lines in now.items() if sorted(then.get(f, [])) != lines or not (root / outputs[f]).exists()
-    }
-    for file in then.keys() - now.keys():
-        if file in outputs:  # an input still read, with no line kept any more
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(root / outputs[file])
     if redo:
         staging = manifest.stage_canonical(out)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -210,3 +211,57 @@ class DocumentTable:
 
     def __iter__(self) -> Iterator[Document]:
         return (self[i] for i in range(len(self.paths)))
+
+
+def printable(name: str) -> str:
+    """A file name (or path) as the manifest records it: bytes that are not UTF-8 as ``\\xNN``.
+
+    ``os.scandir`` hands such bytes over as surrogates, which no UTF-8 writer
+    accepts; the escaped name is what the manifest, ``canonical/`` and the state
+    use, while the file itself is still read under its real name. A backslash
+    that would read as such an escape (``\\x`` and the hex of a byte over 0x7f, or
+    ``5c``) is escaped too, as ``\\x5c``: a file literally named ``caf\\xe9.txt`` and
+    one whose name holds the byte 0xE9 get different paths (``unprintable``
+    undoes it). Other names are unchanged.
+
+    Example:
+        >>> printable(b"caf\\xe9.txt".decode("utf-8", "surrogateescape"))
+        'caf\\\\xe9.txt'
+        >>> printable("caf\\\\xe9.txt"), printable("a\\\\b.txt"), printable("sub\\\\x41")
+        ('caf\\\\x5cxe9.txt', 'a\\\\b.txt', 'sub\\\\x41')
+    """
+    if "\\x" in name:
+        name = _LITERAL_ESCAPE.sub(r"\\x5c", name)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+# A backslash ``unprintable`` would read as an escape: before ``x`` and a byte that is not ASCII, or 5c.
+_LITERAL_ESCAPE = re.compile(r"\\(?=x(?:[89a-f][0-9a-f]|5c))")
+
+
+def unprintable(rel: str) -> str:
+    """A manifest path's file name as the file system has it: ``printable`` undone.
+
+    Example:
+        >>> unprintable("caf\\\\xe9.txt").encode("utf-8", "surrogateescape")
+        b'caf\\xe9.txt'
+        >>> unprintable("caf\\\\x5cxe9.txt")
+        'caf\\\\xe9.txt'
+    """
+    if "\\x" not in rel:
+        return rel
+    return _ESCAPE.sub(_unescape, rel)
+
+
+_ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    if code == 0x5C:
+        return "\\"
+    return chr(0xDC00 + code) if code >= 0x80 else match.group(0)

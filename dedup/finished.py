@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from dedup.config import Config
-from dedup.document import Document, Source
+from dedup.document import Document, Source, printable
 from dedup.errors import DedupError, InputError, OutputError
 from dedup.manifest import CANONICAL, MANIFEST, RUNS, SUMMARY, container_output
 from dedup.readers import is_stdin_copy, locate, reload_text, stdin_copy, unprintable
@@ -44,7 +44,7 @@ class FinishedRun:
         options["globs"] = tuple(options["globs"])
         self.config = Config(**options)
         self.sources = [
-            Source(kind=s["kind"], root=unprintable(s["path"]), label=s["label"])
+            Source(kind=s["kind"], root=_input_path(s["path"]), label=s["label"])
             for s in self.summary["inputs"]
         ]
         # Standard input was read from a copy in OUT, removed after the run: only canonical/ holds it.
@@ -115,7 +115,7 @@ class FinishedRun:
                 problem, why = str(err), "the input changed or vanished since the run"
         if record["canonical"] and (text := self._canonical_text(record)) is not None:
             return text, f"canonical copy ({why})"
-        return None, f"unavailable: {problem}"
+        return None, f"unavailable: {printable(problem)}"  # it may name a file that is not UTF-8
 
     def _from_stdin(self, path: str) -> bool:
         """Whether the document was read from standard input, whose copy is gone with the run."""
@@ -159,3 +159,13 @@ class FinishedRun:
             return reload_text(doc, self.config)
         except (OSError, DedupError, Undecodable):
             return None
+
+
+def _input_path(recorded: str) -> str:
+    """An INPUT as ``summary.json`` records it (``printable``), as the file system names it.
+
+    An OUT written before INPUT paths were escaped holds the name as it is: taken
+    as it is when the escaped reading names nothing.
+    """
+    real = unprintable(recorded)
+    return real if real == recorded or os.path.lexists(real) else recorded

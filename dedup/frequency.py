@@ -90,7 +90,8 @@ class TokenFrequency:
             return
         times = times.astype(np.uint32)
         if kernels.AVAILABLE:
-            kernels.count_min_add(self.table, hashes, times, self._mult[:, 0], self._shift)
+            keys = np.ascontiguousarray(hashes, dtype=np.uint64)
+            kernels.count_min_add(self.table, keys, times, self._mult[:, 0], self._shift)
             return
         cells = self._cells(hashes)
         for row in range(len(self.table)):
@@ -111,20 +112,33 @@ class TokenFrequency:
 
         zstd, not zlib: at 100k and 1M documents it compresses this table 2.7x and
         decompresses it 3x faster at the same size (~60 against 170 ms, 35 against
-        105 ms), paid by every cron run.
+        105 ms), paid by every cron run. The frame carries a checksum: a damaged table
+        is refused, not read as counts.
         """
         import zstandard
 
-        return zstandard.ZstdCompressor(level=1).compress(self.table.tobytes())
+        return zstandard.ZstdCompressor(level=1, write_checksum=True).compress(self.table.tobytes())
 
     def loads(self, data: bytes) -> None:
-        """Counters from ``dumps``, or as earlier states hold them (zlib, or not compressed)."""
+        """Counters from ``dumps``, or as earlier states hold them (zlib, or not compressed).
+
+        Raises:
+            ValueError: the data is damaged, or holds a table of another size.
+        """
         if len(data) == self.table.nbytes:
             raw = data
         elif data.startswith(_ZSTD_MAGIC):
             import zstandard
 
-            raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=self.table.nbytes)
+            try:  # the frame's size is checked first: a damaged one must not allocate gigabytes
+                if zstandard.frame_content_size(data) != self.table.nbytes:
+                    raise ValueError("the stored table is not of this sketch's size")
+                raw = zstandard.ZstdDecompressor().decompress(data)
+            except zstandard.ZstdError as err:
+                raise ValueError(f"damaged zstd data: {err}") from err
         else:
-            raw = zlib.decompress(data)
+            try:
+                raw = zlib.decompress(data)
+            except zlib.error as err:
+                raise ValueError(f"damaged zlib data: {err}") from err
         self.table = np.frombuffer(raw, dtype=np.uint32).reshape(self.table.shape).copy()

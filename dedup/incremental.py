@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -278,7 +277,7 @@ class Incremental(Batch):
         if (table := self.store.blob("token_frequency")) is not None:
             try:
                 frequency.loads(table)
-            except (ValueError, zlib.error) as err:
+            except ValueError as err:
                 raise StateError(
                     f"state {self.config.state}: stored token frequencies are unreadable ({err}); "
                     "run with --rebuild",

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from dedup.document import Document, Source, Status
+from dedup.document import Document, Source, Status, printable
 from dedup.errors import InputChangedError, OutputError
 from dedup.readers import containers
 
@@ -219,7 +219,7 @@ def container_output(source: Source) -> str:
     """Where, inside ``canonical/``, the kept records of a container (JSONL, WARC) go."""
     if source.output:
         return source.output
-    name = Path(source.root).name
+    name = printable(Path(source.root).name)
     return f"{source.label}/{name}" if source.label else name
 
 
@@ -236,7 +236,7 @@ def container_outputs(sources: Iterable[Source], files: Iterable[str]) -> dict[s
             continue
         for s in sources:
             if s.kind == "dir" and file.startswith(os.path.join(s.root, "")):
-                found[file] = s.key(Path(os.path.relpath(file, s.root)).as_posix())
+                found[file] = s.key(printable(Path(os.path.relpath(file, s.root)).as_posix()))
     return found
 
 

@@ -3,6 +3,7 @@
 import zlib
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,3 +64,17 @@ def test_a_mostly_empty_table_is_stored_small() -> None:
     freq = TokenFrequency()  # 32 MB of counters
     freq.merge(counts([np.arange(1000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)]))
     assert len(freq.dumps()) < freq.table.nbytes // 1000
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "resized"])
+def test_a_damaged_stored_table_is_a_value_error(damage: str) -> None:
+    written = TokenFrequency(width=1 << 6, depth=3)
+    written.merge(counts([np.arange(50, dtype=np.uint64)]))
+    data = bytearray(written.dumps())
+    if damage == "flipped":
+        data[12:40] = bytes(28)
+    elif damage == "truncated":
+        del data[len(data) // 2 :]
+    read = TokenFrequency(width=1 << 7 if damage == "resized" else 1 << 6, depth=3)
+    with pytest.raises(ValueError):
+        read.loads(bytes(data))

@@ -5,6 +5,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner, Result
 from conftest import COUNCIL, MUSEUM, STORM, by_path
@@ -151,3 +152,94 @@ def test_empty_standard_input_is_said_so(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_bytes(b"")
     done = _invoke(tmp_path / "empty.jsonl", "--out", tmp_path / "out2")
     assert done.exit_code != 0 and "the INPUTs were empty" in done.output and "--glob" not in done.output
+
+
+def _jsonl(directory: Path, name: bytes, rows: list[tuple[str, str]]) -> None:
+    lines = b"".join(orjson.dumps({"id": i, "text": t}) + b"\n" for i, t in rows)
+    os.makedirs(directory, exist_ok=True)
+    _write(directory, name, lines.decode())
+
+
+@pytest.mark.parametrize("folder", [b"d\xe9", b"sub\\xe9"])
+def test_containers_in_a_folder_whose_name_is_escaped(folder: bytes, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    where = Path(os.fsdecode(os.path.join(os.fsencode(inputs), folder)))
+    _jsonl(where, b"x.jsonl", [("a", MUSEUM), ("b", STORM)])
+    _jsonl(where, b"z.jsonl", [("a", MUSEUM + " Tickets are free.")])
+    (inputs / "keep.txt").write_text(COUNCIL)
+    shown = "sub\\x5cxe9" if folder == b"sub\\xe9" else "d\\xe9"  # as the manifest has it
+    cron = ["--out", tmp_path / "out", "--state", tmp_path / "state"]
+    for _ in range(2):
+        assert _invoke(inputs, *cron).exit_code == 0
+    assert (tmp_path / "out" / "canonical" / shown / "x.jsonl").is_file()
+    # explain finds the records again through the escaped folder, and says why they match
+    done = CliRunner().invoke(
+        cli, ["explain", f"{shown}/x.jsonl/a", f"{shown}/z.jsonl/a", "--in", str(tmp_path / "out"), "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "unavailable" not in done.output and "near-duplicate" in done.output
+    # The folder goes: so do its outputs in canonical/, and the folder made for them.
+    for child in where.iterdir():
+        child.unlink()
+    where.rmdir()
+    assert _invoke(inputs, *cron).exit_code == 0
+    assert not (tmp_path / "out" / "canonical" / shown).exists()
+
+
+def test_explain_and_report_of_a_vanished_file_whose_folder_is_not_utf8(tmp_path: Path) -> None:
+    inputs = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"in\xe9")))
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(STORM + " Updates follow.")
+    (inputs / "b.txt").write_text(STORM)
+    assert _invoke(inputs, "--out", tmp_path / "out").exit_code == 0
+    records = by_path(tmp_path / "out")
+    dropped = next(p for p, r in records.items() if not r["canonical"])
+    (inputs / dropped).unlink()  # its text is gone: the message names the file, escaped
+    done = CliRunner().invoke(cli, ["explain", "a.txt", "b.txt", "--in", str(tmp_path / "out"), "--json"])
+    assert done.exit_code == 0 and "unavailable" in done.output and "in\\\\xe9" in done.output
+    done = CliRunner().invoke(cli, ["report", str(tmp_path / "out")])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_a_folder_of_containers_replaced_by_a_file_of_its_name_in_cron_mode(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    _jsonl(inputs / "sub.txt", b"x.jsonl", [("a", MUSEUM)])
+    (inputs / "keep.txt").write_text(STORM)
+    cron = ["--out", tmp_path / "out", "--state", tmp_path / "state"]
+    assert _invoke(inputs, *cron).exit_code == 0
+    (inputs / "sub.txt" / "x.jsonl").unlink()
+    (inputs / "sub.txt").rmdir()
+    (inputs / "sub.txt").write_text(COUNCIL)
+    done = _invoke(inputs, *cron)
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "out" / "canonical" / "sub.txt").read_text() == COUNCIL
+
+
+def test_a_damaged_token_table_in_a_state_is_an_error_that_says_rebuild(tmp_path: Path) -> None:
+    import sqlite3
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(MUSEUM)
+    cron = ["--out", tmp_path / "out", "--state", tmp_path / "state"]
+    assert _invoke(inputs, *cron).exit_code == 0
+    db = sqlite3.connect(tmp_path / "state" / "state.sqlite")
+    (blob,) = db.execute("SELECT value FROM blobs WHERE key = 'token_frequency'").fetchone()
+    damaged = blob[:20] + bytes(40) + blob[60:]
+    db.execute("UPDATE blobs SET value = ? WHERE key = 'token_frequency'", (damaged,))
+    db.commit()
+    db.close()
+    (inputs / "b.txt").write_text(STORM)  # work to do: the table is read
+    done = _invoke(inputs, *cron)
+    assert done.exit_code == 1 and "token frequencies are unreadable" in done.output
+    assert "--rebuild" in done.output and "Traceback" not in done.output
+
+
+def test_a_name_with_a_backslash_that_reads_as_no_escape_is_kept_as_it_is(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, text in ((b"q\\x41.txt", MUSEUM), (b"a\\b.txt", STORM), (b"tail\\", COUNCIL)):
+        _write(inputs, name, text)
+    assert _invoke(inputs, "--out", tmp_path / "out", "--glob", "*").exit_code == 0
+    assert set(by_path(tmp_path / "out")) == {"q\\x41.txt", "a\\b.txt", "tail\\"}

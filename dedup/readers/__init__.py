@@ -14,7 +14,6 @@ import contextlib
 import fnmatch
 import hashlib
 import os
-import re
 import shutil
 import stat
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dedup.config import Config
-from dedup.document import Document, DocumentTable, Source, Status
+from dedup.document import Document, DocumentTable, Source, Status, printable, unprintable
 from dedup.errors import InputChangedError, InputError, NoDocumentsError
 from dedup.readers.containers import (
     DAMAGE,
@@ -34,7 +33,7 @@ from dedup.readers.containers import (
     read_records,
 )
 from dedup.readers.decode import Undecodable, text_of
-from dedup.readers.files import file_documents, is_html, printable, read_bytes, read_file, walk
+from dedup.readers.files import file_documents, is_html, read_bytes, read_file, walk
 from dedup.readers.jsonl import Span, jsonl_documents, text_of_line
 from dedup.readers.shards import PIECE_BYTES, Joiner, Piece, Task, openable, plan, read_piece
 from dedup.readers.warc import payload_text, warc_documents
@@ -141,30 +140,6 @@ def is_stdin_copy(source: Source) -> bool:
     return source.kind == "jsonl" and fnmatch.fnmatchcase(os.path.basename(source.root), ".stdin.*.tmp")
 
 
-def unprintable(rel: str) -> str:
-    """A manifest path's file name as the file system has it: ``files.printable`` undone.
-
-    Example:
-        >>> unprintable("caf\\\\xe9.txt").encode("utf-8", "surrogateescape")
-        b'caf\\xe9.txt'
-        >>> unprintable("caf\\\\x5cxe9.txt")
-        'caf\\\\xe9.txt'
-    """
-    if "\\x" not in rel:
-        return rel
-    return _ESCAPE.sub(_unescape, rel)
-
-
-_ESCAPE = re.compile(r"\\x([0-9a-f]{2})")
-
-
-def _unescape(match: re.Match[str]) -> str:
-    code = int(match.group(1), 16)
-    if code == 0x5C:
-        return "\\"
-    return chr(0xDC00 + code) if code >= 0x80 else match.group(0)
-
-
 def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = True) -> Iterator[Document]:
     """Yield every document of every source in manifest order.
 
@@ -222,7 +197,7 @@ def locate(path: str, sources: Sequence[Source], config: Config) -> Document:
         if source.kind == "dir":
             parts = rel.split("/")
             for k in range(1, len(parts)):
-                file = os.path.join(source.root, *parts[:k])
+                file = os.path.join(source.root, *map(unprintable, parts[:k]))
                 if container_kind(parts[k - 1]) and os.path.isfile(file):
                     label = prefix + "/".join(parts[:k])
                     inner = Source(container_kind(file) or "", file, label, output=label)

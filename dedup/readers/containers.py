@@ -25,7 +25,7 @@ from typing import IO
 
 import zstandard
 
-from dedup.document import Document, DocumentTable, Source, Status
+from dedup.document import Document, DocumentTable, Source, Status, printable
 from dedup.errors import InputChangedError
 
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
@@ -132,7 +132,8 @@ def open_stream(path: str) -> IO[bytes]:
 
 def unreadable(source: Source, index: int, err: OSError) -> Document:
     """The one record of a container that cannot be opened at all."""
-    doc = Document(index=index, path=source.key(Path(source.root).name), source=source, file=source.root)
+    path = source.key(printable(Path(source.root).name))
+    doc = Document(index=index, path=path, source=source, file=source.root)
     doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
     return doc
 

@@ -44,19 +44,18 @@ class Decoded:
     encoding: str  # Python codec name; "utf-8" for plain UTF-8 (with or without a BOM)
 
 
-# The encodings a page may declare, as Python names: the WHATWG Encoding Standard's
-# (what browsers honour) and a few of their common supersets. Any other label is
-# ignored, as a browser ignores it: UTF-16/32 without a byte-order mark (a page
-# declaring "utf-16" is UTF-8 to a browser, and any even number of bytes decodes
-# as UTF-16), EBCDIC, codecs that are not charsets (punycode, "undefined", idna).
-_DECLARABLE = frozenset(
-    {"utf-8", "cp866", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "cp874", "gbk", "gb2312", "gb18030"}
-    | {"big5", "big5hkscs", "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949"}
-    | {f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)}
-    | {f"cp{n}" for n in range(1250, 1259)}
-)
-# As browsers do (WHATWG): latin-1 labels mean windows-1252, its superset; ASCII is UTF-8.
-_AS_BROWSERS = {"iso8859-1": "cp1252", "ascii": "utf-8", "iso8859-9": "cp1254", "iso8859-11": "cp874"}
+# Declared charsets that are ignored, as browsers ignore them (WHATWG): UTF-16 and
+# UTF-32 without a byte-order mark (a page declaring "utf-16" is UTF-8 to a browser,
+# and any even number of bytes decodes as UTF-16), UTF-7, EBCDIC code pages (they
+# "decode" anything), and Python codecs that are no charset (punycode, "undefined").
+_IGNORED = frozenset(
+    codecs.lookup(name).name
+    for name in (
+        "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7",
+        "cp037", "cp273", "cp424", "cp500", "cp875", "cp1026", "cp1140",
+        "punycode", "undefined", "idna", "unicode-escape", "raw-unicode-escape",
+    )
+)  # fmt: skip
 
 
 def codec(name: str | None) -> str | None:
@@ -69,11 +68,13 @@ def codec(name: str | None) -> str | None:
     if not name:
         return None
     try:
-        found = codecs.lookup(name.strip().strip("\"'")).name
+        info = codecs.lookup(name.strip().strip("\"'"))
     except LookupError:
         return None
-    found = _AS_BROWSERS.get(found, found)
-    return found if found in _DECLARABLE else None
+    if info.name in _IGNORED or not getattr(info, "_is_text_encoding", True):  # hex, base64, rot13
+        return None
+    # As browsers do (WHATWG): latin-1 labels mean windows-1252, its superset; ASCII is UTF-8.
+    return {"iso8859-1": "cp1252", "ascii": "utf-8"}.get(info.name, info.name)
 
 
 def _strict(data: bytes, encoding: str) -> str | None:

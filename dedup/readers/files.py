@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dedup.config import Config
-from dedup.document import Document, Source, Status
+from dedup.document import Document, Source, Status, printable
 from dedup.readers.decode import decode
 
 
@@ -46,34 +46,6 @@ def walk(root: str, globs: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
                 found.append((prefix + entry.name, None))
     found.sort()
     yield from found
-
-
-def printable(name: str) -> str:
-    """A file name (or path) as the manifest records it: bytes that are not UTF-8 as ``\\xNN``.
-
-    ``os.scandir`` hands such bytes over as surrogates, which no UTF-8 writer
-    accepts; the escaped name is what the manifest, ``canonical/`` and the state
-    use, while the file itself is still read under its real name. A backslash
-    that would read as such an escape (``\\x`` and two hex digits) is escaped
-    too, as ``\\x5c``: a file literally named ``caf\\xe9.txt`` and one whose
-    name holds the byte 0xE9 get different paths (``readers.unprintable`` undoes it).
-
-    Example:
-        >>> printable(b"caf\\xe9.txt".decode("utf-8", "surrogateescape"))
-        'caf\\\\xe9.txt'
-        >>> printable("caf\\\\xe9.txt"), printable("a\\\\b.txt")
-        ('caf\\\\x5cxe9.txt', 'a\\\\b.txt')
-    """
-    if "\\x" in name:
-        name = _LITERAL_ESCAPE.sub(r"\\x5c", name)
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return name
-
-
-_LITERAL_ESCAPE = re.compile(r"\\(?=x[0-9a-f]{2})")  # a backslash ``unprintable`` would read as an escape
 
 
 def file_documents(source: Source, config: Config, start: int, read: bool) -> Iterator[Document]:
