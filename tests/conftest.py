@@ -8,6 +8,7 @@ against the same code that produced its training intuition.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -167,3 +168,28 @@ def read_manifest(out: Path) -> list[dict]:
 
 def by_path(out: Path) -> dict[str, dict]:
     return {r["path"]: r for r in read_manifest(out)}
+
+
+def warc_record(kind: str, uri: str, body: bytes = b"", content_type: str = "text/html; charset=utf-8",
+                version: str = "1.1", status: str = "200 OK", record_id: str | None = None) -> bytes:  # fmt: skip
+    """One WARC record, framed as the standard says (no library: the test must not share the reader's).
+
+    Its ``WARC-Record-ID`` is a UUID made from kind and URI, or ``record_id`` as given.
+    """
+    if kind == "response":
+        http = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        block, block_type = http.encode() + body, "application/http; msgtype=response"
+    elif kind == "request":
+        block, block_type = (
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            "application/http; msgtype=request",
+        )
+    else:
+        block, block_type = body, content_type
+    record_id = record_id or f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{kind} {uri}')}"
+    headers = (
+        f"WARC/{version}\r\nWARC-Type: {kind}\r\nWARC-Record-ID: <{record_id}>\r\n"
+        f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Target-URI: {uri}\r\n"
+        f"Content-Type: {block_type}\r\nContent-Length: {len(block)}\r\n\r\n"
+    )
+    return headers.encode() + block + b"\r\n\r\n"

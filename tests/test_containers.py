@@ -3,14 +3,13 @@
 import bz2
 import gzip
 import lzma
-import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 import zstandard
 from click.testing import CliRunner
-from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER, garble, html, read_manifest, treebank
+from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER, garble, html, read_manifest, treebank, warc_record
 
 from dedup import Config, run
 from dedup.cli import cli
@@ -43,28 +42,6 @@ def decompress(data: bytes, suffix: str) -> bytes:
     if suffix == ".xz":
         return lzma.decompress(data)
     return data
-
-
-def warc_record(kind: str, uri: str, body: bytes = b"", content_type: str = "text/html; charset=utf-8",
-                version: str = "1.1", status: str = "200 OK") -> bytes:  # fmt: skip
-    """One WARC record, framed as the standard says (no library: the test must not share the reader's)."""
-    if kind == "response":
-        http = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-        block, block_type = http.encode() + body, "application/http; msgtype=response"
-    elif kind == "request":
-        block, block_type = (
-            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
-            "application/http; msgtype=request",
-        )
-    else:
-        block, block_type = body, content_type
-    record_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{kind} {uri}")
-    headers = (
-        f"WARC/{version}\r\nWARC-Type: {kind}\r\nWARC-Record-ID: <urn:uuid:{record_id}>\r\n"
-        f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Target-URI: {uri}\r\n"
-        f"Content-Type: {block_type}\r\nContent-Length: {len(block)}\r\n\r\n"
-    )
-    return headers.encode() + block + b"\r\n\r\n"
 
 
 def page(text: str) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner, Result
-from conftest import COUNCIL, MUSEUM, STORM, by_path
+from conftest import COUNCIL, MUSEUM, STORM, by_path, warc_record
 
 from dedup import extract
 from dedup.cli import cli
@@ -26,15 +26,21 @@ def _write(directory: Path, name: bytes, text: str) -> None:
         fh.write(text.encode())
 
 
+def _inputs(tmp_path: Path, files: dict[bytes, str]) -> Path:
+    """A directory ``in`` holding ``files`` (names as bytes)."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, text in files.items():
+        _write(inputs, name, text)
+    return inputs
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 def test_a_cron_run_stores_and_finds_again_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    _write(inputs, b"caf\xe9.txt", MUSEUM)
-    _write(inputs, b"storm.txt", STORM)
+    inputs = _inputs(tmp_path, {b"caf\xe9.txt": MUSEUM, b"storm.txt": STORM})
     assert _invoke(inputs, "--out", tmp_path / "batch").exit_code == 0
     for _ in range(2):  # the first run stores the name, the second finds it unchanged
         done = _invoke(inputs, "--out", tmp_path / "out", "--state", tmp_path / "state")
@@ -67,10 +73,7 @@ def test_an_input_directory_whose_name_is_not_utf8(tmp_path: Path) -> None:
 
 def test_an_escaped_name_and_the_same_text_typed_in_a_name_stay_apart(tmp_path: Path) -> None:
     """``caf\\xe9.txt`` typed with a backslash, and a name holding the byte 0xE9: two paths, two copies."""
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    _write(inputs, b"caf\xe9.txt", MUSEUM)
-    _write(inputs, b"caf\\xe9.txt", STORM)
+    inputs = _inputs(tmp_path, {b"caf\xe9.txt": MUSEUM, b"caf\\xe9.txt": STORM})
     assert _invoke(inputs, "--out", tmp_path / "out").exit_code == 0
     records = by_path(tmp_path / "out")
     assert set(records) == {"caf\\xe9.txt", "caf\\x5cxe9.txt"}
@@ -108,22 +111,13 @@ def test_a_page_nested_too_deep_gets_its_visible_text_at_once() -> None:
     assert "city council" in shallow and "Subscribe" not in shallow  # the main content alone
 
 
-def _warc(record_id: str, text: str) -> bytes:
-    body = f"<html><body><article><p>{text}</p></article></body></html>".encode()
-    http = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-    http += body
-    head = (
-        f"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <{record_id}>\r\n"
-        f"WARC-Target-URI: http://example.com/{len(text)}\r\n"
-        f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http)}\r\n\r\n"
-    )
-    return head.encode() + http + b"\r\n\r\n"
-
-
 def test_repeated_warc_record_ids_never_give_one_path_twice(tmp_path: Path) -> None:
     # Record 3 repeats "a": keyed "a#R3"; record 1 already took "a#R3".
     records = [("a#R3", MUSEUM), ("a", STORM), ("a", COUNCIL)]
-    (tmp_path / "crawl.warc").write_bytes(b"".join(_warc(i, t) for i, t in records))
+    pages = [(i, f"<html><body><article><p>{t}</p></article></body></html>".encode()) for i, t in records]
+    uris = [f"http://example.com/{n}" for n in range(len(pages))]
+    raw = b"".join(warc_record("response", u, p, record_id=i) for u, (i, p) in zip(uris, pages, strict=True))
+    (tmp_path / "crawl.warc").write_bytes(raw)
     assert _invoke(tmp_path / "crawl.warc", "--out", tmp_path / "out").exit_code == 0
     lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
     records_by_path = by_path(tmp_path / "out")
@@ -237,9 +231,6 @@ def test_a_damaged_token_table_in_a_state_is_an_error_that_says_rebuild(tmp_path
 
 
 def test_a_name_with_a_backslash_that_reads_as_no_escape_is_kept_as_it_is(tmp_path: Path) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for name, text in ((b"q\\x41.txt", MUSEUM), (b"a\\b.txt", STORM), (b"tail\\", COUNCIL)):
-        _write(inputs, name, text)
+    inputs = _inputs(tmp_path, {b"q\\x41.txt": MUSEUM, b"a\\b.txt": STORM, b"tail\\": COUNCIL})
     assert _invoke(inputs, "--out", tmp_path / "out", "--glob", "*").exit_code == 0
     assert set(by_path(tmp_path / "out")) == {"q\\x41.txt", "a\\b.txt", "tail\\"}
