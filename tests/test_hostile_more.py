@@ -189,8 +189,13 @@ def test_a_users_dot_partial_file_keeps_its_copy_when_a_cron_run_updates_canonic
 
 
 def _temporary(out: Path) -> list[Path]:
-    """What a run writes before renaming it into place: temporary files and staging directories."""
-    return [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+    """What a run writes before renaming it into place: temporary files and staging directories.
+
+    ``os.walk`` skips a directory that vanishes while it is listed (the run may be
+    removing one); ``Path.rglob`` raised, and the test failed on a busy machine.
+    """
+    suffixes = (".tmp", ".partial")
+    return [Path(top, n) for top, dirs, files in os.walk(out) for n in dirs + files if n.endswith(suffixes)]
 
 
 def test_a_cron_run_killed_while_copying_leaves_nothing_after_the_next_run(tmp_path: Path) -> None:
