@@ -27,6 +27,8 @@ ZH = (
     "六地市都出现了不同的降雪过程，其中一部分地区已经成重灾。"
 )
 
+KO = "서울시는 오늘 새로운 도시 계획을 발표했다. 시민들은 공원과 도서관이 늘어나기를 기대하고 있다. " * 5
+
 
 def _article(key: str, text: str) -> Article:
     title, *paragraphs = text.split("\n\n")
@@ -94,6 +96,7 @@ def test_main_text_drops_the_template() -> None:
         ),
         ("日本語の記事です。".encode("shift_jis") * 20, {}, "日本語の記事です。" * 20, "shift_jis"),
         (ZH.encode("gb18030"), {}, ZH, "gb18030"),
+        (KO.encode("euc-kr"), {}, KO, "euc_kr"),  # resiliparse's detector takes it for UTF-8
     ],
 )
 def test_encodings(data: bytes, kwargs: dict, text: str | None, encoding: str | None) -> None:

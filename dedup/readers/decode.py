@@ -118,7 +118,23 @@ def decode_bytes(data: bytes, *, html: bool = False, declared: str | None = None
     guess = codec(detect_encoding(data[: 1 << 16]))
     if guess and guess != "utf-8" and (guessed := _strict(data, guess)) is not None:
         return Decoded(guessed, guess)
+    if (korean := _strict(data, "euc_kr")) is not None and _mostly_hangul(korean):
+        return Decoded(korean, "euc_kr")
     raise Undecodable(Status.UNDECODABLE, f"{problem} and no encoding detected")
+
+
+def _mostly_hangul(text: str) -> bool:
+    """Whether most characters beyond ASCII are Hangul syllables: Korean text, as read.
+
+    resiliparse's detector takes EUC-KR for UTF-8, so such a file was
+    ``undecodable``. Bytes that EUC-KR decodes cleanly are not Korean for that
+    alone (GB18030 or Big5 bytes decode too, into unlikely characters): most of
+    the text must be Hangul. Plain EUC-KR, not cp949: cp949's extension turns
+    almost any pair of high bytes into a syllable.
+    """
+    wide = [c for c in text if ord(c) > 0x7F]
+    hangul = sum("\uac00" <= c <= "\ud7a3" for c in wide)
+    return bool(wide) and hangul >= 0.8 * len(wide)
 
 
 def text_of(data: bytes, *, html: bool = False, declared: str | None = None) -> Decoded:
