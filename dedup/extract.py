@@ -16,7 +16,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
 # Deeper than any article page (their DOMs nest tens of levels, rarely hundreds): a CSS selector
-# that matches an element nested this deep, checked by lexbor in C (~0.2 ms a page).
+# that matches an element nested this deep, checked by lexbor in C (0.2-2 ms a page).
 MAX_DEPTH = 1000
 _NESTED = " > ".join(["*"] * MAX_DEPTH)
 

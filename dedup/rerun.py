@@ -34,7 +34,7 @@ import orjson
 
 from dedup import __version__
 from dedup.config import Config
-from dedup.document import Source
+from dedup.document import Source, printable
 from dedup.manifest import CANONICAL, MANIFEST
 
 _CODE = Path(__file__).resolve().parent
@@ -55,8 +55,7 @@ def inputs_print(sources: Sequence[Source], config: Config) -> bytes | None:
     for source in sources:
         if source.kind == "stdin":
             return None  # read from a pipe: never the same input for sure
-        root = source.root.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")  # any bytes
-        digest.update(orjson.dumps([source.kind, root, source.label, source.output]))
+        digest.update(orjson.dumps([source.kind, printable(source.root), source.label, source.output]))
         try:
             info = os.stat(source.root)
         except OSError:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from dedup.document import Status
+from dedup.document import Status, printable
 from dedup.errors import StateError, StateMismatchError
 
 DATABASE = "state.sqlite"
@@ -337,7 +337,7 @@ class State:
                     run,
                     started,
                     now(),
-                    orjson.dumps(list(map(_shown, inputs))).decode(),
+                    orjson.dumps(list(map(printable, inputs))).decode(),
                     orjson.dumps(counts()).decode(),
                 ),
             )
@@ -434,11 +434,6 @@ def storable_path(path: str | bytes) -> str | bytes:
     except UnicodeEncodeError:
         return os.fsencode(path)
     return path
-
-
-def _shown(path: str) -> str:
-    """A path for the run history (JSON): bytes that are not UTF-8 as ``\\xNN``."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def stored_path(path: str | bytes) -> str:

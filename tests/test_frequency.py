@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup.frequency import TokenFrequency, combined, counts
+from dedup.signatures import token_hashes
 
 documents = st.lists(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=30), max_size=12)
 
@@ -56,6 +57,8 @@ def test_stored_counters_read_back_whatever_format_wrote_them(
     read = TokenFrequency(width=1 << 6, depth=3)
     read.loads(data[form])
     assert read.table.shape == written.table.shape and np.array_equal(read.table, written.table)
+    tokens = np.array(sorted({t for batch in batches for doc in batch for t in doc})[:20], dtype=np.uint64)
+    assert read.get(tokens).tolist() == written.get(tokens).tolist()
     read.merge(counts([np.array([7], dtype=np.uint64)]))  # writable, as a cron run adds to it
     assert read.get(np.array([7], dtype=np.uint64))[0] >= 1
 
@@ -78,3 +81,14 @@ def test_a_damaged_stored_table_is_a_value_error(damage: str) -> None:
     read = TokenFrequency(width=1 << 7 if damage == "resized" else 1 << 6, depth=3)
     with pytest.raises(ValueError):
         read.loads(bytes(data))
+
+
+def test_stored_counters_count_words_as_before() -> None:
+    freq = TokenFrequency(width=1 << 12)
+    for words in (["the", "cat"], ["the", "dog"], ["a", "cat"]):
+        freq.add(token_hashes(words))
+    data = freq.dumps()
+    assert len(data) < freq.table.nbytes
+    back = TokenFrequency(width=1 << 12)
+    back.loads(data)
+    assert back.get(token_hashes(["the", "cat", "cow"])).tolist() == [2, 2, 0]

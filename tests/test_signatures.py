@@ -6,8 +6,7 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.frequency import TokenFrequency
-from dedup.signatures import Signer, distinct, shingle_hashes, similarity, token_hashes
+from dedup.signatures import Signer, distinct, shingle_hashes, similarity
 
 
 @settings(derandomize=True, max_examples=40)
@@ -57,19 +56,6 @@ def test_short_documents_are_one_shingle() -> None:
 def test_similarity_is_exact(a: range, b: range, expected: tuple[float, float, int]) -> None:
     sa, sb = (np.array(list(x), dtype=np.uint64) for x in (a, b))
     assert similarity(sa, sb) == pytest.approx(expected)
-
-
-def test_token_frequency_survives_the_state_compressed_or_not() -> None:
-    freq = TokenFrequency(width=1 << 12)
-    for words in (["the", "cat"], ["the", "dog"], ["a", "cat"]):
-        freq.add(token_hashes(words))
-    data = freq.dumps()
-    assert len(data) < freq.table.nbytes
-    for stored in (data, freq.table.tobytes()):
-        back = TokenFrequency(width=1 << 12)
-        back.loads(stored)
-        assert back.get(token_hashes(["the", "cat", "cow"])).tolist() == [2, 2, 0]
-        assert np.array_equal(back.table, freq.table)
 
 
 @given(

@@ -215,7 +215,7 @@ def locate(path: str, sources: Sequence[Source], config: Config) -> Document:
     raise InputError(f"{path}: not under any input of the run")
 
 
-def check_found(docs: DocumentTable, config: Config, sources: Sequence[Source] = ()) -> None:
+def check_found(docs: DocumentTable, config: Config, sources: Sequence[Source]) -> None:
     """Refuse a run that found nothing that could be an article.
 
     That is: no file matched the globs, or every record was ``malformed`` or
@@ -227,7 +227,7 @@ def check_found(docs: DocumentTable, config: Config, sources: Sequence[Source] =
         NoDocumentsError: naming what was looked for (the globs; the fields the lines had).
     """
     if not len(docs):
-        if sources and all(s.kind != "dir" for s in sources):  # the globs choose files in directories only
+        if all(s.kind != "dir" for s in sources):  # the globs choose files in directories only
             given = "standard input was" if all(map(is_stdin_copy, sources)) else "the INPUTs were"
             raise NoDocumentsError(f"no document found: {given} empty")
         raise NoDocumentsError(
