@@ -38,12 +38,13 @@ from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.hooks import Checkpoint
 from dedup.rows import Kept, Rows, kept_before, signature_chunks
-from dedup.signature_spill import Blocks, Spilled
+from dedup.signature_spill import Spilled
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.frequency import TokenFrequency
     from dedup.large_groups import PairVerdicts
+    from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Task, Verdicts
 
@@ -130,11 +131,21 @@ class Batch:
         return None
 
     def candidates(
-        self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
+        self,
+        config: Config,
+        feats: FeatureTable,
+        corpus: Corpus,
+        fresh: bytearray,
+        bands: int,
+        rows: int,
+        engine: Engine,
     ) -> tuple[int, np.ndarray]:
-        """The candidate pairs of texts (and how many banding proposed), banded from the signatures."""
+        """The candidate pairs of texts (and how many banding proposed), banded from the signatures
+        (by ``engine``'s workers when they are on disk and many: ``index_workers``)."""
+        from dedup import index_workers  # with datasketch and scipy: only runs with work to do import it
+
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
-        found = band_all(config, feats.banded(), corpus, contents, bands, rows)
+        found = index_workers.known_pairs(config, feats.banded(), corpus.sizes, contents, bands, rows, engine)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
         return found.proposed, found.pairs
 
@@ -294,7 +305,14 @@ class Incremental(Batch):
         return prev if stored.unchanged(doc, prev) else None
 
     def candidates(
-        self, config: Config, feats: FeatureTable, corpus: Corpus, fresh: bytearray, bands: int, rows: int
+        self,
+        config: Config,
+        feats: FeatureTable,
+        corpus: Corpus,
+        fresh: bytearray,
+        bands: int,
+        rows: int,
+        engine: Engine,
     ) -> tuple[int, np.ndarray]:
         contents = np.frombuffer(feats.contents, dtype=np.uint64)
         if self.known is not None and self.known.hold_for(contents, bands, rows):
@@ -305,7 +323,7 @@ class Incremental(Batch):
             return self.known.proposed, self.known.pairs
         # Texts not read this run came without their signatures: banding reads them all, from a
         # spill a block at a time (1 KB per text, never all in memory), with the new ones.
-        from dedup import index
+        from dedup import index, index_workers
 
         assert self.out is not None
         with Spilled.beside(self.out, num_perm=config.num_perm, width=index.band_width(rows)) as spill:
@@ -314,7 +332,7 @@ class Incremental(Batch):
             if known is not None and (known.bands, known.rows) == (bands, rows):
                 found = known.extended(signatures, contents, corpus.sizes, config)
             if found is None:  # texts gone, or a star's first text moved: band them all
-                found = band_all(config, signatures, corpus, contents, bands, rows)
+                found = index_workers.known_pairs(config, signatures, corpus.sizes, contents, bands, rows)
         self.signatures = stored.keep_signatures(feats, held)
         feats.drop_signatures()  # the ones to store are kept
         self.found = found
@@ -427,25 +445,3 @@ class Incremental(Batch):
                 "stamp": (self.store.stamp_text() or "").encode(),
             }
         self.store.mark_synced(self.run_id, prints)
-
-
-def band_all(
-    config: Config,
-    signatures: np.ndarray | Blocks,
-    corpus: Corpus,
-    contents: np.ndarray,
-    bands: int,
-    rows: int,
-) -> stored.KnownPairs:
-    """Every text banded against every other: the pairs the prefilter keeps, to be stored."""
-    from dedup import index  # with datasketch and scipy: only runs with work to do import it
-
-    proposed, pairs, stars = index.candidates(
-        signatures,
-        corpus.sizes,
-        bands=bands,
-        rows=rows,
-        jaccard=config.jaccard,
-        containment=config.containment,
-    )
-    return stored.KnownPairs(bands, rows, proposed, contents.copy(), pairs, stars)

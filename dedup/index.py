@@ -58,24 +58,29 @@ def band_keys(signatures: np.ndarray, band: int, rows: int) -> np.ndarray:
 
 
 def _all_band_keys(signatures: Blocks, bands: int, rows: int) -> Iterator[np.ndarray]:
-    """The keys of every band, in band order, from blocks of eight bands (``band_width``).
-
-    With two rows a band's two uint32 values, side by side in memory, already are
-    a uint64 key: a block is viewed as uint64 and transposed, so that each row's
-    cache line is read once per eight bands, not once per band (a fifth of the
-    banding time at 110k).
-    """
+    """The keys of every band, in band order, from blocks of eight bands (``band_width``)."""
     band = 0
     for block in signatures.blocks():
         here = min(block.shape[1] // rows, bands - band)
         if here <= 0:
             break
-        if rows == 2 and len(block):
-            yield from np.ascontiguousarray(block[:, : 2 * here].view(np.uint64).T)
-        else:
-            for j in range(here):
-                yield band_keys(block, j, rows)
+        yield from block_keys(block, here, rows)
         band += here
+
+
+def block_keys(block: np.ndarray, bands: int, rows: int) -> Iterator[np.ndarray]:
+    """The keys of the first ``bands`` bands of one block of signatures, in band order.
+
+    With two rows a band's two uint32 values, side by side in memory, already are
+    a uint64 key: the block is viewed as uint64 and transposed, so that each row's
+    cache line is read once per eight bands, not once per band (a fifth of the
+    banding time at 110k).
+    """
+    if rows == 2 and len(block):
+        yield from np.ascontiguousarray(block[:, : 2 * bands].view(np.uint64).T)
+    else:
+        for j in range(bands):
+            yield band_keys(block, j, rows)
 
 
 def band_width(rows: int) -> int:
@@ -100,14 +105,38 @@ def banding(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -> tuple[
     The stars as int64[k, 3] rows (band, first member, other member), sorted. Only
     they make the pairs depend on the texts' order: a cron run may reuse the pairs
     for renumbered texts when every star keeps its first member (``stored.KnownPairs``).
+    A block's bands are banded together (``band_block``); ``index_workers`` bands
+    each block in a task of its own, with the same result.
     """
     n = len(signatures)
     stars = [np.empty((0, 3), dtype=np.int64)]
     found = [np.empty(0, dtype=np.int64)]
-    source = blocks_of(signatures, band_width(rows))
-    for band, keys in enumerate(_all_band_keys(source, bands, rows)):
-        if band % 32 == 31:  # a near-duplicate pair is proposed by many bands: keep each once
-            found = [_unique(found)]
+    band = 0
+    for block in blocks_of(signatures, band_width(rows)).blocks():
+        here = min(block.shape[1] // rows, bands - band)
+        if here <= 0:
+            break
+        codes, star_rows = band_block(block, first_band=band, bands=here, rows=rows)
+        found.append(codes)
+        stars.append(star_rows)
+        if len(found) > 4:  # a near-duplicate pair is proposed by many blocks: keep each once
+            found = [merged(found)]
+        band += here
+    return decode_pairs(merged(found), n), sorted_rows(np.concatenate(stars))
+
+
+def band_block(block: np.ndarray, *, first_band: int, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs one block of signatures proposes: (sorted distinct pair codes ``i * n + j``, i < j;
+    the star rows of its buckets over ``MAX_BUCKET``, unsorted).
+
+    ``block`` is ``uint32[n, width]``, every text's permutations of bands
+    ``first_band`` to ``first_band + bands``; ``n`` is every text, so codes of
+    several blocks combine (``merged``).
+    """
+    n = len(block)
+    stars = [np.empty((0, 3), dtype=np.int64)]
+    found = [np.empty(0, dtype=np.int64)]
+    for band, keys in enumerate(block_keys(block, bands, rows), start=first_band):
         order = np.argsort(keys)  # not stable, 5x faster: pairs are ordered below, not taken from here
         ordered = keys[order]
         same = ordered[1:] == ordered[:-1]
@@ -126,7 +155,28 @@ def banding(signatures: np.ndarray | Blocks, *, bands: int, rows: int) -> tuple[
             else:
                 i, j = _bucket_pairs(int(length))
                 found.append(members[i] * n + members[j])
-    return _decode(_unique(found), n), sorted_rows(np.concatenate(stars))
+    return _unique(found), np.concatenate(stars)
+
+
+def merged(runs: list[np.ndarray]) -> np.ndarray:
+    """The distinct values of sorted arrays, sorted; ``runs`` is emptied (their memory goes first).
+
+    A stable sort of sorted runs side by side is timsort's merge: linear in their
+    length per level, not a sort from scratch.
+
+    Example:
+        >>> merged([np.array([1, 4, 6]), np.array([2, 4])]).tolist()
+        [1, 2, 4, 6]
+    """
+    joined = np.concatenate(runs) if runs else np.empty(0, dtype=np.int64)
+    runs.clear()
+    if len(joined) < 2:
+        return joined
+    joined.sort(kind="stable")
+    keep = np.empty(len(joined), dtype=bool)
+    keep[0] = True
+    np.not_equal(joined[1:], joined[:-1], out=keep[1:])
+    return joined[keep]
 
 
 def _unique(found: list[np.ndarray]) -> np.ndarray:
@@ -285,7 +335,7 @@ def pairs_with(
     codes = distinct(np.concatenate(found))
     maybe = distinct(np.concatenate(maybe_dropped))
     dropped = _not_proposed(signatures, maybe, table, bands=bands, rows=rows)
-    return Added(_decode(codes, n), _decode(dropped, n), sorted_rows(table))
+    return Added(decode_pairs(codes, n), decode_pairs(dropped, n), sorted_rows(table))
 
 
 def holding(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -313,7 +363,7 @@ def holding(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return maybe[ordered[at] == keys[maybe]]
 
 
-def _decode(codes: np.ndarray, n: int) -> np.ndarray:
+def decode_pairs(codes: np.ndarray, n: int) -> np.ndarray:
     """Pair codes (i * n + j) as int64[m, 2], written in place: no temporaries of the codes' size."""
     pairs = np.empty((len(codes), 2), dtype=np.int64)
     np.divmod(codes, max(n, 1), out=(pairs[:, 0], pairs[:, 1]))

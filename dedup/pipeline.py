@@ -200,7 +200,7 @@ def _judge_and_write(
         timings["read_sign"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        n_proposed, pairs = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band)
+        n_proposed, pairs = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band, engine)
         timings["index"] = time.perf_counter() - clock
     except BaseException:
         if given is not None:  # else kept to the commit (``stored.SignatureRows`` closes it)

@@ -143,10 +143,16 @@ class Spilled(_Appended):
         self._buffer = bytearray()
 
     def blocks(self) -> Iterator[np.ndarray]:
+        for path, width in self.files():
+            yield np.fromfile(path, dtype=np.uint32).reshape(-1, width)
+
+    def files(self) -> list[tuple[Path, int]]:
+        """(path, permutations) of each block file, every signature appended written to it: what
+        ``index_workers`` reads in other processes (or on other machines: OUT is shared storage)."""
         self._flush()
-        for fh, (lo, hi) in zip(self._files, self._spans, strict=True):
+        for fh in self._files:
             fh.flush()
-            yield np.fromfile(fh.name, dtype=np.uint32).reshape(-1, hi - lo)
+        return [(Path(fh.name), hi - lo) for fh, (lo, hi) in zip(self._files, self._spans, strict=True)]
 
     def close(self) -> None:
         """Remove the files (the signatures are not needed after the index)."""

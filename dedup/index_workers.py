@@ -1,0 +1,221 @@
+"""The index stage on the workers: a batch run's banding and prefilter as tasks, not in the driver.
+
+A batch run's signatures are on disk, a file per block of eight bands
+(``signature_spill.Spilled``). Two maps over them, on the run's engine (forked
+processes, or a Dask cluster: OUT is on storage every worker sees):
+
+1. A task per block file bands its bands (``index.band_block``: the same bucket
+   rule and stars as in one process), and writes its distinct pair codes cut by
+   the pair's first text into partitions, a file per (partition, block) beside
+   the blocks: the shuffle.
+2. A task per partition merges its files into the distinct pairs banding
+   proposed and prefilters them on the block files, memory-mapped
+   (``index.prefilter``).
+
+Pairs are ordered by code and the partitions by first text, so the kept pairs,
+taken in partition order, are ``index.candidates``'s exactly, with any engine
+and number of workers (tests/test_index_workers.py). The driver holds the star
+rows and the kept pairs only: never a signature, a band key or a proposed pair
+(the noisy 1M proposes 7.6M pairs and keeps 272k; in-driver banding took the
+driver from ~780 to ~1,240 MB). A task that is run again (a Dask worker lost)
+writes the same bytes, under a temporary name renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dedup import index
+from dedup.config import Config
+from dedup.parallel import Engine, Processes
+from dedup.signature_spill import Blocks, Spilled
+from dedup.stored import KnownPairs
+
+TEXTS_PER_PARTITION = 100_000  # first texts per partition of pairs: a task's pairs stay a few MB
+MIN_PARTITIONS = 8  # enough tasks for a pool to start (``parallel.MIN_TASKS``) and to share
+LOCAL_FROM = 20_000  # texts from which forked workers band (measured: benchmarks/index_workers.py)
+SIZES = "sizes"  # the texts' shingle counts beside the blocks (int64), for the prefilter's estimate
+
+
+def candidates(
+    signatures: np.ndarray | Blocks,
+    sizes: np.ndarray,
+    *,
+    bands: int,
+    rows: int,
+    jaccard: float,
+    containment: float,
+    engine: Engine | None,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """``index.candidates``: (how many pairs banding proposed, the pairs the prefilter keeps, the
+    star rows), by ``engine``'s workers when the signatures are in block files and ``on_workers``."""
+    if not (isinstance(signatures, Spilled) and on_workers(engine, len(signatures))):
+        return index.candidates(
+            signatures, sizes, bands=bands, rows=rows, jaccard=jaccard, containment=containment
+        )
+    assert engine is not None
+    return banded_by(
+        engine, signatures, sizes, bands=bands, rows=rows, jaccard=jaccard, containment=containment
+    )
+
+
+def known_pairs(
+    config: Config,
+    signatures: np.ndarray | Blocks,
+    sizes: np.ndarray,
+    contents: np.ndarray,
+    bands: int,
+    rows: int,
+    engine: Engine | None = None,
+) -> KnownPairs:
+    """Every text banded against every other (``candidates``), as a cron state stores the pairs."""
+    proposed, pairs, stars = candidates(
+        signatures,
+        sizes,
+        bands=bands,
+        rows=rows,
+        jaccard=config.jaccard,
+        containment=config.containment,
+        engine=engine,
+    )
+    return KnownPairs(bands, rows, proposed, contents.copy(), pairs, stars)
+
+
+def on_workers(engine: Engine | None, texts: int) -> bool:
+    """Whether to band on the workers: always on a cluster (the driver never bands there); with
+    forked processes from ``LOCAL_FROM`` texts (starting them costs more than banding a few)."""
+    if engine is None:
+        return False
+    if isinstance(engine, Processes):
+        return engine.workers > 1 and texts >= LOCAL_FROM
+    return True
+
+
+def banded_by(
+    engine: Engine,
+    spill: Spilled,
+    sizes: np.ndarray,
+    *,
+    bands: int,
+    rows: int,
+    jaccard: float,
+    containment: float,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """``index.candidates`` of the spilled signatures, computed by ``engine``'s workers."""
+    texts = len(spill)
+    if texts < 2:
+        return 0, np.empty((0, 2), dtype=np.int64), np.empty((0, 3), dtype=np.int64)
+    files = spill.files()
+    directory = spill.directory
+    np.ascontiguousarray(sizes, dtype=np.int64).tofile(directory / SIZES)
+    parts = max(MIN_PARTITIONS, -(-texts // TEXTS_PER_PARTITION))
+    bounds = tuple(p * texts // parts for p in range(parts + 1))
+    tasks, band = [], 0
+    for k, (path, width) in enumerate(files):
+        here = min(width // rows, bands - band)
+        if here <= 0:
+            break
+        tasks.append(BlockTask(k, str(path), width, band, here))
+        band += here
+    banded = BandBlocks(str(directory), texts, rows, bounds)
+    stars = list(engine.ordered(banded, tasks, window_per_worker=1))
+    kept = Prefilter(
+        str(directory), texts, len(tasks), tuple((str(p), w) for p, w in files), jaccard, containment
+    )
+    proposed, pairs = 0, []
+    for count, found in engine.ordered(kept, range(parts), window_per_worker=2):
+        proposed += count
+        pairs.append(found)
+    return proposed, np.concatenate(pairs), index.sorted_rows(np.concatenate(stars))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTask:
+    """One block file to band: its number, path and permutations, and the bands it holds."""
+
+    number: int
+    path: str
+    width: int
+    first_band: int
+    bands: int
+
+
+@dataclass(frozen=True, slots=True)
+class BandBlocks:
+    """Phase one's stage: a block banded, its pair codes written a partition a file; returns its stars."""
+
+    directory: str
+    texts: int
+    rows: int
+    bounds: tuple[int, ...]  # partition p: pairs whose first text is in [bounds[p], bounds[p + 1])
+
+    def __call__(self, task: BlockTask) -> np.ndarray:
+        block = np.fromfile(task.path, dtype=np.uint32).reshape(-1, task.width)
+        if len(block) != self.texts:
+            raise OSError(f"{task.path}: {len(block)} signatures where {self.texts} were written")
+        codes, stars = index.band_block(block, first_band=task.first_band, bands=task.bands, rows=self.rows)
+        del block
+        cuts = np.searchsorted(codes, np.asarray(self.bounds, dtype=np.int64) * self.texts)
+        for p in range(len(self.bounds) - 1):
+            _write(Path(self.directory) / _part_name(p, task.number), codes[cuts[p] : cuts[p + 1]])
+        return stars
+
+
+@dataclass(frozen=True, slots=True)
+class Prefilter:
+    """Phase two's stage: a partition's distinct proposed pairs, and those the prefilter keeps."""
+
+    directory: str
+    texts: int
+    banded_blocks: int
+    files: tuple[tuple[str, int], ...]  # every block file: the estimate reads all permutations
+    jaccard: float
+    containment: float
+
+    def __call__(self, part: int) -> tuple[int, np.ndarray]:
+        where = Path(self.directory)
+        runs = [np.fromfile(where / _part_name(part, k), dtype=np.int64) for k in range(self.banded_blocks)]
+        codes = index.merged(runs)
+        pairs = index.decode_pairs(codes, self.texts)
+        if not len(pairs):
+            return 0, pairs
+        sizes = np.memmap(where / SIZES, dtype=np.int64, mode="r", shape=(self.texts,))
+        kept = index.prefilter(
+            pairs, _Mapped(self.files, self.texts), sizes, jaccard=self.jaccard, containment=self.containment
+        )
+        return len(codes), kept
+
+
+class _Mapped:
+    """The block files, memory-mapped (``signature_spill.Blocks``): the prefilter reads a partition's
+    texts' rows of each, not every text's."""
+
+    def __init__(self, files: tuple[tuple[str, int], ...], texts: int) -> None:
+        self.files, self.texts = files, texts
+        self.num_perm = sum(width for _, width in files)
+        self.width = files[0][1]
+
+    def __len__(self) -> int:
+        return self.texts
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for path, width in self.files:
+            yield np.memmap(path, dtype=np.uint32, mode="r", shape=(self.texts, width))
+
+
+def _part_name(part: int, block: int) -> str:
+    return f"pairs-{part:05d}-{block:03d}"
+
+
+def _write(path: Path, values: np.ndarray) -> None:
+    """``values`` to ``path`` whole or not at all: a task run twice writes the same bytes."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        values.tofile(fh)
+    os.replace(temporary, path)
