@@ -12,8 +12,9 @@ about, when there is one::
     │   ├── InputChangedError   an input file changed while the run was reading it
     │   └── NoDocumentsError    the INPUTs hold no readable document at all
     ├── OutputError             OUT is not empty (without --force) or cannot be written
-    ├── EngineError             the Dask cluster (``--engine dask``) is unreachable, runs other code,
-    │                           or lost the workers a task was tried on
+    ├── EngineError             a worker process died (killed, out of memory), or the Dask cluster
+    │                           (``--engine dask``) is unreachable, runs other code, or lost the
+    │                           workers a task was tried on
     └── StateError              the --state directory cannot be used
         ├── StateLockedError    another run holds the state's lock (CLI exit 3)
         └── StateMismatchError  the state was built with other signature parameters
@@ -58,7 +59,8 @@ class OutputError(DedupError):
 
 
 class EngineError(DedupError):
-    """The workers of ``--engine dask`` cannot be used: not reached, another dedup, or lost too often."""
+    """The workers cannot finish: a forked one died, or ``--engine dask``'s were not reached, run
+    another dedup, or were lost too often."""
 
 
 class StateError(DedupError):

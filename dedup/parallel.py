@@ -6,10 +6,11 @@ a Dask cluster. Either way results come back in task order.
 
 A stage is a picklable callable holding what its tasks need (pass 1: the
 config and a signer, its tasks paths and pieces of containers to read; pass 2:
-the run's tables). It is handed to each worker
-once, by the pool's initialiser: forked workers inherit it without pickling, so
-pass 2's tables are shared, not sent. The results come back in task order
-whatever the timing, so outputs do not depend on ``--jobs``.
+the run's tables). It is handed to each worker once, as it is forked: forked
+workers inherit it without pickling, so pass 2's tables are shared, not sent.
+The results come back in task order whatever the timing, so outputs do not
+depend on ``--jobs``. A worker that dies (a signal, the OOM killer) ends the
+run with an ``EngineError``, never a hang.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ import contextlib
 import ctypes
 import gc
 import os
+import pickle
+import queue
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import connection, get_context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from dedup.errors import EngineError
 
 if TYPE_CHECKING:
     from dedup.config import Config
@@ -34,16 +39,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MIN_TASKS = 8  # fewer tasks than this (in a list) are not worth starting processes for
-
-# The stage of this worker process, set by its initialiser; never set in the parent.
-_stage: Callable[[Any], Any] | None = None
-
-
-def _start(stage: Callable[[Any], Any], parent: int) -> None:
-    global _stage
-    _die_with(parent)
-    _stage = stage
-
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -60,11 +55,6 @@ def _die_with(parent: int) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
-
-
-def _call(bundle: list[Any]) -> list[Any]:
-    assert _stage is not None, "a worker without a stage"
-    return [_stage(task) for task in bundle]
 
 
 def bundles(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -84,9 +74,54 @@ def bundles(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
         yield bundle
 
 
+class _Worker:
+    """One forked worker with a pipe of its own, holding the stage.
+
+    Not a ``ProcessPoolExecutor``: its workers share one result pipe, and a
+    worker killed while sending a result (the OOM killer picks the largest
+    process) left the run blocked for ever on the half-sent message, holding its
+    locks. Here a dead worker's pipe ends (EOF) and its sentinel fires.
+    """
+
+    def __init__(self, ctx: Any, stage: Callable[[Any], Any], parent: int) -> None:
+        here, there = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(there, stage, parent), name="dedup-worker")
+        self.process.start()
+        there.close()
+        self.conn = here
+        self.calls: deque[int] = deque()  # the calls sent to it and not answered yet, in order
+
+
+def _serve(conn: Any, stage: Callable[[Any], Any], parent: int) -> None:
+    """A worker's loop: calls in, replies out. A thread takes the calls as they come, so that the
+    parent's send of the next call never waits on this worker's send of a large reply."""
+    _die_with(parent)
+    inbox: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
+
+    def receive() -> None:
+        try:
+            while (bundle := conn.recv()) is not None:
+                inbox.put(bundle)
+        except (EOFError, OSError):
+            pass
+        inbox.put(None)
+
+    threading.Thread(target=receive, daemon=True).start()
+    while (bundle := inbox.get()) is not None:
+        try:
+            reply: tuple[bool, Any] = (True, [stage(task) for task in bundle])
+        except Exception as err:  # raised again in the parent, as the stage raised it
+            reply = (False, err)
+        try:
+            conn.send(reply)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            conn.send((False, EngineError(f"a worker's error could not be sent back: {reply[1]!r}")))
+    conn.close()
+
+
 @contextlib.contextmanager
-def pool(workers: int, stage: Callable[[Any], Any]) -> Iterator[ProcessPoolExecutor]:
-    """Worker processes, forked with the run's tables, each holding ``stage``.
+def _crew(workers: int, stage: Callable[[Any], Any]) -> Iterator[list[_Worker]]:
+    """Worker processes, forked with the run's tables, each holding ``stage``; stopped on leaving.
 
     The garbage collector is frozen while they live: a worker's collection would
     otherwise walk every object it inherited (a cron run's stored rows), writing
@@ -96,11 +131,21 @@ def pool(workers: int, stage: Callable[[Any], Any]) -> Iterator[ProcessPoolExecu
     ctx = get_context("fork") if os.name == "posix" else get_context("spawn")
     _trim_heap()
     gc.freeze()
+    crew: list[_Worker] = []
     try:
-        start = (stage, os.getpid())
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start, initargs=start) as executor:
-            yield executor
+        for _ in range(workers):
+            crew.append(_Worker(ctx, stage, os.getpid()))
+        yield crew
     finally:
+        for worker in crew:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+            worker.conn.close()
+        for worker in crew:
+            worker.process.join(timeout=5)
+            if worker.process.exitcode is None:  # busy with a call no one will take: stopped
+                worker.process.kill()
+                worker.process.join()
         gc.unfreeze()
 
 
@@ -135,15 +180,60 @@ def ordered(
     if workers == 1 or (isinstance(tasks, Sized) and len(tasks) < MIN_TASKS):
         yield from map(stage, tasks)
         return
-    window = window_per_worker * workers
-    with pool(workers, stage) as executor:
-        pending: deque[Future[list[R]]] = deque()
-        for bundle in bundles(tasks, per_call):
-            pending.append(executor.submit(_call, bundle))
-            if len(pending) >= window:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+    with _crew(workers, stage) as crew:
+        yield from _dispatch(crew, bundles(tasks, per_call), window_per_worker * workers)
+
+
+def _dispatch(crew: list[_Worker], calls: Iterator[list[T]], window: int) -> Iterator[Any]:
+    """Calls sent to the workers (two at most in each: one running, one waiting), at most ``window``
+    not yet yielded; replies yielded in call order. A worker that dies is an ``EngineError``."""
+    replies: dict[int, list[Any]] = {}
+    sent = taken = 0
+    more = True
+    by_conn = {worker.conn: worker for worker in crew}
+    by_sentinel = {worker.process.sentinel: worker for worker in crew}
+    while True:
+        while more and sent - taken < window:
+            worker = min(crew, key=lambda w: len(w.calls))
+            if len(worker.calls) >= 2:
+                break
+            bundle = next(calls, None)
+            if bundle is None:
+                more = False
+                break
+            try:
+                worker.conn.send(bundle)
+            except OSError as err:  # its end is closed: it died
+                raise _died(worker) from err
+            worker.calls.append(sent)
+            sent += 1
+        if taken in replies:
+            yield from replies.pop(taken)
+            taken += 1
+            continue
+        if not more and taken == sent:
+            return
+        for ready in connection.wait([w.conn for w in crew if w.calls] + list(by_sentinel)):
+            if ready in by_conn:
+                worker = by_conn[ready]
+                try:
+                    ok, reply = worker.conn.recv()
+                except (EOFError, OSError) as err:
+                    raise _died(worker) from err
+                if not ok:
+                    raise reply
+                replies[worker.calls.popleft()] = reply
+            elif not (worker := by_sentinel[ready]).process.is_alive():
+                raise _died(worker)
+
+
+def _died(worker: _Worker) -> EngineError:
+    worker.process.join(timeout=1)
+    how = f"killed by signal {-code}" if (code := worker.process.exitcode or 0) < 0 else f"exit status {code}"
+    return EngineError(
+        f"a worker process died before finishing its task ({how}; the system kills the largest "
+        "process when memory runs out: try fewer --jobs); nothing was written"
+    )
 
 
 class Engine(Protocol):

@@ -1,10 +1,18 @@
 """Worker processes: each holds the stage it was given, and results come back in task order."""
 
+import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from dedup import run
+from dedup.config import Config
+from dedup.errors import EngineError
 from dedup.parallel import MIN_TASKS, ordered
 
 
@@ -46,3 +54,66 @@ def test_a_stream_of_tasks_is_consumed_as_results_are_taken() -> None:
     next(results)
     assert len(taken) <= 2 * 2 + 1  # at most the window in flight, not the whole stream
     assert [r for r, _ in results] == list(range(1, 100))
+
+
+class DiesOn:
+    """A stage whose worker is killed (as the OOM killer kills) on one task."""
+
+    def __init__(self, task: int) -> None:
+        self.task = task
+
+    def __call__(self, task: int) -> int:
+        if task == self.task:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return task
+
+
+def test_a_worker_killed_mid_task_is_one_engine_error() -> None:
+    with pytest.raises(EngineError, match="a worker process died"):
+        list(ordered(DiesOn(5), list(range(4 * MIN_TASKS)), workers=2, window_per_worker=2))
+
+
+def test_a_run_whose_worker_is_killed_ends_with_one_error_and_writes_nothing(tmp_path: Path) -> None:
+    def kill_a_worker(name: str) -> None:
+        if name == "pass1" and (workers := multiprocessing.active_children()):
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    out = tmp_path / "out"
+    with pytest.raises(EngineError):
+        run(["corpora/sample"], out, Config(jobs=2), checkpoint=kill_a_worker, batch_size=4)
+    assert not (out / "manifest.jsonl").exists() and not (out / "summary.json").exists()
+    assert not multiprocessing.active_children()  # the pool's other worker went with it
+
+
+KILLED_WHILE_SENDING = """
+import os, signal, sys, threading, time
+from dedup.errors import EngineError
+from dedup.parallel import MIN_TASKS, ordered
+
+class Dies:
+    def __reduce__(self):  # pickled when sent: the worker is killed while its reply is on its way
+        threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGKILL)).start()
+        return bytes, (b"x" * 64_000_000,)
+
+def stage(task):
+    if task == 3:
+        return Dies()
+    time.sleep(0.05)  # the run still going when the kill lands, whenever it lands
+    return task
+
+try:
+    for _ in ordered(stage, list(range(2 * MIN_TASKS)), workers=2, window_per_worker=2):
+        pass
+except EngineError as err:
+    print("EngineError:", err)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.005, 0.05, 0.1, 0.15])
+def test_a_worker_killed_while_sending_its_reply_never_hangs_the_run(delay: float) -> None:
+    """A process pool's shared result pipe blocked for ever on a half-sent reply: the run hung,
+    holding its locks, and cron runs after it were locked out."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_SENDING, str(delay)], capture_output=True, text=True, timeout=60
+    )
+    assert "EngineError: a worker process died" in done.stdout, done.stderr
