@@ -75,24 +75,38 @@ def bundles(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 class _Worker:
-    """One forked worker with a pipe of its own, holding the stage.
+    """One forked worker with pipes of its own (calls in, replies out), holding the stage.
 
     Not a ``ProcessPoolExecutor``: its workers share one result pipe, and a
     worker killed while sending a result (the OOM killer picks the largest
     process) left the run blocked for ever on the half-sent message, holding its
-    locks. Here a dead worker's pipe ends (EOF) and its sentinel fires.
+    locks. Here a dead worker's reply pipe ends (EOF) and its sentinel fires.
     """
 
     def __init__(self, ctx: Any, stage: Callable[[Any], Any], parent: int) -> None:
-        here, there = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(there, stage, parent), name="dedup-worker")
+        calls_there, calls = ctx.Pipe(duplex=False)
+        self.replies, replies_there = ctx.Pipe(duplex=False)
+        for end in (calls, replies_there):
+            _widen(end)
+        self.calls = calls
+        args = (calls_there, replies_there, stage, parent)
+        self.process = ctx.Process(target=_serve, args=args, name="dedup-worker")
         self.process.start()
-        there.close()
-        self.conn = here
-        self.calls: deque[int] = deque()  # the calls sent to it and not answered yet, in order
+        calls_there.close()
+        replies_there.close()
+        self.waiting: deque[int] = deque()  # the calls sent to it and not answered yet, in order
 
 
-def _serve(conn: Any, stage: Callable[[Any], Any], parent: int) -> None:
+def _widen(end: Any) -> None:
+    """A pipe of 1 MB (Linux; elsewhere as it is): a worker's reply (pass 1: ~400 KB) is written
+    at once, and the worker goes on to its next call while the parent is busy with the last one."""
+    with contextlib.suppress(ImportError, OSError, AttributeError, ValueError):
+        import fcntl  # not on Windows
+
+        fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+
+
+def _serve(calls: Any, replies: Any, stage: Callable[[Any], Any], parent: int) -> None:
     """A worker's loop: calls in, replies out. A thread takes the calls as they come, so that the
     parent's send of the next call never waits on this worker's send of a large reply."""
     _die_with(parent)
@@ -100,7 +114,7 @@ def _serve(conn: Any, stage: Callable[[Any], Any], parent: int) -> None:
 
     def receive() -> None:
         try:
-            while (bundle := conn.recv()) is not None:
+            while (bundle := calls.recv()) is not None:
                 inbox.put(bundle)
         except (EOFError, OSError):
             pass
@@ -113,10 +127,10 @@ def _serve(conn: Any, stage: Callable[[Any], Any], parent: int) -> None:
         except Exception as err:  # raised again in the parent, as the stage raised it
             reply = (False, err)
         try:
-            conn.send(reply)
+            replies.send(reply)
         except (pickle.PicklingError, TypeError, AttributeError):
-            conn.send((False, EngineError(f"a worker's error could not be sent back: {reply[1]!r}")))
-    conn.close()
+            replies.send((False, EngineError(f"a worker's error could not be sent back: {reply[1]!r}")))
+    replies.close()
 
 
 @contextlib.contextmanager
@@ -139,8 +153,9 @@ def _crew(workers: int, stage: Callable[[Any], Any]) -> Iterator[list[_Worker]]:
     finally:
         for worker in crew:
             with contextlib.suppress(OSError):
-                worker.conn.send(None)
-            worker.conn.close()
+                worker.calls.send(None)
+            worker.calls.close()
+            worker.replies.close()
         for worker in crew:
             worker.process.join(timeout=5)
             if worker.process.exitcode is None:  # busy with a call no one will take: stopped
@@ -190,22 +205,22 @@ def _dispatch(crew: list[_Worker], calls: Iterator[list[T]], window: int) -> Ite
     replies: dict[int, list[Any]] = {}
     sent = taken = 0
     more = True
-    by_conn = {worker.conn: worker for worker in crew}
+    by_conn = {worker.replies: worker for worker in crew}
     by_sentinel = {worker.process.sentinel: worker for worker in crew}
     while True:
         while more and sent - taken < window:
-            worker = min(crew, key=lambda w: len(w.calls))
-            if len(worker.calls) >= 2:
+            worker = min(crew, key=lambda w: len(w.waiting))
+            if len(worker.waiting) >= 2:
                 break
             bundle = next(calls, None)
             if bundle is None:
                 more = False
                 break
             try:
-                worker.conn.send(bundle)
+                worker.calls.send(bundle)
             except OSError as err:  # its end is closed: it died
                 raise _died(worker) from err
-            worker.calls.append(sent)
+            worker.waiting.append(sent)
             sent += 1
         if taken in replies:
             yield from replies.pop(taken)
@@ -213,16 +228,16 @@ def _dispatch(crew: list[_Worker], calls: Iterator[list[T]], window: int) -> Ite
             continue
         if not more and taken == sent:
             return
-        for ready in connection.wait([w.conn for w in crew if w.calls] + list(by_sentinel)):
+        for ready in connection.wait([w.replies for w in crew if w.waiting] + list(by_sentinel)):
             if ready in by_conn:
                 worker = by_conn[ready]
                 try:
-                    ok, reply = worker.conn.recv()
+                    ok, reply = worker.replies.recv()
                 except (EOFError, OSError) as err:
                     raise _died(worker) from err
                 if not ok:
                     raise reply
-                replies[worker.calls.popleft()] = reply
+                replies[worker.waiting.popleft()] = reply
             elif not (worker := by_sentinel[ready]).process.is_alive():
                 raise _died(worker)
 
