@@ -5,7 +5,7 @@
 Runs pass 1 (``pass1.read_all``, the workers reading; the signatures spilled to
 disk as a batch run does, unless ``--in-memory``) in this process on the INPUTs,
 then sizes what the driver keeps: each column of the document table and the
-feature table (their buffers; the paths as list slots plus string objects; the
+feature table (their buffers; the paths' buffer and ends, before: list slots and strings; the
 sparse dicts of errors and extras), the token-frequency table (fixed size), and
 the process's peak RSS. Prints bytes in total and per document, so that the
 memory at N documents can be estimated as fixed + N x per document.
@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:
 
 from dedup import readers  # noqa: E402
 from dedup.config import Config  # noqa: E402
+from dedup.document import Paths  # noqa: E402
 from dedup.frequency import TokenFrequency  # noqa: E402
 from dedup.pass1 import read_all  # noqa: E402
 from dedup.signature_spill import Spilled  # noqa: E402
@@ -41,6 +42,8 @@ def _size(value: Any) -> int:
         return len(value)
     if isinstance(value, list):
         return sys.getsizeof(value) + sum(sys.getsizeof(v) for v in value)
+    if isinstance(value, Paths):  # one UTF-8 buffer and the ends (since the ninth round)
+        return sum(_size(v) for v in vars(value).values())
     if isinstance(value, dict):
         return sys.getsizeof(value) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())
     return sys.getsizeof(value)
