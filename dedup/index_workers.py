@@ -124,12 +124,13 @@ def banded_by(
         tasks.append(BlockTask(k, str(path), width, band, here))
         band += here
     banded = BandBlocks(str(directory), texts, rows, bounds)
-    stars = list(engine.ordered(banded, tasks, window_per_worker=1))
+    # Iterators, not lists: a few tasks still go to the workers (``parallel.ordered``), as chosen.
+    stars = list(engine.ordered(banded, iter(tasks), window_per_worker=1))
     kept = Prefilter(
         str(directory), texts, len(tasks), tuple((str(p), w) for p, w in files), jaccard, containment
     )
     proposed, pairs = 0, []
-    for count, found in engine.ordered(kept, range(parts), window_per_worker=2):
+    for count, found in engine.ordered(kept, iter(range(parts)), window_per_worker=2):
         proposed += count
         pairs.append(found)
     return proposed, np.concatenate(pairs), index.sorted_rows(np.concatenate(stars))
@@ -156,9 +157,8 @@ class BandBlocks:
     bounds: tuple[int, ...]  # partition p: pairs whose first text is in [bounds[p], bounds[p + 1])
 
     def __call__(self, task: BlockTask) -> np.ndarray:
-        block = np.fromfile(task.path, dtype=np.uint32).reshape(-1, task.width)
-        if len(block) != self.texts:
-            raise OSError(f"{task.path}: {len(block)} signatures where {self.texts} were written")
+        shape = (self.texts, task.width)
+        block = np.fromfile(_whole(Path(task.path), np.uint32, shape), dtype=np.uint32).reshape(shape)
         codes, stars = index.band_block(block, first_band=task.first_band, bands=task.bands, rows=self.rows)
         del block
         cuts = np.searchsorted(codes, np.asarray(self.bounds, dtype=np.int64) * self.texts)
@@ -185,7 +185,7 @@ class Prefilter:
         pairs = index.decode_pairs(codes, self.texts)
         if not len(pairs):
             return 0, pairs
-        sizes = np.memmap(where / SIZES, dtype=np.int64, mode="r", shape=(self.texts,))
+        sizes = _mapped(where / SIZES, np.int64, (self.texts,))
         kept = index.prefilter(
             pairs, _Mapped(self.files, self.texts), sizes, jaccard=self.jaccard, containment=self.containment
         )
@@ -206,7 +206,19 @@ class _Mapped:
 
     def blocks(self) -> Iterator[np.ndarray]:
         for path, width in self.files:
-            yield np.memmap(path, dtype=np.uint32, mode="r", shape=(self.texts, width))
+            yield _mapped(Path(path), np.uint32, (self.texts, width))
+
+
+def _mapped(path: Path, dtype: type[np.generic], shape: tuple[int, ...]) -> np.ndarray:
+    return np.memmap(_whole(path, dtype, shape), dtype=dtype, mode="r", shape=shape)
+
+
+def _whole(path: Path, dtype: type[np.generic], shape: tuple[int, ...]) -> Path:
+    """``path``, checked to hold ``shape``: an ``OSError`` (not numpy's ``ValueError``) when it does not."""
+    want = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if (size := path.stat().st_size) != want:
+        raise OSError(f"{path}: {size} bytes where {want} were written")
+    return path
 
 
 def _part_name(part: int, block: int) -> str:

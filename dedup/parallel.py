@@ -83,14 +83,17 @@ class _Worker:
     locks. Here a dead worker's reply pipe ends (EOF) and its sentinel fires.
     """
 
-    def __init__(self, ctx: Any, stage: Callable[[Any], Any], parent: int) -> None:
+    def __init__(self, ctx: Any, stage: Callable[[Any], Any], parent: int, others: list[_Worker]) -> None:
         calls_there, calls = ctx.Pipe(duplex=False)
         self.replies, replies_there = ctx.Pipe(duplex=False)
         for end in (calls, replies_there):
             _widen(end)
         self.calls = calls
-        args = (calls_there, replies_there, stage, parent)
-        self.process = ctx.Process(target=_serve, args=args, name="dedup-worker")
+        # The parent's ends, this worker's and the workers' forked before: closed in the child, so
+        # that the parent closing them is an end of calls for it (and a broken pipe for its reply).
+        theirs = [end for worker in [*others, self] for end in (worker.calls, worker.replies)]
+        args = (calls_there, replies_there, stage, parent, theirs)
+        self.process = ctx.Process(target=_serve, args=args, name="dedup-worker", daemon=True)
         self.process.start()
         calls_there.close()
         replies_there.close()
@@ -106,10 +109,16 @@ def _widen(end: Any) -> None:
         fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
 
 
-def _serve(calls: Any, replies: Any, stage: Callable[[Any], Any], parent: int) -> None:
+def _serve(calls: Any, replies: Any, stage: Callable[[Any], Any], parent: int, theirs: list[Any]) -> None:
     """A worker's loop: calls in, replies out. A thread takes the calls as they come, so that the
-    parent's send of the next call never waits on this worker's send of a large reply."""
+    parent's send of the next call never waits on this worker's send of a large reply.
+
+    Ctrl-C is the parent's to handle (it stops the workers): no traceback from each of them.
+    """
     _die_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for end in theirs:
+        end.close()
     inbox: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
 
     def receive() -> None:
@@ -128,8 +137,11 @@ def _serve(calls: Any, replies: Any, stage: Callable[[Any], Any], parent: int) -
             reply = (False, err)
         try:
             replies.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            replies.send((False, EngineError(f"a worker's error could not be sent back: {reply[1]!r}")))
+        except (pickle.PicklingError, TypeError, AttributeError) as err:
+            what = "error" if not reply[0] else "result"
+            replies.send((False, EngineError(f"a worker's {what} could not be sent back: {err}")))
+        except OSError:  # the parent has gone, or stopped taking replies
+            return
     replies.close()
 
 
@@ -148,16 +160,16 @@ def _crew(workers: int, stage: Callable[[Any], Any]) -> Iterator[list[_Worker]]:
     crew: list[_Worker] = []
     try:
         for _ in range(workers):
-            crew.append(_Worker(ctx, stage, os.getpid()))
+            crew.append(_Worker(ctx, stage, os.getpid(), crew))
         yield crew
     finally:
-        for worker in crew:
+        for worker in crew:  # an end of calls: an idle worker leaves at once
             with contextlib.suppress(OSError):
                 worker.calls.send(None)
             worker.calls.close()
             worker.replies.close()
         for worker in crew:
-            worker.process.join(timeout=5)
+            worker.process.join(timeout=1)
             if worker.process.exitcode is None:  # busy with a call no one will take: stopped
                 worker.process.kill()
                 worker.process.join()
@@ -202,7 +214,7 @@ def ordered(
 def _dispatch(crew: list[_Worker], calls: Iterator[list[T]], window: int) -> Iterator[Any]:
     """Calls sent to the workers (two at most in each: one running, one waiting), at most ``window``
     not yet yielded; replies yielded in call order. A worker that dies is an ``EngineError``."""
-    replies: dict[int, list[Any]] = {}
+    replies: dict[int, tuple[bool, Any]] = {}
     sent = taken = 0
     more = True
     by_conn = {worker.replies: worker for worker in crew}
@@ -223,7 +235,10 @@ def _dispatch(crew: list[_Worker], calls: Iterator[list[T]], window: int) -> Ite
             worker.waiting.append(sent)
             sent += 1
         if taken in replies:
-            yield from replies.pop(taken)
+            ok, reply = replies.pop(taken)
+            if not ok:  # the first error in call order, whatever the timing: the same message
+                raise reply
+            yield from reply
             taken += 1
             continue
         if not more and taken == sent:
@@ -232,12 +247,12 @@ def _dispatch(crew: list[_Worker], calls: Iterator[list[T]], window: int) -> Ite
             if ready in by_conn:
                 worker = by_conn[ready]
                 try:
-                    ok, reply = worker.replies.recv()
+                    answer = worker.replies.recv()
                 except (EOFError, OSError) as err:
                     raise _died(worker) from err
-                if not ok:
-                    raise reply
-                replies[worker.waiting.popleft()] = reply
+                except Exception as err:  # a reply that does not unpickle here
+                    raise EngineError(f"a worker's reply could not be read: {err!r}") from err
+                replies[worker.waiting.popleft()] = answer
             elif not (worker := by_sentinel[ready]).process.is_alive():
                 raise _died(worker)
 

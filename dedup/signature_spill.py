@@ -114,6 +114,7 @@ class Spilled(_Appended):
         self._buffer = bytearray()
         self._rows = 0
         self._flush_bytes = flush_rows * 4 * num_perm
+        self._paths: list[Path] = []
 
     @classmethod
     def beside(cls, out: Path, *, num_perm: int, width: int) -> Spilled:
@@ -137,6 +138,7 @@ class Spilled(_Appended):
     def _flush(self) -> None:
         if not self._buffer:
             return
+        assert self._files, "signatures appended after the files were closed (``files``)"
         rows = np.frombuffer(self._buffer, dtype=np.uint32).reshape(-1, self.num_perm)
         for fh, (lo, hi) in zip(self._files, self._spans, strict=True):
             fh.write(np.ascontiguousarray(rows[:, lo:hi]).tobytes())
@@ -147,12 +149,17 @@ class Spilled(_Appended):
             yield np.fromfile(path, dtype=np.uint32).reshape(-1, width)
 
     def files(self) -> list[tuple[Path, int]]:
-        """(path, permutations) of each block file, every signature appended written to it: what
-        ``index_workers`` reads in other processes (or on other machines: OUT is shared storage)."""
-        self._flush()
-        for fh in self._files:
-            fh.flush()
-        return [(Path(fh.name), hi - lo) for fh, (lo, hi) in zip(self._files, self._spans, strict=True)]
+        """(path, permutations) of each block file, whole: what ``index_workers`` reads in other
+        processes, or on other machines (OUT is shared storage). The files are closed, not only
+        flushed (no signature is appended after): NFS shows a file's bytes to other machines
+        once its writer has closed it."""
+        if self._files:
+            self._flush()
+            self._paths = [Path(fh.name) for fh in self._files]
+            for fh in self._files:
+                fh.close()
+            self._files = []
+        return [(path, hi - lo) for path, (lo, hi) in zip(self._paths, self._spans, strict=True)]
 
     def close(self) -> None:
         """Remove the files (the signatures are not needed after the index)."""

@@ -117,3 +117,75 @@ def test_a_worker_killed_while_sending_its_reply_never_hangs_the_run(delay: floa
         [sys.executable, "-c", KILLED_WHILE_SENDING, str(delay)], capture_output=True, text=True, timeout=60
     )
     assert "EngineError: a worker process died" in done.stdout, done.stderr
+
+
+class FailsTwice:
+    """Call 2 fails late, call 3 at once: with two workers call 3's error comes back first."""
+
+    def __call__(self, task: int) -> int:
+        if task == 2:
+            time.sleep(0.3)
+            raise ValueError("the first failing task")
+        if task == 3:
+            raise ValueError("a later one")
+        return task
+
+
+def test_the_error_raised_is_the_first_failing_task_s_whatever_the_timing() -> None:
+    for workers in (1, 2):
+        with pytest.raises(ValueError, match="the first failing task"):
+            list(ordered(FailsTwice(), list(range(4 * MIN_TASKS)), workers=workers, window_per_worker=2))
+
+
+def big(task: int) -> bytes:
+    return bytes(4_000_000)  # larger than a pipe: a worker is mid-send when the consumer stops
+
+
+def test_a_consumer_that_stops_early_does_not_wait_on_busy_workers() -> None:
+    """Each worker held the parent's end of its pipe, so one mid-send never saw the parent go:
+    it was waited for (5 s) and killed, worker after worker, with the run's locks held."""
+    clock = time.monotonic()
+    for _ in ordered(big, list(range(4 * MIN_TASKS)), workers=2, window_per_worker=2):
+        break
+    assert time.monotonic() - clock < 4  # a stall, not a speed: 10 s before
+    assert not multiprocessing.active_children()
+
+
+LEFT_OPEN = """
+from dedup.parallel import MIN_TASKS, ordered
+results = ordered(abs, list(range(4 * MIN_TASKS)), workers=2, window_per_worker=2)
+print(next(results))  # never closed: the interpreter exits with the workers alive
+"""
+
+INTERRUPTED = """
+import time
+from dedup.parallel import MIN_TASKS, ordered
+def slow(task):
+    time.sleep(0.2)
+    return task
+try:
+    for _ in ordered(slow, list(range(8 * MIN_TASKS)), workers=2, window_per_worker=2):
+        pass
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_an_unclosed_run_lets_the_interpreter_exit() -> None:
+    done = subprocess.run([sys.executable, "-c", LEFT_OPEN], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "0")
+
+
+def test_ctrl_c_is_the_parent_s_no_traceback_from_each_worker() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(1.5)  # the workers started and busy
+    os.killpg(child.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    out, err = child.communicate(timeout=60)
+    assert out.strip() == "interrupted"
+    assert "Traceback" not in err
