@@ -23,6 +23,7 @@ writes the same bytes, under a temporary name renamed into place.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -43,28 +44,6 @@ LOCAL_FROM = 20_000  # texts from which forked workers band (measured: benchmark
 SIZES = "sizes"  # the texts' shingle counts beside the blocks (int64), for the prefilter's estimate
 
 
-def candidates(
-    signatures: np.ndarray | Blocks,
-    sizes: np.ndarray,
-    *,
-    bands: int,
-    rows: int,
-    jaccard: float,
-    containment: float,
-    engine: Engine | None,
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """``index.candidates``: (how many pairs banding proposed, the pairs the prefilter keeps, the
-    star rows), by ``engine``'s workers when the signatures are in block files and ``on_workers``."""
-    if not (isinstance(signatures, Spilled) and on_workers(engine, len(signatures))):
-        return index.candidates(
-            signatures, sizes, bands=bands, rows=rows, jaccard=jaccard, containment=containment
-        )
-    assert engine is not None
-    return banded_by(
-        engine, signatures, sizes, bands=bands, rows=rows, jaccard=jaccard, containment=containment
-    )
-
-
 def known_pairs(
     config: Config,
     signatures: np.ndarray | Blocks,
@@ -74,15 +53,13 @@ def known_pairs(
     rows: int,
     engine: Engine | None = None,
 ) -> KnownPairs:
-    """Every text banded against every other (``candidates``), as a cron state stores the pairs."""
-    proposed, pairs, stars = candidates(
-        signatures,
-        sizes,
-        bands=bands,
-        rows=rows,
-        jaccard=config.jaccard,
-        containment=config.containment,
-        engine=engine,
+    """Every text banded against every other (``index.candidates``), as a cron state stores the
+    pairs: by ``engine``'s workers when the signatures are in block files and ``on_workers``."""
+    find = index.candidates
+    if engine is not None and isinstance(signatures, Spilled) and on_workers(engine, len(signatures)):
+        find = functools.partial(banded_by, engine)
+    proposed, pairs, stars = find(
+        signatures, sizes, bands=bands, rows=rows, jaccard=config.jaccard, containment=config.containment
     )
     return KnownPairs(bands, rows, proposed, contents.copy(), pairs, stars)
 
