@@ -19,7 +19,6 @@ import contextlib
 import ctypes
 import gc
 import os
-import pickle
 import queue
 import signal
 import sys
@@ -28,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from multiprocessing import connection, get_context
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dedup.errors import EngineError
@@ -119,27 +119,37 @@ def _serve(calls: Any, replies: Any, stage: Callable[[Any], Any], parent: int, t
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for end in theirs:
         end.close()
-    inbox: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
+    inbox: queue.SimpleQueue[list[Any] | EngineError | None] = queue.SimpleQueue()
 
     def receive() -> None:
-        try:
-            while (bundle := calls.recv()) is not None:
-                inbox.put(bundle)
-        except (EOFError, OSError):
-            pass
+        while True:
+            try:
+                bundle = calls.recv()
+            except (EOFError, OSError):
+                break
+            except Exception as err:  # a call that does not unpickle here: its reply says so, not a hang
+                bundle = EngineError(f"a worker could not read its call: {err!r}")
+            if bundle is None:
+                break
+            inbox.put(bundle)
         inbox.put(None)
 
     threading.Thread(target=receive, daemon=True).start()
     while (bundle := inbox.get()) is not None:
         try:
+            if isinstance(bundle, EngineError):
+                raise bundle
             reply: tuple[bool, Any] = (True, [stage(task) for task in bundle])
         except Exception as err:  # raised again in the parent, as the stage raised it
             reply = (False, err)
         try:
-            replies.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError) as err:
+            message = ForkingPickler.dumps(reply)
+        except Exception as err:
             what = "error" if not reply[0] else "result"
-            replies.send((False, EngineError(f"a worker's {what} could not be sent back: {err}")))
+            failed = EngineError(f"a worker's {what} could not be sent: {err!r}")
+            message = ForkingPickler.dumps((False, failed))
+        try:
+            replies.send_bytes(message)
         except OSError:  # the parent has gone, or stopped taking replies
             return
     replies.close()
@@ -163,14 +173,17 @@ def _crew(workers: int, stage: Callable[[Any], Any]) -> Iterator[list[_Worker]]:
             crew.append(_Worker(ctx, stage, os.getpid(), crew))
         yield crew
     finally:
-        for worker in crew:  # an end of calls: an idle worker leaves at once
-            with contextlib.suppress(OSError):
-                worker.calls.send(None)
+        for worker in crew:
+            if worker.waiting:  # busy with calls whose replies no one will take: stopped now
+                worker.process.kill()
+            else:  # an end of calls: an idle worker leaves at once
+                with contextlib.suppress(OSError):
+                    worker.calls.send(None)
             worker.calls.close()
             worker.replies.close()
         for worker in crew:
             worker.process.join(timeout=1)
-            if worker.process.exitcode is None:  # busy with a call no one will take: stopped
+            if worker.process.exitcode is None:
                 worker.process.kill()
                 worker.process.join()
         gc.unfreeze()

@@ -159,6 +159,7 @@ class Spilled(_Appended):
             for fh in self._files:
                 fh.close()
             self._files = []
+        assert not self._buffer, "signatures appended after the files were closed"
         return [(path, hi - lo) for path, (lo, hi) in zip(self._paths, self._spans, strict=True)]
 
     def close(self) -> None:

@@ -189,3 +189,45 @@ def test_ctrl_c_is_the_parent_s_no_traceback_from_each_worker() -> None:
     out, err = child.communicate(timeout=60)
     assert out.strip() == "interrupted"
     assert "Traceback" not in err
+
+
+UNREADABLE_CALL = """
+import os
+from dedup.errors import EngineError
+from dedup.parallel import ordered
+PARENT = os.getpid()
+
+def rebuilt(x):
+    if os.getpid() != PARENT:
+        raise ValueError("cannot be rebuilt in a worker")
+    return x
+
+class Task:
+    def __reduce__(self):
+        return rebuilt, (1,)
+
+try:
+    list(ordered(abs, [Task() for _ in range(20)], workers=2, window_per_worker=2))
+except EngineError as err:
+    print("EngineError:", err)
+"""
+
+
+def test_a_call_a_worker_cannot_read_is_an_error_not_a_hang() -> None:
+    """The worker's reading thread died on it and the worker waited for calls for ever."""
+    done = subprocess.run([sys.executable, "-c", UNREADABLE_CALL], capture_output=True, text=True, timeout=60)
+    assert "EngineError: a worker could not read its call" in done.stdout, done.stderr
+
+
+class Unpicklable:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        raise ValueError("no pickling for this")
+
+
+def unpicklable(task: int) -> Unpicklable:
+    return Unpicklable()
+
+
+def test_a_result_that_cannot_be_sent_is_said_so_not_a_dead_worker() -> None:
+    with pytest.raises(EngineError, match="a worker's result could not be sent: ValueError"):
+        list(ordered(unpicklable, list(range(4 * MIN_TASKS)), workers=2, window_per_worker=2))
