@@ -155,14 +155,14 @@ def band_block(block: np.ndarray, *, first_band: int, bands: int, rows: int) -> 
             else:
                 i, j = _bucket_pairs(int(length))
                 found.append(members[i] * n + members[j])
-    return _unique(found), np.concatenate(stars)
+    return merged(found, runs_sorted=False), np.concatenate(stars)
 
 
-def merged(runs: list[np.ndarray]) -> np.ndarray:
-    """The distinct values of sorted arrays, sorted; ``runs`` is emptied (their memory goes first).
+def merged(runs: list[np.ndarray], *, runs_sorted: bool = True) -> np.ndarray:
+    """The distinct values of all arrays in ``runs``, sorted; ``runs`` is emptied (their memory goes first).
 
-    A stable sort of sorted runs side by side is timsort's merge: linear in their
-    length per level, not a sort from scratch.
+    Sorted runs side by side are sorted stably: timsort's merge, linear in their
+    length per level, not a sort from scratch (``runs_sorted=False``: a plain sort).
 
     Example:
         >>> merged([np.array([1, 4, 6]), np.array([2, 4])]).tolist()
@@ -170,20 +170,7 @@ def merged(runs: list[np.ndarray]) -> np.ndarray:
     """
     joined = np.concatenate(runs) if runs else np.empty(0, dtype=np.int64)
     runs.clear()
-    if len(joined) < 2:
-        return joined
-    joined.sort(kind="stable")
-    keep = np.empty(len(joined), dtype=bool)
-    keep[0] = True
-    np.not_equal(joined[1:], joined[:-1], out=keep[1:])
-    return joined[keep]
-
-
-def _unique(found: list[np.ndarray]) -> np.ndarray:
-    """The distinct codes of all arrays in ``found``, which it empties (their memory goes first)."""
-    merged = np.concatenate(found)
-    found.clear()
-    return distinct(merged)
+    return distinct(joined, kind="stable" if runs_sorted else "quicksort")
 
 
 def _star_rows(band: int, centre: int, members: np.ndarray) -> np.ndarray:

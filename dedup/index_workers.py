@@ -16,8 +16,9 @@ Pairs are ordered by code and the partitions by first text, so the kept pairs,
 taken in partition order, are ``index.candidates``'s exactly, with any engine
 and number of workers (tests/test_index_workers.py). The driver holds the star
 rows and the kept pairs only: never a signature, a band key or a proposed pair
-(the noisy 1M proposes 7.6M pairs and keeps 272k; in-driver banding took the
-driver from ~780 to ~1,240 MB). A task that is run again (a Dask worker lost)
+(the noisy 1M proposes 7.6M pairs and keeps 272k; with banding in the driver its
+peak was 1,066 MB, 752 MB with it here: README, "Banding and the prefilter on the
+workers"). A task that is run again (a Dask worker lost)
 writes the same bytes, under a temporary name renamed into place.
 """
 

@@ -138,7 +138,6 @@ class Spilled(_Appended):
     def _flush(self) -> None:
         if not self._buffer:
             return
-        assert self._files, "signatures appended after the files were closed (``files``)"
         rows = np.frombuffer(self._buffer, dtype=np.uint32).reshape(-1, self.num_perm)
         for fh, (lo, hi) in zip(self._files, self._spans, strict=True):
             fh.write(np.ascontiguousarray(rows[:, lo:hi]).tobytes())
