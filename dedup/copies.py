@@ -1,4 +1,5 @@
-"""Canonical copies in ``OUT/canonical``: written whole (``write``) or brought up to date in place (``sync``).
+"""Canonical copies in ``OUT/canonical``: written whole (``write``, ``Staged`` as the records name
+them) or brought up to date in place (``sync``).
 
 Files are byte-identical copies at their manifest paths; the kept lines of a
 JSONL input go to one JSONL per input file, as read.
@@ -9,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from array import array
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,13 +141,71 @@ def listed(root: Path, among: set[str]) -> set[str]:
 
 def write(out: Path, docs: DocumentTable, kept: list[int], config: Config) -> None:
     """Canonical copies, staged and swapped in whole."""
-    staging = manifest.stage_canonical(out)
-    try:
-        _copy_files(docs, [i for i in kept if docs.offset(i) < 0], staging, config)
-        manifest.write_containers(staging, (docs[i] for i in kept if docs.offset(i) >= 0))
-        manifest.publish_canonical(out, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with Staged(out, docs, config) as staged:
+        staged.add(kept)
+
+
+class Staged:
+    """``canonical/`` built in a staging directory as the kept documents become known, swapped in whole.
+
+    A batch run learns which documents it keeps part by part, as the manifest's
+    records are made (``manifest_workers``). Each part's whole files are copied
+    at once by a few threads (the kernel copies: the threads mostly wait on it),
+    so copying overlaps making the records instead of following them. Kept
+    container records are written last, in manifest order (``write_containers``).
+    On a clean exit the copies are waited for and the directory is swapped in;
+    on an error, they are stopped and the staging directory is removed.
+    """
+
+    def __init__(self, out: Path, docs: DocumentTable, config: Config) -> None:
+        self.out, self.docs = out, docs
+        self.staging = manifest.stage_canonical(out)
+        self._threads = max(2, config.workers)
+        self._pool = ThreadPoolExecutor(self._threads)
+        self._pending: deque[Future[None]] = deque()
+        self._made: set[str] = set()  # parent directories made in the staging directory
+        self._containers = array("q")
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if kind is None:
+                self._finish()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def add(self, kept: Sequence[int]) -> None:
+        """Copy these kept documents (in manifest order, after those added before)."""
+        docs, base = self.docs, str(self.staging)
+        files = []
+        for i in kept:
+            if docs.offset(i) >= 0:
+                self._containers.append(i)
+            else:
+                files.append(i)
+        for parent in sorted({os.path.dirname(docs.paths[i]) for i in files} - self._made):
+            os.makedirs(os.path.join(base, parent), exist_ok=True)
+            self._made.add(parent)
+        step = -(-len(files) // self._threads) or 1
+        for k in range(0, len(files), step):
+            self._pending.append(self._pool.submit(_copy_share, docs, files[k : k + step], base, None))
+        while self._pending and self._pending[0].done():  # a failed copy ends the run now, not at the end
+            self._pending.popleft().result()
+
+    def _finish(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+        manifest.write_containers(self.staging, (self.docs[i] for i in self._containers))
+        manifest.publish_canonical(self.out, self.staging)
+
+
+def _copy_share(docs: DocumentTable, share: Sequence[int], base: str, temp: str | None) -> None:
+    for i in share:
+        doc = docs[i]
+        manifest.copy_document(doc, os.path.join(base, doc.path), atomic=temp is not None, temp_dir=temp)
 
 
 def _copy_files(
@@ -164,13 +225,8 @@ def _copy_files(
     for parent in sorted({os.path.dirname(docs.paths[i]) for i in files}):
         os.makedirs(os.path.join(base, parent), exist_ok=True)
 
-    def copy_share(share: Sequence[int]) -> None:
-        for i in share:
-            doc = docs[i]
-            target = os.path.join(base, doc.path)
-            manifest.copy_document(doc, target, atomic=temp is not None, temp_dir=temp)
-
     threads = max(2, config.workers)
     step = -(-len(files) // threads) or 1
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(copy_share, [files[k : k + step] for k in range(0, len(files), step)]))
+        shares = [files[k : k + step] for k in range(0, len(files), step)]
+        list(pool.map(lambda share: _copy_share(docs, share, base, temp), shares))

@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from array import array
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,12 +171,15 @@ class Batch:
         verdicts: Verdicts,
         fresh: bytearray,
         tally: records.Tally,
+        engine: Engine,
     ) -> Iterator[Stored]:
-        """Write every record to the manifest, in order, and count it; yield the state rows to replace."""
-        for i in range(len(docs)):
-            record = verdicts.record(i)
-            fh.write(orjson.dumps(record) + b"\n")
-            tally.add(i, record["status"], record["canonical"], record["cluster"])
+        """Write every record to the manifest, in order, and count it; yield the state rows to replace.
+
+        The records are made by ``engine``'s workers when there are many (``manifest_workers``).
+        """
+        from dedup import manifest_workers
+
+        manifest_workers.write(fh, verdicts, tally, engine)
         yield from ()
 
     def commit(
@@ -192,17 +196,17 @@ class Batch:
         """What changed against the state: without one, every document is new."""
         return {"new": tally.counts["documents"], "changed": 0, "superseded": 0, "gone": 0}
 
-    def copy(
-        self,
-        out: Path,
-        docs: DocumentTable,
-        kept: list[int],
-        fresh: bytearray,
-        config: Config,
-        checkpoint: Checkpoint,
-    ) -> None:
-        """The canonical copies of the kept documents."""
-        copies.write(out, docs, kept, config)
+    @contextlib.contextmanager
+    def copying(
+        self, out: Path, docs: DocumentTable, fresh: bytearray, config: Config, checkpoint: Checkpoint
+    ) -> Iterator[Callable[[Sequence[int]], None]]:
+        """Where the kept documents go as the records name them (``records.Tally``'s ``kept``).
+
+        A batch run copies them meanwhile into a staged ``canonical/``, swapped in
+        when the block ends without an error (``copies.Staged``).
+        """
+        with copies.Staged(out, docs, config) as staged:
+            yield staged.add
 
     def write_changes(self, out: Path) -> None:
         """The run's change list (``runs/``), before the summary."""
@@ -365,6 +369,7 @@ class Incremental(Batch):
         verdicts: Verdicts,
         fresh: bytearray,
         tally: records.Tally,
+        engine: Engine,
     ) -> Iterator[Stored]:
         assert self.run_id is not None and self.previous is not None and self.signatures is not None
         self.read_any = any(fresh)
@@ -411,7 +416,17 @@ class Incremental(Batch):
     def counts(self, tally: records.Tally) -> dict[str, int]:
         return self.changes.counts()
 
-    def copy(
+    @contextlib.contextmanager
+    def copying(
+        self, out: Path, docs: DocumentTable, fresh: bytearray, config: Config, checkpoint: Checkpoint
+    ) -> Iterator[Callable[[Sequence[int]], None]]:
+        """The kept documents noted as the records name them, copied once the state has committed:
+        ``canonical/`` is brought up to date in place (``copies.sync``)."""
+        noted = array("q")
+        yield noted.extend
+        self._copy(out, docs, noted.tolist(), fresh, config, checkpoint)
+
+    def _copy(
         self,
         out: Path,
         docs: DocumentTable,

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dedup import index
+from dedup import index, parallel
 from dedup.config import Config
-from dedup.parallel import Engine, Processes
+from dedup.parallel import Engine
 from dedup.signature_spill import Blocks, Spilled
 from dedup.stored import KnownPairs
 
@@ -66,13 +66,9 @@ def known_pairs(
 
 
 def on_workers(engine: Engine | None, texts: int) -> bool:
-    """Whether to band on the workers: always on a cluster (the driver never bands there); with
-    forked processes from ``LOCAL_FROM`` texts (starting them costs more than banding a few)."""
-    if engine is None:
-        return False
-    if isinstance(engine, Processes):
-        return engine.workers > 1 and texts >= LOCAL_FROM
-    return True
+    """Whether to band on the workers: always on a cluster; with forked processes from
+    ``LOCAL_FROM`` texts (``parallel.worth_sending``)."""
+    return parallel.worth_sending(engine, texts, LOCAL_FROM)
 
 
 def banded_by(

@@ -306,6 +306,22 @@ class Processes:
         )
 
 
+def worth_sending(engine: Engine | None, items: int, local_from: int) -> bool:
+    """Whether a stage over ``items`` is worth the engine's workers: always on a cluster (the
+    driver does no such work there); forked processes from ``local_from`` items (starting them
+    costs more than a few items take), and never a single one (the driver idles meanwhile).
+
+    Example:
+        >>> worth_sending(Processes(2), 10, local_from=20), worth_sending(Processes(2), 20, local_from=20)
+        (False, True)
+    """
+    if engine is None:
+        return False
+    if isinstance(engine, Processes):
+        return engine.workers > 1 and items >= local_from
+    return True
+
+
 @contextlib.contextmanager
 def engine(config: Config) -> Iterator[Engine]:
     """The run's engine, for both passes: started once, stopped when the run ends."""

@@ -231,18 +231,17 @@ def _judge_and_write(
         timings["verify_cluster_score"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        tally = records.Tally(n_proposed, len(pairs), verified, progress, len(docs))
         # The manifest is streamed into a temporary file, renamed into place last.
         with manifest.atomic_file(out / manifest.MANIFEST) as manifest_fh:
-            rows = cache.emit(manifest_fh, docs, feats, verdicts, fresh, tally)
-            cache.commit(sources, rows, tally, frequency)
-            checkpoint("committed")
-            kept = tally.canonical.tolist()
+            with cache.copying(out, docs, fresh, config, checkpoint) as kept:
+                tally = records.Tally(n_proposed, len(pairs), verified, progress, len(docs), kept)
+                rows = cache.emit(manifest_fh, docs, feats, verdicts, fresh, tally, engine)
+                cache.commit(sources, rows, tally, frequency)
+                checkpoint("committed")
+                if progress:
+                    progress("copy", 0, len(tally.canonical))
             if progress:
-                progress("copy", 0, len(kept))
-            cache.copy(out, docs, kept, fresh, config, checkpoint)
-            if progress:
-                progress("copy", len(kept), len(kept))
+                progress("copy", len(tally.canonical), len(tally.canonical))
             counts = {**tally.counts, **cache.counts(tally)}
             timings["write"] = time.perf_counter() - clock
             summary = _summary(sources, config, cache.run_id, counts, timings, bands, rows_per_band)

@@ -8,7 +8,9 @@ keeps 12 bytes for it (offset and length); the write stage reads it back with
 one ``pread`` (from the page cache: the file was just written).
 
 The file is in OUT, under a temporary name (``.records.*.tmp``) that a killed
-run leaves and the next run removes with dedup's other leftovers.
+run leaves and the next run removes with dedup's other leftovers. The workers
+that write the manifest's parts (``manifest_workers``) read it too: a forked
+one through the file it inherits, a Dask worker by its path (OUT is shared).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -83,6 +85,22 @@ class SpilledRecords:
         self._fh.flush()
         self._written += len(self._buffer)
         self._buffer = bytearray()
+
+    def flush(self) -> None:
+        """Every record on disk, before other processes read them (a forked one would write the
+        buffer again through the file it shares)."""
+        if self._buffer:
+            self._flush()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to a Dask worker: the path and the offsets; it opens the file to read."""
+        assert not self._buffer, "records sent before they were flushed"
+        return {"path": self.path, "at": self._at, "length": self._length, "written": self._written}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self._at, self._length = state["path"], state["at"], state["length"]
+        self._written, self._buffer = state["written"], bytearray()
+        self._fh = open(self.path, "rb")  # noqa: SIM115  (read only; a worker never closes it: no unlink)
 
     def close(self) -> None:
         """Remove the file (the records are in the manifest by now, or the run failed)."""

@@ -8,6 +8,7 @@ gets a ``gone`` record. ``Tally`` counts the records as they are written.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import xxhash
@@ -83,7 +84,14 @@ def brief(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class Tally:
-    """Counts over the records as they are written, and which documents are kept."""
+    """Counts over the records as they are written, and which documents are kept.
+
+    ``kept`` is told each kept document as its record is counted (the canonical
+    copies of a batch run are made meanwhile: ``copies.Staged``). A part of the
+    manifest made elsewhere is counted into a ``part()`` and ``absorb``-ed here.
+    """
+
+    _FIXED = ("lsh_pairs", "candidate_pairs", "verified_pairs", "clusters_with_duplicates")
 
     def __init__(
         self,
@@ -92,8 +100,10 @@ class Tally:
         verified: int,
         progress: Progress | None = None,
         total: int | None = None,
+        kept: Callable[[Sequence[int]], None] | None = None,
     ) -> None:
         self._progress, self._total = progress, total  # progress("write", records, total) now and then
+        self._kept = kept
         self.counts: dict[str, int] = {
             "documents": 0,
             "ok": 0,
@@ -108,6 +118,11 @@ class Tally:
         }
         self.canonical = array("q")  # manifest indices of the canonical documents
         self._with_duplicates: set[str] = set()
+
+    @classmethod
+    def part(cls) -> Tally:
+        """An empty tally for a part of the manifest (``manifest_workers``), to ``absorb`` in order."""
+        return cls(0, 0, 0)
 
     def add(self, doc: int, status: str, canonical: bool, cluster: str | None) -> None:
         """Count one record (``cluster`` matters only for a duplicate)."""
@@ -124,7 +139,23 @@ class Tally:
             counts["canonical"] += 1
             counts["clusters"] += 1
             self.canonical.append(doc)
+            if self._kept is not None:
+                self._kept((doc,))
         else:
             counts["duplicates"] += 1
             self._with_duplicates.add(cluster)  # type: ignore[arg-type]
             counts["clusters_with_duplicates"] = len(self._with_duplicates)
+
+    def absorb(self, part: Tally) -> None:
+        """Count a part's records after those counted so far (parts in manifest order)."""
+        counts = self.counts
+        for key, value in part.counts.items():
+            if key not in self._FIXED:
+                counts[key] = counts.get(key, 0) + value
+        self._with_duplicates |= part._with_duplicates
+        counts["clusters_with_duplicates"] = len(self._with_duplicates)
+        self.canonical.extend(part.canonical)
+        if self._kept is not None and part.canonical:
+            self._kept(part.canonical)
+        if self._progress:
+            self._progress("write", counts["documents"], self._total)

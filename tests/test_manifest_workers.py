@@ -1,0 +1,114 @@
+"""The manifest made in parts by the workers is the manifest one process makes; copies made while
+the records are written are the copies made after them; a copy that fails publishes nothing."""
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup import manifest_workers, parallel, records
+from dedup.config import Config
+from dedup.errors import InputChangedError
+from dedup.pipeline import run
+
+SAMPLE = Path(__file__).resolve().parents[1] / "corpora" / "sample"
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> list[str]:
+    """The sample, one of its directories also as a gzip JSON Lines shard (kept container records),
+    and an empty file (a skipped record): each kind of record and copy."""
+    docs = sorted(p for p in (SAMPLE / "docs").rglob("*.txt"))
+    shard = tmp_path / "in" / "shard.jsonl.gz"
+    shard.parent.mkdir()
+    with gzip.open(shard, "wb") as fh:
+        for p in docs[:40]:
+            fh.write(orjson.dumps({"id": p.name, "text": p.read_text()}) + b"\n")
+    (tmp_path / "in" / "empty").mkdir()
+    (tmp_path / "in" / "empty" / "blank.txt").write_text("")
+    return [str(SAMPLE), str(shard), str(tmp_path / "in" / "empty")]
+
+
+@pytest.mark.parametrize("part", [1, 7, 64])
+def test_parts_made_by_workers_are_the_manifest_one_process_makes(
+    corpus: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part: int
+) -> None:
+    one = run(corpus, tmp_path / "one", Config(jobs=2))  # below LOCAL_FROM: made in the driver
+    sent = []
+    worth_sending = parallel.worth_sending
+
+    def spy(engine: parallel.Engine | None, items: int, local_from: int) -> bool:
+        sent.append((engine, items, local_from))
+        return worth_sending(engine, items, local_from)
+
+    monkeypatch.setattr(parallel, "worth_sending", spy)
+    monkeypatch.setattr(manifest_workers, "LOCAL_FROM", 2)
+    monkeypatch.setattr(manifest_workers, "PART", part)
+    two = run(corpus, tmp_path / "two", Config(jobs=2))
+    assert (parallel.Processes(2), one.counts["documents"], 2) in sent  # the parts went to the workers
+    assert _outputs(tmp_path / "one").keys() == _outputs(tmp_path / "two").keys()
+    for name, data in _outputs(tmp_path / "one").items():
+        if name != "summary.json":  # its timings differ
+            assert _outputs(tmp_path / "two")[name] == data, name
+    # The counts in the same order, skipped ones included.
+    assert list(one.counts.items()) == list(two.counts.items())
+    assert one.counts["skipped_empty"] == 1 and one.counts["duplicates"] > 40
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ok", "ok", "ok", "empty", "binary"]), st.booleans(), st.integers(0, 5)),
+        max_size=40,
+    ),
+    st.lists(st.integers(0, 40), max_size=5),
+)
+def test_a_tally_of_parts_is_the_tally_of_their_records(
+    rows: list[tuple[str, bool, int]], cuts: list[int]
+) -> None:
+    whole_kept: list[int] = []
+    parts_kept: list[int] = []
+    whole = records.Tally(3, 2, 1, kept=whole_kept.extend)
+    for i, (status, canonical, cluster) in enumerate(rows):
+        whole.add(i, status, canonical, f"c{cluster}")
+    together = records.Tally(3, 2, 1, kept=parts_kept.extend)
+    bounds = [0, *sorted(c for c in cuts if c <= len(rows)), len(rows)]
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        part = records.Tally.part()
+        for i in range(start, stop):
+            status, canonical, cluster = rows[i]
+            part.add(i, status, canonical, f"c{cluster}")
+        together.absorb(part)
+    assert list(together.counts.items()) == list(whole.counts.items())
+    assert together.canonical == whole.canonical
+    assert parts_kept == whole_kept == whole.canonical.tolist()
+
+
+def test_a_copy_that_fails_while_records_are_written_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE / "docs", corpus)
+    monkeypatch.setattr(manifest_workers, "LOCAL_FROM", 2)
+    monkeypatch.setattr(manifest_workers, "PART", 16)
+    recorder = manifest_workers.Recorder.__call__
+
+    def edit_then_record(self: manifest_workers.Recorder, span: tuple[int, int]) -> object:
+        if span[0] == 16:  # the inputs change after pass 1 read them, the first part's copies under way
+            for path in corpus.rglob("*.txt"):
+                path.write_text(path.read_text() + " (updated)")
+        return recorder(self, span)
+
+    monkeypatch.setattr(manifest_workers.Recorder, "__call__", edit_then_record)
+    with pytest.raises(InputChangedError, match="changed while dedup was running"):
+        run([corpus], tmp_path / "out", Config(jobs=1))
+    assert sorted(os.listdir(tmp_path / "out")) == [".lock"]  # no manifest, no canonical/, no staging
