@@ -204,7 +204,7 @@ class Staged:
 
 def _copy_share(docs: DocumentTable, share: Sequence[int], base: str, temp: str | None) -> None:
     for i in share:
-        doc = docs[i]
+        doc = docs.whole_file(i)
         manifest.copy_document(doc, os.path.join(base, doc.path), atomic=temp is not None, temp_dir=temp)
 
 

@@ -232,6 +232,15 @@ class DocumentTable:
     def mtime_ns(self, i: int) -> int:
         return self._mtime[i]
 
+    def notes(self, i: int) -> tuple[str | None, dict[str, str] | None]:
+        """(error or warning, extra manifest fields) of document ``i``: mostly none."""
+        return self._errors.get(i), self._extras.get(i)
+
+    def whole_file(self, i: int) -> Document:
+        """What copying whole file ``i`` needs (path, file, size, mtime): ``self[i]`` makes the rest too."""
+        source = self.sources[self._source[i]]
+        return Document(i, self.paths[i], source, self.file(i), size=self._size[i], mtime_ns=self._mtime[i])
+
     def __getitem__(self, i: int) -> Document:
         spooled = self.spool.offsets.get(i) if self.spool else None
         return Document(

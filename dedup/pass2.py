@@ -114,7 +114,7 @@ def rank(
                 similar = sim(node_of[d], node_of[best_doc])
                 match = thresholds.explain(similar)
             reason = canonical.duplicate_reason(scored, best, match)
-        record = records.of(corpus.docs[d])
+        record = records.of_row(corpus.docs, d)
         record.update(
             verdict,
             similarity=similar.as_dict() if similar else None,
@@ -390,7 +390,7 @@ class Verdicts:
             return record
         node = int(self.corpus.node_of[doc])
         if node < 0:
-            return records.of(self.corpus.docs[doc])
+            return records.of_row(self.corpus.docs, doc)
         if doc in self._pending:
             return self._pending.pop(doc)
         sizes = self.corpus.sizes

@@ -404,10 +404,11 @@ def _commonness(words: Sequence[str], frequency: Callable[[Sequence[str]], Seque
 
 def damage(signals: dict[str, float]) -> dict[str, float]:
     """Weighted, saturated penalty per signal (0 = no sign of that damage)."""
-    return {
-        name: round(sig.weight * min(1.0, signals.get(name, 0.0) / sig.scale), 6)
-        for name, sig in SIGNALS.items()
-    }
+    penalties = {}
+    for name, sig in SIGNALS.items():
+        penalty = sig.weight * min(1.0, signals.get(name, 0.0) / sig.scale)
+        penalties[name] = round(penalty, 6) if penalty else penalty  # round(0.0) is 0.0, ~150 ns later
+    return penalties
 
 
 def score(signals: dict[str, float]) -> tuple[float, dict[str, float]]:
