@@ -16,8 +16,9 @@ storage every worker sees (a shared file system), under the same paths.
 
 What stays in this process: discovery (a listing and a stat per container,
 never a read), the document and feature tables, the grouping of candidates,
-the records and the outputs, as in a local run; banding and the prefilter are
-tasks too (``index_workers``). A worker that dies
+writing the manifest's parts in order and the canonical copies, as in a local
+run; banding and the prefilter (``index_workers``) and the manifest's records
+(``manifest_workers``) are tasks too. A worker that dies
 takes its tasks with it; Dask gives them to another worker, and a task lost
 with ``distributed.scheduler.allowed-failures`` workers in turn ends the run
 with an ``EngineError`` before anything is written.
