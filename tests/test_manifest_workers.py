@@ -2,6 +2,7 @@
 the records are written are the copies made after them; a copy that fails publishes nothing."""
 
 import gzip
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -82,7 +83,7 @@ def test_a_tally_of_parts_is_the_tally_of_their_records(
         whole.add(i, status, canonical, f"c{cluster}")
     together = records.Tally(3, 2, 1, kept=parts_kept.extend)
     bounds = [0, *sorted(c for c in cuts if c <= len(rows)), len(rows)]
-    for start, stop in zip(bounds, bounds[1:], strict=False):
+    for start, stop in itertools.pairwise(bounds):
         part = records.Tally.part()
         for i in range(start, stop):
             status, canonical, cluster = rows[i]
