@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+import numpy as np
 import orjson
 
 from dedup import parallel, records
@@ -27,6 +28,7 @@ from dedup.pass2 import Verdicts
 
 PART = 2048  # documents per task: ~1.5 MB of records
 LOCAL_FROM = 20_000
+COPIES_HERE = 64  # a lone text with this many exact copies over several parts is ranked once, in the driver
 
 
 class Recorder:
@@ -42,6 +44,7 @@ class Recorder:
             record = self.verdicts.record(i)
             lines.append(orjson.dumps(record))
             tally.add(i, record["status"], record["canonical"], record["cluster"])
+        self.verdicts.forget()  # copies ranked with a text of this part, in later parts: ranked again there
         lines.append(b"")
         return b"\n".join(lines), tally
 
@@ -56,17 +59,42 @@ def spans(documents: int, part: int = PART) -> Iterator[tuple[int, int]]:
     return ((start, min(start + part, documents)) for start in range(0, documents, part))
 
 
+def across_parts(verdicts: Verdicts, part: int, copies: int) -> np.ndarray:
+    """The lone texts (no record from pass 2) with at least ``copies`` exact copies, in more than one part.
+
+    Members of a node are in document order (``Corpus.order`` is a stable sort).
+    """
+    corpus = verdicts.corpus
+    starts = corpus.starts
+    several = np.flatnonzero(np.diff(starts) >= max(copies, 2))
+    first, last = corpus.order[starts[several]], corpus.order[starts[several + 1] - 1]
+    crossing = several[first // part != last // part]
+    firsts = corpus.order[starts[crossing]].tolist()
+    lone = [doc not in verdicts.settled and doc not in verdicts.kept for doc in firsts]
+    return crossing[np.array(lone, dtype=bool)]
+
+
 def write(fh: BinaryIO, verdicts: Verdicts, tally: records.Tally, engine: parallel.Engine | None) -> None:
     """Every document's record to ``fh``, in order, counted into ``tally`` part by part.
 
-    The records of pass 2 are flushed to their file first: a worker reads them there.
+    A part forgets the records of copies it ranked for later parts (a worker would
+    hold them to the end); a text with ``COPIES_HERE`` copies over several parts is
+    ranked once, here, first (``Verdicts.settle_copies``) rather than once a part.
+    The records of pass 2 are then flushed to their file: a worker reads them there.
     """
     documents = len(verdicts.corpus.docs)
+    for node in across_parts(verdicts, PART, COPIES_HERE).tolist():
+        verdicts.settle_copies(node)
     verdicts.settled.flush()
     stage = Recorder(verdicts)
     made: Iterable[tuple[bytes, records.Tally]] = map(stage, spans(documents, PART))
     if engine is not None and parallel.worth_sending(engine, documents, LOCAL_FROM):
         made = engine.ordered(stage, spans(documents, PART), window_per_worker=4)
-    for lines, counted in made:
-        fh.write(lines)
-        tally.absorb(counted)
+    try:
+        for lines, counted in made:
+            fh.write(lines)
+            tally.absorb(counted)
+    finally:  # an error here (a failed copy, a full disk) stops the workers now, not at garbage collection
+        close = getattr(made, "close", None)
+        if close is not None:
+            close()

@@ -403,6 +403,23 @@ class Verdicts:
             self.settled[doc] = orjson.dumps(record)
         return record
 
+    def forget(self) -> None:
+        """Drop the records of copies ranked with an earlier document, not yet asked for."""
+        self._pending.clear()
+
+    def settle_copies(self, node: int) -> None:
+        """Rank a lone text's exact copies once, here, and keep their records with pass 2's.
+
+        Parts of the manifest made apart (``manifest_workers``) then read them: each
+        would otherwise rank the text again and hold its other copies' records till
+        the stage ends (300k copies of one page: ~1 GB in every worker).
+        """
+        sizes = self.corpus.sizes
+        for doc, record in rank(
+            self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n])
+        ):
+            self.settled[doc] = orjson.dumps(record)
+
 
 def group_pairs(pairs: np.ndarray, nodes: int) -> tuple[list[list[int]], np.ndarray, list[Task]]:
     """Group the candidate pairs by connected component.

@@ -113,3 +113,44 @@ def test_a_copy_that_fails_while_records_are_written_publishes_nothing(
     with pytest.raises(InputChangedError, match="changed while dedup was running"):
         run([corpus], tmp_path / "out", Config(jobs=1))
     assert sorted(os.listdir(tmp_path / "out")) == [".lock"]  # no manifest, no canonical/, no staging
+
+
+@pytest.mark.parametrize("copies_here", [20, 10**9])
+def test_a_lone_text_with_many_copies_across_parts_is_ranked_once_in_the_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copies_here: int
+) -> None:
+    """With 20 the text's 30 copies are ranked in the driver; else once a part (each part
+    forgets the copies it ranked for later ones): the same records either way."""
+    import random
+
+    from dedup import pass2
+
+    words = random.Random(7).choices(
+        ["harbour", "levy", "quorum", "ferry", "ledger", "spire", "tariff"], k=400
+    )
+    text = " ".join(words).capitalize() + "."
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for k in range(30):  # one text, no near-duplicate: its 30 documents span several parts of 7
+        (copies / f"copy-{k:02d}.txt").write_text(text)
+    inputs = [str(SAMPLE), str(copies)]
+    run(inputs, tmp_path / "one", Config(jobs=1))
+    ranked: list[int] = []
+    settle_copies = pass2.Verdicts.settle_copies
+
+    def spy(self: pass2.Verdicts, node: int) -> None:
+        ranked.append(node)
+        settle_copies(self, node)
+
+    monkeypatch.setattr(pass2.Verdicts, "settle_copies", spy)
+    monkeypatch.setattr(manifest_workers, "LOCAL_FROM", 2)
+    monkeypatch.setattr(manifest_workers, "PART", 7)
+    monkeypatch.setattr(manifest_workers, "COPIES_HERE", copies_here)  # 20: the 30 copies, not the sample's
+    run(inputs, tmp_path / "two", Config(jobs=2))
+    assert len(ranked) == (1 if copies_here == 20 else 0)  # that text once, in the driver
+    one, two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
+    assert {k: v for k, v in one.items() if k != "summary.json"} == {
+        k: v for k, v in two.items() if k != "summary.json"
+    }
+    kept = [orjson.loads(line) for line in one["manifest.jsonl"].splitlines() if b"copy-" in line]
+    assert sum(r["canonical"] for r in kept) == 1 and len(kept) == 30
