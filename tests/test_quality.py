@@ -165,3 +165,19 @@ def test_a_reason_never_says_a_score_is_below_the_same_printed_score() -> None:
     assert "tied at 1.00" in duplicate_reason(almost, best, "same text")
     worse = Scored(Member(2, "c.txt", {}), 0.75, {"treebank": 0.25})
     assert "score 0.75 < 1.00 (treebank -0.25)" in duplicate_reason(worse, best, "same text")
+
+
+_INLINE_PIECES = [
+    "subscribe to our", "Subscribe To The", "sign up for the", "CLICK HERE", "click herex",
+    "share this story", "Share This page", "follow us on", "accept all cookies", "We use cookies",
+    "all rights reserved",
+    "continue reading", "Skip to main content", "download the app", "download our App", "newsletter", "x",
+    "_", "é", "K", "\u212a", "\u017f", " ", "\n", ".", "subscribe", "to", "our", "here", "click",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_INLINE_PIECES), max_size=30).map("".join))
+def test_inline_boilerplate_counts_what_the_ignorecase_pattern_finds(text: str) -> None:
+    from dedup.quality import PATTERNS, inline_boilerplate
+
+    assert inline_boilerplate(text) == len(PATTERNS["boilerplate_inline"].findall(text))
