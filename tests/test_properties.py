@@ -121,11 +121,13 @@ def test_pass_one_tokens_are_the_tokens_pass_two_reads(text):
 
 _LINE_PARTS = st.sampled_from(
     ["Advertisement", "  Subscribe to our newsletter ", "Home | News | Politics", "\u00a9 2024 Site",
-     "The council voted on Tuesday.", " ", "\t", "\r", "x" * 95, "read more", "sign up today", "|", "\u00bb"]
+     "The council voted on Tuesday.", " ", "\t", "\r", "x" * 95, "read more", "sign up today", "|", "\u00bb",
+     "ADVERTISEMENT", "Read More", "LOG IN", "Copyright 2020", "Terms Of Use", "Click Here", "K", "\u212a"]
 )  # fmt: skip
+_ASCII = st.text(st.characters(max_codepoint=127), max_size=30)  # ASCII lines take a shortcut of their own
 
 
-@given(st.lists(st.lists(_LINE_PARTS | st.text(max_size=30), max_size=4).map("".join), max_size=12))
+@given(st.lists(st.lists(_LINE_PARTS | _ASCII | st.text(max_size=30), max_size=4).map("".join), max_size=12))
 @settings(max_examples=300, deadline=None)
 def test_boilerplate_lines_stripped_as_the_pattern_says(lines):
     """The line-by-line shortcut removes exactly what the multiline pattern would."""
