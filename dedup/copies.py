@@ -186,12 +186,9 @@ class Staged:
                 self._containers.append(i)
             else:
                 files.append(i)
-        for parent in sorted({os.path.dirname(docs.paths[i]) for i in files} - self._made):
-            os.makedirs(os.path.join(base, parent), exist_ok=True)
-            self._made.add(parent)
-        step = -(-len(files) // self._threads) or 1
-        for k in range(0, len(files), step):
-            self._pending.append(self._pool.submit(_copy_share, docs, files[k : k + step], base, None))
+        _make_parents(docs, files, base, self._made)
+        for share in _shares(files, self._threads):
+            self._pending.append(self._pool.submit(_copy_share, docs, share, base, None))
         while self._pending and self._pending[0].done():  # a failed copy ends the run now, not at the end
             self._pending.popleft().result()
 
@@ -200,6 +197,19 @@ class Staged:
             self._pending.popleft().result()
         manifest.write_containers(self.staging, (self.docs[i] for i in self._containers))
         manifest.publish_canonical(self.out, self.staging)
+
+
+def _make_parents(docs: DocumentTable, files: Sequence[int], base: str, made: set[str]) -> None:
+    """Each copy's directory, made once (``mkdir(exist_ok=True)`` per file costs an exception per file)."""
+    for parent in sorted({os.path.dirname(docs.paths[i]) for i in files} - made):
+        os.makedirs(os.path.join(base, parent), exist_ok=True)
+        made.add(parent)
+
+
+def _shares(files: Sequence[int], threads: int) -> list[Sequence[int]]:
+    """One contiguous share of the list per thread: no future per file."""
+    step = -(-len(files) // threads) or 1
+    return [files[k : k + step] for k in range(0, len(files), step)]
 
 
 def _copy_share(docs: DocumentTable, share: Sequence[int], base: str, temp: str | None) -> None:
@@ -217,16 +227,9 @@ def _copy_files(
     place: no temporary file of ours is ever in ``canonical/``, where any name
     may be a user's (``--glob '*'`` reads ``.x.txt.partial``), and what a killed
     run leaves is in one directory the next run removes.
-    Each thread copies one contiguous share of the list: no future per file.
-    Directories are made once up front: ``mkdir(exist_ok=True)`` per file costs an
-    exception per file.
     """
     base = str(root)
-    for parent in sorted({os.path.dirname(docs.paths[i]) for i in files}):
-        os.makedirs(os.path.join(base, parent), exist_ok=True)
-
+    _make_parents(docs, files, base, set())
     threads = max(2, config.workers)
-    step = -(-len(files) // threads) or 1
     with ThreadPoolExecutor(threads) as pool:
-        shares = [files[k : k + step] for k in range(0, len(files), step)]
-        list(pool.map(lambda share: _copy_share(docs, share, base, temp), shares))
+        list(pool.map(lambda share: _copy_share(docs, share, base, temp), _shares(files, threads)))

@@ -68,10 +68,9 @@ def across_parts(verdicts: Verdicts, part: int, copies: int) -> np.ndarray:
     starts = corpus.starts
     several = np.flatnonzero(np.diff(starts) >= max(copies, 2))
     first, last = corpus.order[starts[several]], corpus.order[starts[several + 1] - 1]
-    crossing = several[first // part != last // part]
-    firsts = corpus.order[starts[crossing]].tolist()
-    lone = [doc not in verdicts.settled and doc not in verdicts.kept for doc in firsts]
-    return crossing[np.array(lone, dtype=bool)]
+    apart = first // part != last // part
+    lone = [doc not in verdicts.settled and doc not in verdicts.kept for doc in first[apart].tolist()]
+    return several[apart][np.array(lone, dtype=bool)]
 
 
 def write(fh: BinaryIO, verdicts: Verdicts, tally: records.Tally, engine: parallel.Engine | None) -> None:

@@ -114,7 +114,7 @@ def rank(
                 similar = sim(node_of[d], node_of[best_doc])
                 match = thresholds.explain(similar)
             reason = canonical.duplicate_reason(scored, best, match)
-        record = records.of_row(corpus.docs, d)
+        record = records.of(corpus.docs, d)
         record.update(
             verdict,
             similarity=similar.as_dict() if similar else None,
@@ -390,13 +390,10 @@ class Verdicts:
             return record
         node = int(self.corpus.node_of[doc])
         if node < 0:
-            return records.of_row(self.corpus.docs, doc)
+            return records.of(self.corpus.docs, doc)
         if doc in self._pending:
             return self._pending.pop(doc)
-        sizes = self.corpus.sizes
-        ranked = dict(
-            rank(self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n]))
-        )
+        ranked = dict(self._alone(node))
         record = ranked.pop(doc)
         self._pending.update(ranked)
         if again:
@@ -414,11 +411,13 @@ class Verdicts:
         would otherwise rank the text again and hold its other copies' records till
         the stage ends (300k copies of one page: ~1 GB in every worker).
         """
-        sizes = self.corpus.sizes
-        for doc, record in rank(
-            self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n])
-        ):
+        for doc, record in self._alone(node):
             self.settled[doc] = orjson.dumps(record)
+
+    def _alone(self, node: int) -> list[tuple[int, dict[str, Any]]]:
+        """The records of a text with no candidate: its exact copies ranked among themselves."""
+        sizes = self.corpus.sizes
+        return rank(self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n]))
 
 
 def group_pairs(pairs: np.ndarray, nodes: int) -> tuple[list[list[int]], np.ndarray, list[Task]]:

@@ -8,12 +8,12 @@ gets a ``gone`` record. ``Tally`` counts the records as they are written.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import xxhash
 
-from dedup.document import Document, DocumentTable, Status
+from dedup.document import DocumentTable, Status
 from dedup.hooks import Progress
 
 FIELDS = (
@@ -22,31 +22,16 @@ FIELDS = (
 )  # fmt: skip
 
 
-def of(doc: Document) -> dict[str, Any]:
-    """The manifest line of one input document before any verdict (schema in README.md)."""
-    return _of(doc.path, doc.status, doc.sha256, doc.size, doc.line, doc.error, doc.extra)
-
-
-def of_row(docs: DocumentTable, i: int) -> dict[str, Any]:
-    """``of(docs[i])`` from the table's columns: no ``Document`` made (the records of lone texts)."""
-    return _of(docs.paths[i], docs.status(i), docs.sha256(i), docs.size(i), docs.line(i), *docs.notes(i))
-
-
-def _of(
-    path: str,
-    status: Status,
-    sha256: str,
-    size: int,
-    line: int,
-    error: str | None,
-    extra: Mapping[str, str] | None,
-) -> dict[str, Any]:
+def of(docs: DocumentTable, i: int) -> dict[str, Any]:
+    """The manifest line of document ``i`` before any verdict (schema in README.md), from the
+    table's columns: no ``Document`` made (most records are of lone texts)."""
+    status, error, extra = docs.status(i), *docs.notes(i)
     return {
-        "path": path,
+        "path": docs.paths[i],
         "status": str(status),
-        "sha256": sha256 or None,
-        "size": size,
-        "line": line or None,
+        "sha256": docs.sha256(i) or None,
+        "size": docs.size(i),
+        "line": docs.line(i) or None,
         "cluster": None,
         "canonical": False,
         "duplicate_of": None,
