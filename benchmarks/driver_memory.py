@@ -8,13 +8,26 @@ then sizes what the driver keeps: each column of the document table and the
 feature table (their buffers; the paths' buffer and ends, before: list slots and strings; the
 sparse dicts of errors and extras), the token-frequency table (fixed size), and
 the process's peak RSS. Prints bytes in total and per document, so that the
-memory at N documents can be estimated as fixed + N x per document.
+memory at N documents can be estimated as fixed + N x per document. Since the
+eleventh round a batch run's columns are files (``columns``): they are counted
+apart, as "in files", and ``--in-memory-tables`` keeps them in the heap as before.
+
+    python benchmarks/driver_memory.py CORPUS... --run [--jobs 2]
+
+runs the whole job instead (``python -m dedup run``, OUT a temporary directory)
+and samples its main process's ``/proc/PID/status`` every 0.2 s: the peak of its
+heap and other private memory (``RssAnon``), of its mapped files (``RssFile``,
+pages the kernel can drop and read again) and of both (``VmHWM``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from dedup import readers  # noqa: E402
+from dedup.columns import Column  # noqa: E402
 from dedup.config import Config  # noqa: E402
 from dedup.document import Paths  # noqa: E402
 from dedup.frequency import TokenFrequency  # noqa: E402
@@ -44,6 +58,8 @@ def _size(value: Any) -> int:
         return sys.getsizeof(value) + sum(sys.getsizeof(v) for v in value)
     if isinstance(value, Paths):  # one UTF-8 buffer and the ends (since the ninth round)
         return sum(_size(v) for v in vars(value).values())
+    if isinstance(value, Column):  # the entries not yet in its file (all of them in memory)
+        return len(value._tail) * value._tail.itemsize
     if isinstance(value, dict):
         return sys.getsizeof(value) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())
     return sys.getsizeof(value)
@@ -56,14 +72,26 @@ def main() -> int:
     ap.add_argument(
         "--in-memory", action="store_true", help="keep the signatures in memory (cron mode; before 7d78e71)"
     )
+    ap.add_argument(
+        "--in-memory-tables", action="store_true", help="the columns in the heap (before 11th round)"
+    )
+    ap.add_argument(
+        "--run", action="store_true", help="the whole job: peak heap and mapped files of its driver"
+    )
     args = ap.parse_args()
+    if args.run:
+        return _run(args.inputs, args.jobs)
     clock = time.perf_counter()
     frequency = TokenFrequency()
     with tempfile.TemporaryDirectory() as tmp:
         spill = None if args.in_memory else Spilled.beside(Path(tmp), num_perm=256, width=16)
         config = Config(jobs=args.jobs)
-        docs, feats, fresh = read_all(readers.discover(args.inputs), config, frequency, spill=spill)
+        tables = None if args.in_memory_tables else Path(tmp)
+        docs, feats, fresh = read_all(
+            readers.discover(args.inputs), config, frequency, spill=spill, tables=tables
+        )
         spilled = sum(f.stat().st_size for f in spill.directory.iterdir()) if spill else 0
+        in_files = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.is_file())
         wall = time.perf_counter() - clock
         if spill:
             spill.close()
@@ -85,9 +113,61 @@ def main() -> int:
     total = sum(parts.values())
     print(f"| **growing with the corpus** | {total / 2**20:,.1f} | {total / n:,.1f} |")
     print(f"| token frequency table (fixed) | {frequency.table.nbytes / 2**20:,.1f} | - |")
+    print(f"| the columns in files (not counted above) | {in_files / 2**20:,.1f} | {in_files / n:,.1f} |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"| driver peak RSS after pass 1 | {peak:,.0f} | - |")
+    now = _status(os.getpid())
+    anon, mapped = now["RssAnon"] / 1024, now["RssFile"] / 1024
+    print(f"| driver RssAnon / RssFile after pass 1 | {anon:,.0f} / {mapped:,.0f} | - |")
     return 0
+
+
+def _status(pid: int) -> dict[str, int]:
+    """kB figures of /proc/PID/status (RssAnon, RssFile, VmHWM...)."""
+    found = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                found[key] = int(value.split()[0])
+    return found
+
+
+def _run(inputs: list[str], jobs: int) -> int:
+    """The whole job in a child process; its main process's peak heap and mapped files."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("DEDUP_BENCH_OUT")) as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "dedup",
+            "run",
+            *inputs,
+            "--out",
+            str(Path(tmp) / "out"),
+            "-q",
+            "-j",
+            str(jobs),
+        ]
+        clock = time.perf_counter()
+        child = subprocess.Popen(cmd, cwd=REPO)
+        peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
+        while child.poll() is None:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                status = _status(child.pid)
+                peak = {k: max(v, status.get(k, 0)) for k, v in peak.items()}
+            time.sleep(0.2)
+        wall = time.perf_counter() - clock
+        summary = (
+            json.loads((Path(tmp) / "out" / "summary.json").read_text()) if child.returncode == 0 else {}
+        )
+    documents = summary.get("counts", {}).get("documents", 0)
+    print(f"rc {child.returncode}, {documents:,} documents, {wall:.1f} s, --jobs {jobs}")
+    print("| driver (main process) | peak MB |")
+    print("|---|---:|")
+    print(f"| heap and other private memory (RssAnon) | {peak['RssAnon'] / 1024:,.0f} |")
+    print(f"| mapped files (RssFile: the columns, code) | {peak['RssFile'] / 1024:,.0f} |")
+    print(f"| both (VmHWM) | {peak['VmHWM'] / 1024:,.0f} |")
+    return child.returncode
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
+
+from dedup.columns import Column
 
 if TYPE_CHECKING:
     from dedup.readers.containers import Spool
@@ -93,6 +95,7 @@ _NO_SHA = bytes(32)
 class Paths(Sequence[str]):
     """The documents' manifest paths as one UTF-8 buffer and their ends: ~30 bytes a path where a
     list of strings took ~80 (a string object and a list slot each), the driver's largest column.
+    With a directory both are files there (``columns``).
 
     Example:
         >>> paths = Paths()
@@ -101,15 +104,15 @@ class Paths(Sequence[str]):
         (2, 'café.txt', ['a/b.txt', 'café.txt'], 0)
     """
 
-    def __init__(self) -> None:
-        self._text = bytearray()
-        self._ends = array("Q")
+    def __init__(self, directory: Path | None = None) -> None:
+        self._text = Column("B", directory / "paths" if directory else None)
+        self._ends = Column("Q", directory / "path_ends" if directory else None)
 
     def __len__(self) -> int:
         return len(self._ends)
 
     def append(self, path: str) -> None:
-        self._text += path.encode("utf-8", "surrogatepass")
+        self._text.extend(path.encode("utf-8", "surrogatepass"))
         self._ends.append(len(self._text))
 
     @overload
@@ -119,15 +122,23 @@ class Paths(Sequence[str]):
     def __getitem__(self, i: int | slice) -> str | list[str]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        end = self._ends[i]  # IndexError as a list's, negative indices too
-        start = self._ends[i - 1] if i % len(self._ends) else 0
-        return self._text[start:end].decode("utf-8", "surrogatepass")
+        n = len(self._ends)
+        if not -n <= i < n:
+            raise IndexError("path index out of range")
+        i %= n
+        start = self._ends[i - 1] if i else 0
+        return self._text.items(start, self._ends[i]).decode("utf-8", "surrogatepass")
 
     def __iter__(self) -> Iterator[str]:
-        text, start = self._text, 0
-        for end in self._ends:
-            yield text[start:end].decode("utf-8", "surrogatepass")
-            start = end
+        return (self[i] for i in range(len(self)))
+
+    def seal(self) -> None:
+        self._text.seal()
+        self._ends.seal()
+
+    def close(self) -> None:
+        self._text.close()
+        self._ends.close()
 
 
 class DocumentTable:
@@ -147,18 +158,22 @@ class DocumentTable:
         ('/data/a.txt', 5, True, <Status.OK: 'ok'>)
     """
 
-    def __init__(self, sources: list[Source]) -> None:
+    def __init__(self, sources: list[Source], directory: Path | None = None) -> None:
         self.sources = list(sources)  # grows by the containers found inside directories
         self._source_no = {s: k for k, s in enumerate(self.sources)}
         self.spool: Spool | None = None  # while set, its records are read from the spool file
-        self.paths = Paths()
-        self._source = array("I")
-        self._offset = array("q")
-        self._line = array("q")
-        self._size = array("q")
-        self._mtime = array("q")
-        self._status = bytearray()
-        self._sha = bytearray()
+        self.paths = Paths(directory)
+
+        def column(typecode: str, name: str, width: int = 1) -> Column:
+            return Column(typecode, directory / name if directory else None, width=width)
+
+        self._source = column("I", "source")
+        self._offset = column("q", "offset")
+        self._line = column("q", "line")
+        self._size = column("q", "size")
+        self._mtime = column("q", "mtime")
+        self._status = column("B", "status")
+        self._sha = column("B", "sha256", 32)
         self._errors: dict[int, str] = {}
         self._extras: dict[int, dict[str, str]] = {}  # sparse: most documents have none
         self._files: dict[int, str] = {}  # sparse: files whose name is not their (escaped) path
@@ -193,7 +208,7 @@ class DocumentTable:
         i = doc.index
         self._size[i], self._mtime[i] = doc.size, doc.mtime_ns
         self._status[i] = _STATUS_CODE[doc.status]
-        self._sha[32 * i : 32 * i + 32] = bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA
+        self._sha.set_row(i, bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA)
         if doc.error is None:
             self._errors.pop(i, None)
         else:
@@ -203,11 +218,26 @@ class DocumentTable:
         else:
             self._extras.pop(i, None)
 
+    def _columns(self) -> list[Column]:
+        return [self._source, self._offset, self._line, self._size, self._mtime, self._status, self._sha]
+
+    def seal(self) -> None:
+        """No more documents: every column in its file (a worker maps them)."""
+        self.paths.seal()
+        for column in self._columns():
+            column.seal()
+
+    def close(self) -> None:
+        """The columns' files closed (their directory is removed by the run)."""
+        self.paths.close()
+        for column in self._columns():
+            column.close()
+
     def status(self, i: int) -> Status:
         return _STATUSES[self._status[i]]
 
     def sha256(self, i: int) -> str:
-        sha = bytes(self._sha[32 * i : 32 * i + 32])
+        sha = self._sha.row(i)
         return "" if sha == _NO_SHA else sha.hex()
 
     def file(self, i: int) -> str:

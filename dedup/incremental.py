@@ -145,7 +145,7 @@ class Batch:
         (by ``engine``'s workers when they are on disk and many: ``index_workers``)."""
         from dedup import index_workers  # with datasketch and scipy: only runs with work to do import it
 
-        contents = np.frombuffer(feats.contents, dtype=np.uint64)
+        contents = feats.contents.numbers()
         found = index_workers.known_pairs(config, feats.banded(), corpus.sizes, contents, bands, rows, engine)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
         return found.proposed, found.pairs
@@ -318,7 +318,7 @@ class Incremental(Batch):
         rows: int,
         engine: Engine,
     ) -> tuple[int, np.ndarray]:
-        contents = np.frombuffer(feats.contents, dtype=np.uint64)
+        contents = feats.contents.numbers()
         if self.known is not None and self.known.hold_for(contents, bands, rows):
             # A document read again may share its text with one that was not: its row needs the signature.
             held = stored.held_signatures(feats, corpus, fresh, self._signatures)

@@ -332,6 +332,26 @@ def count_min_get(table: Any, hashes: Any, multipliers: Any, shift: Any) -> Any:
     return out
 
 
+@jit("void(Array(int64, 1, 'C', readonly=True), int64[::1], int64[::1])")
+def group_by_node(node_of: Any, starts: Any, order: Any) -> None:
+    """``np.argsort(node_of, kind="stable")`` without the skipped (-1), as a counting sort into
+    ``order`` (one per document not skipped), and each node's first place in it into ``starts``
+    (zeros in, ``nodes + 1`` long): no temporary the size of the corpus."""
+    for i in range(node_of.shape[0]):
+        if node_of[i] >= 0:
+            starts[node_of[i] + 1] += 1
+    for n in range(1, starts.shape[0]):
+        starts[n] += starts[n - 1]
+    for i in range(node_of.shape[0]):  # starts[n] as node n's cursor: it ends at node n + 1's start
+        n = node_of[i]
+        if n >= 0:
+            order[starts[n]] = i
+            starts[n] += 1
+    for n in range(starts.shape[0] - 1, 0, -1):
+        starts[n] = starts[n - 1]
+    starts[0] = 0
+
+
 def warm() -> bool:
     """Whether compiled kernels are in use; importing the kernel modules already compiled them.
 

@@ -44,6 +44,7 @@ LEFTOVERS = (
     ".spool.*.tmp",  # readers.spooled (readers.stdin_copied removes its own leftovers)
     ".signatures.*.tmp",  # signature_spill.Spilled (up to the index), .RowSpill (to the commit)
     ".records.*.tmp",  # record_spill.SpilledRecords, between pass 2 and the manifest
+    ".tables.*.tmp",  # columns.directory_in: a batch run's per-document columns
 )
 
 

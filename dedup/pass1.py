@@ -13,11 +13,13 @@ import pickle
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import xxhash
 
 from dedup import normalize, parallel, quality, readers
+from dedup.columns import Column
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import Counts, TokenFrequency, combined, counts
@@ -191,14 +193,25 @@ class FeatureTable:
     a cron run's, given only for the texts read, with ``rows`` (``RowSpill``).
     """
 
-    def __init__(self, num_perm: int, spill: Spilled | None = None, rows: RowSpill | None = None) -> None:
+    def __init__(
+        self,
+        num_perm: int,
+        spill: Spilled | None = None,
+        rows: RowSpill | None = None,
+        directory: Path | None = None,
+    ) -> None:
         self.num_perm = num_perm
         self.spill = spill
         self.rows = rows  # cron mode: the signatures given, on disk (else in ``_given``)
-        self.node_of = array("q")
-        self.signals = bytearray()
-        self.contents = array("Q")
-        self.sizes = array("q")
+        self.directory = directory  # a batch run's columns are files there (``columns``)
+
+        def column(typecode: str, name: str, width: int = 1) -> Column:
+            return Column(typecode, directory / name if directory else None, width=width)
+
+        self.node_of = column("q", "node_of")
+        self.signals = column("f", "signals", len(quality.INTRINSIC))
+        self.contents = column("Q", "contents")
+        self.sizes = column("q", "sizes")
         # Cron mode: the signatures given (in ``rows``, on disk; else here) and their nodes. The
         # matrix is made when asked for: them when every text has one (a first run), else zeros
         # (pages not yet touched) with theirs set, and the stored texts' rows filled in by the caller.
@@ -212,7 +225,7 @@ class FeatureTable:
     def reserve(self) -> None:
         """Make room for the next document (skipped until ``set``)."""
         self.node_of.append(-1)
-        self.signals += self._zeros
+        self.signals.extend(self._zeros)
 
     def set(self, doc: int, content: int, shingles: int, signature: bytes | None, signals: bytes) -> None:
         """A document's features (in manifest order): its signature is kept once per distinct text.
@@ -235,11 +248,13 @@ class FeatureTable:
                     self._given.frombytes(signature)
                 self._given_nodes.append(n)
         self.node_of[doc] = n
-        self.signals[doc * self._width : (doc + 1) * self._width] = signals
+        self.signals.set_row(doc, signals)
 
     def done(self) -> None:
-        """No more documents: the content lookup is not needed any more."""
+        """No more documents: the content lookup is not needed any more, the columns are sealed."""
         self._node = {}
+        for column in (self.node_of, self.signals, self.contents, self.sizes):
+            column.seal()
 
     def matrix(self) -> np.ndarray:
         """uint32[nodes, num_perm]: the signatures, made once and then written in place (none when spilled).
@@ -304,6 +319,7 @@ def read_all(
     piece_bytes: int = readers.PIECE_BYTES,
     spill: Spilled | None = None,
     rows: RowSpill | None = None,
+    tables: Path | None = None,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Read, normalise and sign every document (or take its stored features), in manifest order.
 
@@ -323,6 +339,7 @@ def read_all(
         piece_bytes: a plain JSONL file is read in pieces of this many bytes (batch runs).
         spill: where a batch run's signatures go instead of memory.
         rows: where a cron run's signatures of the texts it reads go (else memory).
+        tables: a batch run's directory for the document and feature columns (else memory).
 
     Returns the documents, their features, and a flag per document: read in this run.
 
@@ -335,8 +352,11 @@ def read_all(
     engine = engine or parallel.Processes(config.workers)
     if config.state is None:
         tasks = readers.plan(sources, config, batch_size=batch_size, piece_bytes=piece_bytes)
-        feats = FeatureTable(config.num_perm, spill)
-        return _read_tasks(sources, tasks, config, feats, frequency, progress, checkpoint, batch_size, engine)
+        feats = FeatureTable(config.num_perm, spill, directory=tables)
+        table = DocumentTable(list(sources), tables)
+        return _read_tasks(
+            table, tasks, Reader(config, batch_size), feats, frequency, progress, checkpoint, engine
+        )
     table = DocumentTable(list(sources))
     feats = FeatureTable(config.num_perm, rows=rows)
     fresh = bytearray()
@@ -394,20 +414,18 @@ def read_all(
 
 
 def _read_tasks(
-    sources: Sequence[Source],
+    table: DocumentTable,
     tasks: Iterator[readers.Task],
-    config: Config,
+    stage: Reader,
     feats: FeatureTable,
     frequency: TokenFrequency,
     progress: Progress | None,
     checkpoint: Checkpoint,
-    batch_size: int,
     engine: parallel.Engine,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """``read_all`` with the workers reading: results in task order, each record numbered as it arrives."""
-    table = DocumentTable(list(sources))
     joiner = readers.Joiner()
-    for read in engine.ordered(Reader(config, batch_size), tasks, window_per_worker=4):
+    for read in engine.ordered(stage, tasks, window_per_worker=4):
         if joiner.begin(read.piece):  # not the pieces after damage that ended their container
             frequency.merge(read.delta)
             marks = iter(read.marks)
@@ -428,4 +446,5 @@ def _read_tasks(
         if progress:
             progress("read", len(table), None)
     feats.done()
+    table.seal()
     return table, feats, bytearray(b"\x01") * len(table)

@@ -10,13 +10,14 @@ candidate is ranked alone, when its record is written (``Verdicts``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
-from dedup import align_kernels, canonical, kernels, normalize, parallel, quality, readers, records
+from dedup import align_kernels, canonical, columns, kernels, normalize, parallel, quality, readers, records
 from dedup.cluster import Similarity, Thresholds, cluster_component, components
 from dedup.config import Config
 from dedup.document import DocumentTable
@@ -58,21 +59,50 @@ class Corpus:
         cls, config: Config, docs: DocumentTable, feats: FeatureTable, frequency: TokenFrequency
     ) -> Corpus:
         """The tables pass 2 reads, as numpy views of pass 1's (documents grouped by node)."""
-        node_of = np.frombuffer(feats.node_of, dtype=np.int64)
-        order = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
-        sizes = np.frombuffer(feats.sizes, dtype=np.int64)
+        node_of = feats.node_of.numbers()
+        order, starts = _grouped(node_of, len(feats.contents), feats.directory)
         return cls(
             config=config,
             docs=docs,
             node_of=node_of,
             order=order,
-            starts=np.searchsorted(node_of[order], np.arange(len(sizes) + 1)),
-            sizes=sizes,
-            contents=np.frombuffer(feats.contents, dtype=np.uint64),
-            signals=np.frombuffer(feats.signals, dtype=np.float32).reshape(len(docs), len(quality.INTRINSIC)),
+            starts=starts,
+            sizes=feats.sizes.numbers(),
+            contents=feats.contents.numbers(),
+            signals=feats.signals.numbers().reshape(len(docs), len(quality.INTRINSIC)),
             frequency=frequency,
             repairs=feats.repairs,
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to a Dask worker: the tables in files go as their paths (``columns.by_file``)."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: columns.by_file(v) if k in _MAPPED else v for k, v in state.items()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, columns.from_file(v) if k in _MAPPED else v)
+
+
+_MAPPED = ("node_of", "order", "starts", "sizes", "contents", "signals")
+
+
+def _grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(documents in node order, node -> first place in it): files in ``directory`` when given."""
+    if directory is None or not kernels.AVAILABLE:
+        by_node = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
+        return by_node, np.searchsorted(node_of[by_node], np.arange(nodes + 1))
+    step = 1 << 20
+    grouped = sum(int(np.count_nonzero(node_of[k : k + step] >= 0)) for k in range(0, len(node_of), step))
+    starts = np.memmap(directory / "starts", dtype=np.int64, mode="w+", shape=(nodes + 1,))
+    order: np.ndarray = np.zeros(0, dtype=np.int64)
+    if grouped:  # a file can't be mapped empty
+        order = np.memmap(directory / "order", dtype=np.int64, mode="w+", shape=(grouped,))
+    kernels.group_by_node(node_of, starts, order)
+    for written in (starts, order):
+        if isinstance(written, np.memmap):  # in the file for workers on other machines
+            written.flush()
+    return order, starts
 
 
 def _member_signals(corpus: Corpus, doc: int, relative: dict[str, float]) -> dict[str, float]:

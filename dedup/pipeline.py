@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dedup import __version__ as dedup_version
-from dedup import incremental, manifest, parallel, readers, records
+from dedup import columns, incremental, manifest, parallel, readers, records
 from dedup.config import Config
 from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
@@ -134,7 +134,10 @@ def _run(
     manifest.remove_leftovers(out)
     while True:
         try:
-            return _judge_and_write(sources, out, config, cache, engine, progress, checkpoint, batch_size)
+            with columns.directory_in(out, wanted=config.state is None) as tables:  # cron: in memory
+                return _judge_and_write(
+                    sources, out, config, cache, engine, progress, checkpoint, batch_size, tables
+                )
         except Stale as stale:
             # A file taken from the state (same size and mtime) had other bytes when pass 2
             # read it again: edited in place with its mtime kept. Start again, reading it.
@@ -170,6 +173,7 @@ def _judge_and_write(
     progress: Progress | None,
     checkpoint: Checkpoint,
     batch_size: int | None,
+    tables: Path | None,
 ) -> RunResult:
     from dedup import index, pass1, pass2
 
@@ -194,6 +198,7 @@ def _judge_and_write(
             engine=engine,
             spill=spill,
             rows=given,
+            tables=tables,
         )
         readers.check_found(docs, config, sources)  # a run that read nothing is an error
         corpus = pass2.Corpus.of(config, docs, feats, frequency)
@@ -214,7 +219,7 @@ def _judge_and_write(
     comps, comp_of, tasks = pass2.group_pairs(pairs, len(corpus.sizes))
     tasks = cache.judge(corpus, comps, comp_of, tasks)
     # Records of grouped documents wait on disk for the write stage (~1 KB each: record_spill).
-    with SpilledRecords.beside(out, len(docs)) as settled:
+    with SpilledRecords.beside(out, len(docs), tables) as settled:
         try:
             tasks, verified = _settle(corpus, tasks, engine, out, settled, progress, cache)
             # Pass 2 read one document per text; an exact copy of it that the state vouched for

@@ -24,27 +24,31 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from dedup import columns
+
 FLUSH_BYTES = 1 << 20  # records buffered before a write
 
 
 class SpilledRecords:
     """Document -> its serialised record, in a file; the part of a dict pass 2 and the writer use."""
 
-    def __init__(self, path: Path, documents: int) -> None:
+    def __init__(self, path: Path, documents: int, tables: Path | None = None) -> None:
         self.path = path
         self._fh: BinaryIO = open(path, "w+b")  # noqa: SIM115  (closed by close)
-        self._at = np.full(documents, -1, dtype=np.int64)
-        self._length = np.zeros(documents, dtype=np.int32)
+        self._at = _zeros(
+            tables / "record_at" if tables else None, documents, np.int64
+        )  # offset + 1; 0: none
+        self._length = _zeros(tables / "record_length" if tables else None, documents, np.int32)
         self._written = 0
         self._buffer = bytearray()
 
     @classmethod
-    def beside(cls, out: Path, documents: int) -> SpilledRecords:
-        """A new, empty file of records in ``out`` (removed by ``close``)."""
+    def beside(cls, out: Path, documents: int, tables: Path | None = None) -> SpilledRecords:
+        """A new, empty file of records in ``out`` (removed by ``close``), its columns in ``tables``."""
         fd, name = tempfile.mkstemp(dir=out, prefix=".records.", suffix=".tmp")
         os.close(fd)
         try:
-            return cls(Path(name), documents)
+            return cls(Path(name), documents, tables)
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
@@ -56,7 +60,7 @@ class SpilledRecords:
         self.close()
 
     def __setitem__(self, doc: int, record: bytes) -> None:
-        self._at[doc] = self._written + len(self._buffer)
+        self._at[doc] = self._written + len(self._buffer) + 1
         self._length[doc] = len(record)
         self._buffer += record
         if len(self._buffer) >= FLUSH_BYTES:
@@ -67,10 +71,10 @@ class SpilledRecords:
             self[doc] = record
 
     def __contains__(self, doc: object) -> bool:
-        return isinstance(doc, (int, np.integer)) and bool(self._at[doc] >= 0)
+        return isinstance(doc, (int, np.integer)) and bool(self._at[doc])
 
     def get(self, doc: int) -> bytes | None:
-        at = int(self._at[doc])
+        at = int(self._at[doc]) - 1
         if at < 0:
             return None
         if at >= self._written:
@@ -78,7 +82,7 @@ class SpilledRecords:
         return os.pread(self._fh.fileno(), int(self._length[doc]), at)
 
     def __len__(self) -> int:
-        return int(np.count_nonzero(self._at >= 0))
+        return int(np.count_nonzero(self._at))
 
     def _flush(self) -> None:
         self._fh.write(self._buffer)
@@ -91,14 +95,19 @@ class SpilledRecords:
         buffer again through the file it shares)."""
         if self._buffer:
             self._flush()
+        for offsets in (self._at, self._length):
+            if isinstance(offsets, np.memmap):  # on a shared file system, other machines read the file
+                offsets.flush()
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to a Dask worker: the path and the offsets; it opens the file to read."""
         assert not self._buffer, "records sent before they were flushed"
-        return {"path": self.path, "at": self._at, "length": self._length, "written": self._written}
+        at, length = columns.by_file(self._at), columns.by_file(self._length)
+        return {"path": self.path, "at": at, "length": length, "written": self._written}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.path, self._at, self._length = state["path"], state["at"], state["length"]
+        self.path = state["path"]
+        self._at, self._length = columns.from_file(state["at"]), columns.from_file(state["length"])
         self._written, self._buffer = state["written"], bytearray()
         self._fh = open(self.path, "rb")  # noqa: SIM115  (read only; a worker never closes it: no unlink)
 
@@ -107,3 +116,10 @@ class SpilledRecords:
         self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def _zeros(path: Path | None, n: int, dtype: type[np.integer[Any]]) -> np.ndarray:
+    """n zeros, in a file mapped in when ``path`` is given (pages made only where written)."""
+    if path is None or not n:
+        return np.zeros(n, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="w+", shape=(n,))

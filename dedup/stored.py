@@ -202,7 +202,7 @@ def _stored_rows(
     """
     if not len(texts):
         return
-    contents = np.frombuffer(feats.contents, dtype=np.uint64)[texts]
+    contents = feats.contents.numbers()[texts]
     by_content = np.argsort(contents)
     wanted, wanted_texts = contents[by_content], texts[by_content]  # sorted content keys, their texts
     found = np.zeros(len(wanted), dtype=bool)
@@ -378,7 +378,6 @@ def emit(
     """
     unwritten: list[str] = []  # stored lines, written a few thousand at a time
     index = previous.index
-    width = len(feats.signals) // max(len(docs), 1)  # bytes of signals per document
     for i in range(len(docs)):
         stored = verdicts.kept.get(i)
         r = index.get(docs.paths[i])
@@ -437,7 +436,7 @@ def emit(
             content=None if node < 0 else feats.contents[node],
             shingles=None if node < 0 else feats.sizes[node],
             signature=None if node < 0 else signatures[node] if fresh[i] else AS_STORED,
-            signals=None if node < 0 else bytes(feats.signals[width * i : width * (i + 1)]),
+            signals=None if node < 0 else feats.signals.row(i),
             component=component,
             record_json=text,
             first_seen=int(previous.first_seen[r]) if r is not None else run_id,

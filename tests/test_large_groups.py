@@ -131,7 +131,7 @@ def _split_setup(write_tree) -> tuple[Callable[[], pass2.Corpus], list[pass2.Tas
     bands, rows = index.band_layout(threshold=config.lsh_threshold, num_perm=config.num_perm)
     _, pairs, _ = index.candidates(
         feats.matrix(),
-        np.frombuffer(feats.sizes, dtype=np.int64),
+        feats.sizes.numbers(),
         bands=bands,
         rows=rows,
         jaccard=config.jaccard,

@@ -1,0 +1,194 @@
+"""A run's per-document columns in files in OUT, read back through ``mmap``: the driver stays flat.
+
+A batch run keeps a row per document (path, hash, size, node, signals...): ~150
+bytes, ~15 GB of the driver's heap at 100M documents, and a Dask worker was sent
+the whole table with its stage. Here each column is appended in manifest order;
+every ``CHUNK`` entries go to a file in the run's temporary directory and are read
+back through a read-only ``mmap``, so what the driver holds is the page cache's to
+drop, and a worker (forked, or on Dask with OUT on shared storage) maps the same
+files instead of receiving them. Without a directory (cron mode, tests) a column
+is an in-memory array with the same interface.
+
+Only the entries not yet written can be changed: pass 1 sets a document's
+features right after reserving its row, before the next chunk is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import shutil
+import tempfile
+import weakref
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHUNK = 1 << 16  # entries per write: 64K paths' ends are 512 KB
+
+_DTYPES = {"B": np.uint8, "I": np.uint32, "q": np.int64, "Q": np.uint64, "f": np.float32}
+
+
+@contextlib.contextmanager
+def directory_in(out: Path, wanted: bool = True) -> Iterator[Path | None]:
+    """A temporary directory for a run's columns in ``out``, removed after (``manifest.LEFTOVERS``
+    knows its name, for a run that was killed); None when not ``wanted``."""
+    if not wanted:
+        yield None
+        return
+    directory = Path(tempfile.mkdtemp(dir=out, prefix=".tables.", suffix=".tmp"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Column:
+    """Entries of one type code (``width`` of them a row), appended in order.
+
+    Example:
+        >>> import tempfile
+        >>> col = Column("q", Path(tempfile.mkdtemp()) / "size", chunk=2)
+        >>> for v in (5, 6, 7): col.append(v)
+        >>> col.seal(); (len(col), col[0], col[2], col.numbers().tolist())
+        (3, 5, 7, [5, 6, 7])
+    """
+
+    def __init__(
+        self, typecode: str, path: Path | None = None, *, width: int = 1, chunk: int = CHUNK
+    ) -> None:
+        self.typecode, self.width, self.path = typecode, width, path
+        self._tail = array(typecode)  # the entries not in the file yet
+        self._chunk = (chunk or CHUNK) * width
+        self._backed = path is not None
+        self._open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600) if path is not None else -1)
+        self._flushed = 0  # items (not rows) in the file
+        self._view: memoryview | None = None  # the file's first ``_mapped`` items
+        self._mapped = 0
+
+    def __len__(self) -> int:
+        return (self._flushed + len(self._tail)) // self.width
+
+    def append(self, value: int | float) -> None:
+        if len(self._tail) >= self._chunk and self._backed:
+            self._write()
+        self._tail.append(value)  # type: ignore[arg-type]
+
+    def extend(self, data: bytes) -> None:
+        """A row (or several) of raw bytes, a whole number of rows (type code ``B``)."""
+        if len(self._tail) >= self._chunk and self._backed:
+            self._write()
+        self._tail.frombytes(data)
+
+    def _write(self) -> None:
+        data = memoryview(self._tail.tobytes())
+        while data:
+            data = data[os.write(self._fd, data) :]
+        self._flushed += len(self._tail)
+        self._tail = array(self.typecode)
+
+    def _file(self, item: int) -> memoryview:
+        """The mapped file, mapped again if it has grown past ``item`` since."""
+        if item >= self._mapped:
+            size = self._flushed * self._tail.itemsize
+            self._view = memoryview(mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)).cast(self.typecode)  # type: ignore[call-overload]
+            self._mapped = self._flushed
+        assert self._view is not None
+        return self._view
+
+    def __getitem__(self, i: int) -> Any:
+        """Entry ``i`` (a column of width 1)."""
+        if i < 0:
+            i += len(self)
+        if i < self._flushed:
+            return self._file(i)[i]
+        return self._tail[i - self._flushed]
+
+    def __setitem__(self, i: int, value: int | float) -> None:
+        assert i >= self._flushed, "an entry already written to the file"
+        self._tail[i - self._flushed] = value  # type: ignore[assignment]
+
+    def items(self, start: int, stop: int) -> bytes:
+        """Items ``start:stop`` as bytes (rows are ``width`` items: ``row`` for one)."""
+        if stop <= self._flushed:
+            return self._file(stop - 1)[start:stop].tobytes() if stop > start else b""
+        if start >= self._flushed:
+            return self._tail[start - self._flushed : stop - self._flushed].tobytes()
+        return self.items(start, self._flushed) + self.items(self._flushed, stop)
+
+    def row(self, i: int) -> bytes:
+        return self.items(i * self.width, (i + 1) * self.width)
+
+    def set_row(self, i: int, data: bytes) -> None:
+        start = i * self.width - self._flushed
+        assert start >= 0, "a row already written to the file"
+        self._tail[start : start + self.width] = array(self.typecode, data)
+
+    def seal(self) -> None:
+        """Everything in the file (no more appends): readers and ``numbers`` see it all."""
+        if self._backed and self._tail:
+            self._write()
+
+    def numbers(self) -> np.ndarray:
+        """The whole column as a read-only numpy array (rows of ``width``), a view of the file when sealed."""
+        dtype = _DTYPES[self.typecode]
+        shape = (len(self), self.width) if self.width > 1 else (len(self),)
+        if not self._backed or not self._flushed:
+            values = np.frombuffer(self._tail, dtype=dtype) if self._tail else np.zeros(0, dtype=dtype)
+            return values.reshape(shape)
+        assert not self._tail, "a column read whole before it was sealed"
+        assert self.path is not None
+        return np.memmap(self.path, dtype=np.dtype(dtype), mode="r", shape=shape)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to a Dask worker: the file's path (it maps the file itself), or the entries."""
+        assert not (self._backed and self._tail), "a column sent before it was sealed"
+        return {
+            "typecode": self.typecode,
+            "width": self.width,
+            "path": self.path,
+            "tail": None if self._backed else self._tail,
+            "flushed": self._flushed,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.typecode, self.width, self.path = state["typecode"], state["width"], state["path"]
+        self._backed = state["tail"] is None
+        self._tail = array(self.typecode) if self._backed else state["tail"]
+        self._chunk, self._flushed = 0, state["flushed"]
+        self._open(os.open(self.path, os.O_RDONLY) if self._backed else -1)
+        self._view, self._mapped = None, 0
+
+    def _open(self, fd: int) -> None:
+        self._fd = fd
+        # Closed with the column (a failed run drops its tables without closing them); a map keeps its own.
+        self._closer = weakref.finalize(self, os.close, fd) if fd >= 0 else None
+
+    def close(self) -> None:
+        """Close the file (its directory is removed by the run); maps made of it stay valid."""
+        if self._closer is not None:
+            self._closer()
+        self._fd = -1
+
+
+def by_file(values: np.ndarray) -> Any:
+    """What pickles ``values``: its file's path when it is a whole mapped file, else the array itself.
+
+    A Dask worker then maps the file (OUT is on storage it sees) instead of receiving the array.
+    """
+    if isinstance(values, np.memmap) and isinstance(values.base, mmap.mmap) and values.filename:
+        return ("mapped", values.filename, values.dtype.str, values.shape, values.offset)
+    return values
+
+
+def from_file(state: Any) -> np.ndarray:
+    """``by_file`` undone."""
+    if isinstance(state, tuple) and state and state[0] == "mapped":
+        _, path, dtype, shape, offset = state
+        return np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
+    assert isinstance(state, np.ndarray)
+    return state

@@ -1,0 +1,154 @@
+"""A run's columns in files read back what was appended, whatever the chunking; a worker that
+receives them (pickled, as Dask sends them) maps the files instead of receiving the values; a batch
+run with its tables in files writes what it wrote with them in memory, and leaves none behind."""
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup import columns, kernels
+from dedup.config import Config
+from dedup.document import Document, DocumentTable, Paths, Source, Status
+from dedup.frequency import TokenFrequency
+from dedup.pass1 import read_all
+from dedup.pass2 import Corpus
+from dedup.pipeline import run
+from dedup.readers import discover
+
+SAMPLE = Path(__file__).resolve().parents[1] / "corpora" / "sample"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60),
+    chunk=st.integers(1, 7),
+    read_every=st.integers(1, 5),
+)
+def test_a_column_in_a_file_reads_back_what_was_appended(
+    tmp_path_factory: pytest.TempPathFactory, values: list[int], chunk: int, read_every: int
+) -> None:
+    path = tmp_path_factory.mktemp("col") / "c"
+    col = columns.Column("q", path, chunk=chunk)
+    for k, v in enumerate(values):
+        col.append(v)
+        if k % read_every == 0:  # reads while the file grows: the map is made again when stale
+            assert [col[i] for i in range(len(col))] == values[: k + 1]
+    col.seal()
+    assert len(col) == len(values)
+    assert col.numbers().tolist() == values
+    assert path.stat().st_size == 8 * len(values)
+    sent = pickle.loads(pickle.dumps(col))
+    assert [sent[i] for i in range(len(values))] == values
+    assert sent.numbers().tolist() == values
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.binary(min_size=3, max_size=3), max_size=30), chunk=st.integers(1, 4))
+def test_rows_are_read_whole_across_the_files_end(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[bytes], chunk: int
+) -> None:
+    col = columns.Column("B", tmp_path_factory.mktemp("rows") / "r", width=3, chunk=chunk)
+    for k, row in enumerate(rows):
+        col.extend(b"\0\0\0")
+        col.set_row(k, row)  # the newest row is never in the file yet
+    assert [col.row(k) for k in range(len(rows))] == rows
+    assert col.items(0, 3 * len(rows)) == b"".join(rows)  # one range, part file and part memory
+    col.seal()
+    assert col.numbers().tobytes() == b"".join(rows)
+
+
+def test_a_written_entry_cannot_be_changed(tmp_path: Path) -> None:
+    col = columns.Column("q", tmp_path / "c", chunk=1)
+    col.append(1)
+    col.append(2)  # the first entry goes to the file first
+    col[1] = 3
+    with pytest.raises(AssertionError):
+        col[0] = 5
+
+
+def test_paths_in_files_equal_paths_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(columns, "CHUNK", 3)
+    names = [f"d{k}/caf\u00e9-{k}.txt" for k in range(20)] + ["x\udce9.txt", "", "\u4e2d\u6587.html"]
+    in_file, in_memory = Paths(tmp_path), Paths()
+    for name in names:
+        in_file.append(name)
+        in_memory.append(name)
+    assert list(in_file) == list(in_memory) == names
+    assert in_file[-1] == names[-1] and in_file[2:5] == names[2:5]
+    with pytest.raises(IndexError):
+        in_file[len(names)]
+
+
+def test_a_document_table_sent_to_a_worker_maps_its_files(tmp_path: Path) -> None:
+    src = Source("dir", "/data", "")
+    table = DocumentTable([src], tmp_path)
+    for i in range(3000):
+        status = Status.OK if i % 3 else Status.EMPTY
+        table.append(
+            Document(i, f"{i:05d}.txt", src, f"/data/{i:05d}.txt", sha256=f"{i:064x}", size=i, status=status)
+        )
+    table.seal()
+    sent = pickle.dumps(table)
+    assert len(sent) < 3000 * 8  # paths and columns by their files, not their values
+    got = pickle.loads(sent)
+    for i in (0, 1, 1234, 2999):
+        assert (got.paths[i], got.sha256(i), got.size(i), got.status(i)) == (
+            table.paths[i],
+            table.sha256(i),
+            table.size(i),
+            table.status(i),
+        )
+
+
+def test_the_corpus_goes_to_a_worker_as_its_files(tmp_path: Path) -> None:
+    sources = discover([str(SAMPLE)])
+    config = Config(jobs=1)
+    docs, feats, _ = read_all(sources, config, TokenFrequency(), tables=tmp_path)
+    corpus = Corpus.of(config, docs, feats, TokenFrequency())
+    mem_docs, mem_feats, _ = read_all(sources, config, TokenFrequency())
+    in_memory = Corpus.of(config, mem_docs, mem_feats, TokenFrequency())
+    got = pickle.loads(pickle.dumps(corpus))
+    for name in ("node_of", "order", "starts", "sizes", "contents", "signals"):
+        assert isinstance(getattr(corpus, name), np.memmap) == kernels.AVAILABLE or name in {
+            "order",
+            "starts",
+        }
+        assert np.array_equal(getattr(got, name), getattr(in_memory, name)), name
+    assert [got.members(n) for n in range(len(got.sizes))] == [
+        in_memory.members(n) for n in range(len(got.sizes))
+    ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(node_of=st.lists(st.integers(-1, 12), max_size=80))
+def test_grouping_by_node_is_a_stable_sort(node_of: list[int]) -> None:
+    nodes = max(node_of, default=-1) + 1
+    values = np.array(node_of, dtype=np.int64)
+    order = np.argsort(values, kind="stable")[int(np.count_nonzero(values < 0)) :]
+    starts, got = np.zeros(nodes + 1, dtype=np.int64), np.zeros(len(order), dtype=np.int64)
+    kernels.group_by_node(values, starts, got)
+    assert got.tolist() == order.tolist()
+    assert starts.tolist() == np.searchsorted(values[order], np.arange(nodes + 1)).tolist()
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    found = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    found.pop("summary.json")
+    return found
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_with_small_chunks_writes_what_a_run_in_memory_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """Each column written in chunks of 5 entries (at most one at the default size, on the sample)."""
+    run([str(SAMPLE)], tmp_path / "big", Config(jobs=jobs))
+    monkeypatch.setattr(columns, "CHUNK", 5)
+    run([str(SAMPLE)], tmp_path / "small", Config(jobs=jobs))
+    assert _outputs(tmp_path / "small") == _outputs(tmp_path / "big")
+    assert not [p for p in os.listdir(tmp_path / "small") if p.startswith(".tables.")]
