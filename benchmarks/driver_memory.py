@@ -12,7 +12,7 @@ memory at N documents can be estimated as fixed + N x per document. Since the
 eleventh round a batch run's columns are files (``columns``): they are counted
 apart, as "in files", and ``--in-memory-tables`` keeps them in the heap as before.
 
-    python benchmarks/driver_memory.py CORPUS... --run [--jobs 2]
+    python benchmarks/driver_memory.py CORPUS... --run [--jobs 2] [--dedup-src DIR]
 
 runs the whole job instead (``python -m dedup run``, OUT a temporary directory)
 and samples its main process's ``/proc/PID/status`` every 0.2 s: the peak of its
@@ -78,9 +78,10 @@ def main() -> int:
     ap.add_argument(
         "--run", action="store_true", help="the whole job: peak heap and mapped files of its driver"
     )
+    ap.add_argument("--dedup-src", type=Path, default=REPO, help="with --run: the dedup source tree to run")
     args = ap.parse_args()
     if args.run:
-        return _run(args.inputs, args.jobs)
+        return _run(args.inputs, args.jobs, args.dedup_src)
     clock = time.perf_counter()
     frequency = TokenFrequency()
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +134,7 @@ def _status(pid: int) -> dict[str, int]:
     return found
 
 
-def _run(inputs: list[str], jobs: int) -> int:
+def _run(inputs: list[str], jobs: int, src: Path) -> int:
     """The whole job in a child process; its main process's peak heap and mapped files."""
     with tempfile.TemporaryDirectory(dir=os.environ.get("DEDUP_BENCH_OUT")) as tmp:
         cmd = [
@@ -149,7 +150,7 @@ def _run(inputs: list[str], jobs: int) -> int:
             str(jobs),
         ]
         clock = time.perf_counter()
-        child = subprocess.Popen(cmd, cwd=REPO)
+        child = subprocess.Popen(cmd, cwd=src, env={**os.environ, "PYTHONPATH": str(src)})
         peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
         while child.poll() is None:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
