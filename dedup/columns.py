@@ -40,7 +40,9 @@ def directory_in(out: Path, wanted: bool = True) -> Iterator[Path | None]:
     if not wanted:
         yield None
         return
-    directory = Path(tempfile.mkdtemp(dir=out, prefix=".tables.", suffix=".tmp"))
+    directory = Path(
+        tempfile.mkdtemp(dir=out.resolve(), prefix=".tables.", suffix=".tmp")
+    )  # workers elsewhere
     try:
         yield directory
     finally:
@@ -70,6 +72,11 @@ class Column:
         self._view: memoryview | None = None  # the file's first ``_mapped`` items
         self._mapped = 0
 
+    @classmethod
+    def named(cls, typecode: str, directory: Path | None, name: str, width: int = 1) -> Column:
+        """A column in file ``name`` of ``directory``, or in memory without one."""
+        return cls(typecode, directory / name if directory else None, width=width)
+
     def __len__(self) -> int:
         return (self._flushed + len(self._tail)) // self.width
 
@@ -79,7 +86,7 @@ class Column:
         self._tail.append(value)  # type: ignore[arg-type]
 
     def extend(self, data: bytes) -> None:
-        """A row (or several) of raw bytes, a whole number of rows (type code ``B``)."""
+        """A row (or several) as raw bytes: a whole number of rows, in the type code's machine format."""
         if len(self._tail) >= self._chunk and self._backed:
             self._write()
         self._tail.frombytes(data)
@@ -102,8 +109,10 @@ class Column:
 
     def __getitem__(self, i: int) -> Any:
         """Entry ``i`` (a column of width 1)."""
-        if i < 0:
-            i += len(self)
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("column index out of range")
+        i %= n
         if i < self._flushed:
             return self._file(i)[i]
         return self._tail[i - self._flushed]
@@ -159,20 +168,15 @@ class Column:
         self.typecode, self.width, self.path = state["typecode"], state["width"], state["path"]
         self._backed = state["tail"] is None
         self._tail = array(self.typecode) if self._backed else state["tail"]
-        self._chunk, self._flushed = 0, state["flushed"]
+        self._chunk, self._flushed = 0, state["flushed"]  # read only: a worker never appends
         self._open(os.open(self.path, os.O_RDONLY) if self._backed else -1)
         self._view, self._mapped = None, 0
 
     def _open(self, fd: int) -> None:
         self._fd = fd
-        # Closed with the column (a failed run drops its tables without closing them); a map keeps its own.
-        self._closer = weakref.finalize(self, os.close, fd) if fd >= 0 else None
-
-    def close(self) -> None:
-        """Close the file (its directory is removed by the run); maps made of it stay valid."""
-        if self._closer is not None:
-            self._closer()
-        self._fd = -1
+        # Closed with the column, however the run ends; a map made of it keeps its own descriptor.
+        if fd >= 0:
+            weakref.finalize(self, os.close, fd)
 
 
 def by_file(values: np.ndarray) -> Any:
@@ -192,3 +196,100 @@ def from_file(state: Any) -> np.ndarray:
         return np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
     assert isinstance(state, np.ndarray)
     return state
+
+
+class NodeKeys:
+    """Content key -> node, numbered in order of first appearance: pass 1's lookup of distinct texts.
+
+    A dict of them cost ~120 bytes a text in the driver's heap (12 GB at 100M
+    texts); with a directory it is an open-addressing table in two mapped files
+    (16 bytes a slot, at most half full; ``kernels.assign_nodes``), grown by
+    moving it into a table twice the size. Without one (cron mode, no compiled
+    kernels) it is the dict.
+
+    Example:
+        >>> keys = NodeKeys(None)
+        >>> keys.assign(np.array([7, 9, 7], dtype=np.uint64)).tolist(), len(keys)
+        ([0, 1, 0], 2)
+    """
+
+    def __init__(self, directory: Path | None, slots: int = 1 << 10) -> None:
+        from dedup import kernels
+
+        self._directory = directory if kernels.AVAILABLE else None
+        self._dict: dict[int, int] = {}
+        self._count = 0
+        self._generation = 0
+        self._slots = self._nodes = np.zeros(0, dtype=np.uint64)
+        if self._directory is not None:
+            self._slots, self._nodes = self._table(slots)
+
+    def _table(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self._directory is not None
+        self._generation += 1
+        name = self._directory / f"node_keys.{self._generation}"
+        slots = np.memmap(f"{name}.slots", dtype=np.uint64, mode="w+", shape=(size,))
+        nodes = np.memmap(f"{name}.nodes", dtype=np.int64, mode="w+", shape=(size,))
+        return slots, nodes
+
+    def __len__(self) -> int:
+        return self._count if self._directory is not None else len(self._dict)
+
+    def assign(self, keys: np.ndarray) -> np.ndarray:
+        """The nodes of ``keys`` (uint64), in order: a key not seen before gets the next node."""
+        if self._directory is None:
+            found = self._dict
+            return np.array([found.setdefault(k, len(found)) for k in keys.tolist()], dtype=np.int64)
+        from dedup import kernels
+
+        if 2 * (self._count + len(keys)) > len(self._slots):
+            size = len(self._slots)
+            while 2 * (self._count + len(keys)) > size:
+                size *= 2
+            slots, nodes = self._table(size)
+            kernels.move_nodes(self._slots, self._nodes, slots, nodes)
+            self._drop()
+            self._slots, self._nodes = slots, nodes
+        out = np.empty(len(keys), dtype=np.int64)
+        self._count = kernels.assign_nodes(self._slots, self._nodes, keys, self._count, out)
+        return out
+
+    def node(self, key: int) -> int:
+        """The node of one key (``assign`` of one)."""
+        if self._directory is None:
+            return self._dict.setdefault(key, len(self._dict))
+        return int(self.assign(np.array([key], dtype=np.uint64))[0])
+
+    def _drop(self) -> None:
+        """The table's files removed (its maps go with the arrays)."""
+        for table in (self._slots, self._nodes):
+            if isinstance(table, np.memmap) and table.filename:
+                Path(table.filename).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """No more lookups: the table and its files go."""
+        self._drop()
+        self._dict = {}
+        self._slots = self._nodes = np.zeros(0, dtype=np.uint64)
+
+
+def grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(documents in node order, node -> its first place there): ``np.argsort`` in memory, or a
+    counting sort (``kernels.group_by_node``) into files in ``directory``, with no temporary the
+    size of the corpus."""
+    from dedup import kernels
+
+    if directory is None or not kernels.AVAILABLE:
+        by_node = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
+        return by_node, np.searchsorted(node_of[by_node], np.arange(nodes + 1))
+    step = 1 << 20
+    placed = sum(int(np.count_nonzero(node_of[k : k + step] >= 0)) for k in range(0, len(node_of), step))
+    starts = np.memmap(directory / "starts", dtype=np.int64, mode="w+", shape=(nodes + 1,))
+    order: np.ndarray = np.zeros(0, dtype=np.int64)
+    if placed:  # a file can't be mapped empty
+        order = np.memmap(directory / "order", dtype=np.int64, mode="w+", shape=(placed,))
+    kernels.group_by_node(node_of, starts, order)
+    for written in (starts, order):
+        if isinstance(written, np.memmap):  # in the file for workers on other machines
+            written.flush()
+    return order, starts

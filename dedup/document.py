@@ -105,8 +105,8 @@ class Paths(Sequence[str]):
     """
 
     def __init__(self, directory: Path | None = None) -> None:
-        self._text = Column("B", directory / "paths" if directory else None)
-        self._ends = Column("Q", directory / "path_ends" if directory else None)
+        self._text = Column.named("B", directory, "paths")
+        self._ends = Column.named("Q", directory, "path_ends")
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -136,10 +136,6 @@ class Paths(Sequence[str]):
         self._text.seal()
         self._ends.seal()
 
-    def close(self) -> None:
-        self._text.close()
-        self._ends.close()
-
 
 class DocumentTable:
     """Every document of a run, column by column: ~250 bytes each instead of an object each.
@@ -163,17 +159,13 @@ class DocumentTable:
         self._source_no = {s: k for k, s in enumerate(self.sources)}
         self.spool: Spool | None = None  # while set, its records are read from the spool file
         self.paths = Paths(directory)
-
-        def column(typecode: str, name: str, width: int = 1) -> Column:
-            return Column(typecode, directory / name if directory else None, width=width)
-
-        self._source = column("I", "source")
-        self._offset = column("q", "offset")
-        self._line = column("q", "line")
-        self._size = column("q", "size")
-        self._mtime = column("q", "mtime")
-        self._status = column("B", "status")
-        self._sha = column("B", "sha256", 32)
+        self._source = Column.named("I", directory, "source")
+        self._offset = Column.named("q", directory, "offset")
+        self._line = Column.named("q", directory, "line")
+        self._size = Column.named("q", directory, "size")
+        self._mtime = Column.named("q", directory, "mtime")
+        self._status = Column.named("B", directory, "status")
+        self._sha = Column.named("B", directory, "sha256", 32)
         self._errors: dict[int, str] = {}
         self._extras: dict[int, dict[str, str]] = {}  # sparse: most documents have none
         self._files: dict[int, str] = {}  # sparse: files whose name is not their (escaped) path
@@ -226,12 +218,6 @@ class DocumentTable:
         self.paths.seal()
         for column in self._columns():
             column.seal()
-
-    def close(self) -> None:
-        """The columns' files closed (their directory is removed by the run)."""
-        self.paths.close()
-        for column in self._columns():
-            column.close()
 
     def status(self, i: int) -> Status:
         return _STATUSES[self._status[i]]

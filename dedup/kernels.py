@@ -352,6 +352,44 @@ def group_by_node(node_of: Any, starts: Any, order: Any) -> None:
     starts[0] = 0
 
 
+@jit(f"int64(uint64[::1], int64[::1], {U64}, int64, int64[::1])")
+def assign_nodes(slots: Any, nodes: Any, keys: Any, count: Any, out: Any) -> Any:
+    """Each key's node in an open-addressing table (``nodes`` holds node + 1, 0 when free): the
+    node found, or the next one (``count`` so far) for a key not seen before; returns the new count.
+    ``columns.NodeKeys`` keeps the table under half full."""
+    mask = np.uint64(slots.shape[0] - 1)
+    for j in range(keys.shape[0]):
+        key = keys[j]
+        h = _fmix64(key) & mask
+        while True:
+            n = nodes[h]
+            if n == 0:
+                slots[h] = key
+                nodes[h] = count + 1
+                out[j] = count
+                count += 1
+                break
+            if slots[h] == key:
+                out[j] = n - 1
+                break
+            h = (h + np.uint64(1)) & mask
+    return count
+
+
+@jit(f"void({U64}, Array(int64, 1, 'C', readonly=True), uint64[::1], int64[::1])")
+def move_nodes(old_slots: Any, old_nodes: Any, slots: Any, nodes: Any) -> None:
+    """``assign_nodes``'s table moved into a larger one (empty), each key with its node."""
+    mask = np.uint64(slots.shape[0] - 1)
+    for i in range(old_slots.shape[0]):
+        if old_nodes[i]:
+            key = old_slots[i]
+            h = _fmix64(key) & mask
+            while nodes[h]:
+                h = (h + np.uint64(1)) & mask
+            slots[h] = key
+            nodes[h] = old_nodes[i]
+
+
 def warm() -> bool:
     """Whether compiled kernels are in use; importing the kernel modules already compiled them.
 

@@ -19,7 +19,7 @@ import numpy as np
 import xxhash
 
 from dedup import normalize, parallel, quality, readers
-from dedup.columns import Column
+from dedup.columns import Column, NodeKeys
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import Counts, TokenFrequency, combined, counts
@@ -204,21 +204,17 @@ class FeatureTable:
         self.spill = spill
         self.rows = rows  # cron mode: the signatures given, on disk (else in ``_given``)
         self.directory = directory  # a batch run's columns are files there (``columns``)
-
-        def column(typecode: str, name: str, width: int = 1) -> Column:
-            return Column(typecode, directory / name if directory else None, width=width)
-
-        self.node_of = column("q", "node_of")
-        self.signals = column("f", "signals", len(quality.INTRINSIC))
-        self.contents = column("Q", "contents")
-        self.sizes = column("q", "sizes")
+        self.node_of = Column.named("q", directory, "node_of")
+        self.signals = Column.named("f", directory, "signals", len(quality.INTRINSIC))
+        self.contents = Column.named("Q", directory, "contents")
+        self.sizes = Column.named("q", directory, "sizes")
         # Cron mode: the signatures given (in ``rows``, on disk; else here) and their nodes. The
         # matrix is made when asked for: them when every text has one (a first run), else zeros
         # (pages not yet touched) with theirs set, and the stored texts' rows filled in by the caller.
         self._given, self._given_nodes = array("I"), array("q")
         self._matrix: np.ndarray | None = None
         self.repairs: dict[int, normalize.RepairPlan] = {}  # document -> ftfy's steps, for pass 2
-        self._node: dict[int, int] = {}
+        self._nodes = NodeKeys(directory)  # content key -> node (a file when the columns are)
         self._width = 4 * len(quality.INTRINSIC)
         self._zeros = bytes(self._width)
 
@@ -227,13 +223,29 @@ class FeatureTable:
         self.node_of.append(-1)
         self.signals.extend(self._zeros)
 
+    def add(self, first: int, found: Sequence[Features | None]) -> None:
+        """The features of the next documents, ``first`` on (None: skipped): their texts looked up at once."""
+        keys = np.array([f.content for f in found if f is not None], dtype=np.uint64)
+        nodes = iter(self._nodes.assign(keys).tolist())
+        for doc, feat in enumerate(found, start=first):
+            self.reserve()
+            if feat is not None:
+                signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
+                self._set(doc, next(nodes), feat.content, feat.shingles, signature, signals)
+                if feat.repair is not None:
+                    self.repairs[doc] = feat.repair
+
     def set(self, doc: int, content: int, shingles: int, signature: bytes | None, signals: bytes) -> None:
         """A document's features (in manifest order): its signature is kept once per distinct text.
 
         ``signature`` None: not known yet (a stored text's, filled in later through ``matrix``).
         """
+        self._set(doc, self._nodes.node(content), content, shingles, signature, signals)
+
+    def _set(
+        self, doc: int, n: int, content: int, shingles: int, signature: bytes | None, signals: bytes
+    ) -> None:
         assert len(signals) == self._width, "signals of another layout"
-        n = self._node.setdefault(content, len(self.contents))
         if n == len(self.contents):
             assert self._matrix is None, "texts added after the signature matrix was made"
             self.contents.append(content)
@@ -252,7 +264,7 @@ class FeatureTable:
 
     def done(self) -> None:
         """No more documents: the content lookup is not needed any more, the columns are sealed."""
-        self._node = {}
+        self._nodes.close()
         for column in (self.node_of, self.signals, self.contents, self.sizes):
             column.seal()
 
@@ -430,16 +442,12 @@ def _read_tasks(
             frequency.merge(read.delta)
             marks = iter(read.marks)
             for results in read.results:
-                for doc, feat in results:
+                first = len(table)
+                for doc, _ in results:
                     joiner.name(doc, next(marks))
                     doc.index = len(table)
                     table.append(doc)
-                    feats.reserve()
-                    if feat is not None:
-                        signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
-                        feats.set(doc.index, feat.content, feat.shingles, signature, signals)
-                        if feat.repair is not None:
-                            feats.repairs[doc.index] = feat.repair
+                feats.add(first, [feat for _, feat in results])
             if read.piece is not None:
                 joiner.end(read.span)
         checkpoint("pass1")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,7 +33,8 @@ Task = tuple[list[int], np.ndarray]  # a component's nodes, and its candidate pa
 
 @dataclass(slots=True)
 class Corpus:
-    """What pass 2 and the records read: shared with worker processes by fork, not sent."""
+    """What pass 2 and the records read: a forked worker inherits it, a Dask worker is sent it once,
+    the tables in files as their paths (``columns.by_file``)."""
 
     config: Config
     docs: DocumentTable
@@ -60,7 +60,7 @@ class Corpus:
     ) -> Corpus:
         """The tables pass 2 reads, as numpy views of pass 1's (documents grouped by node)."""
         node_of = feats.node_of.numbers()
-        order, starts = _grouped(node_of, len(feats.contents), feats.directory)
+        order, starts = columns.grouped(node_of, len(feats.contents), feats.directory)
         return cls(
             config=config,
             docs=docs,
@@ -69,7 +69,8 @@ class Corpus:
             starts=starts,
             sizes=feats.sizes.numbers(),
             contents=feats.contents.numbers(),
-            signals=feats.signals.numbers().reshape(len(docs), len(quality.INTRINSIC)),
+            # Rows of quality.INTRINSIC as they are: a reshaped view would be sent to Dask whole.
+            signals=feats.signals.numbers(),
             frequency=frequency,
             repairs=feats.repairs,
         )
@@ -85,24 +86,6 @@ class Corpus:
 
 
 _MAPPED = ("node_of", "order", "starts", "sizes", "contents", "signals")
-
-
-def _grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """(documents in node order, node -> first place in it): files in ``directory`` when given."""
-    if directory is None or not kernels.AVAILABLE:
-        by_node = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
-        return by_node, np.searchsorted(node_of[by_node], np.arange(nodes + 1))
-    step = 1 << 20
-    grouped = sum(int(np.count_nonzero(node_of[k : k + step] >= 0)) for k in range(0, len(node_of), step))
-    starts = np.memmap(directory / "starts", dtype=np.int64, mode="w+", shape=(nodes + 1,))
-    order: np.ndarray = np.zeros(0, dtype=np.int64)
-    if grouped:  # a file can't be mapped empty
-        order = np.memmap(directory / "order", dtype=np.int64, mode="w+", shape=(grouped,))
-    kernels.group_by_node(node_of, starts, order)
-    for written in (starts, order):
-        if isinstance(written, np.memmap):  # in the file for workers on other machines
-            written.flush()
-    return order, starts
 
 
 def _member_signals(corpus: Corpus, doc: int, relative: dict[str, float]) -> dict[str, float]:

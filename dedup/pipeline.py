@@ -244,9 +244,9 @@ def _judge_and_write(
                 cache.commit(sources, rows, tally, frequency)
                 checkpoint("committed")
                 if progress:
-                    progress("copy", 0, len(tally.canonical))
+                    progress("copy", 0, tally.counts["canonical"])
             if progress:
-                progress("copy", len(tally.canonical), len(tally.canonical))
+                progress("copy", tally.counts["canonical"], tally.counts["canonical"])
             counts = {**tally.counts, **cache.counts(tally)}
             timings["write"] = time.perf_counter() - clock
             summary = _summary(sources, config, cache.run_id, counts, timings, bands, rows_per_band)

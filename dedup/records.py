@@ -118,7 +118,9 @@ class Tally:
             "candidate_pairs": candidates,
             "verified_pairs": verified,
         }
-        self.canonical = array("q")  # manifest indices of the canonical documents
+        # A part's canonical documents, for the driver's ``kept`` (a tally with ``kept`` tells it
+        # instead of keeping them: 8 bytes a kept document in the driver).
+        self.canonical = array("q")
         self._with_duplicates: set[str] = set()
 
     @classmethod
@@ -140,9 +142,10 @@ class Tally:
         if canonical:  # one per cluster
             counts["canonical"] += 1
             counts["clusters"] += 1
-            self.canonical.append(doc)
             if self._kept is not None:
                 self._kept((doc,))
+            else:
+                self.canonical.append(doc)
         else:
             counts["duplicates"] += 1
             self._with_duplicates.add(cluster)  # type: ignore[arg-type]
@@ -156,8 +159,10 @@ class Tally:
                 counts[key] = counts.get(key, 0) + value
         self._with_duplicates |= part._with_duplicates
         counts["clusters_with_duplicates"] = len(self._with_duplicates)
-        self.canonical.extend(part.canonical)
-        if self._kept is not None and part.canonical:
-            self._kept(part.canonical)
+        if self._kept is not None:
+            if part.canonical:
+                self._kept(part.canonical)
+        else:
+            self.canonical.extend(part.canonical)
         if self._progress:
             self._progress("write", counts["documents"], self._total)

@@ -146,9 +146,27 @@ def _outputs(out: Path) -> dict[str, bytes]:
 def test_a_run_with_small_chunks_writes_what_a_run_in_memory_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
-    """Each column written in chunks of 5 entries (at most one at the default size, on the sample)."""
+    """Each column written in chunks of 5 entries against one chunk each (the default size, on the sample)."""
     run([str(SAMPLE)], tmp_path / "big", Config(jobs=jobs))
     monkeypatch.setattr(columns, "CHUNK", 5)
     run([str(SAMPLE)], tmp_path / "small", Config(jobs=jobs))
     assert _outputs(tmp_path / "small") == _outputs(tmp_path / "big")
     assert not [p for p in os.listdir(tmp_path / "small") if p.startswith(".tables.")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=25), max_size=12))
+def test_node_keys_in_files_number_texts_as_the_dict_does(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[int]]
+) -> None:
+    """Nodes by first appearance, through tables grown from 4 slots (moved each time they fill)."""
+    directory = tmp_path_factory.mktemp("keys")
+    in_files, in_memory = columns.NodeKeys(directory, slots=4), columns.NodeKeys(None)
+    for batch in batches:
+        keys = np.array(batch, dtype=np.uint64)
+        assert in_files.assign(keys).tolist() == in_memory.assign(keys).tolist()
+    seen = {k for batch in batches for k in batch}
+    new = next(k for k in range(41, 10**6) if k not in seen)
+    assert in_files.node(new) == in_memory.node(new) == len(seen)  # one more text
+    in_files.close()
+    assert not list(directory.iterdir())
