@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from dedup import readers  # noqa: E402
-from dedup.columns import Column  # noqa: E402
+from dedup.columns import Blobs, Column  # noqa: E402
 from dedup.config import Config  # noqa: E402
 from dedup.document import Paths  # noqa: E402
 from dedup.frequency import TokenFrequency  # noqa: E402
@@ -56,7 +56,7 @@ def _size(value: Any) -> int:
         return len(value)
     if isinstance(value, list):
         return sys.getsizeof(value) + sum(sys.getsizeof(v) for v in value)
-    if isinstance(value, Paths):  # one UTF-8 buffer and the ends (since the ninth round)
+    if isinstance(value, (Paths, Blobs)):  # one UTF-8 buffer and the ends (since the ninth round)
         return sum(_size(v) for v in vars(value).values())
     if isinstance(value, Column):  # the entries not yet in its file (all of them in memory)
         return len(value._tail) * value._tail.itemsize

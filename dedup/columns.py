@@ -179,6 +179,39 @@ class Column:
             weakref.finalize(self, os.close, fd)
 
 
+class Blobs:
+    """Byte strings of any length appended in order: one column of their bytes, one of their ends.
+
+    Example:
+        >>> blobs = Blobs(None, "x")
+        >>> blobs.append(b"ab"); blobs.append(b""); blobs.append(b"c")
+        >>> (len(blobs), blobs[0], blobs[1], blobs[-1])
+        (3, b'ab', b'', b'c')
+    """
+
+    def __init__(self, directory: Path | None, name: str) -> None:
+        self._bytes = Column.named("B", directory, name)
+        self._ends = Column.named("Q", directory, f"{name}_ends")
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def append(self, blob: bytes) -> None:
+        self._bytes.extend(blob)
+        self._ends.append(len(self._bytes))
+
+    def __getitem__(self, i: int) -> bytes:
+        n = len(self._ends)
+        if not -n <= i < n:
+            raise IndexError("blob index out of range")
+        i %= n
+        return self._bytes.items(self._ends[i - 1] if i else 0, self._ends[i])
+
+    def seal(self) -> None:
+        self._bytes.seal()
+        self._ends.seal()
+
+
 def by_file(values: np.ndarray) -> Any:
     """What pickles ``values``: its file's path when it is a whole mapped file, else the array itself.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
-from dedup.columns import Column
+from dedup.columns import Blobs, Column
 
 if TYPE_CHECKING:
     from dedup.readers.containers import Spool
@@ -105,15 +106,13 @@ class Paths(Sequence[str]):
     """
 
     def __init__(self, directory: Path | None = None) -> None:
-        self._text = Column.named("B", directory, "paths")
-        self._ends = Column.named("Q", directory, "path_ends")
+        self._blobs = Blobs(directory, "paths")
 
     def __len__(self) -> int:
-        return len(self._ends)
+        return len(self._blobs)
 
     def append(self, path: str) -> None:
-        self._text.extend(path.encode("utf-8", "surrogatepass"))
-        self._ends.append(len(self._text))
+        self._blobs.append(path.encode("utf-8", "surrogatepass"))
 
     @overload
     def __getitem__(self, i: int) -> str: ...
@@ -122,19 +121,13 @@ class Paths(Sequence[str]):
     def __getitem__(self, i: int | slice) -> str | list[str]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        n = len(self._ends)
-        if not -n <= i < n:
-            raise IndexError("path index out of range")
-        i %= n
-        start = self._ends[i - 1] if i else 0
-        return self._text.items(start, self._ends[i]).decode("utf-8", "surrogatepass")
+        return self._blobs[i].decode("utf-8", "surrogatepass")
 
     def __iter__(self) -> Iterator[str]:
         return (self[i] for i in range(len(self)))
 
     def seal(self) -> None:
-        self._text.seal()
-        self._ends.seal()
+        self._blobs.seal()
 
 
 class DocumentTable:
@@ -166,8 +159,11 @@ class DocumentTable:
         self._mtime = Column.named("q", directory, "mtime")
         self._status = Column.named("B", directory, "status")
         self._sha = Column.named("B", directory, "sha256", 32)
+        # Errors and extra fields (a WARC record's url and id): sparse dicts in memory, where a
+        # cron run's reading fills them in; with a directory, appended: ``[error, extra]`` or nothing.
+        self._notes = Blobs(directory, "notes") if directory else None
         self._errors: dict[int, str] = {}
-        self._extras: dict[int, dict[str, str]] = {}  # sparse: most documents have none
+        self._extras: dict[int, dict[str, str]] = {}
         self._files: dict[int, str] = {}  # sparse: files whose name is not their (escaped) path
 
     def __len__(self) -> int:
@@ -187,10 +183,14 @@ class DocumentTable:
         self._mtime.append(doc.mtime_ns)
         self._status.append(_STATUS_CODE[doc.status])
         self._sha.extend(bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA)
-        if doc.error is not None:
-            self._errors[doc.index] = doc.error
-        if doc.extra:
-            self._extras[doc.index] = doc.extra
+        if self._notes is not None:  # json, not orjson: a message may hold a name's surrogates
+            noted = doc.error is not None or bool(doc.extra)
+            self._notes.append(json.dumps([doc.error, doc.extra]).encode() if noted else b"")
+        else:
+            if doc.error is not None:
+                self._errors[doc.index] = doc.error
+            if doc.extra:
+                self._extras[doc.index] = doc.extra
         # Only a name with bytes that are not UTF-8, or with a backslash escaped, differs from its path.
         if (not doc.file.isascii() or "\\x" in doc.file) and doc.file != self.file(doc.index):
             self._files[doc.index] = doc.file
@@ -198,6 +198,7 @@ class DocumentTable:
     def update(self, doc: Document) -> None:
         """Take what reading found out about a document already in the table."""
         i = doc.index
+        assert self._notes is None, "a table in files is appended to, never updated"
         self._size[i], self._mtime[i] = doc.size, doc.mtime_ns
         self._status[i] = _STATUS_CODE[doc.status]
         self._sha.set_row(i, bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA)
@@ -216,6 +217,8 @@ class DocumentTable:
     def seal(self) -> None:
         """No more documents: every column in its file (a worker maps them)."""
         self.paths.seal()
+        if self._notes is not None:
+            self._notes.seal()
         for column in self._columns():
             column.seal()
 
@@ -250,6 +253,12 @@ class DocumentTable:
 
     def notes(self, i: int) -> tuple[str | None, dict[str, str] | None]:
         """(error or warning, extra manifest fields) of document ``i``: mostly none."""
+        if self._notes is not None:
+            blob = self._notes[i]
+            if not blob:
+                return None, None
+            error, extra = json.loads(blob)
+            return error, extra
         return self._errors.get(i), self._extras.get(i)
 
     def whole_file(self, i: int) -> Document:
@@ -258,6 +267,7 @@ class DocumentTable:
         return Document(i, self.paths[i], source, self.file(i), size=self._size[i], mtime_ns=self._mtime[i])
 
     def __getitem__(self, i: int) -> Document:
+        error, extra = self.notes(i)
         spooled = self.spool.offsets.get(i) if self.spool else None
         return Document(
             index=i,
@@ -270,8 +280,8 @@ class DocumentTable:
             size=self._size[i],
             mtime_ns=self._mtime[i],
             status=self.status(i),
-            error=self._errors.get(i),
-            extra=self._extras.get(i),
+            error=error,
+            extra=extra,
         )
 
     def __iter__(self) -> Iterator[Document]:

@@ -170,3 +170,23 @@ def test_node_keys_in_files_number_texts_as_the_dict_does(
     assert in_files.node(new) == in_memory.node(new) == len(seen)  # one more text
     in_files.close()
     assert not list(directory.iterdir())
+
+
+def test_notes_in_files_are_the_notes_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors and a WARC record's fields, surrogates in a message too, read back from files."""
+    monkeypatch.setattr(columns, "CHUNK", 2)
+    src = Source("warc", "/data/a.warc.gz", "")
+    in_file, in_memory = DocumentTable([src], tmp_path), DocumentTable([src])
+    for i in range(9):
+        extra = {"url": f"https://example.org/{i}", "record_id": f"<urn:uuid:{i}>"} if i % 3 else None
+        error = f"caf\udce9 {i} unreadable" if i % 4 == 0 else None
+        doc = Document(
+            i, f"a.warc.gz/{i}", src, "/data/a.warc.gz", offset=i, line=i + 1, error=error, extra=extra
+        )
+        in_file.append(doc)
+        in_memory.append(doc)
+    in_file.seal()
+    got = pickle.loads(pickle.dumps(in_file))
+    for i in range(9):
+        assert in_file.notes(i) == in_memory.notes(i) == got.notes(i)
+        assert in_file[i] == in_memory[i]
