@@ -26,7 +26,9 @@ import argparse
 import contextlib
 import json
 import os
+import pickle
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +47,7 @@ from dedup.config import Config  # noqa: E402
 from dedup.document import Paths  # noqa: E402
 from dedup.frequency import TokenFrequency  # noqa: E402
 from dedup.pass1 import read_all  # noqa: E402
+from dedup.pass2 import Corpus  # noqa: E402
 from dedup.signature_spill import Spilled  # noqa: E402
 
 
@@ -84,18 +87,18 @@ def main() -> int:
         return _run(args.inputs, args.jobs, args.dedup_src)
     clock = time.perf_counter()
     frequency = TokenFrequency()
-    with tempfile.TemporaryDirectory() as tmp:
-        spill = None if args.in_memory else Spilled.beside(Path(tmp), num_perm=256, width=16)
-        config = Config(jobs=args.jobs)
-        tables = None if args.in_memory_tables else Path(tmp)
-        docs, feats, fresh = read_all(
-            readers.discover(args.inputs), config, frequency, spill=spill, tables=tables
-        )
-        spilled = sum(f.stat().st_size for f in spill.directory.iterdir()) if spill else 0
-        in_files = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.is_file())
-        wall = time.perf_counter() - clock
-        if spill:
-            spill.close()
+    tmp = Path(tempfile.mkdtemp())  # removed at the end: pass 2's tables map its files
+    spill = None if args.in_memory else Spilled.beside(tmp, num_perm=256, width=16)
+    config = Config(jobs=args.jobs)
+    tables = None if args.in_memory_tables else tmp
+    docs, feats, fresh = read_all(
+        readers.discover(args.inputs), config, frequency, spill=spill, tables=tables
+    )
+    spilled = sum(f.stat().st_size for f in spill.directory.iterdir()) if spill else 0
+    in_files = sum(f.stat().st_size for f in tmp.iterdir() if f.is_file())
+    wall = time.perf_counter() - clock
+    if spill:
+        spill.close()
     n, nodes = len(docs), len(feats.contents)
     parts = {f"documents.{k.lstrip('_')}": _size(v) for k, v in vars(docs).items() if k not in ("spool",)}
     for name in ("node_of", "signals", "contents", "sizes"):
@@ -117,9 +120,15 @@ def main() -> int:
     print(f"| the columns in files (not counted above) | {in_files / 2**20:,.1f} | {in_files / n:,.1f} |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"| driver peak RSS after pass 1 | {peak:,.0f} | - |")
+    corpus = Corpus.of(config, docs, feats, frequency)
+    sent = len(pickle.dumps(corpus, protocol=pickle.HIGHEST_PROTOCOL)) - frequency.table.nbytes
+    print(
+        f"| pass 2's tables sent to a Dask worker (no token table) | {sent / 2**20:,.1f} | {sent / n:,.1f} |"
+    )
     now = _status(os.getpid())
     anon, mapped = now["RssAnon"] / 1024, now["RssFile"] / 1024
     print(f"| driver RssAnon / RssFile after pass 1 | {anon:,.0f} / {mapped:,.0f} | - |")
+    shutil.rmtree(tmp)
     return 0
 
 
