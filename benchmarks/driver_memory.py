@@ -161,9 +161,12 @@ def _run(inputs: list[str], jobs: int, src: Path) -> int:
         clock = time.perf_counter()
         child = subprocess.Popen(cmd, cwd=src, env={**os.environ, "PYTHONPATH": str(src)})
         peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
+        peak_at = 0.0
         while child.poll() is None:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 status = _status(child.pid)
+                if status.get("RssAnon", 0) > peak["RssAnon"]:
+                    peak_at = time.perf_counter() - clock
                 peak = {k: max(v, status.get(k, 0)) for k, v in peak.items()}
             time.sleep(0.2)
         wall = time.perf_counter() - clock
@@ -172,6 +175,8 @@ def _run(inputs: list[str], jobs: int, src: Path) -> int:
         )
     documents = summary.get("counts", {}).get("documents", 0)
     print(f"rc {child.returncode}, {documents:,} documents, {wall:.1f} s, --jobs {jobs}")
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary.get("timings_s", {}).items())
+    print(f"stages (s): {stages}; the heap's peak at {peak_at:.1f} s")
     print("| driver (main process) | peak MB |")
     print("|---|---:|")
     print(f"| heap and other private memory (RssAnon) | {peak['RssAnon'] / 1024:,.0f} |")
