@@ -15,7 +15,8 @@ reads compressed records from a spool in OUT, so the INPUTs and OUT must be on
 storage every worker sees (a shared file system), under the same paths.
 
 What stays in this process: discovery (a listing and a stat per container,
-never a read), the document and feature tables, the grouping of candidates,
+never a read), appending to the document and feature tables (files in OUT,
+which the workers map: ``columns``), the grouping of candidates,
 writing the manifest's parts in order and the canonical copies, as in a local
 run; banding and the prefilter (``index_workers``) and the manifest's records
 (``manifest_workers``) are tasks too. A worker that dies

@@ -10,8 +10,8 @@ any number of workers, and counts each part's kept documents as it arrives
 (a batch run's copies are made meanwhile: ``copies.Staged``).
 
 A forked worker inherits the run's tables and pass 2's records on disk; a
-Dask worker is sent them once (``dask_workers``) and reads the records' file
-by its path in OUT. Below ``LOCAL_FROM`` documents the parts are made here:
+Dask worker is sent them once (``dask_workers``): the tables' files and the
+records' file by their paths in OUT (``columns``), which it maps and reads. Below ``LOCAL_FROM`` documents the parts are made here:
 starting workers would cost more than they save.
 """
 
