@@ -261,8 +261,8 @@ class NodeKeys:
         assert self._directory is not None
         self._generation += 1
         name = self._directory / f"node_keys.{self._generation}"
-        slots = np.memmap(f"{name}.slots", dtype=np.uint64, mode="w+", shape=(size,))
-        nodes = np.memmap(f"{name}.nodes", dtype=np.int64, mode="w+", shape=(size,))
+        slots = zeros(Path(f"{name}.slots"), np.uint64, size)
+        nodes = zeros(Path(f"{name}.nodes"), np.int64, size)
         return slots, nodes
 
     def __len__(self) -> int:
@@ -317,12 +317,29 @@ def grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np
         return by_node, np.searchsorted(node_of[by_node], np.arange(nodes + 1))
     step = 1 << 20
     placed = sum(int(np.count_nonzero(node_of[k : k + step] >= 0)) for k in range(0, len(node_of), step))
-    starts = np.memmap(directory / "starts", dtype=np.int64, mode="w+", shape=(nodes + 1,))
+    starts = zeros(directory / "starts", np.int64, nodes + 1)
     order: np.ndarray = np.zeros(0, dtype=np.int64)
     if placed:  # a file can't be mapped empty
-        order = np.memmap(directory / "order", dtype=np.int64, mode="w+", shape=(placed,))
+        order = zeros(directory / "order", np.int64, placed)
     kernels.group_by_node(node_of, starts, order)
     for written in (starts, order):
         if isinstance(written, np.memmap):  # in the file for workers on other machines
             written.flush()
     return order, starts
+
+
+def zeros(path: Path, dtype: type[np.integer[Any]], n: int) -> np.ndarray:
+    """``n`` zeros in a new file, mapped to be written (``n`` > 0).
+
+    The file's blocks are allocated first (``posix_fallocate``): a full disk is
+    then an ``OSError`` here, not a SIGBUS when a write through the map finds no
+    block (a file made sparse, as ``np.memmap``'s "w+" makes it, has none).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, n * np.dtype(dtype).itemsize)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    finally:
+        os.close(fd)
+    return np.memmap(path, dtype=dtype, mode="r+", shape=(n,))

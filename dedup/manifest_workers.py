@@ -11,8 +11,9 @@ any number of workers, and counts each part's kept documents as it arrives
 
 A forked worker inherits the run's tables and pass 2's records on disk; a
 Dask worker is sent them once (``dask_workers``): the tables' files and the
-records' file by their paths in OUT (``columns``), which it maps and reads. Below ``LOCAL_FROM`` documents the parts are made here:
-starting workers would cost more than they save.
+records' file by their paths in OUT (``columns``), which it maps and reads.
+Below ``LOCAL_FROM`` documents the parts are made here: starting workers would
+cost more than they save.
 """
 
 from __future__ import annotations

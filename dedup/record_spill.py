@@ -122,4 +122,4 @@ def _zeros(path: Path | None, n: int, dtype: type[np.integer[Any]]) -> np.ndarra
     """n zeros, in a file mapped in when ``path`` is given (pages made only where written)."""
     if path is None or not n:
         return np.zeros(n, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="w+", shape=(n,))
+    return columns.zeros(path, dtype, n)

@@ -4,6 +4,8 @@ run with its tables in files writes what it wrote with them in memory, and leave
 
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +192,33 @@ def test_notes_in_files_are_the_notes_in_memory(tmp_path: Path, monkeypatch: pyt
     for i in range(9):
         assert in_file.notes(i) == in_memory.notes(i) == got.notes(i)
         assert in_file[i] == in_memory[i]
+
+
+_FULL_DISK = """
+import sys, numpy as np
+from pathlib import Path
+from dedup import columns, record_spill
+keys = columns.NodeKeys(Path(sys.argv[1]), slots=4)
+try:
+    keys.assign(np.arange(1, 40_000, dtype=np.uint64))  # grows past the space left
+except OSError as err:
+    print("error:", err)
+"""
+
+
+def test_a_full_disk_is_an_error_not_a_bus_error(tmp_path: Path) -> None:
+    """A table mapped to be written has its blocks first: on a file system with no room, writing
+    through the map of a sparse file kills the process with SIGBUS (no message, no cleanup)."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(tiny)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        (tiny / "fill").write_bytes(bytes(96 * 1024))
+        done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tiny)], capture_output=True, text=True)
+    finally:
+        subprocess.run(["umount", str(tiny)], check=False)
+    assert done.returncode == 0, done.stderr  # -7: SIGBUS
+    assert "error:" in done.stdout and "No space left" in done.stdout
