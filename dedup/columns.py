@@ -16,6 +16,7 @@ features right after reserving its row, before the next chunk is written.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import shutil
@@ -60,12 +61,10 @@ class Column:
         (3, 5, 7, [5, 6, 7])
     """
 
-    def __init__(
-        self, typecode: str, path: Path | None = None, *, width: int = 1, chunk: int = CHUNK
-    ) -> None:
+    def __init__(self, typecode: str, path: Path | None = None, *, width: int = 1, chunk: int = 0) -> None:
         self.typecode, self.width, self.path = typecode, width, path
         self._tail = array(typecode)  # the entries not in the file yet
-        self._chunk = (chunk or CHUNK) * width
+        self._chunk = (chunk or CHUNK) * width  # CHUNK read here: tests make it small
         self._backed = path is not None
         self._open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600) if path is not None else -1)
         self._flushed = 0  # items (not rows) in the file
@@ -249,10 +248,12 @@ class NodeKeys:
     def __init__(self, directory: Path | None, slots: int = 1 << 10) -> None:
         from dedup import kernels
 
+        assert slots > 0 and slots & (slots - 1) == 0, "a power of two: the kernel masks the hash"
         self._directory = directory if kernels.AVAILABLE else None
         self._dict: dict[int, int] = {}
         self._count = 0
         self._generation = 0
+        self._closed = False
         self._slots = self._nodes = np.zeros(0, dtype=np.uint64)
         if self._directory is not None:
             self._slots, self._nodes = self._table(slots)
@@ -270,6 +271,7 @@ class NodeKeys:
 
     def assign(self, keys: np.ndarray) -> np.ndarray:
         """The nodes of ``keys`` (uint64), in order: a key not seen before gets the next node."""
+        assert not self._closed, "keys looked up after close"
         if self._directory is None:
             found = self._dict
             return np.array([found.setdefault(k, len(found)) for k in keys.tolist()], dtype=np.int64)
@@ -289,6 +291,7 @@ class NodeKeys:
 
     def node(self, key: int) -> int:
         """The node of one key (``assign`` of one)."""
+        assert not self._closed, "keys looked up after close"
         if self._directory is None:
             return self._dict.setdefault(key, len(self._dict))
         return int(self.assign(np.array([key], dtype=np.uint64))[0])
@@ -304,6 +307,7 @@ class NodeKeys:
         self._drop()
         self._dict = {}
         self._slots = self._nodes = np.zeros(0, dtype=np.uint64)
+        self._closed = True
 
 
 def grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -336,10 +340,13 @@ def zeros(path: Path, dtype: type[np.integer[Any]], n: int) -> np.ndarray:
     block (a file made sparse, as ``np.memmap``'s "w+" makes it, has none).
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    size = n * np.dtype(dtype).itemsize
     try:
-        os.posix_fallocate(fd, 0, n * np.dtype(dtype).itemsize)
-    except OSError as err:
-        raise OSError(err.errno, err.strerror, str(path)) from err
-    finally:
-        os.close(fd)
+        os.posix_fallocate(fd, 0, size)
+    except (AttributeError, OSError) as err:  # no posix_fallocate (macOS), or not on this file system
+        if isinstance(err, OSError) and err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            os.close(fd)
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        os.ftruncate(fd, size)  # sparse, as before: a full disk may then still be a SIGBUS
+    os.close(fd)
     return np.memmap(path, dtype=dtype, mode="r+", shape=(n,))

@@ -185,7 +185,7 @@ class DocumentTable:
         self._sha.extend(bytes.fromhex(doc.sha256) if doc.sha256 else _NO_SHA)
         if self._notes is not None:  # json, not orjson: a message may hold a name's surrogates
             noted = doc.error is not None or bool(doc.extra)
-            self._notes.append(json.dumps([doc.error, doc.extra]).encode() if noted else b"")
+            self._notes.append(json.dumps([doc.error, doc.extra or None]).encode() if noted else b"")
         else:
             if doc.error is not None:
                 self._errors[doc.index] = doc.error

@@ -119,7 +119,7 @@ class SpilledRecords:
 
 
 def _zeros(path: Path | None, n: int, dtype: type[np.integer[Any]]) -> np.ndarray:
-    """n zeros, in a file mapped in when ``path`` is given (pages made only where written)."""
+    """n zeros, in a file mapped in when ``path`` is given (``columns.zeros``)."""
     if path is None or not n:
         return np.zeros(n, dtype=dtype)
     return columns.zeros(path, dtype, n)

@@ -2,6 +2,8 @@
 receives them (pickled, as Dask sends them) maps the files instead of receiving the values; a batch
 run with its tables in files writes what it wrote with them in memory, and leaves none behind."""
 
+import contextlib
+import errno
 import os
 import pickle
 import subprocess
@@ -145,15 +147,47 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_a_run_with_small_chunks_writes_what_a_run_in_memory_writes(
+def test_a_run_with_its_tables_in_small_chunks_writes_what_a_run_in_memory_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
-    """Each column written in chunks of 5 entries against one chunk each (the default size, on the sample)."""
-    run([str(SAMPLE)], tmp_path / "big", Config(jobs=jobs))
+    """Each column written in chunks of 5 entries, against a run whose tables stay in memory."""
+    with monkeypatch.context() as patched:
+        patched.setattr(columns, "directory_in", lambda out, wanted=True: contextlib.nullcontext(None))
+        run([str(SAMPLE)], tmp_path / "memory", Config(jobs=jobs))
     monkeypatch.setattr(columns, "CHUNK", 5)
-    run([str(SAMPLE)], tmp_path / "small", Config(jobs=jobs))
-    assert _outputs(tmp_path / "small") == _outputs(tmp_path / "big")
-    assert not [p for p in os.listdir(tmp_path / "small") if p.startswith(".tables.")]
+    run([str(SAMPLE)], tmp_path / "files", Config(jobs=jobs))
+    assert _outputs(tmp_path / "files") == _outputs(tmp_path / "memory")
+    assert not [p for p in os.listdir(tmp_path / "files") if p.startswith(".tables.")]
+
+
+def test_a_column_of_small_chunks_writes_its_file_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(columns, "CHUNK", 2)
+    col = columns.Column("q", tmp_path / "c")
+    for v in range(7):
+        col.append(v)
+    assert (tmp_path / "c").stat().st_size == 6 * 8  # three chunks written, the seventh entry held
+
+
+def test_without_fallocate_a_table_is_made_sparse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without posix_fallocate gets the sparse file np.memmap made; other errors are errors."""
+
+    def unsupported(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    table = columns.zeros(tmp_path / "a", np.int64, 10)
+    table[3] = 7
+    assert table.tolist() == [0, 0, 0, 7] + [0] * 6
+
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left") as raised:
+        columns.zeros(tmp_path / "b", np.int64, 10)
+    assert raised.value.filename == str(tmp_path / "b")
 
 
 @settings(max_examples=60, deadline=None)
@@ -181,6 +215,7 @@ def test_notes_in_files_are_the_notes_in_memory(tmp_path: Path, monkeypatch: pyt
     in_file, in_memory = DocumentTable([src], tmp_path), DocumentTable([src])
     for i in range(9):
         extra = {"url": f"https://example.org/{i}", "record_id": f"<urn:uuid:{i}>"} if i % 3 else None
+        extra = {} if i == 8 else extra  # a WARC record with neither, skipped: read back as none
         error = f"caf\udce9 {i} unreadable" if i % 4 == 0 else None
         doc = Document(
             i, f"a.warc.gz/{i}", src, "/data/a.warc.gz", offset=i, line=i + 1, error=error, extra=extra
