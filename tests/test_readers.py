@@ -2,7 +2,11 @@
 
 import os
 from fnmatch import fnmatch
+from fnmatch import translate as fnmatch_translate
 from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dedup.readers import walk
 
@@ -53,3 +57,65 @@ def test_walk_reports_a_directory_it_cannot_list(tmp_path, monkeypatch):
         ("locked", "cannot list directory: Permission denied"),
         ("ok/a.txt", None),
     ]
+
+
+def _listing_whole(root: str, globs: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """The listing as it was before 2026-12-04 (every path held, then sorted): the order to keep."""
+    import re
+
+    matches = re.compile("|".join(fnmatch_translate(g) for g in globs)).match
+    found: list[tuple[str, str | None]] = []
+    pending = [("", root)]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except OSError as err:
+            found.append((prefix[:-1] or ".", f"cannot list directory: {err.strerror}"))
+            continue
+        for entry in entries:
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    pending.append((f"{prefix}{entry.name}/", entry.path))
+            elif matches(entry.name):
+                found.append((prefix + entry.name, None))
+    return sorted(found)
+
+
+_NAMES = st.sampled_from(["a", "a.txt", "a-b", "a b", "a!", "a0", "ab", "A", "b.txt", "a.md", "z"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tree=st.lists(st.lists(_NAMES, min_size=1, max_size=4), min_size=1, max_size=12),
+    locked=st.sets(st.integers(0, 11), max_size=3),
+)
+def test_a_directory_at_a_time_lists_in_the_order_of_the_whole_sorted_listing(
+    tmp_path_factory, monkeypatch, tree: list[list[str]], locked: set[int]
+) -> None:
+    """Names that sort around a directory's slash ('a-b', 'a.txt', 'a0' beside directory 'a'), and
+    directories that cannot be listed, which sort by their bare name."""
+    root = tmp_path_factory.mktemp("tree")
+    made_dirs: list[Path] = []
+    for parts in tree:
+        *dirs, name = parts
+        parent = root.joinpath(*dirs)
+        if any(p.is_file() for p in [root.joinpath(*dirs[: k + 1]) for k in range(len(dirs))]):
+            continue  # a file already holds that name
+        parent.mkdir(parents=True, exist_ok=True)
+        made_dirs += [root.joinpath(*dirs[: k + 1]) for k in range(len(dirs))]
+        if not (parent / name).exists():
+            (parent / name).write_text(name)
+    unlistable = {str(d) for k, d in enumerate(sorted(set(made_dirs))) if k in locked}
+    real = os.scandir
+
+    def scandir(path):
+        if str(path) in unlistable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "scandir", scandir)
+        globs = ("*.txt", "a*", "z")
+        assert list(walk(str(root), globs)) == _listing_whole(str(root), globs)
