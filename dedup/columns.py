@@ -41,9 +41,8 @@ def directory_in(out: Path, wanted: bool = True) -> Iterator[Path | None]:
     if not wanted:
         yield None
         return
-    directory = Path(
-        tempfile.mkdtemp(dir=out.resolve(), prefix=".tables.", suffix=".tmp")
-    )  # workers elsewhere
+    # Absolute: a Dask worker elsewhere opens the columns by these paths.
+    directory = Path(tempfile.mkdtemp(dir=out.resolve(), prefix=".tables.", suffix=".tmp"))
     try:
         yield directory
     finally:
@@ -322,9 +321,7 @@ def grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np
     step = 1 << 20
     placed = sum(int(np.count_nonzero(node_of[k : k + step] >= 0)) for k in range(0, len(node_of), step))
     starts = zeros(directory / "starts", np.int64, nodes + 1)
-    order: np.ndarray = np.zeros(0, dtype=np.int64)
-    if placed:  # a file can't be mapped empty
-        order = zeros(directory / "order", np.int64, placed)
+    order = zeros(directory / "order", np.int64, placed)
     kernels.group_by_node(node_of, starts, order)
     for written in (starts, order):
         if isinstance(written, np.memmap):  # in the file for workers on other machines
@@ -332,13 +329,16 @@ def grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np
     return order, starts
 
 
-def zeros(path: Path, dtype: type[np.integer[Any]], n: int) -> np.ndarray:
-    """``n`` zeros in a new file, mapped to be written (``n`` > 0).
+def zeros(path: Path | None, dtype: type[np.integer[Any]], n: int) -> np.ndarray:
+    """``n`` zeros in a new file, mapped to be written; in memory without a path, or when ``n`` is 0
+    (a file can't be mapped empty).
 
     The file's blocks are allocated first (``posix_fallocate``): a full disk is
     then an ``OSError`` here, not a SIGBUS when a write through the map finds no
     block (a file made sparse, as ``np.memmap``'s "w+" makes it, has none).
     """
+    if path is None or not n:
+        return np.zeros(n, dtype=dtype)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     size = n * np.dtype(dtype).itemsize
     try:

@@ -35,10 +35,9 @@ class SpilledRecords:
     def __init__(self, path: Path, documents: int, tables: Path | None = None) -> None:
         self.path = path
         self._fh: BinaryIO = open(path, "w+b")  # noqa: SIM115  (closed by close)
-        self._at = _zeros(
-            tables / "record_at" if tables else None, documents, np.int64
-        )  # offset + 1; 0: none
-        self._length = _zeros(tables / "record_length" if tables else None, documents, np.int32)
+        # Offset + 1 (0: no record), and length.
+        self._at = columns.zeros(tables / "record_at" if tables else None, np.int64, documents)
+        self._length = columns.zeros(tables / "record_length" if tables else None, np.int32, documents)
         self._written = 0
         self._buffer = bytearray()
 
@@ -116,10 +115,3 @@ class SpilledRecords:
         self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def _zeros(path: Path | None, n: int, dtype: type[np.integer[Any]]) -> np.ndarray:
-    """n zeros, in a file mapped in when ``path`` is given (``columns.zeros``)."""
-    if path is None or not n:
-        return np.zeros(n, dtype=dtype)
-    return columns.zeros(path, dtype, n)
