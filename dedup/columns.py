@@ -107,6 +107,8 @@ class Column:
 
     def __getitem__(self, i: int) -> Any:
         """Entry ``i`` (a column of width 1)."""
+        if 0 <= i < self._mapped:  # the manifest's workers read sealed columns: the mapped file
+            return self._view[i]  # type: ignore[index]
         n = len(self)
         if not -n <= i < n:
             raise IndexError("column index out of range")
@@ -121,6 +123,8 @@ class Column:
 
     def items(self, start: int, stop: int) -> bytes:
         """Items ``start:stop`` as bytes (rows are ``width`` items: ``row`` for one)."""
+        if 0 < stop <= self._mapped:
+            return self._view[start:stop].tobytes()  # type: ignore[index]
         if stop <= self._flushed:
             return self._file(stop - 1)[start:stop].tobytes() if stop > start else b""
         if start >= self._flushed:
