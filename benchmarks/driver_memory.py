@@ -104,7 +104,7 @@ def main() -> int:
     for name in ("node_of", "signals", "contents", "sizes"):
         parts[f"features.{name}"] = _size(getattr(feats, name))
     parts["features.signatures (per distinct text)"] = feats.matrix().nbytes  # none when spilled
-    parts["fresh flags"] = len(fresh)
+    parts["fresh flags"] = len(fresh) if isinstance(fresh, bytearray) else 0  # a batch run: none held
     if spilled:
         on_disk = f"{spilled / 2**20:,.1f} MB, {spilled / n:,.1f} B per document"
         print(f"signatures on disk (not counted): {on_disk}")

@@ -214,6 +214,61 @@ class Blobs:
         self._ends.seal()
 
 
+class Sparse:
+    """A value for some documents, from a small set: the documents and a code each in columns,
+    each distinct value held once. Documents are set in increasing order.
+
+    Pass 1's mojibake repairs (ftfy's steps, for pass 2 to replay) were a dict: a
+    tuple of tuples of strings unpickled anew for each document, ~400 bytes of the
+    driver's heap each (50,098 of them at the noisy 1M).
+
+    Example:
+        >>> plans = Sparse(None, "repairs")
+        >>> plans[3] = ("a", "b"); plans[8] = ("a", "b"); plans.seal()
+        >>> plans.get(8), plans.get(5), len(plans)
+        (('a', 'b'), None, 2)
+    """
+
+    def __init__(self, directory: Path | None, name: str) -> None:
+        self._docs = Column.named("q", directory, f"{name}_docs")
+        self._codes = Column.named("I", directory, f"{name}_codes")
+        self._values: list[Any] = []
+        self._code: dict[Any, int] = {}
+        self._found: np.ndarray | None = None  # the documents, read whole once sealed
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __setitem__(self, doc: int, value: Any) -> None:
+        assert not len(self._docs) or doc > self._docs[-1], "documents out of order"
+        code = self._code.setdefault(value, len(self._values))
+        if code == len(self._values):
+            self._values.append(value)
+        self._docs.append(doc)
+        self._codes.append(code)
+
+    def get(self, doc: int) -> Any:
+        """The value of ``doc``, None when it has none (after ``seal``)."""
+        if self._found is None:
+            self._found = self._docs.numbers()
+        k = int(np.searchsorted(self._found, doc))
+        if k < len(self._found) and self._found[k] == doc:
+            return self._values[self._codes[k]]
+        return None
+
+    def seal(self) -> None:
+        self._docs.seal()
+        self._codes.seal()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"docs": self._docs, "codes": self._codes, "values": self._values}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._docs, self._codes, self._values = state["docs"], state["codes"], state["values"]
+        self._code = {}  # read only: a worker never sets
+        self._found = None
+
+
 def by_file(values: np.ndarray) -> Any:
     """What pickles ``values``: its file's path when it is a whole mapped file, else the array itself.
 

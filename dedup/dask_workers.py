@@ -95,7 +95,13 @@ class DaskWorkers:
         return max(1, sum(self.client.nthreads().values()))
 
     def ordered(
-        self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int, per_call: int = 1
+        self,
+        stage: Callable[[T], R],
+        tasks: Iterable[T],
+        *,
+        window_per_worker: int,
+        per_call: int = 1,
+        weight: parallel.Weight[T] | None = None,
     ) -> Iterator[R]:
         """``stage`` over ``tasks`` on the cluster, ``per_call`` tasks to a Dask task, at most
         ``window_per_worker`` Dask tasks per slot in flight."""
@@ -103,7 +109,7 @@ class DaskWorkers:
         window = window_per_worker * self.threads()
         pending: deque[Any] = deque()
         try:
-            for bundle in parallel.bundles(tasks, per_call):
+            for bundle in parallel.bundles(tasks, per_call, weight):
                 pending.append(self.client.submit(_apply, held, bundle, pure=False))
                 if len(pending) >= window:
                     yield from self._result(pending.popleft())

@@ -44,10 +44,11 @@ from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.frequency import TokenFrequency
+    from dedup.groups import Groups
     from dedup.large_groups import PairVerdicts
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
-    from dedup.pass2 import Corpus, Task, Verdicts
+    from dedup.pass2 import Corpus, Verdicts
 
 
 _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
@@ -136,7 +137,7 @@ class Batch:
         config: Config,
         feats: FeatureTable,
         corpus: Corpus,
-        fresh: bytearray,
+        fresh: Sequence[int],
         bands: int,
         rows: int,
         engine: Engine,
@@ -150,11 +151,10 @@ class Batch:
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
         return found.proposed, found.pairs
 
-    def judge(
-        self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]
-    ) -> list[Task]:
-        """The pass-2 tasks still to do (a group that did not change keeps its verdicts in ``kept``)."""
-        return tasks
+    def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
+        """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``);
+        ``comp_of``: each node's group, -1 for a text with no candidate."""
+        return groups
 
     def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
         """Whether a giant group's verified component keeps its stored records (not settled again)."""
@@ -169,7 +169,7 @@ class Batch:
         docs: DocumentTable,
         feats: FeatureTable,
         verdicts: Verdicts,
-        fresh: bytearray,
+        fresh: Sequence[int],
         tally: records.Tally,
         engine: Engine,
     ) -> Iterator[Stored]:
@@ -198,7 +198,7 @@ class Batch:
 
     @contextlib.contextmanager
     def copying(
-        self, out: Path, docs: DocumentTable, fresh: bytearray, config: Config, checkpoint: Checkpoint
+        self, out: Path, docs: DocumentTable, fresh: Sequence[int], config: Config, checkpoint: Checkpoint
     ) -> Iterator[Callable[[Sequence[int]], None]]:
         """Where the kept documents go as the records name them (``records.Tally``'s ``kept``).
 
@@ -313,7 +313,7 @@ class Incremental(Batch):
         config: Config,
         feats: FeatureTable,
         corpus: Corpus,
-        fresh: bytearray,
+        fresh: Sequence[int],
         bands: int,
         rows: int,
         engine: Engine,
@@ -345,13 +345,11 @@ class Incremental(Batch):
     def _signatures(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return signature_chunks(self.store)
 
-    def judge(
-        self, corpus: Corpus, comps: list[list[int]], comp_of: np.ndarray, tasks: list[Task]
-    ) -> list[Task]:
+    def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
         assert self.previous is not None
         self.kept = kept = Kept(self.previous, len(corpus.docs))
-        self.prints, same = stored.unchanged_groups(corpus, comps, comp_of, self.previous, kept)
-        return [t for c, t in enumerate(tasks) if c not in same]
+        self.prints, same = stored.unchanged_groups(corpus, groups.node_lists(), comp_of, self.previous, kept)
+        return groups.take(np.array([c for c in range(len(groups)) if c not in same], dtype=np.int64))
 
     def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
         assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it
@@ -367,7 +365,7 @@ class Incremental(Batch):
         docs: DocumentTable,
         feats: FeatureTable,
         verdicts: Verdicts,
-        fresh: bytearray,
+        fresh: Sequence[int],
         tally: records.Tally,
         engine: Engine,
     ) -> Iterator[Stored]:
@@ -418,7 +416,7 @@ class Incremental(Batch):
 
     @contextlib.contextmanager
     def copying(
-        self, out: Path, docs: DocumentTable, fresh: bytearray, config: Config, checkpoint: Checkpoint
+        self, out: Path, docs: DocumentTable, fresh: Sequence[int], config: Config, checkpoint: Checkpoint
     ) -> Iterator[Callable[[Sequence[int]], None]]:
         """The kept documents noted as the records name them, copied once the state has committed:
         ``canonical/`` is brought up to date in place (``copies.sync``)."""
@@ -431,7 +429,7 @@ class Incremental(Batch):
         out: Path,
         docs: DocumentTable,
         kept: list[int],
-        fresh: bytearray,
+        fresh: Sequence[int],
         config: Config,
         checkpoint: Checkpoint,
     ) -> None:

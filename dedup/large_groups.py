@@ -32,7 +32,8 @@ import xxhash
 
 from dedup import parallel
 from dedup.cluster import Similarity, Thresholds, components
-from dedup.pass2 import Corpus, Task, load, reach_of
+from dedup.groups import Groups, Task
+from dedup.pass2 import Corpus, load, reach_of
 from dedup.signatures import distinct, similarity
 
 LARGE = 1000  # texts: a group over this is split
@@ -58,13 +59,13 @@ class Verifier:
 
 def split(
     corpus: Corpus,
-    tasks: list[Task],
+    tasks: Groups,
     engine: parallel.Engine,
     *,
     large: int | None = None,
     memo: PairVerdicts | None = None,
     known: Callable[[list[int]], bool] | None = None,
-) -> list[Task]:
+) -> Groups:
     """``tasks`` with each group over ``large`` (``LARGE``) texts replaced by tasks of its verified
     components. Sets ``corpus.reach`` for the texts of the groups split (before any worker forks).
 
@@ -74,7 +75,7 @@ def split(
     records (such a component is not settled again).
     """
     large = LARGE if large is None else large
-    big = [k for k, (nodes, _) in enumerate(tasks) if len(nodes) > large]
+    big = np.flatnonzero(tasks.sizes() > large).tolist()
     if not big:
         return tasks
     verdicts: dict[int, np.ndarray] = {}  # per group, per pair: 1 accepted, 0 not, -1 to verify
@@ -98,11 +99,10 @@ def split(
     )
     for (k, lo), mask in zip(chunks, masks, strict=True):
         verdicts[k][order[k][lo : lo + CHUNK]] = mask
-    out: list[Task] = []
-    for k, (nodes, pairs) in enumerate(tasks):
-        if k not in verdicts:
-            out.append((nodes, pairs))
-            continue
+    out: list[Groups] = []
+    for before, k in zip([-1, *big], big, strict=False):  # each group split, and the one before it
+        out.append(tasks.take(np.arange(before + 1, k)))
+        nodes, pairs = tasks[k]
         keep = verdicts[k] == 1
         if memo is not None:
             memo.record(keys[k], keep)
@@ -110,8 +110,9 @@ def split(
         comps = components(nodes, verified)
         if known is not None:
             comps = [comp for comp in comps if not known(comp)]
-        out.extend(pack(comps, verified, large))
-    return out
+        out.append(Groups.of(pack(comps, verified, large)))
+    out.append(tasks.take(np.arange(big[-1] + 1, len(tasks))))
+    return Groups.joined(out)
 
 
 def pair_keys(corpus: Corpus, pairs: np.ndarray) -> np.ndarray:

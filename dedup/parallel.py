@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+Weight = tuple[Callable[[T], int], int]  # a task's weight, and the most one call holds (``bundles``)
 
 MIN_TASKS = 8  # fewer tasks than this (in a list) are not worth starting processes for
 
@@ -57,19 +58,28 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def bundles(tasks: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive tasks in lists of ``size`` (the last may be shorter): one call each.
+def bundles(tasks: Iterable[T], size: int, weight: Weight[T] | None = None) -> Iterator[list[T]]:
+    """Consecutive tasks in lists of ``size`` (the last may be shorter): one call each. With a
+    ``weight`` (a task's weight, the most a call holds), a list weighs no more than that, or is
+    one task.
 
     Example:
-        >>> list(bundles(range(5), 2))
-        [[0, 1], [2, 3], [4]]
+        >>> list(bundles(range(5), 2)), list(bundles([1, 5, 1, 1, 1], 3, (lambda t: t, 2)))
+        ([[0, 1], [2, 3], [4]], [[1], [5], [1, 1], [1]])
     """
     bundle: list[T] = []
+    load = 0
     for task in tasks:
+        if weight is not None:
+            heavy = weight[0](task)
+            if bundle and load + heavy > weight[1]:
+                yield bundle
+                bundle, load = [], 0
+            load += heavy
         bundle.append(task)
         if len(bundle) == size:
             yield bundle
-            bundle = []
+            bundle, load = [], 0
     if bundle:
         yield bundle
 
@@ -204,14 +214,20 @@ def _trim_heap() -> None:
 
 
 def ordered(
-    stage: Callable[[T], R], tasks: Iterable[T], *, workers: int, window_per_worker: int, per_call: int = 1
+    stage: Callable[[T], R],
+    tasks: Iterable[T],
+    *,
+    workers: int,
+    window_per_worker: int,
+    per_call: int = 1,
+    weight: Weight[T] | None = None,
 ) -> Iterator[R]:
     """``stage`` over ``tasks``, results in task order.
 
     In this process when there is one worker or a short list of tasks; otherwise
     in ``workers`` processes, ``per_call`` tasks to a call, with at most
     ``window_per_worker * workers`` calls in flight (memory stays flat however
-    many tasks a stream holds).
+    many tasks a stream holds; ``weight``: see ``bundles``).
 
     Example:
         >>> list(ordered(abs, [-2, 1, -3], workers=1, window_per_worker=4))
@@ -221,7 +237,7 @@ def ordered(
         yield from map(stage, tasks)
         return
     with _crew(workers, stage) as crew:
-        yield from _dispatch(crew, bundles(tasks, per_call), window_per_worker * workers)
+        yield from _dispatch(crew, bundles(tasks, per_call, weight), window_per_worker * workers)
 
 
 def _dispatch(crew: list[_Worker], calls: Iterator[list[T]], window: int) -> Iterator[Any]:
@@ -284,11 +300,18 @@ class Engine(Protocol):
 
     ``per_call`` is how many tasks share one call: one message to a worker and back
     (a Dask task costs milliseconds of scheduling, a forked worker's call a
-    fraction of one), for stages whose tasks are cheap.
+    fraction of one), for stages whose tasks are cheap; ``weight`` ends a call sooner where
+    some tasks are much larger than others (``bundles``).
     """
 
     def ordered(
-        self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int, per_call: int = 1
+        self,
+        stage: Callable[[T], R],
+        tasks: Iterable[T],
+        *,
+        window_per_worker: int,
+        per_call: int = 1,
+        weight: Weight[T] | None = None,
     ) -> Iterator[R]: ...
 
 
@@ -299,10 +322,21 @@ class Processes:
     workers: int
 
     def ordered(
-        self, stage: Callable[[T], R], tasks: Iterable[T], *, window_per_worker: int, per_call: int = 1
+        self,
+        stage: Callable[[T], R],
+        tasks: Iterable[T],
+        *,
+        window_per_worker: int,
+        per_call: int = 1,
+        weight: Weight[T] | None = None,
     ) -> Iterator[R]:
         return ordered(
-            stage, tasks, workers=self.workers, window_per_worker=window_per_worker, per_call=per_call
+            stage,
+            tasks,
+            workers=self.workers,
+            window_per_worker=window_per_worker,
+            per_call=per_call,
+            weight=weight,
         )
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import xxhash
 
 from dedup import normalize, parallel, quality, readers
-from dedup.columns import Column, NodeKeys
+from dedup.columns import Column, NodeKeys, Sparse
 from dedup.config import Config
-from dedup.document import Document, DocumentTable, Features, Source, Status
+from dedup.document import AllRead, Document, DocumentTable, Features, Source, Status
 from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.signature_spill import RowSpill, Spilled
@@ -213,7 +213,7 @@ class FeatureTable:
         # (pages not yet touched) with theirs set, and the stored texts' rows filled in by the caller.
         self._given, self._given_nodes = array("I"), array("q")
         self._matrix: np.ndarray | None = None
-        self.repairs: dict[int, normalize.RepairPlan] = {}  # document -> ftfy's steps, for pass 2
+        self.repairs = Sparse(directory, "repairs")  # document -> ftfy's steps, for pass 2
         self._nodes = NodeKeys(directory)  # content key -> node (a file when the columns are)
         self._width = 4 * len(quality.INTRINSIC)
         self._zeros = bytes(self._width)
@@ -265,7 +265,7 @@ class FeatureTable:
     def done(self) -> None:
         """No more documents: the content lookup is not needed any more, the columns are sealed."""
         self._nodes.close()
-        for column in (self.node_of, self.signals, self.contents, self.sizes):
+        for column in (self.node_of, self.signals, self.contents, self.sizes, self.repairs):
             column.seal()
 
     def matrix(self) -> np.ndarray:
@@ -332,7 +332,7 @@ def read_all(
     spill: Spilled | None = None,
     rows: RowSpill | None = None,
     tables: Path | None = None,
-) -> tuple[DocumentTable, FeatureTable, bytearray]:
+) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
     """Read, normalise and sign every document (or take its stored features), in manifest order.
 
     A batch run (no ``config.state``) has the workers read the containers too
@@ -434,7 +434,7 @@ def _read_tasks(
     progress: Progress | None,
     checkpoint: Checkpoint,
     engine: parallel.Engine,
-) -> tuple[DocumentTable, FeatureTable, bytearray]:
+) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
     """``read_all`` with the workers reading: results in task order, each record numbered as it arrives."""
     joiner = readers.Joiner()
     for read in engine.ordered(stage, tasks, window_per_worker=4):
@@ -455,4 +455,4 @@ def _read_tasks(
             progress("read", len(table), None)
     feats.done()
     table.seal()
-    return table, feats, bytearray(b"\x01") * len(table)
+    return table, feats, AllRead(len(table))

@@ -17,18 +17,20 @@ import numpy as np
 import orjson
 
 from dedup import align_kernels, canonical, columns, kernels, normalize, parallel, quality, readers, records
-from dedup.cluster import Similarity, Thresholds, cluster_component, components
+from dedup.cluster import Similarity, Thresholds, cluster_component
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
+from dedup.groups import Task
 from dedup.pass1 import HASH_CHUNK, FeatureTable, hash_tokens
 from dedup.record_spill import SpilledRecords
 from dedup.signatures import distinct, hash_token_bytes, shingles_of, similarity, token_hashes
 
 PER_CALL = 64  # groups to one call where a call costs much (a Dask task): most groups take a millisecond
+# ... and at most about this many texts: a giant group's pieces (``large_groups``) went 64 to a
+# call, the noisy 1M's 38,000 texts' records (~36 MB) in the driver at once.
+TEXTS_PER_CALL = 1000
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
-
-Task = tuple[list[int], np.ndarray]  # a component's nodes, and its candidate pairs
 
 
 @dataclass(slots=True)
@@ -45,7 +47,7 @@ class Corpus:
     contents: np.ndarray  # node -> content key (hash of its normalised text)
     signals: np.ndarray  # document -> intrinsic signals (quality.INTRINSIC order)
     frequency: TokenFrequency
-    repairs: dict[int, normalize.RepairPlan]  # document -> the mojibake repair pass 1 found
+    repairs: columns.Sparse  # document -> the mojibake repair pass 1 found (``normalize.RepairPlan``)
     # node -> its reach over all its candidate pairs, for the texts of a group split by
     # verified pairs (``large_groups``): each task then sees only some of those pairs.
     reach: dict[int, int] = field(default_factory=dict)
@@ -360,11 +362,17 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
 
 
 def settle_all(
-    corpus: Corpus, tasks: list[Task], engine: parallel.Engine | None = None
+    corpus: Corpus, tasks: Sequence[Task], engine: parallel.Engine | None = None
 ) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
     """Pass 2 over all components, in task order (forked workers inherit the corpus tables)."""
     engine = engine or parallel.Processes(corpus.config.workers)
-    yield from engine.ordered(Settler(corpus), tasks, window_per_worker=8, per_call=PER_CALL)
+    yield from engine.ordered(
+        Settler(corpus), tasks, window_per_worker=8, per_call=PER_CALL, weight=(_texts, TEXTS_PER_CALL)
+    )
+
+
+def _texts(task: Task) -> int:
+    return len(task[0])
 
 
 def _no_similarity(a: int, b: int) -> Similarity:
@@ -431,18 +439,3 @@ class Verdicts:
         """The records of a text with no candidate: its exact copies ranked among themselves."""
         sizes = self.corpus.sizes
         return rank(self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n]))
-
-
-def group_pairs(pairs: np.ndarray, nodes: int) -> tuple[list[list[int]], np.ndarray, list[Task]]:
-    """Group the candidate pairs by connected component.
-
-    Returns the components (lists of nodes), the component of each node (-1: no
-    candidate) and one task per component (its nodes and its pairs).
-    """
-    comps = components(pairs.ravel(), pairs)  # the nodes of the pairs, made distinct there
-    comp_of = np.full(nodes, -1, dtype=np.int64)
-    for c, comp in enumerate(comps):
-        comp_of[comp] = c
-    by_comp = np.argsort(comp_of[pairs[:, 0]], kind="stable") if len(pairs) else np.empty(0, dtype=np.int64)
-    bounds = np.searchsorted(comp_of[pairs[by_comp, 0]], np.arange(len(comps) + 1)) if len(pairs) else [0]
-    return comps, comp_of, [(comp, pairs[by_comp[bounds[c] : bounds[c + 1]]]) for c, comp in enumerate(comps)]

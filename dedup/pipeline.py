@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dedup import __version__ as dedup_version
 from dedup import columns, incremental, manifest, parallel, readers, records
 from dedup.config import Config
-from dedup.document import Source
+from dedup.document import AllRead, Source
 from dedup.errors import InputChangedError, OutputError
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.record_spill import SpilledRecords
@@ -36,6 +36,7 @@ from dedup.signature_spill import RowSpill, Spilled
 
 if TYPE_CHECKING:  # loaded when a run has work to do: a cron run with none never imports numba or scipy
     from dedup import pass2
+    from dedup.groups import Groups
 
 
 @dataclass(slots=True)
@@ -152,13 +153,14 @@ class Stale(Exception):
         self.file = file
 
 
-def _unread_copies(corpus: pass2.Corpus, tasks: list[pass2.Task], fresh: bytearray) -> list[int]:
+def _unread_copies(corpus: pass2.Corpus, tasks: Groups, fresh: Sequence[int]) -> list[int]:
     """Whole files judged again in this run's groups but read by no stage: stored copies of a text."""
+    if isinstance(fresh, AllRead):  # a batch run read every document
+        return []
     docs = corpus.docs
     return [
         i
-        for comp, _ in tasks
-        for n in comp
+        for n in tasks.nodes[tasks.node_starts[0] : tasks.node_starts[-1]].tolist()
         for i in corpus.members(n)[1:]
         if not fresh[i] and docs.offset(i) < 0
     ]
@@ -175,7 +177,7 @@ def _judge_and_write(
     batch_size: int | None,
     tables: Path | None,
 ) -> RunResult:
-    from dedup import index, pass1, pass2
+    from dedup import groups, index, pass1, pass2
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -216,8 +218,10 @@ def _judge_and_write(
             spill.close()
 
     clock = time.perf_counter()
-    comps, comp_of, tasks = pass2.group_pairs(pairs, len(corpus.sizes))
-    tasks = cache.judge(corpus, comps, comp_of, tasks)
+    found, comp_of = groups.group_pairs(pairs, len(corpus.sizes))
+    n_candidates = len(pairs)
+    tasks = cache.judge(corpus, found, comp_of)
+    del pairs, found, comp_of  # the groups hold the pairs; ``comp_of`` is 8 bytes a text
     # Records of grouped documents wait on disk for the write stage (~1 KB each: record_spill).
     with SpilledRecords.beside(out, len(docs), tables) as settled:
         try:
@@ -239,7 +243,7 @@ def _judge_and_write(
         # The manifest is streamed into a temporary file, renamed into place last.
         with manifest.atomic_file(out / manifest.MANIFEST) as manifest_fh:
             with cache.copying(out, docs, fresh, config, checkpoint) as kept:
-                tally = records.Tally(n_proposed, len(pairs), verified, progress, len(docs), kept)
+                tally = records.Tally(n_proposed, n_candidates, verified, progress, len(docs), kept)
                 rows = cache.emit(manifest_fh, docs, feats, verdicts, fresh, tally, engine)
                 cache.commit(sources, rows, tally, frequency)
                 checkpoint("committed")
@@ -259,13 +263,13 @@ def _judge_and_write(
 
 def _settle(
     corpus: pass2.Corpus,
-    tasks: list[pass2.Task],
+    tasks: Groups,
     engine: parallel.Engine,
     out: Path,
     settled: SpilledRecords,
     progress: Progress | None,
     cache: incremental.Batch,
-) -> tuple[list[pass2.Task], int]:
+) -> tuple[Groups, int]:
     """Pass 2: every group verified, clustered and ranked into ``settled``; (the tasks run, pairs verified).
 
     Giant groups are split first (``large_groups``); the records pass 2 reads again
@@ -274,7 +278,9 @@ def _settle(
     from dedup import large_groups, pass2
 
     verified = 0
-    with readers.spooled(corpus.docs, [corpus.members(n)[0] for comp, _ in tasks for n in comp], out):
+    nodes = tasks.nodes[tasks.node_starts[0] : tasks.node_starts[-1]]
+    # Each text's first document, as an iterator: a list would live as long as the spool (11 MB at 1M).
+    with readers.spooled(corpus.docs, iter(corpus.order[corpus.starts[nodes]].tolist()), out):
         tasks = large_groups.split(
             corpus,
             tasks,

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -126,7 +126,7 @@ class KnownPairs:
 def held_signatures(
     feats: FeatureTable,
     corpus: Corpus,
-    fresh: bytearray,
+    fresh: Sequence[int],
     stored: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
 ) -> dict[int, bytes]:
     """The stored signatures of the texts whose first document was not read but another was:
@@ -149,7 +149,7 @@ def held_signatures(
 def streamed(
     feats: FeatureTable,
     corpus: Corpus,
-    fresh: bytearray,
+    fresh: Sequence[int],
     stored: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
     spill: Spilled,
 ) -> tuple[Renumbered, dict[int, bytes]]:
@@ -184,9 +184,9 @@ def streamed(
     return Renumbered(spill, np.concatenate(target), nodes, given), kept
 
 
-def _held(feats: FeatureTable, corpus: Corpus, fresh: bytearray) -> np.ndarray:
+def _held(feats: FeatureTable, corpus: Corpus, fresh: Sequence[int]) -> np.ndarray:
     """Per text: whether a document read this run holds it."""
-    read = np.frombuffer(fresh, dtype=np.uint8).astype(bool)
+    read = np.asarray(fresh, dtype=np.uint8).astype(bool)
     held = np.zeros(len(feats.contents), dtype=bool)
     held[corpus.node_of[read & (corpus.node_of >= 0)]] = True
     return held
@@ -310,7 +310,7 @@ def _judged(corpus: Corpus, group: Sequence[int], print_: str, previous: Rows, k
 
 def unchanged_groups(
     corpus: Corpus,
-    comps: list[list[int]],
+    comps: Iterable[list[int]],
     comp_of: np.ndarray,
     previous: Rows,
     kept: Kept,
@@ -360,7 +360,7 @@ def emit(
     feats: FeatureTable,
     verdicts: Verdicts,
     previous: Rows,
-    fresh: bytearray,
+    fresh: Sequence[int],
     signatures: Mapping[int, bytes],
     prints: dict[int, str],
     changes: Changes,

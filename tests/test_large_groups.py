@@ -4,20 +4,20 @@ the same records as the whole group settled at once."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from conftest import scrape_files
 
-from dedup import index, large_groups, parallel, pass1, pass2, readers
+from dedup import groups, index, large_groups, parallel, pass1, pass2, readers
 from dedup.config import Config
 from dedup.frequency import TokenFrequency
 
 SAMPLE = Path(__file__).resolve().parents[1] / "corpora" / "sample"
 
 
-def _settled(corpus: pass2.Corpus, tasks: list[pass2.Task]) -> tuple[dict[int, bytes], int]:
+def _settled(corpus: pass2.Corpus, tasks: Sequence[groups.Task]) -> tuple[dict[int, bytes], int]:
     records: dict[int, bytes] = {}
     edges = 0
     for results, n_edges in pass2.settle_all(corpus, tasks, parallel.Processes(2)):
@@ -66,7 +66,7 @@ def test_a_group_settled_by_its_verified_components_gets_the_records_of_the_whol
         jaccard=config.jaccard,
         containment=config.containment,
     )
-    _, _, tasks = pass2.group_pairs(pairs, len(feats.contents))
+    tasks, _ = groups.group_pairs(pairs, len(feats.contents))
     assert max(len(nodes) for nodes, _ in tasks) >= 3  # groups worth splitting
     whole = _settled(corpus(), tasks)
     assert whole[1] < len(pairs)  # some candidates are not verified: a group falls apart
@@ -123,7 +123,7 @@ class CountingEngine:
         )
 
 
-def _split_setup(write_tree) -> tuple[Callable[[], pass2.Corpus], list[pass2.Task]]:
+def _split_setup(write_tree) -> tuple[Callable[[], pass2.Corpus], Sequence[groups.Task]]:
     inputs = [str(write_tree({**scrape_files(), **_group_that_falls_apart()}))]
     config = Config(jobs=2)
     frequency = TokenFrequency()
@@ -137,11 +137,11 @@ def _split_setup(write_tree) -> tuple[Callable[[], pass2.Corpus], list[pass2.Tas
         jaccard=config.jaccard,
         containment=config.containment,
     )
-    _, _, tasks = pass2.group_pairs(pairs, len(feats.contents))
+    tasks, _ = groups.group_pairs(pairs, len(feats.contents))
     return lambda: pass2.Corpus.of(config, docs, feats, frequency), tasks
 
 
-def _listed(tasks: list[pass2.Task]) -> list[tuple[list[int], list[list[int]]]]:
+def _listed(tasks: Sequence[groups.Task]) -> list[tuple[list[int], list[list[int]]]]:
     return [(list(nodes), pairs.tolist()) for nodes, pairs in tasks]
 
 
@@ -163,7 +163,7 @@ def test_a_later_split_verifies_only_the_pairs_of_texts_compared_otherwise(write
     # otherwise; every pair of either is verified again, and only those.
     nodes, pairs = big[0]
     a, b = pairs[0].tolist()
-    fewer = [(n, p[1:]) if n is nodes else (n, p) for n, p in tasks]
+    fewer = groups.Groups.of([(n, p[1:]) if n == nodes else (n, p) for n, p in tasks])
     changed = CountingEngine()
     large_groups.split(corpus(), fewer, changed, large=2, memo=large_groups.PairVerdicts.loads(memo.dumps()))
     assert changed.verified == int(np.isin(pairs[1:], [a, b]).any(axis=1).sum()) > 0
@@ -279,3 +279,24 @@ def test_a_pages_bytes_in_an_html_and_a_txt_file_are_two_texts_with_their_own_ve
         return {r["path"]: tuple(r.get(k) for k in keys) for r in read_manifest(out)}
 
     assert verdicts(tmp_path / "out") == verdicts(tmp_path / "full")
+
+
+def test_a_call_of_pass_2_holds_few_texts_however_many_groups(write_tree, monkeypatch) -> None:
+    # The pieces of a split group went 64 to a call: a giant group's records all in flight at once.
+    make, tasks = _split_setup(write_tree)
+    corpus = make()
+    split = large_groups.split(corpus, tasks, parallel.Processes(2), large=2)
+    whole, _ = _settled(corpus, split)
+    monkeypatch.setattr(pass2, "TEXTS_PER_CALL", 3)
+    calls: list[list[groups.Task]] = []
+
+    class Spy:
+        def ordered(self, stage, tasks, *, window_per_worker, per_call=1, weight=None):
+            for call in parallel.bundles(tasks, per_call, weight):
+                calls.append(call)
+                yield from map(stage, call)
+
+    records = {d: r for results, _ in pass2.settle_all(corpus, split, Spy()) for d, r in results}  # type: ignore[arg-type]
+    assert len(calls) > 1 and sum(len(call) for call in calls) == len(split)
+    assert all(len(call) == 1 or sum(len(nodes) for nodes, _ in call) <= 3 for call in calls)
+    assert records == whole

@@ -90,10 +90,29 @@ def test_a_tally_of_parts_is_the_tally_of_their_records(
             part.add(i, status, canonical, f"c{cluster}")
         together.absorb(part)
     assert list(together.counts.items()) == list(whole.counts.items())
+    duplicated = {cluster for status, kept, cluster in rows if status == "ok" and not kept}
+    assert whole.counts["clusters_with_duplicates"] == len(duplicated)
     assert (
         parts_kept == whole_kept == [i for i, (status, kept, _) in enumerate(rows) if status == "ok" and kept]
     )
     assert not whole.canonical and not together.canonical  # told, not kept: the driver holds none
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 2**48 - 1) | st.integers(0, 9), max_size=12), max_size=12))
+def test_clusters_named_in_parts_are_counted_once(parts: list[list[int]]) -> None:
+    names = [[f"c{key:012x}" for key in part] for part in parts]
+    for merge_from in (2, records.MERGE_FROM):  # merged as they come, and at the end
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(records, "MERGE_FROM", merge_from)
+            whole = records.ClusterKeys()
+            for part in names:
+                keys = records.ClusterKeys()
+                for name in part:
+                    keys.add(name)
+                assert len(keys) == len(set(part))  # merged: ``update`` takes them from there
+                whole.update(keys)
+            assert len(whole) == len({name for part in names for name in part})
 
 
 def test_a_copy_that_fails_while_records_are_written_publishes_nothing(
