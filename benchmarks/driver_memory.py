@@ -162,12 +162,14 @@ def _run(inputs: list[str], jobs: int, src: Path) -> int:
         child = subprocess.Popen(cmd, cwd=src, env={**os.environ, "PYTHONPATH": str(src)})
         peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
         peak_at = 0.0
+        samples: list[tuple[float, float, int]] = []  # (time, the driver's CPU seconds, its RssAnon)
         while child.poll() is None:
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
                 status = _status(child.pid)
                 if status.get("RssAnon", 0) > peak["RssAnon"]:
                     peak_at = time.perf_counter() - clock
                 peak = {k: max(v, status.get(k, 0)) for k, v in peak.items()}
+                samples.append((time.perf_counter() - clock, _cpu(child.pid), status.get("RssAnon", 0)))
             time.sleep(0.2)
         wall = time.perf_counter() - clock
         summary = (
@@ -182,7 +184,37 @@ def _run(inputs: list[str], jobs: int, src: Path) -> int:
     print(f"| heap and other private memory (RssAnon) | {peak['RssAnon'] / 1024:,.0f} |")
     print(f"| mapped files (RssFile: the columns, code) | {peak['RssFile'] / 1024:,.0f} |")
     print(f"| both (VmHWM) | {peak['VmHWM'] / 1024:,.0f} |")
+    if samples and summary:
+        _per_stage(samples, summary["timings_s"])
     return child.returncode
+
+
+def _cpu(pid: int) -> float:
+    """A process's CPU seconds so far (user and system), from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _per_stage(samples: list[tuple[float, float, int]], timings: dict[str, float]) -> None:
+    """The driver's CPU and its heap's peak per stage: the stages placed back from the last sample
+    (they run in this order, one after the other; what comes before them is start-up)."""
+    end = samples[-1][0]
+    spans = []
+    order = ["read_sign", "index", "verify_cluster_score", "write"]  # summary.json sorts its keys
+    for name in reversed([k for k in order if k in timings]):
+        spans.append((name, end - timings[name], end))
+        end -= timings[name]
+    spans.append(("start-up", 0.0, end))
+    print("| stage | wall s | driver CPU s | driver heap peak MB |")
+    print("|---|---:|---:|---:|")
+    for name, start, stop in reversed(spans):
+        inside = [s for s in samples if start <= s[0] <= stop] or [
+            min(samples, key=lambda s: abs(s[0] - stop))
+        ]
+        before = [s for s in samples if s[0] < start]
+        cpu = inside[-1][1] - (before[-1][1] if before else 0.0)
+        heap = max(s[2] for s in inside) / 1024
+        print(f"| {name} | {stop - start:,.1f} | {cpu:,.1f} | {heap:,.0f} |")
 
 
 if __name__ == "__main__":
