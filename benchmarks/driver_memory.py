@@ -197,7 +197,9 @@ def _cpu(pid: int) -> float:
 
 def _per_stage(samples: list[tuple[float, float, int]], timings: dict[str, float]) -> None:
     """The driver's CPU and its heap's peak per stage: the stages placed back from the last sample
-    (they run in this order, one after the other; what comes before them is start-up)."""
+    (they run in this order, one after the other; what comes before them is start-up). What
+    follows the write stage (the summary, the tables removed, the exit) moves every window that
+    much earlier: a second or so."""
     end = samples[-1][0]
     spans = []
     order = ["read_sign", "index", "verify_cluster_score", "write"]  # summary.json sorts its keys

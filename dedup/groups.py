@@ -21,7 +21,8 @@ Task = tuple[list[int], np.ndarray]  # a group's nodes (ascending), and its cand
 
 
 class Groups(Sequence[Task]):
-    """Groups of nodes, each with its pairs, in order (of their first node, as ``group_pairs`` makes them).
+    """Groups of nodes, each with its pairs, in order: of their first node from ``group_pairs``, and
+    a split group's pieces in its place after ``large_groups.split``.
 
     Example:
         >>> groups = Groups.of([([1, 4], np.array([[1, 4]])), ([2, 3, 5], np.array([[2, 3], [3, 5]]))])

@@ -18,6 +18,7 @@ from dedup.document import DocumentTable, Status
 from dedup.hooks import Progress
 
 MERGE_FROM = 1 << 16  # cluster keys waiting before they are merged (``ClusterKeys``)
+_NO_NAME = 1 << 63  # a duplicate without a cluster name (none is made): still one cluster, as it was
 
 FIELDS = (
     "path", "status", "sha256", "size", "line", "cluster", "canonical", "duplicate_of",
@@ -157,7 +158,7 @@ class Tally:
                 self.canonical.append(doc)
         else:
             counts["duplicates"] += 1
-            self._with_duplicates.add(cluster)  # type: ignore[arg-type]
+            self._with_duplicates.add(cluster)
 
     def absorb(self, part: Tally) -> None:
         """Count a part's records after those counted so far (parts in manifest order)."""
@@ -179,8 +180,9 @@ class ClusterKeys:
     """The distinct clusters named: each name as its 48-bit hash (``cluster_name``), in sorted arrays.
 
     A set of the names cost ~110 bytes a cluster with duplicates in the driver
-    (176,000 at the noisy 1M); here 8. Keys wait unsorted and are merged once
-    they outnumber the ones merged, so each is sorted O(log n) times.
+    (176,000 at the noisy 1M); here 8. Keys (one a duplicate's record) wait
+    unsorted and are merged once they outnumber the ones merged, so each is sorted
+    O(log n) times and at most twice the distinct keys wait.
 
     Example:
         >>> keys = ClusterKeys()
@@ -195,8 +197,10 @@ class ClusterKeys:
         self._merged = np.zeros(0, dtype=np.uint64)
         self._waiting = array("Q")
 
-    def add(self, name: str) -> None:
-        self._waiting.append(int(name[1:], 16))
+    def add(self, name: str | None) -> None:
+        self._waiting.append(_NO_NAME if name is None else int(name[1:], 16))
+        if len(self._waiting) > max(len(self._merged), MERGE_FROM):  # a cron run adds them all here
+            self._merge()
 
     def update(self, other: ClusterKeys) -> None:
         """``other``'s keys too."""
@@ -205,6 +209,11 @@ class ClusterKeys:
             self._waiting.frombytes(other._merged.tobytes())
         if len(self._waiting) > max(len(self._merged), MERGE_FROM):
             self._merge()
+
+    @property
+    def held(self) -> int:
+        """Keys in memory, merged or waiting."""
+        return len(self._merged) + len(self._waiting)
 
     def __len__(self) -> int:
         self._merge()

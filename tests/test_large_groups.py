@@ -111,7 +111,7 @@ class CountingEngine:
     def __init__(self) -> None:
         self.verified = 0
 
-    def ordered(self, stage, tasks, *, window_per_worker, per_call=1):
+    def ordered(self, stage, tasks, *, window_per_worker, per_call=1, weight=None):
         def counted():
             for task in tasks:
                 if isinstance(stage, large_groups.Verifier):
@@ -119,7 +119,7 @@ class CountingEngine:
                 yield task
 
         return parallel.Processes(2).ordered(
-            stage, counted(), window_per_worker=window_per_worker, per_call=per_call
+            stage, counted(), window_per_worker=window_per_worker, per_call=per_call, weight=weight
         )
 
 

@@ -115,6 +115,17 @@ def test_clusters_named_in_parts_are_counted_once(parts: list[list[int]]) -> Non
             assert len(whole) == len({name for part in names for name in part})
 
 
+def test_clusters_named_one_record_at_a_time_are_merged_as_they_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cron run tells the driver's tally every record: 10,000 duplicates of three clusters.
+    monkeypatch.setattr(records, "MERGE_FROM", 16)
+    keys = records.ClusterKeys()
+    for k in range(10_000):
+        keys.add(f"c{k % 3:012x}")
+        assert keys.held <= 2 * 3 + 16 + 1
+    keys.add(None)
+    assert len(keys) == 4
+
+
 def test_a_copy_that_fails_while_records_are_written_publishes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
