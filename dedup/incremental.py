@@ -146,10 +146,9 @@ class Batch:
         (by ``engine``'s workers when they are on disk and many: ``index_workers``)."""
         from dedup import index_workers  # with datasketch and scipy: only runs with work to do import it
 
-        contents = feats.contents.numbers()
-        found = index_workers.known_pairs(config, feats.banded(), corpus.sizes, contents, bands, rows, engine)
+        found = index_workers.candidate_pairs(config, feats.banded(), corpus.sizes, bands, rows, engine)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
-        return found.proposed, found.pairs
+        return found
 
     def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
         """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``);

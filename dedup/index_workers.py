@@ -56,13 +56,38 @@ def known_pairs(
 ) -> KnownPairs:
     """Every text banded against every other (``index.candidates``), as a cron state stores the
     pairs: by ``engine``'s workers when the signatures are in block files and ``on_workers``."""
+    proposed, pairs, stars = _found(config, signatures, sizes, bands, rows, engine, stars=True)
+    return KnownPairs(bands, rows, proposed, contents.copy(), pairs, stars)
+
+
+def candidate_pairs(
+    config: Config, signatures: np.ndarray | Blocks, sizes: np.ndarray, bands: int, rows: int, engine: Engine
+) -> tuple[int, np.ndarray]:
+    """``known_pairs`` for a run without a state: (how many banding proposed, the pairs kept).
+
+    The star rows are not kept (only a state stores them): at the noisy 1M they and
+    their sorting were the driver's peak, ~20 MB over the end of pass 1.
+    """
+    proposed, pairs, _ = _found(config, signatures, sizes, bands, rows, engine, stars=False)
+    return proposed, pairs
+
+
+def _found(
+    config: Config,
+    signatures: np.ndarray | Blocks,
+    sizes: np.ndarray,
+    bands: int,
+    rows: int,
+    engine: Engine | None,
+    *,
+    stars: bool,
+) -> tuple[int, np.ndarray, np.ndarray]:
     find = index.candidates
     if engine is not None and isinstance(signatures, Spilled) and on_workers(engine, len(signatures)):
-        find = functools.partial(banded_by, engine)
-    proposed, pairs, stars = find(
+        find = functools.partial(banded_by, engine, stars=stars)
+    return find(
         signatures, sizes, bands=bands, rows=rows, jaccard=config.jaccard, containment=config.containment
     )
-    return KnownPairs(bands, rows, proposed, contents.copy(), pairs, stars)
 
 
 def on_workers(engine: Engine | None, texts: int) -> bool:
@@ -80,8 +105,10 @@ def banded_by(
     rows: int,
     jaccard: float,
     containment: float,
+    stars: bool = True,
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """``index.candidates`` of the spilled signatures, computed by ``engine``'s workers."""
+    """``index.candidates`` of the spilled signatures, computed by ``engine``'s workers (without
+    ``stars``, the star rows are dropped as they come: none returned)."""
     texts = len(spill)
     if texts < 2:
         return 0, np.empty((0, 2), dtype=np.int64), np.empty((0, 3), dtype=np.int64)
@@ -99,7 +126,7 @@ def banded_by(
         band += here
     banded = BandBlocks(str(directory), texts, rows, bounds)
     # Iterators, not lists: a few tasks still go to the workers (``parallel.ordered``), as chosen.
-    stars = list(engine.ordered(banded, iter(tasks), window_per_worker=1))
+    starred = [rows for rows in engine.ordered(banded, iter(tasks), window_per_worker=1) if stars]
     kept = Prefilter(
         str(directory), texts, len(tasks), tuple((str(p), w) for p, w in files), jaccard, containment
     )
@@ -107,7 +134,8 @@ def banded_by(
     for count, found in engine.ordered(kept, iter(range(parts)), window_per_worker=2):
         proposed += count
         pairs.append(found)
-    return proposed, np.concatenate(pairs), index.sorted_rows(np.concatenate(stars))
+    found = index.sorted_rows(np.concatenate(starred)) if starred else np.empty((0, 3), dtype=np.int64)
+    return proposed, np.concatenate(pairs), found
 
 
 @dataclass(frozen=True, slots=True)

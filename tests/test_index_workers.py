@@ -57,6 +57,18 @@ def test_workers_find_what_one_process_finds(
     assert got[0] == expected[0]
     assert np.array_equal(got[1], expected[1])
     assert np.array_equal(got[2], expected[2])
+    with spilled(tmp_path_factory.mktemp("spill"), sigs, index.band_width(rows)) as spill:
+        unstarred = index_workers.banded_by(
+            Processes(workers),
+            spill,
+            sizes,
+            bands=bands,
+            rows=rows,
+            jaccard=0.5,
+            containment=0.8,
+            stars=False,
+        )
+    assert unstarred[0] == expected[0] and np.array_equal(unstarred[1], expected[1]) and not len(unstarred[2])
     if texts > index.MAX_BUCKET + 20:  # not vacuous: pairs proposed, some dropped, some kept; a star
         assert expected[0] > len(expected[1]) > 0
         assert len(expected[2])
