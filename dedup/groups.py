@@ -89,6 +89,13 @@ class Groups(Sequence[Task]):
     def __iter__(self) -> Iterator[Task]:
         return (self[k] for k in range(len(self)))
 
+    def between(self, start: int, stop: int) -> Groups:
+        """Groups ``start:stop`` as views of these arrays (no copy: the starts index the same arrays)."""
+        start = min(max(0, start), len(self))
+        stop = min(max(start, stop), len(self))
+        node_starts, pair_starts = self.node_starts[start : stop + 1], self.pair_starts[start : stop + 1]
+        return Groups(self.nodes, node_starts, self.pairs, pair_starts)
+
     def members(self, k: int) -> np.ndarray:
         """Group ``k``'s nodes (a view)."""
         return self.nodes[self.node_starts[k] : self.node_starts[k + 1]]

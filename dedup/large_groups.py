@@ -101,7 +101,7 @@ def split(
         verdicts[k][order[k][lo : lo + CHUNK]] = mask
     out: list[Groups] = []
     for before, k in zip([-1, *big], big, strict=False):  # each group split, and the one before it
-        out.append(tasks.take(np.arange(before + 1, k)))
+        out.append(tasks.between(before + 1, k))  # views: ``joined`` copies them once
         nodes, pairs = tasks[k]
         keep = verdicts[k] == 1
         if memo is not None:
@@ -111,7 +111,7 @@ def split(
         if known is not None:
             comps = [comp for comp in comps if not known(comp)]
         out.append(Groups.of(pack(comps, verified, large)))
-    out.append(tasks.take(np.arange(big[-1] + 1, len(tasks))))
+    out.append(tasks.between(big[-1] + 1, len(tasks)))
     return Groups.joined(out)
 
 

@@ -55,6 +55,10 @@ def test_take_and_joined_are_the_groups_chosen_in_order(
     cut = data.draw(st.integers(0, len(groups)))
     head, tail = groups.take(np.arange(cut)), groups.take(np.arange(cut, len(groups)))
     assert _listed(Groups.joined([head, Groups.of([]), tail])) == listed
+    views = groups.between(0, cut), groups.between(cut, len(groups) + 3)
+    assert views[0].nodes is groups.nodes  # not copied
+    assert _listed(Groups.joined([views[1], views[0]])) == listed[cut:] + listed[:cut]
+    assert _listed(groups.between(cut, cut)) == _listed(groups.between(len(groups) + 1, 9)) == []
     assert _listed(Groups.of(groups)) == listed
     assert _listed(groups[1:]) == listed[1:]  # type: ignore[arg-type]
 
