@@ -63,7 +63,7 @@ class Groups(Sequence[Task]):
         if len(parts) == 1:
             return parts[0]
         return cls(
-            np.concatenate([p.nodes[p.node_starts[0] : p.node_starts[-1]] for p in parts]),
+            np.concatenate([p.all_nodes() for p in parts]),
             _starts(np.concatenate([p.sizes() for p in parts])),
             np.concatenate([p.pairs[p.pair_starts[0] : p.pair_starts[-1]] for p in parts]),
             _starts(np.concatenate([np.diff(p.pair_starts) for p in parts])),
@@ -95,6 +95,10 @@ class Groups(Sequence[Task]):
         stop = min(max(start, stop), len(self))
         node_starts, pair_starts = self.node_starts[start : stop + 1], self.pair_starts[start : stop + 1]
         return Groups(self.nodes, node_starts, self.pairs, pair_starts)
+
+    def all_nodes(self) -> np.ndarray:
+        """Every group's nodes, one group after the other (a view)."""
+        return self.nodes[self.node_starts[0] : self.node_starts[-1]]
 
     def members(self, k: int) -> np.ndarray:
         """Group ``k``'s nodes (a view)."""

@@ -348,7 +348,9 @@ class Incremental(Batch):
         assert self.previous is not None
         self.kept = kept = Kept(self.previous, len(corpus.docs))
         self.prints, same = stored.unchanged_groups(corpus, groups.node_lists(), comp_of, self.previous, kept)
-        return groups.take(np.array([c for c in range(len(groups)) if c not in same], dtype=np.int64))
+        changed = np.ones(len(groups), dtype=bool)
+        changed[list(same)] = False
+        return groups.take(np.flatnonzero(changed))
 
     def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
         assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it

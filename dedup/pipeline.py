@@ -160,7 +160,7 @@ def _unread_copies(corpus: pass2.Corpus, tasks: Groups, fresh: Sequence[int]) ->
     docs = corpus.docs
     return [
         i
-        for n in tasks.nodes[tasks.node_starts[0] : tasks.node_starts[-1]].tolist()
+        for n in tasks.all_nodes().tolist()
         for i in corpus.members(n)[1:]
         if not fresh[i] and docs.offset(i) < 0
     ]
@@ -278,9 +278,8 @@ def _settle(
     from dedup import large_groups, pass2
 
     verified = 0
-    nodes = tasks.nodes[tasks.node_starts[0] : tasks.node_starts[-1]]
     # Each text's first document, as an iterator: a list would live as long as the spool (11 MB at 1M).
-    with readers.spooled(corpus.docs, iter(corpus.order[corpus.starts[nodes]].tolist()), out):
+    with readers.spooled(corpus.docs, iter(corpus.order[corpus.starts[tasks.all_nodes()]].tolist()), out):
         tasks = large_groups.split(
             corpus,
             tasks,
