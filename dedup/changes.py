@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from dedup.rows import Kept
+
 if TYPE_CHECKING:
     from dedup.document import DocumentTable
     from dedup.pass2 import Verdicts
-    from dedup.rows import Rows
+    from dedup.rows import Matched, Rows
 
 
 @dataclass(slots=True)
@@ -46,47 +50,50 @@ class Changes:
         return [*self.listed, *self.gone_entries, *superseded]
 
 
-def find_changes(docs: DocumentTable, verdicts: Verdicts, previous: Rows, run_id: int) -> Changes:
-    """Supersessions and gone documents (a cron run; nothing without a previous run)."""
+def find_changes(
+    docs: DocumentTable, verdicts: Verdicts, previous: Rows, matched: Matched, run_id: int
+) -> Changes:
+    """Supersessions and gone documents (a cron run; nothing without a previous run).
+
+    ``matched``: each document's stored row. Only documents whose group changed are
+    looked at one by one (a kept group's verdicts did not change).
+    """
     supersessions: list[tuple[str, str, str, str]] = []
     if not len(previous):
         return Changes(supersessions, {}, {}, [])
     successors: dict[int, str] = {}  # demoted canonical -> the path that replaced it
     kept = verdicts.kept  # a group that did not change: neither did its verdicts
     index = previous.index
-    for i, path in enumerate(docs.paths):
-        if i in kept:
-            continue
-        r = index.get(path)
-        if r is not None and not previous.gone[r] and previous.canonical(r) and not verdicts.alone(i):
+    row_of = matched.rows()
+    judged = np.flatnonzero(kept.by_document() < 0) if isinstance(kept, Kept) else np.arange(len(docs))
+    judged_rows = row_of[judged].tolist()
+    for i, r in zip(judged.tolist(), judged_rows, strict=True):
+        if r >= 0 and not previous.gone[r] and previous.canonical(r) and not verdicts.alone(i):
             record = verdicts.record(i, again=True)  # written to the manifest later
             if not record["canonical"] and record["duplicate_of"] is not None:
                 successors[i] = record["duplicate_of"]
-    present = set(docs.paths)
+    present = np.zeros(len(previous), dtype=bool)
+    present[row_of[row_of >= 0]] = True
     gone: dict[str, int] = {}
     gone_entries: list[dict[str, Any]] = []
     orphaned: dict[Any, str] = {}  # previous cluster -> its canonical, now gone
-    for key in sorted(index.keys() - present):
+    for key in sorted(previous.keys[r] for r in np.flatnonzero(~present).tolist()):
         r = index[key]
         gone[key] = int(previous.gone[r]) or run_id
         if not previous.gone[r]:
             gone_entries.append({"change": "gone", "path": key, "cluster": previous.cluster(r)})
             if previous.canonical(r):
                 orphaned.setdefault(previous.cluster(r), key)
-    del present
     # The records of the successors, and of the first canonical of each orphaned cluster.
     wanted = set(successors.values())
     records: dict[str, dict[str, Any]] = {}
     heirs: dict[Any, dict[str, Any]] = {}
     # Neither is in a group that did not change (a gone member changes its group).
-    for i in range(len(docs)) if wanted or orphaned else ():
-        if i in kept:
-            continue
+    for i, r in zip(judged.tolist(), judged_rows, strict=True) if wanted or orphaned else ():
         path = docs.paths[i]
-        r = index.get(path)
         if path in wanted:
             records[path] = verdicts.record(i)
-        if orphaned and r is not None and not previous.gone[r]:
+        if orphaned and r >= 0 and not previous.gone[r]:
             cluster = previous.cluster(r)
             if cluster in orphaned and cluster not in heirs:
                 record = verdicts.record(i)

@@ -39,16 +39,28 @@ def sync(
     fresh: Sequence[int],
     config: Config,
     checkpoint: Checkpoint,
+    paths: Sequence[str] | None = None,
 ) -> None:
-    """Bring OUT/canonical up to date in place: copy what is new or changed, remove what is no longer kept."""
+    """Bring OUT/canonical up to date in place: copy what is new or changed, remove what is no longer kept.
+
+    ``paths``: the manifest paths of ``kept``, if the caller has them (a cron run's
+    stored keys: not decoded from the table again).
+    """
     root = out / manifest.CANONICAL
-    files = [i for i in kept if docs.offset(i) < 0]
-    wanted = {docs.paths[i] for i in files}
+    offsets = docs.facts()[0]
+    names = paths if paths is not None else [docs.paths[i] for i in kept]
+    files, wanted_paths, lined = [], [], []
+    for i, name in zip(kept, names, strict=True):
+        if offsets[i] < 0:
+            files.append(i)
+            wanted_paths.append(name)
+        else:
+            lined.append((i, name))
+    wanted = set(wanted_paths)
     # JSONL outputs: the ones left with no kept line go, the ones whose kept lines changed are redone.
     now: dict[str, list[tuple[int, str, str]]] = {}
-    for i in kept:
-        if docs.offset(i) >= 0:
-            now.setdefault(docs.file(i), []).append((docs.offset(i), docs.paths[i], docs.sha256(i)))
+    for i, name in lined:
+        now.setdefault(docs.file(i), []).append((int(offsets[i]), name, docs.sha256(i)))
     then = before.lines
     outputs = manifest.container_outputs(docs.sources, then.keys() | now.keys())
     redo = {
@@ -65,12 +77,13 @@ def sync(
         _prune(root, path)
     present = listed(root, wanted)  # one listing, not a stat per kept file; a miss is checked alone
     base = str(root)
+    before_files = before.files
     todo = [  # new, changed, or removed from OUT by someone: copied
         i
-        for i in files
+        for i, path in zip(files, wanted_paths, strict=True)
         if fresh[i]
-        or docs.paths[i] not in before.files
-        or (docs.paths[i] not in present and not os.path.exists(os.path.join(base, docs.paths[i])))
+        or path not in before_files
+        or (path not in present and not os.path.exists(os.path.join(base, path)))
     ]
     if todo:  # each copied under a temporary name in OUT, renamed into canonical/ when whole
         temp = manifest.stage_canonical(out)

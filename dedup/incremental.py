@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from dedup import copies, locks, manifest, records, rerun, state, stored
+from dedup import copies, cron_manifest, locks, manifest, records, rerun, state, stored
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Source
 from dedup.errors import ConfigError, OutputError, StateError
 from dedup.hooks import Checkpoint
-from dedup.rows import Kept, Rows, kept_before, signature_chunks
+from dedup.rows import Kept, Matched, Rows, kept_before, signature_chunks
 from dedup.signature_spill import Spilled
 from dedup.state import Stored
 
@@ -221,6 +221,7 @@ class Incremental(Batch):
         super().__init__()
         self.store, self.config = store, config
         self.previous: Rows | None = None  # the state's rows, as columns
+        self.matched = Matched()  # each document's row (pass 1's filter looks it up)
         self.signatures: stored.SignatureRows | None = None  # of the texts read this run
         self.prints: dict[int, str] = {}  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
@@ -280,6 +281,7 @@ class Incremental(Batch):
         self.kept = {}
         self.started = state.now()
         self.previous = Rows(self.store)
+        self.matched = Matched()
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
@@ -300,11 +302,13 @@ class Incremental(Batch):
         return frequency
 
     def stored(self, doc: Document) -> Stored | None:
-        assert self.previous is not None
-        r = self.previous.index.get(doc.path)
+        previous = self.previous
+        assert previous is not None
+        r = previous.index.get(doc.path)
+        self.matched.add(r, r is not None and previous.same_file(r, doc.file))
         if r is None or doc.file in self.suspects:
             return None
-        prev = self.previous.stored(r)
+        prev = previous.stored(r)
         return prev if stored.unchanged(doc, prev) else None
 
     def candidates(
@@ -347,18 +351,20 @@ class Incremental(Batch):
     def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
         assert self.previous is not None
         self.kept = kept = Kept(self.previous, len(corpus.docs))
-        self.prints, same = stored.unchanged_groups(corpus, groups.node_lists(), comp_of, self.previous, kept)
+        self.prints, same = stored.unchanged_groups(
+            corpus, groups.node_lists(), comp_of, self.previous, self.matched, kept
+        )
         changed = np.ones(len(groups), dtype=bool)
         changed[list(same)] = False
         return groups.take(np.flatnonzero(changed))
 
     def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
         assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it
-        return stored.judged_component(corpus, nodes, self.previous, self.kept, self.prints)
+        return stored.judged_component(corpus, nodes, self.previous, self.matched, self.kept, self.prints)
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         assert self.run_id is not None and self.previous is not None
-        self.changes = find_changes(docs, verdicts, self.previous, self.run_id)
+        self.changes = find_changes(docs, verdicts, self.previous, self.matched, self.run_id)
 
     def emit(
         self,
@@ -372,11 +378,12 @@ class Incremental(Batch):
     ) -> Iterator[Stored]:
         assert self.run_id is not None and self.previous is not None and self.signatures is not None
         self.read_any = any(fresh)
-        return stored.emit(
+        return cron_manifest.emit(
             docs,
             feats,
             verdicts,
             self.previous,
+            self.matched,
             fresh,
             self.signatures,
             self.prints,
@@ -437,7 +444,12 @@ class Incremental(Batch):
         run_id, store = self.run_id, self.store
         assert run_id is not None and self.previous is not None
         if run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
-            copies.sync(out, docs, kept, kept_before(self.previous), fresh, config, checkpoint)
+            previous, row_of = self.previous, self.matched.rows()
+            keys = previous.keys  # a document with a row has its key as path: not decoded again
+            paths = [
+                keys[r] if r >= 0 else docs.paths[i] for i, r in zip(kept, row_of[kept].tolist(), strict=True)
+            ]
+            copies.sync(out, docs, kept, kept_before(previous), fresh, config, checkpoint, paths)
         else:
             copies.write(out, docs, kept, config)
 

@@ -38,6 +38,7 @@ from dedup.signatures import distinct, similarity
 
 LARGE = 1000  # texts: a group over this is split
 CHUNK = 2000  # candidate pairs verified to a task
+MIN_CHUNK = 250  # ... or fewer, down to this, where there are few to verify
 
 
 class Verifier:
@@ -91,14 +92,16 @@ def split(
             verdicts[k] = memo.lookup(keys[k])
         todo = np.flatnonzero(verdicts[k] < 0)
         order[k] = todo[local_order(pairs[todo])]
-    chunks = [(k, lo) for k in big for lo in range(0, len(order[k]), CHUNK)]
+    # A few pairs (a cron run's, most verdicts kept) still make a task per worker or two.
+    size = max(MIN_CHUNK, min(CHUNK, -(-sum(map(len, order.values())) // 4)))
+    chunks = [(k, lo) for k in big for lo in range(0, len(order[k]), size)]
     # A generator, not a list: the engine runs a short list in this process, and a chunk takes
     # ~0.5 s here (the noisy 100k's giant group is two of them, each for a worker).
     masks = engine.ordered(
-        Verifier(corpus), (tasks[k][1][order[k][lo : lo + CHUNK]] for k, lo in chunks), window_per_worker=4
+        Verifier(corpus), (tasks[k][1][order[k][lo : lo + size]] for k, lo in chunks), window_per_worker=4
     )
     for (k, lo), mask in zip(chunks, masks, strict=True):
-        verdicts[k][order[k][lo : lo + CHUNK]] = mask
+        verdicts[k][order[k][lo : lo + size]] = mask
     out: list[Groups] = []
     for before, k in zip([-1, *big], big, strict=False):  # each group split, and the one before it
         out.append(tasks.between(before + 1, k))  # views: ``joined`` copies them once

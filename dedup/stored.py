@@ -3,9 +3,8 @@
 - unchanged documents (``unchanged``): not read, their stored features used;
 - the candidate pairs of the last run (``KnownPairs``): when the distinct texts
   are the same, banding would find the same pairs, and new texts add theirs;
-- unchanged groups (``unchanged_groups``): they keep their stored records;
-- the manifest (``emit``): stored records copied forward as they are, and only
-  the state rows that changed written back.
+- unchanged groups (``unchanged_groups``): they keep their stored records
+  (``cron_manifest`` writes them forward).
 """
 
 from __future__ import annotations
@@ -15,23 +14,20 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import orjson
 import xxhash
 
-from dedup import records
-from dedup.changes import Changes
 from dedup.config import Config
-from dedup.document import Document, DocumentTable, Status
+from dedup.document import Document, Status
 from dedup.errors import StateError
-from dedup.state import AS_STORED, Stored
+from dedup.state import Stored
 
 if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
     from dedup.pass1 import FeatureTable
-    from dedup.pass2 import Corpus, Verdicts
-    from dedup.rows import Kept, Rows
+    from dedup.pass2 import Corpus
+    from dedup.rows import Kept, Matched, Rows
     from dedup.signature_spill import Blocks, Renumbered, RowSpill, Spilled
 
 _STATUS = {str(s): s for s in Status}
@@ -294,12 +290,13 @@ def _fingerprint(corpus: Corpus, group: Sequence[int], reach: Mapping[int, int] 
     return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
 
 
-def _judged(corpus: Corpus, group: Sequence[int], print_: str, previous: Rows, kept: Kept) -> bool:
+def _judged(
+    corpus: Corpus, group: Sequence[int], print_: str, previous: Rows, matched: Matched, kept: Kept
+) -> bool:
     """Whether the state judged every document of ``group`` in a group of this fingerprint; if so,
     keep their stored records (``kept``)."""
-    docs, index = corpus.docs, previous.index
     members = [d for n in group for d in corpus.members(n)]
-    rows = [index.get(docs.paths[d]) for d in members]
+    rows = [matched.row(d) for d in members]
     found = [r for r in rows if r is not None and previous.judged_as(r, print_)]
     if len(found) < len(rows):
         return False
@@ -313,6 +310,7 @@ def unchanged_groups(
     comps: Iterable[list[int]],
     comp_of: np.ndarray,
     previous: Rows,
+    matched: Matched,
     kept: Kept,
 ) -> tuple[dict[int, str], set[int]]:
     """Fingerprint every group (component, or lone text) and find the ones the state already judged.
@@ -324,21 +322,21 @@ def unchanged_groups(
     """
     docs = corpus.docs
     prints: dict[int, str] = {}
-    index = previous.index
 
     def judged(group: Sequence[int]) -> bool:
         print_ = _fingerprint(corpus, group)
         prints.update((n, print_) for n in group)
-        return _judged(corpus, group, print_, previous, kept)
+        return _judged(corpus, group, print_, previous, matched, kept)
 
     unchanged = {c for c, group in enumerate(comps) if judged(group)}
     lone = np.flatnonzero(comp_of < 0)
     single = (corpus.starts[lone + 1] - corpus.starts[lone]) == 1
-    for n, d in zip(lone[single].tolist(), corpus.order[corpus.starts[lone[single]]].tolist(), strict=True):
-        path = docs.paths[d]
-        print_ = prints[n] = xxhash.xxh3_64_hexdigest(f"{path}\t{docs.sha256(d)}".encode())
-        r = index.get(path)
-        if r is not None and previous.judged_as(r, print_):
+    first = corpus.order[corpus.starts[lone[single]]]
+    keys, hexdigest = previous.keys, xxhash.xxh3_64_hexdigest
+    for n, d, r in zip(lone[single].tolist(), first.tolist(), matched.rows()[first].tolist(), strict=True):
+        path = keys[r] if r >= 0 else docs.paths[d]  # the same string, not decoded again
+        print_ = prints[n] = hexdigest(f"{path}\t{docs.sha256(d)}".encode())
+        if r >= 0 and previous.judged_as(r, print_):
             kept.keep(d, r)
     for n in lone[~single].tolist():
         judged([n])
@@ -346,108 +344,10 @@ def unchanged_groups(
 
 
 def judged_component(
-    corpus: Corpus, nodes: Sequence[int], previous: Rows, kept: Kept, prints: dict[int, str]
+    corpus: Corpus, nodes: Sequence[int], previous: Rows, matched: Matched, kept: Kept, prints: dict[int, str]
 ) -> bool:
     """A verified component of a split group: fingerprinted with its texts' reach (``prints``), and
     whether the state judged it so (its stored records are then kept)."""
     print_ = _fingerprint(corpus, nodes, corpus.reach)
     prints.update((n, print_) for n in nodes)
-    return _judged(corpus, nodes, print_, previous, kept)
-
-
-def emit(
-    docs: DocumentTable,
-    feats: FeatureTable,
-    verdicts: Verdicts,
-    previous: Rows,
-    fresh: Sequence[int],
-    signatures: Mapping[int, bytes],
-    prints: dict[int, str],
-    changes: Changes,
-    run_id: int,
-    fh: Any,
-    tally: records.Tally,
-) -> Iterator[Stored]:
-    """Write every record to the manifest in order, count it, and yield the state rows that changed.
-
-    One pass, one record in memory at a time (the stored ones are read from the
-    state as they are reached: ``Rows.record``). ``signatures``: of the texts a
-    document read this run holds (``feats`` has none left: ``keep_signatures``).
-    ``last_seen`` is written when a document is first stored or goes missing: a
-    present document was last seen in the latest run.
-    """
-    unwritten: list[str] = []  # stored lines, written a few thousand at a time
-    index = previous.index
-    for i in range(len(docs)):
-        stored = verdicts.kept.get(i)
-        r = index.get(docs.paths[i])
-        if stored is not None and r is not None and previous.line[r] == docs.line(i):
-            # Its group did not change: the stored line is the record, written as it is.
-            unwritten.append(stored)
-            if len(unwritten) == 4096:
-                fh.write(("\n".join(unwritten) + "\n").encode())
-                unwritten.clear()
-            canonical = previous.canonical(r)
-            tally.add(i, previous.status_of(r), canonical, None if canonical else previous.cluster(r))
-            text = stored  # its row changes only if the file moved or was touched
-        else:
-            record = verdicts.record(i)
-            path = record["path"]
-            if path in changes.supersedes:
-                record["supersedes"] = changes.supersedes[path]
-            line = orjson.dumps(record)
-            if unwritten:
-                fh.write(("\n".join(unwritten) + "\n").encode())
-                unwritten.clear()
-            fh.write(line + b"\n")
-            tally.add(i, record["status"], record["canonical"], record["cluster"])
-            if r is None or previous.gone[r]:
-                changes.new += 1
-                changes.listed.append({"change": "new", **records.brief(record)})
-            elif fresh[i] and (
-                (previous.sha256(r) or "") != docs.sha256(i) or previous.status_of(r) != record["status"]
-            ):
-                changes.changed += 1
-                changes.listed.append({"change": "changed", **records.brief(record)})
-            text = line.decode()
-        node = feats.node_of[i]
-        component = prints.get(node) if node >= 0 else None
-        if (
-            r is not None
-            and not previous.gone[r]
-            and (previous.offset[r], previous.size[r], previous.mtime_ns[r])
-            == (docs.offset(i), docs.size(i), docs.mtime_ns(i))
-            and previous.same_file(r, docs.file(i))
-            and previous.same_component(r, component)
-            and (text is stored or previous.record(r) == text)
-        ):
-            continue
-        doc = docs[i]
-        yield Stored(
-            key=doc.path,
-            file=doc.file,
-            offset=doc.offset,
-            line=doc.line,
-            size=doc.size,
-            mtime_ns=doc.mtime_ns,
-            sha256=doc.sha256 or None,
-            status=str(doc.status),
-            error=doc.error,
-            content=None if node < 0 else feats.contents[node],
-            shingles=None if node < 0 else feats.sizes[node],
-            signature=None if node < 0 else signatures[node] if fresh[i] else AS_STORED,
-            signals=None if node < 0 else feats.signals.row(i),
-            component=component,
-            record_json=text,
-            first_seen=int(previous.first_seen[r]) if r is not None else run_id,
-            last_seen=run_id,
-            gone=None,
-        )
-    if unwritten:
-        fh.write(("\n".join(unwritten) + "\n").encode())
-    for key, gone_run in changes.gone.items():
-        r = index[key]
-        fh.write(orjson.dumps(records.gone(key, previous.sha256(r), int(previous.size[r]), gone_run)) + b"\n")
-        if not previous.gone[r]:
-            prev = previous.row(r)
-            yield dataclasses.replace(prev, gone=gone_run, last_seen=gone_run - 1, signature=AS_STORED)
+    return _judged(corpus, nodes, print_, previous, matched, kept)
