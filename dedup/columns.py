@@ -79,13 +79,13 @@ class Column:
         return (self._flushed + len(self._tail)) // self.width
 
     def append(self, value: int | float) -> None:
-        if len(self._tail) >= self._chunk and self._backed:
+        if self._backed and len(self._tail) >= self._chunk:  # (a column in memory: one test, ~8 per document)
             self._write()
         self._tail.append(value)  # type: ignore[arg-type]
 
     def extend(self, data: bytes) -> None:
         """A row (or several) as raw bytes: a whole number of rows, in the type code's machine format."""
-        if len(self._tail) >= self._chunk and self._backed:
+        if self._backed and len(self._tail) >= self._chunk:
             self._write()
         self._tail.frombytes(data)
 
@@ -138,6 +138,15 @@ class Column:
         start = i * self.width - self._flushed
         assert start >= 0, "a row already written to the file"
         self._tail[start : start + self.width] = array(self.typecode, data)
+
+    def set_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Rows ``rows`` (none written to the file yet) set to ``values`` (one row of ``width`` each)."""
+        if not len(rows):
+            return
+        assert int(rows.min()) * self.width >= self._flushed, "a row already written to the file"
+        tail = np.frombuffer(self._tail, dtype=_DTYPES[self.typecode]).reshape(-1, self.width)
+        assert values.dtype == tail.dtype, "values of another type"
+        tail[rows - self._flushed // self.width] = values.reshape(len(rows), self.width)
 
     def seal(self) -> None:
         """Everything in the file (no more appends): readers and ``numbers`` see it all."""

@@ -183,6 +183,8 @@ class DocumentTable:
     def __init__(self, sources: list[Source], directory: Path | None = None) -> None:
         self.sources = list(sources)  # grows by the containers found inside directories
         self._source_no = {s: k for k, s in enumerate(self.sources)}
+        self._last_source: Source | None = None  # the source of the document appended last, and its number
+        self._last_source_no = -1
         self.spool: Spool | None = None  # while set, its records are read from the spool file
         self.paths = Paths(directory)
         self._source = Column.named("I", directory, "source")
@@ -206,10 +208,13 @@ class DocumentTable:
         """Add the next document (``doc.index`` must be the table's length)."""
         assert doc.index == len(self.paths), "documents are added in manifest order"
         self.paths.append(doc.path)
-        if doc.source not in self._source_no:
-            self._source_no[doc.source] = len(self.sources)
-            self.sources.append(doc.source)
-        self._source.append(self._source_no[doc.source])
+        source = doc.source
+        if source is not self._last_source:  # (a source's hash is a dataclass's: worked out each time)
+            if source not in self._source_no:
+                self._source_no[source] = len(self.sources)
+                self.sources.append(source)
+            self._last_source, self._last_source_no = source, self._source_no[source]
+        self._source.append(self._last_source_no)
         self._offset.append(doc.offset)
         self._line.append(doc.line)
         self._size.append(doc.size)

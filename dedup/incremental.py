@@ -21,7 +21,7 @@ filter, at each stage, what it already knows:
 from __future__ import annotations
 
 import contextlib
-import sqlite3
+import dataclasses
 import time
 from array import array
 from collections import deque
@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from dedup import copies, cron_manifest, locks, manifest, records, rerun, state, stored
+from dedup import copies, cron_manifest, manifest, records, rerun, state, stored
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
-from dedup.document import Document, DocumentTable, Source
-from dedup.errors import ConfigError, OutputError, StateError
-from dedup.hooks import Checkpoint
+from dedup.document import DocumentTable, Source
+from dedup.errors import StateError
+from dedup.hooks import Checkpoint, Progress
 from dedup.rows import Kept, Matched, Rows, kept_before, signature_chunks
-from dedup.signature_spill import Spilled
+from dedup.signature_spill import RowSpill, Spilled
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
@@ -51,57 +51,20 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
     from dedup.pass2 import Corpus, Verdicts
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pass1:
+    """How the run's pass 1 goes: the options of ``pass1.read_all`` and ``cron_pass1.read_all``."""
+
+    progress: Progress | None
+    checkpoint: Checkpoint
+    batch_size: int
+    engine: Engine
+    spill: Spilled | None = None  # a batch run's signatures, on disk
+    tables: Path | None = None  # a batch run's columns, in files
+    rows: RowSpill | None = None  # a cron run's signatures of the texts it reads, on disk
+
+
 _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
-
-
-@contextlib.contextmanager
-def session(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
-    """Check and lock what the run writes, and open its state: the filter for the run.
-
-    Raises:
-        OutputError: OUT cannot be used (or the state directory overlaps an INPUT).
-        StateError: the state is locked, was built with other parameters, or is unusable.
-    """
-    if config.state is None:
-        manifest.prepare_out(out, roots, force=config.force)
-        # Overlapping runs into one OUT.
-        with locks.locked(out, config.lock_timeout, manifest.OUT_LOCK, what="OUT"):
-            yield Batch()
-        return
-    directory = Path(config.state)
-    manifest.check_apart(directory, roots, "--state")
-    try:
-        manifest.check_apart(directory, [str(out)], "--state")
-    except OutputError as err:  # a run would replace or delete the state among its outputs
-        raise ConfigError(f"--state {directory} overlaps OUT {out}: keep them apart") from err
-    for path, what in ((directory, "--state"), (out, "OUT")):  # before the state is made: nothing half-made
-        manifest.check_creatable(path, what)
-    ours_to_make = (directory, directory / state.DATABASE, directory / locks.STATE_LOCK)
-    made = [p for p in ours_to_make if not p.exists()]
-    with locks.locked(directory, config.lock_timeout):
-        # The stamp is worked out (and checked) only by a run with work to do: ``Incremental.unchanged``.
-        store = state.State(directory, config.stamp, rebuild=config.rebuild)
-        try:
-            ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
-            try:
-                manifest.prepare_out(out, roots, force=config.force, ours_ok=ours)
-            except OutputError:
-                store.close()
-                _remove(made)  # a first run refused for its OUT leaves no state behind
-                raise
-            # Two cron runs with different states must not write one OUT at once either.
-            with locks.locked(out, config.lock_timeout, manifest.OUT_LOCK, what="OUT"):
-                yield Incremental(store, config)
-        except sqlite3.Error as err:  # reading a damaged state, or writing to a full disk
-            raise state.unusable(store.path, err) from err
-        finally:
-            store.close()
-
-
-def _remove(made: list[Path]) -> None:
-    for path in reversed(made):
-        with contextlib.suppress(OSError):
-            path.rmdir() if path.is_dir() else path.unlink()
 
 
 class Batch:
@@ -128,9 +91,24 @@ class Batch:
         self.kept = {}
         return TokenFrequency()
 
-    def stored(self, doc: Document) -> Stored | None:
-        """Pass 1's filter: the stored row of a document that has not changed."""
-        return None
+    def read_all(
+        self, sources: Sequence[Source], config: Config, frequency: TokenFrequency, pass1: Pass1
+    ) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
+        """Pass 1: every document read (``pass1.read_all``)."""
+        from dedup.pass1 import read_all
+
+        assert pass1.rows is None, "a cron run's"
+        return read_all(
+            sources,
+            config,
+            frequency,
+            progress=pass1.progress,
+            checkpoint=pass1.checkpoint,
+            batch_size=pass1.batch_size,
+            engine=pass1.engine,
+            spill=pass1.spill,
+            tables=pass1.tables,
+        )
 
     def candidates(
         self,
@@ -301,15 +279,27 @@ class Incremental(Batch):
                 ) from err
         return frequency
 
-    def stored(self, doc: Document) -> Stored | None:
-        previous = self.previous
-        assert previous is not None
-        r = previous.index.get(doc.path)
-        self.matched.add(r, r is not None and previous.same_file(r, doc.file))
-        if r is None or doc.file in self.suspects:
-            return None
-        prev = previous.stored(r)
-        return prev if stored.unchanged(doc, prev) else None
+    def read_all(
+        self, sources: Sequence[Source], config: Config, frequency: TokenFrequency, pass1: Pass1
+    ) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
+        """Pass 1 with the state in front (``cron_pass1``): an unchanged document is taken from it."""
+        from dedup import cron_pass1
+
+        assert self.previous is not None and pass1.spill is None and pass1.tables is None, "a batch run's"
+        self.matched = Matched()
+        return cron_pass1.read_all(
+            sources,
+            config,
+            frequency,
+            self.previous,
+            self.matched,
+            suspects=self.suspects,
+            progress=pass1.progress,
+            checkpoint=pass1.checkpoint,
+            batch_size=pass1.batch_size,
+            engine=pass1.engine,
+            rows=pass1.rows,
+        )
 
     def candidates(
         self,

@@ -3,15 +3,14 @@
 Every document is read, normalised, signed and measured (its intrinsic quality
 signals) once, in worker processes that receive paths in batches. Documents
 with the same normalised text share one node, the unit the index and pass 2
-work on. A cron run puts a filter in front (``read_all``'s ``stored``): an
-unchanged document is not read, its stored features are used.
+work on. A cron run has its state in front (``cron_pass1``): an unchanged
+document is not read, its stored features are used.
 """
 
 from __future__ import annotations
 
 import pickle
 from array import array
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.signature_spill import RowSpill, Spilled
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
-from dedup.state import Stored
 
 BATCH = 128  # documents per worker task
 
@@ -242,6 +240,21 @@ class FeatureTable:
         """
         self._set(doc, self._nodes.node(content), content, shingles, signature, signals)
 
+    def set_stored(
+        self, docs: np.ndarray, contents: np.ndarray, shingles: np.ndarray, signals: np.ndarray
+    ) -> None:
+        """Stored texts' features (a cron run's unchanged documents, ascending, after every document
+        set before them): ``set`` of each without a signature, at once."""
+        assert self._matrix is None, "texts added after the signature matrix was made"
+        before = len(self.contents)
+        nodes = self._nodes.assign(contents)
+        new = np.flatnonzero(nodes >= before)
+        first = new[np.unique(nodes[new], return_index=True)[1]]  # each new text's first document
+        self.contents.extend(contents[first].astype(np.uint64).tobytes())
+        self.sizes.extend(shingles[first].astype(np.int64).tobytes())
+        self.node_of.set_rows(docs, nodes)
+        self.signals.set_rows(docs, np.ascontiguousarray(signals).view(np.float32))
+
     def _set(
         self, doc: int, n: int, content: int, shingles: int, signature: bytes | None, signals: bytes
     ) -> None:
@@ -314,46 +327,35 @@ class FeatureTable:
             self.spill = None
 
 
-def _nothing_stored(doc: Document) -> Stored | None:
-    return None
-
-
 def read_all(
     sources: Sequence[Source],
     config: Config,
     frequency: TokenFrequency,
     *,
-    stored: Callable[[Document], Stored | None] = _nothing_stored,
     progress: Progress | None = None,
     checkpoint: Checkpoint = no_checkpoint,
     batch_size: int = BATCH,
     engine: parallel.Engine | None = None,
     piece_bytes: int = readers.PIECE_BYTES,
     spill: Spilled | None = None,
-    rows: RowSpill | None = None,
     tables: Path | None = None,
 ) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
-    """Read, normalise and sign every document (or take its stored features), in manifest order.
-
-    A batch run (no ``config.state``) has the workers read the containers too
-    (``readers.plan``); a cron run reads them here, where its filter is.
+    """Read, normalise and sign every document, in manifest order (the workers read the containers
+    too: ``readers.plan``). A cron run's pass 1, with its state in front, is ``cron_pass1``.
 
     Args:
         sources: the INPUTs (``readers.discover``).
         config: the run's options.
         frequency: the corpus token frequencies, counted into.
-        stored: the stored row of a document that is unchanged since it was
-            stored (then not read again), else ``None`` (cron mode's filter).
         progress: called as ``progress("read", documents, None)`` after each batch.
         checkpoint: called as ``checkpoint("pass1")`` after each batch (crash tests).
         batch_size: documents per worker task.
         engine: where the batches are analysed (default: ``config.workers`` forked processes).
-        piece_bytes: a plain JSONL file is read in pieces of this many bytes (batch runs).
-        spill: where a batch run's signatures go instead of memory.
-        rows: where a cron run's signatures of the texts it reads go (else memory).
-        tables: a batch run's directory for the document and feature columns (else memory).
+        piece_bytes: a plain JSONL file is read in pieces of this many bytes.
+        spill: where the signatures go instead of memory.
+        tables: a directory for the document and feature columns (else memory).
 
-    Returns the documents, their features, and a flag per document: read in this run.
+    Returns the documents, their features, and a flag per document: read in this run (all).
 
     Example:
         >>> sources = readers.discover(["corpora/sample"])
@@ -362,67 +364,12 @@ def read_all(
         True
     """
     engine = engine or parallel.Processes(config.workers)
-    if config.state is None:
-        tasks = readers.plan(sources, config, batch_size=batch_size, piece_bytes=piece_bytes)
-        feats = FeatureTable(config.num_perm, spill, directory=tables)
-        table = DocumentTable(list(sources), tables)
-        return _read_tasks(
-            table, tasks, Reader(config, batch_size), feats, frequency, progress, checkpoint, engine
-        )
-    table = DocumentTable(list(sources))
-    feats = FeatureTable(config.num_perm, rows=rows)
-    fresh = bytearray()
-    # Stored features wait behind documents still in the workers, to be set in manifest order.
-    waiting: deque[tuple[int, Stored]] = deque()
-    in_flight = 0
-
-    def take(doc: int, prev: Stored) -> None:
-        # A stored row comes without its signature (1 KB): only banding needs it, and
-        # the filter fills it in then (a run over unchanged texts reuses the stored pairs).
-        if prev.status == Status.OK and prev.signals:
-            assert prev.content is not None and prev.shingles is not None
-            feats.set(doc, prev.content, prev.shingles, prev.signature or None, prev.signals)
-
-    def take_waiting(before: int) -> None:
-        while waiting and waiting[0][0] < before:
-            take(*waiting.popleft())
-
-    def to_analyse() -> Iterator[Document]:
-        nonlocal in_flight
-        for doc in readers.iter_documents(sources, config, read=False):
-            prev = stored(doc)
-            table.append(doc)
-            feats.reserve()
-            fresh.append(prev is None)
-            if prev is None:
-                in_flight += 1
-                yield doc
-            elif in_flight:
-                waiting.append((doc.index, prev))
-            else:
-                take(doc.index, prev)
-
-    stage = Analyser(config)
-    tasks = parallel.bundles(to_analyse(), batch_size)
-    for results, delta in engine.ordered(stage, tasks, window_per_worker=4):
-        frequency.merge(delta)
-        for doc, feat in results:
-            take_waiting(doc.index)
-            table.update(doc)
-            if feat is not None:
-                signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
-                feats.set(doc.index, feat.content, feat.shingles, signature, signals)
-                if feat.repair is not None:
-                    feats.repairs[doc.index] = feat.repair
-            in_flight -= 1
-        if not in_flight:
-            take_waiting(len(table))
-        checkpoint("pass1")
-        if progress:
-            progress("read", len(table), None)
-    take_waiting(len(table))
-    feats.done()
-    return table, feats, fresh
+    tasks = readers.plan(sources, config, batch_size=batch_size, piece_bytes=piece_bytes)
+    feats = FeatureTable(config.num_perm, spill, directory=tables)
+    table = DocumentTable(list(sources), tables)
+    return _read_tasks(
+        table, tasks, Reader(config, batch_size), feats, frequency, progress, checkpoint, engine
+    )
 
 
 def _read_tasks(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dedup import __version__ as dedup_version
-from dedup import columns, incremental, manifest, parallel, readers, records
+from dedup import columns, incremental, manifest, parallel, readers, records, session
 from dedup.config import Config
 from dedup.document import AllRead, Source
 from dedup.errors import InputChangedError, OutputError
@@ -92,7 +92,7 @@ def run(
     out_path = Path(out)
     sources = readers.discover(inputs)
     try:
-        with _few_collections(), incremental.session(config, out_path, [s.root for s in sources]) as cache:
+        with _few_collections(), session.opened(config, out_path, [s.root for s in sources]) as cache:
             if (summary := cache.unchanged(sources, out_path, checkpoint)) is not None:
                 return RunResult(out=out_path, summary=summary, counts=summary["counts"])
             with (
@@ -189,19 +189,8 @@ def _judge_and_write(
     # A cron run keeps the signatures of the texts it reads till its state stores them, on disk too.
     given = RowSpill(out, num_perm=config.num_perm) if config.state else None
     try:
-        docs, feats, fresh = pass1.read_all(
-            sources,
-            config,
-            frequency,
-            stored=cache.stored,
-            progress=progress,
-            checkpoint=checkpoint,
-            batch_size=batch_size or pass1.BATCH,
-            engine=engine,
-            spill=spill,
-            rows=given,
-            tables=tables,
-        )
+        how = incremental.Pass1(progress, checkpoint, batch_size or pass1.BATCH, engine, spill, tables, given)
+        docs, feats, fresh = cache.read_all(sources, config, frequency, how)
         readers.check_found(docs, config, sources)  # a run that read nothing is an error
         corpus = pass2.Corpus.of(config, docs, feats, frequency)
         timings["read_sign"] = time.perf_counter() - clock

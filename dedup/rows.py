@@ -169,31 +169,6 @@ class Rows:
         w = self.signals_width
         return self.signals[w * r : w * r + w] if self.has_signals[r] else None
 
-    def stored(self, r: int) -> Stored:
-        """Row ``r``'s facts as a ``Stored`` (pass 1's filter takes one): no signature, record or group,
-        and the file only of a container's record."""
-        sha, w, shingles = self.sha[32 * r : 32 * r + 32], self.signals_width, self.shingles[r]
-        return Stored(  # positionally, in Stored's field order: this runs once per stored document
-            self.keys[r],
-            self.containers.get(r, ""),  # a whole file's is not kept
-            self.offset[r],
-            self.line[r],
-            self.size[r],
-            self.mtime_ns[r],
-            None if sha == _NO_SHA else sha.hex(),
-            self.statuses[self.status[r]],
-            self.errors.get(r),
-            self.content[r] if self.has_content[r] else None,
-            None if shingles < 0 else shingles,
-            None,  # signature
-            self.signals[w * r : w * r + w] if self.has_signals[r] else None,
-            None,  # component
-            "",  # record
-            self.first_seen[r],
-            0,
-            self.gone[r] or None,
-        )
-
     def row(self, r: int) -> Stored:
         """Row ``r`` whole, as stored, but for its signature."""
         query = f"SELECT {', '.join(COLUMNS).replace('signature', 'NULL')} FROM documents WHERE rowid = ?"

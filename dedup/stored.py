@@ -1,6 +1,6 @@
 """What a cron run takes from its state instead of working it out again.
 
-- unchanged documents (``unchanged``): not read, their stored features used;
+- unchanged documents (``cron_pass1``): not read, their stored features used;
 - the candidate pairs of the last run (``KnownPairs``): when the distinct texts
   are the same, banding would find the same pairs, and new texts add theirs;
 - unchanged groups (``unchanged_groups``): they keep their stored records
@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,9 +19,8 @@ import numpy as np
 import xxhash
 
 from dedup.config import Config
-from dedup.document import Document, Status
+from dedup.document import Status
 from dedup.errors import StateError
-from dedup.state import Stored
 
 if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
     from dedup.pass1 import FeatureTable
@@ -248,31 +246,6 @@ class SignatureRows(Mapping[int, bytes]):
 
     def __len__(self) -> int:
         return len(self.nodes) + len(self.held)
-
-
-def unchanged(doc: Document, prev: Stored | None) -> bool:
-    """Whether a document is as the state stored it; if so, take its stored facts.
-
-    A whole file is unchanged when its size and mtime are (it is then not read
-    at all); a JSONL line, read anyway, when its sha256 is.
-    """
-    if prev is None or prev.gone is not None:
-        return False
-    if doc.offset < 0:
-        if prev.offset >= 0:
-            return False
-        try:
-            info = os.stat(doc.file)
-        except OSError:
-            return False
-        if (prev.size, prev.mtime_ns) != (info.st_size, info.st_mtime_ns):
-            return False
-        doc.size, doc.mtime_ns, doc.sha256 = prev.size, prev.mtime_ns, prev.sha256 or ""
-        doc.status, doc.error = _STATUS[prev.status], prev.error
-    elif doc.status is not Status.OK or prev.sha256 != doc.sha256 or prev.status != Status.OK:
-        return False
-    doc.text = None
-    return True
 
 
 def _fingerprint(corpus: Corpus, group: Sequence[int], reach: Mapping[int, int] | None = None) -> str:

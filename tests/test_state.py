@@ -389,12 +389,12 @@ _DAY2 = {  # between day 1's names: exact copies listed before their originals, 
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: int) -> None:
-    from dedup import readers
+    from dedup import cron_pass1, readers
     from dedup.frequency import TokenFrequency
     from dedup.incremental import Incremental
     from dedup.pass1 import read_all
     from dedup.pass2 import Corpus
-    from dedup.rows import signature_chunks
+    from dedup.rows import Matched, signature_chunks
     from dedup.signature_spill import Spilled
     from dedup.state import State
     from dedup.stored import streamed
@@ -410,8 +410,8 @@ def test_cron_pass_one_numbers_texts_as_a_full_pass_one(tmp_path: Path, jobs: in
         cache = Incremental(store, config)
         cache.begin()
         # Batches of two: many in flight, so stored features wait behind documents still being read.
-        docs, cron_feats, fresh = read_all(
-            sources, config, TokenFrequency(), stored=cache.stored, batch_size=2
+        docs, cron_feats, fresh = cron_pass1.read_all(
+            sources, config, TokenFrequency(), cache.previous, Matched(), batch_size=2
         )
         # Stored texts come without their signatures; banding streams them in from the state.
         corpus = Corpus.of(config, docs, cron_feats, TokenFrequency())
@@ -580,12 +580,12 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
     # or on disk as a cron run keeps them): block by block, the same matrix a full pass 1 makes; and
     # the rows written this run get their text's signature, also when the text's first document was
     # not read (a late exact copy).
-    from dedup import readers
+    from dedup import cron_pass1, readers
     from dedup.frequency import TokenFrequency
     from dedup.incremental import Incremental
     from dedup.pass1 import read_all
     from dedup.pass2 import Corpus
-    from dedup.rows import signature_chunks
+    from dedup.rows import Matched, signature_chunks
     from dedup.signature_spill import RowSpill, Spilled
     from dedup.state import State
     from dedup.stored import held_signatures, keep_signatures, streamed
@@ -603,7 +603,9 @@ def test_stored_signatures_streamed_for_banding_are_the_texts_own(tmp_path: Path
         cache = Incremental(store, config)
         cache.begin()
         given = RowSpill(out, num_perm=config.num_perm, flush_rows=3) if on_disk else None
-        docs, feats, fresh = read_all(sources, config, TokenFrequency(), stored=cache.stored, rows=given)
+        docs, feats, fresh = cron_pass1.read_all(
+            sources, config, TokenFrequency(), cache.previous, Matched(), rows=given
+        )
         corpus = Corpus.of(config, docs, feats, TokenFrequency())
         with Spilled.beside(out, num_perm=config.num_perm, width=16) as spill:
             blocks, held = streamed(feats, corpus, fresh, lambda: signature_chunks(store), spill)

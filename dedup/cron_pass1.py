@@ -1,0 +1,163 @@
+"""Pass 1 of a cron run: the documents the state vouches for are taken from it, the others read.
+
+A whole file is unchanged when its size and mtime are as stored (it is then not
+read at all); a JSONL line, read anyway, when its sha256 is. The workers analyse
+the rest (``pass1.Analyser``) while this process walks the inputs. Features must
+be set in manifest order (node numbers break ties): the stored ones wait behind
+documents still in the workers and are set in bulk, a few thousand at once, from
+the state's columns (``Rows``), where they were a ``Stored`` object and a call each.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dedup import parallel, readers
+from dedup.config import Config
+from dedup.document import Document, DocumentTable, Source, Status
+from dedup.frequency import TokenFrequency
+from dedup.hooks import Checkpoint, Progress, no_checkpoint
+from dedup.pass1 import BATCH, Analyser, FeatureTable
+
+if TYPE_CHECKING:
+    from dedup.rows import Matched, Rows
+    from dedup.signature_spill import RowSpill
+
+_STATUS = {str(s): s for s in Status}
+_SET_FROM = 4096  # stored documents waiting before they are set (when none is in the workers)
+
+
+def read_all(
+    sources: Sequence[Source],
+    config: Config,
+    frequency: TokenFrequency,
+    previous: Rows,
+    matched: Matched,
+    *,
+    suspects: set[str] | frozenset[str] = frozenset(),
+    progress: Progress | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
+    batch_size: int = BATCH,
+    engine: parallel.Engine | None = None,
+    rows: RowSpill | None = None,
+) -> tuple[DocumentTable, FeatureTable, bytearray]:
+    """Every document, in manifest order: read and analysed, or its stored features taken.
+
+    ``matched`` is told each document's row (``Matched.add``); ``suspects``: files
+    found edited in place, never taken from the state. ``rows``: where the
+    signatures of the texts read go (else memory). Returns the documents, their
+    features, and a flag per document: read in this run.
+    """
+    engine = engine or parallel.Processes(config.workers)
+    table = DocumentTable(list(sources))
+    feats = FeatureTable(config.num_perm, rows=rows)
+    fresh = bytearray()
+    waiting = _Waiting(feats, previous)
+    in_flight = 0
+
+    def to_analyse() -> Iterator[Document]:
+        nonlocal in_flight
+        for doc in readers.iter_documents(sources, config, read=False):
+            r = _unchanged(doc, previous, matched, suspects)
+            table.append(doc)
+            feats.reserve()
+            fresh.append(r < 0)
+            if r < 0:
+                in_flight += 1
+                yield doc
+            else:
+                waiting.add(doc.index, r)
+                if not in_flight and len(waiting) >= _SET_FROM:
+                    waiting.set_before(len(table))
+
+    tasks = parallel.bundles(to_analyse(), batch_size)
+    for results, delta in engine.ordered(Analyser(config), tasks, window_per_worker=4):
+        frequency.merge(delta)
+        for doc, feat in results:
+            waiting.set_before(doc.index)
+            table.update(doc)
+            if feat is not None:
+                signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
+                feats.set(doc.index, feat.content, feat.shingles, signature, signals)
+                if feat.repair is not None:
+                    feats.repairs[doc.index] = feat.repair
+            in_flight -= 1
+        if not in_flight:
+            waiting.set_before(len(table))
+        checkpoint("pass1")
+        if progress:
+            progress("read", len(table), None)
+    waiting.set_before(len(table))
+    feats.done()
+    return table, feats, fresh
+
+
+def _unchanged(doc: Document, previous: Rows, matched: Matched, suspects: set[str] | frozenset[str]) -> int:
+    """The row of a document as the state stored it (its stored facts then taken), else -1."""
+    r = previous.index.get(doc.path)
+    matched.add(r, r is not None and previous.same_file(r, doc.file))
+    if r is None or previous.gone[r] or doc.file in suspects:
+        return -1
+    sha = previous.sha256(r)
+    if doc.offset < 0:
+        if previous.offset[r] >= 0:
+            return -1
+        try:
+            info = os.stat(doc.file)
+        except OSError:
+            return -1
+        if previous.size[r] != info.st_size or previous.mtime_ns[r] != info.st_mtime_ns:
+            return -1
+        doc.size, doc.mtime_ns, doc.sha256 = info.st_size, info.st_mtime_ns, sha or ""
+        doc.status, doc.error = _STATUS[previous.status_of(r)], previous.errors.get(r)
+    elif doc.status is not Status.OK or sha != doc.sha256 or previous.status_of(r) != Status.OK:
+        return -1
+    doc.text = None
+    return r
+
+
+class _Waiting:
+    """Unchanged documents (ascending) and their rows, waiting to have their stored features set."""
+
+    def __init__(self, feats: FeatureTable, previous: Rows) -> None:
+        self.feats, self.previous = feats, previous
+        self.docs: array[int] = array("q")
+        self.rows: array[int] = array("q")
+        ok = previous.statuses.index(Status.OK) if Status.OK in previous.statuses else -1
+        self._ok = ok
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def add(self, doc: int, row: int) -> None:
+        self.docs.append(doc)
+        self.rows.append(row)
+
+    def set_before(self, limit: int) -> None:
+        """Set the features of the waiting documents before ``limit``: a stored text's, without its
+        signature (banding streams it in: ``stored.streamed``); none for a document stored skipped."""
+        cut = bisect_left(self.docs, limit)
+        if not cut:
+            return
+        docs = np.array(self.docs[:cut], dtype=np.int64)
+        rows = np.array(self.rows[:cut], dtype=np.int64)
+        del self.docs[:cut], self.rows[:cut]
+        previous = self.previous
+        has = np.frombuffer(previous.has_content, dtype=np.uint8)[rows].astype(bool)
+        has &= np.frombuffer(previous.has_signals, dtype=np.uint8)[rows].astype(bool)
+        has &= np.frombuffer(previous.status, dtype=np.uint8)[rows] == self._ok
+        docs, rows = docs[has], rows[has]
+        width = previous.signals_width
+        signals = np.frombuffer(previous.signals, dtype=np.uint8).reshape(-1, width)[rows]
+        self.feats.set_stored(
+            docs,
+            np.frombuffer(previous.content, dtype=np.uint64)[rows],
+            np.frombuffer(previous.shingles, dtype=np.int64)[rows],
+            signals,
+        )
