@@ -21,7 +21,7 @@ import orjson
 from dedup import records
 from dedup.changes import Changes
 from dedup.document import DocumentTable
-from dedup.rows import Kept, Matched, Rows
+from dedup.rows import Kept, Matched, Rows, cluster_of
 from dedup.state import AS_STORED, Stored
 
 if TYPE_CHECKING:
@@ -161,16 +161,14 @@ def emit(
 
 def _carry(fh: Any, tally: records.Tally, previous: Rows, docs: range, rows: list[int]) -> None:
     """Documents ``docs`` (rows ``rows``) as stored: their records written and counted, a few
-    thousand lines at a time."""
-    record, canonical, status_of = previous.record, previous.canonical, previous.status_of
-    cluster = previous.cluster
-    lines: list[str] = []
-    for i, r in zip(docs, rows, strict=True):
-        lines.append(record(r))
-        kept = canonical(r)
-        tally.add(i, status_of(r), kept, None if kept else cluster(r))
-        if len(lines) == _FLUSH:
-            fh.write(("\n".join(lines) + "\n").encode())
-            lines.clear()
-    if lines:
-        fh.write(("\n".join(lines) + "\n").encode())
+    thousand at a time."""
+    record = previous.record
+    for lo in range(0, len(rows), _FLUSH):
+        part = rows[lo : lo + _FLUSH]
+        texts = [record(r) for r in part]
+        fh.write(("\n".join(texts) + "\n").encode())
+        at = np.array(part, dtype=np.int64)
+        canonical, statuses = previous.canonical_flags(at), previous.statuses_of(at)
+        duplicates = np.flatnonzero(~canonical).tolist()
+        clusters = [cluster_of(texts[k]) for k in duplicates if statuses[k] == "ok"]
+        tally.add_stored(docs[lo : lo + len(part)], statuses, canonical, clusters)

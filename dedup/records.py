@@ -160,6 +160,39 @@ class Tally:
             counts["duplicates"] += 1
             self._with_duplicates.add(cluster)
 
+    def add_stored(
+        self, docs: range, statuses: Sequence[str], canonical: np.ndarray, clusters: Sequence[str | None]
+    ) -> None:
+        """Count consecutive records at once, as ``add`` of each would (``clusters``: one per
+        duplicate, in order: a record ``ok`` and not canonical)."""
+        counts = self._counts
+        first = counts["documents"]
+        counts["documents"] += len(docs)
+        if self._progress:
+            step = (first // 4096 + 1) * 4096
+            for done in range(step, counts["documents"] + 1, 4096):
+                self._progress("write", done, self._total)
+            if counts["documents"] == self._total and self._total % 4096:
+                self._progress("write", self._total, self._total)
+        ok = np.array([s == "ok" for s in statuses], dtype=bool)
+        for status in statuses:
+            if status != "ok":
+                counts["skipped"] += 1
+                counts[f"skipped_{status}"] = counts.get(f"skipped_{status}", 0) + 1
+        kept = np.flatnonzero(ok & canonical)
+        counts["ok"] += int(ok.sum())
+        counts["canonical"] += len(kept)
+        counts["clusters"] += len(kept)
+        counts["duplicates"] += len(clusters)
+        if len(kept):
+            chosen = (np.asarray(docs)[kept]).tolist()
+            if self._kept is not None:
+                self._kept(chosen)
+            else:
+                self.canonical.extend(chosen)
+        for name in clusters:
+            self._with_duplicates.add(name)
+
     def absorb(self, part: Tally) -> None:
         """Count a part's records after those counted so far (parts in manifest order)."""
         counts = self._counts

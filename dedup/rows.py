@@ -147,9 +147,18 @@ class Rows:
 
     def cluster(self, r: int) -> str | None:
         """The stored record's ``cluster`` (read as ``Stored.cluster`` reads it)."""
-        text = self.record(r)
-        at = text.find('"cluster":') + len('"cluster":')
-        return None if text.startswith("null", at) else text[at + 1 : text.index('"', at + 1)]
+        return cluster_of(self.record(r))
+
+    def canonical_flags(self, rows: np.ndarray) -> np.ndarray:
+        """``canonical`` of each of ``rows`` (their records read already, mostly)."""
+        flags = np.frombuffer(self._canonical, dtype=np.uint8)[rows]
+        for k in np.flatnonzero(flags == 0).tolist():
+            flags[k] = 2 if self.canonical(int(rows[k])) else 1
+        return flags == 2
+
+    def statuses_of(self, rows: np.ndarray) -> list[str]:
+        statuses = self.statuses
+        return [statuses[code] for code in np.frombuffer(self.status, dtype=np.uint8)[rows].tolist()]
 
     def judged_as(self, r: int, print_: str) -> bool:
         """Whether a present document was judged, last run, in a group with this fingerprint."""
@@ -206,6 +215,12 @@ class Rows:
                     self._canonical[r + k] = 2 if '"canonical":true' in stored else 1
             text = self._window[rowid]
         return text
+
+
+def cluster_of(record: str) -> str | None:
+    """A stored record's ``cluster``, found in its JSON text."""
+    at = record.find('"cluster":') + len('"cluster":')
+    return None if record.startswith("null", at) else record[at + 1 : record.index('"', at + 1)]
 
 
 def _file_hash(file: str) -> int:

@@ -1,14 +1,19 @@
 """A cron run's manifest: stored records carried forward in bulk, and the rows that must change."""
 
+import itertools
 import os
 import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import read_manifest, scrape_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dedup import Config, run
+from dedup.records import Tally
 
 
 def cron(inputs: Path, tmp: Path) -> dict:
@@ -54,3 +59,35 @@ def test_an_input_moved_elsewhere_keeps_its_records_and_its_rows_name_the_new_fi
     assert counts["changed"] == counts["new"] == counts["gone"] == 0
     assert read_manifest(tmp_path / "out") == manifest
     assert stored(tmp_path, "day1/schools.txt")[0] == str(moved / "day1" / "schools.txt")
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ok", "ok", "ok", "binary", "empty"]), st.booleans(), st.integers(0, 5)),
+        max_size=60,
+    ),
+    st.one_of(st.integers(0, 100), st.integers(4000, 4096), st.integers(8150, 8192)),  # progress every 4,096
+    st.integers(1, 4),
+)
+@settings(max_examples=60, deadline=None)
+def test_stored_records_counted_at_once_count_as_one_by_one(records, before, splits) -> None:
+    # ``Tally.add_stored`` (a cron run's carried records) against ``add`` of each: the same counts
+    # in the same key order (summary.json's), the same kept documents, the same progress calls.
+    def tally(calls: list, kept: list) -> Tally:
+        made = Tally(1, 2, 3, lambda *a: calls.append(a), before + len(records), kept.extend)
+        for i in range(before):  # documents written before these
+            made.add(i, "ok", True, None)
+        return made
+
+    one_calls, one_kept, bulk_calls, bulk_kept = [], [], [], []
+    one, bulk = tally(one_calls, one_kept), tally(bulk_calls, bulk_kept)
+    for k, (status, canonical, cluster) in enumerate(records):
+        one.add(before + k, status, canonical, f"c{cluster:012x}")
+    cuts = sorted({0, len(records), *(len(records) * j // splits for j in range(splits))})
+    for lo, hi in itertools.pairwise(cuts):
+        part = records[lo:hi]
+        flags = np.array([c for _, c, _ in part], dtype=bool)
+        clusters = [f"c{x:012x}" for s, c, x in part if s == "ok" and not c]
+        bulk.add_stored(range(before + lo, before + hi), [s for s, _, _ in part], flags, clusters)
+    assert list(bulk.counts.items()) == list(one.counts.items())
+    assert bulk_kept == one_kept and bulk_calls == one_calls
