@@ -36,7 +36,10 @@ def as_stored(docs: DocumentTable, kept: Kept, previous: Rows, matched: Matched)
 
     Kept (their group unchanged, so their stored verdicts and group fingerprint
     hold), on the line they were stored at, with the same file, offset, size and
-    mtime as their present row says.
+    mtime as their present row says. The stored fingerprint is not compared here:
+    ``Kept.keep`` is only told a document whose row was judged with its group's
+    fingerprint (``stored._judged``), and a kept group's fingerprint is not set
+    again, so the row's ``component`` is what ``prints`` holds for it.
     """
     rows = kept.by_document()
     if not len(rows):

@@ -191,7 +191,7 @@ class Rows:
         """Row ``r``'s manifest record as stored; the next few thousand rows' are read with it.
 
         Each is checked (``state.record_damage``) and its ``canonical`` flag noted
-        the first time it is read: before the run writes its row again (``stored.emit``).
+        the first time it is read: before the run writes its row again (``cron_manifest.emit``).
 
         Raises:
             StateError: the record is damaged.
@@ -249,6 +249,8 @@ class Kept(Mapping[int, str]):
         self.row_of = array("q", [-1]) * documents
 
     def keep(self, doc: int, row: int) -> None:
+        """Document ``doc`` keeps row ``row``'s record: the row was judged with the fingerprint its
+        group has now (``cron_manifest.as_stored`` relies on it)."""
         self.row_of[doc] = row
 
     def by_document(self) -> np.ndarray:
