@@ -248,18 +248,27 @@ class SignatureRows(Mapping[int, bytes]):
         return len(self.nodes) + len(self.held)
 
 
-def _fingerprint(corpus: Corpus, group: Sequence[int], reach: Mapping[int, int] | None = None) -> str:
+def _fingerprint(
+    corpus: Corpus,
+    group: Sequence[int],
+    previous: Rows,
+    matched: Matched,
+    reach: Mapping[int, int] | None = None,
+) -> str:
     """Identity of a group of documents judged together: unchanged => its verdicts still hold.
 
     ``reach``: of the texts of a verified component of a split group (``large_groups``),
     which its records also depend on (a text's reach decides which lines are furniture).
+    A document with a stored row has its key as path (not decoded from the table again).
     """
-    docs = corpus.docs
-    lines = sorted(
-        f"{docs.paths[d]}\t{docs.sha256(d)}" + ("" if reach is None else f"\t{reach[n]}")
-        for n in group
-        for d in corpus.members(n)
-    )
+    docs, keys = corpus.docs, previous.keys
+    lines = []
+    for n in group:
+        tail = "" if reach is None else f"\t{reach[n]}"
+        for d in corpus.members(n):
+            r = matched.row(d)
+            lines.append(f"{docs.paths[d] if r is None else keys[r]}\t{docs.sha256(d)}{tail}")
+    lines.sort()
     return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
 
 
@@ -297,7 +306,7 @@ def unchanged_groups(
     prints: dict[int, str] = {}
 
     def judged(group: Sequence[int]) -> bool:
-        print_ = _fingerprint(corpus, group)
+        print_ = _fingerprint(corpus, group, previous, matched)
         prints.update((n, print_) for n in group)
         return _judged(corpus, group, print_, previous, matched, kept)
 
@@ -321,6 +330,6 @@ def judged_component(
 ) -> bool:
     """A verified component of a split group: fingerprinted with its texts' reach (``prints``), and
     whether the state judged it so (its stored records are then kept)."""
-    print_ = _fingerprint(corpus, nodes, corpus.reach)
+    print_ = _fingerprint(corpus, nodes, previous, matched, corpus.reach)
     prints.update((n, print_) for n in nodes)
     return _judged(corpus, nodes, print_, previous, matched, kept)
