@@ -165,6 +165,8 @@ class Tally:
     ) -> None:
         """Count consecutive records at once, as ``add`` of each would (``clusters``: one per
         duplicate, in order: a record ``ok`` and not canonical)."""
+        if not docs:
+            return
         counts = self._counts
         first = counts["documents"]
         counts["documents"] += len(docs)

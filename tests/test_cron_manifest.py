@@ -89,5 +89,6 @@ def test_stored_records_counted_at_once_count_as_one_by_one(records, before, spl
         flags = np.array([c for _, c, _ in part], dtype=bool)
         clusters = [f"c{x:012x}" for s, c, x in part if s == "ok" and not c]
         bulk.add_stored(range(before + lo, before + hi), [s for s, _, _ in part], flags, clusters)
+    bulk.add_stored(range(before + len(records), before + len(records)), [], np.zeros(0, dtype=bool), [])
     assert list(bulk.counts.items()) == list(one.counts.items())
     assert bulk_kept == one_kept and bulk_calls == one_calls
