@@ -63,9 +63,10 @@ def find_changes(
         return Changes(supersessions, {}, {}, [])
     successors: dict[int, str] = {}  # demoted canonical -> the path that replaced it
     kept = verdicts.kept  # a group that did not change: neither did its verdicts
+    assert isinstance(kept, Kept)
     index = previous.index
     row_of = matched.rows()
-    judged = np.flatnonzero(kept.by_document() < 0) if isinstance(kept, Kept) else np.arange(len(docs))
+    judged = np.flatnonzero(kept.by_document() < 0)
     judged_rows = row_of[judged].tolist()
     for i, r in zip(judged.tolist(), judged_rows, strict=True):
         if r >= 0 and not previous.gone[r] and previous.canonical(r) and not verdicts.alone(i):

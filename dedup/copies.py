@@ -39,18 +39,17 @@ def sync(
     fresh: Sequence[int],
     config: Config,
     checkpoint: Checkpoint,
-    paths: Sequence[str] | None = None,
+    paths: Sequence[str],
 ) -> None:
     """Bring OUT/canonical up to date in place: copy what is new or changed, remove what is no longer kept.
 
-    ``paths``: the manifest paths of ``kept``, if the caller has them (a cron run's
-    stored keys: not decoded from the table again).
+    ``paths``: the manifest paths of ``kept`` (a cron run's stored keys: not decoded
+    from the table again).
     """
     root = out / manifest.CANONICAL
     offsets = docs.facts()[0]
-    names = paths if paths is not None else [docs.paths[i] for i in kept]
     files, wanted_paths, lined = [], [], []
-    for i, name in zip(kept, names, strict=True):
+    for i, name in zip(kept, paths, strict=True):
         if offsets[i] < 0:
             files.append(i)
             wanted_paths.append(name)

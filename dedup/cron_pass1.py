@@ -129,8 +129,7 @@ class _Waiting:
         self.feats, self.previous = feats, previous
         self.docs: array[int] = array("q")
         self.rows: array[int] = array("q")
-        ok = previous.statuses.index(Status.OK) if Status.OK in previous.statuses else -1
-        self._ok = ok
+        self._ok = previous.statuses.index(Status.OK) if Status.OK in previous.statuses else -1
 
     def __len__(self) -> int:
         return len(self.docs)

@@ -259,7 +259,6 @@ class Incremental(Batch):
         self.kept = {}
         self.started = state.now()
         self.previous = Rows(self.store)
-        self.matched = Matched()
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None

@@ -19,7 +19,6 @@ import numpy as np
 import xxhash
 
 from dedup.config import Config
-from dedup.document import Status
 from dedup.errors import StateError
 
 if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
@@ -28,7 +27,6 @@ if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothin
     from dedup.rows import Kept, Matched, Rows
     from dedup.signature_spill import Blocks, Renumbered, RowSpill, Spilled
 
-_STATUS = {str(s): s for s in Status}
 _PAIRS_HEADER = struct.Struct("<7q")  # version, bands, rows, proposed, texts, pairs, star rows
 _PAIRS_VERSION = 2  # 1 had no stars: such pairs are not read (banding finds them anew, once)
 
