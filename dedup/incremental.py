@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from dedup import copies, cron_manifest, manifest, records, rerun, state, stored
+from dedup import copies, cron_manifest, manifest, records, rerun, row_image, state, stored
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import DocumentTable, Source
@@ -389,13 +389,14 @@ class Incremental(Batch):
         tally: records.Tally,
         frequency: TokenFrequency,
     ) -> None:
-        assert self.run_id is not None
+        assert self.run_id is not None and self.previous is not None
+        image = row_image.Changed(self.previous)
         self.store.commit_run(
             run=self.run_id,
             started=self.started,
             inputs=[s.root for s in sources],
             counts=lambda: {**tally.counts, **self.counts(tally)},
-            documents=rows,
+            documents=image.noted(rows),
             supersessions=self.changes.supersessions,
             blobs=lambda: {
                 # Counted from the documents read: none read, the stored counters hold.
@@ -404,7 +405,9 @@ class Incremental(Batch):
                 **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
             },
             changes=self.changes.delta,
+            columns=lambda: image.write(self.store),
         )
+        row_image.tidy(self.store.path.parent, row_image.named(self.store))
         if self.signatures is not None:
             self.signatures.close()  # stored
 

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xxhash
 
+from dedup import row_image
 from dedup.copies import Before
 from dedup.errors import StateError
+from dedup.row_image import FLAGS, INTEGERS, Image
 from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage, stored_path
 
 if TYPE_CHECKING:
@@ -53,71 +55,26 @@ class Rows:
         store.check_stamp()
         self.db: sqlite3.Connection = store.db
         self.signals_width = store.widths[1]
-        self.keys: list[str] = []
-        self.file_hash = array("Q")  # of the file holding each document (a moved file's row is written again)
-        self.containers: dict[int, str] = {}  # the file of a container's record (copies.sync reads it)
-        self.errors: dict[int, str] = {}
-        self.statuses: list[str] = []
-        self.rowid, self.offset, self.line = array("q"), array("q"), array("q")
-        self.size, self.mtime_ns, self.first_seen = array("q"), array("q"), array("q")
-        self.gone, self.shingles = array("q"), array("q")  # 0 while present; -1 for none
-        self.content, self.component = array("Q"), array("Q")
-        self.status, self.component_kind = bytearray(), bytearray()
-        self.has_content, self.has_signals = bytearray(), bytearray()
-        sha, signals = bytearray(), bytearray()
-        status_code: dict[str, int] = {}
-        files: dict[str, str] = {}  # a container's records share their file name
-        # One scan: the rows are checked for damage (as ``State.check_rows``) as they are read.
-        query = f"SELECT {_FACTS}, {DAMAGED_FACTS} FROM documents ORDER BY rowid"
-        cursor = self.db.execute(query, (*store.widths, _NO_SHA_TEXT))
-        while chunk := cursor.fetchmany(_CHUNK):
-            columns = zip(*chunk, strict=True)
-            (rowid, key, file, offset, line, size, mtime, sha256, status, error) = islice(columns, 10)
-            (has_content, content, shingles, has_signals, signal, component) = islice(columns, 6)
-            (first, gone, bad) = columns
-            if any(bad):
-                store.check_rows()  # raises, saying what is wrong
-            base = len(self.keys)
-            try:
-                for column, values in (
-                    (self.rowid, rowid), (self.offset, offset), (self.line, line), (self.size, size),
-                    (self.mtime_ns, mtime), (self.first_seen, first), (self.gone, gone),
-                    (self.shingles, shingles), (self.has_content, has_content),
-                    (self.has_signals, has_signals),
-                ):  # fmt: skip
-                    column.extend(values)
-                self.content.frombytes(array("q", content).tobytes())  # SQLite's integers are signed
-                sha_bytes = bytes.fromhex("".join(sha256))
-                if len(sha_bytes) != 32 * len(chunk):
-                    raise ValueError("not 64 hexadecimal digits")
-            except ValueError as err:
-                culprit = next((k for k, h in zip(key, sha256, strict=True) if len(_hex(h)) != 32), None)
-                what = (
-                    f"stored row {culprit!r} has an unreadable sha256" if culprit else f"a stored row: {err}"
-                )
-                raise StateError(damaged(store.path, what), path=store.path) from err
-            except (TypeError, OverflowError) as err:
-                raise StateError(damaged(store.path, f"a stored row: {err}"), path=store.path) from err
-            sha += sha_bytes
-            signals += b"".join(signal)
-            self.keys.extend(key)
-            if not all(type(f) is str for f in file):  # a name that is not UTF-8, stored as its bytes
-                file = tuple(map(stored_path, file))
-            pairs = zip(file, offset, strict=True)
-            self.file_hash.extend(_file_hash(f) for f in file)
-            self.containers.update(
-                (base + k, files.setdefault(f, f)) for k, (f, o) in enumerate(pairs) if o >= 0
-            )
-            self.status.extend(status_code.setdefault(s, len(status_code)) for s in status)
-            kind = [_kind(c) for c in component]
-            self.component_kind.extend(kind)
-            hexes = zip(component, kind, strict=True)
-            self.component.extend(int(c, 16) if k == _HEX else 0 for c, k in hexes)
-            self.errors.update((base + k, e) for k, e in enumerate(error) if e is not None)
-        self.statuses = list(status_code)
-        self.index = {k: r for r, k in enumerate(self.keys)}
-        self.sha, self.signals = bytes(sha), bytes(signals)
         self.path = store.path
+        image = row_image.load(store)
+        self.from_image = image is not None  # else scanned from SQLite (``row_image``)
+        if image is None:
+            image = _scanned(store)
+        ints, flags = image.integers, image.flags
+        self.rowid, self.offset, self.line = ints["rowid"], ints["offset"], ints["line"]
+        self.size, self.mtime_ns, self.first_seen = ints["size"], ints["mtime_ns"], ints["first_seen"]
+        self.gone, self.shingles = ints["gone"], ints["shingles"]  # 0 while present; -1 for none
+        self.file_hash = ints[
+            "file_hash"
+        ]  # of the file holding each document (a moved file's row is written again)
+        self.content, self.component = ints["content"], ints["component"]
+        self.status, self.component_kind = flags["status"], flags["component_kind"]
+        self.has_content, self.has_signals = flags["has_content"], flags["has_signals"]
+        self.sha, self.signals = image.sha, image.signals
+        self.keys, self.statuses = image.keys, image.statuses
+        self.containers = image.containers  # the file of a container's record (copies.sync reads it)
+        self.errors = image.errors
+        self.index = dict(zip(self.keys, range(len(self.keys)), strict=True))
         self._canonical = bytearray(len(self.keys))  # from the record, once read: 0 not yet, 1 no, 2 yes
         self._window: dict[int, str] = {}
         self._next, self._size = -1, 16  # the row after the window, and how many the next one reads
@@ -137,7 +94,7 @@ class Rows:
 
     def same_file(self, r: int, file: str) -> bool:
         """Whether row ``r``'s document is held by ``file``."""
-        return self.file_hash[r] == _file_hash(file)
+        return self.file_hash[r] == file_hash(file)
 
     def canonical(self, r: int) -> bool:
         """The stored record's ``canonical`` flag (read with the record: ``record``)."""
@@ -217,13 +174,73 @@ class Rows:
         return text
 
 
+def _scanned(store: State) -> Image:
+    """The rows' columns read from SQLite, each row checked for damage (as ``State.check_rows``)
+    in the same scan.
+
+    Raises:
+        StateError: a row is damaged.
+    """
+    integers = {name: array(code) for name, code in INTEGERS.items()}
+    flags = {name: bytearray() for name in FLAGS}
+    keys: list[str] = []
+    containers: dict[int, str] = {}
+    errors: dict[int, str] = {}
+    sha, signals = bytearray(), bytearray()
+    status_code: dict[str, int] = {}
+    files: dict[str, str] = {}  # a container's records share their file name
+    query = f"SELECT {_FACTS}, {DAMAGED_FACTS} FROM documents ORDER BY rowid"
+    cursor = store.db.execute(query, (*store.widths, _NO_SHA_TEXT))
+    while chunk := cursor.fetchmany(_CHUNK):
+        columns = zip(*chunk, strict=True)
+        (rowid, key, file, offset, line, size, mtime, sha256, status, error) = islice(columns, 10)
+        (has_content, content, shingles, has_signals, signal, component) = islice(columns, 6)
+        (first, gone, bad) = columns
+        if any(bad):
+            store.check_rows()  # raises, saying what is wrong
+        base = len(keys)
+        try:
+            for name, values in (
+                ("rowid", rowid), ("offset", offset), ("line", line), ("size", size), ("mtime_ns", mtime),
+                ("first_seen", first), ("gone", gone), ("shingles", shingles),
+            ):  # fmt: skip
+                integers[name].extend(values)
+            flags["has_content"].extend(has_content)
+            flags["has_signals"].extend(has_signals)
+            integers["content"].frombytes(array("q", content).tobytes())  # SQLite's integers are signed
+            sha_bytes = bytes.fromhex("".join(sha256))
+            if len(sha_bytes) != 32 * len(chunk):
+                raise ValueError("not 64 hexadecimal digits")
+        except ValueError as err:
+            culprit = next((k for k, h in zip(key, sha256, strict=True) if len(_hex(h)) != 32), None)
+            what = f"stored row {culprit!r} has an unreadable sha256" if culprit else f"a stored row: {err}"
+            raise StateError(damaged(store.path, what), path=store.path) from err
+        except (TypeError, OverflowError) as err:
+            raise StateError(damaged(store.path, f"a stored row: {err}"), path=store.path) from err
+        sha += sha_bytes
+        signals += b"".join(signal)
+        keys.extend(key)
+        if not all(type(f) is str for f in file):  # a name that is not UTF-8, stored as its bytes
+            file = tuple(map(stored_path, file))
+        pairs = zip(file, offset, strict=True)
+        integers["file_hash"].extend(map(file_hash, file))
+        containers.update((base + k, files.setdefault(f, f)) for k, (f, o) in enumerate(pairs) if o >= 0)
+        flags["status"].extend(status_code.setdefault(s, len(status_code)) for s in status)
+        prints = [fingerprint_of(c) for c in component]
+        flags["component_kind"].extend(kind for kind, _ in prints)
+        integers["component"].extend(value for _, value in prints)
+        errors.update((base + k, e) for k, e in enumerate(error) if e is not None)
+    return Image(integers, flags, bytes(sha), bytes(signals), keys, list(status_code), containers, errors)
+
+
 def cluster_of(record: str) -> str | None:
     """A stored record's ``cluster``, found in its JSON text."""
     at = record.find('"cluster":') + len('"cluster":')
     return None if record.startswith("null", at) else record[at + 1 : record.index('"', at + 1)]
 
 
-def _file_hash(file: str) -> int:
+def file_hash(file: str) -> int:
+    """What ``Rows.file_hash`` holds of a document's file."""
     return xxhash.xxh3_64_intdigest(file.encode("utf-8", "surrogatepass"))
 
 
@@ -234,8 +251,13 @@ def _hex(text: str) -> bytes:
         return b""
 
 
-def _kind(component: str | None) -> int:
-    return _NULL if component is None else _HEX if _FINGERPRINT.fullmatch(component) else _OTHER
+def fingerprint_of(component: str | None) -> tuple[int, int]:
+    """A row's stored group fingerprint as ``Rows`` holds it: (kind, value if hexadecimal)."""
+    if component is None:
+        return _NULL, 0
+    if _FINGERPRINT.fullmatch(component):
+        return _HEX, int(component, 16)
+    return _OTHER, 0
 
 
 class Kept(Mapping[int, str]):

@@ -32,7 +32,8 @@ DATABASE = "state.sqlite"
 _CHANGES = "changes/"  # + run: a committed run's change list, until OUT holds it
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,13 +55,22 @@ CREATE TABLE IF NOT EXISTS supersessions (
     run INTEGER NOT NULL, cluster TEXT NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL, reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS prints (key TEXT PRIMARY KEY, value BLOB NOT NULL);  -- rerun.py
-""" + "".join(
-    # Any write to the state but through ``mark_synced`` (another run's, or by hand: a row
-    # edited, removed) forgets the prints: the next run then reads and checks every row.
-    f"CREATE TRIGGER IF NOT EXISTS forget_{table}_{op.lower()} AFTER {op} ON {table}"
-    " BEGIN DELETE FROM prints; END;\n"
-    for table in ("meta", "blobs", "runs", "documents", "supersessions")
-    for op in ("INSERT", "UPDATE", "DELETE")
+CREATE TABLE IF NOT EXISTS columns (name TEXT NOT NULL);  -- row_image.py: the file of the rows' columns
+"""
+    + "".join(
+        # Any write to the documents but a commit's forgets the file: it would not match them.
+        f"CREATE TRIGGER IF NOT EXISTS forget_columns_{op.lower()} AFTER {op} ON documents"
+        " BEGIN DELETE FROM columns; END;\n"
+        for op in ("INSERT", "UPDATE", "DELETE")
+    )
+    + "".join(
+        # Any write to the state but through ``mark_synced`` (another run's, or by hand: a row
+        # edited, removed) forgets the prints: the next run then reads and checks every row.
+        f"CREATE TRIGGER IF NOT EXISTS forget_{table}_{op.lower()} AFTER {op} ON {table}"
+        " BEGIN DELETE FROM prints; END;\n"
+        for table in ("meta", "blobs", "runs", "documents", "supersessions")
+        for op in ("INSERT", "UPDATE", "DELETE")
+    )
 )
 
 
@@ -282,6 +292,7 @@ class State:
         supersessions: Iterable[tuple[str, str, str, str]],
         blobs: Callable[[], dict[str, bytes]],
         changes: Callable[[], list[dict[str, Any]]],
+        columns: Callable[[], str | None] | None = None,
     ) -> None:
         """Write the documents that changed and add the run, all or nothing.
 
@@ -291,7 +302,10 @@ class State:
         a million-document state writes 10k rows. It may be a generator that
         works out the run's counts as it goes: ``counts``, ``blobs`` and
         ``changes`` (the run's change list, kept until OUT holds it: see
-        ``unwritten_changes``) are called after it.
+        ``unwritten_changes``) are called after it. ``columns`` then writes the
+        file of the rows' columns as they now stand (``row_image``) and names it, or
+        None: the name is recorded in the same transaction. Without it, the file
+        named stays named unless a document is written.
         """
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -341,6 +355,11 @@ class State:
                     orjson.dumps(counts()).decode(),
                 ),
             )
+            if columns is not None:
+                name = columns()
+                self.db.execute("DELETE FROM columns")
+                if name is not None:
+                    self.db.execute("INSERT INTO columns VALUES (?)", (name,))
             self.db.execute("COMMIT")
         except BaseException as err:  # also a failure of the manifest written as the rows stream
             with contextlib.suppress(sqlite3.Error):

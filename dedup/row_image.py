@@ -1,0 +1,332 @@
+"""The state's rows as columns in a file beside the database, so a run loads them without SQLite.
+
+``rows.Rows`` needs every stored document's few facts. Scanning them out of
+SQLite makes ~19 Python objects a row and reads past each row's signature and
+record: 6.4 s of a 1M-document run with work (README, Cron mode). The image is
+those columns as they stand after a run's commit, one file per commit: a run
+works it out from the rows it loaded and the rows it writes (``Changed``), and
+writes it inside the commit's transaction, before COMMIT, under a new name that
+the transaction records (``State.commit_run``'s ``columns``). So the database
+names the image of exactly its rows:
+
+- killed before COMMIT: the database still names the previous image, which is
+  only deleted after COMMIT (``tidy``); the new file is an orphan, deleted later;
+- any other write to ``documents`` (by hand, by another version of dedup) forgets
+  the name (a trigger): the next run scans SQLite, as it does for a state written
+  before this file existed, and its commit writes an image again;
+- a damaged or truncated file fails its checksum: the run scans SQLite.
+
+The file: the columns' bytes one after another, then a JSON footer (row count,
+largest rowid, status names, each part's length, an xxh3 checksum of the parts),
+its length and a magic number. It is not fsynced: a file lost to a power cut
+fails its checksum and costs one scan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import secrets
+import struct
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import xxhash
+
+if TYPE_CHECKING:
+    from dedup.rows import Rows
+    from dedup.state import State, Stored
+
+INTEGERS = {  # column -> array typecode, as ``rows.Rows`` holds them
+    "rowid": "q", "offset": "q", "line": "q", "size": "q", "mtime_ns": "q", "first_seen": "q",
+    "gone": "q", "shingles": "q", "file_hash": "Q", "content": "Q", "component": "Q",
+}  # fmt: skip
+FLAGS = ("status", "component_kind", "has_content", "has_signals")  # a byte per row (``bytearray``)
+_MAGIC = b"DEDUPRW1"
+_TAIL = struct.Struct("<Q8s")  # footer length, magic
+_PREFIX, _SUFFIX = "rows-", ".columns"
+_SEPARATOR = "\x00"  # between keys, file names and errors: no path or message holds one
+
+
+@dataclass(slots=True)
+class Image:
+    """The columns of ``rows.Rows`` (typecodes as ``INTEGERS``; flags and bytes as there)."""
+
+    integers: dict[str, array[int]]
+    flags: dict[str, bytearray]
+    sha: bytes  # 32 bytes a row
+    signals: bytes  # ``signals_width`` bytes a row
+    keys: list[str]
+    statuses: list[str]
+    containers: dict[int, str]  # row -> file, for the rows with an offset (a container's records)
+    errors: dict[int, str]
+
+
+def load(store: State) -> Image | None:
+    """The image the database names, or None: none named, missing, damaged, or of other rows."""
+    row = store.db.execute("SELECT name FROM columns").fetchone()
+    if row is None or not _valid_name(str(row[0])):
+        return None
+    try:
+        with (
+            open(store.path.parent / str(row[0]), "rb") as fh,
+            mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+        ):
+            return _parsed(mm, store)
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        struct.error,
+        orjson.JSONDecodeError,
+        UnicodeDecodeError,
+    ):
+        return None
+
+
+def _parsed(mm: mmap.mmap, store: State) -> Image | None:
+    footer_len, magic = _TAIL.unpack_from(mm, len(mm) - _TAIL.size)
+    end = len(mm) - _TAIL.size - footer_len
+    if magic != _MAGIC or end < 0:
+        return None
+    footer = orjson.loads(mm[end : end + footer_len])
+    view = memoryview(mm)[:end]
+    try:
+        if xxhash.xxh3_64_intdigest(view) != footer["check"]:
+            return None
+        n, top = store.db.execute("SELECT count(*), coalesce(max(rowid), 0) FROM documents").fetchone()
+        if (n, top) != (footer["rows"], footer["max_rowid"]):
+            return None
+        parts: dict[str, memoryview] = {}
+        at = 0
+        for name, length in footer["parts"]:
+            parts[name] = view[at : at + length]
+            at += length
+        if at != end:
+            return None
+        integers = {}
+        for name, code in INTEGERS.items():
+            integers[name] = column = array(code)
+            column.frombytes(parts[name])
+        flags = {name: bytearray(parts[name]) for name in FLAGS}
+        width = store.widths[1]
+        keys = _split(parts["keys"], n)
+        image = Image(
+            integers=integers,
+            flags=flags,
+            sha=bytes(parts["sha"]),
+            signals=bytes(parts["signals"]),
+            keys=keys,
+            statuses=list(footer["statuses"]),
+            containers=_mapping(parts["container_rows"], parts["container_files"]),
+            errors=_mapping(parts["error_rows"], parts["error_texts"]),
+        )
+        lengths = {len(c) for c in integers.values()} | {len(f) for f in flags.values()} | {len(keys)}
+        if lengths != {n} or len(image.sha) != 32 * n or len(image.signals) != width * n:
+            return None
+        if max(flags["status"], default=0) >= max(len(image.statuses), 1):
+            return None
+        return image
+    finally:
+        view.release()
+
+
+def _split(blob: memoryview, n: int) -> list[str]:
+    texts = str(blob, "utf-8", "surrogatepass").split(_SEPARATOR) if len(blob) else []
+    if len(texts) != n:
+        raise ValueError("the image's texts do not match its rows")
+    return texts
+
+
+def _mapping(rows: memoryview, texts: memoryview) -> dict[int, str]:
+    at = array("q")
+    at.frombytes(rows)
+    return dict(zip(at.tolist(), _split(texts, len(at)), strict=True))
+
+
+def tidy(directory: Path, keep: str | None) -> None:
+    """Delete the images but ``keep`` (the one the database names): earlier ones, orphans."""
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if _valid_name(entry.name) and entry.name != keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def named(store: State) -> str | None:
+    row = store.db.execute("SELECT name FROM columns").fetchone()
+    return None if row is None else str(row[0])
+
+
+def _valid_name(name: str) -> bool:
+    return name.startswith(_PREFIX) and name.endswith(_SUFFIX) and "/" not in name
+
+
+@dataclass
+class Changed:
+    """The rows a commit writes, noted as they go by (``noted``), and the image they make with the
+    rows loaded (``write``): a row per key, as SQLite's upsert leaves it."""
+
+    previous: Rows
+    integers: dict[str, array[int]] = field(
+        default_factory=lambda: {n: array(c) for n, c in INTEGERS.items()}
+    )
+    flags: dict[str, bytearray] = field(default_factory=lambda: {n: bytearray() for n in FLAGS})
+    sha: bytearray = field(default_factory=bytearray)
+    signals: bytearray = field(default_factory=bytearray)
+    target: array[int] = field(default_factory=lambda: array("q"))  # the row each replaces; -1 - k: k-th new
+    new_keys: dict[str, int] = field(default_factory=dict)
+    files: list[str | None] = field(default_factory=list)  # a container record's file
+    errors: list[str | None] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    usable: bool = True  # False: a row the image cannot hold (then none is written)
+
+    def __post_init__(self) -> None:
+        self.statuses = {s: k for k, s in enumerate(self.previous.statuses)}
+
+    def noted(self, rows: Iterable[Stored]) -> Iterator[Stored]:
+        for row in rows:
+            self._note(row)
+            yield row
+
+    def _note(self, d: Stored) -> None:
+        from dedup.rows import file_hash, fingerprint_of
+        from dedup.state import storable_path, stored_path
+
+        r = self.previous.index.get(d.key)
+        if r is None:
+            r = -1 - self.new_keys.setdefault(d.key, len(self.new_keys))
+        file = stored_path(storable_path(d.file))
+        kind, component = fingerprint_of(d.component)
+        signals = d.signals
+        width = self.previous.signals_width
+        if _SEPARATOR in d.key or _SEPARATOR in file or (d.error and _SEPARATOR in d.error):
+            self.usable = False
+        if signals is not None and len(signals) != width:
+            self.usable = False
+        status = self.statuses.setdefault(d.status, len(self.statuses))
+        values = {
+            "rowid": 0, "offset": d.offset, "line": d.line, "size": d.size, "mtime_ns": d.mtime_ns,
+            "first_seen": d.first_seen, "gone": d.gone or 0,
+            "shingles": -1 if d.shingles is None else d.shingles, "file_hash": file_hash(file),
+            "content": d.content or 0, "component": component,
+        }  # fmt: skip
+        for name, column in self.integers.items():
+            column.append(values[name])
+        for name, value in (
+            ("status", status),
+            ("component_kind", kind),
+            ("has_content", d.content is not None),
+            ("has_signals", signals is not None),
+        ):
+            self.flags[name].append(int(value))
+        try:
+            sha = bytes(32) if d.sha256 is None else bytes.fromhex(d.sha256)
+        except ValueError:
+            sha = b""
+        if len(sha) != 32:
+            sha, self.usable = bytes(32), False
+        self.sha += sha
+        self.signals += signals if signals is not None and len(signals) == width else bytes(width)
+        self.target.append(r)
+        self.files.append(file if d.offset >= 0 else None)
+        self.errors.append(d.error)
+
+    def write(self, store: State) -> str | None:
+        """Write the image of the rows as they are once this commit's writes are made, inside its
+        transaction; its name, or None when it cannot be had (then the next run scans SQLite)."""
+        if not self.usable:
+            return None
+        previous = self.previous
+        old = len(previous)
+        top = previous.rowid[-1] if old else 0
+        added = [
+            r
+            for (r,) in store.db.execute("SELECT rowid FROM documents WHERE rowid > ? ORDER BY rowid", (top,))
+        ]
+        n = store.db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        if len(added) != len(self.new_keys) or n != old + len(added):
+            return None
+        target = np.frombuffer(self.target, dtype=np.int64)
+        last = _last_of_each(target)  # a key written twice: its last row stands
+        target, pick = target[last], last
+        at = np.where(target >= 0, target, old + (-1 - target))  # each note's row in the image
+        name = f"{_PREFIX}{secrets.token_hex(8)}{_SUFFIX}"
+        path = store.path.parent / name
+        check = xxhash.xxh3_64()
+        parts: list[tuple[str, int]] = []
+        try:
+            with open(path, "wb") as fh:
+
+                def put(part: str, data: Any) -> None:
+                    view = memoryview(data).cast("B")
+                    fh.write(view)
+                    check.update(view)
+                    parts.append((part, view.nbytes))
+
+                for column_name, code in INTEGERS.items():
+                    dtype = np.int64 if code == "q" else np.uint64
+                    column = np.empty(n, dtype=dtype)
+                    column[:old] = np.frombuffer(getattr(previous, column_name), dtype=dtype)
+                    if column_name == "rowid":  # a row written again keeps its rowid (an upsert)
+                        column[old:] = added
+                    else:
+                        column[at] = np.frombuffer(self.integers[column_name], dtype=dtype)[pick]
+                    put(column_name, column)
+                for flag in FLAGS:
+                    values = np.empty(n, dtype=np.uint8)
+                    values[:old] = np.frombuffer(getattr(previous, flag), dtype=np.uint8)
+                    values[at] = np.frombuffer(self.flags[flag], dtype=np.uint8)[pick]
+                    put(flag, values)
+                for wide, mine, width in (
+                    ("sha", self.sha, 32),
+                    ("signals", self.signals, previous.signals_width),
+                ):
+                    table = np.empty((n, width), dtype=np.uint8)
+                    table[:old] = np.frombuffer(getattr(previous, wide), dtype=np.uint8).reshape(old, width)
+                    table[at] = np.frombuffer(mine, dtype=np.uint8).reshape(-1, width)[pick]
+                    put(wide, table)
+                keys = previous.keys + list(self.new_keys)
+                put("keys", _joined(keys))
+                containers = dict(previous.containers)
+                errors = dict(previous.errors)
+                for k, row in zip(pick.tolist(), at.tolist(), strict=True):
+                    for table_, value in ((containers, self.files[k]), (errors, self.errors[k])):
+                        if value is None:
+                            table_.pop(row, None)
+                        else:
+                            table_[row] = value
+                for prefix, mapping in (("container", containers), ("error", errors)):
+                    put(f"{prefix}_rows", array("q", mapping))
+                    put(
+                        f"{prefix}_{'files' if prefix == 'container' else 'texts'}", _joined(mapping.values())
+                    )
+                statuses = sorted(self.statuses, key=self.statuses.__getitem__)
+                footer = orjson.dumps(
+                    {"rows": n, "max_rowid": int(added[-1]) if added else top, "statuses": statuses,
+                     "parts": parts, "check": check.intdigest()}
+                )  # fmt: skip
+                fh.write(footer + _TAIL.pack(len(footer), _MAGIC))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        return name
+
+
+def _last_of_each(target: np.ndarray) -> np.ndarray:
+    """Positions of the last note of each distinct target, ascending."""
+    reverse = target[::-1]
+    _, first = np.unique(reverse, return_index=True)
+    return np.sort(len(target) - 1 - first)
+
+
+def _joined(texts: Iterable[str]) -> bytes:
+    return _SEPARATOR.join(texts).encode("utf-8", "surrogatepass")

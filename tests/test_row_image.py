@@ -1,0 +1,125 @@
+"""The state's rows as columns beside the database (dedup/row_image.py): the same rows as SQLite
+holds, used only while the database names them."""
+
+import contextlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import read_manifest, scrape_files
+
+from dedup import Config, run
+from dedup.rows import Rows
+from dedup.state import State
+
+
+def cron(inputs: Path, tmp: Path) -> dict:
+    return run([inputs], tmp / "out", Config(jobs=1, state=str(tmp / "state"))).counts
+
+
+def rows_both_ways(state: Path) -> tuple[Rows, Rows]:
+    """The rows as the image holds them, and as scanned from SQLite (the name forgotten, then put back)."""
+    store = State(state, Config(jobs=1, state=str(state)).stamp())
+    image = Rows(store)
+    store.db.execute("BEGIN")
+    store.db.execute("DELETE FROM columns")
+    scanned = Rows(store)
+    store.db.execute("ROLLBACK")
+    store.close()
+    return image, scanned
+
+
+_COLUMNS = (
+    "rowid", "offset", "line", "size", "mtime_ns", "first_seen", "gone", "shingles", "file_hash", "content",
+    "component", "component_kind", "has_content", "has_signals",
+)  # fmt: skip
+
+
+def facts(rows: Rows) -> dict:
+    """Everything ``Rows`` tells of each row, as values (status codes may be numbered otherwise)."""
+    n = len(rows)
+    return {
+        "keys": rows.keys,
+        "index": rows.index,
+        **{name: list(getattr(rows, name)) for name in _COLUMNS},
+        "status": [rows.status_of(r) for r in range(n)],
+        "sha": [rows.sha256(r) for r in range(n)],
+        "signals": [rows.signal_bytes(r) for r in range(n)],
+        "containers": rows.containers,
+        "errors": rows.errors,
+    }
+
+
+@pytest.fixture
+def scrape(write_tree) -> Path:
+    return write_tree(scrape_files("day1/"))
+
+
+def test_after_each_run_the_image_holds_the_rows_sqlite_holds(scrape: Path, tmp_path: Path) -> None:
+    cron(scrape, tmp_path)
+    day2 = scrape / "day2"
+    day2.mkdir()
+    (day2 / "late.txt").write_text("A late article about the harbour bridge and its long repairs.\n" * 3)
+    lines = [{"id": k, "text": f"Record {k} of a shard, about the county fair."} for k in range(3)]
+    (day2 / "shard.jsonl").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    (day2 / "blob.txt").write_bytes(bytes(range(256)) * 8)  # binary: a row with an error
+    with contextlib.suppress(OSError):  # a file system that refuses it
+        (day2 / os.fsdecode(b"caf\xe9.txt")).write_text("A name that is not UTF-8, about the river.\n")
+    moved = tmp_path / "moved"
+    steps = [
+        lambda: None,
+        lambda: (scrape / "day1" / "storm.txt").unlink(),  # gone
+        lambda: (scrape / "day1" / "schools.txt").write_text("Rewritten: an article about the budget.\n"),
+        lambda: (day2 / "shard.jsonl").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines[::-1])),
+        lambda: shutil.copytree(scrape, moved),  # every file under another root
+    ]
+    for k, step in enumerate(steps):
+        step()
+        cron(moved if moved.exists() else scrape, tmp_path)
+        image, scanned = rows_both_ways(tmp_path / "state")
+        assert image.from_image and not scanned.from_image, k
+        assert facts(image) == facts(scanned), k
+    assert image.containers and image.errors and any(image.gone)  # the cases above were made
+    assert len(list((tmp_path / "state").glob("rows-*.columns"))) == 1  # earlier images deleted
+
+
+def test_a_row_written_by_hand_makes_the_next_run_scan_sqlite(scrape: Path, tmp_path: Path) -> None:
+    cron(scrape, tmp_path)
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
+        db.execute("UPDATE documents SET size = size + 1 WHERE key = 'day1/storm.txt'")
+    image, _ = rows_both_ways(tmp_path / "state")
+    assert not image.from_image
+    assert image.size[image.index["day1/storm.txt"]] == (scrape / "day1" / "storm.txt").stat().st_size + 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "orphan"])
+def test_a_damaged_image_or_an_orphan_is_not_used_and_the_run_equals_one_without_it(
+    scrape: Path, tmp_path: Path, damage: str
+) -> None:
+    cron(scrape, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("state", "out"):
+        shutil.copytree(tmp_path / name, other / name)
+    (image,) = (tmp_path / "state").glob("rows-*.columns")
+    data = bytearray(image.read_bytes())
+    if damage == "truncate":
+        image.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        data[len(data) // 3] ^= 1
+        image.write_bytes(data)
+    else:  # an image a killed run wrote before its commit: not named
+        shutil.copy(image, image.with_name("rows-0123456789abcdef.columns"))
+    with sqlite3.connect(other / "state" / "state.sqlite") as db:
+        db.execute("DELETE FROM columns")  # the other state: scanned
+    (scrape / "day1" / "late.txt").write_text("A late article about the harbour bridge and its repairs.\n")
+    cron(scrape, tmp_path)
+    cron(scrape, other)
+    assert read_manifest(tmp_path / "out") == read_manifest(other / "out")
+    left = list((tmp_path / "state").glob("rows-*.columns"))
+    assert len(left) == 1 and left[0] != image  # the damaged one, or the orphan, deleted
+    first, _ = rows_both_ways(tmp_path / "state")
+    assert first.from_image
