@@ -11,8 +11,11 @@ document: 1.2 s of a 100k state's +1,000 run).
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +24,8 @@ import orjson
 from dedup import records
 from dedup.changes import Changes
 from dedup.document import DocumentTable
-from dedup.rows import Kept, Matched, Rows, cluster_of
+from dedup.row_image import Placed
+from dedup.rows import Kept, Matched, Rows
 from dedup.state import AS_STORED, Stored
 
 if TYPE_CHECKING:
@@ -75,11 +79,15 @@ def emit(
     run_id: int,
     fh: Any,
     tally: records.Tally,
+    placed: Placed,
+    last: LastManifest | None,
 ) -> Iterator[Stored]:
     """Write every record to the manifest in order, count it, and yield the state rows that changed.
 
-    One pass, a few thousand records in memory at a time (the stored ones are read
-    from the state as they are reached: ``Rows.record``). ``signatures``: of the
+    One pass, a few thousand records in memory at a time. The stored ones are copied
+    as bytes from ``last``, OUT's manifest as the last run wrote it, where the rows'
+    image says they are; else read from the state as they are reached
+    (``Rows.record``). ``placed`` notes where each record lands. ``signatures``: of the
     texts a document read this run holds (``feats`` has none left:
     ``stored.keep_signatures``). ``last_seen`` is written when a document is first
     stored or goes missing: a present document was last seen in the latest run.
@@ -87,11 +95,11 @@ def emit(
     kept = verdicts.kept
     assert isinstance(kept, Kept)
     quiet = as_stored(docs, kept, previous, matched)
-    row_of = matched.rows()
+    row_of = placed.rows = matched.rows()
     start = 0
     for i in [*np.flatnonzero(~quiet).tolist(), len(docs)]:
         if start < i:
-            _carry(fh, tally, previous, range(start, i), row_of[start:i].tolist())
+            _carry(fh, tally, previous, range(start, i), row_of[start:i], placed, last)
         start = i + 1
         if i == len(docs):
             break
@@ -99,7 +107,9 @@ def emit(
         stored = kept.get(i)
         if stored is not None and r is not None and previous.line[r] == docs.line(i):
             # Its group did not change: the stored line is the record, written as it is.
-            fh.write(stored.encode() + b"\n")
+            line = stored.encode() + b"\n"
+            fh.write(line)
+            placed.add(len(line))
             canonical = previous.canonical(r)
             tally.add(i, previous.status_of(r), canonical, None if canonical else previous.cluster(r))
             text = stored  # its row changes only if the file moved or was touched
@@ -110,6 +120,7 @@ def emit(
                 record["supersedes"] = changes.supersedes[path]
             line = orjson.dumps(record)
             fh.write(line + b"\n")
+            placed.add(len(line) + 1)
             tally.add(i, record["status"], record["canonical"], record["cluster"])
             if r is None or previous.gone[r]:
                 changes.new += 1
@@ -162,16 +173,55 @@ def emit(
             yield dataclasses.replace(prev, gone=gone_run, last_seen=gone_run - 1, signature=AS_STORED)
 
 
-def _carry(fh: Any, tally: records.Tally, previous: Rows, docs: range, rows: list[int]) -> None:
+def _carry(
+    fh: Any,
+    tally: records.Tally,
+    previous: Rows,
+    docs: range,
+    rows: np.ndarray,
+    placed: Placed,
+    last: LastManifest | None,
+) -> None:
     """Documents ``docs`` (rows ``rows``) as stored: their records written and counted, a few
     thousand at a time."""
     record = previous.record
     for lo in range(0, len(rows), _FLUSH):
-        part = rows[lo : lo + _FLUSH]
-        texts = [record(r) for r in part]
-        fh.write(("\n".join(texts) + "\n").encode())
-        at = np.array(part, dtype=np.int64)
+        at = rows[lo : lo + _FLUSH]
+        copied = None if last is None else last.read(previous, at)
+        if copied is None:
+            texts = [record(r).encode() for r in at.tolist()]
+            fh.write(b"\n".join(texts) + b"\n")
+            placed.extend(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1)
+        else:
+            fh.write(copied)
+            placed.extend(np.frombuffer(previous.manifest_len, dtype=np.int64)[at])
         canonical, statuses = previous.canonical_flags(at), previous.statuses_of(at)
-        duplicates = np.flatnonzero(~canonical).tolist()
-        clusters = [cluster_of(texts[k]) for k in duplicates if statuses[k] == "ok"]
-        tally.add_stored(docs[lo : lo + len(part)], statuses, canonical, clusters)
+        ok = np.array([s == "ok" for s in statuses], dtype=bool)
+        clusters = previous.clusters_of(at[~canonical & ok])
+        tally.add_stored(docs[lo : lo + len(at)], statuses, canonical, clusters)
+
+
+class LastManifest:
+    """OUT's manifest as the last run wrote it (``Incremental`` checks that), read by byte ranges."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def read(self, previous: Rows, rows: np.ndarray) -> bytes | None:
+        """The lines of these rows' stored records, one after another; None if one is not known."""
+        at = np.frombuffer(previous.manifest_at, dtype=np.int64)[rows]
+        length = np.frombuffer(previous.manifest_len, dtype=np.int64)[rows]
+        if not len(at) or at.min() < 0:
+            return None
+        breaks = [0, *(np.flatnonzero(at[1:] != at[:-1] + length[:-1]) + 1).tolist(), len(at)]
+        pieces = []
+        for a, b in itertools.pairwise(breaks):
+            size = int(at[b - 1] + length[b - 1] - at[a])
+            piece = os.pread(self.fd, size, int(at[a]))
+            if len(piece) != size or not piece.endswith(b"\n"):
+                return None  # OUT's manifest is not what the image says: read the state
+            pieces.append(piece)
+        return b"".join(pieces)

@@ -1,9 +1,5 @@
-"""Cron mode: a filter in front of the batch path, over the ``--state`` of earlier runs.
-
-``session`` locks and opens what a run writes and yields its filter:
-``Batch`` for a run without a state (the null filter: nothing stored, nothing
-skipped, OUT written whole), ``Incremental`` with one. The pipeline asks the
-filter, at each stage, what it already knows:
+"""Cron mode: the filter in front of the batch path (``run_filter.Batch``), over the ``--state``
+of earlier runs. The pipeline asks it, at each stage, what it already knows:
 
 - the run as a whole (``unchanged``): INPUTs, options and OUT as the last run
   left them (``rerun.py``): the run is recorded, no stage runs;
@@ -13,19 +9,18 @@ filter, at each stage, what it already knows:
 - pass 2: a group whose members did not change keeps its stored records; in a
   giant group (``large_groups``), a verified component whose texts and their reach
   did not change, and a pair of texts compared as last run keeps its verdict;
-- records: what changed against the state (new, changed, superseded, gone) and
-  the state rows to replace;
+- records: what changed against the state (new, changed, superseded, gone);
+  unchanged records copied as bytes from OUT's last manifest (``cron_manifest``);
+  the state rows to replace, and the file of their columns (``row_image``);
 - outputs: ``canonical/`` brought up to date in place, the run's change list.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from array import array
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,159 +32,21 @@ from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import DocumentTable, Source
 from dedup.errors import StateError
-from dedup.hooks import Checkpoint, Progress
+from dedup.hooks import Checkpoint
 from dedup.rows import Kept, Matched, Rows, kept_before, signature_chunks
-from dedup.signature_spill import RowSpill, Spilled
+from dedup.run_filter import Batch, Pass1
+from dedup.signature_spill import Spilled
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.frequency import TokenFrequency
     from dedup.groups import Groups
-    from dedup.large_groups import PairVerdicts
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Pass1:
-    """How the run's pass 1 goes: the options of ``pass1.read_all`` and ``cron_pass1.read_all``."""
-
-    progress: Progress | None
-    checkpoint: Checkpoint
-    batch_size: int
-    engine: Engine
-    spill: Spilled | None = None  # a batch run's signatures, on disk
-    tables: Path | None = None  # a batch run's columns, in files
-    rows: RowSpill | None = None  # a cron run's signatures of the texts it reads, on disk
-
-
 _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
-
-
-class Batch:
-    """The null filter: a run without a state reads everything and writes OUT whole."""
-
-    run_id: int | None = None  # a cron run's number, for summary.json
-    pair_verdicts: PairVerdicts | None = None  # giant groups' pairs verified in an earlier run
-
-    def __init__(self) -> None:
-        self.kept: Mapping[int, str] = {}  # document -> stored record (JSON), when its group did not change
-        # Files found edited in place (same size and mtime) when read again: not taken from the state.
-        self.suspects: set[str] = set()
-
-    def unchanged(
-        self, sources: Sequence[Source], out: Path, checkpoint: Checkpoint
-    ) -> dict[str, Any] | None:
-        """If the run has nothing to do, record it and return its summary (``rerun.py``); else None."""
-        return None
-
-    def begin(self) -> TokenFrequency:
-        """Start the run (or start it again); the token frequencies to count into."""
-        from dedup.frequency import TokenFrequency
-
-        self.kept = {}
-        return TokenFrequency()
-
-    def read_all(
-        self, sources: Sequence[Source], config: Config, frequency: TokenFrequency, pass1: Pass1
-    ) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
-        """Pass 1: every document read (``pass1.read_all``)."""
-        from dedup.pass1 import read_all
-
-        assert pass1.rows is None, "a cron run's"
-        return read_all(
-            sources,
-            config,
-            frequency,
-            progress=pass1.progress,
-            checkpoint=pass1.checkpoint,
-            batch_size=pass1.batch_size,
-            engine=pass1.engine,
-            spill=pass1.spill,
-            tables=pass1.tables,
-        )
-
-    def candidates(
-        self,
-        config: Config,
-        feats: FeatureTable,
-        corpus: Corpus,
-        fresh: Sequence[int],
-        bands: int,
-        rows: int,
-        engine: Engine,
-    ) -> tuple[int, np.ndarray]:
-        """The candidate pairs of texts (and how many banding proposed), banded from the signatures
-        (by ``engine``'s workers when they are on disk and many: ``index_workers``)."""
-        from dedup import index_workers  # with datasketch and scipy: only runs with work to do import it
-
-        found = index_workers.candidate_pairs(config, feats.banded(), corpus.sizes, bands, rows, engine)
-        feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
-        return found
-
-    def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
-        """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``);
-        ``comp_of``: each node's group, -1 for a text with no candidate."""
-        return groups
-
-    def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
-        """Whether a giant group's verified component keeps its stored records (not settled again)."""
-        return False
-
-    def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
-        """Work out, before the records are written, what changed against the state."""
-
-    def emit(
-        self,
-        fh: Any,
-        docs: DocumentTable,
-        feats: FeatureTable,
-        verdicts: Verdicts,
-        fresh: Sequence[int],
-        tally: records.Tally,
-        engine: Engine,
-    ) -> Iterator[Stored]:
-        """Write every record to the manifest, in order, and count it; yield the state rows to replace.
-
-        The records are made by ``engine``'s workers when there are many (``manifest_workers``).
-        """
-        from dedup import manifest_workers
-
-        manifest_workers.write(fh, verdicts, tally, engine)
-        yield from ()
-
-    def commit(
-        self,
-        sources: Sequence[Source],
-        rows: Iterator[Stored],
-        tally: records.Tally,
-        frequency: TokenFrequency,
-    ) -> None:
-        """Consume ``rows`` (``emit``: it writes the manifest as it goes) and store them."""
-        deque(rows, maxlen=0)
-
-    def counts(self, tally: records.Tally) -> dict[str, int]:
-        """What changed against the state: without one, every document is new."""
-        return {"new": tally.counts["documents"], "changed": 0, "superseded": 0, "gone": 0}
-
-    @contextlib.contextmanager
-    def copying(
-        self, out: Path, docs: DocumentTable, fresh: Sequence[int], config: Config, checkpoint: Checkpoint
-    ) -> Iterator[Callable[[Sequence[int]], None]]:
-        """Where the kept documents go as the records name them (``records.Tally``'s ``kept``).
-
-        A batch run copies them meanwhile into a staged ``canonical/``, swapped in
-        when the block ends without an error (``copies.Staged``).
-        """
-        with copies.Staged(out, docs, config) as staged:
-            yield staged.add
-
-    def write_changes(self, out: Path) -> None:
-        """The run's change list (``runs/``), before the summary."""
-
-    def synced(self) -> None:
-        """OUT now holds this run's outputs."""
 
 
 class Incremental(Batch):
@@ -208,6 +65,9 @@ class Incremental(Batch):
         self.found: stored.KnownPairs | None = None  # this run's, when banded anew (stored at commit)
         self.read_any = True  # whether this run read a document (else its token counts are as stored)
         self.listing: bytes | None = None  # rerun.inputs_print, taken before anything was read
+        self.last_prints: dict[str, bytes] = {}  # as the last run stored them, if OUT holds its outputs
+        self.placed = row_image.Placed()  # where this run's manifest holds each record
+        self.last_manifest: cron_manifest.LastManifest | None = None  # the last run's, copied from
         self.out: Path | None = None
 
     def unchanged(
@@ -217,7 +77,7 @@ class Incremental(Batch):
         store, self.out = self.store, out
         self.listing = rerun.inputs_print(sources, self.config)
         last = store.last_run()
-        prints = store.prints() if last > 0 and store.synced_run() == last else {}
+        self.last_prints = prints = store.prints() if last > 0 and store.synced_run() == last else {}
         if not (
             self.listing is not None
             and prints.get("inputs") == self.listing
@@ -367,6 +227,7 @@ class Incremental(Batch):
     ) -> Iterator[Stored]:
         assert self.run_id is not None and self.previous is not None and self.signatures is not None
         self.read_any = any(fresh)
+        self.placed, self.last_manifest = row_image.Placed(), self._last_manifest()
         return cron_manifest.emit(
             docs,
             feats,
@@ -380,7 +241,21 @@ class Incremental(Batch):
             self.run_id,
             fh,
             tally,
+            self.placed,
+            self.last_manifest,
         )
+
+    def _last_manifest(self) -> cron_manifest.LastManifest | None:
+        """OUT's manifest, if it is the one the last run wrote: the rows' image says where each stored
+        record is in it (``rerun.file_print`` taken when OUT was synced, and again now)."""
+        assert self.previous is not None and self.out is not None
+        path = self.out / manifest.MANIFEST
+        if not self.previous.from_image or self.last_prints.get("manifest") != rerun.file_print(path):
+            return None
+        try:
+            return cron_manifest.LastManifest(path)
+        except OSError:
+            return None
 
     def commit(
         self,
@@ -391,12 +266,30 @@ class Incremental(Batch):
     ) -> None:
         assert self.run_id is not None and self.previous is not None
         image = row_image.Changed(self.previous)
+        try:
+            self._commit(sources, image.noted(rows), tally, frequency, image)
+        finally:
+            if self.last_manifest is not None:
+                self.last_manifest.close()
+        row_image.tidy(self.store.path.parent, row_image.named(self.store))
+        if self.signatures is not None:
+            self.signatures.close()  # stored
+
+    def _commit(
+        self,
+        sources: Sequence[Source],
+        rows: Iterator[Stored],
+        tally: records.Tally,
+        frequency: TokenFrequency,
+        image: row_image.Changed,
+    ) -> None:
+        assert self.run_id is not None
         self.store.commit_run(
             run=self.run_id,
             started=self.started,
             inputs=[s.root for s in sources],
             counts=lambda: {**tally.counts, **self.counts(tally)},
-            documents=image.noted(rows),
+            documents=rows,
             supersessions=self.changes.supersessions,
             blobs=lambda: {
                 # Counted from the documents read: none read, the stored counters hold.
@@ -405,11 +298,8 @@ class Incremental(Batch):
                 **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
             },
             changes=self.changes.delta,
-            columns=lambda: image.write(self.store),
+            columns=lambda: image.write(self.store, self.placed),
         )
-        row_image.tidy(self.store.path.parent, row_image.named(self.store))
-        if self.signatures is not None:
-            self.signatures.close()  # stored
 
     def counts(self, tally: records.Tally) -> dict[str, int]:
         return self.changes.counts()
@@ -454,9 +344,11 @@ class Incremental(Batch):
 
     def synced(self) -> None:
         assert self.run_id is not None
-        prints = None
+        prints: dict[str, bytes] = {}
+        if self.out is not None:  # the manifest's, for the next run's ``LastManifest``
+            prints["manifest"] = rerun.file_print(self.out / manifest.MANIFEST)
         if self.listing is not None and self.out is not None:  # what the next run compares (rerun.py)
-            prints = {
+            prints |= {
                 "inputs": self.listing,
                 "out": rerun.out_print(self.out),
                 "summary": (self.out / manifest.SUMMARY).read_bytes(),

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dedup import __version__ as dedup_version
-from dedup import columns, incremental, manifest, parallel, readers, records, session
+from dedup import columns, manifest, parallel, readers, records, run_filter, session
 from dedup.config import Config
 from dedup.document import AllRead, Source
 from dedup.errors import InputChangedError, OutputError
@@ -126,7 +126,7 @@ def _run(
     sources: Sequence[Source],
     out: Path,
     config: Config,
-    cache: incremental.Batch,
+    cache: run_filter.Batch,
     engine: parallel.Engine,
     progress: Progress | None,
     checkpoint: Checkpoint,
@@ -170,7 +170,7 @@ def _judge_and_write(
     sources: Sequence[Source],
     out: Path,
     config: Config,
-    cache: incremental.Batch,
+    cache: run_filter.Batch,
     engine: parallel.Engine,
     progress: Progress | None,
     checkpoint: Checkpoint,
@@ -189,7 +189,7 @@ def _judge_and_write(
     # A cron run keeps the signatures of the texts it reads till its state stores them, on disk too.
     given = RowSpill(out, num_perm=config.num_perm) if config.state else None
     try:
-        how = incremental.Pass1(progress, checkpoint, batch_size or pass1.BATCH, engine, spill, tables, given)
+        how = run_filter.Pass1(progress, checkpoint, batch_size or pass1.BATCH, engine, spill, tables, given)
         docs, feats, fresh = cache.read_all(sources, config, frequency, how)
         readers.check_found(docs, config, sources)  # a run that read nothing is an error
         corpus = pass2.Corpus.of(config, docs, feats, frequency)
@@ -257,7 +257,7 @@ def _settle(
     out: Path,
     settled: SpilledRecords,
     progress: Progress | None,
-    cache: incremental.Batch,
+    cache: run_filter.Batch,
 ) -> tuple[Groups, int]:
     """Pass 2: every group verified, clustered and ranked into ``settled``; (the tasks run, pairs verified).
 

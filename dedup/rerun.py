@@ -84,6 +84,15 @@ def out_print(out: Path) -> bytes:
     return digest.digest()
 
 
+def file_print(path: Path) -> bytes:
+    """A file's type, size, mtime and inode, as ``out_print`` takes them: the same print, the
+    same file as far as a rerun trusts it (``LastManifest``)."""
+    try:
+        return _entry(str(path), os.lstat(path)).encode()
+    except OSError:
+        return b"missing"
+
+
 def _entry(path: str, info: os.stat_result) -> str:
     return f"{path}\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\n"
 

@@ -46,8 +46,12 @@ if TYPE_CHECKING:
 INTEGERS = {  # column -> array typecode, as ``rows.Rows`` holds them
     "rowid": "q", "offset": "q", "line": "q", "size": "q", "mtime_ns": "q", "first_seen": "q",
     "gone": "q", "shingles": "q", "file_hash": "Q", "content": "Q", "component": "Q",
+    "manifest_at": "q", "manifest_len": "q", "cluster": "q",
 }  # fmt: skip
-FLAGS = ("status", "component_kind", "has_content", "has_signals")  # a byte per row (``bytearray``)
+FLAGS = ("status", "component_kind", "has_content", "has_signals", "canonical")  # a byte per row
+UNKNOWN, NO_CLUSTER = -2, -1  # a row's cluster: a code into ``Image.clusters``, or these
+# ``manifest_at``/``manifest_len``: where the row's record is in OUT's manifest as the run that
+# wrote the image left it (-1: not there as stored); ``canonical``: 0 not known, 1 no, 2 yes.
 _MAGIC = b"DEDUPRW1"
 _TAIL = struct.Struct("<Q8s")  # footer length, magic
 _PREFIX, _SUFFIX = "rows-", ".columns"
@@ -66,6 +70,7 @@ class Image:
     statuses: list[str]
     containers: dict[int, str]  # row -> file, for the rows with an offset (a container's records)
     errors: dict[int, str]
+    clusters: list[str]  # the names the ``cluster`` codes stand for
 
 
 def load(store: State) -> Image | None:
@@ -127,11 +132,14 @@ def _parsed(mm: mmap.mmap, store: State) -> Image | None:
             statuses=list(footer["statuses"]),
             containers=_mapping(parts["container_rows"], parts["container_files"]),
             errors=_mapping(parts["error_rows"], parts["error_texts"]),
+            clusters=_split(parts["clusters"], footer["clusters"]),
         )
         lengths = {len(c) for c in integers.values()} | {len(f) for f in flags.values()} | {len(keys)}
         if lengths != {n} or len(image.sha) != 32 * n or len(image.signals) != width * n:
             return None
         if max(flags["status"], default=0) >= max(len(image.statuses), 1):
+            return None
+        if len(integers["cluster"]) and max(integers["cluster"]) >= len(image.clusters):
             return None
         return image
     finally:
@@ -197,7 +205,7 @@ class Changed:
             yield row
 
     def _note(self, d: Stored) -> None:
-        from dedup.rows import file_hash, fingerprint_of
+        from dedup.rows import cluster_of, file_hash, fingerprint_of
         from dedup.state import storable_path, stored_path
 
         r = self.previous.index.get(d.key)
@@ -212,11 +220,14 @@ class Changed:
         if signals is not None and len(signals) != width:
             self.usable = False
         status = self.statuses.setdefault(d.status, len(self.statuses))
+        record = d.record_json
+        code = self.previous.cluster_number(cluster_of(record))
         values = {
             "rowid": 0, "offset": d.offset, "line": d.line, "size": d.size, "mtime_ns": d.mtime_ns,
             "first_seen": d.first_seen, "gone": d.gone or 0,
             "shingles": -1 if d.shingles is None else d.shingles, "file_hash": file_hash(file),
-            "content": d.content or 0, "component": component,
+            "content": d.content or 0, "component": component, "manifest_at": -1, "manifest_len": -1,
+            "cluster": code,
         }  # fmt: skip
         for name, column in self.integers.items():
             column.append(values[name])
@@ -225,6 +236,7 @@ class Changed:
             ("component_kind", kind),
             ("has_content", d.content is not None),
             ("has_signals", signals is not None),
+            ("canonical", 2 if '"canonical":true' in record else 1),
         ):
             self.flags[name].append(int(value))
         try:
@@ -239,9 +251,12 @@ class Changed:
         self.files.append(file if d.offset >= 0 else None)
         self.errors.append(d.error)
 
-    def write(self, store: State) -> str | None:
+    def write(self, store: State, placed: Placed) -> str | None:
         """Write the image of the rows as they are once this commit's writes are made, inside its
-        transaction; its name, or None when it cannot be had (then the next run scans SQLite)."""
+        transaction; its name, or None when it cannot be had (then the next run scans SQLite).
+
+        ``placed``: where the manifest this run wrote holds each document's record.
+        """
         if not self.usable:
             return None
         previous = self.previous
@@ -258,6 +273,7 @@ class Changed:
         last = _last_of_each(target)  # a key written twice: its last row stands
         target, pick = target[last], last
         at = np.where(target >= 0, target, old + (-1 - target))  # each note's row in the image
+        lines = placed.by_row(old, n, len(self.new_keys))
         name = f"{_PREFIX}{secrets.token_hex(8)}{_SUFFIX}"
         path = store.path.parent / name
         check = xxhash.xxh3_64()
@@ -274,15 +290,17 @@ class Changed:
                 for column_name, code in INTEGERS.items():
                     dtype = np.int64 if code == "q" else np.uint64
                     column = np.empty(n, dtype=dtype)
-                    column[:old] = np.frombuffer(getattr(previous, column_name), dtype=dtype)
+                    column[:old] = np.frombuffer(previous.image.integers[column_name], dtype=dtype)
                     if column_name == "rowid":  # a row written again keeps its rowid (an upsert)
                         column[old:] = added
+                    elif column_name in lines:
+                        column = lines[column_name]
                     else:
                         column[at] = np.frombuffer(self.integers[column_name], dtype=dtype)[pick]
                     put(column_name, column)
                 for flag in FLAGS:
                     values = np.empty(n, dtype=np.uint8)
-                    values[:old] = np.frombuffer(getattr(previous, flag), dtype=np.uint8)
+                    values[:old] = np.frombuffer(previous.image.flags[flag], dtype=np.uint8)
                     values[at] = np.frombuffer(self.flags[flag], dtype=np.uint8)[pick]
                     put(flag, values)
                 for wide, mine, width in (
@@ -295,6 +313,7 @@ class Changed:
                     put(wide, table)
                 keys = previous.keys + list(self.new_keys)
                 put("keys", _joined(keys))
+                put("clusters", _joined(previous.cluster_names))
                 containers = dict(previous.containers)
                 errors = dict(previous.errors)
                 for k, row in zip(pick.tolist(), at.tolist(), strict=True):
@@ -311,7 +330,7 @@ class Changed:
                 statuses = sorted(self.statuses, key=self.statuses.__getitem__)
                 footer = orjson.dumps(
                     {"rows": n, "max_rowid": int(added[-1]) if added else top, "statuses": statuses,
-                     "parts": parts, "check": check.intdigest()}
+                     "clusters": len(previous.cluster_names), "parts": parts, "check": check.intdigest()}
                 )  # fmt: skip
                 fh.write(footer + _TAIL.pack(len(footer), _MAGIC))
         except BaseException:
@@ -319,6 +338,44 @@ class Changed:
                 path.unlink()
             raise
         return name
+
+
+@dataclass
+class Placed:
+    """Where the manifest a run writes holds each document's record (byte offset and length, with
+    its newline), and each document's row (-1: a new one, in ``Changed``'s order of new keys)."""
+
+    at: array[int] = field(default_factory=lambda: array("q"))
+    length: array[int] = field(default_factory=lambda: array("q"))
+    rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    end: int = 0  # bytes written so far
+
+    def add(self, length: int) -> None:
+        self.at.append(self.end)
+        self.length.append(length)
+        self.end += length
+
+    def extend(self, lengths: np.ndarray) -> None:
+        ends = self.end + np.cumsum(lengths)
+        self.at.frombytes((ends - lengths).astype(np.int64).tobytes())
+        self.length.frombytes(lengths.astype(np.int64).tobytes())
+        self.end = int(ends[-1]) if len(ends) else self.end
+
+    def by_row(self, old: int, n: int, new: int) -> dict[str, np.ndarray]:
+        """``manifest_at`` and ``manifest_len`` for the ``n`` rows of the image (``old`` loaded,
+        ``new`` added); -1 where not known (a gone document's line is not its stored record)."""
+        at, length = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+        rows = self.rows
+        if len(rows) != len(self.at) or len(rows) != len(self.length):
+            return {"manifest_at": at, "manifest_len": length}  # not placed: not known
+        is_new = rows < 0
+        if int(is_new.sum()) != new:
+            return {"manifest_at": at, "manifest_len": length}
+        where = rows.copy()
+        where[is_new] = old + np.arange(new)
+        at[where] = np.frombuffer(self.at, dtype=np.int64)
+        length[where] = np.frombuffer(self.length, dtype=np.int64)
+        return {"manifest_at": at, "manifest_len": length}
 
 
 def _last_of_each(target: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import xxhash
 from dedup import row_image
 from dedup.copies import Before
 from dedup.errors import StateError
-from dedup.row_image import FLAGS, INTEGERS, Image
+from dedup.row_image import FLAGS, INTEGERS, NO_CLUSTER, UNKNOWN, Image
 from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage, stored_path
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class Rows:
         self.from_image = image is not None  # else scanned from SQLite (``row_image``)
         if image is None:
             image = _scanned(store)
+        self.image = image  # the columns below are its arrays (``row_image.Changed`` reads them there)
         ints, flags = image.integers, image.flags
         self.rowid, self.offset, self.line = ints["rowid"], ints["offset"], ints["line"]
         self.size, self.mtime_ns, self.first_seen = ints["size"], ints["mtime_ns"], ints["first_seen"]
@@ -75,7 +76,11 @@ class Rows:
         self.containers = image.containers  # the file of a container's record (copies.sync reads it)
         self.errors = image.errors
         self.index = dict(zip(self.keys, range(len(self.keys)), strict=True))
-        self._canonical = bytearray(len(self.keys))  # from the record, once read: 0 not yet, 1 no, 2 yes
+        self._canonical = flags["canonical"]  # the image's, or the record's once read: 0 not yet, 1 no, 2 yes
+        # Where OUT's manifest, as the image's run wrote it, holds each stored record (-1: not known).
+        self.manifest_at, self.manifest_len = ints["manifest_at"], ints["manifest_len"]
+        self.cluster_code, self.cluster_names = ints["cluster"], image.clusters
+        self._cluster_numbers: dict[str, int] | None = None  # name -> code, made when first needed
         self._window: dict[int, str] = {}
         self._next, self._size = -1, 16  # the row after the window, and how many the next one reads
 
@@ -113,6 +118,25 @@ class Rows:
             flags[k] = 2 if self.canonical(int(rows[k])) else 1
         return flags == 2
 
+    def cluster_number(self, name: str | None) -> int:
+        """The code of a cluster's name in ``cluster_code`` (a new name is given the next one)."""
+        if name is None:
+            return NO_CLUSTER
+        if self._cluster_numbers is None:
+            self._cluster_numbers = {c: k for k, c in enumerate(self.cluster_names)}
+        code = self._cluster_numbers.setdefault(name, len(self.cluster_names))
+        if code == len(self.cluster_names):
+            self.cluster_names.append(name)
+        return code
+
+    def clusters_of(self, rows: np.ndarray) -> list[str | None]:
+        """The stored records' ``cluster`` of ``rows``: from the image, else read from each record."""
+        codes, names = np.frombuffer(self.cluster_code, dtype=np.int64)[rows].tolist(), self.cluster_names
+        return [
+            names[c] if c >= 0 else None if c == NO_CLUSTER else self.cluster(r)
+            for c, r in zip(codes, rows.tolist(), strict=True)
+        ]
+
     def statuses_of(self, rows: np.ndarray) -> list[str]:
         statuses = self.statuses
         return [statuses[code] for code in np.frombuffer(self.status, dtype=np.uint8)[rows].tolist()]
@@ -147,7 +171,7 @@ class Rows:
     def record(self, r: int) -> str:
         """Row ``r``'s manifest record as stored; the next few thousand rows' are read with it.
 
-        Each is checked (``state.record_damage``) and its ``canonical`` flag noted
+        Each is checked (``state.record_damage``) and its ``canonical`` flag and cluster noted
         the first time it is read: before the run writes its row again (``cron_manifest.emit``).
 
         Raises:
@@ -170,6 +194,8 @@ class Rows:
                     )
                 if not self._canonical[r + k]:
                     self._canonical[r + k] = 2 if '"canonical":true' in stored else 1
+                if self.cluster_code[r + k] == UNKNOWN:  # the image (written at the commit) keeps it
+                    self.cluster_code[r + k] = self.cluster_number(cluster_of(stored))
             text = self._window[rowid]
         return text
 
@@ -230,7 +256,11 @@ def _scanned(store: State) -> Image:
         flags["component_kind"].extend(kind for kind, _ in prints)
         integers["component"].extend(value for _, value in prints)
         errors.update((base + k, e) for k, e in enumerate(error) if e is not None)
-    return Image(integers, flags, bytes(sha), bytes(signals), keys, list(status_code), containers, errors)
+    n = len(keys)
+    for name, value in (("manifest_at", -1), ("manifest_len", -1), ("cluster", UNKNOWN)):
+        integers[name] = array("q", [value]) * n
+    flags["canonical"] = bytearray(n)  # read with the records
+    return Image(integers, flags, bytes(sha), bytes(signals), keys, list(status_code), containers, errors, [])
 
 
 def cluster_of(record: str) -> str | None:

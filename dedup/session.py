@@ -1,6 +1,6 @@
 """A run opened: OUT and the ``--state`` checked and locked, and the filter for the run made.
 
-A run without a state gets ``incremental.Batch`` (nothing stored, OUT written
+A run without a state gets ``run_filter.Batch`` (nothing stored, OUT written
 whole); one with a state gets ``incremental.Incremental`` over it. Whatever a
 refused first run made (the state's directory, database, lock) is removed.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 from dedup import locks, manifest, state
 from dedup.config import Config
 from dedup.errors import ConfigError, OutputError
-from dedup.incremental import Batch, Incremental
+from dedup.incremental import Incremental
+from dedup.run_filter import Batch
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from conftest import read_manifest, scrape_files
@@ -28,8 +29,7 @@ def rows_both_ways(state: Path) -> tuple[Rows, Rows]:
     store.db.execute("DELETE FROM columns")
     scanned = Rows(store)
     store.db.execute("ROLLBACK")
-    store.close()
-    return image, scanned
+    return image, scanned  # left open: their records are read from it
 
 
 _COLUMNS = (
@@ -51,6 +51,19 @@ def facts(rows: Rows) -> dict:
         "containers": rows.containers,
         "errors": rows.errors,
     }
+
+
+def assert_placed(rows: Rows, out: Path) -> None:
+    """Each present row says where OUT's manifest holds its stored record (what the next run copies)."""
+    manifest = (out / "manifest.jsonl").read_bytes()
+    for r in range(len(rows)):
+        at, length = rows.manifest_at[r], rows.manifest_len[r]
+        if rows.gone[r]:
+            assert at == -1  # its line is a gone record, not the stored one
+            continue
+        assert manifest[at : at + length] == rows.record(r).encode() + b"\n"
+        assert rows.canonical(r) == orjson.loads(rows.record(r))["canonical"]
+        assert rows.clusters_of(np.array([r])) == [orjson.loads(rows.record(r))["cluster"]]
 
 
 @pytest.fixture
@@ -82,6 +95,7 @@ def test_after_each_run_the_image_holds_the_rows_sqlite_holds(scrape: Path, tmp_
         image, scanned = rows_both_ways(tmp_path / "state")
         assert image.from_image and not scanned.from_image, k
         assert facts(image) == facts(scanned), k
+        assert_placed(image, tmp_path / "out")
     assert image.containers and image.errors and any(image.gone)  # the cases above were made
     assert len(list((tmp_path / "state").glob("rows-*.columns"))) == 1  # earlier images deleted
 
@@ -95,7 +109,7 @@ def test_a_row_written_by_hand_makes_the_next_run_scan_sqlite(scrape: Path, tmp_
     assert image.size[image.index["day1/storm.txt"]] == (scrape / "day1" / "storm.txt").stat().st_size + 1
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "orphan"])
+@pytest.mark.parametrize("damage", ["none", "truncate", "flip", "orphan", "manifest"])
 def test_a_damaged_image_or_an_orphan_is_not_used_and_the_run_equals_one_without_it(
     scrape: Path, tmp_path: Path, damage: str
 ) -> None:
@@ -111,10 +125,13 @@ def test_a_damaged_image_or_an_orphan_is_not_used_and_the_run_equals_one_without
     elif damage == "flip":
         data[len(data) // 3] ^= 1
         image.write_bytes(data)
-    else:  # an image a killed run wrote before its commit: not named
+    elif damage == "orphan":  # an image a killed run wrote before its commit: not named
         shutil.copy(image, image.with_name("rows-0123456789abcdef.columns"))
+    elif damage == "manifest":  # OUT's manifest edited: its records are not copied from it
+        path = tmp_path / "out" / "manifest.jsonl"
+        path.write_bytes(path.read_bytes().replace(b'"status":"ok"', b'"status":"OK"'))
     with sqlite3.connect(other / "state" / "state.sqlite") as db:
-        db.execute("DELETE FROM columns")  # the other state: scanned
+        db.execute("DELETE FROM columns")  # the other state: scanned, its records read from it
     (scrape / "day1" / "late.txt").write_text("A late article about the harbour bridge and its repairs.\n")
     cron(scrape, tmp_path)
     cron(scrape, other)

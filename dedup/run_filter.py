@@ -1,0 +1,171 @@
+"""The filter in front of each stage, and its null version: a run without ``--state``.
+
+``session`` locks and opens what a run writes and yields its filter: ``Batch``
+for a run without a state (nothing stored, nothing skipped, OUT written whole),
+``incremental.Incremental`` with one. The pipeline asks the filter, at each
+stage, what it already knows (``incremental`` says what a state lets it skip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dedup import copies, records
+from dedup.config import Config
+from dedup.document import DocumentTable, Source
+from dedup.hooks import Checkpoint, Progress
+from dedup.signature_spill import RowSpill, Spilled
+from dedup.state import Stored
+
+if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
+    from dedup.frequency import TokenFrequency
+    from dedup.groups import Groups
+    from dedup.large_groups import PairVerdicts
+    from dedup.parallel import Engine
+    from dedup.pass1 import FeatureTable
+    from dedup.pass2 import Corpus, Verdicts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pass1:
+    """How the run's pass 1 goes: the options of ``pass1.read_all`` and ``cron_pass1.read_all``."""
+
+    progress: Progress | None
+    checkpoint: Checkpoint
+    batch_size: int
+    engine: Engine
+    spill: Spilled | None = None  # a batch run's signatures, on disk
+    tables: Path | None = None  # a batch run's columns, in files
+    rows: RowSpill | None = None  # a cron run's signatures of the texts it reads, on disk
+
+
+class Batch:
+    """The null filter: a run without a state reads everything and writes OUT whole."""
+
+    run_id: int | None = None  # a cron run's number, for summary.json
+    pair_verdicts: PairVerdicts | None = None  # giant groups' pairs verified in an earlier run
+
+    def __init__(self) -> None:
+        self.kept: Mapping[int, str] = {}  # document -> stored record (JSON), when its group did not change
+        # Files found edited in place (same size and mtime) when read again: not taken from the state.
+        self.suspects: set[str] = set()
+
+    def unchanged(
+        self, sources: Sequence[Source], out: Path, checkpoint: Checkpoint
+    ) -> dict[str, Any] | None:
+        """If the run has nothing to do, record it and return its summary (``rerun.py``); else None."""
+        return None
+
+    def begin(self) -> TokenFrequency:
+        """Start the run (or start it again); the token frequencies to count into."""
+        from dedup.frequency import TokenFrequency
+
+        self.kept = {}
+        return TokenFrequency()
+
+    def read_all(
+        self, sources: Sequence[Source], config: Config, frequency: TokenFrequency, pass1: Pass1
+    ) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
+        """Pass 1: every document read (``pass1.read_all``)."""
+        from dedup.pass1 import read_all
+
+        assert pass1.rows is None, "a cron run's"
+        return read_all(
+            sources,
+            config,
+            frequency,
+            progress=pass1.progress,
+            checkpoint=pass1.checkpoint,
+            batch_size=pass1.batch_size,
+            engine=pass1.engine,
+            spill=pass1.spill,
+            tables=pass1.tables,
+        )
+
+    def candidates(
+        self,
+        config: Config,
+        feats: FeatureTable,
+        corpus: Corpus,
+        fresh: Sequence[int],
+        bands: int,
+        rows: int,
+        engine: Engine,
+    ) -> tuple[int, np.ndarray]:
+        """The candidate pairs of texts (and how many banding proposed), banded from the signatures
+        (by ``engine``'s workers when they are on disk and many: ``index_workers``)."""
+        from dedup import index_workers  # with datasketch and scipy: only runs with work to do import it
+
+        found = index_workers.candidate_pairs(config, feats.banded(), corpus.sizes, bands, rows, engine)
+        feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
+        return found
+
+    def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
+        """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``);
+        ``comp_of``: each node's group, -1 for a text with no candidate."""
+        return groups
+
+    def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
+        """Whether a giant group's verified component keeps its stored records (not settled again)."""
+        return False
+
+    def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
+        """Work out, before the records are written, what changed against the state."""
+
+    def emit(
+        self,
+        fh: Any,
+        docs: DocumentTable,
+        feats: FeatureTable,
+        verdicts: Verdicts,
+        fresh: Sequence[int],
+        tally: records.Tally,
+        engine: Engine,
+    ) -> Iterator[Stored]:
+        """Write every record to the manifest, in order, and count it; yield the state rows to replace.
+
+        The records are made by ``engine``'s workers when there are many (``manifest_workers``).
+        """
+        from dedup import manifest_workers
+
+        manifest_workers.write(fh, verdicts, tally, engine)
+        yield from ()
+
+    def commit(
+        self,
+        sources: Sequence[Source],
+        rows: Iterator[Stored],
+        tally: records.Tally,
+        frequency: TokenFrequency,
+    ) -> None:
+        """Consume ``rows`` (``emit``: it writes the manifest as it goes) and store them."""
+        deque(rows, maxlen=0)
+
+    def counts(self, tally: records.Tally) -> dict[str, int]:
+        """What changed against the state: without one, every document is new."""
+        return {"new": tally.counts["documents"], "changed": 0, "superseded": 0, "gone": 0}
+
+    @contextlib.contextmanager
+    def copying(
+        self, out: Path, docs: DocumentTable, fresh: Sequence[int], config: Config, checkpoint: Checkpoint
+    ) -> Iterator[Callable[[Sequence[int]], None]]:
+        """Where the kept documents go as the records name them (``records.Tally``'s ``kept``).
+
+        A batch run copies them meanwhile into a staged ``canonical/``, swapped in
+        when the block ends without an error (``copies.Staged``).
+        """
+        with copies.Staged(out, docs, config) as staged:
+            yield staged.add
+
+    def write_changes(self, out: Path) -> None:
+        """The run's change list (``runs/``), before the summary."""
+
+    def synced(self) -> None:
+        """OUT now holds this run's outputs."""
