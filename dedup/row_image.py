@@ -25,6 +25,7 @@ fails its checksum and costs one scan.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import mmap
 import os
 import secrets
@@ -276,68 +277,99 @@ class Changed:
         lines = placed.by_row(old, n, len(self.new_keys))
         name = f"{_PREFIX}{secrets.token_hex(8)}{_SUFFIX}"
         path = store.path.parent / name
-        check = xxhash.xxh3_64()
-        parts: list[tuple[str, int]] = []
         try:
             with open(path, "wb") as fh:
-
-                def put(part: str, data: Any) -> None:
-                    view = memoryview(data).cast("B")
-                    fh.write(view)
-                    check.update(view)
-                    parts.append((part, view.nbytes))
-
-                for column_name, code in INTEGERS.items():
-                    dtype = np.int64 if code == "q" else np.uint64
-                    column = np.empty(n, dtype=dtype)
-                    column[:old] = np.frombuffer(previous.image.integers[column_name], dtype=dtype)
-                    if column_name == "rowid":  # a row written again keeps its rowid (an upsert)
-                        column[old:] = added
-                    elif column_name in lines:
-                        column = lines[column_name]
-                    else:
-                        column[at] = np.frombuffer(self.integers[column_name], dtype=dtype)[pick]
-                    put(column_name, column)
-                for flag in FLAGS:
-                    values = np.empty(n, dtype=np.uint8)
-                    values[:old] = np.frombuffer(previous.image.flags[flag], dtype=np.uint8)
-                    values[at] = np.frombuffer(self.flags[flag], dtype=np.uint8)[pick]
-                    put(flag, values)
-                for wide, mine, width in (
-                    ("sha", self.sha, 32),
-                    ("signals", self.signals, previous.signals_width),
-                ):
-                    table = np.empty((n, width), dtype=np.uint8)
-                    table[:old] = np.frombuffer(getattr(previous, wide), dtype=np.uint8).reshape(old, width)
-                    table[at] = np.frombuffer(mine, dtype=np.uint8).reshape(-1, width)[pick]
-                    put(wide, table)
-                keys = previous.keys + list(self.new_keys)
-                put("keys", _joined(keys))
-                put("clusters", _joined(previous.cluster_names))
-                containers = dict(previous.containers)
-                errors = dict(previous.errors)
-                for k, row in zip(pick.tolist(), at.tolist(), strict=True):
-                    for table_, value in ((containers, self.files[k]), (errors, self.errors[k])):
-                        if value is None:
-                            table_.pop(row, None)
-                        else:
-                            table_[row] = value
-                for prefix, mapping in (("container", containers), ("error", errors)):
-                    put(f"{prefix}_rows", array("q", mapping))
-                    put(
-                        f"{prefix}_{'files' if prefix == 'container' else 'texts'}", _joined(mapping.values())
-                    )
-                statuses = sorted(self.statuses, key=self.statuses.__getitem__)
-                footer = orjson.dumps(
-                    {"rows": n, "max_rowid": int(added[-1]) if added else top, "statuses": statuses,
-                     "clusters": len(previous.cluster_names), "parts": parts, "check": check.intdigest()}
+                parts = _Parts(fh)
+                self._columns(parts, n, at, pick, added, lines)
+                parts.finish(
+                    {"rows": n, "max_rowid": int(added[-1]) if added else top,
+                     "statuses": sorted(self.statuses, key=self.statuses.__getitem__),
+                     "clusters": len(previous.cluster_names)}
                 )  # fmt: skip
-                fh.write(footer + _TAIL.pack(len(footer), _MAGIC))
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(OSError):
                 path.unlink()
+            if isinstance(err, OSError):  # a full disk: the image is a cache, the next run scans SQLite
+                return None
             raise
         return name
+
+    def _columns(
+        self,
+        parts: _Parts,
+        n: int,
+        at: np.ndarray,
+        pick: np.ndarray,
+        added: list[int],
+        lines: dict[str, np.ndarray],
+    ) -> None:
+        """Each column: the loaded rows', the noted ones put at their rows (``at``)."""
+        previous, old = self.previous, len(self.previous)
+        for column_name, code in INTEGERS.items():
+            dtype = np.int64 if code == "q" else np.uint64
+            column = np.empty(n, dtype=dtype)
+            column[:old] = np.frombuffer(previous.image.integers[column_name], dtype=dtype)
+            if column_name == "rowid":  # a row written again keeps its rowid (an upsert)
+                column[old:] = added
+            elif column_name in lines:
+                column = lines[column_name]
+            else:
+                column[at] = np.frombuffer(self.integers[column_name], dtype=dtype)[pick]
+            parts.put(column_name, column)
+        for flag in FLAGS:
+            values = np.empty(n, dtype=np.uint8)
+            values[:old] = np.frombuffer(previous.image.flags[flag], dtype=np.uint8)
+            values[at] = np.frombuffer(self.flags[flag], dtype=np.uint8)[pick]
+            parts.put(flag, values)
+        for wide, mine, width in (("sha", self.sha, 32), ("signals", self.signals, previous.signals_width)):
+            table = np.empty((n, width), dtype=np.uint8)
+            table[:old] = np.frombuffer(getattr(previous.image, wide), dtype=np.uint8).reshape(old, width)
+            table[at] = np.frombuffer(mine, dtype=np.uint8).reshape(-1, width)[pick]
+            parts.put(wide, table)
+        parts.texts("keys", itertools.chain(previous.keys, self.new_keys))
+        parts.texts("clusters", previous.cluster_names)
+        containers, errors = dict(previous.containers), dict(previous.errors)
+        for k, row in zip(pick.tolist(), at.tolist(), strict=True):
+            for table_, value in ((containers, self.files[k]), (errors, self.errors[k])):
+                if value is None:
+                    table_.pop(row, None)
+                else:
+                    table_[row] = value
+        for rows_part, texts_part, mapping in (
+            ("container_rows", "container_files", containers),
+            ("error_rows", "error_texts", errors),
+        ):
+            parts.put(rows_part, array("q", mapping))
+            parts.texts(texts_part, mapping.values())
+
+
+class _Parts:
+    """The image's parts written one after another, checksummed, and the footer that lists them."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.check, self.parts = fh, xxhash.xxh3_64(), list[tuple[str, int]]()
+
+    def put(self, part: str, data: Any) -> None:
+        self.parts.append((part, self._write(data)))
+
+    def texts(self, part: str, texts: Iterable[str]) -> None:
+        """Texts with a separator between them, encoded a few thousand at a time (a million keys
+        joined at once held ~120 MB more at the commit)."""
+        size, lead, it = 0, "", iter(texts)
+        while chunk := list(itertools.islice(it, 65536)):
+            size += self._write((lead + _SEPARATOR.join(chunk)).encode("utf-8", "surrogatepass"))
+            lead = _SEPARATOR
+        self.parts.append((part, size))
+
+    def _write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.fh.write(view)
+        self.check.update(view)
+        return view.nbytes
+
+    def finish(self, footer: dict[str, Any]) -> None:
+        text = orjson.dumps({**footer, "parts": self.parts, "check": self.check.intdigest()})
+        self.fh.write(text + _TAIL.pack(len(text), _MAGIC))
 
 
 @dataclass
@@ -383,7 +415,3 @@ def _last_of_each(target: np.ndarray) -> np.ndarray:
     reverse = target[::-1]
     _, first = np.unique(reverse, return_index=True)
     return np.sort(len(target) - 1 - first)
-
-
-def _joined(texts: Iterable[str]) -> bytes:
-    return _SEPARATOR.join(texts).encode("utf-8", "surrogatepass")
