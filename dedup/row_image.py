@@ -50,7 +50,9 @@ INTEGERS = {  # column -> array typecode, as ``rows.Rows`` holds them
     "manifest_at": "q", "manifest_len": "q", "cluster": "q",
 }  # fmt: skip
 FLAGS = ("status", "component_kind", "has_content", "has_signals", "canonical")  # a byte per row
-UNKNOWN, NO_CLUSTER = -2, -1  # a row's cluster: a code into ``Image.clusters``, or these
+# A duplicate's cluster (its record not canonical): a code into ``Image.clusters``; NO_CLUSTER for
+# any other record (most clusters have one document: their names would be most of the table).
+UNKNOWN, NO_CLUSTER = -2, -1
 # ``manifest_at``/``manifest_len``: where the row's record is in OUT's manifest as the run that
 # wrote the image left it (-1: not there as stored); ``canonical``: 0 not known, 1 no, 2 yes.
 _MAGIC = b"DEDUPRW1"
@@ -222,7 +224,8 @@ class Changed:
             self.usable = False
         status = self.statuses.setdefault(d.status, len(self.statuses))
         record = d.record_json
-        code = self.previous.cluster_number(cluster_of(record))
+        canonical = '"canonical":true' in record
+        code = self.previous.cluster_number(None if canonical else cluster_of(record))
         values = {
             "rowid": 0, "offset": d.offset, "line": d.line, "size": d.size, "mtime_ns": d.mtime_ns,
             "first_seen": d.first_seen, "gone": d.gone or 0,
@@ -237,7 +240,7 @@ class Changed:
             ("component_kind", kind),
             ("has_content", d.content is not None),
             ("has_signals", signals is not None),
-            ("canonical", 2 if '"canonical":true' in record else 1),
+            ("canonical", 2 if canonical else 1),
         ):
             self.flags[name].append(int(value))
         try:

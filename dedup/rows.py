@@ -130,7 +130,8 @@ class Rows:
         return code
 
     def clusters_of(self, rows: np.ndarray) -> list[str | None]:
-        """The stored records' ``cluster`` of ``rows``: from the image, else read from each record."""
+        """The stored records' ``cluster`` of ``rows``, duplicates (records not canonical): from the
+        image, else read from each record."""
         codes, names = np.frombuffer(self.cluster_code, dtype=np.int64)[rows].tolist(), self.cluster_names
         return [
             names[c] if c >= 0 else None if c == NO_CLUSTER else self.cluster(r)
@@ -195,7 +196,8 @@ class Rows:
                 if not self._canonical[r + k]:
                     self._canonical[r + k] = 2 if '"canonical":true' in stored else 1
                 if self.cluster_code[r + k] == UNKNOWN:  # the image (written at the commit) keeps it
-                    self.cluster_code[r + k] = self.cluster_number(cluster_of(stored))
+                    duplicate = self._canonical[r + k] == 1
+                    self.cluster_code[r + k] = self.cluster_number(cluster_of(stored) if duplicate else None)
             text = self._window[rowid]
         return text
 
