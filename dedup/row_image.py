@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import mmap
 import os
+import re
 import secrets
 import struct
 from array import array
@@ -39,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import xxhash
+
+from dedup.state import storable_path, stored_path
 
 if TYPE_CHECKING:
     from dedup.rows import Rows
@@ -55,6 +58,8 @@ FLAGS = ("status", "component_kind", "has_content", "has_signals", "canonical") 
 UNKNOWN, NO_CLUSTER = -2, -1
 # ``manifest_at``/``manifest_len``: where the row's record is in OUT's manifest as the run that
 # wrote the image left it (-1: not there as stored); ``canonical``: 0 not known, 1 no, 2 yes.
+_FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``), held as an integer
+NULL, HEX, OTHER = 0, 1, 2  # what a row's component is (``component_kind``)
 _MAGIC = b"DEDUPRW1"
 _TAIL = struct.Struct("<Q8s")  # footer length, magic
 _PREFIX, _SUFFIX = "rows-", ".columns"
@@ -74,6 +79,26 @@ class Image:
     containers: dict[int, str]  # row -> file, for the rows with an offset (a container's records)
     errors: dict[int, str]
     clusters: list[str]  # the names the ``cluster`` codes stand for
+
+
+def cluster_of(record: str) -> str | None:
+    """A stored record's ``cluster``, found in its JSON text."""
+    at = record.find('"cluster":') + len('"cluster":')
+    return None if record.startswith("null", at) else record[at + 1 : record.index('"', at + 1)]
+
+
+def file_hash(file: str) -> int:
+    """What ``Rows.file_hash`` holds of a document's file."""
+    return xxhash.xxh3_64_intdigest(file.encode("utf-8", "surrogatepass"))
+
+
+def fingerprint_of(component: str | None) -> tuple[int, int]:
+    """A row's stored group fingerprint as ``Rows`` holds it: (kind, value if hexadecimal)."""
+    if component is None:
+        return NULL, 0
+    if _FINGERPRINT.fullmatch(component):
+        return HEX, int(component, 16)
+    return OTHER, 0
 
 
 def load(store: State) -> Image | None:
@@ -193,7 +218,9 @@ class Changed:
     sha: bytearray = field(default_factory=bytearray)
     signals: bytearray = field(default_factory=bytearray)
     target: array[int] = field(default_factory=lambda: array("q"))  # the row each replaces; -1 - k: k-th new
-    new_keys: dict[str, int] = field(default_factory=dict)
+    # In the order SQLite gives them rowids. A key written twice as new would make the image's
+    # count differ from SQLite's (``write`` then gives none): documents' keys are distinct.
+    new_keys: list[str] = field(default_factory=list)
     files: list[str | None] = field(default_factory=list)  # a container record's file
     errors: list[str | None] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
@@ -208,12 +235,10 @@ class Changed:
             yield row
 
     def _note(self, d: Stored) -> None:
-        from dedup.rows import cluster_of, file_hash, fingerprint_of
-        from dedup.state import storable_path, stored_path
-
         r = self.previous.index.get(d.key)
         if r is None:
-            r = -1 - self.new_keys.setdefault(d.key, len(self.new_keys))
+            r = -1 - len(self.new_keys)
+            self.new_keys.append(d.key)
         file = stored_path(storable_path(d.file))
         kind, component = fingerprint_of(d.component)
         signals = d.signals

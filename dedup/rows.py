@@ -11,7 +11,6 @@ read in rowid order a few thousand at a time as the manifest is written
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from array import array
 from collections.abc import Iterator, Mapping
@@ -19,12 +18,22 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
-import xxhash
 
 from dedup import row_image
 from dedup.copies import Before
 from dedup.errors import StateError
-from dedup.row_image import FLAGS, INTEGERS, NO_CLUSTER, UNKNOWN, Image
+from dedup.row_image import (
+    FLAGS,
+    HEX,
+    INTEGERS,
+    NO_CLUSTER,
+    NULL,
+    UNKNOWN,
+    Image,
+    cluster_of,
+    file_hash,
+    fingerprint_of,
+)
 from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage, stored_path
 
 if TYPE_CHECKING:
@@ -40,8 +49,6 @@ _FACTS = (  # NULLs as a value no row has (flags say which were NULL): columns f
 )
 _NO_SHA = bytes(32)
 _NO_SHA_TEXT = _NO_SHA.hex()
-_FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``), held as an integer
-_NULL, _HEX, _OTHER = 0, 1, 2  # what a row's component is
 
 
 class Rows:
@@ -149,9 +156,9 @@ class Rows:
     def same_component(self, r: int, print_: str | None) -> bool:
         """Whether row ``r``'s stored group fingerprint is ``print_`` (``stored._fingerprint``)."""
         kind = self.component_kind[r]
-        if kind == _HEX:
+        if kind == HEX:
             return print_ is not None and self.component[r] == int(print_, 16)
-        if kind == _NULL:
+        if kind == NULL:
             return print_ is None
         row = self.db.execute("SELECT component FROM documents WHERE rowid = ?", (self.rowid[r],))
         return bool(row.fetchone()[0] == print_)  # written by hand, or by another version: as stored
@@ -265,31 +272,11 @@ def _scanned(store: State) -> Image:
     return Image(integers, flags, bytes(sha), bytes(signals), keys, list(status_code), containers, errors, [])
 
 
-def cluster_of(record: str) -> str | None:
-    """A stored record's ``cluster``, found in its JSON text."""
-    at = record.find('"cluster":') + len('"cluster":')
-    return None if record.startswith("null", at) else record[at + 1 : record.index('"', at + 1)]
-
-
-def file_hash(file: str) -> int:
-    """What ``Rows.file_hash`` holds of a document's file."""
-    return xxhash.xxh3_64_intdigest(file.encode("utf-8", "surrogatepass"))
-
-
 def _hex(text: str) -> bytes:
     try:
         return bytes.fromhex(text)
     except ValueError:
         return b""
-
-
-def fingerprint_of(component: str | None) -> tuple[int, int]:
-    """A row's stored group fingerprint as ``Rows`` holds it: (kind, value if hexadecimal)."""
-    if component is None:
-        return _NULL, 0
-    if _FINGERPRINT.fullmatch(component):
-        return _HEX, int(component, 16)
-    return _OTHER, 0
 
 
 class Kept(Mapping[int, str]):
