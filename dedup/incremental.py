@@ -265,10 +265,11 @@ class Incremental(Batch):
         frequency: TokenFrequency,
     ) -> None:
         assert self.run_id is not None and self.previous is not None
-        image = row_image.Changed(self.previous)
+        image = row_image.Changed(self.previous, self.store.path.parent)
         try:
             self._commit(sources, image.noted(rows), tally, frequency, image)
         finally:
+            image.close()
             if self.last_manifest is not None:
                 self.last_manifest.close()
         row_image.tidy(self.store.path.parent, row_image.named(self.store))

@@ -85,12 +85,13 @@ def out_print(out: Path) -> bytes:
 
 
 def file_print(path: Path) -> bytes:
-    """A file's type, size, mtime and inode, as ``out_print`` takes them: the same print, the
-    same file as far as a rerun trusts it (``LastManifest``)."""
+    """A file's type, size, mtime, inode and ctime: the same print, the same file
+    (``LastManifest``). The ctime changes with any write, even one that puts the mtime back."""
     try:
-        return _entry(str(path), os.lstat(path)).encode()
+        info = os.lstat(path)
     except OSError:
         return b"missing"
+    return f"{_entry(str(path), info)}{info.st_ctime_ns}".encode("utf-8", "surrogateescape")
 
 
 def _entry(path: str, info: os.stat_result) -> str:

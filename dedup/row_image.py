@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import mmap
 import os
 import re
 import secrets
+import stat
 import struct
+import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ import numpy as np
 import orjson
 import xxhash
 
-from dedup.state import storable_path, stored_path
+from dedup.state import STATUSES, storable_path, stored_path
 
 if TYPE_CHECKING:
     from dedup.rows import Rows
@@ -56,12 +57,13 @@ FLAGS = ("status", "component_kind", "has_content", "has_signals", "canonical") 
 # A duplicate's cluster (its record not canonical): a code into ``Image.clusters``; NO_CLUSTER for
 # any other record (most clusters have one document: their names would be most of the table).
 UNKNOWN, NO_CLUSTER = -2, -1
+_NOTED = tuple(n for n in INTEGERS if n not in ("rowid", "manifest_at", "manifest_len"))  # ``Changed``'s
 # ``manifest_at``/``manifest_len``: where the row's record is in OUT's manifest as the run that
 # wrote the image left it (-1: not there as stored); ``canonical``: 0 not known, 1 no, 2 yes.
 _FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``), held as an integer
 NULL, HEX, OTHER = 0, 1, 2  # what a row's component is (``component_kind``)
 _MAGIC = b"DEDUPRW1"
-_TAIL = struct.Struct("<Q8s")  # footer length, magic
+_TAIL = struct.Struct("<QQ8s")  # footer length, footer checksum, magic
 _PREFIX, _SUFFIX = "rows-", ".columns"
 _SEPARATOR = "\x00"  # between keys, file names and errors: no path or message holds one
 
@@ -102,76 +104,85 @@ def fingerprint_of(component: str | None) -> tuple[int, int]:
 
 
 def load(store: State) -> Image | None:
-    """The image the database names, or None: none named, missing, damaged, or of other rows."""
+    """The image the database names, or None: none named, missing, not a regular file, damaged
+    (its parts or footer fail their checksums), or not of these rows (another name in its footer,
+    another row count or largest rowid)."""
     row = store.db.execute("SELECT name FROM columns").fetchone()
     if row is None or not _valid_name(str(row[0])):
         return None
     try:
-        with (
-            open(store.path.parent / str(row[0]), "rb") as fh,
-            mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm,
-        ):
-            return _parsed(mm, store)
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        TypeError,
-        struct.error,
-        orjson.JSONDecodeError,
-        UnicodeDecodeError,
-    ):
-        return None
+        data = _regular_file(store.path.parent / str(row[0]))
+        return _parsed(memoryview(data), str(row[0]), store)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return None  # UnicodeDecodeError and orjson's JSONDecodeError are ValueErrors
 
 
-def _parsed(mm: mmap.mmap, store: State) -> Image | None:
-    footer_len, magic = _TAIL.unpack_from(mm, len(mm) - _TAIL.size)
-    end = len(mm) - _TAIL.size - footer_len
+def _regular_file(path: Path) -> bytes:
+    """A regular file's bytes; never blocks on a FIFO or a device (``OSError`` for those)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        chunks, left = [], info.st_size
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 26))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _parsed(data: memoryview, name: str, store: State) -> Image | None:
+    footer_len, footer_check, magic = _TAIL.unpack_from(data, len(data) - _TAIL.size)
+    end = len(data) - _TAIL.size - footer_len
     if magic != _MAGIC or end < 0:
         return None
-    footer = orjson.loads(mm[end : end + footer_len])
-    view = memoryview(mm)[:end]
-    try:
-        if xxhash.xxh3_64_intdigest(view) != footer["check"]:
-            return None
-        n, top = store.db.execute("SELECT count(*), coalesce(max(rowid), 0) FROM documents").fetchone()
-        if (n, top) != (footer["rows"], footer["max_rowid"]):
-            return None
-        parts: dict[str, memoryview] = {}
-        at = 0
-        for name, length in footer["parts"]:
-            parts[name] = view[at : at + length]
-            at += length
-        if at != end:
-            return None
-        integers = {}
-        for name, code in INTEGERS.items():
-            integers[name] = column = array(code)
-            column.frombytes(parts[name])
-        flags = {name: bytearray(parts[name]) for name in FLAGS}
-        width = store.widths[1]
-        keys = _split(parts["keys"], n)
-        image = Image(
-            integers=integers,
-            flags=flags,
-            sha=bytes(parts["sha"]),
-            signals=bytes(parts["signals"]),
-            keys=keys,
-            statuses=list(footer["statuses"]),
-            containers=_mapping(parts["container_rows"], parts["container_files"]),
-            errors=_mapping(parts["error_rows"], parts["error_texts"]),
-            clusters=_split(parts["clusters"], footer["clusters"]),
-        )
-        lengths = {len(c) for c in integers.values()} | {len(f) for f in flags.values()} | {len(keys)}
-        if lengths != {n} or len(image.sha) != 32 * n or len(image.signals) != width * n:
-            return None
-        if max(flags["status"], default=0) >= max(len(image.statuses), 1):
-            return None
-        if len(integers["cluster"]) and max(integers["cluster"]) >= len(image.clusters):
-            return None
-        return image
-    finally:
-        view.release()
+    text = data[end : end + footer_len]
+    if xxhash.xxh3_64_intdigest(text) != footer_check:
+        return None
+    footer = orjson.loads(text)
+    view = data[:end]
+    if footer["name"] != name or xxhash.xxh3_64_intdigest(view) != footer["check"]:
+        return None
+    n, top = store.db.execute("SELECT count(*), coalesce(max(rowid), 0) FROM documents").fetchone()
+    if (n, top) != (footer["rows"], footer["max_rowid"]):
+        return None
+    statuses = list(footer["statuses"])
+    if not set(statuses) <= STATUSES:
+        return None
+    parts: dict[str, memoryview] = {}
+    at = 0
+    for part, length in footer["parts"]:
+        parts[part] = view[at : at + length]
+        at += length
+    if at != end:
+        return None
+    integers = {}
+    for column_name, code in INTEGERS.items():
+        integers[column_name] = column = array(code)
+        column.frombytes(parts[column_name])
+    flags = {flag: bytearray(parts[flag]) for flag in FLAGS}
+    keys = _split(parts["keys"], n)
+    image = Image(
+        integers=integers,
+        flags=flags,
+        sha=bytes(parts["sha"]),
+        signals=bytes(parts["signals"]),
+        keys=keys,
+        statuses=statuses,
+        containers=_mapping(parts["container_rows"], parts["container_files"]),
+        errors=_mapping(parts["error_rows"], parts["error_texts"]),
+        clusters=_split(parts["clusters"], footer["clusters"]),
+    )
+    lengths = {len(c) for c in integers.values()} | {len(f) for f in flags.values()} | {len(keys)}
+    if lengths != {n} or len(image.sha) != 32 * n or len(image.signals) != store.widths[1] * n:
+        return None
+    if max(flags["status"], default=0) >= max(len(statuses), 1):
+        return None
+    if len(integers["cluster"]) and max(integers["cluster"]) >= len(image.clusters):
+        return None
+    return image
 
 
 def _split(blob: memoryview, n: int) -> list[str]:
@@ -205,40 +216,40 @@ def _valid_name(name: str) -> bool:
     return name.startswith(_PREFIX) and name.endswith(_SUFFIX) and "/" not in name
 
 
-@dataclass
 class Changed:
     """The rows a commit writes, noted as they go by (``noted``), and the image they make with the
-    rows loaded (``write``): a row per key, as SQLite's upsert leaves it."""
+    rows loaded (``write``): a row per key, as SQLite's upsert leaves it.
 
-    previous: Rows
-    integers: dict[str, array[int]] = field(
-        default_factory=lambda: {n: array(c) for n, c in INTEGERS.items()}
-    )
-    flags: dict[str, bytearray] = field(default_factory=lambda: {n: bytearray() for n in FLAGS})
-    sha: bytearray = field(default_factory=bytearray)
-    signals: bytearray = field(default_factory=bytearray)
-    target: array[int] = field(default_factory=lambda: array("q"))  # the row each replaces; -1 - k: k-th new
-    # In the order SQLite gives them rowids. A key written twice as new would make the image's
-    # count differ from SQLite's (``write`` then gives none): documents' keys are distinct.
-    new_keys: list[str] = field(default_factory=list)
-    files: list[str | None] = field(default_factory=list)  # a container record's file
-    errors: list[str | None] = field(default_factory=list)
-    statuses: dict[str, int] = field(default_factory=dict)
-    usable: bool = True  # False: a row the image cannot hold (then none is written)
+    The notes are fixed-width records in an unnamed file in ``directory`` (the state's), a few
+    thousand written at once: a first run at 1M notes every row, ~270 MB held in memory at
+    its commit, its peak.
+    """
 
-    def __post_init__(self) -> None:
-        self.statuses = {s: k for k, s in enumerate(self.previous.statuses)}
+    def __init__(self, previous: Rows, directory: Path) -> None:
+        self.previous = previous
+        self.notes = _Notes(directory, previous.signals_width)
+        self.new_keys = bytearray()  # in the order SQLite gives them rowids, each with a separator after
+        self.new = 0  # a key written twice as new makes the count differ from SQLite's: no image then
+        self.files: dict[int, str] = {}  # note -> a container record's file
+        self.errors: dict[int, str] = {}  # note -> its row's error
+        self.statuses = {s: k for k, s in enumerate(previous.statuses)}
+        self.usable = True  # False: a row the image cannot hold (then none is written)
+
+    def close(self) -> None:
+        self.notes.close()
 
     def noted(self, rows: Iterable[Stored]) -> Iterator[Stored]:
         for row in rows:
-            self._note(row)
+            if self.usable:
+                self._note(row)
             yield row
 
     def _note(self, d: Stored) -> None:
         r = self.previous.index.get(d.key)
         if r is None:
-            r = -1 - len(self.new_keys)
-            self.new_keys.append(d.key)
+            r = -1 - self.new
+            self.new += 1
+            self.new_keys += (d.key + _SEPARATOR).encode("utf-8", "surrogatepass")
         file = stored_path(storable_path(d.file))
         kind, component = fingerprint_of(d.component)
         signals = d.signals
@@ -247,38 +258,29 @@ class Changed:
             self.usable = False
         if signals is not None and len(signals) != width:
             self.usable = False
-        status = self.statuses.setdefault(d.status, len(self.statuses))
-        record = d.record_json
-        canonical = '"canonical":true' in record
-        code = self.previous.cluster_number(None if canonical else cluster_of(record))
-        values = {
-            "rowid": 0, "offset": d.offset, "line": d.line, "size": d.size, "mtime_ns": d.mtime_ns,
-            "first_seen": d.first_seen, "gone": d.gone or 0,
-            "shingles": -1 if d.shingles is None else d.shingles, "file_hash": file_hash(file),
-            "content": d.content or 0, "component": component, "manifest_at": -1, "manifest_len": -1,
-            "cluster": code,
-        }  # fmt: skip
-        for name, column in self.integers.items():
-            column.append(values[name])
-        for name, value in (
-            ("status", status),
-            ("component_kind", kind),
-            ("has_content", d.content is not None),
-            ("has_signals", signals is not None),
-            ("canonical", 2 if canonical else 1),
-        ):
-            self.flags[name].append(int(value))
         try:
             sha = bytes(32) if d.sha256 is None else bytes.fromhex(d.sha256)
         except ValueError:
             sha = b""
         if len(sha) != 32:
             sha, self.usable = bytes(32), False
-        self.sha += sha
-        self.signals += signals if signals is not None and len(signals) == width else bytes(width)
-        self.target.append(r)
-        self.files.append(file if d.offset >= 0 else None)
-        self.errors.append(d.error)
+        record = d.record_json
+        canonical = '"canonical":true' in record
+        if d.offset >= 0:
+            self.files[self.notes.count] = file
+        if d.error is not None:
+            self.errors[self.notes.count] = d.error
+        cluster = self.previous.cluster_number(None if canonical else cluster_of(record))
+        status = self.statuses.setdefault(d.status, len(self.statuses))
+        shingles = -1 if d.shingles is None else d.shingles
+        kept = signals if signals is not None and len(signals) == width else bytes(width)
+        # The fields of ``_Notes``, in order.
+        note = (
+            r, d.offset, d.line, d.size, d.mtime_ns, d.first_seen, d.gone or 0, shingles, file_hash(file),
+            d.content or 0, component, cluster, status, kind, d.content is not None, signals is not None,
+            2 if canonical else 1, sha, kept,
+        )  # fmt: skip
+        self.notes.add(note)
 
     def write(self, store: State, placed: Placed) -> str | None:
         """Write the image of the rows as they are once this commit's writes are made, inside its
@@ -296,35 +298,37 @@ class Changed:
             for (r,) in store.db.execute("SELECT rowid FROM documents WHERE rowid > ? ORDER BY rowid", (top,))
         ]
         n = store.db.execute("SELECT count(*) FROM documents").fetchone()[0]
-        if len(added) != len(self.new_keys) or n != old + len(added):
+        if len(added) != self.new or n != old + len(added):
             return None
-        target = np.frombuffer(self.target, dtype=np.int64)
+        notes = self.notes.table()
+        target = np.asarray(notes["target"])
         last = _last_of_each(target)  # a key written twice: its last row stands
         target, pick = target[last], last
         at = np.where(target >= 0, target, old + (-1 - target))  # each note's row in the image
-        lines = placed.by_row(old, n, len(self.new_keys))
+        lines = placed.by_row(old, n, self.new)
         name = f"{_PREFIX}{secrets.token_hex(8)}{_SUFFIX}"
         path = store.path.parent / name
         try:
             with open(path, "wb") as fh:
                 parts = _Parts(fh)
-                self._columns(parts, n, at, pick, added, lines)
+                self._columns(parts, notes, n, at, pick, added, lines)
                 parts.finish(
-                    {"rows": n, "max_rowid": int(added[-1]) if added else top,
+                    {"name": name, "rows": n, "max_rowid": int(added[-1]) if added else top,
                      "statuses": sorted(self.statuses, key=self.statuses.__getitem__),
                      "clusters": len(previous.cluster_names)}
                 )  # fmt: skip
         except BaseException as err:
             with contextlib.suppress(OSError):
                 path.unlink()
-            if isinstance(err, OSError):  # a full disk: the image is a cache, the next run scans SQLite
-                return None
+            if isinstance(err, OSError | ValueError):  # a full disk, a text the image cannot hold:
+                return None  # the image is a cache, the next run scans SQLite
             raise
         return name
 
     def _columns(
         self,
         parts: _Parts,
+        notes: np.ndarray,
         n: int,
         at: np.ndarray,
         pick: np.ndarray,
@@ -342,23 +346,23 @@ class Changed:
             elif column_name in lines:
                 column = lines[column_name]
             else:
-                column[at] = np.frombuffer(self.integers[column_name], dtype=dtype)[pick]
+                column[at] = notes[column_name][pick]
             parts.put(column_name, column)
         for flag in FLAGS:
             values = np.empty(n, dtype=np.uint8)
             values[:old] = np.frombuffer(previous.image.flags[flag], dtype=np.uint8)
-            values[at] = np.frombuffer(self.flags[flag], dtype=np.uint8)[pick]
+            values[at] = notes[flag][pick]
             parts.put(flag, values)
-        for wide, mine, width in (("sha", self.sha, 32), ("signals", self.signals, previous.signals_width)):
+        for wide, width in (("sha", 32), ("signals", previous.signals_width)):
             table = np.empty((n, width), dtype=np.uint8)
             table[:old] = np.frombuffer(getattr(previous.image, wide), dtype=np.uint8).reshape(old, width)
-            table[at] = np.frombuffer(mine, dtype=np.uint8).reshape(-1, width)[pick]
+            table[at] = np.ascontiguousarray(notes[wide][pick]).view(np.uint8).reshape(-1, width)
             parts.put(wide, table)
-        parts.texts("keys", itertools.chain(previous.keys, self.new_keys))
+        parts.texts("keys", previous.keys, then=bytes(self.new_keys[:-1]))
         parts.texts("clusters", previous.cluster_names)
         containers, errors = dict(previous.containers), dict(previous.errors)
         for k, row in zip(pick.tolist(), at.tolist(), strict=True):
-            for table_, value in ((containers, self.files[k]), (errors, self.errors[k])):
+            for table_, value in ((containers, self.files.get(k)), (errors, self.errors.get(k))):
                 if value is None:
                     table_.pop(row, None)
                 else:
@@ -371,6 +375,41 @@ class Changed:
             parts.texts(texts_part, mapping.values())
 
 
+class _Notes:
+    """Fixed-width records of noted rows in an unnamed file, a few thousand written at once."""
+
+    def __init__(self, directory: Path, width: int) -> None:
+        fields = [("target", "<i8")]
+        fields += [(name, "<i8" if INTEGERS[name] == "q" else "<u8") for name in _NOTED]
+        fields += [(flag, "u1") for flag in FLAGS] + [("sha", "V32"), ("signals", f"V{max(width, 1)}")]
+        self.dtype = np.dtype(fields)
+        self.fh = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (closed by ``close``)
+        self.buffer = np.zeros(4096, dtype=self.dtype)
+        self.filled = self.count = 0
+
+    def add(self, values: tuple[Any, ...]) -> None:
+        self.buffer[self.filled] = values
+        self.filled += 1
+        self.count += 1
+        if self.filled == len(self.buffer):
+            self._flush()
+
+    def _flush(self) -> None:
+        self.fh.write(self.buffer[: self.filled].tobytes())
+        self.filled = 0
+
+    def table(self) -> np.ndarray:
+        """Every note, as a structured array over the file."""
+        self._flush()
+        self.fh.flush()
+        if not self.count:
+            return np.zeros(0, dtype=self.dtype)
+        return np.memmap(self.fh, dtype=self.dtype, mode="r", shape=(self.count,))
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 class _Parts:
     """The image's parts written one after another, checksummed, and the footer that lists them."""
 
@@ -380,13 +419,18 @@ class _Parts:
     def put(self, part: str, data: Any) -> None:
         self.parts.append((part, self._write(data)))
 
-    def texts(self, part: str, texts: Iterable[str]) -> None:
+    def texts(self, part: str, texts: Iterable[str], then: bytes = b"") -> None:
         """Texts with a separator between them, encoded a few thousand at a time (a million keys
-        joined at once held ~120 MB more at the commit)."""
+        joined at once held ~120 MB more at the commit); ``then``: more, encoded already."""
         size, lead, it = 0, "", iter(texts)
         while chunk := list(itertools.islice(it, 65536)):
-            size += self._write((lead + _SEPARATOR.join(chunk)).encode("utf-8", "surrogatepass"))
+            joined = _SEPARATOR.join(chunk)
+            if joined.count(_SEPARATOR) != len(chunk) - 1:  # a text holds one (a key of a scanned row)
+                raise ValueError("a text holds the image's separator")
+            size += self._write((lead + joined).encode("utf-8", "surrogatepass"))
             lead = _SEPARATOR
+        if then:
+            size += self._write(lead.encode() + then)
         self.parts.append((part, size))
 
     def _write(self, data: Any) -> int:
@@ -397,7 +441,7 @@ class _Parts:
 
     def finish(self, footer: dict[str, Any]) -> None:
         text = orjson.dumps({**footer, "parts": self.parts, "check": self.check.intdigest()})
-        self.fh.write(text + _TAIL.pack(len(text), _MAGIC))
+        self.fh.write(text + _TAIL.pack(len(text), xxhash.xxh3_64_intdigest(text), _MAGIC))
 
 
 @dataclass

@@ -390,12 +390,12 @@ class State:
             raise StateError(damaged(self.path, f"a stored change list: {err}"), path=self.path) from err
 
 
-_STATUSES = frozenset(str(s) for s in Status)
+STATUSES = frozenset(str(s) for s in Status)
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _ALL = ", ".join(COLUMNS)
 DAMAGED_FACTS = f"""(
     typeof(key) != 'text' OR typeof(file) NOT IN ('text', 'blob')
-    OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(_STATUSES))})
+    OR status NOT IN ({", ".join(f"'{s}'" for s in sorted(STATUSES))})
     OR (signature IS NOT NULL AND (typeof(signature) != 'blob' OR length(signature) != ?1))
     OR (signals IS NOT NULL AND (typeof(signals) != 'blob' OR length(signals) != ?2))
     OR (sha256 IS NOT NULL AND (typeof(sha256) != 'text' OR length(sha256) != 64))
@@ -424,7 +424,7 @@ def _damage(row: Stored, widths: tuple[int, int]) -> str | None:
     """What is wrong with a stored row, if anything (``DAMAGED`` finds the rows, this says why)."""
     if not isinstance(row.key, str) or not isinstance(row.file, (str, bytes)):
         return "has no path"
-    if row.status not in _STATUSES:
+    if row.status not in STATUSES:
         return f"has an unknown status {row.status!r}"
     sha = row.sha256
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= _HEX_DIGITS):

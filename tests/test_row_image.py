@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from conftest import read_manifest, scrape_files
+from conftest import STORM, read_manifest, scrape_files
 
 from dedup import Config, rerun, run
 from dedup.rows import Rows
@@ -55,6 +55,11 @@ def facts(rows: Rows) -> dict:
         "containers": rows.containers,
         "errors": rows.errors,
     }
+
+
+def documents(state: Path) -> list[tuple]:
+    with sqlite3.connect(state / "state.sqlite") as db:
+        return db.execute("SELECT * FROM documents ORDER BY rowid").fetchall()
 
 
 def assert_placed(rows: Rows, out: Path) -> None:
@@ -119,10 +124,17 @@ def test_a_row_written_by_hand_makes_the_next_run_scan_sqlite(scrape: Path, tmp_
     assert image.size[image.index["day1/storm.txt"]] == (scrape / "day1" / "storm.txt").stat().st_size + 1
 
 
-@pytest.mark.parametrize("damage", ["none", "truncate", "flip", "orphan", "manifest"])
+DAMAGE = ["none", "truncate", "flip", "footer", "older", "fifo", "orphan", "manifest", "manifest-mtime"]
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_image_or_an_orphan_is_not_used_and_the_run_equals_one_without_it(
     scrape: Path, tmp_path: Path, damage: str
 ) -> None:
+    cron(scrape, tmp_path)
+    (older,) = (tmp_path / "state").glob("rows-*.columns")
+    older_bytes = older.read_bytes()
+    (scrape / "day1" / "storm.txt").write_text(STORM + "\nUpdated at noon.\n")  # the same rows, other facts
     cron(scrape, tmp_path)
     other = tmp_path / "other"
     other.mkdir()
@@ -135,18 +147,47 @@ def test_a_damaged_image_or_an_orphan_is_not_used_and_the_run_equals_one_without
     elif damage == "flip":
         data[len(data) // 3] ^= 1
         image.write_bytes(data)
+    elif damage == "footer":  # a status name in the footer: "ok" -> "nk"
+        image.write_bytes(data[:-200] + data[-200:].replace(b'"ok"', b'"nk"'))
+    elif damage == "older":  # the last run's image, under this run's name: the same number of rows
+        image.write_bytes(older_bytes)
+    elif damage == "fifo":  # not a regular file: never opened to wait for a writer
+        image.unlink()
+        os.mkfifo(image)
     elif damage == "orphan":  # an image a killed run wrote before its commit: not named
         shutil.copy(image, image.with_name("rows-0123456789abcdef.columns"))
-    elif damage == "manifest":  # OUT's manifest edited: its records are not copied from it
+    elif damage.startswith("manifest"):  # OUT's manifest edited: its records are not copied from it
         path = tmp_path / "out" / "manifest.jsonl"
-        path.write_bytes(path.read_bytes().replace(b'"status":"ok"', b'"status":"OK"'))
+        times = path.stat().st_atime_ns, path.stat().st_mtime_ns
+        with open(path, "r+b") as fh:  # in place, the same size
+            edited = fh.read().replace(b'"status":"ok"', b'"status":"OK"')
+            fh.seek(0)
+            fh.write(edited)
+        if damage == "manifest-mtime":
+            os.utime(path, ns=times)
     with sqlite3.connect(other / "state" / "state.sqlite") as db:
         db.execute("DELETE FROM columns")  # the other state: scanned, its records read from it
     (scrape / "day1" / "late.txt").write_text("A late article about the harbour bridge and its repairs.\n")
     cron(scrape, tmp_path)
     cron(scrape, other)
     assert read_manifest(tmp_path / "out") == read_manifest(other / "out")
+    assert documents(tmp_path / "state") == documents(other / "state")
     left = list((tmp_path / "state").glob("rows-*.columns"))
     assert len(left) == 1 and left[0] != image  # the damaged one, or the orphan, deleted
     first, _ = rows_both_ways(tmp_path / "state")
     assert first.from_image
+
+
+def test_keys_the_image_cannot_hold_and_an_out_path_not_utf8_leave_runs_working(
+    tmp_path: Path, write_tree
+) -> None:
+    lines = [{"id": "a\u0000b", "text": "The harbour bridge council voted on the budget for three parks."}]
+    lines.append({"id": "c", "text": "A storm swept across the northern coast overnight, closing roads."})
+    scrape = write_tree({"x.jsonl": b"".join(orjson.dumps(x) + b"\n" for x in lines)})
+    out = tmp_path / os.fsdecode(b"out\xff")
+    for k in range(3):
+        (scrape / f"n{k}.txt").write_text(f"A new article, number {k}, about the museum's new wing.\n")
+        counts = run([scrape], out, Config(jobs=1, state=str(tmp_path / "state"))).counts
+        assert counts["new"] == (3 if k == 0 else 1)
+    image, _ = rows_both_ways(tmp_path / "state")
+    assert not image.from_image and "x.jsonl/a\x00b" in image.keys  # the key, as it is
