@@ -300,8 +300,8 @@ class Changed:
         n = store.db.execute("SELECT count(*) FROM documents").fetchone()[0]
         if len(added) != self.new or n != old + len(added):
             return None
-        notes = self.notes.table()
-        target = np.asarray(notes["target"])
+        notes = self.notes
+        target = notes.field("target")
         last = _last_of_each(target)  # a key written twice: its last row stands
         target, pick = target[last], last
         at = np.where(target >= 0, target, old + (-1 - target))  # each note's row in the image
@@ -328,7 +328,7 @@ class Changed:
     def _columns(
         self,
         parts: _Parts,
-        notes: np.ndarray,
+        notes: _Notes,
         n: int,
         at: np.ndarray,
         pick: np.ndarray,
@@ -346,17 +346,17 @@ class Changed:
             elif column_name in lines:
                 column = lines[column_name]
             else:
-                column[at] = notes[column_name][pick]
+                column[at] = notes.field(column_name)[pick]
             parts.put(column_name, column)
         for flag in FLAGS:
             values = np.empty(n, dtype=np.uint8)
             values[:old] = np.frombuffer(previous.image.flags[flag], dtype=np.uint8)
-            values[at] = notes[flag][pick]
+            values[at] = notes.field(flag)[pick]
             parts.put(flag, values)
         for wide, width in (("sha", 32), ("signals", previous.signals_width)):
             table = np.empty((n, width), dtype=np.uint8)
             table[:old] = np.frombuffer(getattr(previous.image, wide), dtype=np.uint8).reshape(old, width)
-            table[at] = np.ascontiguousarray(notes[wide][pick]).view(np.uint8).reshape(-1, width)
+            table[at] = notes.field(wide)[pick].view(np.uint8).reshape(-1, width)
             parts.put(wide, table)
         parts.texts("keys", previous.keys, then=bytes(self.new_keys[:-1]))
         parts.texts("clusters", previous.cluster_names)
@@ -398,13 +398,18 @@ class _Notes:
         self.fh.write(self.buffer[: self.filled].tobytes())
         self.filled = 0
 
-    def table(self) -> np.ndarray:
-        """Every note, as a structured array over the file."""
+    def field(self, name: str) -> np.ndarray:
+        """One field of every note, read back a few thousand notes at a time (a memory map of the
+        file would count all of it in the process's memory once every field was read)."""
         self._flush()
         self.fh.flush()
-        if not self.count:
-            return np.zeros(0, dtype=self.dtype)
-        return np.memmap(self.fh, dtype=self.dtype, mode="r", shape=(self.count,))
+        out = np.empty(self.count, dtype=self.dtype[name])
+        size = self.dtype.itemsize
+        for lo in range(0, self.count, 65536):
+            k = min(65536, self.count - lo)
+            raw = os.pread(self.fh.fileno(), k * size, lo * size)
+            out[lo : lo + k] = np.frombuffer(raw, dtype=self.dtype, count=k)[name]
+        return out
 
     def close(self) -> None:
         self.fh.close()
