@@ -272,9 +272,9 @@ class Incremental(Batch):
             image.close()
             if self.last_manifest is not None:
                 self.last_manifest.close()
+            if self.signatures is not None:
+                self.signatures.close()  # stored, or the commit failed
         row_image.tidy(self.store.path.parent, row_image.named(self.store))
-        if self.signatures is not None:
-            self.signatures.close()  # stored
 
     def _commit(
         self,

@@ -64,6 +64,7 @@ _FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``)
 NULL, HEX, OTHER = 0, 1, 2  # what a row's component is (``component_kind``)
 _MAGIC = b"DEDUPRW1"
 _TAIL = struct.Struct("<QQ8s")  # footer length, footer checksum, magic
+_MOST_FOOTER = 1 << 20  # bytes: a footer names ~27 parts and the statuses
 _PREFIX, _SUFFIX = "rows-", ".columns"
 _SEPARATOR = "\x00"  # between keys, file names and errors: no path or message holds one
 
@@ -111,42 +112,40 @@ def load(store: State) -> Image | None:
     if row is None or not _valid_name(str(row[0])):
         return None
     try:
-        data = _regular_file(store.path.parent / str(row[0]))
-        return _parsed(memoryview(data), str(row[0]), store)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
-        return None  # UnicodeDecodeError and orjson's JSONDecodeError are ValueErrors
-
-
-def _regular_file(path: Path) -> bytes:
-    """A regular file's bytes; never blocks on a FIFO or a device (``OSError`` for those)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(store.path.parent / str(row[0]), flags)
+    except OSError:
+        return None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(0, "not a regular file")
-        chunks, left = [], info.st_size
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 26))):
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+        return _parsed(fd, str(row[0]), store)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error, MemoryError):
+        return None  # UnicodeDecodeError and orjson's JSONDecodeError are ValueErrors
     finally:
         os.close(fd)
 
 
-def _parsed(data: memoryview, name: str, store: State) -> Image | None:
-    footer_len, footer_check, magic = _TAIL.unpack_from(data, len(data) - _TAIL.size)
-    end = len(data) - _TAIL.size - footer_len
-    if magic != _MAGIC or end < 0:
+def _parsed(fd: int, name: str, store: State) -> Image | None:
+    """The image in ``fd``: its footer read and checked first, its parts only then (a file grown
+    by damage is not read whole); never blocks on a FIFO or a device."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size < _TAIL.size:
         return None
-    text = data[end : end + footer_len]
+    footer_len, footer_check, magic = _TAIL.unpack(os.pread(fd, _TAIL.size, info.st_size - _TAIL.size))
+    end = info.st_size - _TAIL.size - footer_len
+    if magic != _MAGIC or end < 0 or footer_len > _MOST_FOOTER:
+        return None
+    text = os.pread(fd, footer_len, end)
     if xxhash.xxh3_64_intdigest(text) != footer_check:
         return None
     footer = orjson.loads(text)
-    view = data[:end]
-    if footer["name"] != name or xxhash.xxh3_64_intdigest(view) != footer["check"]:
+    if footer["name"] != name or sum(length for _, length in footer["parts"]) != end:
         return None
     n, top = store.db.execute("SELECT count(*), coalesce(max(rowid), 0) FROM documents").fetchone()
     if (n, top) != (footer["rows"], footer["max_rowid"]):
+        return None
+    data = _read(fd, end)
+    view = memoryview(data)
+    if xxhash.xxh3_64_intdigest(view) != footer["check"]:
         return None
     statuses = list(footer["statuses"])
     if not set(statuses) <= STATUSES:
@@ -183,6 +182,17 @@ def _parsed(data: memoryview, name: str, store: State) -> Image | None:
     if len(integers["cluster"]) and max(integers["cluster"]) >= len(image.clusters):
         return None
     return image
+
+
+def _read(fd: int, size: int) -> bytes:
+    """The first ``size`` bytes of ``fd``."""
+    chunks, at = [], 0
+    while at < size and (chunk := os.pread(fd, min(size - at, 1 << 26), at)):
+        chunks.append(chunk)
+        at += len(chunk)
+    if at != size:
+        raise ValueError("the image is shorter than its footer says")
+    return b"".join(chunks)
 
 
 def _split(blob: memoryview, n: int) -> list[str]:
@@ -227,7 +237,7 @@ class Changed:
 
     def __init__(self, previous: Rows, directory: Path) -> None:
         self.previous = previous
-        self.notes = _Notes(directory, previous.signals_width)
+        self.notes = _Notes(directory, previous.signals_width)  # an OSError here: the state cannot be written
         self.new_keys = bytearray()  # in the order SQLite gives them rowids, each with a separator after
         self.new = 0  # a key written twice as new makes the count differ from SQLite's: no image then
         self.files: dict[int, str] = {}  # note -> a container record's file
@@ -239,9 +249,15 @@ class Changed:
         self.notes.close()
 
     def noted(self, rows: Iterable[Stored]) -> Iterator[Stored]:
+        """``rows`` as they are, each noted. A note that cannot be written (a full disk) gives no
+        image, not a failed run: the write under way is OUT's manifest, which an error here
+        would be blamed on."""
         for row in rows:
             if self.usable:
-                self._note(row)
+                try:
+                    self._note(row)
+                except OSError:
+                    self.usable = False
             yield row
 
     def _note(self, d: Stored) -> None:
@@ -301,7 +317,10 @@ class Changed:
         if len(added) != self.new or n != old + len(added):
             return None
         notes = self.notes
-        target = notes.field("target")
+        try:
+            target = notes.field("target")
+        except OSError:
+            return None
         last = _last_of_each(target)  # a key written twice: its last row stands
         target, pick = target[last], last
         at = np.where(target >= 0, target, old + (-1 - target))  # each note's row in the image

@@ -124,7 +124,9 @@ def test_a_row_written_by_hand_makes_the_next_run_scan_sqlite(scrape: Path, tmp_
     assert image.size[image.index["day1/storm.txt"]] == (scrape / "day1" / "storm.txt").stat().st_size + 1
 
 
-DAMAGE = ["none", "truncate", "flip", "footer", "older", "fifo", "orphan", "manifest", "manifest-mtime"]
+DAMAGE = [
+    "none", "truncate", "grown", "flip", "footer", "older", "fifo", "orphan", "manifest", "manifest-mtime",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
@@ -144,6 +146,9 @@ def test_a_damaged_image_or_an_orphan_is_not_used_and_the_run_equals_one_without
     data = bytearray(image.read_bytes())
     if damage == "truncate":
         image.write_bytes(data[: len(data) // 2])
+    elif damage == "grown":  # its footer is no longer at its end: not read whole
+        with open(image, "ab") as fh:
+            fh.truncate(len(data) + (64 << 20))
     elif damage == "flip":
         data[len(data) // 3] ^= 1
         image.write_bytes(data)
