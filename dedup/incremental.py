@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from dedup import copies, cron_manifest, manifest, records, rerun, row_image, state, stored
+from dedup import copies, cron_manifest, manifest, records, rerun, row_image, row_image_commit, state, stored
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import DocumentTable, Source
@@ -265,7 +265,7 @@ class Incremental(Batch):
         frequency: TokenFrequency,
     ) -> None:
         assert self.run_id is not None and self.previous is not None
-        image = row_image.Changed(self.previous, self.store.path.parent)
+        image = row_image_commit.Changed(self.previous, self.store.path.parent)
         try:
             self._commit(sources, image.noted(rows), tally, frequency, image)
         finally:
@@ -282,7 +282,7 @@ class Incremental(Batch):
         rows: Iterator[Stored],
         tally: records.Tally,
         frequency: TokenFrequency,
-        image: row_image.Changed,
+        image: row_image_commit.Changed,
     ) -> None:
         assert self.run_id is not None
         self.store.commit_run(
