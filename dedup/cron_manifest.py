@@ -196,8 +196,7 @@ def _carry(
             fh.write(copied)
             placed.extend(np.frombuffer(previous.manifest_len, dtype=np.int64)[at])
         canonical, statuses = previous.canonical_flags(at), previous.statuses_of(at)
-        ok = np.array([s == "ok" for s in statuses], dtype=bool)
-        clusters = previous.clusters_of(at[~canonical & ok])
+        clusters = previous.clusters_of(at[~canonical & previous.ok(at)])
         tally.add_stored(docs[lo : lo + len(at)], statuses, canonical, clusters)
 
 

@@ -129,7 +129,6 @@ class _Waiting:
         self.feats, self.previous = feats, previous
         self.docs: array[int] = array("q")
         self.rows: array[int] = array("q")
-        self._ok = previous.statuses.index(Status.OK) if Status.OK in previous.statuses else -1
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -150,7 +149,7 @@ class _Waiting:
         previous = self.previous
         has = np.frombuffer(previous.has_content, dtype=np.uint8)[rows].astype(bool)
         has &= np.frombuffer(previous.has_signals, dtype=np.uint8)[rows].astype(bool)
-        has &= np.frombuffer(previous.status, dtype=np.uint8)[rows] == self._ok
+        has &= previous.ok(rows)
         docs, rows = docs[has], rows[has]
         width = previous.signals_width
         signals = np.frombuffer(previous.signals, dtype=np.uint8).reshape(-1, width)[rows]

@@ -105,16 +105,15 @@ def load(store: State) -> Image | None:
     """The image the database names, or None: none named, missing, not a regular file, damaged
     (its parts or footer fail their checksums), or not of these rows (another name in its footer,
     another row count or largest rowid)."""
-    row = store.db.execute("SELECT name FROM columns").fetchone()
-    if row is None or not _valid_name(str(row[0])):
+    name = named(store)
+    if name is None or not _valid_name(name):
         return None
     try:
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(store.path.parent / str(row[0]), flags)
+        fd = os.open(store.path.parent / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
-        return _parsed(fd, str(row[0]), store)
+        return _parsed(fd, name, store)
     except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error, MemoryError):
         return None  # UnicodeDecodeError and orjson's JSONDecodeError are ValueErrors
     finally:
@@ -149,11 +148,9 @@ def _parsed(fd: int, name: str, store: State) -> Image | None:
         return None
     parts: dict[str, memoryview] = {}
     at = 0
-    for part, length in footer["parts"]:
+    for part, length in footer["parts"]:  # their lengths add up to ``end``: checked above
         parts[part] = view[at : at + length]
         at += length
-    if at != end:
-        return None
     integers = {}
     for column_name, code in INTEGERS.items():
         integers[column_name] = column = array(code)
@@ -215,6 +212,7 @@ def tidy(directory: Path, keep: str | None) -> None:
 
 
 def named(store: State) -> str | None:
+    """The name of the image the database names, if any."""
     row = store.db.execute("SELECT name FROM columns").fetchone()
     return None if row is None else str(row[0])
 
@@ -225,37 +223,27 @@ def _valid_name(name: str) -> bool:
 
 @dataclass
 class Placed:
-    """Where the manifest a run writes holds each document's record (byte offset and length, with
-    its newline), and each document's row (-1: a new one, in ``Changed``'s order of new keys)."""
+    """The length (with its newline) of each document's record in the manifest a run writes, in
+    order, so where each is; and each document's row (-1: a new one, in ``Changed``'s order)."""
 
-    at: array[int] = field(default_factory=lambda: array("q"))
     length: array[int] = field(default_factory=lambda: array("q"))
     rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    end: int = 0  # bytes written so far
 
     def add(self, length: int) -> None:
-        self.at.append(self.end)
         self.length.append(length)
-        self.end += length
 
     def extend(self, lengths: np.ndarray) -> None:
-        ends = self.end + np.cumsum(lengths)
-        self.at.frombytes((ends - lengths).astype(np.int64).tobytes())
         self.length.frombytes(lengths.astype(np.int64).tobytes())
-        self.end = int(ends[-1]) if len(ends) else self.end
 
     def by_row(self, old: int, n: int, new: int) -> dict[str, np.ndarray]:
         """``manifest_at`` and ``manifest_len`` for the ``n`` rows of the image (``old`` loaded,
         ``new`` added); -1 where not known (a gone document's line is not its stored record)."""
         at, length = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
-        rows = self.rows
-        if len(rows) != len(self.at) or len(rows) != len(self.length):
-            return {"manifest_at": at, "manifest_len": length}  # not placed: not known
+        rows, lengths = self.rows, np.frombuffer(self.length, dtype=np.int64)
         is_new = rows < 0
-        if int(is_new.sum()) != new:
-            return {"manifest_at": at, "manifest_len": length}
-        where = rows.copy()
-        where[is_new] = old + np.arange(new)
-        at[where] = np.frombuffer(self.at, dtype=np.int64)
-        length[where] = np.frombuffer(self.length, dtype=np.int64)
+        if len(rows) == len(lengths) and int(is_new.sum()) == new:  # else not placed: not known
+            where = rows.copy()
+            where[is_new] = old + np.arange(new)
+            at[where] = np.cumsum(lengths) - lengths
+            length[where] = lengths
         return {"manifest_at": at, "manifest_len": length}

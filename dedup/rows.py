@@ -145,6 +145,11 @@ class Rows:
             for c, r in zip(codes, rows.tolist(), strict=True)
         ]
 
+    def ok(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each of ``rows`` is stored with status ``ok``, by its status code."""
+        code = self.statuses.index("ok") if "ok" in self.statuses else -1
+        return np.frombuffer(self.status, dtype=np.uint8)[rows] == code
+
     def statuses_of(self, rows: np.ndarray) -> list[str]:
         statuses = self.statuses
         return [statuses[code] for code in np.frombuffer(self.status, dtype=np.uint8)[rows].tolist()]
