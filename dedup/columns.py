@@ -211,6 +211,11 @@ class Blobs:
         self._bytes.extend(blob)
         self._ends.append(len(self._bytes))
 
+    def extend(self, blobs: list[bytes]) -> None:
+        ends = np.cumsum(np.fromiter(map(len, blobs), dtype=np.uint64, count=len(blobs)), dtype=np.uint64)
+        self._ends.extend((ends + np.uint64(len(self._bytes))).tobytes())
+        self._bytes.extend(b"".join(blobs))
+
     def __getitem__(self, i: int) -> bytes:
         n = len(self._ends)
         if not -n <= i < n:

@@ -13,23 +13,26 @@ from __future__ import annotations
 import os
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dedup import parallel, readers
+from dedup import listing, parallel, readers
 from dedup.config import Config
-from dedup.document import Document, DocumentTable, Source, Status
+from dedup.document import Document, DocumentTable, Source, Status, printable
 from dedup.frequency import TokenFrequency
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.pass1 import BATCH, Analyser, FeatureTable
+from dedup.readers.containers import container_kind
+from dedup.row_image import file_hash
 
 if TYPE_CHECKING:
     from dedup.rows import Matched, Rows
     from dedup.signature_spill import RowSpill
 
 _STATUS = {str(s): s for s in Status}
+_CODES = {str(s): code for code, s in enumerate(Status)}  # as ``DocumentTable`` codes them
 _SET_FROM = 4096  # stored documents waiting before they are set (when none is in the workers)
 
 
@@ -46,14 +49,18 @@ def read_all(
     batch_size: int = BATCH,
     engine: parallel.Engine | None = None,
     rows: RowSpill | None = None,
+    listings: Mapping[Source, bytes] | None = None,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Every document, in manifest order: read and analysed, or its stored features taken.
 
     ``matched`` is told each document's row (``Matched.add``); ``suspects``: files
     found edited in place, never taken from the state. ``rows``: where the
-    signatures of the texts read go (else memory). Returns the documents, their
-    features, and a flag per document: read in this run.
+    signatures of the texts read go (else memory). ``listings``: INPUT directories
+    as find listed them (``rerun.inputs_print``): their files are taken from there,
+    the unchanged ones at once, not walked and stat'ed again. Returns the documents,
+    their features, and a flag per document: read in this run.
     """
+    listings = listings or {}
     engine = engine or parallel.Processes(config.workers)
     table = DocumentTable(list(sources))
     feats = FeatureTable(config.num_perm, rows=rows)
@@ -61,18 +68,45 @@ def read_all(
     waiting = _Waiting(feats, previous)
     in_flight = 0
 
-    def to_analyse() -> Iterator[Document]:
+    def taken(doc: Document) -> Iterator[Document]:
         nonlocal in_flight
-        for doc in readers.iter_documents(sources, config, read=False):
-            r = _unchanged(doc, previous, matched, suspects)
-            table.append(doc)
-            feats.reserve()
-            fresh.append(r < 0)
-            if r < 0:
-                in_flight += 1
-                yield doc
-            else:
-                waiting.add(doc.index, r)
+        r = _unchanged(doc, previous, matched, suspects)
+        table.append(doc)
+        feats.reserve()
+        fresh.append(r < 0)
+        if r < 0:
+            in_flight += 1
+            yield doc
+        else:
+            waiting.add(doc.index, r)
+
+    def to_analyse() -> Iterator[Document]:
+        for source in sources:
+            found = listing.files(listings[source], config.globs) if source in listings else None
+            if found is None:  # walked, a stat a file
+                for doc in readers.iter_documents([source], config, read=False, start=len(table)):
+                    yield from taken(doc)
+                    if not in_flight and len(waiting) >= _SET_FROM:
+                        waiting.set_before(len(table))
+                continue
+            prefix = os.path.join(source.root, "")
+            keys = [source.key(printable(rel)) for rel in found.rels]
+            rows, same_file, same = _stored(found, keys, prefix, previous, suspects)
+            done = 0
+            for k in [*np.flatnonzero(~same).tolist(), len(keys)]:
+                if k > done:  # unchanged files, taken from the state at once
+                    first = len(table)
+                    _take_stored(table, source, found, keys, prefix, slice(done, k), rows[done:k], previous)
+                    matched.extend(rows[done:k], same_file[done:k])
+                    feats.reserve(k - done)
+                    fresh.extend(bytes(k - done))
+                    waiting.extend(first, rows[done:k])
+                if k < len(keys):
+                    file = prefix + found.rels[k]
+                    listed = Document(index=len(table), path=keys[k], source=source, file=file)
+                    for doc in readers.within(listed, config, read=False):
+                        yield from taken(doc)
+                done = k + 1
                 if not in_flight and len(waiting) >= _SET_FROM:
                     waiting.set_before(len(table))
 
@@ -122,6 +156,59 @@ def _unchanged(doc: Document, previous: Rows, matched: Matched, suspects: set[st
     return r
 
 
+def _stored(
+    found: listing.Files, keys: list[str], prefix: str, previous: Rows, suspects: set[str] | frozenset[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each listed file's stored row (-1: none), whether that row's file is this one (``Matched``),
+    and whether it is unchanged: as ``_unchanged`` finds, with find's size and mtime for a stat."""
+    index = previous.index
+    rows = np.fromiter((index.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+    has = np.flatnonzero(rows >= 0)
+    same_file = np.zeros(len(keys), dtype=bool)
+    rels = found.rels
+    hashes = np.fromiter((file_hash(prefix + rels[k]) for k in has.tolist()), dtype=np.uint64, count=len(has))
+    r = rows[has]
+    same_file[has] = np.frombuffer(previous.file_hash, dtype=np.uint64)[r] == hashes
+    same = np.zeros(len(keys), dtype=bool)
+    same[has] = (
+        (np.frombuffer(previous.gone, dtype=np.int64)[r] == 0)
+        & (np.frombuffer(previous.offset, dtype=np.int64)[r] < 0)
+        & (np.frombuffer(previous.size, dtype=np.int64)[r] == found.sizes[has])
+        & (np.frombuffer(previous.mtime_ns, dtype=np.int64)[r] == found.mtimes[has])
+    )
+    same &= found.regular
+    for k in np.flatnonzero(same).tolist():  # a container's lines are read (its records compared)
+        if container_kind(rels[k]) or (suspects and prefix + rels[k] in suspects):
+            same[k] = False
+    return rows, same_file, same
+
+
+def _take_stored(
+    table: DocumentTable,
+    source: Source,
+    found: listing.Files,
+    keys: list[str],
+    prefix: str,
+    run: slice,
+    rows: np.ndarray,
+    previous: Rows,
+) -> None:
+    """Unchanged whole files into the table at once, as ``_unchanged`` and ``append`` leave each."""
+    statuses = np.array([_CODES[s] for s in previous.statuses], dtype=np.uint8)
+    errors = previous.errors
+    first = len(table)
+    table.extend_files(
+        source,
+        keys[run],
+        [prefix + rel for rel in found.rels[run]],
+        found.sizes[run],
+        found.mtimes[run],
+        statuses[np.frombuffer(previous.status, dtype=np.uint8)[rows]],
+        np.frombuffer(previous.sha, dtype=np.uint8).reshape(-1, 32)[rows].tobytes(),
+        {first + k: errors[r] for k, r in enumerate(rows.tolist()) if r in errors},
+    )
+
+
 class _Waiting:
     """Unchanged documents (ascending) and their rows, waiting to have their stored features set."""
 
@@ -136,6 +223,11 @@ class _Waiting:
     def add(self, doc: int, row: int) -> None:
         self.docs.append(doc)
         self.rows.append(row)
+
+    def extend(self, first: int, rows: np.ndarray) -> None:
+        """Documents ``first`` on, one for each of ``rows``."""
+        self.docs.frombytes(np.arange(first, first + len(rows), dtype=np.int64).tobytes())
+        self.rows.frombytes(rows.astype(np.int64).tobytes())
 
     def set_before(self, limit: int) -> None:
         """Set the features of the waiting documents before ``limit``: a stored text's, without its

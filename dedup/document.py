@@ -114,6 +114,9 @@ class Paths(Sequence[str]):
     def append(self, path: str) -> None:
         self._blobs.append(path.encode("utf-8", "surrogatepass"))
 
+    def extend(self, paths: list[str]) -> None:
+        self._blobs.extend([path.encode("utf-8", "surrogatepass") for path in paths])
+
     @overload
     def __getitem__(self, i: int) -> str: ...
     @overload
@@ -232,6 +235,39 @@ class DocumentTable:
         # Only a name with bytes that are not UTF-8, or with a backslash escaped, differs from its path.
         if (not doc.file.isascii() or "\\x" in doc.file) and doc.file != self.file(doc.index):
             self._files[doc.index] = doc.file
+
+    def extend_files(
+        self,
+        source: Source,
+        paths: list[str],
+        files: list[str],
+        sizes: np.ndarray,
+        mtimes: np.ndarray,
+        statuses: np.ndarray,
+        shas: bytes,
+        errors: dict[int, str],
+    ) -> None:
+        """Add whole files of ``source`` at once, as ``append`` adds each (a cron run's unchanged
+        files: ``cron_pass1``). ``statuses``: codes (``Status`` order); ``shas``: 32 bytes each,
+        zeros for none; ``errors`` by document index."""
+        assert self._notes is None, "a table in files is appended to one document at a time"
+        first, n = len(self.paths), len(paths)
+        self.paths.extend(paths)
+        if source not in self._source_no:
+            self._source_no[source] = len(self.sources)
+            self.sources.append(source)
+        self._last_source, self._last_source_no = source, self._source_no[source]
+        self._source.extend(np.full(n, self._last_source_no, dtype=np.uint32).tobytes())
+        self._offset.extend(np.full(n, -1, dtype=np.int64).tobytes())
+        self._line.extend(bytes(8 * n))
+        self._size.extend(sizes.astype(np.int64).tobytes())
+        self._mtime.extend(mtimes.astype(np.int64).tobytes())
+        self._status.extend(statuses.astype(np.uint8).tobytes())
+        self._sha.extend(shas)
+        self._errors.update(errors)
+        for k, file in enumerate(files):
+            if (not file.isascii() or "\\x" in file) and file != self.file(first + k):
+                self._files[first + k] = file
 
     def update(self, doc: Document) -> None:
         """Take what reading found out about a document already in the table."""

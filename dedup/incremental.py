@@ -65,6 +65,7 @@ class Incremental(Batch):
         self.found: stored.KnownPairs | None = None  # this run's, when banded anew (stored at commit)
         self.read_any = True  # whether this run read a document (else its token counts are as stored)
         self.listing: bytes | None = None  # rerun.inputs_print, taken before anything was read
+        self.listings: dict[Source, bytes] = {}  # find's listing of each INPUT directory, for pass 1
         self.last_prints: dict[str, bytes] = {}  # as the last run stored them, if OUT holds its outputs
         self.placed = row_image.Placed()  # where this run's manifest holds each record
         self.last_manifest: cron_manifest.LastManifest | None = None  # the last run's, copied from
@@ -75,7 +76,8 @@ class Incremental(Batch):
     ) -> dict[str, Any] | None:
         clock = time.perf_counter()
         store, self.out = self.store, out
-        self.listing = rerun.inputs_print(sources, self.config)
+        self.listings = {}
+        self.listing = rerun.inputs_print(sources, self.config, self.listings)
         last = store.last_run()
         self.last_prints = prints = store.prints() if last > 0 and store.synced_run() == last else {}
         if not (
@@ -146,6 +148,7 @@ class Incremental(Batch):
 
         assert self.previous is not None and pass1.spill is None and pass1.tables is None, "a batch run's"
         self.matched = Matched()
+        listings, self.listings = self.listings, {}  # a second pass 1 (``Stale``) walks the INPUTs
         return cron_pass1.read_all(
             sources,
             config,
@@ -158,6 +161,7 @@ class Incremental(Batch):
             batch_size=pass1.batch_size,
             engine=pass1.engine,
             rows=pass1.rows,
+            listings=listings,
         )
 
     def candidates(

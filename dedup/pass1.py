@@ -216,10 +216,14 @@ class FeatureTable:
         self._width = 4 * len(quality.INTRINSIC)
         self._zeros = bytes(self._width)
 
-    def reserve(self) -> None:
-        """Make room for the next document (skipped until ``set``)."""
-        self.node_of.append(-1)
-        self.signals.extend(self._zeros)
+    def reserve(self, n: int = 1) -> None:
+        """Make room for the next ``n`` documents (skipped until ``set``)."""
+        if n == 1:
+            self.node_of.append(-1)
+            self.signals.extend(self._zeros)
+            return
+        self.node_of.extend(np.full(n, -1, dtype=np.int64).tobytes())
+        self.signals.extend(self._zeros * n)
 
     def add(self, first: int, found: Sequence[Features | None]) -> None:
         """The features of the next documents, ``first`` on (None: skipped): their texts looked up at once."""

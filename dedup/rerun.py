@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
-import subprocess
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
 import orjson
 
-from dedup import __version__
+from dedup import __version__, listing
 from dedup.config import Config
 from dedup.document import Source, printable
 from dedup.manifest import CANONICAL, MANIFEST
@@ -40,8 +38,13 @@ from dedup.manifest import CANONICAL, MANIFEST
 _CODE = Path(__file__).resolve().parent
 
 
-def inputs_print(sources: Sequence[Source], config: Config) -> bytes | None:
-    """The hash of the INPUTs' listing and of what else decides a run's work; None: not comparable."""
+def inputs_print(
+    sources: Sequence[Source], config: Config, listings: dict[Source, bytes] | None = None
+) -> bytes | None:
+    """The hash of the INPUTs' listing and of what else decides a run's work; None: not comparable.
+
+    ``listings``: given, it is told each INPUT directory's listing as find printed it
+    (``listing.FIND_FORMAT``), which a run with work then reads its files from."""
     digest = hashlib.blake2b(digest_size=20)
     try:
         version = metadata.version("datasketch")
@@ -62,10 +65,13 @@ def inputs_print(sources: Sequence[Source], config: Config) -> bytes | None:
             return None
         digest.update(_entry("", info).encode())
         if stat.S_ISDIR(info.st_mode):
-            listed = _listing(source.root)
+            found = listing.find(source.root)
+            listed = _listing(source.root) if found is None else _no_links(found)
             if listed is None:
                 return None
             digest.update(listed)
+            if listings is not None and found is not None:
+                listings[source] = found
     return digest.digest()
 
 
@@ -105,23 +111,18 @@ def _listing(top: str, *, links: bool = False, code: bool = False) -> bytes | No
     ``stat`` per file cost in Python; where find cannot (not GNU), Python does.
     ``code``: only Python files (dedup's own), not the caches beside them.
     """
-    if not code and (find := shutil.which("find")) is not None:
-        done = subprocess.run(
-            [find, top, "-mindepth", "1", "-printf", "%y %s %T@ %i %P\\0"],
-            capture_output=True,
-            env={**os.environ, "LC_ALL": "C"},
-            check=False,
-        )
-        if done.returncode == 0 and not done.stderr:
-            listed = done.stdout
-            if not links and (listed.startswith(b"l ") or b"\0l " in listed):
-                return None
-            return listed
+    if not code and (listed := listing.find(top)) is not None:
+        return listed if links else _no_links(listed)
     digest = hashlib.blake2b(digest_size=20)
     try:
         return digest.digest() if _walk(digest, top, "", links=links, code=code) else None
     except OSError:
         return None
+
+
+def _no_links(listed: bytes) -> bytes | None:
+    """A find listing, or None if it holds a symbolic link (its size is short: a blank follows its type)."""
+    return None if listed.startswith(b"l ") or b"\0l " in listed else listed
 
 
 def _walk(digest: hashlib.blake2b, top: str, prefix: str, *, links: bool, code: bool) -> bool:

@@ -347,6 +347,11 @@ class Matched:
         self._row.append(-1 if row is None else row)
         self._same_file.append(same_file)
 
+    def extend(self, rows: np.ndarray, same_file: np.ndarray) -> None:
+        """The next documents' rows (all found), at once."""
+        self._row.frombytes(rows.astype(np.int64).tobytes())
+        self._same_file.extend(same_file.astype(np.uint8).tobytes())
+
     def __len__(self) -> int:
         return len(self._row)
 

@@ -140,8 +140,10 @@ def is_stdin_copy(source: Source) -> bool:
     return source.kind == "jsonl" and fnmatch.fnmatchcase(os.path.basename(source.root), ".stdin.*.tmp")
 
 
-def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = True) -> Iterator[Document]:
-    """Yield every document of every source in manifest order.
+def iter_documents(
+    sources: Sequence[Source], config: Config, *, read: bool = True, start: int = 0
+) -> Iterator[Document]:
+    """Yield every document of every source in manifest order (indices from ``start``).
 
     With ``read=False`` whole files are yielded unread (``read_file`` reads them), so
     that worker processes receive paths, not texts. Container records are always
@@ -149,26 +151,28 @@ def iter_documents(sources: Sequence[Source], config: Config, *, read: bool = Tr
     container inside a directory becomes a source of its own, at its place in the
     directory's sorted order.
     """
-    index = 0
+    index = start
     for source in sources:
         for doc in _documents(source, config, index):
-            if doc.source is source and source.kind == "dir" and not doc.error and container_kind(doc.file):
-                if not openable(doc, config):  # a FIFO, a device, a link out: recorded, never opened
-                    doc.index = index
-                    yield doc
-                    index += 1
-                    continue
-                label = doc.path
-                inner = Source(container_kind(doc.file) or "", doc.file, label, output=label)
-                for record in _documents(inner, config, index):
-                    yield record
-                    index += 1
-                continue
             doc.index = index
-            if read:
-                read_file(doc, config)
-            yield doc
-            index += 1
+            for found in within(doc, config, read=read):
+                yield found
+                index += 1
+
+
+def within(doc: Document, config: Config, *, read: bool = True) -> Iterator[Document]:
+    """The documents a listed one holds: itself, or the records of a container found in a directory
+    (numbered on from ``doc.index``). ``read``: a whole file is read (``read_file``)."""
+    source = doc.source
+    if source.kind == "dir" and not doc.error and container_kind(doc.file):
+        if openable(doc, config):  # else a FIFO, a device, a link out: recorded, never opened
+            label = doc.path
+            inner = Source(container_kind(doc.file) or "", doc.file, label, output=label)
+            yield from _documents(inner, config, doc.index)
+            return
+    elif read:
+        read_file(doc, config)
+    yield doc
 
 
 def _documents(source: Source, config: Config, start: int) -> Iterator[Document]:

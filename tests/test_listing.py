@@ -1,0 +1,106 @@
+"""A cron run takes its INPUT directories' files from find's listing (``listing``), not a walk and a stat
+each: the same files, order, sizes and mtimes, and the same run, or no listing at all."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER
+from test_cron_rerun import outputs
+
+from dedup import Config, listing, run
+from dedup.config import DEFAULT_GLOBS
+from dedup.readers.files import walk
+
+pytestmark = pytest.mark.skipif(shutil.which("find") is None, reason="GNU find lists the INPUTs")
+
+
+def _names(root: Path) -> None:
+    """Names that sort or decode differently, a FIFO, a file no glob takes, an empty directory."""
+    for rel in ("a-b.txt", "a/x.txt", "a.txt", "a0.txt", "b/c/d.md", "sp ace.txt", "new\nline.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"{rel} {MUSEUM}")
+    (root / "café.txt").write_text(STORM_OTHER)
+    (root / "日本.txt").write_text(STORM)
+    (root / "caf\\xe9.txt").write_text("a backslash literally " + COUNCIL)
+    (root / "x.bin").write_bytes(b"\0\1")
+    (root / "rows.jsonl").write_text('{"id": "1", "text": "one line of text here"}\n')
+    (root / "empty").mkdir()
+    os.mkfifo(root / "pipe.txt")
+    os.utime(root / "a.txt", ns=(1, 1_700_000_000_123_456_789))
+    (root / "x\uff01.txt").write_text("full width " + COUNCIL)  # sorts after x\xff as bytes, before as names
+    for name in (b"caf\xe9-latin1.txt", b"x\xff.txt"):
+        with open(os.path.join(os.fsencode(root), name), "wb") as fh:
+            fh.write(b"a name that is not UTF-8 " + name + STORM.encode())
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    root.mkdir()
+    _names(root)
+    return root
+
+
+def test_files_are_the_walks_with_finds_facts(tree: Path) -> None:
+    listed = listing.find(str(tree))
+    assert listed is not None
+    found = listing.files(listed, DEFAULT_GLOBS)
+    assert found is not None
+    assert found.rels == [rel for rel, _ in walk(str(tree), DEFAULT_GLOBS)]
+    assert "x.bin" not in found.rels and "caf\udce9-latin1.txt" in found.rels
+    for rel, regular, size, mtime in zip(found.rels, found.regular, found.sizes, found.mtimes, strict=True):
+        info = os.lstat(os.path.join(os.fsencode(tree), os.fsencode(rel)))
+        assert (bool(regular), int(size), int(mtime)) == (rel != "pipe.txt", info.st_size, info.st_mtime_ns)
+
+
+def test_no_files_where_the_listing_does_not_fit(tree: Path) -> None:
+    """A link (walked as it is), an mtime before 1970 (a wider field), a cut listing: pass 1 walks."""
+    os.utime(tree / "a0.txt", ns=(1, -5_000_000_000))
+    assert listing.files(listing.find(str(tree)) or b"", DEFAULT_GLOBS) is None
+    os.utime(tree / "a0.txt", ns=(1, 5_000_000_000))
+    listed = listing.find(str(tree))
+    assert listed is not None and listing.files(listed, DEFAULT_GLOBS) is not None
+    assert listing.files(listed[:-1], DEFAULT_GLOBS) is None
+    assert listing.files(listed[:-40], DEFAULT_GLOBS) is None
+    (tree / "link.txt").symlink_to(tree / "a.txt")
+    assert listing.files(listing.find(str(tree)) or b"", DEFAULT_GLOBS) is None
+
+
+def _changes(root: Path, step: int) -> None:
+    """What a day brings: an edit, a new file, one gone, one touched, one put back as it was."""
+    if step == 1:
+        (root / "a/x.txt").write_text("edited " + MUSEUM)
+        (root / "new.txt").write_text(MUSEUM + " and a new ending")
+        (root / "b/c/d.md").unlink()
+        os.utime(root / "café.txt", ns=(1, 1_800_000_000_000_000_000))
+    elif step == 2:
+        (root / "b/c/d.md").write_text(f"b/c/d.md {MUSEUM}")
+        (root / "日本.txt").write_text(STORM + " more")
+
+
+def test_a_cron_run_from_the_listing_equals_one_that_walks(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[bool] = []
+    files = listing.files
+
+    def spied(found: bytes, globs: tuple[str, ...]) -> listing.Files | None:
+        got = files(found, globs)
+        taken.append(got is not None)
+        return got
+
+    walked, listed = tmp_path / "walked", tmp_path / "listed"
+    for step in range(3):
+        _changes(tree, step)
+        with monkeypatch.context() as patched:  # no find on PATH: the walk, and a stat a file
+            patched.setenv("PATH", str(tmp_path / "nowhere"))
+            run([tree], walked / "out", Config(jobs=1, state=str(walked / "state")))
+        with monkeypatch.context() as patched:
+            patched.setattr(listing, "files", spied)
+            summary = run([tree], listed / "out", Config(jobs=1, state=str(listed / "state"))).summary
+        assert taken == [True] * (step + 1)
+        assert outputs(listed / "out", listed / "state") == outputs(walked / "out", walked / "state")
+        counts = summary["counts"]
+        assert [counts["new"], counts["changed"], counts["gone"]] == [[15, 0, 0], [1, 1, 1], [1, 1, 0]][step]
