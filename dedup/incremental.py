@@ -27,7 +27,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from dedup import copies, cron_manifest, manifest, records, rerun, row_image, row_image_commit, state, stored
+from dedup import (
+    band_store,
+    copies,
+    cron_manifest,
+    manifest,
+    records,
+    rerun,
+    row_image,
+    row_image_commit,
+    state,
+    stored,
+)
 from dedup.changes import Changes, find_changes
 from dedup.config import Config
 from dedup.document import DocumentTable, Source
@@ -181,6 +192,8 @@ class Incremental(Batch):
             self.signatures = stored.keep_signatures(feats, held)
             feats.drop_signatures()
             return self.known.proposed, self.known.pairs
+        if (found := self._from_store(config, feats, corpus, fresh, contents, bands, rows)) is not None:
+            return found.proposed, found.pairs
         # Texts not read this run came without their signatures: banding reads them all, from a
         # spill a block at a time (1 KB per text, never all in memory), with the new ones.
         from dedup import index, index_workers
@@ -193,10 +206,58 @@ class Incremental(Batch):
                 found = known.extended(signatures, contents, corpus.sizes, config)
             if found is None:  # texts gone, or a star's first text moved: band them all
                 found = index_workers.known_pairs(config, signatures, corpus.sizes, contents, bands, rows)
+            if band_store.fits(config.num_perm, bands, rows):  # the next run bands against these
+                band_store.replace(self.store.path.parent, self._stamp(), contents, signatures, bands)
         self.signatures = stored.keep_signatures(feats, held)
         feats.drop_signatures()  # the ones to store are kept
         self.found = found
         return found.proposed, found.pairs
+
+    def _from_store(
+        self,
+        config: Config,
+        feats: FeatureTable,
+        corpus: Corpus,
+        fresh: Sequence[int],
+        contents: np.ndarray,
+        bands: int,
+        rows: int,
+    ) -> stored.KnownPairs | None:
+        """The new texts banded against the stored ones where the state's band keys lie
+        (``band_store``); None if they cannot be (then every signature is streamed)."""
+        known = self.known
+        if (
+            known is None
+            or (known.bands, known.rows) != (bands, rows)
+            or not band_store.fits(config.num_perm, bands, rows)
+        ):
+            return None
+        store = band_store.Store.open(self.store.path.parent, self._stamp(), bands)
+        if store is None:
+            return None
+        try:
+            signatures = band_store.StoredSignatures.made(store, contents, known.contents, *feats.given())
+            if (
+                signatures is None
+                or (found := known.extended(signatures, contents, corpus.sizes, config)) is None
+            ):
+                return None
+            held = stored.held_texts(feats, corpus, fresh)
+            rows_of = signatures.subset(held)
+            self.signatures = stored.keep_signatures(
+                feats, {t: row.tobytes() for t, row in zip(held.tolist(), rows_of, strict=True)}
+            )
+            feats.drop_signatures()
+            self.found = found
+            signatures.keep_new(self._stamp())
+            return found
+        except band_store.Damaged:
+            return None
+        finally:
+            store.close()
+
+    def _stamp(self) -> str:
+        return self.store.stamp_text() or ""
 
     def _signatures(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return signature_chunks(self.store)

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from datasketch import MinHashLSH
 
-from dedup.signature_spill import Blocks, blocks_of
+from dedup.signature_spill import Blocks, InMemory, blocks_of
 from dedup.signatures import distinct
 
 # Missing a true pair is worse than verifying a false one: weight recall 9:1.
@@ -209,6 +209,20 @@ def prefilter(
     """
     if len(pairs) == 0:
         return pairs
+    from dedup.band_store import StoredSignatures
+
+    if isinstance(signatures, StoredSignatures):  # only the paired texts' signatures, read once
+        texts, at = np.unique(pairs, return_inverse=True)
+        local = at.reshape(pairs.shape)
+        kept = prefilter(
+            local,
+            signatures.subset(texts),
+            sizes[texts],
+            jaccard=jaccard,
+            containment=containment,
+            width=width,
+        )
+        return texts[kept]
     source = blocks_of(signatures, width)
     same = np.zeros(len(pairs), dtype=np.int32)
     step = 65536  # pairs at a time: two rows of a block each, 8 MB at 16 permutations
@@ -278,12 +292,11 @@ def pairs_with(
     is_new[new] = True
     found = [np.empty(0, dtype=np.int64)]
     star_rows, moved, maybe_dropped = [stars], [], [np.empty(0, dtype=np.int64)]
-    for band, keys in enumerate(_all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows)):
-        members = holding(keys, keys[new])
+    for band, members, keys in _touching(signatures, new, bands, rows):
         if len(members) < 2:
             continue
-        order = np.argsort(keys[members], kind="stable")  # members ascending within a bucket
-        members, ordered = members[order], keys[members][order]
+        order = np.argsort(keys, kind="stable")  # members ascending within a bucket
+        members, ordered = members[order], keys[order]
         same = ordered[1:] == ordered[:-1]
         starts = np.flatnonzero(np.concatenate(([True], ~same)))
         lengths = np.diff(np.append(starts, len(members)))
@@ -323,6 +336,20 @@ def pairs_with(
     maybe = distinct(np.concatenate(maybe_dropped))
     dropped = _not_proposed(signatures, maybe, table, bands=bands, rows=rows)
     return Added(decode_pairs(codes, n), decode_pairs(dropped, n), sorted_rows(table))
+
+
+def _touching(
+    signatures: np.ndarray | Blocks, new: np.ndarray, bands: int, rows: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(band, the texts whose key in it is a new text's, ascending, and their keys), band by band."""
+    from dedup.band_store import StoredSignatures
+
+    if isinstance(signatures, StoredSignatures):  # the stored keys where they lie
+        yield from signatures.touching(new, bands)
+        return
+    for band, keys in enumerate(_all_band_keys(blocks_of(signatures, band_width(rows)), bands, rows)):
+        members = holding(keys, keys[new])
+        yield band, members, keys[members]
 
 
 def holding(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -372,7 +399,7 @@ def _not_proposed(
     texts, at = np.unique(np.concatenate([a, b]), return_inverse=True)
     at_a, at_b = at[: len(a)], at[len(a) :]
     proposed = np.zeros(len(codes), dtype=bool)
-    source = _Rows(blocks_of(signatures, band_width(rows)), texts)
+    source = _subset(signatures, texts, band_width(rows))
     for band, keys in enumerate(_all_band_keys(source, bands, rows)):
         here = stars[stars[:, 0] == band]
         centre = np.full(n, -1, dtype=np.int64)
@@ -382,6 +409,15 @@ def _not_proposed(
         linked = (centre[a] < 0) | (centre[a] == a)  # no star, or a star from a (b > a is never first)
         proposed |= together & linked
     return codes[~proposed]
+
+
+def _subset(signatures: np.ndarray | Blocks, texts: np.ndarray, width: int) -> Blocks:
+    """Some texts' signatures as blocks (in ``texts`` order)."""
+    from dedup.band_store import StoredSignatures
+
+    if isinstance(signatures, StoredSignatures):
+        return InMemory(signatures.subset(texts), width)
+    return _Rows(blocks_of(signatures, width), texts)
 
 
 class _Rows:

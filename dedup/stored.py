@@ -176,6 +176,13 @@ def streamed(
     return Renumbered(spill, np.concatenate(target), nodes, given), kept
 
 
+def held_texts(feats: FeatureTable, corpus: Corpus, fresh: Sequence[int]) -> np.ndarray:
+    """The texts whose first document was not read but another was (``held_signatures``)."""
+    held = _held(feats, corpus, fresh)
+    held[feats.given()[0]] = False
+    return np.flatnonzero(held)
+
+
 def _held(feats: FeatureTable, corpus: Corpus, fresh: Sequence[int]) -> np.ndarray:
     """Per text: whether a document read this run holds it."""
     read = np.asarray(fresh, dtype=np.uint8).astype(bool)
