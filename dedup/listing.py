@@ -25,13 +25,14 @@ _SIZE, _SECONDS, _DOT, _FRACTION, _HEAD = 1, 20, 31, 32, 62  # where each field 
 _CHUNK = 1 << 16  # entries parsed at once
 
 
-def find(top: str) -> bytes | None:
-    """Every entry under ``top`` as ``FIND_FORMAT`` prints it; None where GNU find is missing or failed."""
+def find(top: str, *, dirs: bool = False) -> bytes | None:
+    """Every entry under ``top`` (``dirs``: every directory) as ``FIND_FORMAT`` prints it; None where
+    GNU find is missing or failed."""
     program = shutil.which("find")
     if program is None:
         return None
     done = subprocess.run(
-        [program, top, "-mindepth", "1", "-printf", FIND_FORMAT],
+        [program, top, "-mindepth", "1", *(["-type", "d"] if dirs else []), "-printf", FIND_FORMAT],
         capture_output=True,
         env={**os.environ, "LC_ALL": "C"},
         check=False,

@@ -6,8 +6,11 @@ The last run that brought OUT up to date recorded, with ``State.mark_synced``:
   (path, type, size, mtime and inode, one ``os.scandir`` per directory, taken
   before the run read anything), the options, dedup's own source files and
   datasketch's version;
-- ``out``: a hash of OUT's ``manifest.jsonl`` and of every entry of ``canonical/``
-  (path, type, size, mtime and inode) as the run left them;
+- ``out``: a hash of OUT's ``manifest.jsonl`` and of ``canonical/``'s directories
+  (path, mtime and inode) as the run left them: a copy added, removed, renamed or
+  replaced changes its directory's mtime. A copy edited in place is not looked
+  at, as a full run does not look either (it makes the copies that are missing);
+  a stat of each of a million copies was 1.6 s of every run with work;
 - ``summary``: its summary.json, and the state's stamp as stored.
 
 When they all hold, a run would read no document, judge no group and write the
@@ -15,7 +18,7 @@ same manifest and canonical copies: it only records itself (the run in the
 state, an empty ``runs/`` change list, summary.json), without loading the
 state's rows or importing numba, datasketch and scipy. Anything else (a file
 touched, moved, replaced or added anywhere under an INPUT, another option, a
-changed or removed file of OUT, a symbolic link inside an INPUT, standard
+changed or removed manifest, a copy gone, a symbolic link inside an INPUT, standard
 input) runs in full, which finds out what changed.
 """
 
@@ -76,7 +79,8 @@ def inputs_print(
 
 
 def out_print(out: Path) -> bytes:
-    """The hash of OUT's manifest and ``canonical/`` listing (a missing or unreadable one hashes as such)."""
+    """The hash of OUT's manifest and ``canonical/``'s directories (a missing or unreadable one hashes
+    as such)."""
     digest = hashlib.blake2b(digest_size=20)
     for name in (MANIFEST, CANONICAL):
         try:
@@ -86,7 +90,7 @@ def out_print(out: Path) -> bytes:
             continue
         digest.update(_entry(name, info).encode())
         if stat.S_ISDIR(info.st_mode):
-            digest.update(_listing(str(out / name), links=True) or b"\0unreadable\n")
+            digest.update(_listing(str(out / name), links=True, dirs=True) or b"\0unreadable\n")
     return digest.digest()
 
 
@@ -104,18 +108,19 @@ def _entry(path: str, info: os.stat_result) -> str:
     return f"{path}\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\n"
 
 
-def _listing(top: str, *, links: bool = False, code: bool = False) -> bytes | None:
+def _listing(top: str, *, links: bool = False, code: bool = False, dirs: bool = False) -> bytes | None:
     """Every entry under ``top``: type, size, mtime, inode and path; None at a symbolic link unless ``links``.
 
     GNU find lists them at ~2 us an entry, a third of what ``os.scandir`` and a
     ``stat`` per file cost in Python; where find cannot (not GNU), Python does.
-    ``code``: only Python files (dedup's own), not the caches beside them.
+    ``code``: only Python files (dedup's own), not the caches beside them. ``dirs``: only
+    directories.
     """
-    if not code and (listed := listing.find(top)) is not None:
+    if not code and (listed := listing.find(top, dirs=dirs)) is not None:
         return listed if links else _no_links(listed)
     digest = hashlib.blake2b(digest_size=20)
     try:
-        return digest.digest() if _walk(digest, top, "", links=links, code=code) else None
+        return digest.digest() if _walk(digest, top, "", links=links, code=code, dirs=dirs) else None
     except OSError:
         return None
 
@@ -125,8 +130,9 @@ def _no_links(listed: bytes) -> bytes | None:
     return None if listed.startswith(b"l ") or b"\0l " in listed else listed
 
 
-def _walk(digest: hashlib.blake2b, top: str, prefix: str, *, links: bool, code: bool) -> bool:
-    """Hash every entry under ``top``, in name order; False at a symbolic link unless ``links``."""
+def _walk(digest: hashlib.blake2b, top: str, prefix: str, *, links: bool, code: bool, dirs: bool) -> bool:
+    """Hash every entry under ``top`` (``dirs``: every directory), in name order; False at a symbolic
+    link unless ``links``."""
     with os.scandir(top) as it:
         entries = sorted(it, key=lambda e: e.name)
     lines = []
@@ -137,8 +143,14 @@ def _walk(digest: hashlib.blake2b, top: str, prefix: str, *, links: bool, code: 
         if e.is_dir(follow_symlinks=False):
             if not (code and e.name == "__pycache__"):
                 below.append(e)
-            lines.append(f"{prefix}{e.name}/\n")
+            lines.append(
+                _entry(f"{prefix}{e.name}/", e.stat(follow_symlinks=False))
+                if dirs
+                else f"{prefix}{e.name}/\n"
+            )
+        elif dirs:
+            continue
         elif not code or e.name.endswith(".py"):
             lines.append(_entry(prefix + e.name, e.stat(follow_symlinks=False)))
     digest.update("".join(lines).encode("utf-8", "surrogateescape"))
-    return all(_walk(digest, e.path, f"{prefix}{e.name}/", links=links, code=code) for e in below)
+    return all(_walk(digest, e.path, f"{prefix}{e.name}/", links=links, code=code, dirs=dirs) for e in below)

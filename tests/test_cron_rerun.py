@@ -132,6 +132,32 @@ def test_outputs_removed_or_edited_in_out_are_put_back(scrape: Path, tmp_path: P
     assert sorted(p for p in (out / "canonical").rglob("*") if p.is_file()) == canonical
 
 
+@pytest.mark.parametrize("find", [True, False])
+def test_a_copy_edited_in_place_is_left_as_a_full_run_leaves_it(
+    scrape: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, find: bool
+) -> None:
+    """OUT's print looks at canonical/'s directories, not at each copy: a copy removed is put back,
+    one edited in place is not, by a rerun or by a full run (it makes the copies that are missing)."""
+    from dedup import cron_pass1
+
+    if not find:  # Python's walk in place of GNU find
+        monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    passes: list[int] = []
+    read_all = cron_pass1.read_all
+    monkeypatch.setattr(cron_pass1, "read_all", lambda *a, **k: passes.append(1) or read_all(*a, **k))
+    cron(scrape, tmp_path)
+    copy = sorted(p for p in (tmp_path / "out" / "canonical").rglob("*") if p.is_file())[0]
+    copy.write_bytes(copy.read_bytes() + b" edited")
+    cron(scrape, tmp_path)
+    assert len(passes) == 1 and copy.read_bytes().endswith(b" edited")  # nothing to do: no pass 1
+    (scrape / "day1" / "new.txt").write_text(" ".join(f"unrelated word{k} of a new story" for k in range(60)))
+    assert cron(scrape, tmp_path)["counts"]["new"] == 1
+    assert len(passes) == 2 and copy.read_bytes().endswith(b" edited")
+    copy.unlink()
+    cron(scrape, tmp_path)
+    assert len(passes) == 3 and not copy.read_bytes().endswith(b" edited")
+
+
 def test_other_options_are_not_taken_for_the_same_run(scrape: Path, tmp_path: Path) -> None:
     cron(scrape, tmp_path)
     cron(scrape, tmp_path)
