@@ -61,6 +61,7 @@ def read_all(
     their features, and a flag per document: read in this run.
     """
     listings = listings or {}
+    codes = np.array([_CODES[s] for s in previous.statuses], dtype=np.uint8)  # stored -> table status
     engine = engine or parallel.Processes(config.workers)
     table = DocumentTable(list(sources))
     feats = FeatureTable(config.num_perm, rows=rows)
@@ -90,13 +91,15 @@ def read_all(
                         waiting.set_before(len(table))
                 continue
             prefix = os.path.join(source.root, "")
-            keys = [source.key(printable(rel)) for rel in found.rels]
+            keys = _keys(source, found.rels)
             rows, same_file, same = _stored(found, keys, prefix, previous, suspects)
             done = 0
             for k in [*np.flatnonzero(~same).tolist(), len(keys)]:
                 if k > done:  # unchanged files, taken from the state at once
                     first = len(table)
-                    _take_stored(table, source, found, keys, prefix, slice(done, k), rows[done:k], previous)
+                    _take_stored(
+                        table, source, found, keys, prefix, slice(done, k), rows[done:k], previous, codes
+                    )
                     matched.extend(rows[done:k], same_file[done:k])
                     feats.reserve(k - done)
                     fresh.extend(bytes(k - done))
@@ -156,6 +159,13 @@ def _unchanged(doc: Document, previous: Rows, matched: Matched, suspects: set[st
     return r
 
 
+def _keys(source: Source, rels: list[str]) -> list[str]:
+    """The manifest paths of a directory's files (``printable``; all ASCII and no backslash: as they are)."""
+    if not (joined := "".join(rels)).isascii() or "\\" in joined:
+        return [source.key(printable(rel)) for rel in rels]
+    return [f"{source.label}/{rel}" for rel in rels] if source.label else rels
+
+
 def _stored(
     found: listing.Files, keys: list[str], prefix: str, previous: Rows, suspects: set[str] | frozenset[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,20 +202,26 @@ def _take_stored(
     run: slice,
     rows: np.ndarray,
     previous: Rows,
+    codes: np.ndarray,
 ) -> None:
     """Unchanged whole files into the table at once, as ``_unchanged`` and ``append`` leave each."""
-    statuses = np.array([_CODES[s] for s in previous.statuses], dtype=np.uint8)
-    errors = previous.errors
-    first = len(table)
+    first, errors, rels = len(table), previous.errors, found.rels[run]
+    erred: list[int] = []
+    if errors:  # few rows have one
+        stored = np.fromiter(errors, dtype=np.int64, count=len(errors))
+        erred = np.flatnonzero(np.isin(rows, stored)).tolist()
+    named: list[int] = []
+    if not (joined := "".join(rels)).isascii() or "\\x" in joined:  # a name that may not be its path
+        named = [k for k, rel in enumerate(rels) if not rel.isascii() or "\\x" in rel]
     table.extend_files(
         source,
         keys[run],
-        [prefix + rel for rel in found.rels[run]],
         found.sizes[run],
         found.mtimes[run],
-        statuses[np.frombuffer(previous.status, dtype=np.uint8)[rows]],
+        codes[np.frombuffer(previous.status, dtype=np.uint8)[rows]],
         np.frombuffer(previous.sha, dtype=np.uint8).reshape(-1, 32)[rows].tobytes(),
-        {first + k: errors[r] for k, r in enumerate(rows.tolist()) if r in errors},
+        {first + k: errors[int(rows[k])] for k in erred},
+        {first + k: prefix + rels[k] for k in named},
     )
 
 

@@ -240,18 +240,19 @@ class DocumentTable:
         self,
         source: Source,
         paths: list[str],
-        files: list[str],
         sizes: np.ndarray,
         mtimes: np.ndarray,
         statuses: np.ndarray,
         shas: bytes,
         errors: dict[int, str],
+        files: dict[int, str],
     ) -> None:
         """Add whole files of ``source`` at once, as ``append`` adds each (a cron run's unchanged
         files: ``cron_pass1``). ``statuses``: codes (``Status`` order); ``shas``: 32 bytes each,
-        zeros for none; ``errors`` by document index."""
+        zeros for none; ``errors`` by document index; ``files``: the files whose name may not be
+        their path (not ASCII, or holding ``\\x``), by document index."""
         assert self._notes is None, "a table in files is appended to one document at a time"
-        first, n = len(self.paths), len(paths)
+        n = len(paths)
         self.paths.extend(paths)
         if source not in self._source_no:
             self._source_no[source] = len(self.sources)
@@ -265,9 +266,7 @@ class DocumentTable:
         self._status.extend(statuses.astype(np.uint8).tobytes())
         self._sha.extend(shas)
         self._errors.update(errors)
-        for k, file in enumerate(files):
-            if (not file.isascii() or "\\x" in file) and file != self.file(first + k):
-                self._files[first + k] = file
+        self._files.update((i, file) for i, file in files.items() if file != self.file(i))
 
     def update(self, doc: Document) -> None:
         """Take what reading found out about a document already in the table."""

@@ -11,6 +11,8 @@ walks the directory as before.
 from __future__ import annotations
 
 import fnmatch
+import itertools
+import operator
 import os
 import re
 import shutil
@@ -99,11 +101,24 @@ def files(listing: bytes, globs: tuple[str, ...]) -> Files | None:
         rels = [text[a:b] for a, b in spans]
     else:  # a name in UTF-8 that is not ASCII: each decoded alone, as ``os.scandir`` does
         rels = [os.fsdecode(listing[a:b]) for a, b in spans]
-    matches = re.compile("|".join(fnmatch.translate(g) for g in globs)).match
-    wanted = [k for k, rel in enumerate(rels) if matches(rel[rel.rfind("/") + 1 :])]
+    if (suffixes := _suffixes(globs)) is not None:  # "*.txt": the path's end is its name's
+        wanted = list(
+            itertools.compress(range(len(rels)), map(operator.methodcaller("endswith", suffixes), rels))
+        )
+    else:
+        matches = re.compile("|".join(fnmatch.translate(g) for g in globs)).match
+        wanted = [k for k, rel in enumerate(rels) if matches(rel[rel.rfind("/") + 1 :])]
     order = sorted(wanted, key=rels.__getitem__)
     take = np.array(order, dtype=np.int64)
-    return Files([rels[k] for k in order], kinds[take] == ord("f"), sizes[take], mtimes[take])
+    return Files(list(map(rels.__getitem__, order)), kinds[take] == ord("f"), sizes[take], mtimes[take])
+
+
+def _suffixes(globs: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The globs' ends, if each is ``*`` and a plain end (no wildcard, no slash); else None."""
+    ends = tuple(g[1:] for g in globs)
+    if all(g.startswith("*") for g in globs) and not any(c in end for end in ends for c in "*?[/"):
+        return ends
+    return None
 
 
 def _number(digits: np.ndarray, start: int, stop: int) -> np.ndarray:
