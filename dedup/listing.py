@@ -5,7 +5,9 @@ Pass 1 walked the directory again and stat'ed each file to see it unchanged: ~3 
 kernel time a file on this VM, the same work find had just done (2.8 s each at 1M
 files). find's fields are printed at fixed widths so that numpy reads them all at
 once; a field wider than its width (an mtime before 1970) gives no files, and pass 1
-walks the directory as before.
+walks the directory as before. With ``parallel`` (a cron run's ``--jobs``), the
+directory's entries are dealt out among finds running at once: stat'ing is kernel
+time, and two finds halve it on two cores (1M files: 2.9 -> 1.5 s).
 """
 
 from __future__ import annotations
@@ -17,28 +19,43 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-# Type, size, mtime (seconds, a dot and 10 digits of fraction: nanoseconds and a 0), inode, path.
-FIND_FORMAT = "%y%19s%22T@%20i%P\\0"
+# Type, size, mtime (seconds, a dot and 10 digits of fraction: nanoseconds and a 0), inode, path
+# (as ``./`` and the path from the directory listed).
+FIND_FORMAT = "%y%19s%22T@%20i%p\\0"
 _SIZE, _SECONDS, _DOT, _FRACTION, _HEAD = 1, 20, 31, 32, 62  # where each field starts; the path's
+_DOT_SLASH = 2  # before each path
 _CHUNK = 1 << 16  # entries parsed at once
+_GROUPS = 4  # finds a listing is made by
 
 
-def find(top: str, *, dirs: bool = False) -> bytes | None:
+def find(top: str, *, dirs: bool = False, parallel: int = 1) -> bytes | None:
     """Every entry under ``top`` (``dirs``: every directory) as ``FIND_FORMAT`` prints it; None where
-    GNU find is missing or failed."""
+    GNU find is missing or failed. The top's entries are dealt out among ``_GROUPS`` finds, run
+    ``parallel`` at a time: the listing is the same whatever ``parallel``."""
     program = shutil.which("find")
     if program is None:
         return None
-    done = subprocess.run(
-        [program, top, "-mindepth", "1", *(["-type", "d"] if dirs else []), "-printf", FIND_FORMAT],
-        capture_output=True,
-        env={**os.environ, "LC_ALL": "C"},
-        check=False,
-    )
+    try:
+        with os.scandir(top) as scan:
+            names = sorted(entry.name for entry in scan)
+    except OSError:
+        return None
+    only = ["-type", "d"] if dirs else []
+    groups = [[f"./{name}" for name in names[k::_GROUPS]] for k in range(_GROUPS)]
+    commands = [[program, *group, *only, "-printf", FIND_FORMAT] for group in groups if group]
+    with ThreadPoolExecutor(max(1, min(parallel, len(commands)))) as pool:
+        found = list(pool.map(lambda command: _found(command, top), commands))
+    return None if any(f is None for f in found) else b"".join(f or b"" for f in found)
+
+
+def _found(command: list[str], top: str) -> bytes | None:
+    environment = {**os.environ, "LC_ALL": "C"}
+    done = subprocess.run(command, capture_output=True, cwd=top, env=environment, check=False)
     return done.stdout if done.returncode == 0 and not done.stderr else None
 
 
@@ -59,7 +76,7 @@ def files(listing: bytes, globs: tuple[str, ...]) -> Files | None:
     or a field does not fit its width.
 
     Example:
-        >>> row = lambda kind, size, t, name: f"{kind}{size:>19}{t:>22}{7:>20}{name}\\0".encode()
+        >>> row = lambda kind, size, t, name: f"{kind}{size:>19}{t:>22}{7:>20}./{name}\\0".encode()
         >>> listing = row("f", 5, "1.5000000000", "b.txt") + row("d", 9, "2.0000000000", "a")
         >>> listing += row("f", 3, "3.0000000000", "a/x.txt") + row("f", 1, "4.0000000000", "a/x.bin")
         >>> got = files(listing, ("*.txt",))
@@ -71,7 +88,7 @@ def files(listing: bytes, globs: tuple[str, ...]) -> Files | None:
     if not len(ends) or ends[-1] != len(buf) - 1:
         return None if len(buf) else Files([], np.zeros(0, dtype=bool), *np.zeros((2, 0), dtype=np.int64))
     starts = np.concatenate((np.zeros(1, dtype=np.int64), ends[:-1] + 1))
-    if np.any(ends - starts <= _HEAD):
+    if np.any(ends - starts <= _HEAD + _DOT_SLASH):
         return None
     kinds = buf[starts]
     if np.any(kinds == ord("l")):
@@ -96,7 +113,7 @@ def files(listing: bytes, globs: tuple[str, ...]) -> Files | None:
         mtimes[at : at + _CHUNK] += _number(digits, _FRACTION, _FRACTION + 9)
     # Decoded whole, a name is sliced at its byte offsets if each byte became one character.
     text = listing.decode("utf-8", "surrogateescape")
-    spans = zip((starts + _HEAD).tolist(), ends.tolist(), strict=True)
+    spans = zip((starts + _HEAD + _DOT_SLASH).tolist(), ends.tolist(), strict=True)
     if len(text) == len(listing):
         rels = [text[a:b] for a, b in spans]
     else:  # a name in UTF-8 that is not ASCII: each decoded alone, as ``os.scandir`` does

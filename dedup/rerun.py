@@ -68,7 +68,7 @@ def inputs_print(
             return None
         digest.update(_entry("", info).encode())
         if stat.S_ISDIR(info.st_mode):
-            found = listing.find(source.root)
+            found = listing.find(source.root, parallel=config.workers)
             listed = _listing(source.root) if found is None else _no_links(found)
             if listed is None:
                 return None

@@ -9,7 +9,7 @@ import pytest
 from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER
 from test_cron_rerun import outputs
 
-from dedup import Config, listing, run
+from dedup import Config, cron_pass1, listing, run
 from dedup.config import DEFAULT_GLOBS
 from dedup.readers.files import walk
 
@@ -105,3 +105,22 @@ def test_a_cron_run_from_the_listing_equals_one_that_walks(
         assert outputs(listed / "out", listed / "state") == outputs(walked / "out", walked / "state")
         counts = summary["counts"]
         assert [counts["new"], counts["changed"], counts["gone"]] == [[15, 0, 0], [1, 1, 1], [1, 1, 0]][step]
+
+
+def test_the_listing_is_the_same_whatever_the_finds_at_once(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The top's entries are dealt out among the same finds however many run at once: a rerun with
+    another --jobs is still told it has nothing to do."""
+    for k in range(12):
+        (tree / f"sub{k}").mkdir()
+        (tree / f"sub{k}" / "f.txt").write_text(f"{k} {MUSEUM}")
+    listings = {listing.find(str(tree), parallel=p) for p in (1, 2, 3, 8)}
+    assert len(listings) == 1 and None not in listings
+    passes: list[int] = []
+    read_all = cron_pass1.read_all
+    monkeypatch.setattr(cron_pass1, "read_all", lambda *a, **k: passes.append(1) or read_all(*a, **k))
+    state = str(tmp_path / "state")
+    run([tree], tmp_path / "out", Config(jobs=1, state=state))
+    assert run([tree], tmp_path / "out", Config(jobs=2, state=state)).summary["counts"]["new"] == 0
+    assert len(passes) == 1  # the second run: nothing to do, no pass 1
