@@ -30,24 +30,31 @@ FIND_FORMAT = "%y%19s%22T@%20i%p\\0"
 _SIZE, _SECONDS, _DOT, _FRACTION, _HEAD = 1, 20, 31, 32, 62  # where each field starts; the path's
 _DOT_SLASH = 2  # before each path
 _CHUNK = 1 << 16  # entries parsed at once
-_GROUPS = 4  # finds a listing is made by
+_GROUPS = 4  # finds a listing's subdirectories are dealt out among
+_MAX_NAMES = 1 << 16  # bytes of subdirectory names on the finds' command lines, at most
 
 
 def find(top: str, *, dirs: bool = False, parallel: int = 1) -> bytes | None:
     """Every entry under ``top`` (``dirs``: every directory) as ``FIND_FORMAT`` prints it; None where
-    GNU find is missing or failed. The top's entries are dealt out among ``_GROUPS`` finds, run
-    ``parallel`` at a time: the listing is the same whatever ``parallel``."""
+    GNU find is missing or failed. One find lists the top's own entries, and the subdirectories
+    are dealt out among ``_GROUPS`` more, run ``parallel`` at a time: the listing is the same
+    whatever ``parallel``. So many subdirectories that their names would fill a command line:
+    one find lists everything."""
     program = shutil.which("find")
     if program is None:
         return None
     try:
         with os.scandir(top) as scan:
-            names = sorted(entry.name for entry in scan)
+            subdirectories = sorted(e.name for e in scan if e.is_dir(follow_symlinks=False))
     except OSError:
         return None
-    only = ["-type", "d"] if dirs else []
-    groups = [[f"./{name}" for name in names[k::_GROUPS]] for k in range(_GROUPS)]
-    commands = [[program, *group, *only, "-printf", FIND_FORMAT] for group in groups if group]
+    printed = [*(["-type", "d"] if dirs else []), "-printf", FIND_FORMAT]
+    if sum(len(name) + 3 for name in subdirectories) > _MAX_NAMES:
+        commands = [[program, ".", "-mindepth", "1", *printed]]
+    else:
+        groups = [[f"./{name}" for name in subdirectories[k::_GROUPS]] for k in range(_GROUPS)]
+        commands = [[program, ".", "-mindepth", "1", "-maxdepth", "1", *printed]]
+        commands += [[program, *group, "-mindepth", "1", *printed] for group in groups if group]
     with ThreadPoolExecutor(max(1, min(parallel, len(commands)))) as pool:
         found = list(pool.map(lambda command: _found(command, top), commands))
     return None if any(f is None for f in found) else b"".join(f or b"" for f in found)
@@ -55,7 +62,10 @@ def find(top: str, *, dirs: bool = False, parallel: int = 1) -> bytes | None:
 
 def _found(command: list[str], top: str) -> bytes | None:
     environment = {**os.environ, "LC_ALL": "C"}
-    done = subprocess.run(command, capture_output=True, cwd=top, env=environment, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, cwd=top, env=environment, check=False)
+    except OSError:  # find gone, or the arguments too long after all
+        return None
     return done.stdout if done.returncode == 0 and not done.stderr else None
 
 

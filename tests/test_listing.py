@@ -124,3 +124,17 @@ def test_the_listing_is_the_same_whatever_the_finds_at_once(
     run([tree], tmp_path / "out", Config(jobs=1, state=state))
     assert run([tree], tmp_path / "out", Config(jobs=2, state=state)).summary["counts"]["new"] == 0
     assert len(passes) == 1  # the second run: nothing to do, no pass 1
+
+
+def test_a_directory_of_many_subdirectories_is_listed_by_one_find(tmp_path: Path) -> None:
+    """Their names would fill the finds' command lines: one find lists it all, the same files."""
+    root = tmp_path / "wide"
+    for k in range(2200):
+        (root / f"{k:06d}-a-rather-long-directory-name").mkdir(parents=True)
+        (root / f"{k:06d}-a-rather-long-directory-name" / "a.txt").write_text(str(k))
+    (root / "top.txt").write_text("top")
+    listed = listing.find(str(root), parallel=2)
+    assert listed is not None and listed == listing.find(str(root), parallel=1)
+    found = listing.files(listed, DEFAULT_GLOBS)
+    assert found is not None and found.rels == [rel for rel, _ in walk(str(root), DEFAULT_GLOBS)]
+    assert len(found.rels) == 2201
