@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -42,6 +43,7 @@ MAX_SEGMENTS = 8
 _MAGIC = b"DDBANDS1"
 _HEADER = struct.Struct("<8sQQ16sQ")  # magic, texts, bands, the stamp's digest, the content keys' checksum
 _SUFFIX = ".bands"
+_NAME = re.compile(r"(\d{8})-[0-9a-f]{8}\.bands")
 
 
 class Damaged(Exception):
@@ -59,6 +61,8 @@ def replace(state: Path, stamp: str, contents: np.ndarray, signatures: Blocks, b
     directory = state / DIRECTORY
     try:
         old = [p for p in os.listdir(directory) if p.endswith(_SUFFIX)] if directory.is_dir() else []
+        if directory.is_dir():
+            _tidy(directory)
 
         def columns() -> Iterator[np.ndarray]:
             for block in signatures.blocks():
@@ -100,6 +104,7 @@ class Store:
         directory = state / DIRECTORY
         try:
             names = sorted(p for p in os.listdir(directory) if p.endswith(_SUFFIX))
+            _tidy(directory)
         except OSError:
             return None
         digest, segments, contents = stamp_digest(stamp), [], []
@@ -180,7 +185,7 @@ def write(
 
 
 def _next_name(directory: Path) -> str:
-    numbers = [int(p.split("-")[0]) for p in os.listdir(directory) if p.endswith(_SUFFIX) and p[:8].isdigit()]
+    numbers = [int(m.group(1)) for p in os.listdir(directory) if (m := _NAME.fullmatch(p))]
     return f"{max(numbers, default=0) + 1:08d}-{os.urandom(4).hex()}"
 
 
@@ -235,6 +240,13 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
         size -= len(part)
         offset += len(part)
     return b"".join(parts)
+
+
+def _tidy(directory: Path) -> None:
+    """Remove the temporary segments of runs killed while writing one (the state's lock is held)."""
+    for left in os.listdir(directory):
+        if left.startswith(".") and left.endswith(".tmp"):
+            _remove(directory / left)
 
 
 def _remove(path: Path) -> None:

@@ -25,6 +25,7 @@ from dedup.frequency import TokenFrequency
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.pass1 import BATCH, Analyser, FeatureTable
 from dedup.readers.containers import container_kind
+from dedup.readers.files import mtime_ns
 from dedup.row_image import file_hash
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def read_all(
 
     def to_analyse() -> Iterator[Document]:
         for source in sources:
-            found = listing.files(listings[source], config.globs) if source in listings else None
+            found = listing.files(listings[source], config.globs, source.root) if source in listings else None
             if found is None:  # walked, a stat a file
                 for doc in readers.iter_documents([source], config, read=False, start=len(table)):
                     yield from taken(doc)
@@ -149,9 +150,9 @@ def _unchanged(doc: Document, previous: Rows, matched: Matched, suspects: set[st
             info = os.stat(doc.file)
         except OSError:
             return -1
-        if previous.size[r] != info.st_size or previous.mtime_ns[r] != info.st_mtime_ns:
+        if previous.size[r] != info.st_size or previous.mtime_ns[r] != mtime_ns(info):
             return -1
-        doc.size, doc.mtime_ns, doc.sha256 = info.st_size, info.st_mtime_ns, sha or ""
+        doc.size, doc.mtime_ns, doc.sha256 = info.st_size, mtime_ns(info), sha or ""
         doc.status, doc.error = _STATUS[previous.status_of(r)], previous.errors.get(r)
     elif doc.status is not Status.OK or sha != doc.sha256 or previous.status_of(r) != Status.OK:
         return -1

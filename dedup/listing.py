@@ -31,6 +31,7 @@ _SIZE, _SECONDS, _DOT, _FRACTION, _HEAD = 1, 20, 31, 32, 62  # where each field 
 _DOT_SLASH = 2  # before each path
 _CHUNK = 1 << 16  # entries parsed at once
 _GROUPS = 4  # finds a listing's subdirectories are dealt out among
+_LATEST_SECOND = (1 << 63) // 1_000_000_000 - 1  # in int64 nanoseconds
 _MAX_NAMES = 1 << 16  # bytes of subdirectory names on the finds' command lines, at most
 
 
@@ -80,10 +81,11 @@ class Files:
     mtimes: np.ndarray  # int64, nanoseconds
 
 
-def files(listing: bytes, globs: tuple[str, ...]) -> Files | None:
-    """The files of a ``find`` listing (``FIND_FORMAT``); None if a symbolic link is among them
-    (``walk`` does not follow a linked directory, and reads a linked file as its target)
-    or a field does not fit its width.
+def files(listing: bytes, globs: tuple[str, ...], root: str = "/") -> Files | None:
+    """The files of a ``find`` listing (``FIND_FORMAT``) of ``root``; None if a symbolic link is
+    among them (``walk`` does not follow a linked directory, and reads a linked file as its
+    target), a field does not fit its width, an mtime does not fit in nanoseconds, or a path is
+    too long for the system (find goes deeper than ``os.scandir`` can).
 
     Example:
         >>> row = lambda kind, size, t, name: f"{kind}{size:>19}{t:>22}{7:>20}./{name}\\0".encode()
@@ -98,7 +100,8 @@ def files(listing: bytes, globs: tuple[str, ...]) -> Files | None:
     if not len(ends) or ends[-1] != len(buf) - 1:
         return None if len(buf) else Files([], np.zeros(0, dtype=bool), *np.zeros((2, 0), dtype=np.int64))
     starts = np.concatenate((np.zeros(1, dtype=np.int64), ends[:-1] + 1))
-    if np.any(ends - starts <= _HEAD + _DOT_SLASH):
+    lengths = ends - starts - _HEAD - _DOT_SLASH
+    if np.any(lengths <= 0) or len(os.fsencode(root)) + 1 + int(lengths.max()) >= _path_max(root):
         return None
     kinds = buf[starts]
     if np.any(kinds == ord("l")):
@@ -118,6 +121,8 @@ def files(listing: bytes, globs: tuple[str, ...]) -> Files | None:
         if not number[1:].all() or blank[list(last)].any() or blank[_FRACTION : _DOT + 11].any():
             return None
         digits[blank] = 0
+        if (_number(digits, _SECONDS, _DOT) > _LATEST_SECOND).any():  # after 2262: the walk's stat says
+            return None
         sizes[at : at + _CHUNK] = _number(digits, _SIZE, _SECONDS)
         mtimes[at : at + _CHUNK] = _number(digits, _SECONDS, _DOT) * 1_000_000_000
         mtimes[at : at + _CHUNK] += _number(digits, _FRACTION, _FRACTION + 9)
@@ -146,6 +151,13 @@ def _suffixes(globs: tuple[str, ...]) -> tuple[str, ...] | None:
     if all(g.startswith("*") for g in globs) and not any(c in end for end in ends for c in "*?[/"):
         return ends
     return None
+
+
+def _path_max(root: str) -> int:
+    try:
+        return os.pathconf(root, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 4096
 
 
 def _number(digits: np.ndarray, start: int, stop: int) -> np.ndarray:

@@ -26,6 +26,7 @@ import orjson
 from dedup.document import Document, Source, Status, printable
 from dedup.errors import InputChangedError, OutputError
 from dedup.readers import containers
+from dedup.readers.files import mtime_ns
 
 MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
@@ -388,7 +389,7 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False, temp_dir:
         except OSError as err:
             raise OutputError(f"cannot write {target}: {err.strerror or err}") from err
         info = os.fstat(src)
-        if (info.st_size, info.st_mtime_ns) != (doc.size, doc.mtime_ns):
+        if (info.st_size, mtime_ns(info)) != (doc.size, doc.mtime_ns):
             raise InputChangedError(
                 f"{doc.file}: changed while dedup was running; run again when it is stable"
             )

@@ -138,3 +138,22 @@ def test_cron_runs_with_the_store_equal_runs_without(tmp_path: Path) -> None:
         shutil.copytree(tmp_path / "with" / "out", tmp_path / "out", copy_function=shutil.copy2)
         for side in sides:
             shutil.rmtree(tmp_path / side)
+
+
+def test_leftovers_of_a_killed_write_go_and_foreign_names_do_not_stop_appends(tmp_path: Path) -> None:
+    signatures = np.arange(2 * 16, dtype=np.uint32).reshape(2, 16)
+    _store(tmp_path, np.array([1, 2], dtype=np.uint64), signatures, []).close()
+    directory = tmp_path / band_store.DIRECTORY
+    (directory / ".killed-mid-write.tmp").write_bytes(b"x" * 100)
+    (directory / "12345678.bands").mkdir()  # a directory, with a segment's suffix
+    (directory / "notes.txt").write_text("someone's")
+    store = band_store.Store.open(tmp_path, STAMP, 8)
+    assert store is not None and not (directory / ".killed-mid-write.tmp").exists()
+    store.append(STAMP, np.array([3], dtype=np.uint64), signatures[:1] + 7)
+    store.close()
+    store = band_store.Store.open(tmp_path, STAMP, 8)
+    assert store is not None and store.contents.tolist() == [1, 2, 3]
+    rows = np.ascontiguousarray(np.concatenate((signatures, signatures[:1] + 7))[:, :2])
+    assert np.array_equal(store.band(0), rows.view(np.uint64).ravel())
+    store.close()
+    assert (directory / "notes.txt").exists()

@@ -3,6 +3,8 @@ each: the same files, order, sizes and mtimes, and the same run, or no listing a
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,8 +89,8 @@ def test_a_cron_run_from_the_listing_equals_one_that_walks(
     taken: list[bool] = []
     files = listing.files
 
-    def spied(found: bytes, globs: tuple[str, ...]) -> listing.Files | None:
-        got = files(found, globs)
+    def spied(found: bytes, globs: tuple[str, ...], root: str) -> listing.Files | None:
+        got = files(found, globs, root)
         taken.append(got is not None)
         return got
 
@@ -138,3 +140,66 @@ def test_a_directory_of_many_subdirectories_is_listed_by_one_find(tmp_path: Path
     found = listing.files(listed, DEFAULT_GLOBS)
     assert found is not None and found.rels == [rel for rel, _ in walk(str(root), DEFAULT_GLOBS)]
     assert len(found.rels) == 2201
+
+
+def _cron_and_batch(root: Path, tmp_path: Path) -> tuple[bytes, bytes]:
+    run([root], tmp_path / "cron", Config(jobs=1, state=str(tmp_path / "state")))
+    run([root], tmp_path / "batch", Config(jobs=1))
+    return (tmp_path / "cron" / "manifest.jsonl").read_bytes(), (
+        tmp_path / "batch" / "manifest.jsonl"
+    ).read_bytes()
+
+
+def test_a_tree_deeper_than_the_system_lists_is_walked(tmp_path: Path) -> None:
+    """find goes below PATH_MAX, ``os.scandir`` cannot: the directory it cannot list is one record."""
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.txt").write_text(MUSEUM)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for k in range(18):  # ~4,400 bytes deep
+            name = f"d{k:02d}" + "x" * 240
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            with open(os.open(f"deep{k}.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as fh:
+                fh.write(f"deep text {k} {COUNCIL}")
+    finally:
+        os.close(fd)
+    assert listing.files(listing.find(str(root)) or b"", DEFAULT_GLOBS, str(root)) is None
+    cron, batch = _cron_and_batch(root, tmp_path)
+    assert cron == batch and b"cannot list directory" in cron
+
+
+def test_a_file_dated_after_2262_is_recorded(tmp_path: Path) -> None:
+    """Its mtime in nanoseconds is past int64: held at the end of the range, in batch and cron runs."""
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.txt").write_text(MUSEUM)
+    (root / "future.txt").write_text(COUNCIL)
+    os.utime(root / "future.txt", (1, 10_413_792_000))  # 2300
+    cron, batch = _cron_and_batch(root, tmp_path)
+    assert cron == batch and b"future.txt" in cron
+    again = run([root], tmp_path / "cron", Config(jobs=2, state=str(tmp_path / "state"))).summary
+    assert again["counts"]["new"] == again["counts"]["changed"] == 0
+
+
+def test_a_flat_directory_of_long_names_is_listed(tmp_path: Path) -> None:
+    """Its files are not put on the finds' command lines: listed under a small ARG_MAX."""
+    root = tmp_path / "in"
+    root.mkdir()
+    for k in range(2600):  # ~150 KB of names for each of four finds, over the 128 KB allowed below
+        (root / (f"{k:06d}" + "n" * 224 + ".txt")).write_text(f"text number {k} " + STORM[: 40 + k % 50])
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_STACK, (1 << 19, 1 << 19)); "
+        "from dedup import Config, listing, run; "
+        f"state = {str(tmp_path / 'state')!r}; run([{str(root)!r}], {str(tmp_path / 'out')!r}, "
+        "Config(jobs=2, state=state)); "
+        f"print(listing.find({str(root)!r}, parallel=2) is not None)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "True\n"  # listed, not walked for want of a listing
+    assert len((tmp_path / "out" / "manifest.jsonl").read_bytes().splitlines()) == 2600

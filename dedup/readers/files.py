@@ -157,6 +157,15 @@ def leaves(path: str, root: str) -> bool:
     return not os.path.realpath(path).startswith(inside)
 
 
+def mtime_ns(info: os.stat_result) -> int:
+    """A file's mtime in nanoseconds, as the run's tables hold it: in int64 (a file dated after 2262,
+    or before 1678, is held at the end of that range, not a crash)."""
+    return min(max(info.st_mtime_ns, _EARLIEST), _LATEST)
+
+
+_EARLIEST, _LATEST = -(1 << 63), (1 << 63) - 1
+
+
 def read_file(doc: Document, config: Config) -> None:
     """Fill size, sha256, text and status of a whole-file document (no-op for JSONL lines)."""
     if doc.offset >= 0 or doc.status is not Status.OK:
@@ -178,7 +187,7 @@ def read_file(doc: Document, config: Config) -> None:
     except OSError as err:
         doc.status, doc.error = Status.UNREADABLE, f"cannot read: {err.strerror or err}"
         return
-    doc.size, doc.mtime_ns = max(info.st_size, len(data)), info.st_mtime_ns
+    doc.size, doc.mtime_ns = max(info.st_size, len(data)), mtime_ns(info)
     if doc.size > config.max_bytes:
         doc.status, doc.error = Status.TOO_LARGE, f"{doc.size} bytes is over --max-bytes {config.max_bytes}"
         return
