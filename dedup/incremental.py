@@ -46,7 +46,7 @@ from dedup.errors import StateError
 from dedup.hooks import Checkpoint
 from dedup.rows import Kept, Matched, Rows, kept_before, signature_chunks
 from dedup.run_filter import Batch, Pass1
-from dedup.signature_spill import Spilled
+from dedup.signature_spill import Blocks, Spilled
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
@@ -204,10 +204,14 @@ class Incremental(Batch):
             known, found = self.known, None
             if known is not None and (known.bands, known.rows) == (bands, rows):
                 found = known.extended(signatures, contents, corpus.sizes, config)
-            if found is None:  # texts gone, or a star's first text moved: band them all
-                found = index_workers.known_pairs(config, signatures, corpus.sizes, contents, bands, rows)
-            if band_store.fits(config.num_perm, bands, rows):  # the next run bands against these
-                band_store.replace(self.store.path.parent, self._stamp(), contents, signatures, bands)
+            if found is None:  # texts gone, or a star's first text moved: band them all, on the workers
+                with Spilled.of_blocks(self.out, signatures) as ordered:
+                    found = index_workers.known_pairs(
+                        config, ordered, corpus.sizes, contents, bands, rows, engine
+                    )
+                    self._keep_bands(config, contents, ordered, bands, rows)
+            else:
+                self._keep_bands(config, contents, signatures, bands, rows)
         self.signatures = stored.keep_signatures(feats, held)
         feats.drop_signatures()  # the ones to store are kept
         self.found = found
@@ -255,6 +259,13 @@ class Incremental(Batch):
             return None
         finally:
             store.close()
+
+    def _keep_bands(
+        self, config: Config, contents: np.ndarray, signatures: Blocks, bands: int, rows: int
+    ) -> None:
+        """Every text's band keys as the state's store, for the next run to band against."""
+        if band_store.fits(config.num_perm, bands, rows):
+            band_store.replace(self.store.path.parent, self._stamp(), contents, signatures, bands)
 
     def _stamp(self) -> str:
         return self.store.stamp_text() or ""

@@ -122,6 +122,19 @@ class Spilled(_Appended):
         directory = Path(tempfile.mkdtemp(dir=out, prefix=".signatures.", suffix=".tmp"))
         return cls(directory, num_perm=num_perm, width=width)
 
+    @classmethod
+    def of_blocks(cls, out: Path, source: Blocks) -> Spilled:
+        """``source``'s blocks, in its order, as a spill in ``out`` (what the workers band from)."""
+        spill = cls.beside(out, num_perm=source.num_perm, width=source.width)
+        try:
+            for fh, block in zip(spill._files, source.blocks(), strict=True):
+                fh.write(np.ascontiguousarray(block, dtype=np.uint32).tobytes())
+            spill._rows = len(source)
+        except BaseException:
+            spill.close()
+            raise
+        return spill
+
     def __enter__(self) -> Spilled:
         return self
 
