@@ -124,6 +124,13 @@ class Store:
             os.close(segment.fd)
         self.segments = []
 
+    def discard(self) -> None:
+        """Remove every segment (one was found damaged)."""
+        paths = [segment.path for segment in self.segments]
+        self.close()
+        for path in paths:
+            _remove(path)
+
     def band(self, band: int) -> np.ndarray:
         """Every stored text's key in ``band`` (``contents`` order). Raises ``Damaged``."""
         columns = [segment.column(band) for segment in self.segments]

@@ -256,6 +256,7 @@ class Incremental(Batch):
             signatures.keep_new(self._stamp())
             return found
         except band_store.Damaged:
+            store.discard()  # written anew by the streamed path
             return None
         finally:
             store.close()
@@ -263,9 +264,16 @@ class Incremental(Batch):
     def _keep_bands(
         self, config: Config, contents: np.ndarray, signatures: Blocks, bands: int, rows: int
     ) -> None:
-        """Every text's band keys as the state's store, for the next run to band against."""
-        if band_store.fits(config.num_perm, bands, rows):
-            band_store.replace(self.store.path.parent, self._stamp(), contents, signatures, bands)
+        """Every text's band keys as the state's store, for the next run to band against (unless
+        its segments hold them all already: texts gone leave it true)."""
+        if not band_store.fits(config.num_perm, bands, rows):
+            return
+        store = band_store.Store.open(self.store.path.parent, self._stamp(), bands)
+        if store is not None:
+            store.close()
+            if np.isin(contents, store.contents).all():
+                return
+        band_store.replace(self.store.path.parent, self._stamp(), contents, signatures, bands)
 
     def _stamp(self) -> str:
         return self.store.stamp_text() or ""

@@ -107,14 +107,19 @@ def test_a_damaged_segment_is_not_used(tmp_path: Path) -> None:
 
 
 def test_cron_runs_with_the_store_equal_runs_without(tmp_path: Path) -> None:
-    """Three runs, the state copied before each: without its store, with it, with a band damaged."""
+    """Three nights (texts added twice, a file deleted), the state copied before each: without its
+    store, with it, with a band damaged."""
     root = tmp_path / "in"
     _write(root, _DAY1)
     run([root], tmp_path / "out", Config(jobs=1, state=str(tmp_path / "state")))
     segments = lambda state: sorted((state / band_store.DIRECTORY).glob("*.bands"))  # noqa: E731
     assert len(segments(tmp_path / "state")) == 1  # the first run's texts
-    for day, extra in enumerate((_DAY2, {"d20-more.txt": _DAY2["d03-a-clean.txt"] + " Updated at noon."})):
-        _write(root, extra)
+    days = (_DAY2, {"d20-more.txt": _DAY2["d03-a-clean.txt"] + " Updated at noon."}, "d20-more.txt")
+    for day, change in enumerate(days):
+        if isinstance(change, str):  # a file gone: every text banded again, the store still true
+            (root / change).unlink()
+        else:
+            _write(root, change)
         sides = {}
         for side in ("without", "with", "damaged"):
             shutil.copytree(tmp_path / "state", tmp_path / side / "state")
@@ -130,7 +135,10 @@ def test_cron_runs_with_the_store_equal_runs_without(tmp_path: Path) -> None:
             run([root], tmp_path / side / "out", Config(jobs=1, state=str(tmp_path / side / "state")))
             sides[side] = outputs(tmp_path / side / "out", tmp_path / side / "state")
             after = len(segments(tmp_path / side / "state"))
-            assert after == (before + 1 if side == "with" else 1), (day, side)  # appended, or all anew
+            if isinstance(change, str):  # no band read: kept (a damaged band is found when one is)
+                assert after == (1 if side == "without" else before), (day, side)
+            else:  # appended to, or written anew
+                assert after == (before + 1 if side == "with" else 1), (day, side)
         assert sides["with"] == sides["without"] == sides["damaged"]
         shutil.rmtree(tmp_path / "state")
         shutil.rmtree(tmp_path / "out")
