@@ -5,7 +5,8 @@ of earlier runs. The pipeline asks it, at each stage, what it already knows:
   left them (``rerun.py``): the run is recorded, no stage runs;
 - pass 1: an unchanged document is not read, its stored features are used;
 - index: the last run's candidate pairs, when the texts are the same; else only
-  new texts are banded against the stored ones (``stored.KnownPairs``);
+  new texts are banded against the stored ones, where their band keys lie
+  (``cron_index``, ``band_store``, ``stored.KnownPairs``);
 - pass 2: a group whose members did not change keeps its stored records; in a
   giant group (``large_groups``), a verified component whose texts and their reach
   did not change, and a pair of texts compared as last run keeps its verdict;
@@ -28,7 +29,6 @@ import numpy as np
 import orjson
 
 from dedup import (
-    band_store,
     copies,
     cron_manifest,
     manifest,
@@ -44,9 +44,8 @@ from dedup.config import Config
 from dedup.document import DocumentTable, Source
 from dedup.errors import StateError
 from dedup.hooks import Checkpoint
-from dedup.rows import Kept, Matched, Rows, kept_before, signature_chunks
+from dedup.rows import Kept, Matched, Rows, kept_before
 from dedup.run_filter import Batch, Pass1
-from dedup.signature_spill import Blocks, Spilled
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
@@ -185,101 +184,23 @@ class Incremental(Batch):
         rows: int,
         engine: Engine,
     ) -> tuple[int, np.ndarray]:
-        contents = feats.contents.numbers()
-        if self.known is not None and self.known.hold_for(contents, bands, rows):
-            # A document read again may share its text with one that was not: its row needs the signature.
-            held = stored.held_signatures(feats, corpus, fresh, self._signatures)
-            self.signatures = stored.keep_signatures(feats, held)
-            feats.drop_signatures()
-            return self.known.proposed, self.known.pairs
-        if (found := self._from_store(config, feats, corpus, fresh, contents, bands, rows)) is not None:
-            return found.proposed, found.pairs
-        # Texts not read this run came without their signatures: banding reads them all, from a
-        # spill a block at a time (1 KB per text, never all in memory), with the new ones.
-        from dedup import index, index_workers
+        from dedup import cron_index
 
         assert self.out is not None
-        with Spilled.beside(self.out, num_perm=config.num_perm, width=index.band_width(rows)) as spill:
-            signatures, held = stored.streamed(feats, corpus, fresh, self._signatures, spill)
-            known, found = self.known, None
-            if known is not None and (known.bands, known.rows) == (bands, rows):
-                found = known.extended(signatures, contents, corpus.sizes, config)
-            if found is None:  # texts gone, or a star's first text moved: band them all, on the workers
-                with Spilled.of_blocks(self.out, signatures) as ordered:
-                    found = index_workers.known_pairs(
-                        config, ordered, corpus.sizes, contents, bands, rows, engine
-                    )
-                    self._keep_bands(config, contents, ordered, bands, rows)
-            else:
-                self._keep_bands(config, contents, signatures, bands, rows)
-        self.signatures = stored.keep_signatures(feats, held)
-        feats.drop_signatures()  # the ones to store are kept
-        self.found = found
-        return found.proposed, found.pairs
-
-    def _from_store(
-        self,
-        config: Config,
-        feats: FeatureTable,
-        corpus: Corpus,
-        fresh: Sequence[int],
-        contents: np.ndarray,
-        bands: int,
-        rows: int,
-    ) -> stored.KnownPairs | None:
-        """The new texts banded against the stored ones where the state's band keys lie
-        (``band_store``); None if they cannot be (then every signature is streamed)."""
-        known = self.known
-        if (
-            known is None
-            or (known.bands, known.rows) != (bands, rows)
-            or not band_store.fits(config.num_perm, bands, rows)
-        ):
-            return None
-        store = band_store.Store.open(self.store.path.parent, self._stamp(), bands)
-        if store is None:
-            return None
-        try:
-            signatures = band_store.StoredSignatures.made(store, contents, known.contents, *feats.given())
-            if (
-                signatures is None
-                or (found := known.extended(signatures, contents, corpus.sizes, config)) is None
-            ):
-                return None
-            held = stored.held_texts(feats, corpus, fresh)
-            rows_of = signatures.subset(held)
-            self.signatures = stored.keep_signatures(
-                feats, {t: row.tobytes() for t, row in zip(held.tolist(), rows_of, strict=True)}
-            )
-            feats.drop_signatures()
-            self.found = found
-            signatures.keep_new(self._stamp())
-            return found
-        except band_store.Damaged:
-            store.discard()  # written anew by the streamed path
-            return None
-        finally:
-            store.close()
-
-    def _keep_bands(
-        self, config: Config, contents: np.ndarray, signatures: Blocks, bands: int, rows: int
-    ) -> None:
-        """Every text's band keys as the state's store, for the next run to band against (unless
-        its segments hold them all already: texts gone leave it true)."""
-        if not band_store.fits(config.num_perm, bands, rows):
-            return
-        store = band_store.Store.open(self.store.path.parent, self._stamp(), bands)
-        if store is not None:
-            store.close()
-            if np.isin(contents, store.contents).all():
-                return
-        band_store.replace(self.store.path.parent, self._stamp(), contents, signatures, bands)
-
-    def _stamp(self) -> str:
-        return self.store.stamp_text() or ""
-
-    def _signatures(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return signature_chunks(self.store)
+        banded = cron_index.banded(
+            config,
+            feats,
+            corpus,
+            fresh,
+            bands,
+            rows,
+            engine,
+            known=self.known,
+            store=self.store,
+            out=self.out,
+        )
+        self.signatures, self.found = banded.signatures, banded.found
+        return banded.proposed, banded.pairs
 
     def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
         assert self.previous is not None
