@@ -44,7 +44,7 @@ def _parsed(top: Path) -> Callable[[], int]:
     found = listing.find(str(top), parallel=2) or b""
 
     def run() -> int:
-        files = listing.files(found, Config().globs)
+        files = listing.files(found, Config().globs, str(top))
         return 0 if files is None else len(files.rels)
 
     return run

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xxhash
 
+from dedup.columns import read_at
+
 if TYPE_CHECKING:
     from dedup.signature_spill import Blocks, RowSpill
 
@@ -60,8 +62,9 @@ def replace(state: Path, stamp: str, contents: np.ndarray, signatures: Blocks, b
     all); a failed write (a full disk) leaves none, and the next run streams them again."""
     directory = state / DIRECTORY
     try:
-        old = [p for p in os.listdir(directory) if p.endswith(_SUFFIX)] if directory.is_dir() else []
+        old = []
         if directory.is_dir():
+            old = [p for p in os.listdir(directory) if p.endswith(_SUFFIX)]
             _tidy(directory)
 
         def columns() -> Iterator[np.ndarray]:
@@ -85,7 +88,7 @@ class _Segment:
 
     def column(self, band: int) -> np.ndarray:
         size = 8 * self.texts
-        data = _pread(self.fd, size, _HEADER.size + size * (1 + band))
+        data = read_at(self.fd, size, _HEADER.size + size * (1 + band))
         if xxhash.xxh3_64_intdigest(data) != int(self.checksums[band]):
             raise Damaged(f"{self.path}: band {band}")
         return np.frombuffer(data, dtype=np.uint64)
@@ -137,8 +140,7 @@ class Store:
         return columns[0] if len(columns) == 1 else np.concatenate(columns)
 
     def append(self, stamp: str, contents: np.ndarray, signatures: np.ndarray) -> None:
-        """A segment of these texts (uint32[k, 2 * bands] signatures), unless the store is full:
-        then ``rewrite`` is the caller's."""
+        """A segment of these texts (uint32[k, 2 * bands] signatures)."""
         columns = np.ascontiguousarray(signatures, dtype=np.uint32).view(np.uint64).T
         write(self.directory, stamp, contents, iter(columns), self.bands)
 
@@ -204,17 +206,17 @@ def _open(path: Path, digest: bytes, bands: int) -> tuple[_Segment, np.ndarray] 
         return None
     try:
         info = os.fstat(fd)
-        head = _pread(fd, _HEADER.size, 0) if stat.S_ISREG(info.st_mode) else b""
+        head = read_at(fd, _HEADER.size, 0) if stat.S_ISREG(info.st_mode) else b""
         if len(head) != _HEADER.size:
             raise Damaged(str(path))
         magic, texts, stored_bands, stamp, keys_sum = _HEADER.unpack(head)
         size = _HEADER.size + 8 * texts * (1 + bands) + 8 * bands + 8
         if (magic, stored_bands, stamp, info.st_size) != (_MAGIC, bands, digest, size):
             raise Damaged(str(path))
-        tail = _pread(fd, 8 * bands + 8, size - 8 * bands - 8)
+        tail = read_at(fd, 8 * bands + 8, size - 8 * bands - 8)
         if struct.unpack("<Q", tail[-8:])[0] != xxhash.xxh3_64_intdigest(head + tail[:-8]):
             raise Damaged(str(path))
-        keys = _pread(fd, 8 * texts, _HEADER.size)
+        keys = read_at(fd, 8 * texts, _HEADER.size)
         if xxhash.xxh3_64_intdigest(keys) != keys_sum:
             raise Damaged(str(path))
     except (OSError, Damaged):
@@ -235,18 +237,6 @@ def _rows(given: np.ndarray | RowSpill, places: np.ndarray, num_perm: int) -> np
         a, b = np.searchsorted(places, [lo, lo + len(chunk)])
         out[a:b] = chunk[places[a:b] - lo]
     return out
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    parts = []
-    while size > 0:
-        part = os.pread(fd, min(size, 1 << 30), offset)
-        if not part:
-            break
-        parts.append(part)
-        size -= len(part)
-        offset += len(part)
-    return b"".join(parts)
 
 
 def _tidy(directory: Path) -> None:
@@ -273,7 +263,7 @@ class StoredSignatures:
         self.store, self.now, self.texts, self.new, self.signatures = store, now, texts, new, signatures
         self.contents = np.zeros(texts, dtype=np.uint64)  # each text's content key (``made``)
         self.num_perm = 2 * store.bands
-        self.width = 16
+        self.width = 16  # permutations in a block of eight bands of two (``index.band_width``)
         self.at = np.full(texts, -1, dtype=np.int64)  # node -> its place in the store
         self.at[now[now >= 0]] = np.flatnonzero(now >= 0)
 

@@ -423,3 +423,14 @@ def zeros(path: Path | None, dtype: type[np.integer[Any]], n: int) -> np.ndarray
         os.ftruncate(fd, size)  # sparse, as before: a full disk may then still be a SIGBUS
     os.close(fd)
     return np.memmap(path, dtype=dtype, mode="r+", shape=(n,))
+
+
+def read_at(fd: int, size: int, offset: int = 0) -> bytes:
+    """Up to ``size`` bytes of ``fd`` from ``offset`` (fewer only at its end): one ``pread`` returns
+    at most ~2 GB on Linux, so a large read is pieced together."""
+    parts = []
+    while size > 0 and (part := os.pread(fd, min(size, 1 << 30), offset)):
+        parts.append(part)
+        size -= len(part)
+        offset += len(part)
+    return b"".join(parts)

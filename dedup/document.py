@@ -211,13 +211,7 @@ class DocumentTable:
         """Add the next document (``doc.index`` must be the table's length)."""
         assert doc.index == len(self.paths), "documents are added in manifest order"
         self.paths.append(doc.path)
-        source = doc.source
-        if source is not self._last_source:  # (a source's hash is a dataclass's: worked out each time)
-            if source not in self._source_no:
-                self._source_no[source] = len(self.sources)
-                self.sources.append(source)
-            self._last_source, self._last_source_no = source, self._source_no[source]
-        self._source.append(self._last_source_no)
+        self._source.append(self._number(doc.source))
         self._offset.append(doc.offset)
         self._line.append(doc.line)
         self._size.append(doc.size)
@@ -254,11 +248,7 @@ class DocumentTable:
         assert self._notes is None, "a table in files is appended to one document at a time"
         n = len(paths)
         self.paths.extend(paths)
-        if source not in self._source_no:
-            self._source_no[source] = len(self.sources)
-            self.sources.append(source)
-        self._last_source, self._last_source_no = source, self._source_no[source]
-        self._source.extend(np.full(n, self._last_source_no, dtype=np.uint32).tobytes())
+        self._source.extend(np.full(n, self._number(source), dtype=np.uint32).tobytes())
         self._offset.extend(np.full(n, -1, dtype=np.int64).tobytes())
         self._line.extend(bytes(8 * n))
         self._size.extend(sizes.astype(np.int64).tobytes())
@@ -267,6 +257,15 @@ class DocumentTable:
         self._sha.extend(shas)
         self._errors.update(errors)
         self._files.update((i, file) for i, file in files.items() if file != self.file(i))
+
+    def _number(self, source: Source) -> int:
+        """The source's number in ``sources`` (a new one is added)."""
+        if source is not self._last_source:  # (a source's hash is a dataclass's: worked out each time)
+            if source not in self._source_no:
+                self._source_no[source] = len(self.sources)
+                self.sources.append(source)
+            self._last_source, self._last_source_no = source, self._source_no[source]
+        return self._last_source_no
 
     def update(self, doc: Document) -> None:
         """Take what reading found out about a document already in the table."""

@@ -81,7 +81,7 @@ class Files:
     mtimes: np.ndarray  # int64, nanoseconds
 
 
-def files(listing: bytes, globs: tuple[str, ...], root: str = "/") -> Files | None:
+def files(listing: bytes, globs: tuple[str, ...], root: str) -> Files | None:
     """The files of a ``find`` listing (``FIND_FORMAT``) of ``root``; None if a symbolic link is
     among them (``walk`` does not follow a linked directory, and reads a linked file as its
     target), a field does not fit its width, an mtime does not fit in nanoseconds, or a path is
@@ -91,7 +91,7 @@ def files(listing: bytes, globs: tuple[str, ...], root: str = "/") -> Files | No
         >>> row = lambda kind, size, t, name: f"{kind}{size:>19}{t:>22}{7:>20}./{name}\\0".encode()
         >>> listing = row("f", 5, "1.5000000000", "b.txt") + row("d", 9, "2.0000000000", "a")
         >>> listing += row("f", 3, "3.0000000000", "a/x.txt") + row("f", 1, "4.0000000000", "a/x.bin")
-        >>> got = files(listing, ("*.txt",))
+        >>> got = files(listing, ("*.txt",), "/data")
         >>> got.rels, got.sizes.tolist(), got.mtimes.tolist()
         (['a/x.txt', 'b.txt'], [3, 5], [3000000000, 1500000000])
     """

@@ -3,9 +3,9 @@
 The last run that brought OUT up to date recorded, with ``State.mark_synced``:
 
 - ``inputs``: a hash of what decides the run's work: every entry under each INPUT
-  (path, type, size, mtime and inode, one ``os.scandir`` per directory, taken
-  before the run read anything), the options, dedup's own source files and
-  datasketch's version;
+  (path, type, size, mtime and inode, as GNU find lists them: ``listing.find``,
+  taken before the run read anything; pass 1 reads its files from the same
+  listing), the options, dedup's own source files and datasketch's version;
 - ``out``: a hash of OUT's ``manifest.jsonl`` and of ``canonical/``'s directories
   (path, mtime and inode) as the run left them: a copy added, removed, renamed or
   replaced changes its directory's mtime. A copy edited in place is not looked

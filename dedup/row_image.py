@@ -41,6 +41,7 @@ import numpy as np
 import orjson
 import xxhash
 
+from dedup.columns import read_at
 from dedup.state import STATUSES
 
 if TYPE_CHECKING:
@@ -139,7 +140,9 @@ def _parsed(fd: int, name: str, store: State) -> Image | None:
     n, top = store.db.execute("SELECT count(*), coalesce(max(rowid), 0) FROM documents").fetchone()
     if (n, top) != (footer["rows"], footer["max_rowid"]):
         return None
-    data = _read(fd, end)
+    data = read_at(fd, end)
+    if len(data) != end:
+        raise ValueError("the image is shorter than its footer says")
     view = memoryview(data)
     if xxhash.xxh3_64_intdigest(view) != footer["check"]:
         return None
@@ -176,17 +179,6 @@ def _parsed(fd: int, name: str, store: State) -> Image | None:
     if len(integers["cluster"]) and max(integers["cluster"]) >= len(image.clusters):
         return None
     return image
-
-
-def _read(fd: int, size: int) -> bytes:
-    """The first ``size`` bytes of ``fd``."""
-    chunks, at = [], 0
-    while at < size and (chunk := os.pread(fd, min(size - at, 1 << 26), at)):
-        chunks.append(chunk)
-        at += len(chunk)
-    if at != size:
-        raise ValueError("the image is shorter than its footer says")
-    return b"".join(chunks)
 
 
 def _split(blob: memoryview, n: int) -> list[str]:

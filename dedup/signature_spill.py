@@ -32,6 +32,8 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
+from dedup.columns import read_at
+
 FLUSH_ROWS = 4096  # signatures buffered before they are split into the block files (4 MB)
 
 
@@ -257,12 +259,9 @@ class RowSpill(_Appended):
         if self._buffer:
             self._flush()
         start, end = lo * self._row_bytes, min(hi, self._rows) * self._row_bytes
-        data = bytearray()
-        while start + len(data) < end:  # one read returns at most ~2 GB (Linux)
-            piece = os.pread(self._file.fileno(), min(end - start - len(data), 1 << 30), start + len(data))
-            if not piece:
-                raise OSError(f"signature rows: {len(data)} of {end - start} bytes read")
-            data += piece
+        data = read_at(self._file.fileno(), end - start, start)
+        if len(data) != end - start:
+            raise OSError(f"signature rows: {len(data)} of {end - start} bytes read")
         return np.frombuffer(data, dtype=np.uint32).reshape(-1, self.num_perm)
 
     def chunks(self, rows: int = 4 * FLUSH_ROWS) -> Iterator[tuple[int, np.ndarray]]:

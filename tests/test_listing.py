@@ -49,7 +49,7 @@ def tree(tmp_path: Path) -> Path:
 def test_files_are_the_walks_with_finds_facts(tree: Path, globs: tuple[str, ...]) -> None:
     listed = listing.find(str(tree))
     assert listed is not None
-    found = listing.files(listed, globs)
+    found = listing.files(listed, globs, str(tree))
     assert found is not None
     assert found.rels == [rel for rel, _ in walk(str(tree), globs)]
     assert ("x.bin" in found.rels) == (globs == ("*",))
@@ -61,14 +61,14 @@ def test_files_are_the_walks_with_finds_facts(tree: Path, globs: tuple[str, ...]
 def test_no_files_where_the_listing_does_not_fit(tree: Path) -> None:
     """A link (walked as it is), an mtime before 1970 (a wider field), a cut listing: pass 1 walks."""
     os.utime(tree / "a0.txt", ns=(1, -5_000_000_000))
-    assert listing.files(listing.find(str(tree)) or b"", DEFAULT_GLOBS) is None
+    assert listing.files(listing.find(str(tree)) or b"", DEFAULT_GLOBS, str(tree)) is None
     os.utime(tree / "a0.txt", ns=(1, 5_000_000_000))
     listed = listing.find(str(tree))
-    assert listed is not None and listing.files(listed, DEFAULT_GLOBS) is not None
-    assert listing.files(listed[:-1], DEFAULT_GLOBS) is None
-    assert listing.files(listed[:-40], DEFAULT_GLOBS) is None
+    assert listed is not None and listing.files(listed, DEFAULT_GLOBS, str(tree)) is not None
+    assert listing.files(listed[:-1], DEFAULT_GLOBS, str(tree)) is None
+    assert listing.files(listed[:-40], DEFAULT_GLOBS, str(tree)) is None
     (tree / "link.txt").symlink_to(tree / "a.txt")
-    assert listing.files(listing.find(str(tree)) or b"", DEFAULT_GLOBS) is None
+    assert listing.files(listing.find(str(tree)) or b"", DEFAULT_GLOBS, str(tree)) is None
 
 
 def _changes(root: Path, step: int) -> None:
@@ -137,7 +137,7 @@ def test_a_directory_of_many_subdirectories_is_listed_by_one_find(tmp_path: Path
     (root / "top.txt").write_text("top")
     listed = listing.find(str(root), parallel=2)
     assert listed is not None and listed == listing.find(str(root), parallel=1)
-    found = listing.files(listed, DEFAULT_GLOBS)
+    found = listing.files(listed, DEFAULT_GLOBS, str(root))
     assert found is not None and found.rels == [rel for rel, _ in walk(str(root), DEFAULT_GLOBS)]
     assert len(found.rels) == 2201
 
