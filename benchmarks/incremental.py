@@ -2,7 +2,7 @@
 
     python benchmarks/incremental.py [--base 100000] [--new 10000] [--jobs 2]
         [--noise clean|noisy] [--arrival latest,spread] [--no-full] [--cache DIR]
-        [--work DIR] [--repo DIR]
+        [--work DIR] [--repo DIR] [--repeat N]
 
 Generates (or reuses) a scale corpus of BASE + NEW news-like articles
 (``corpora.scale``) and copies it into WORK (the cached corpus is never touched),
@@ -15,6 +15,9 @@ clusters and canonicals. Prints a table with each run's wall time, CPU time
 (user + system, all processes) and peak RSS; exits 1 if the results differ
 (speed is reported, not asserted). ``--repo`` runs the dedup of another source
 tree (e.g. an unpacked ``git archive`` of main), for before/after figures.
+Each timed run starts after a ``sync`` (what the run before wrote is flushed
+first); ``--repeat N`` times the stateless and the incremental run N times each
+(the state and OUT put back between) and compares their medians.
 
 Which articles arrive last (``--arrival``):
 
@@ -33,6 +36,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -60,6 +64,7 @@ def dedup(
     """
     cmd = [sys.executable, "-m", "dedup", "run", str(corpus), "--out", str(out), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(repo)}
+    os.sync()  # what the run before left to write back is not this run's to wait for
     got = run_measured([*cmd, "--jobs", str(jobs), *extra], env=env, cwd=repo)
     if not got.ok or got.rss_mb is None or got.cpu_s is None:
         sys.exit(f"{' '.join(got.cmd)} exited {got.exit_code}:\n{got.stderr_tail}")
@@ -108,6 +113,13 @@ def main() -> int:
         help="scratch: corpus copy, states, outputs",
     )
     ap.add_argument("--repo", type=Path, default=REPO, help="the dedup source tree to run")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time the stateless and the incremental run this many times (the state put back each time):"
+        " their medians are compared",
+    )
     args = ap.parse_args()
     # Files of the corpus are moved aside while a state is built: put them back on SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -136,6 +148,7 @@ def main() -> int:
     rows: list[Row] = []
     incremental: dict[str, tuple[float, dict[str, tuple[Any, ...]]]] = {}
     alone: dict[str, float] = {}
+    repeats: dict[str, list[float]] = {}
     for arrival in args.arrival.split(","):
         moved = arrivals[arrival]
         state = ("--state", str(work / f"state-{arrival}"))
@@ -149,23 +162,38 @@ def main() -> int:
                 (f"{arrival}: state from {args.base:,}", *dedup(repo, corpus, cron_out, args.jobs, *state))
             )
             # The NEW alone, without a state: what the incremental run brings in, at batch cost.
-            rows.append(
-                (
-                    f"{arrival}: stateless, the {args.new:,} alone",
-                    *dedup(repo, aside, work / "alone", args.jobs),
-                )
-            )
-            alone[arrival] = rows[-1][1]
+            walls = []
+            for _ in range(args.repeat):
+                shutil.rmtree(work / "alone", ignore_errors=True)
+                name = f"{arrival}: stateless, the {args.new:,} alone"
+                row = (name, *dedup(repo, aside, work / "alone", args.jobs))
+                walls.append(row[1])
+            rows.append(row)
+            alone[arrival] = statistics.median(walls)
+            repeats[f"{arrival}: stateless"] = walls
             shutil.rmtree(work / "alone")
         finally:
             for path in moved:
                 target = aside / path.relative_to(corpus)
                 if target.exists():
                     os.rename(target, path)
-        rows.append(
-            (f"{arrival}: incremental +{args.new:,}", *dedup(repo, corpus, cron_out, args.jobs, *state))
-        )
-        incremental[arrival] = (rows[-1][1], verdicts(cron_out))
+        kept = work / "kept"
+        if args.repeat > 1:  # the state and OUT as the first run left them, for each repeat
+            kept.mkdir()
+            for path in (Path(state[1]), cron_out):
+                subprocess.run(["cp", "-a", str(path), str(kept / path.name)], check=True)
+        walls = []
+        for k in range(args.repeat):
+            if k:
+                for path in (Path(state[1]), cron_out):
+                    shutil.rmtree(path)
+                    subprocess.run(["cp", "-a", str(kept / path.name), str(path)], check=True)
+            row = (f"{arrival}: incremental +{args.new:,}", *dedup(repo, corpus, cron_out, args.jobs, *state))
+            walls.append(row[1])
+        shutil.rmtree(kept, ignore_errors=True)
+        rows.append(row)
+        repeats[f"{arrival}: incremental"] = walls
+        incremental[arrival] = (statistics.median(walls), verdicts(cron_out))
         rows.append((f"{arrival}: rerun, no change", *dedup(repo, corpus, cron_out, args.jobs, *state)))
     full: dict[str, tuple[Any, ...]] | None = None
     if args.full:
@@ -189,6 +217,9 @@ def main() -> int:
             f" | {cpu:7.1f} | {rss:11,d} | {stages}"
         )
     print()
+    if args.repeat > 1:
+        for name, walls in repeats.items():
+            print(f"{name}: {', '.join(f'{w:.2f}' for w in walls)} s (median {statistics.median(walls):.2f})")
     for arrival, (wall, _) in incremental.items():
         print(
             f"{arrival}: incremental +{args.new:,} takes {wall / alone[arrival]:.1f}x the stateless run"

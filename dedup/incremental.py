@@ -32,6 +32,7 @@ from dedup import (
     copies,
     cron_manifest,
     manifest,
+    parallel,
     records,
     rerun,
     row_image,
@@ -73,7 +74,9 @@ class Incremental(Batch):
         self.unwritten: dict[int, bytes] = {}
         self.known: stored.KnownPairs | None = None  # the last run's candidate pairs
         self.found: stored.KnownPairs | None = None  # this run's, when banded anew (stored at commit)
-        self.read_any = True  # whether this run read a document (else its token counts are as stored)
+        self.table: Callable[[], bytes] | None = None  # the token counts to store, being compressed
+        self.fresh: Sequence[int] = ()  # which documents pass 1 read
+        self.early: copies.Early | None = None  # copies of new files sure to be kept, made during pass 2
         self.listing: bytes | None = None  # rerun.inputs_print, taken before anything was read
         self.listings: dict[Source, bytes] = {}  # find's listing of each INPUT directory, for pass 1
         self.last_prints: dict[str, bytes] = {}  # as the last run stored them, if OUT holds its outputs
@@ -159,7 +162,7 @@ class Incremental(Batch):
         assert self.previous is not None and pass1.spill is None and pass1.tables is None, "a batch run's"
         self.matched = Matched()
         listings, self.listings = self.listings, {}  # a second pass 1 (``Stale``) walks the INPUTs
-        return cron_pass1.read_all(
+        docs, feats, fresh = cron_pass1.read_all(
             sources,
             config,
             frequency,
@@ -173,6 +176,10 @@ class Incremental(Batch):
             rows=pass1.rows,
             listings=listings,
         )
+        # None read: the stored counts hold. Else the table is final: compressed while the run goes on.
+        self.table = parallel.soon(frequency.dumps) if any(fresh) else None
+        self.fresh = fresh
+        return docs, feats, fresh
 
     def candidates(
         self,
@@ -210,6 +217,11 @@ class Incremental(Batch):
         )
         changed = np.ones(len(groups), dtype=bool)
         changed[list(same)] = False
+        if self._in_place():
+            assert self.out is not None
+            self.close()  # a second pass (``Stale``) copies afresh
+            alone = _new_alone(corpus, comp_of, self.fresh)
+            self.early = copies.Early(self.out, corpus.docs, alone, self.config)
         return groups.take(np.flatnonzero(changed))
 
     def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
@@ -231,7 +243,6 @@ class Incremental(Batch):
         engine: Engine,
     ) -> Iterator[Stored]:
         assert self.run_id is not None and self.previous is not None and self.signatures is not None
-        self.read_any = any(fresh)
         self.placed, self.last_manifest = row_image.Placed(), self._last_manifest()
         return cron_manifest.emit(
             docs,
@@ -299,7 +310,7 @@ class Incremental(Batch):
             supersessions=self.changes.supersessions,
             blobs=lambda: {
                 # Counted from the documents read: none read, the stored counters hold.
-                **({"token_frequency": frequency.dumps()} if self.read_any else {}),
+                **({"token_frequency": self.table()} if self.table is not None else {}),
                 **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
                 **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
             },
@@ -329,17 +340,28 @@ class Incremental(Batch):
         config: Config,
         checkpoint: Checkpoint,
     ) -> None:
-        run_id, store = self.run_id, self.store
-        assert run_id is not None and self.previous is not None
-        if run_id > 1 and store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir():
+        assert self.previous is not None
+        if self._in_place():
             previous, row_of = self.previous, self.matched.rows()
             keys = previous.keys  # a document with a row has its key as path: not decoded again
             paths = [
                 keys[r] if r >= 0 else docs.paths[i] for i, r in zip(kept, row_of[kept].tolist(), strict=True)
             ]
-            copies.sync(out, docs, kept, kept_before(previous), fresh, config, checkpoint, paths)
+            copies.sync(out, docs, kept, kept_before(previous), fresh, config, checkpoint, paths, self.early)
         else:
             copies.write(out, docs, kept, config)
+        self.close()
+
+    def _in_place(self) -> bool:
+        """Whether OUT holds the last run's outputs: ``canonical/`` is brought up to date in place."""
+        run_id, out = self.run_id, self.out
+        assert run_id is not None and out is not None
+        return run_id > 1 and self.store.synced_run() == run_id - 1 and (out / manifest.CANONICAL).is_dir()
+
+    def close(self) -> None:
+        if self.early is not None:
+            self.early.close()
+            self.early = None
 
     def write_changes(self, out: Path) -> None:
         assert self.run_id is not None
@@ -361,3 +383,12 @@ class Incremental(Batch):
                 "stamp": (self.store.stamp_text() or "").encode(),
             }
         self.store.mark_synced(self.run_id, prints)
+
+
+def _new_alone(corpus: Corpus, comp_of: np.ndarray, fresh: Sequence[int]) -> list[int]:
+    """New or changed whole files that are texts of their own (no candidate, no copy): kept."""
+    lone = np.flatnonzero(comp_of < 0)
+    lone = lone[(corpus.starts[lone + 1] - corpus.starts[lone]) == 1]
+    table = corpus.docs
+    docs = np.sort(corpus.order[corpus.starts[lone]]).tolist()
+    return [d for d in docs if fresh[d] and table.offset(d) < 0]

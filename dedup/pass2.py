@@ -21,7 +21,7 @@ from dedup.cluster import Similarity, Thresholds, cluster_component
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
-from dedup.groups import Task
+from dedup.groups import Groups, Task
 from dedup.pass1 import HASH_CHUNK, FeatureTable, hash_tokens
 from dedup.record_spill import SpilledRecords
 from dedup.signatures import distinct, hash_token_bytes, shingles_of, similarity, token_hashes
@@ -30,6 +30,7 @@ PER_CALL = 64  # groups to one call where a call costs much (a Dask task): most 
 # ... and at most about this many texts: a giant group's pieces (``large_groups``) went 64 to a
 # call, the noisy 1M's 38,000 texts' records (~36 MB) in the driver at once.
 TEXTS_PER_CALL = 1000
+MIN_TEXTS_PER_CALL = 32  # ... and calls of fewer cost more to send than they save
 _LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
 
 
@@ -366,8 +367,13 @@ def settle_all(
 ) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
     """Pass 2 over all components, in task order (forked workers inherit the corpus tables)."""
     engine = engine or parallel.Processes(corpus.config.workers)
+    # A few thousand texts (a cron run's groups) went in three calls, two of them to one worker
+    # from the start: calls of a quarter of each worker's share keep both busy to the end.
+    texts = int(tasks.sizes().sum()) if isinstance(tasks, Groups) else sum(map(_texts, tasks))
+    share = texts // (4 * max(1, corpus.config.workers))
+    limit = min(TEXTS_PER_CALL, max(MIN_TEXTS_PER_CALL, share))
     yield from engine.ordered(
-        Settler(corpus), tasks, window_per_worker=8, per_call=PER_CALL, weight=(_texts, TEXTS_PER_CALL)
+        Settler(corpus), tasks, window_per_worker=8, per_call=PER_CALL, weight=(_texts, limit)
     )
 
 

@@ -169,3 +169,6 @@ class Batch:
 
     def synced(self) -> None:
         """OUT now holds this run's outputs."""
+
+    def close(self) -> None:
+        """The run is over, done or not: stop what it left running."""

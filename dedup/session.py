@@ -56,7 +56,11 @@ def opened(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
                 raise
             # Two cron runs with different states must not write one OUT at once either.
             with locks.locked(out, config.lock_timeout, manifest.OUT_LOCK, what="OUT"):
-                yield Incremental(store, config)
+                cache = Incremental(store, config)
+                try:
+                    yield cache
+                finally:
+                    cache.close()
         except sqlite3.Error as err:  # reading a damaged state, or writing to a full disk
             raise state.unusable(store.path, err) from err
         finally:
