@@ -121,6 +121,8 @@ def main() -> int:
         " their medians are compared",
     )
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     # Files of the corpus are moved aside while a state is built: put them back on SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -179,6 +181,7 @@ def main() -> int:
                     os.rename(target, path)
         kept = work / "kept"
         if args.repeat > 1:  # the state and OUT as the first run left them, for each repeat
+            shutil.rmtree(kept, ignore_errors=True)  # an interrupted run's
             kept.mkdir()
             for path in (Path(state[1]), cron_out):
                 subprocess.run(["cp", "-a", str(path), str(kept / path.name)], check=True)

@@ -23,6 +23,7 @@ from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.errors import DedupError
 from dedup.hooks import Checkpoint
+from dedup.readers.files import mtime_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +95,12 @@ def sync(
             rest = [i for i in todo if i not in staged]
             ready = [i for i in todo if i in staged]
             _make_parents(docs, ready, base, set())
-            for i in ready:
-                try:
-                    os.replace(os.path.join(temp, str(i)), os.path.join(base, docs.paths[i]))
-                except OSError:
-                    rest.append(i)  # copied again, or reported, as any other
+            for i in ready:  # the input still as read (else copied again, or reported, as any other)
+                if not (
+                    _as_read(docs, i)
+                    and _moved(os.path.join(temp, str(i)), os.path.join(base, docs.paths[i]))
+                ):
+                    rest.append(i)
             _copy_files(docs, rest, root, config, temp=str(temp))
         finally:
             shutil.rmtree(temp, ignore_errors=True)
@@ -163,6 +165,23 @@ def _stage_share(docs: DocumentTable, share: Sequence[int], base: str, stop: thr
             continue  # copied again, or reported, by ``sync``
         made.append(i)
     return made
+
+
+def _as_read(docs: DocumentTable, i: int) -> bool:
+    """Whether document ``i``'s file has the size and mtime it was read with."""
+    try:
+        info = os.stat(docs.file(i))
+    except OSError:
+        return False
+    return (info.st_size, mtime_ns(info)) == (docs.size(i), docs.mtime_ns(i))
+
+
+def _moved(source: str, target: str) -> bool:
+    try:
+        os.replace(source, target)
+    except OSError:
+        return False
+    return True
 
 
 def _prune(root: Path, path: str) -> None:
