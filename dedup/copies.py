@@ -95,12 +95,9 @@ def sync(
             rest = [i for i in todo if i not in staged]
             ready = [i for i in todo if i in staged]
             _make_parents(docs, ready, base, set())
-            for i in ready:  # the input still as read (else copied again, or reported, as any other)
-                if not (
-                    _as_read(docs, i)
-                    and _moved(os.path.join(temp, str(i)), os.path.join(base, docs.paths[i]))
-                ):
-                    rest.append(i)
+            for i in ready:
+                if not _put_in_place(docs, i, os.path.join(temp, str(i)), os.path.join(base, docs.paths[i])):
+                    rest.append(i)  # copied again, or reported, as any other
             _copy_files(docs, rest, root, config, temp=str(temp))
         finally:
             shutil.rmtree(temp, ignore_errors=True)
@@ -132,20 +129,16 @@ class Early:
     next run removes (``manifest.remove_leftovers``).
     """
 
-    def __init__(self, out: Path, docs: DocumentTable, files: Sequence[int], config: Config) -> None:
-        self.docs = docs
+    def __init__(self, out: Path, docs: DocumentTable, files: Sequence[int]) -> None:
         self.temp = manifest.stage_canonical(out)
-        threads = 1  # beside pass 2's workers, which want every core: the file system's waits overlap
-        self._pool = ThreadPoolExecutor(threads)
+        # One thread beside pass 2's workers, which want every core: the file system's waits overlap.
+        self._pool = ThreadPoolExecutor(1)
         self._stop = threading.Event()
-        base, stop = str(self.temp), self._stop
-        self._shares = [
-            self._pool.submit(_stage_share, docs, part, base, stop) for part in _shares(files, threads)
-        ]
+        self._copied = self._pool.submit(_stage, docs, files, str(self.temp), self._stop)
 
     def made(self) -> set[int]:
         """The documents copied (waited for)."""
-        return {i for share in self._shares for i in share.result()}
+        return set(self._copied.result())
 
     def close(self) -> None:
         """Stop copying and remove the directory (``sync`` renamed what it used)."""
@@ -154,9 +147,9 @@ class Early:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def _stage_share(docs: DocumentTable, share: Sequence[int], base: str, stop: threading.Event) -> list[int]:
+def _stage(docs: DocumentTable, files: Sequence[int], base: str, stop: threading.Event) -> list[int]:
     made = []
-    for i in share:
+    for i in files:
         if stop.is_set():  # the run ended (an error): not worth finishing
             break
         try:
@@ -167,18 +160,14 @@ def _stage_share(docs: DocumentTable, share: Sequence[int], base: str, stop: thr
     return made
 
 
-def _as_read(docs: DocumentTable, i: int) -> bool:
-    """Whether document ``i``'s file has the size and mtime it was read with."""
+def _put_in_place(docs: DocumentTable, i: int, copy: str, target: str) -> bool:
+    """Rename document ``i``'s early copy to ``target`` if its file still has the size and mtime it
+    was read with."""
     try:
         info = os.stat(docs.file(i))
-    except OSError:
-        return False
-    return (info.st_size, mtime_ns(info)) == (docs.size(i), docs.mtime_ns(i))
-
-
-def _moved(source: str, target: str) -> bool:
-    try:
-        os.replace(source, target)
+        if (info.st_size, mtime_ns(info)) != (docs.size(i), docs.mtime_ns(i)):
+            return False
+        os.replace(copy, target)
     except OSError:
         return False
     return True

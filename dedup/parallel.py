@@ -84,38 +84,6 @@ def bundles(tasks: Iterable[T], size: int, weight: Weight[T] | None = None) -> I
         yield bundle
 
 
-def soon(work: Callable[[], R]) -> Callable[[], R]:
-    """``work`` started in a thread now; the callable returned waits for its value (or raises its error).
-
-    For C code that lets go of the GIL (compression) while this process waits on its
-    workers: a cron run's token table (~0.1 s at 100k) is compressed during its index
-    and pass 2 instead of in its commit.
-
-    Example:
-        >>> soon(lambda: 6 * 7)()
-        42
-    """
-    box: list[Any] = []
-
-    def run() -> None:
-        try:
-            box.append((True, work()))
-        except BaseException as err:  # handed to the caller, raised there
-            box.append((False, err))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def result() -> R:
-        thread.join()
-        ok, value = box[0]
-        if not ok:
-            raise value
-        return value
-
-    return result
-
-
 class _Worker:
     """One forked worker with pipes of its own (calls in, replies out), holding the stage.
 

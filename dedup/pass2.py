@@ -363,14 +363,13 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
 
 
 def settle_all(
-    corpus: Corpus, tasks: Sequence[Task], engine: parallel.Engine | None = None
+    corpus: Corpus, tasks: Groups, engine: parallel.Engine | None = None
 ) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
     """Pass 2 over all components, in task order (forked workers inherit the corpus tables)."""
     engine = engine or parallel.Processes(corpus.config.workers)
     # A few thousand texts (a cron run's groups) went in three calls, two of them to one worker
     # from the start: calls of a quarter of each worker's share keep both busy to the end.
-    texts = int(tasks.sizes().sum()) if isinstance(tasks, Groups) else sum(map(_texts, tasks))
-    share = texts // (4 * max(1, corpus.config.workers))
+    share = int(tasks.sizes().sum()) // (4 * max(1, corpus.config.workers))
     limit = min(TEXTS_PER_CALL, max(MIN_TEXTS_PER_CALL, share))
     yield from engine.ordered(
         Settler(corpus), tasks, window_per_worker=8, per_call=PER_CALL, weight=(_texts, limit)
