@@ -226,6 +226,38 @@ def _open(path: Path, digest: bytes, bands: int) -> tuple[_Segment, np.ndarray] 
     return _Segment(path, fd, texts, checksums), np.frombuffer(keys, dtype=np.uint64)
 
 
+def among(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Which ``values`` are in ``pool`` (content keys). ``np.isin`` sorts both together, stably:
+    0.6-0.7 s at a million texts, even for no values; a sort of the pool and a search, ~0.25 s.
+
+    Example:
+        >>> among(np.array([3, 9], dtype=np.uint64), np.array([9, 1], dtype=np.uint64)).tolist()
+        [False, True]
+    """
+    if not len(values) or not len(pool):
+        return np.zeros(len(values), dtype=bool)
+    ordered = np.sort(pool)
+    at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
+    return ordered[at] == values
+
+
+def _nodes(store: Store, contents: np.ndarray) -> np.ndarray:
+    """Each stored text's node among ``contents`` (-1: not among them, or stored twice after its first)."""
+    n = len(contents)
+    now = np.full(len(store.contents), -1, dtype=np.int64)
+    if n:
+        by_content = np.argsort(contents)
+        at = np.minimum(np.searchsorted(contents[by_content], store.contents), n - 1)
+        found = contents[by_content][at] == store.contents
+        now[found] = by_content[at[found]]
+        placed = np.flatnonzero(now >= 0)
+        first = np.unique(now[placed], return_index=True)[1]  # a text stored twice: its first place
+        twice = np.ones(len(placed), dtype=bool)
+        twice[first] = False
+        now[placed[twice]] = -1
+    return now
+
+
 def _rows(given: np.ndarray | RowSpill, places: np.ndarray, num_perm: int) -> np.ndarray:
     """Rows ``places`` (ascending) of pass 1's signatures, in memory or on disk."""
     if isinstance(given, np.ndarray):
@@ -253,7 +285,7 @@ def _remove(path: Path) -> None:
 
 class StoredSignatures:
     """Every text of a run, the stored ones as the store holds them and the new ones in memory:
-    what ``index.pairs_with`` and the prefilter read, without a matrix of them all.
+    what ``index_delta`` and the prefilter read, without a matrix of them all.
 
     ``now``: each stored text's node in this run (-1: not in it, or held twice); ``new``: the
     nodes banded against the others (ascending) and their signatures.
@@ -279,23 +311,20 @@ class StoredSignatures:
         """This run's texts (``contents``, by node) over ``store``: the ones not ``known`` (the last
         run's) are new, with their signatures from pass 1 (``nodes``' rows of ``given``). None if a
         known text is not stored or a new one was not read."""
-        n = len(contents)
-        new = np.flatnonzero(~np.isin(contents, known))
-        now = np.full(len(store.contents), -1, dtype=np.int64)
-        if n:
-            by_content = np.argsort(contents)
-            at = np.minimum(np.searchsorted(contents[by_content], store.contents), n - 1)
-            found = contents[by_content][at] == store.contents
-            now[found] = by_content[at[found]]
-            placed = np.flatnonzero(now >= 0)
-            first = np.unique(now[placed], return_index=True)[1]  # a text stored twice: its first place
-            twice = np.ones(len(placed), dtype=bool)
-            twice[first] = False
-            now[placed[twice]] = -1
+        new = np.flatnonzero(~among(contents, known))
         places = np.minimum(np.searchsorted(nodes, new), max(len(nodes) - 1, 0))
         if len(new) and (not len(nodes) or not np.array_equal(nodes[places], new)):
             return None
-        made = cls(store, now, n, new, _rows(given, places, 2 * store.bands))
+        made = cls(store, _nodes(store, contents), len(contents), new, _rows(given, places, 2 * store.bands))
+        made.contents = contents
+        return made if made.covers() else None
+
+    @classmethod
+    def stored(cls, store: Store, contents: np.ndarray) -> StoredSignatures | None:
+        """These texts, all stored (the last run's, to take some out: ``index_delta.pairs_without``);
+        None if one is not."""
+        nothing = np.empty((0, 2 * store.bands), dtype=np.uint32)
+        made = cls(store, _nodes(store, contents), len(contents), np.empty(0, dtype=np.int64), nothing)
         made.contents = contents
         return made if made.covers() else None
 
@@ -306,7 +335,7 @@ class StoredSignatures:
         try:
             if len(store.segments) >= MAX_SEGMENTS:
                 store.rewrite(stamp, self.now >= 0)
-            missing = ~np.isin(self.contents[self.new], store.contents)
+            missing = ~among(self.contents[self.new], store.contents)
             if missing.any():
                 store.append(stamp, self.contents[self.new][missing], self.signatures[missing])
         except (OSError, ValueError, Damaged):
@@ -321,23 +350,26 @@ class StoredSignatures:
         here[self.new] = True
         return bool(here.all())
 
-    def touching(self, new: np.ndarray, bands: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(band, the texts whose key is a new text's, ascending, and their keys), band by band."""
-        assert np.array_equal(new, self.new), "banded against the texts it was made for"
+    def touching(self, texts: np.ndarray, bands: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(band, the texts whose key is one of ``texts``', ascending, and their keys), band by band:
+        ``texts`` are the new ones (``index_delta.pairs_with``) or, where there are none, stored
+        ones (``index_delta.pairs_without``)."""
         from dedup.index import holding
 
+        given = np.array_equal(texts, self.new)
+        assert given or not len(self.new), "texts taken out of a view without new ones"
         is_new = np.zeros(self.texts, dtype=bool)
-        is_new[new] = True
+        is_new[self.new] = True
         fresh = self.signatures.view(np.uint64)  # [k, bands]: a new text's keys
         for band in range(bands):
             column = self.store.band(band)
-            wanted = np.ascontiguousarray(fresh[:, band])
+            wanted = np.ascontiguousarray(fresh[:, band] if given else column[self.at[texts]])
             at = holding(column, wanted)
             nodes = self.now[at]
             keep = nodes >= 0
             keep[keep] = ~is_new[nodes[keep]]
-            members = np.concatenate((nodes[keep], new))
-            keys = np.concatenate((column[at[keep]], wanted))
+            members = np.concatenate((nodes[keep], self.new))
+            keys = np.concatenate((column[at[keep]], fresh[:, band]))
             order = np.argsort(members, kind="stable")
             yield band, members[order], keys[order]
 

@@ -4,8 +4,9 @@ In order of cost: the last run's pairs as they are (the same texts); the new tex
 banded against the stored ones where their band keys lie (``band_store``); the
 stored signatures streamed out of SQLite into a spill and the new texts banded
 against them (``stored.streamed``, ``KnownPairs.extended``); every text banded
-again on the workers (a known text gone, or a star's first text moved). Each path
-leaves the band store holding every text for the next run.
+again on the workers (a star's first text moved, or a known text gone where the
+band store cannot take it out). Each path leaves the band store holding every
+text for the next run.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def _from_store(
     known: stored.KnownPairs | None,
     state: State,
 ) -> Banded | None:
-    """The new texts banded against the stored ones where the state's band keys lie
-    (``band_store``); None if they cannot be (then every signature is streamed)."""
+    """The new texts banded against the stored ones where the state's band keys lie, the gone
+    ones taken out there (``band_store``); None if they cannot be (then every signature is streamed)."""
     if known is None or not band_store.fits(config.num_perm, known.bands, known.rows):
         return None
     stamp = state.stamp_text() or ""
@@ -104,10 +105,14 @@ def _from_store(
         return None
     try:
         signatures = band_store.StoredSignatures.made(store, contents, known.contents, *feats.given())
-        if (
-            signatures is None
-            or (found := known.extended(signatures, contents, corpus.sizes, config)) is None
-        ):
+        if signatures is None:
+            return None
+        # Known texts gone: taken out where the store holds their keys.
+        gone = len(contents) - len(signatures.new) < len(known.contents)
+        before = band_store.StoredSignatures.stored(store, known.contents) if gone else None
+        if gone and before is None:
+            return None
+        if (found := known.extended(signatures, contents, corpus.sizes, config, before=before)) is None:
             return None
         held = stored.held_texts(feats, corpus, fresh)
         rows_of = signatures.subset(held)
@@ -135,6 +140,6 @@ def _keep_bands(
     store = band_store.Store.open(state.path.parent, stamp, bands)
     if store is not None:
         store.close()
-        if np.isin(contents, store.contents).all():
+        if band_store.among(contents, store.contents).all():
             return
     band_store.replace(state.path.parent, stamp, contents, signatures, bands)

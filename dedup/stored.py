@@ -53,39 +53,73 @@ class KnownPairs:
         return (bands, rows) == (self.bands, self.rows) and np.array_equal(contents, self.contents)
 
     def extended(
-        self, signatures: np.ndarray | Blocks, contents: np.ndarray, sizes: np.ndarray, config: Config
+        self,
+        signatures: np.ndarray | Blocks,
+        contents: np.ndarray,
+        sizes: np.ndarray,
+        config: Config,
+        *,
+        before: np.ndarray | Blocks | None = None,
     ) -> KnownPairs | None:
-        """The pairs of these texts, if they are the known ones plus new ones.
+        """The pairs of these texts, if they are the known ones, less some, plus new ones.
 
-        Only the new texts are banded, against all; the known pairs are renumbered.
+        Known texts gone are taken out first (``without``), given ``before``: the
+        known texts' signatures, numbered as ``contents`` was; without it, None.
+        Then only the new texts are banded, against all; the known pairs are renumbered.
         A new copy of a stored text, earlier in path order than its first copy,
         moves that text before others: harmless unless it moves before the first
-        text of its star. None then, or when a known text is gone: then banding
-        starts afresh.
+        text of its star. None then: banding starts afresh.
         """
-        from dedup import index
+        from dedup import index, index_delta
 
-        by_content = np.argsort(contents)
-        at = np.minimum(np.searchsorted(contents[by_content], self.contents), max(len(contents) - 1, 0))
-        if not len(contents) or not np.array_equal(contents[by_content][at], self.contents):
+        if not len(contents):
             return None
-        now = by_content[at]  # known text -> its node in this run
-        if np.any(now[self.stars[:, 2]] < now[self.stars[:, 1]]):
+        by_content = np.argsort(contents)
+        at = np.minimum(np.searchsorted(contents[by_content], self.contents), len(contents) - 1)
+        known, shrunk = self, np.empty((0, 2), dtype=np.int64)
+        if not (present := contents[by_content][at] == self.contents).all():
+            if before is None:
+                return None
+            known, shrunk = self.without(before, np.flatnonzero(~present))
+        now = by_content[at[present]]  # known text -> its node in this run
+        if np.any(now[known.stars[:, 2]] < now[known.stars[:, 1]]):
             return None  # a star's first text would change
         is_new = np.ones(len(contents), dtype=bool)
         is_new[now] = False
-        stars = np.concatenate((self.stars[:, :1], now[self.stars[:, 1:]]), axis=1)
-        added = index.pairs_with(signatures, np.flatnonzero(is_new), stars, bands=self.bands, rows=self.rows)
-        kept = index.prefilter(
-            added.pairs, signatures, sizes, jaccard=config.jaccard, containment=config.containment
+        stars = np.concatenate((known.stars[:, :1], now[known.stars[:, 1:]]), axis=1)
+        added = index_delta.pairs_with(
+            signatures, np.flatnonzero(is_new), stars, bands=known.bands, rows=known.rows
         )
+
+        def prefiltered(pairs: np.ndarray) -> np.ndarray:
+            return index.prefilter(
+                pairs, signatures, sizes, jaccard=config.jaccard, containment=config.containment
+            )
+
         n = len(contents)
-        old = np.sort(now[self.pairs].reshape(-1, 2), axis=1)
+        old = np.sort(np.concatenate((now[known.pairs].reshape(-1, 2), now[shrunk])), axis=1)
+        old = np.concatenate((old[: len(known.pairs)], prefiltered(old[len(known.pairs) :])))
         old = old[~np.isin(old[:, 0] * n + old[:, 1], added.dropped[:, 0] * n + added.dropped[:, 1])]
-        pairs = np.concatenate((old, kept))
+        pairs = np.concatenate((old, prefiltered(added.pairs)))
         pairs = pairs[np.argsort(pairs[:, 0] * n + pairs[:, 1], kind="stable")]
-        proposed = self.proposed - len(added.dropped) + len(added.pairs)
-        return KnownPairs(self.bands, self.rows, proposed, contents.copy(), pairs, added.stars)
+        proposed = known.proposed - len(added.dropped) + len(added.pairs)
+        return KnownPairs(known.bands, known.rows, proposed, contents.copy(), pairs, added.stars)
+
+    def without(self, before: np.ndarray | Blocks, gone: np.ndarray) -> tuple[KnownPairs, np.ndarray]:
+        """These pairs with the ``gone`` texts taken out (``index_delta.pairs_without``), the texts
+        left numbered in order; and the pairs a shrunk bucket proposes now, not yet prefiltered
+        (``extended`` does it, with this run's sizes)."""
+        from dedup import index_delta
+
+        removed = index_delta.pairs_without(before, gone, self.stars, bands=self.bands, rows=self.rows)
+        left = np.ones(len(self.contents), dtype=bool)
+        left[gone] = False
+        number = np.cumsum(left) - 1
+        pairs = number[self.pairs[left[self.pairs].all(axis=1)]].reshape(-1, 2)
+        stars = np.concatenate((removed.stars[:, :1], number[removed.stars[:, 1:]]), axis=1)
+        proposed = self.proposed - removed.lost + len(removed.pairs)
+        known = KnownPairs(self.bands, self.rows, proposed, self.contents[left], pairs, stars)
+        return known, number[removed.pairs].reshape(-1, 2)
 
     def dumps(self) -> bytes:
         sizes = (self.proposed, len(self.contents), len(self.pairs), len(self.stars))
