@@ -2,7 +2,7 @@
 
     python benchmarks/incremental.py [--base 100000] [--new 10000] [--jobs 2]
         [--noise clean|noisy] [--arrival latest,spread] [--no-full] [--cache DIR]
-        [--work DIR] [--repo DIR] [--repeat N]
+        [--work DIR] [--repo DIR] [--repeat N] [--gone N]
 
 Generates (or reuses) a scale corpus of BASE + NEW news-like articles
 (``corpora.scale``) and copies it into WORK (the cached corpus is never touched),
@@ -17,7 +17,10 @@ clusters and canonicals. Prints a table with each run's wall time, CPU time
 tree (e.g. an unpacked ``git archive`` of main), for before/after figures.
 Each timed run starts after a ``sync`` (what the run before wrote is flushed
 first); ``--repeat N`` times the stateless and the incremental run N times each
-(the state and OUT put back between) and compares their medians.
+(the state and OUT put back between) and compares their medians. ``--gone N``
+then takes N files out (every len/N-th in path order, moved aside and put back
+after) and times the cron run that finds them gone; with the full rebuild, its
+clusters and canonicals are compared with a stateless run over the files left.
 
 Which articles arrive last (``--arrival``):
 
@@ -31,6 +34,7 @@ Which articles arrive last (``--arrival``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -40,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +89,22 @@ def working_copy(corpus: Path, work: Path) -> Path:
     return copy
 
 
+@contextlib.contextmanager
+def set_aside(paths: list[Path], corpus: Path, aside: Path) -> Iterator[None]:
+    """The files moved out of the corpus (renamed: mtimes kept) for the block, then put back."""
+    try:
+        for path in paths:
+            target = aside / path.relative_to(corpus)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+        yield
+    finally:
+        for path in paths:
+            target = aside / path.relative_to(corpus)
+            if target.exists():
+                os.rename(target, path)
+
+
 def verdicts(out: Path) -> dict[str, tuple[Any, ...]]:
     """path -> (cluster, canonical, duplicate_of) for every present document."""
     result = {}
@@ -120,7 +141,15 @@ def main() -> int:
         help="time the stateless and the incremental run this many times (the state put back each time):"
         " their medians are compared",
     )
+    ap.add_argument(
+        "--gone",
+        type=int,
+        default=0,
+        help="after the incremental runs, time a cron run that finds this many files gone",
+    )
     args = ap.parse_args()
+    if args.gone < 0 or args.gone > args.base:
+        ap.error("--gone must be between 0 and --base")
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     # Files of the corpus are moved aside while a state is built: put them back on SIGTERM too.
@@ -151,6 +180,9 @@ def main() -> int:
     incremental: dict[str, tuple[float, dict[str, tuple[Any, ...]]]] = {}
     alone: dict[str, float] = {}
     repeats: dict[str, list[float]] = {}
+    removed: dict[str, dict[str, tuple[Any, ...]]] = {}  # arrival -> the verdicts of the run with files gone
+    less: dict[str, tuple[Any, ...]] = {}  # a stateless run's over the files left
+    taken_out = [files[int((i + 0.5) * len(files) / args.gone)] for i in range(args.gone)]
     for arrival in args.arrival.split(","):
         moved = arrivals[arrival]
         state = ("--state", str(work / f"state-{arrival}"))
@@ -198,6 +230,16 @@ def main() -> int:
         repeats[f"{arrival}: incremental"] = walls
         incremental[arrival] = (statistics.median(walls), verdicts(cron_out))
         rows.append((f"{arrival}: rerun, no change", *dedup(repo, corpus, cron_out, args.jobs, *state)))
+        if args.gone:
+            with set_aside(taken_out, corpus, work / "gone"):
+                name = f"{arrival}: {args.gone:,} files gone"
+                rows.append((name, *dedup(repo, corpus, cron_out, args.jobs, *state)))
+                removed[arrival] = verdicts(cron_out)
+                if args.full and len(removed) == 1:
+                    rows.append(
+                        (f"full rebuild less {args.gone:,}", *dedup(repo, corpus, work / "less", args.jobs))
+                    )
+                    less = verdicts(work / "less")
     full: dict[str, tuple[Any, ...]] | None = None
     if args.full:
         rows.append((f"full rebuild of {total:,}", *dedup(repo, corpus, work / "full-out", args.jobs)))
@@ -232,7 +274,14 @@ def main() -> int:
         print("full rebuild not run (--no-full): no speed-up or comparison")
         return 0
     same = True
-    full_wall = rows[-1][1]
+    for arrival, got in removed.items():
+        differ = [k for k in sorted(set(got) | set(less)) if got.get(k) != less.get(k)]
+        same = same and not differ
+        print(f"{arrival}: {args.gone:,} files gone: same clusters and canonicals as a stateless run")
+        print(f"  over the files left: {'yes' if not differ else 'NO'} ({len(less):,} documents)")
+        for key in differ[:10]:
+            print(f"  differs: {key}: incremental {got.get(key)} vs full {less.get(key)}")
+    full_wall = next(wall for name, wall, *_ in rows if name.startswith("full rebuild of"))
     for arrival, (wall, got) in incremental.items():
         differ = [k for k in sorted(set(got) | set(full)) if got.get(k) != full.get(k)]
         same = same and not differ
