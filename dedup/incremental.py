@@ -80,6 +80,7 @@ class Incremental(Batch):
         self.listing: bytes | None = None  # rerun.inputs_print, taken before anything was read
         self.listings: dict[Source, bytes] = {}  # find's listing of each INPUT directory, for pass 1
         self.last_prints: dict[str, bytes] = {}  # as the last run stored them, if OUT holds its outputs
+        self.out_intact = False  # OUT's print as the run began is the one the last run left
         self.placed = row_image.Placed()  # where this run's manifest holds each record
         self.last_manifest: cron_manifest.LastManifest | None = None  # the last run's, copied from
         self.out: Path | None = None
@@ -93,11 +94,13 @@ class Incremental(Batch):
         self.listing = rerun.inputs_print(sources, self.config, self.listings)
         last = store.last_run()
         self.last_prints = prints = store.prints() if last > 0 and store.synced_run() == last else {}
+        # OUT as the last run left it (its manifest, canonical/'s directories): nothing to list there.
+        self.out_intact = "out" in prints and prints["out"] == rerun.out_print(out)
         if not (
             self.listing is not None
             and prints.get("inputs") == self.listing
             and prints.get("stamp") == (store.stamp_text() or "").encode()
-            and prints.get("out") == rerun.out_print(out)
+            and self.out_intact
         ):
             store.check_stamp()  # a run with work to do: refused here if built with other parameters
             return None
@@ -352,7 +355,18 @@ class Incremental(Batch):
             paths = [
                 keys[r] if r >= 0 else docs.paths[i] for i, r in zip(kept, row_of[kept].tolist(), strict=True)
             ]
-            copies.sync(out, docs, kept, kept_before(previous), fresh, config, checkpoint, paths, self.early)
+            copies.sync(
+                out,
+                docs,
+                kept,
+                kept_before(previous),
+                fresh,
+                config,
+                checkpoint,
+                paths,
+                self.early,
+                self.out_intact,
+            )
         else:
             copies.write(out, docs, kept, config)
         self.close()
