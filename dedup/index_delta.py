@@ -66,15 +66,8 @@ def pairs_with(
     for band, members, keys in _holders(signatures, new, bands, rows):
         if len(members) < 2:
             continue
-        order = np.argsort(keys, kind="stable")  # members ascending within a bucket
-        members, ordered = members[order], keys[order]
-        same = ordered[1:] == ordered[:-1]
-        starts = np.flatnonzero(np.concatenate(([True], ~same)))
-        lengths = np.diff(np.append(starts, len(members)))
-        for start, length in zip(
-            starts[lengths > MAX_BUCKET].tolist(), lengths[lengths > MAX_BUCKET].tolist(), strict=True
-        ):
-            bucket = members[start : start + length]
+        stars_here, a, b = _buckets(members, keys)
+        for bucket in stars_here:
             fresh = is_new[bucket]
             old = bucket[~fresh]
             if not fresh[0] and len(old) > MAX_BUCKET:  # the same star, with the new texts on it
@@ -91,14 +84,8 @@ def pairs_with(
             linked = bucket[1:] if fresh[0] else bucket[1:][fresh[1:]]
             found.append(bucket[0] * n + linked)
             star_rows.append(_star_rows(band, bucket[0], bucket[1:]))
-        lengths = np.where(lengths > MAX_BUCKET, 0, lengths)
-        for length in np.unique(lengths[lengths > 1]).tolist():
-            i, j = _bucket_pairs(int(length))
-            at_start = starts[lengths == length]
-            a = members[at_start[:, None] + i[None, :]].ravel()
-            b = members[at_start[:, None] + j[None, :]].ravel()
-            keep = is_new[a] | is_new[b]
-            found.append(a[keep] * n + b[keep])
+        keep = is_new[a] | is_new[b]
+        found.append(a[keep] * n + b[keep])
     table = np.concatenate(star_rows)
     if moved:  # the rows of stars whose first text changed are replaced by the new star's
         gone = np.isin(table[:, 0] * n + table[:, 1], [band * n + first for band, first in moved])
@@ -142,15 +129,8 @@ def pairs_without(
     lost, found = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
     star_rows, moved = [], []
     for band, members, keys in _holders(signatures, gone, bands, rows):
-        order = np.argsort(keys, kind="stable")  # members ascending within a bucket
-        members, ordered = members[order], keys[order]
-        same = ordered[1:] == ordered[:-1]
-        starts = np.flatnonzero(np.concatenate(([True], ~same)))
-        lengths = np.diff(np.append(starts, len(members)))
-        for start, length in zip(
-            starts[lengths > MAX_BUCKET].tolist(), lengths[lengths > MAX_BUCKET].tolist(), strict=True
-        ):
-            bucket = members[start : start + length]
+        stars_here, a, b = _buckets(members, keys)
+        for bucket in stars_here:
             left = bucket[~is_gone[bucket]]
             if is_gone[bucket[0]]:  # its star from a gone text: every pair lost, the star moves
                 lost.append(bucket[0] * n + bucket[1:])
@@ -169,14 +149,8 @@ def pairs_without(
                 i, j = _bucket_pairs(len(left))
                 i, j = i[i > 0], j[i > 0]
                 found.append(left[i] * n + left[j])
-        lengths = np.where(lengths > MAX_BUCKET, 0, lengths)
-        for length in np.unique(lengths[lengths > 1]).tolist():
-            i, j = _bucket_pairs(int(length))
-            at_start = starts[lengths == length]
-            a = members[at_start[:, None] + i[None, :]].ravel()
-            b = members[at_start[:, None] + j[None, :]].ravel()
-            out = is_gone[a] | is_gone[b]
-            lost.append(a[out] * n + b[out])
+        out = is_gone[a] | is_gone[b]
+        lost.append(a[out] * n + b[out])
     table = stars[~is_gone[stars[:, 2]]]
     if moved:
         table = table[~np.isin(table[:, 0] * n + table[:, 1], np.array(moved, dtype=np.int64))]
@@ -184,6 +158,27 @@ def pairs_without(
     candidates = distinct(np.concatenate(found))
     new = _not_proposed(signatures, candidates, stars, bands=bands, rows=rows)
     return Removed(decode_pairs(new, n), len(distinct(np.concatenate(lost))), sorted_rows(table))
+
+
+def _buckets(members: np.ndarray, keys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The texts grouped by key in one band, each bucket ascending: the buckets over ``MAX_BUCKET``
+    (linked as stars), and every pair (a, b) of the others, a before b (``index.band_block``'s rule)."""
+    order = np.argsort(keys, kind="stable")  # members ascending within a bucket
+    members, ordered = members[order], keys[order]
+    same = ordered[1:] == ordered[:-1]
+    starts = np.flatnonzero(np.concatenate(([True], ~same)))
+    lengths = np.diff(np.append(starts, len(members)))
+    large = lengths > MAX_BUCKET
+    stars = [
+        members[at : at + k] for at, k in zip(starts[large].tolist(), lengths[large].tolist(), strict=True)
+    ]
+    a, b = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    for length in np.unique(lengths[(lengths > 1) & ~large]).tolist():
+        i, j = _bucket_pairs(int(length))
+        at_start = starts[lengths == length]
+        a.append(members[at_start[:, None] + i[None, :]].ravel())
+        b.append(members[at_start[:, None] + j[None, :]].ravel())
+    return stars, np.concatenate(a), np.concatenate(b)
 
 
 def _holders(

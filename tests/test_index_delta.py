@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_band_store import _store
 from test_cron_rerun import outputs
-from test_state import _DAY1, _DAY2, _write
+from test_state import _DAY1, _DAY2, _write, banded_known
 
 from dedup import Config, band_store, index, index_delta, index_workers, run, stored
 from dedup.errors import DedupError
@@ -58,11 +58,7 @@ def test_stored_pairs_less_gone_texts_plus_new_ones_are_the_pairs_of_banding_all
     config = Config(jobs=1)
 
     def banded_all(at: np.ndarray) -> stored.KnownPairs:
-        proposed, stars = index.banding(signatures[at], bands=8, rows=2)
-        kept = index.prefilter(
-            proposed, signatures[at], sizes[at], jaccard=config.jaccard, containment=config.containment
-        )
-        return stored.KnownPairs(8, 2, len(proposed), contents[at], kept, stars)
+        return banded_known(signatures[at], sizes[at], contents[at], config)
 
     known = stored.KnownPairs.loads(banded_all(old).dumps())
     assert known is not None

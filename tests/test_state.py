@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from dedup import Config, run
 from dedup.errors import StateLockedError, StateMismatchError
 from dedup.locks import locked
+from dedup.stored import KnownPairs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -507,9 +508,21 @@ def test_stored_pairs_of_the_layout_before_stars_are_not_read() -> None:
     assert again is not None and np.array_equal(again.pairs, pairs.pairs) and again.stars.shape == (0, 3)
 
 
+def banded_known(
+    signatures: np.ndarray, sizes: np.ndarray, contents: np.ndarray, config: Config
+) -> KnownPairs:
+    """What a state stores of these texts banded (``stored.KnownPairs``): 8 bands of 2 rows, prefiltered."""
+    from dedup import index
+
+    proposed, stars = index.banding(signatures, bands=8, rows=2)
+    jaccard, containment = config.jaccard, config.containment
+    kept = index.prefilter(proposed, signatures, sizes, jaccard=jaccard, containment=containment)
+    return KnownPairs(8, 2, len(proposed), contents, kept, stars)
+
+
 @pytest.mark.parametrize("seed", range(80))
 def test_stored_pairs_extended_in_a_new_order_are_the_pairs_of_banding_all(seed: int) -> None:
-    from dedup import index, stored
+    from dedup import stored
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 600))
@@ -522,11 +535,7 @@ def test_stored_pairs_extended_in_a_new_order_are_the_pairs_of_banding_all(seed:
     config = Config(jobs=1)
 
     def banded_all(at: np.ndarray) -> stored.KnownPairs:
-        proposed, stars = index.banding(signatures[at], bands=8, rows=2)
-        kept = index.prefilter(
-            proposed, signatures[at], sizes[at], jaccard=config.jaccard, containment=config.containment
-        )
-        return stored.KnownPairs(8, 2, len(proposed), contents[at], kept, stars)
+        return banded_known(signatures[at], sizes[at], contents[at], config)
 
     known = stored.KnownPairs.loads(banded_all(old).dumps())  # as the state keeps them
     assert known is not None
