@@ -200,7 +200,9 @@ def _not_proposed(
 ) -> np.ndarray:
     """The pairs (codes, a < b) no band proposes: never in one bucket, or only in stars of a third text.
 
-    ``stars`` is the whole star table of the texts as they are now.
+    ``stars`` is the whole star table of the texts the question is about: as they are now
+    (``pairs_with``: which pairs are no longer proposed), or as they were (``pairs_without``:
+    which pairs were not proposed before).
     """
     if not len(codes):
         return codes

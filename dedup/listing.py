@@ -27,6 +27,8 @@ import numpy as np
 # Type, size, mtime (seconds, a dot and 10 digits of fraction: nanoseconds and a 0), inode, path
 # (as ``./`` and the path from the directory listed).
 FIND_FORMAT = "%y%19s%22T@%20i%p\\0"
+# Directories (OUT's print): their ctime too, which a file removed and the mtime put back still moves.
+FIND_DIRS_FORMAT = "%y%19s%22T@%22C@%20i%p\\0"
 _SIZE, _SECONDS, _DOT, _FRACTION, _HEAD = 1, 20, 31, 32, 62  # where each field starts; the path's
 _DOT_SLASH = 2  # before each path
 _CHUNK = 1 << 16  # entries parsed at once
@@ -36,7 +38,8 @@ _MAX_NAMES = 1 << 16  # bytes of subdirectory names on the finds' command lines,
 
 
 def find(top: str, *, dirs: bool = False, parallel: int = 1) -> bytes | None:
-    """Every entry under ``top`` (``dirs``: every directory) as ``FIND_FORMAT`` prints it; None where
+    """Every entry under ``top`` as ``FIND_FORMAT`` prints it (``dirs``: every directory, as
+    ``FIND_DIRS_FORMAT`` does); None where
     GNU find is missing or failed. One find lists the top's own entries, and the subdirectories
     are dealt out among ``_GROUPS`` more, run ``parallel`` at a time: the listing is the same
     whatever ``parallel``. So many subdirectories that their names would fill a command line:
@@ -49,7 +52,7 @@ def find(top: str, *, dirs: bool = False, parallel: int = 1) -> bytes | None:
             subdirectories = sorted(e.name for e in scan if e.is_dir(follow_symlinks=False))
     except OSError:
         return None
-    printed = [*(["-type", "d"] if dirs else []), "-printf", FIND_FORMAT]
+    printed = ["-type", "d", "-printf", FIND_DIRS_FORMAT] if dirs else ["-printf", FIND_FORMAT]
     if sum(len(name) + 3 for name in subdirectories) > _MAX_NAMES:
         commands = [[program, ".", "-mindepth", "1", *printed]]
     else:

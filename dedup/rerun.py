@@ -114,7 +114,7 @@ def _listing(top: str, *, links: bool = False, code: bool = False, dirs: bool = 
     GNU find lists them at ~2 us an entry, a third of what ``os.scandir`` and a
     ``stat`` per file cost in Python; where find cannot (not GNU), Python does.
     ``code``: only Python files (dedup's own), not the caches beside them. ``dirs``: only
-    directories.
+    directories, with their ctime too: a file removed and the mtime set back moves it.
     """
     if not code and (listed := listing.find(top, dirs=dirs)) is not None:
         return listed if links else _no_links(listed)
@@ -143,11 +143,11 @@ def _walk(digest: hashlib.blake2b, top: str, prefix: str, *, links: bool, code: 
         if e.is_dir(follow_symlinks=False):
             if not (code and e.name == "__pycache__"):
                 below.append(e)
-            lines.append(
-                _entry(f"{prefix}{e.name}/", e.stat(follow_symlinks=False))
-                if dirs
-                else f"{prefix}{e.name}/\n"
-            )
+            if dirs:  # with its ctime, as ``listing.FIND_DIRS_FORMAT``
+                info = e.stat(follow_symlinks=False)
+                lines.append(f"{_entry(f'{prefix}{e.name}/', info)}{info.st_ctime_ns}\n")
+            else:
+                lines.append(f"{prefix}{e.name}/\n")
         elif dirs:
             continue
         elif not code or e.name.endswith(".py"):

@@ -156,6 +156,16 @@ def test_a_copy_edited_in_place_is_left_as_a_full_run_leaves_it(
     copy.unlink()
     cron(scrape, tmp_path)
     assert len(passes) == 3 and not copy.read_bytes().endswith(b" edited")
+    # Removed, and its directory's mtime set back: its ctime still moves. Put back by a rerun with
+    # nothing to do, and by a run with work (which then lists canonical/ rather than trust OUT).
+    for news in ("", " ".join(f"another word{k} of another story" for k in range(60))):
+        if news:
+            (scrape / "day1" / "news.txt").write_text(news)
+        folder = os.stat(copy.parent)
+        copy.unlink()
+        os.utime(copy.parent, ns=(folder.st_atime_ns, folder.st_mtime_ns))
+        cron(scrape, tmp_path)
+        assert copy.exists(), repr(news)
 
 
 def test_other_options_are_not_taken_for_the_same_run(scrape: Path, tmp_path: Path) -> None:
