@@ -187,11 +187,7 @@ def main() -> int:
         moved = arrivals[arrival]
         state = ("--state", str(work / f"state-{arrival}"))
         cron_out = work / f"cron-out-{arrival}"
-        try:
-            for path in moved:
-                target = aside / path.relative_to(corpus)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(path, target)
+        with set_aside(moved, corpus, aside):
             rows.append(
                 (f"{arrival}: state from {args.base:,}", *dedup(repo, corpus, cron_out, args.jobs, *state))
             )
@@ -206,11 +202,6 @@ def main() -> int:
             alone[arrival] = statistics.median(walls)
             repeats[f"{arrival}: stateless"] = walls
             shutil.rmtree(work / "alone")
-        finally:
-            for path in moved:
-                target = aside / path.relative_to(corpus)
-                if target.exists():
-                    os.rename(target, path)
         kept = work / "kept"
         if args.repeat > 1:  # the state and OUT as the first run left them, for each repeat
             shutil.rmtree(kept, ignore_errors=True)  # an interrupted run's

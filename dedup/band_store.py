@@ -227,18 +227,18 @@ def _open(path: Path, digest: bytes, bands: int) -> tuple[_Segment, np.ndarray] 
 
 
 def among(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """Which ``values`` are in ``pool`` (content keys). ``np.isin`` sorts both together, stably:
-    0.6-0.7 s at a million texts, even for no values; a sort of the pool and a search, ~0.25 s.
+    """Which ``values`` are in ``pool`` (content keys), by ``index.holding``: ``np.isin`` sorts
+    both together, stably, 0.6-0.7 s at a million texts even for no values; this ~0.3 s.
 
     Example:
         >>> among(np.array([3, 9], dtype=np.uint64), np.array([9, 1], dtype=np.uint64)).tolist()
         [False, True]
     """
-    if not len(values) or not len(pool):
-        return np.zeros(len(values), dtype=bool)
-    ordered = np.sort(pool)
-    at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
-    return ordered[at] == values
+    from dedup.index import holding
+
+    held = np.zeros(len(values), dtype=bool)
+    held[holding(values, pool)] = True
+    return held
 
 
 def _nodes(store: Store, contents: np.ndarray) -> np.ndarray:

@@ -77,7 +77,7 @@ def sync(
     # may be kept now (a directory of the input replaced by a file).
     gone_outputs = sorted(outputs[f] for f in then.keys() - now.keys() if f in outputs)
     before_files = before.files
-    dropped = sorted(before.files - wanted) + gone_outputs
+    dropped = sorted(before_files - wanted) + gone_outputs
     for path in dropped:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(root / path)
