@@ -31,6 +31,7 @@ from dedup.state import AS_STORED, Stored
 if TYPE_CHECKING:
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Verdicts
+    from dedup.stored import GroupPrints
 
 _FLUSH = 4096  # stored lines written at once
 
@@ -74,7 +75,7 @@ def emit(
     matched: Matched,
     fresh: Sequence[int],
     signatures: Mapping[int, bytes],
-    prints: dict[int, str],
+    prints: GroupPrints,
     changes: Changes,
     run_id: int,
     fh: Any,

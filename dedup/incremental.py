@@ -69,7 +69,7 @@ class Incremental(Batch):
         self.previous: Rows | None = None  # the state's rows, as columns
         self.matched = Matched()  # each document's row (pass 1's filter looks it up)
         self.signatures: stored.SignatureRows | None = None  # of the texts read this run
-        self.prints: dict[int, str] = {}  # node -> fingerprint of its group
+        self.prints = stored.GroupPrints(0)  # node -> fingerprint of its group
         self.changes = Changes([], {}, {}, [])
         self.unwritten: dict[int, bytes] = {}
         self.known: stored.KnownPairs | None = None  # the last run's candidate pairs
@@ -221,10 +221,9 @@ class Incremental(Batch):
         assert self.previous is not None
         self.kept = kept = Kept(self.previous, len(corpus.docs))
         self.prints, same = stored.unchanged_groups(
-            corpus, groups.node_lists(), comp_of, self.previous, self.matched, kept
+            corpus, groups, comp_of, self.previous, self.matched, kept
         )
-        changed = np.ones(len(groups), dtype=bool)
-        changed[list(same)] = False
+        changed = ~same
         if self._in_place():
             assert self.out is not None
             self.close()  # a second pass (``Stale``) copies afresh

@@ -299,6 +299,10 @@ class Kept(Mapping[int, str]):
         group has now (``cron_manifest.as_stored`` relies on it)."""
         self.row_of[doc] = row
 
+    def keep_all(self, docs: np.ndarray, rows: np.ndarray) -> None:
+        """``keep`` for each document of ``docs`` and its row in ``rows``."""
+        np.frombuffer(self.row_of, dtype=np.int64)[docs] = rows
+
     def by_document(self) -> np.ndarray:
         """Each document's kept row, -1 for none (a copy)."""
         return np.array(self.row_of, dtype=np.int64)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,8 @@ from dedup.config import Config
 from dedup.errors import StateError
 
 if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
+    from dedup.document import DocumentTable
+    from dedup.groups import Groups
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus
     from dedup.rows import Kept, Matched, Rows
@@ -326,46 +329,111 @@ def _judged(
     return True
 
 
+class GroupPrints:
+    """Node -> the fingerprint of its group (``_fingerprint``), as the state's rows store it.
+
+    A column of integers for the groups and lone texts of ``unchanged_groups``,
+    formatted only for the rows a run writes (a string each was 2.4 s of a run at
+    1M); a dict for the verified components of split groups (``judged_component``).
+    """
+
+    def __init__(self, nodes: int) -> None:
+        self.components: dict[int, str] = {}
+        self.column = np.zeros(nodes, dtype=np.uint64)
+        self.has = np.zeros(nodes, dtype=bool)
+
+    def get(self, node: int) -> str | None:
+        found = self.components.get(node)
+        if found is None and self.has[node]:
+            return f"{int(self.column[node]):016x}"  # as xxh3_64_hexdigest spells it
+        return found
+
+    def update(self, items: Iterable[tuple[int, str]]) -> None:
+        self.components.update(items)
+
+
+_PRINTED = 1 << 16  # documents fingerprinted at once (their lines are ~170 bytes each)
+
+
 def unchanged_groups(
     corpus: Corpus,
-    comps: Iterable[list[int]],
+    groups: Groups,
     comp_of: np.ndarray,
     previous: Rows,
     matched: Matched,
     kept: Kept,
-) -> tuple[dict[int, str], set[int]]:
+) -> tuple[GroupPrints, np.ndarray]:
     """Fingerprint every group (component, or lone text) and find the ones the state already judged.
 
     Fills ``kept`` (document -> its stored row) for the documents of unchanged
-    groups; returns the fingerprint of each node and the unchanged components.
-    A lone text with one document, the common case, is fingerprinted inline.
-    A group split by verified pairs is judged again by verified component (``judged_component``).
+    groups; returns the fingerprint of each node and which of ``groups`` are
+    unchanged. A group split by verified pairs is judged again by verified
+    component (``judged_component``). ``_fingerprint`` and ``_judged`` of each
+    group, done for all at once: the Python work left is a line per document and a
+    join per group of several.
     """
-    docs = corpus.docs
-    prints: dict[int, str] = {}
+    from dedup.row_image import HEX
 
-    def judged(group: Sequence[int]) -> bool:
-        print_ = _fingerprint(corpus, group, previous, matched)
-        prints.update((n, print_) for n in group)
-        return _judged(corpus, group, print_, previous, matched, kept)
-
-    unchanged = {c for c, group in enumerate(comps) if judged(group)}
     lone = np.flatnonzero(comp_of < 0)
-    single = (corpus.starts[lone + 1] - corpus.starts[lone]) == 1
-    first = corpus.order[corpus.starts[lone[single]]]
-    keys, hexdigest = previous.keys, xxhash.xxh3_64_hexdigest
-    for n, d, r in zip(lone[single].tolist(), first.tolist(), matched.rows()[first].tolist(), strict=True):
-        path = keys[r] if r >= 0 else docs.paths[d]  # the same string, not decoded again
-        print_ = prints[n] = hexdigest(f"{path}\t{docs.sha256(d)}".encode())
-        if r >= 0 and previous.judged_as(r, print_):
-            kept.keep(d, r)
-    for n in lone[~single].tolist():
-        judged([n])
-    return prints, unchanged
+    nodes = np.concatenate([groups.all_nodes(), lone])
+    sizes = np.concatenate([groups.sizes(), np.ones(len(lone), dtype=np.int64)])  # nodes per group
+    starts, order = corpus.starts, corpus.order
+    held = starts[nodes + 1] - starts[nodes]  # documents per node
+    first = np.cumsum(held) - held
+    members = order[np.repeat(starts[nodes], held) + np.arange(int(held.sum())) - np.repeat(first, held)]
+    per_group = np.add.reduceat(held, np.cumsum(sizes) - sizes) if len(sizes) else held
+    ends = np.cumsum(per_group)  # each group's documents: members[ends[g] - per_group[g] : ends[g]]
+    rows = matched.rows()[members]
+    made = np.empty(len(sizes), dtype=np.uint64)
+    g = 0
+    while g < len(sizes):
+        last = max(int(np.searchsorted(ends, ends[g] - per_group[g] + _PRINTED, side="right")), g + 1)
+        lo = int(ends[g] - per_group[g])
+        made[g:last] = _prints(corpus.docs, previous.keys, members, rows, lo, ends[g:last] - lo)
+        g = last
+    group_of = np.repeat(np.arange(len(sizes)), per_group)
+    ok = rows >= 0
+    if ok.any():  # (a first run's state has no rows)
+        r = np.where(ok, rows, 0)
+        ok &= (
+            (np.frombuffer(previous.gone, dtype=np.int64)[r] == 0)
+            & (np.frombuffer(previous.component_kind, dtype=np.uint8)[r] == HEX)
+            & (np.frombuffer(previous.component, dtype=np.uint64)[r] == made[group_of])
+        )
+    # Judged alike last run: every document present and stored with this print (``Rows.judged_as``;
+    # a stored print that is not 16 hex digits never equals one).
+    same = np.logical_and.reduceat(ok, ends - per_group) if len(sizes) else np.zeros(0, dtype=bool)
+    taken = same[group_of]
+    kept.keep_all(members[taken], rows[taken])
+    prints = GroupPrints(len(comp_of))
+    prints.column[nodes] = np.repeat(made, sizes)
+    prints.has[nodes] = True
+    return prints, same[: len(groups)]
+
+
+def _prints(
+    docs: DocumentTable, keys: Sequence[str], members: np.ndarray, rows: np.ndarray, lo: int, ends: np.ndarray
+) -> np.ndarray:
+    """``_fingerprint`` (as an integer) of groups whose documents are ``members[lo + ...]``, each
+    ending at ``ends`` (from ``lo``)."""
+    digest, paths = xxhash.xxh3_64_intdigest, docs.paths
+    at = members[lo : lo + int(ends[-1])]
+    lines = [
+        f"{keys[r] if r >= 0 else paths[d]}\t{sha}"
+        for d, r, sha in zip(
+            at.tolist(), rows[lo : lo + len(at)].tolist(), docs.sha256_hexes(at), strict=True
+        )
+    ]
+    bounds = [0, *ends.tolist()]
+    made = (
+        digest(lines[a].encode() if b - a == 1 else "\n".join(sorted(lines[a:b])).encode())
+        for a, b in itertools.pairwise(bounds)
+    )
+    return np.fromiter(made, dtype=np.uint64, count=len(ends))
 
 
 def judged_component(
-    corpus: Corpus, nodes: Sequence[int], previous: Rows, matched: Matched, kept: Kept, prints: dict[int, str]
+    corpus: Corpus, nodes: Sequence[int], previous: Rows, matched: Matched, kept: Kept, prints: GroupPrints
 ) -> bool:
     """A verified component of a split group: fingerprinted with its texts' reach (``prints``), and
     whether the state judged it so (its stored records are then kept)."""

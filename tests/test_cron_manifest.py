@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from conftest import read_manifest, scrape_files
 from hypothesis import given, settings
@@ -92,3 +93,26 @@ def test_stored_records_counted_at_once_count_as_one_by_one(records, before, spl
     bulk.add_stored(range(before + len(records), before + len(records)), [], np.zeros(0, dtype=bool), [])
     assert list(bulk.counts.items()) == list(one.counts.items())
     assert bulk_kept == one_kept and bulk_calls == one_calls
+
+
+@pytest.mark.parametrize("name", ["schools.txt", "storm-boiler.txt"])  # a lone text; a copy in a group
+def test_a_file_deleted_then_put_back_is_new_again_and_settled_as_a_full_run_settles_it(
+    scrape: Path, tmp_path: Path, name: str
+) -> None:
+    """A gone document's row still holds the fingerprint of its group: put back with the same
+    bytes, it must not count as judged (its group is settled again and the run lists it as new)."""
+    cron(scrape, tmp_path)
+    first = read_manifest(tmp_path / "out")
+    path = scrape / "day1" / name
+    aside = tmp_path / name
+    shutil.move(path, aside)
+    assert cron(scrape, tmp_path)["gone"] == 1
+    shutil.move(aside, path)  # the same bytes and mtime
+    counts = cron(scrape, tmp_path)
+    assert counts["new"] == 1 and counts["gone"] == 0
+    listed = [
+        orjson.loads(line)
+        for line in sorted((tmp_path / "out" / "runs").iterdir())[-1].read_bytes().splitlines()
+    ]
+    assert [(c["change"], c["path"]) for c in listed] == [("new", f"day1/{name}")]
+    assert read_manifest(tmp_path / "out") == first
