@@ -4,6 +4,7 @@ import itertools
 import os
 import shutil
 import sqlite3
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,33 @@ def test_a_file_deleted_then_put_back_is_new_again_and_settled_as_a_full_run_set
     ]
     assert [(c["change"], c["path"]) for c in listed] == [("new", f"day1/{name}")]
     assert read_manifest(tmp_path / "out") == first
+
+
+def test_last_manifest_spans_join_neighbouring_records_per_run_and_drop_runs_it_cannot_vouch_for(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from dedup.cron_manifest import LastManifest
+
+    lines = [b'{"path":"%d"}\n' % k for k in range(8)]
+    path = tmp_path / "manifest.jsonl"
+    path.write_bytes(b"".join(lines))
+    at = np.cumsum([0, *map(len, lines)])[:-1].astype(np.int64)
+    length = np.array(list(map(len, lines)), dtype=np.int64)
+    at[6] = -1  # not known: its run is read from the state
+    previous = SimpleNamespace(manifest_at=array("q", at.tolist()), manifest_len=array("q", length.tolist()))
+    last = LastManifest(path)
+    try:
+        # Rows carried in three runs: [0 1 3] [4 5] [6 7]; row 2 is not carried.
+        rows = np.array([0, 1, 3, 4, 5, 6, 7])
+        spans = last.spans(previous, rows, np.array([0, 3, 5]))
+        assert spans == {
+            0: [(0, at[2]), (at[3], length[3])],  # 0-1 one after the other, then 3
+            3: [(at[4], length[4] + length[5])],  # 4-5, a run of its own though 3 is next to 4
+        }
+        length[4] -= 1  # the image says a record ends inside a line: that run is not vouched for
+        previous.manifest_len = array("q", length.tolist())
+        assert set(last.spans(previous, rows, np.array([0, 3, 5]))) == {0}
+    finally:
+        last.close()
