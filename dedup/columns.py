@@ -134,6 +134,14 @@ class Column:
     def row(self, i: int) -> bytes:
         return self.items(i * self.width, (i + 1) * self.width)
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` of a byte column, as an array of ``width`` bytes each: only those copied
+        where the column is all in memory (a cron run's)."""
+        if not self._flushed and len(self._tail):
+            return np.frombuffer(self._tail, dtype=np.uint8).reshape(-1, self.width)[rows]
+        whole = np.frombuffer(self.items(0, len(self) * self.width), dtype=np.uint8)
+        return whole.reshape(-1, self.width)[rows]
+
     def set_row(self, i: int, data: bytes) -> None:
         start = i * self.width - self._flushed
         assert start >= 0, "a row already written to the file"

@@ -183,17 +183,24 @@ class _Carried:
     """
 
     def __init__(self, previous: Rows, rows: np.ndarray, loud: np.ndarray, last: LastManifest | None) -> None:
-        self.previous, self.rows, self.loud = previous, rows, loud
-        self.canonical, self.statuses = previous.canonical_flags(rows), previous.statuses_of(rows)
-        duplicate = ~self.canonical & previous.ok(rows)
-        self.clusters = previous.clusters_of(rows[duplicate])
-        self.duplicates_before = np.concatenate(([0], np.cumsum(duplicate)))
+        self.previous, self.rows, self.last = previous, rows, last
+        self.loud = loud  # the documents not carried, in order
         self.lengths = np.frombuffer(previous.manifest_len, dtype=np.int64)[rows]
-        # The runs' first rows: between two loud documents (their count before each), in order.
+        # Each run's first row (how many rows the runs before it carry): sorted, from 0.
         firsts = np.unique(np.concatenate(([0], loud - np.arange(len(loud)))))
         self.spans = None if last is None else last.spans(previous, rows, firsts[firsts < len(rows)])
-        self.done = 0  # rows carried so far
-        self.last = last
+        self.done = 0  # rows carried so far: ``write`` is called for each run in turn
+        self.facts = None
+        if last is not None:  # with the rows' image: its flags hold what the tally needs
+            self.facts = self._facts(rows)
+
+    def _facts(self, rows: np.ndarray) -> tuple[np.ndarray, list[str], list[str | None], np.ndarray]:
+        """Canonical flags, statuses, the duplicates' clusters, and how many duplicates precede each row."""
+        previous = self.previous
+        canonical = previous.canonical_flags(rows)
+        duplicate = ~canonical & previous.ok(rows)
+        before = np.concatenate(([0], np.cumsum(duplicate)))
+        return canonical, previous.statuses_of(rows), previous.clusters_of(rows[duplicate]), before
 
     def write(self, fh: Any, tally: records.Tally, docs: range, placed: Placed) -> None:
         """The next ``len(docs)`` rows' records written and counted: copied from the last manifest
@@ -211,9 +218,12 @@ class _Carried:
                 texts = [record(r).encode() for r in self.rows[at : min(at + _FLUSH, hi)].tolist()]
                 fh.write(b"\n".join(texts) + b"\n")
                 placed.extend(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1)
-        before = self.duplicates_before
-        clusters = self.clusters[before[lo] : before[hi]]
-        tally.add_stored(docs, self.statuses[lo:hi], self.canonical[lo:hi], clusters)
+        if self.facts is None:  # no image: the flags come from the records just read, not read twice
+            canonical, statuses, clusters, before = self._facts(self.rows[lo:hi])
+            lo, hi = 0, hi - lo
+        else:
+            canonical, statuses, clusters, before = self.facts
+        tally.add_stored(docs, statuses[lo:hi], canonical[lo:hi], clusters[before[lo] : before[hi]])
 
 
 class LastManifest:
@@ -242,10 +252,10 @@ class LastManifest:
                 start, size = start + done, size - done
 
     def spans(self, previous: Rows, rows: np.ndarray, firsts: np.ndarray) -> dict[int, list[tuple[int, int]]]:
-        """For each run of ``rows`` (starting at ``firsts``), the (offset, size) of its records in
-        this manifest, one span per stretch of them stored one after another. A run is left out if
-        one of its records is not known, or this manifest does not end a line where the image says
-        a record ends (or begins)."""
+        """For each run of ``rows`` (starting at ``firsts``: sorted, distinct, the first 0), the
+        (offset, size) of its records in this manifest, one span per stretch of them stored one
+        after another. A run is left out if one of its records is not known, or this manifest does
+        not end a line where the image says a record ends (or begins)."""
         at = np.frombuffer(previous.manifest_at, dtype=np.int64)[rows]
         length = np.frombuffer(previous.manifest_len, dtype=np.int64)[rows]
         if not len(rows):

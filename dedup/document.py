@@ -308,9 +308,9 @@ class DocumentTable:
 
     def sha256_hexes(self, docs: np.ndarray) -> list[str]:
         """``sha256`` of each document of ``docs`` (one conversion for all)."""
-        raw = np.frombuffer(self._sha.items(0, 32 * len(self)), dtype=np.uint8).reshape(-1, 32)[docs]
+        raw = self._sha.take(docs)
         text = raw.tobytes().hex()
-        none = (~raw.any(axis=1)).tolist()
+        none: list[bool] = (raw == 0).all(axis=1).tolist()
         return ["" if none[k] else text[64 * k : 64 * k + 64] for k in range(len(docs))]
 
     def file(self, i: int) -> str:

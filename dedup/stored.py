@@ -389,7 +389,7 @@ def unchanged_groups(
     while g < len(sizes):
         last = max(int(np.searchsorted(ends, ends[g] - per_group[g] + _PRINTED, side="right")), g + 1)
         lo = int(ends[g] - per_group[g])
-        made[g:last] = _prints(corpus.docs, previous.keys, members, rows, lo, ends[g:last] - lo)
+        made[g:last] = _prints(corpus.docs, previous.keys, members[lo:], rows[lo:], ends[g:last] - lo)
         g = last
     group_of = np.repeat(np.arange(len(sizes)), per_group)
     ok = rows >= 0
@@ -406,30 +406,28 @@ def unchanged_groups(
     taken = same[group_of]
     kept.keep_all(members[taken], rows[taken])
     prints = GroupPrints(len(comp_of))
-    prints.column[nodes] = np.repeat(made, sizes)
+    prints.column[nodes] = np.repeat(made, sizes)  # (``nodes``: the groups' first, then the lone texts)
     prints.has[nodes] = True
     return prints, same[: len(groups)]
 
 
 def _prints(
-    docs: DocumentTable, keys: Sequence[str], members: np.ndarray, rows: np.ndarray, lo: int, ends: np.ndarray
+    docs: DocumentTable, keys: Sequence[str], members: np.ndarray, rows: np.ndarray, cuts: np.ndarray
 ) -> np.ndarray:
-    """``_fingerprint`` (as an integer) of groups whose documents are ``members[lo + ...]``, each
-    ending at ``ends`` (from ``lo``)."""
+    """``_fingerprint`` (as an integer) of consecutive groups: group k holds ``members[cuts[k - 1] :
+    cuts[k]]`` (from 0 for the first), whose rows are ``rows``."""
     digest, paths = xxhash.xxh3_64_intdigest, docs.paths
-    at = members[lo : lo + int(ends[-1])]
+    at = members[: int(cuts[-1])]
+    shas = docs.sha256_hexes(at)
     lines = [
         f"{keys[r] if r >= 0 else paths[d]}\t{sha}"
-        for d, r, sha in zip(
-            at.tolist(), rows[lo : lo + len(at)].tolist(), docs.sha256_hexes(at), strict=True
-        )
+        for d, r, sha in zip(at.tolist(), rows[: len(at)].tolist(), shas, strict=True)
     ]
-    bounds = [0, *ends.tolist()]
     made = (
         digest(lines[a].encode() if b - a == 1 else "\n".join(sorted(lines[a:b])).encode())
-        for a, b in itertools.pairwise(bounds)
+        for a, b in itertools.pairwise([0, *cuts.tolist()])
     )
-    return np.fromiter(made, dtype=np.uint64, count=len(ends))
+    return np.fromiter(made, dtype=np.uint64, count=len(cuts))
 
 
 def judged_component(
