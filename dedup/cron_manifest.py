@@ -96,11 +96,12 @@ def emit(
     assert isinstance(kept, Kept)
     quiet = as_stored(docs, kept, previous, matched)
     row_of = placed.rows = matched.rows()
-    carried = _Carried(previous, row_of[quiet], np.flatnonzero(~quiet), last)
+    loud = np.flatnonzero(~quiet)
+    carried = _Carried(previous, row_of[quiet], loud, last)
     start = 0
-    for i in [*carried.loud.tolist(), len(docs)]:
+    for k, i in enumerate([*loud.tolist(), len(docs)]):
         if start < i:
-            carried.write(fh, tally, range(start, i), placed)
+            carried.write(fh, tally, range(start, i), start - k, placed)  # k loud ones before it
         start = i + 1
         if i == len(docs):
             break
@@ -175,8 +176,8 @@ def emit(
 
 
 class _Carried:
-    """The documents whose stored records are written as they are, in runs between the others
-    (``loud``): what each run needs, worked out for all of them at once.
+    """The documents whose stored records are written as they are (``rows``), in runs between the
+    others (``loud``): what each run needs, worked out for all of them at once.
 
     A +10,000 night at 1M carries its records in ~17,500 runs; per run, numpy calls
     on the rows, two ``pread`` checks and the tally's arguments cost ~120 us (2.1 s).
@@ -184,12 +185,10 @@ class _Carried:
 
     def __init__(self, previous: Rows, rows: np.ndarray, loud: np.ndarray, last: LastManifest | None) -> None:
         self.previous, self.rows, self.last = previous, rows, last
-        self.loud = loud  # the documents not carried, in order
         self.lengths = np.frombuffer(previous.manifest_len, dtype=np.int64)[rows]
         # Each run's first row (how many rows the runs before it carry): sorted, from 0.
         firsts = np.unique(np.concatenate(([0], loud - np.arange(len(loud)))))
         self.spans = None if last is None else last.spans(previous, rows, firsts[firsts < len(rows)])
-        self.done = 0  # rows carried so far: ``write`` is called for each run in turn
         self.facts = None
         if last is not None:  # with the rows' image: its flags hold what the tally needs
             self.facts = self._facts(rows)
@@ -202,11 +201,10 @@ class _Carried:
         before = np.concatenate(([0], np.cumsum(duplicate)))
         return canonical, previous.statuses_of(rows), previous.clusters_of(rows[duplicate]), before
 
-    def write(self, fh: Any, tally: records.Tally, docs: range, placed: Placed) -> None:
-        """The next ``len(docs)`` rows' records written and counted: copied from the last manifest
+    def write(self, fh: Any, tally: records.Tally, docs: range, lo: int, placed: Placed) -> None:
+        """Documents ``docs`` (rows ``lo`` on) written and counted: copied from the last manifest
         where it holds them, else read from the state a few thousand at a time."""
-        lo, hi = self.done, self.done + len(docs)
-        self.done = hi
+        hi = lo + len(docs)
         spans = None if self.spans is None else self.spans.get(lo)
         if spans is not None:
             assert self.last is not None
@@ -279,7 +277,6 @@ class LastManifest:
             fits[k] = os.pread(fd, 1, end - 1) == b"\n" and (not start or os.pread(fd, 1, start - 1) == b"\n")
         bad = np.zeros(len(firsts), dtype=bool)
         np.logical_or.at(bad, run_of[breaks], ~fits)
-        bad[run_of[at < 0]] = True
         found: dict[int, list[tuple[int, int]]] = {}
         for run, start, end in zip(run_of[breaks].tolist(), starts.tolist(), ends.tolist(), strict=True):
             if not bad[run]:

@@ -58,7 +58,7 @@ FLAGS = ("status", "component_kind", "has_content", "has_signals", "canonical") 
 UNKNOWN, NO_CLUSTER = -2, -1
 # ``manifest_at``/``manifest_len``: where the row's record is in OUT's manifest as the run that
 # wrote the image left it (-1: not there as stored); ``canonical``: 0 not known, 1 no, 2 yes.
-_FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._fingerprint``), held as an integer
+_FINGERPRINT = re.compile("[0-9a-f]{16}")  # a group's (``stored._prints``), held as an integer
 NULL, HEX, OTHER = 0, 1, 2  # what a row's component is (``component_kind``)
 MAGIC = b"DEDUPRW1"
 TAIL = struct.Struct("<QQ8s")  # footer length, footer checksum, magic

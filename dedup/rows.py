@@ -159,7 +159,7 @@ class Rows:
         return not self.gone[r] and self.same_component(r, print_)
 
     def same_component(self, r: int, print_: str | None) -> bool:
-        """Whether row ``r``'s stored group fingerprint is ``print_`` (``stored._fingerprint``)."""
+        """Whether row ``r``'s stored group fingerprint is ``print_`` (``stored._prints``)."""
         kind = self.component_kind[r]
         if kind == HEX:
             return print_ is not None and self.component[r] == int(print_, 16)

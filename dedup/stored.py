@@ -290,28 +290,17 @@ class SignatureRows(Mapping[int, bytes]):
         return len(self.nodes) + len(self.held)
 
 
-def _fingerprint(
-    corpus: Corpus,
-    group: Sequence[int],
-    previous: Rows,
-    matched: Matched,
-    reach: Mapping[int, int] | None = None,
+def _component_print(
+    corpus: Corpus, group: Sequence[int], previous: Rows, matched: Matched, reach: Mapping[int, int]
 ) -> str:
-    """Identity of a group of documents judged together: unchanged => its verdicts still hold.
-
-    ``reach``: of the texts of a verified component of a split group (``large_groups``),
-    which its records also depend on (a text's reach decides which lines are furniture).
-    A document with a stored row has its key as path (not decoded from the table again).
-    """
-    docs, keys = corpus.docs, previous.keys
-    lines = []
-    for n in group:
-        tail = "" if reach is None else f"\t{reach[n]}"
-        for d in corpus.members(n):
-            r = matched.row(d)
-            lines.append(f"{docs.paths[d] if r is None else keys[r]}\t{docs.sha256(d)}{tail}")
-    lines.sort()
-    return xxhash.xxh3_64_hexdigest("\n".join(lines).encode())
+    """``_prints`` of one verified component of a split group (``large_groups``): each line also
+    holds its text's reach, which the component's records depend on (a text's reach decides which
+    lines are furniture)."""
+    members = [d for n in group for d in corpus.members(n)]
+    tails = [f"\t{reach[n]}" for n in group for _ in corpus.members(n)]
+    rows = np.array([-1 if (r := matched.row(d)) is None else r for d in members], dtype=np.int64)
+    made = _prints(corpus.docs, previous.keys, np.array(members, dtype=np.int64), rows, [len(members)], tails)
+    return f"{int(made[0]):016x}"
 
 
 def _judged(
@@ -330,7 +319,7 @@ def _judged(
 
 
 class GroupPrints:
-    """Node -> the fingerprint of its group (``_fingerprint``), as the state's rows store it.
+    """Node -> the fingerprint of its group (``_prints``), as the state's rows store it.
 
     A column of integers for the groups and lone texts of ``unchanged_groups``,
     formatted only for the rows a run writes (a string each was 2.4 s of a run at
@@ -368,9 +357,9 @@ def unchanged_groups(
     Fills ``kept`` (document -> its stored row) for the documents of unchanged
     groups; returns the fingerprint of each node and which of ``groups`` are
     unchanged. A group split by verified pairs is judged again by verified
-    component (``judged_component``). ``_fingerprint`` and ``_judged`` of each
-    group, done for all at once: the Python work left is a line per document and a
-    join per group of several.
+    component (``judged_component``). Each group's ``_prints`` and ``_judged``, done
+    for all at once: the Python work left is a line per document and a join per
+    group of several.
     """
     from dedup.row_image import HEX
 
@@ -389,7 +378,9 @@ def unchanged_groups(
     while g < len(sizes):
         last = max(int(np.searchsorted(ends, ends[g] - per_group[g] + _PRINTED, side="right")), g + 1)
         lo = int(ends[g] - per_group[g])
-        made[g:last] = _prints(corpus.docs, previous.keys, members[lo:], rows[lo:], ends[g:last] - lo)
+        made[g:last] = _prints(
+            corpus.docs, previous.keys, members[lo:], rows[lo:], (ends[g:last] - lo).tolist()
+        )
         g = last
     group_of = np.repeat(np.arange(len(sizes)), per_group)
     ok = rows >= 0
@@ -412,10 +403,17 @@ def unchanged_groups(
 
 
 def _prints(
-    docs: DocumentTable, keys: Sequence[str], members: np.ndarray, rows: np.ndarray, cuts: np.ndarray
+    docs: DocumentTable,
+    keys: Sequence[str],
+    members: np.ndarray,
+    rows: np.ndarray,
+    cuts: Sequence[int],
+    tails: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """``_fingerprint`` (as an integer) of consecutive groups: group k holds ``members[cuts[k - 1] :
-    cuts[k]]`` (from 0 for the first), whose rows are ``rows``."""
+    """The fingerprints of consecutive groups of documents judged together, as integers: unchanged,
+    their verdicts still hold. Group k holds ``members[cuts[k - 1] : cuts[k]]`` (from 0 for the
+    first), whose stored rows are ``rows`` (-1: none). A line per document, its stored key (else
+    its path) and sha256, and ``tails`` after each if given; sorted, joined, hashed (xxh3_64)."""
     digest, paths = xxhash.xxh3_64_intdigest, docs.paths
     at = members[: int(cuts[-1])]
     shas = docs.sha256_hexes(at)
@@ -423,9 +421,11 @@ def _prints(
         f"{keys[r] if r >= 0 else paths[d]}\t{sha}"
         for d, r, sha in zip(at.tolist(), rows[: len(at)].tolist(), shas, strict=True)
     ]
+    if tails is not None:
+        lines = [line + tail for line, tail in zip(lines, tails, strict=True)]
     made = (
         digest(lines[a].encode() if b - a == 1 else "\n".join(sorted(lines[a:b])).encode())
-        for a, b in itertools.pairwise([0, *cuts.tolist()])
+        for a, b in itertools.pairwise([0, *cuts])
     )
     return np.fromiter(made, dtype=np.uint64, count=len(cuts))
 
@@ -435,6 +435,6 @@ def judged_component(
 ) -> bool:
     """A verified component of a split group: fingerprinted with its texts' reach (``prints``), and
     whether the state judged it so (its stored records are then kept)."""
-    print_ = _fingerprint(corpus, nodes, previous, matched, corpus.reach)
+    print_ = _component_print(corpus, nodes, previous, matched, corpus.reach)
     prints.update((n, print_) for n in nodes)
     return _judged(corpus, nodes, print_, previous, matched, kept)

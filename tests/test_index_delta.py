@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_band_store import _store
 from test_cron_rerun import outputs
-from test_state import _DAY1, _DAY2, _write, banded_known
+from test_state import _DAY1, _DAY2, _write, random_texts
 
 from dedup import Config, band_store, index, index_delta, index_workers, run, stored
 from dedup.errors import DedupError
@@ -52,14 +52,8 @@ def test_stored_pairs_less_gone_texts_plus_new_ones_are_the_pairs_of_banding_all
     rng = np.random.default_rng(seed)
     n = int(rng.integers(3, 600))
     signatures = _signatures(rng, n)
-    sizes = rng.integers(1, 50, size=n).astype(np.int64)
-    contents = rng.permutation(np.arange(1, n + 1, dtype=np.uint64) * 7919)
-    old = np.sort(rng.choice(n, size=int(rng.integers(2, n + 1)), replace=False))
+    sizes, contents, old, banded_all = random_texts(rng, signatures, 2)
     config = Config(jobs=1)
-
-    def banded_all(at: np.ndarray) -> stored.KnownPairs:
-        return banded_known(signatures[at], sizes[at], contents[at], config)
-
     known = stored.KnownPairs.loads(banded_all(old).dumps())
     assert known is not None
     gone = rng.choice(old, size=int(rng.integers(1, max(2, len(old) // 3))), replace=False)

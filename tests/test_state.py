@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -520,6 +521,23 @@ def banded_known(
     return KnownPairs(8, 2, len(proposed), contents, kept, stars)
 
 
+def random_texts(
+    rng: np.random.Generator, signatures: np.ndarray, least: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[np.ndarray], KnownPairs]]:
+    """Sizes and content keys for these signatures, the texts a state held (``least`` or more of
+    them, ascending), and ``banded_known`` of any of them."""
+    n = len(signatures)
+    sizes = rng.integers(1, 50, size=n).astype(np.int64)
+    contents = rng.permutation(np.arange(1, n + 1, dtype=np.uint64) * 7919)
+    old = np.sort(rng.choice(n, size=int(rng.integers(least, n + 1)), replace=False))
+    config = Config(jobs=1)
+
+    def banded_all(at: np.ndarray) -> KnownPairs:
+        return banded_known(signatures[at], sizes[at], contents[at], config)
+
+    return sizes, contents, old, banded_all
+
+
 @pytest.mark.parametrize("seed", range(80))
 def test_stored_pairs_extended_in_a_new_order_are_the_pairs_of_banding_all(seed: int) -> None:
     from dedup import stored
@@ -529,14 +547,8 @@ def test_stored_pairs_extended_in_a_new_order_are_the_pairs_of_banding_all(seed:
     # Few distinct values give buckets of every size; a group sharing band 0 is often a star.
     signatures = rng.integers(0, int(rng.choice([4, 64, 1024])), size=(n, 16), dtype=np.uint32)
     signatures[rng.choice(n, size=int(rng.integers(0, n)) % 150, replace=False), :2] = 0  # a star, often
-    sizes = rng.integers(1, 50, size=n).astype(np.int64)
-    contents = rng.permutation(np.arange(1, n + 1, dtype=np.uint64) * 7919)
-    old = np.sort(rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False))
+    sizes, contents, old, banded_all = random_texts(rng, signatures, 1)
     config = Config(jobs=1)
-
-    def banded_all(at: np.ndarray) -> stored.KnownPairs:
-        return banded_known(signatures[at], sizes[at], contents[at], config)
-
     known = stored.KnownPairs.loads(banded_all(old).dumps())  # as the state keeps them
     assert known is not None
     now = rng.permutation(n)  # every text, the stored ones in any order
