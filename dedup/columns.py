@@ -316,8 +316,10 @@ class NodeKeys:
     A dict of them cost ~120 bytes a text in the driver's heap (12 GB at 100M
     texts); with a directory it is an open-addressing table in two mapped files
     (16 bytes a slot, at most half full; ``kernels.assign_nodes``), grown by
-    moving it into a table twice the size. Without one (cron mode, no compiled
-    kernels) it is the dict.
+    moving it into a table twice the size. Without a directory (cron mode) the
+    table is in memory: a cron run assigns every stored text at once, and the
+    dict took ~1 s of a run at 1M. Without compiled kernels (or ``compiled=False``:
+    the tests' reference) it is the dict.
 
     Example:
         >>> keys = NodeKeys(None)
@@ -325,21 +327,23 @@ class NodeKeys:
         ([0, 1, 0], 2)
     """
 
-    def __init__(self, directory: Path | None, slots: int = 1 << 10) -> None:
+    def __init__(self, directory: Path | None, slots: int = 1 << 10, *, compiled: bool | None = None) -> None:
         from dedup import kernels
 
         assert slots > 0 and slots & (slots - 1) == 0, "a power of two: the kernel masks the hash"
-        self._directory = directory if kernels.AVAILABLE else None
+        self._compiled = kernels.AVAILABLE if compiled is None else compiled and kernels.AVAILABLE
+        self._directory = directory
         self._dict: dict[int, int] = {}
         self._count = 0
         self._generation = 0
         self._closed = False
         self._slots = self._nodes = np.zeros(0, dtype=np.uint64)
-        if self._directory is not None:
+        if self._compiled:
             self._slots, self._nodes = self._table(slots)
 
     def _table(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        assert self._directory is not None
+        if self._directory is None:
+            return np.zeros(size, dtype=np.uint64), np.zeros(size, dtype=np.int64)
         self._generation += 1
         name = self._directory / f"node_keys.{self._generation}"
         slots = zeros(Path(f"{name}.slots"), np.uint64, size)
@@ -347,12 +351,12 @@ class NodeKeys:
         return slots, nodes
 
     def __len__(self) -> int:
-        return self._count if self._directory is not None else len(self._dict)
+        return self._count if self._compiled else len(self._dict)
 
     def assign(self, keys: np.ndarray) -> np.ndarray:
         """The nodes of ``keys`` (uint64), in order: a key not seen before gets the next node."""
         assert not self._closed, "keys looked up after close"
-        if self._directory is None:
+        if not self._compiled:
             found = self._dict
             return np.array([found.setdefault(k, len(found)) for k in keys.tolist()], dtype=np.int64)
         from dedup import kernels
@@ -372,7 +376,7 @@ class NodeKeys:
     def node(self, key: int) -> int:
         """The node of one key (``assign`` of one)."""
         assert not self._closed, "keys looked up after close"
-        if self._directory is None:
+        if not self._compiled:
             return self._dict.setdefault(key, len(self._dict))
         return int(self.assign(np.array([key], dtype=np.uint64))[0])
 

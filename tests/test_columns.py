@@ -195,15 +195,19 @@ def test_without_fallocate_a_table_is_made_sparse(tmp_path: Path, monkeypatch: p
 def test_node_keys_in_files_number_texts_as_the_dict_does(
     tmp_path_factory: pytest.TempPathFactory, batches: list[list[int]]
 ) -> None:
-    """Nodes by first appearance, through tables grown from 4 slots (moved each time they fill)."""
+    """Nodes by first appearance, through tables grown from 4 slots (moved each time they fill), in
+    files (a batch run) and in memory (a cron run), against the dict."""
     directory = tmp_path_factory.mktemp("keys")
-    in_files, in_memory = columns.NodeKeys(directory, slots=4), columns.NodeKeys(None)
+    in_files, in_memory = columns.NodeKeys(directory, slots=4), columns.NodeKeys(None, slots=4)
+    reference = columns.NodeKeys(None, compiled=False)
     for batch in batches:
         keys = np.array(batch, dtype=np.uint64)
-        assert in_files.assign(keys).tolist() == in_memory.assign(keys).tolist()
+        expected = reference.assign(keys).tolist()
+        assert in_files.assign(keys).tolist() == in_memory.assign(keys).tolist() == expected
     seen = {k for batch in batches for k in batch}
     new = next(k for k in range(41, 10**6) if k not in seen)
-    assert in_files.node(new) == in_memory.node(new) == len(seen)  # one more text
+    assert in_files.node(new) == in_memory.node(new) == reference.node(new) == len(seen)  # one more text
+    assert len(in_memory) == len(reference) == len(seen) + 1
     in_files.close()
     assert not list(directory.iterdir())
 
