@@ -302,6 +302,15 @@ class DocumentTable:
     def status(self, i: int) -> Status:
         return _STATUSES[self._status[i]]
 
+    def statuses(self) -> set[Status]:
+        """The statuses the documents have: a pass over the column a chunk at a time (a document at
+        a time took ~1.3 s at 1M)."""
+        seen = np.zeros(len(_STATUSES), dtype=bool)
+        for start in range(0, len(self), 1 << 20):
+            codes = self._status.items(start, min(start + (1 << 20), len(self)))
+            seen[np.frombuffer(codes, dtype=np.uint8)] = True
+        return {_STATUSES[code] for code in np.flatnonzero(seen).tolist()}
+
     def sha256(self, i: int) -> str:
         sha = self._sha.row(i)
         return "" if sha == _NO_SHA else sha.hex()

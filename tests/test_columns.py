@@ -212,6 +212,27 @@ def test_node_keys_in_files_number_texts_as_the_dict_does(
     assert not list(directory.iterdir())
 
 
+@settings(max_examples=30, deadline=None)
+@given(codes=st.lists(st.sampled_from(list(Status)), max_size=40))
+def test_the_statuses_a_table_holds_in_files_and_in_memory(
+    tmp_path_factory: pytest.TempPathFactory, codes: list[Status]
+) -> None:
+    """``statuses`` (one pass over the column) against the statuses asked a document at a time,
+    with most of the column written to its file (chunks of 2) and the rest not yet."""
+    src = Source("dir", "/data", "")
+    in_memory = DocumentTable([src])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columns, "CHUNK", 2)
+        in_file = DocumentTable([src], tmp_path_factory.mktemp("table"))
+        for i, status in enumerate(codes):
+            doc = Document(i, f"{i}.txt", src, f"/data/{i}.txt", status=status)
+            in_file.append(doc)
+            in_memory.append(doc)
+    expected = {in_memory.status(i) for i in range(len(codes))}
+    assert expected == set(codes)
+    assert in_file.statuses() == in_memory.statuses() == expected
+
+
 def test_notes_in_files_are_the_notes_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Errors and a WARC record's fields, surrogates in a message too, read back from files."""
     monkeypatch.setattr(columns, "CHUNK", 2)

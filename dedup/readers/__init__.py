@@ -237,9 +237,9 @@ def check_found(docs: DocumentTable, config: Config, sources: Sequence[Source]) 
         raise NoDocumentsError(
             "no document found: no file in the INPUTs matched --glob " + " ".join(config.globs)
         )
-    statuses = Counter(docs.status(i) for i in range(len(docs)))
-    if statuses.keys() - {Status.MALFORMED, Status.UNSUPPORTED}:
+    if docs.statuses() - {Status.MALFORMED, Status.UNSUPPORTED}:
         return
+    statuses = Counter(docs.status(i) for i in range(len(docs)))
     first = docs[0]
     counts = ", ".join(f"{status} {n:,}" for status, n in statuses.most_common())
     raise NoDocumentsError(
