@@ -231,9 +231,11 @@ class Incremental(Batch):
             self.early = copies.Early(self.out, corpus.docs, alone)
         return groups.take(np.flatnonzero(changed))
 
-    def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
+    def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
         assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it
-        return stored.judged_component(corpus, nodes, self.previous, self.matched, self.kept, self.prints)
+        return stored.judged_components(
+            corpus, comps, self.previous, self.matched, self.kept, self.prints
+        ).tolist()
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         assert self.run_id is not None and self.previous is not None

@@ -19,13 +19,13 @@ at 1M), so it changes every night. What did not change is not done again: a pair
 of texts compared as last run (same text, bytes and reach: ``pair_keys``) keeps
 its verdict (``PairVerdicts``, stored with the state), and a verified component
 whose members and reaches are as when the state judged it keeps its records
-(``known``: ``stored.judged_component``).
+(``known``: ``stored.judged_components``).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import xxhash
@@ -65,14 +65,14 @@ def split(
     *,
     large: int | None = None,
     memo: PairVerdicts | None = None,
-    known: Callable[[list[int]], bool] | None = None,
+    known: Callable[[list[list[int]]], Sequence[bool]] | None = None,
 ) -> Groups:
     """``tasks`` with each group over ``large`` (``LARGE``) texts replaced by tasks of its verified
     components. Sets ``corpus.reach`` for the texts of the groups split (before any worker forks).
 
     A cron run passes what its state knows: ``memo``, the verdicts on pairs of texts
     compared alike last run (only the others are verified; all are recorded in it for
-    the next run), and ``known``, whether the state holds a verified component's
+    the next run), and ``known``, whether the state holds each verified component's
     records (such a component is not settled again).
     """
     large = LARGE if large is None else large
@@ -112,7 +112,7 @@ def split(
         verified = pairs[keep]
         comps = components(nodes, verified)
         if known is not None:
-            comps = [comp for comp in comps if not known(comp)]
+            comps = [comp for comp, held in zip(comps, known(comps), strict=True) if not held]
         out.append(Groups.of(pack(comps, verified, large)))
     out.append(tasks.between(big[-1] + 1, len(tasks)))
     return Groups.joined(out)

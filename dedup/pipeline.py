@@ -274,7 +274,7 @@ def _settle(
             tasks,
             engine,
             memo=cache.pair_verdicts,
-            known=lambda nodes: cache.judge_component(corpus, nodes),
+            known=lambda comps: cache.judge_components(corpus, comps),
         )
         for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
             settled.update(results)

@@ -112,9 +112,10 @@ class Batch:
         ``comp_of``: each node's group, -1 for a text with no candidate."""
         return groups
 
-    def judge_component(self, corpus: Corpus, nodes: list[int]) -> bool:
-        """Whether a giant group's verified component keeps its stored records (not settled again)."""
-        return False
+    def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
+        """Whether each of a giant group's verified components keeps its stored records (not settled
+        again)."""
+        return [False] * len(comps)
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         """Work out, before the records are written, what changed against the state."""

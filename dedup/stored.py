@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -290,55 +290,22 @@ class SignatureRows(Mapping[int, bytes]):
         return len(self.nodes) + len(self.held)
 
 
-def _component_print(
-    corpus: Corpus, group: Sequence[int], previous: Rows, matched: Matched, reach: Mapping[int, int]
-) -> str:
-    """``_prints`` of one verified component of a split group (``large_groups``): each line also
-    holds its text's reach, which the component's records depend on (a text's reach decides which
-    lines are furniture)."""
-    members = [d for n in group for d in corpus.members(n)]
-    tails = [f"\t{reach[n]}" for n in group for _ in corpus.members(n)]
-    rows = np.array([-1 if (r := matched.row(d)) is None else r for d in members], dtype=np.int64)
-    made = _prints(corpus.docs, previous.keys, np.array(members, dtype=np.int64), rows, [len(members)], tails)
-    return f"{int(made[0]):016x}"
-
-
-def _judged(
-    corpus: Corpus, group: Sequence[int], print_: str, previous: Rows, matched: Matched, kept: Kept
-) -> bool:
-    """Whether the state judged every document of ``group`` in a group of this fingerprint; if so,
-    keep their stored records (``kept``)."""
-    members = [d for n in group for d in corpus.members(n)]
-    rows = [matched.row(d) for d in members]
-    found = [r for r in rows if r is not None and previous.judged_as(r, print_)]
-    if len(found) < len(rows):
-        return False
-    for d, r in zip(members, found, strict=True):
-        kept.keep(d, r)
-    return True
-
-
 class GroupPrints:
     """Node -> the fingerprint of its group (``_prints``), as the state's rows store it.
 
-    A column of integers for the groups and lone texts of ``unchanged_groups``,
-    formatted only for the rows a run writes (a string each was 2.4 s of a run at
-    1M); a dict for the verified components of split groups (``judged_component``).
+    A column of integers for the groups and lone texts of ``unchanged_groups``, then
+    for the verified components of split groups (``judged_components``), formatted
+    only for the rows a run writes (a string each was 2.4 s of a run at 1M).
     """
 
     def __init__(self, nodes: int) -> None:
-        self.components: dict[int, str] = {}
         self.column = np.zeros(nodes, dtype=np.uint64)
         self.has = np.zeros(nodes, dtype=bool)
 
     def get(self, node: int) -> str | None:
-        found = self.components.get(node)
-        if found is None and self.has[node]:
+        if self.has[node]:
             return f"{int(self.column[node]):016x}"  # as xxh3_64_hexdigest spells it
-        return found
-
-    def update(self, items: Iterable[tuple[int, str]]) -> None:
-        self.components.update(items)
+        return None
 
 
 _PRINTED = 1 << 16  # documents fingerprinted at once (their lines are ~170 bytes each)
@@ -361,15 +328,52 @@ def unchanged_groups(
     for all at once: the Python work left is a line per document and a join per
     group of several.
     """
-    from dedup.row_image import HEX
-
     lone = np.flatnonzero(comp_of < 0)
     nodes = np.concatenate([groups.all_nodes(), lone])
     sizes = np.concatenate([groups.sizes(), np.ones(len(lone), dtype=np.int64)])  # nodes per group
+    prints = GroupPrints(len(comp_of))
+    same = _judged_all(corpus, nodes, sizes, previous, matched, kept, prints)
+    return prints, same[: len(groups)]
+
+
+def judged_components(
+    corpus: Corpus,
+    comps: Sequence[Sequence[int]],
+    previous: Rows,
+    matched: Matched,
+    kept: Kept,
+    prints: GroupPrints,
+) -> np.ndarray:
+    """Which verified components of a split group (``large_groups``) the state judged so (their
+    stored records are then kept), all at once as ``unchanged_groups`` (one at a time took ~1 s of
+    a run at 1M). Their fingerprints (``prints``) hold each text's reach too: it decides which of
+    its lines are furniture, so the records depend on it."""
+    nodes = np.array([n for comp in comps for n in comp], dtype=np.int64)
+    sizes = np.array([len(comp) for comp in comps], dtype=np.int64)
+    reach = np.array([corpus.reach[n] for n in nodes.tolist()], dtype=np.int64)
+    return _judged_all(corpus, nodes, sizes, previous, matched, kept, prints, reach)
+
+
+def _judged_all(
+    corpus: Corpus,
+    nodes: np.ndarray,
+    sizes: np.ndarray,
+    previous: Rows,
+    matched: Matched,
+    kept: Kept,
+    prints: GroupPrints,
+    reach: np.ndarray | None = None,
+) -> np.ndarray:
+    """Groups of ``nodes`` (``sizes`` nodes each, in turn) fingerprinted into ``prints``, with each
+    text's ``reach`` in its lines if given; returns which groups the state judged alike, and keeps
+    their documents' stored rows (``kept``)."""
+    from dedup.row_image import HEX
+
     starts, order = corpus.starts, corpus.order
     held = starts[nodes + 1] - starts[nodes]  # documents per node
     first = np.cumsum(held) - held
     members = order[np.repeat(starts[nodes], held) + np.arange(int(held.sum())) - np.repeat(first, held)]
+    tails = None if reach is None else [f"\t{r}" for r in np.repeat(reach, held).tolist()]
     per_group = np.add.reduceat(held, np.cumsum(sizes) - sizes) if len(sizes) else held
     ends = np.cumsum(per_group)  # each group's documents: members[ends[g] - per_group[g] : ends[g]]
     rows = matched.rows()[members]
@@ -379,7 +383,12 @@ def unchanged_groups(
         last = max(int(np.searchsorted(ends, ends[g] - per_group[g] + _PRINTED, side="right")), g + 1)
         lo = int(ends[g] - per_group[g])
         made[g:last] = _prints(
-            corpus.docs, previous.keys, members[lo:], rows[lo:], (ends[g:last] - lo).tolist()
+            corpus.docs,
+            previous.keys,
+            members[lo:],
+            rows[lo:],
+            (ends[g:last] - lo).tolist(),
+            None if tails is None else tails[lo:],
         )
         g = last
     group_of = np.repeat(np.arange(len(sizes)), per_group)
@@ -396,10 +405,9 @@ def unchanged_groups(
     same = np.logical_and.reduceat(ok, ends - per_group) if len(sizes) else np.zeros(0, dtype=bool)
     taken = same[group_of]
     kept.keep_all(members[taken], rows[taken])
-    prints = GroupPrints(len(comp_of))
-    prints.column[nodes] = np.repeat(made, sizes)  # (``nodes``: the groups' first, then the lone texts)
+    prints.column[nodes] = np.repeat(made, sizes)  # (each group's nodes, in turn)
     prints.has[nodes] = True
-    return prints, same[: len(groups)]
+    return same
 
 
 def _prints(
@@ -428,13 +436,3 @@ def _prints(
         for a, b in itertools.pairwise([0, *cuts])
     )
     return np.fromiter(made, dtype=np.uint64, count=len(cuts))
-
-
-def judged_component(
-    corpus: Corpus, nodes: Sequence[int], previous: Rows, matched: Matched, kept: Kept, prints: GroupPrints
-) -> bool:
-    """A verified component of a split group: fingerprinted with its texts' reach (``prints``), and
-    whether the state judged it so (its stored records are then kept)."""
-    print_ = _component_print(corpus, nodes, previous, matched, corpus.reach)
-    prints.update((n, print_) for n in nodes)
-    return _judged(corpus, nodes, print_, previous, matched, kept)

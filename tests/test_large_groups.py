@@ -174,10 +174,10 @@ def test_a_verified_component_the_state_holds_is_not_settled_again(write_tree) -
     whole, _ = _settled(make(), tasks)
     held: set[int] = set()
 
-    def known(comp: list[int]) -> bool:  # the state holds the first component with two texts
-        if not held and len(comp) > 1:
-            held.update(comp)
-        return bool(held) and comp[0] in held
+    def known(comps: list[list[int]]) -> list[bool]:  # the state holds the first component with two texts
+        if not held:
+            held.update(next((comp for comp in comps if len(comp) > 1), []))
+        return [comp[0] in held for comp in comps]
 
     corpus = make()
     split = large_groups.split(corpus, tasks, parallel.Processes(2), large=2, known=known)
