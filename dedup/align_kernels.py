@@ -184,18 +184,20 @@ def replaced(a: Any, b: Any) -> Any:
 
 
 @jit(None)
-def _commonness(ids: Any, lo: Any, hi: Any, frequency: Any, log_frequency: Any) -> Any:
-    """log1p of the document frequency of the rarest word of ids[lo:hi] (``quality._commonness``)."""
+def _rarest(ids: Any, lo: Any, hi: Any, frequency: Any) -> Any:
+    """The rarest word of ids[lo:hi], the first of equals (as ``quality._rarest``)."""
     rarest = ids[lo]
     for t in range(lo + 1, hi):
         if frequency[ids[t]] < frequency[rarest]:
             rarest = ids[t]
-    return log_frequency[rarest]
+    return rarest
 
 
-@jit(f"int64[::1]({I64}, {I64}, {I64}, {F64}, float64, int64)")
+@jit(f"Tuple((int64[::1], int64[:, ::1]))({I64}, {I64}, {I64}, {F64}, float64, int64)")
 def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: Any, max_bubble: Any) -> Any:
-    """Words of each member that other members replace by commoner ones (``quality.relative``'s count).
+    """Words of each member that other members replace by commoner ones (``quality.relative``'s count),
+    and every decision taken: (member, rarest word of its stretch, of the other's, outcome: 0 neither
+    blamed, 1 the member, 2 the other), as ``freq_bounds`` needs them.
 
     Members are ids[starts[m]:starts[m + 1]]; frequency[t] is word t's document
     frequency and log_frequency[t] its ``np.log1p``. The same anchors, stretches and
@@ -203,6 +205,8 @@ def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: 
     """
     members = starts.shape[0] - 1
     blamed = np.zeros(members, dtype=np.int64)
+    decisions = np.empty((16, 4), dtype=np.int64)
+    taken = 0
     keys = []
     places = []
     for m in range(members):
@@ -233,13 +237,24 @@ def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: 
                     continue
                 ops = replaced(seg_a, seg_b)
                 for r in range(ops.shape[0]):
-                    rarity_a = _commonness(seg_a, ops[r, 0], ops[r, 1], frequency, log_frequency)
-                    rarity_b = _commonness(seg_b, ops[r, 2], ops[r, 3], frequency, log_frequency)
+                    rarest_a = _rarest(seg_a, ops[r, 0], ops[r, 1], frequency)
+                    rarest_b = _rarest(seg_b, ops[r, 2], ops[r, 3], frequency)
+                    rarity_a, rarity_b = log_frequency[rarest_a], log_frequency[rarest_b]
+                    outcome = 0
                     if rarity_a + margin < rarity_b:
                         blamed[x] += ops[r, 1] - ops[r, 0]
+                        outcome = 1
                     elif rarity_b + margin < rarity_a:
                         blamed[y] += ops[r, 3] - ops[r, 2]
-    return blamed
+                        outcome = 2
+                    if taken == decisions.shape[0]:
+                        grown = np.empty((2 * taken, 4), dtype=np.int64)
+                        grown[:taken] = decisions
+                        decisions = grown
+                    decisions[taken, 0], decisions[taken, 1] = x, rarest_a
+                    decisions[taken, 2], decisions[taken, 3] = rarest_b, outcome
+                    taken += 1
+    return blamed, decisions[:taken].copy()
 
 
 @jit(f"int64({I64}, int64)")

@@ -15,9 +15,9 @@ from typing import Any
 
 from dedup import evidence
 from dedup.cluster import Similarity, Thresholds
+from dedup.comparison import compared
 from dedup.errors import InputError
 from dedup.finished import FinishedRun
-from dedup.pass2 import compared
 from dedup.signatures import similarity
 
 # What the similarity figures mean, in plain words.

@@ -50,6 +50,7 @@ from dedup.run_filter import Batch, Pass1
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
+    from dedup.freq_bounds import Bounds, Found
     from dedup.frequency import TokenFrequency
     from dedup.groups import Groups
     from dedup.parallel import Engine
@@ -58,10 +59,15 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
 
 
 _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
+# The state's table of ``freq_bounds.Bounds`` holds every group's limits when this blob is there
+# (a state of an earlier version has none: every group is judged again, once).
+_BOUNDS, _BOUNDS_KEPT = "frequency_bounds", b"FB2"
 
 
 class Incremental(Batch):
     """A run with a ``--state``: what the state knows is not done again, OUT is updated in place."""
+
+    bounded = True
 
     def __init__(self, store: state.State, config: Config) -> None:
         super().__init__()
@@ -84,6 +90,10 @@ class Incremental(Batch):
         self.placed = row_image.Placed()  # where this run's manifest holds each record
         self.last_manifest: cron_manifest.LastManifest | None = None  # the last run's, copied from
         self.out: Path | None = None
+        self.bounds: Bounds | None = None  # what the kept verdicts rest on (None: not stored)
+        self.settled_bounds: list[Found] = []  # this run's pass 2's, not yet sorted ...
+        self.settled_parts: list[Bounds] = []  # ... and sorted by group (``settled``)
+        self.stale: np.ndarray | None = None  # the fingerprints of groups whose limits were crossed
 
     def unchanged(
         self, sources: Sequence[Source], out: Path, checkpoint: Checkpoint
@@ -140,9 +150,13 @@ class Incremental(Batch):
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
+        from dedup.freq_bounds import Bounds
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
+        kept = self.store.blob(_BOUNDS) == _BOUNDS_KEPT
+        self.bounds = Bounds.from_rows(self.store.bounds()) if kept else None
+        self.settled_bounds, self.settled_parts = [], []
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -220,8 +234,11 @@ class Incremental(Batch):
     def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
         assert self.previous is not None
         self.kept = kept = Kept(self.previous, len(corpus.docs))
+        # Groups whose verdicts rest on counts that grew past their limits are judged again; all
+        # of them where the state holds no limits (one made by an earlier version).
+        self.stale = None if self.bounds is None else self.bounds.crossed(corpus.frequency)
         self.prints, same = stored.unchanged_groups(
-            corpus, groups, comp_of, self.previous, self.matched, kept
+            corpus, groups, comp_of, self.previous, self.matched, kept, self.stale
         )
         changed = ~same
         if self._in_place():
@@ -234,8 +251,33 @@ class Incremental(Batch):
     def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
         assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it
         return stored.judged_components(
-            corpus, comps, self.previous, self.matched, self.kept, self.prints
+            corpus, comps, self.previous, self.matched, self.kept, self.prints, self.stale
         ).tolist()
+
+    def settled(self, found: Found) -> None:
+        """Kept raw a million at a time (24 bytes each), then sorted by group (12): a sort per task
+        cost thousands of calls at 1M, and all of them raw ~300 MB on the first run."""
+        self.settled_bounds.append(found)
+        if sum(len(keys) for _, keys, _ in self.settled_bounds) >= 1 << 20:
+            self._sort_settled()
+
+    def _sort_settled(self) -> None:
+        from dedup.freq_bounds import Bounds
+
+        if self.settled_bounds:
+            nodes, keys, limits = (np.concatenate(a) for a in zip(*self.settled_bounds, strict=True))
+            self.settled_parts.append(Bounds.found(self.prints.column[nodes], keys, limits))
+            self.settled_bounds = []
+
+    def _bounds(self) -> tuple[list[int] | None, list[tuple[int, bytes]]]:
+        """The state table's changes: the groups not kept go (signed fingerprints; None: every row,
+        none was trusted), the groups settled this run are written; the kept groups' rows stay."""
+        self._sort_settled()
+        gone: list[int] | None = None
+        if (stored := self.bounds) is not None:
+            kept = stored.of(np.concatenate(self.prints.kept or [np.zeros(0, np.uint64)]))
+            gone = stored.owners[~kept].view(np.int64).tolist()
+        return gone, [row for part in self.settled_parts for row in part.rows()]
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         assert self.run_id is not None and self.previous is not None
@@ -322,9 +364,11 @@ class Incremental(Batch):
                 **({"token_frequency": self.table.result()} if self.table is not None else {}),
                 **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
                 **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
+                _BOUNDS: _BOUNDS_KEPT,
             },
             changes=self.changes.delta,
             columns=lambda: image.write(self.store, self.placed),
+            bounds=self._bounds,
         )
 
     def counts(self, tally: records.Tally) -> dict[str, int]:

@@ -30,10 +30,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xxhash
 
-from dedup import parallel
+from dedup import freq_bounds, parallel
 from dedup.cluster import Similarity, Thresholds, components
+from dedup.frequency import TokenFrequency
 from dedup.groups import Groups, Task
-from dedup.pass2 import Corpus, load, reach_of
+from dedup.pass2 import Corpus, furniture_over, load, reach_of
 from dedup.signatures import distinct, similarity
 
 LARGE = 1000  # texts: a group over this is split
@@ -47,15 +48,20 @@ class Verifier:
     def __init__(self, corpus: Corpus) -> None:
         self.corpus = corpus
 
-    def __call__(self, pairs: np.ndarray) -> np.ndarray:
-        config = self.corpus.config
-        thresholds = Thresholds(config.jaccard, config.containment, config.min_shared)
-        nodes = distinct(pairs.ravel()).tolist()
-        shingles = {n: load(self.corpus, n, self.corpus.reach[n])[2] for n in nodes}
+    def __call__(self, pairs: np.ndarray) -> tuple[np.ndarray, freq_bounds.Found | None]:
+        """Per pair, accepted; and (``corpus.bounded``) the limits of the lines the verdicts left in."""
+        corpus = self.corpus
+        thresholds = Thresholds(corpus.config.jaccard, corpus.config.containment, corpus.config.min_shared)
+        bounds = freq_bounds.Collector() if corpus.bounded else None
+        shingles = {}
+        for n in distinct(pairs.ravel()).tolist():
+            _, _, shingles[n], counts, keys = load(corpus, n, corpus.reach[n])
+            if bounds is not None:
+                bounds.lines(n, keys, counts, furniture_over(corpus.reach[n]), None)
         accepted = [
             thresholds.accepts(Similarity(*similarity(shingles[a], shingles[b]))) for a, b in pairs.tolist()
         ]
-        return np.array(accepted, dtype=bool)
+        return np.array(accepted, dtype=bool), None if bounds is None else bounds.result()
 
 
 def split(
@@ -81,6 +87,7 @@ def split(
         return tasks
     verdicts: dict[int, np.ndarray] = {}  # per group, per pair: 1 accepted, 0 not, -1 to verify
     keys: dict[int, np.ndarray] = {}
+    texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per group: its texts in pairs, their keys
     order: dict[int, np.ndarray] = {}  # per group: the pairs to verify, in the order they are
     for k in big:
         nodes, pairs = tasks[k]
@@ -88,8 +95,12 @@ def split(
         if memo is None:
             verdicts[k] = np.full(len(pairs), -1, dtype=np.int8)
         else:
-            keys[k] = pair_keys(corpus, pairs)
+            texts[k] = text_keys(corpus, pairs)
+            keys[k] = pair_keys(corpus, pairs, texts[k])
             verdicts[k] = memo.lookup(keys[k])
+            # A verdict on a text one of whose lines the corpus now counts otherwise is taken again.
+            stale = texts[k][0][memo.stale(texts[k][1], corpus.frequency)]
+            verdicts[k][np.isin(pairs, stale).any(axis=1)] = -1
         todo = np.flatnonzero(verdicts[k] < 0)
         order[k] = todo[local_order(pairs[todo])]
     # A few pairs (a cron run's, most verdicts kept) still make a task per worker or two.
@@ -100,15 +111,17 @@ def split(
     masks = engine.ordered(
         Verifier(corpus), (tasks[k][1][order[k][lo : lo + size]] for k, lo in chunks), window_per_worker=4
     )
-    for (k, lo), mask in zip(chunks, masks, strict=True):
+    for (k, lo), (mask, found) in zip(chunks, masks, strict=True):
         verdicts[k][order[k][lo : lo + size]] = mask
+        if memo is not None and found is not None:
+            memo.found(texts[k], found)
     out: list[Groups] = []
     for before, k in zip([-1, *big], big, strict=False):  # each group split, and the one before it
         out.append(tasks.between(before + 1, k))  # views: ``joined`` copies them once
         nodes, pairs = tasks[k]
         keep = verdicts[k] == 1
         if memo is not None:
-            memo.record(keys[k], keep)
+            memo.record(keys[k], keep, texts[k][1])
         verified = pairs[keep]
         comps = components(nodes, verified)
         if known is not None:
@@ -118,18 +131,27 @@ def split(
     return Groups.joined(out)
 
 
-def pair_keys(corpus: Corpus, pairs: np.ndarray) -> np.ndarray:
+def pair_keys(
+    corpus: Corpus, pairs: np.ndarray, texts: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """A key per pair for the texts as compared: each text's content key, the bytes it is read
-    from again and its reach.
+    from again and its reach (``text_keys``).
 
     Verification compares shingles, made from a text's first document
     (``pass2.load``: its bytes, read as its kind and name say: the same bytes are
     another text in a ``.html`` file than in a ``.txt``, and another content key)
     with the lines in more documents than its reach left out; the run's options are
-    the state's. The token frequencies that decide those lines drift as documents
-    arrive: a verdict taken from an earlier run is as stale as the records of a
-    group that did not change.
+    the state's. The counts that decide those lines grow as documents arrive: the
+    verdicts' limits (``freq_bounds``) are kept by text key (``PairVerdicts``).
     """
+    nodes, text = text_keys(corpus, pairs) if texts is None else texts
+    keyed = text[np.searchsorted(nodes, pairs)]
+    low, high = keyed.min(axis=1), keyed.max(axis=1)
+    return _mix(low ^ _mix(high))
+
+
+def text_keys(corpus: Corpus, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The texts of ``pairs`` (sorted) and a key for each as compared (``pair_keys``)."""
     docs, order, starts, reach, contents = (
         corpus.docs,
         corpus.order,
@@ -137,7 +159,7 @@ def pair_keys(corpus: Corpus, pairs: np.ndarray) -> np.ndarray:
         corpus.reach,
         corpus.contents,
     )
-    nodes, local = np.unique(pairs, return_inverse=True)
+    nodes = np.unique(pairs)
     text = np.array(
         [
             xxhash.xxh3_64_intdigest(
@@ -147,9 +169,7 @@ def pair_keys(corpus: Corpus, pairs: np.ndarray) -> np.ndarray:
         ],
         dtype=np.uint64,
     )
-    keyed = text[local.reshape(pairs.shape)]
-    low, high = keyed.min(axis=1), keyed.max(axis=1)
-    return _mix(low ^ _mix(high))
+    return nodes, text
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -160,20 +180,31 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 class PairVerdicts:
-    """Split groups' pair verdicts by ``pair_keys``, from the state's last run; this run's, to store.
+    """Split groups' pair verdicts by ``pair_keys``, from the state's last run; this run's, to store;
+    and, by ``text_keys``, the limits of the lines the verdicts left in (``freq_bounds``).
 
-    Stored as a blob: the count of accepted keys, then the accepted and the
-    rejected keys, sorted (8 bytes each: 0.6 MB for the noisy million's giant group).
+    Stored as a blob: the counts of accepted and rejected keys, the keys, sorted (8
+    bytes each: 0.6 MB for the noisy million's giant group), then the limits
+    (``Bounds``). Verdicts stored without limits (an earlier version's) are not used.
     """
 
-    _HEADER = struct.Struct("<4sQ")
-    _MAGIC = b"PV1\0"
+    _HEADER = struct.Struct("<4sQQ")
+    _MAGIC = b"PV2\0"
 
-    def __init__(self, accepted: np.ndarray | None = None, rejected: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        accepted: np.ndarray | None = None,
+        rejected: np.ndarray | None = None,
+        bounds: freq_bounds.Bounds | None = None,
+    ) -> None:
         empty = np.empty(0, dtype=np.uint64)
         self.accepted = empty if accepted is None else accepted
         self.rejected = empty if rejected is None else rejected
+        self.bounds = bounds  # None: the verdicts' limits are not known (``stale``: every text)
         self.recorded: list[tuple[np.ndarray, np.ndarray]] = []
+        self.texts: list[np.ndarray] = []  # this run's texts' keys, whose limits are stored
+        self.limits: list[freq_bounds.Found] = []  # the limits found this run, by text key
+        self._crossed: np.ndarray | None = None
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """Per key: 1 accepted, 0 rejected, -1 unknown.
@@ -189,28 +220,54 @@ class PairVerdicts:
                 out[table[at] == keys] = value
         return out
 
-    def record(self, keys: np.ndarray, accepted: np.ndarray) -> None:
+    def stale(self, texts: np.ndarray, frequency: TokenFrequency) -> np.ndarray:
+        """Per text key: whether a verdict on it may no longer hold (one of its lines is counted past
+        its limit; or the verdicts came without limits)."""
+        if self.bounds is None:
+            return np.ones(len(texts), dtype=bool)
+        if self._crossed is None:
+            self._crossed = self.bounds.crossed(frequency)
+        return np.isin(texts, self._crossed)
+
+    def found(self, texts: tuple[np.ndarray, np.ndarray], found: freq_bounds.Found) -> None:
+        """Limits found verifying (per node), for the texts ``(nodes, keys)`` of their group."""
+        nodes, keys, limits = found
+        self.limits.append((texts[1][np.searchsorted(texts[0], nodes)], keys, limits))
+
+    def record(self, keys: np.ndarray, accepted: np.ndarray, texts: np.ndarray | None = None) -> None:
+        """This run's verdicts on pairs (``keys``), among the texts ``texts`` (keys)."""
         self.recorded.append((keys, accepted))
+        if texts is not None:
+            self.texts.append(texts)
 
     def dumps(self) -> bytes:
-        """The verdicts recorded this run (the ones looked up and not recorded are dropped)."""
+        """The verdicts recorded this run (the ones looked up and not recorded are dropped), and the
+        limits of their texts: found this run, else carried from the last."""
         keys = np.concatenate([k for k, _ in self.recorded] or [np.empty(0, dtype=np.uint64)])
         mask = np.concatenate([a for _, a in self.recorded] or [np.empty(0, dtype=bool)])
         accepted, rejected = distinct(keys[mask]), distinct(keys[~mask])
-        head = self._HEADER.pack(self._MAGIC, len(accepted))
-        return head + accepted.astype("<u8").tobytes() + rejected.astype("<u8").tobytes()
+        limits = self.limits or [(np.empty(0, np.uint64), np.empty(0, np.uint64), np.empty(0, np.int64))]
+        found = freq_bounds.Bounds.found(*(np.concatenate(a) for a in zip(*limits, strict=True)))
+        texts = np.concatenate(self.texts or [np.empty(0, dtype=np.uint64)])
+        parts: list[tuple[freq_bounds.Bounds, np.ndarray | None]] = [(found, None)]
+        if self.bounds is not None:
+            parts.append((self.bounds, self.bounds.of(np.setdiff1d(texts, found.owners))))
+        head = self._HEADER.pack(self._MAGIC, len(accepted), len(rejected))
+        bounds = freq_bounds.Bounds.dump_joined(parts)
+        return b"".join((head, accepted.astype("<u8").tobytes(), rejected.astype("<u8").tobytes(), bounds))
 
     @classmethod
     def loads(cls, blob: bytes | None) -> PairVerdicts:
         """The stored verdicts; none (all verified again) when there are none or they are unreadable."""
         size = cls._HEADER.size
-        if blob is None or len(blob) < size or (len(blob) - size) % 8:
+        if blob is None or len(blob) < size:
             return cls()
-        magic, n = cls._HEADER.unpack_from(blob)
-        keys = np.frombuffer(blob, dtype="<u8", offset=size).astype(np.uint64)
-        if magic != cls._MAGIC or n > len(keys):
+        magic, n, m = cls._HEADER.unpack_from(blob)
+        if magic != cls._MAGIC or len(blob) < size + 8 * (n + m):
             return cls()
-        return cls(keys[:n], keys[n:])
+        keys = np.frombuffer(blob, dtype="<u8", count=n + m, offset=size).astype(np.uint64)
+        bounds = freq_bounds.Bounds.loads(blob[size + 8 * (n + m) :])
+        return cls() if bounds is None else cls(keys[:n], keys[n:], bounds)
 
 
 def local_order(pairs: np.ndarray) -> np.ndarray:

@@ -11,20 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import orjson
 
-from dedup import align_kernels, canonical, columns, kernels, normalize, parallel, quality, readers, records
+from dedup import (
+    canonical,
+    columns,
+    freq_bounds,
+    kernels,
+    parallel,
+    quality,
+    readers,
+    records,
+)
 from dedup.cluster import Similarity, Thresholds, cluster_component
+from dedup.comparison import compared, hashed, relative_of_ids
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
 from dedup.groups import Groups, Task
-from dedup.pass1 import HASH_CHUNK, FeatureTable, hash_tokens
+from dedup.pass1 import FeatureTable
 from dedup.record_spill import SpilledRecords
-from dedup.signatures import distinct, hash_token_bytes, shingles_of, similarity, token_hashes
+from dedup.signatures import distinct, similarity, token_hashes
+
+# A component's records (document, serialised), its verified pairs, and its verdicts' bounds.
+Settled = tuple[list[tuple[int, bytes]], int, "freq_bounds.Found | None"]
 
 PER_CALL = 64  # groups to one call where a call costs much (a Dask task): most groups take a millisecond
 # ... and at most about this many texts: a giant group's pieces (``large_groups``) went 64 to a
@@ -52,6 +65,7 @@ class Corpus:
     # node -> its reach over all its candidate pairs, for the texts of a group split by
     # verified pairs (``large_groups``): each task then sees only some of those pairs.
     reach: dict[int, int] = field(default_factory=dict)
+    bounded: bool = False  # a cron run: pass 2 also says what counts its verdicts rest on (``freq_bounds``)
 
     def members(self, node: int) -> list[int]:
         """The documents (manifest indices) whose normalised text is this node's."""
@@ -145,129 +159,13 @@ def rank(
     return out
 
 
-class Compared(NamedTuple):
-    """What pass 2 compares and ranks a text by."""
-
-    tokens: list[str]
-    shingles: np.ndarray
-    lines: np.ndarray  # corpus document frequency of each distinct short line (empty without a sketch)
-
-
-def compared(
-    text: str, shingle_size: int, frequency: TokenFrequency | None = None, furniture_over: int = 0
-) -> Compared:
-    """A text's comparison tokens and exact shingle set, as pass 2 (and ``explain``) see it.
-
-    With the corpus ``frequency``, short lines held by more than ``furniture_over``
-    documents are left out: more documents than the text and all its candidates
-    cannot all be copies of one article, so such a line is a site's furniture
-    (a help box, a navigation bar, a standard notice), and pages that share only
-    it are not duplicates.
-    """
-    comparison = normalize.comparison_text(normalize.repair(text))
-    counts = np.empty(0, dtype=np.uint32)
-    if frequency is not None:
-        keys = normalize.line_keys(comparison)
-        counts = frequency.get(keys)
-        drop = counts > furniture_over
-        if furniture_over and drop.any():
-            comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
-    toks = normalize.words(comparison)
-    # signatures.document_shingles, hashed a piece at a time (bounded memory for a giant text).
-    folded = normalize.skeleton_bytes(" ".join(toks).encode("utf-8"))
-    return Compared(toks, shingles_of(hash_tokens(folded), shingle_size), counts)
-
-
-class Hashed(NamedTuple):
-    """``Compared`` with the tokens as their hashes (what pass 2's compiled alignment takes)."""
-
-    hashes: np.ndarray  # token hashes (``signatures.token_hashes``) of the first ALIGN_MAX_TOKENS tokens
-    spaced: np.ndarray | None  # which of them ``normalize.spaced_words`` keeps (None: all)
-    shingles: np.ndarray
-    lines: np.ndarray
-
-
-def hashed(
-    text: str,
-    shingle_size: int,
-    frequency: TokenFrequency,
-    furniture_over: int,
-    *,
-    repair: normalize.RepairPlan | None = None,
-) -> Hashed:
-    """``compared`` without making a string of every word, when the text allows.
-
-    An article's token bytes (``normalize.token_bytes``) hold the same tokens as
-    ``normalize.words``, and its skeleton the same folded tokens: the words are
-    only made for a text with non-ASCII words (``spaced_words`` looks at them) or
-    longer than one hashing piece (its pieces are cut as ``compared`` cuts them).
-    ``repair``: the mojibake repair pass 1 found for this text, replayed.
-    """
-    comparison = normalize.comparison_text(normalize.repair(text, repair))
-    keys = normalize.line_keys(comparison)
-    counts = frequency.get(keys)
-    drop = counts > furniture_over
-    if furniture_over and drop.any():
-        comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
-    data = normalize.token_bytes(comparison)
-    if len(data) <= HASH_CHUNK and data.isascii():
-        buf = np.frombuffer(data, dtype=np.uint8)
-        hashes, spaced = hash_token_bytes(buf)[: quality.ALIGN_MAX_TOKENS], None
-    else:
-        toks = normalize.words(comparison)
-        hashes = token_hashes(toks[: quality.ALIGN_MAX_TOKENS])
-        spaced = (
-            None
-            if data.isascii()
-            else np.array([normalize.is_spaced(t) for t in toks[: len(hashes)]], dtype=bool)
-        )
-        data = " ".join(toks).encode("utf-8")
-        del toks
-    shingles = shingles_of(hash_tokens(normalize.skeleton_bytes(data)), shingle_size)
-    return Hashed(hashes, spaced, shingles, counts)
-
-
-def relative_of_ids(
-    members: Sequence[np.ndarray],
-    shingles: Sequence[np.ndarray],
-    frequency: np.ndarray,
-    template: Sequence[float],
-    spaced: Sequence[np.ndarray | None],
-) -> list[dict[str, float]]:
-    """``quality.relative`` with tokens as int64 ids (equal ids: equal words), aligned by the kernels.
-
-    ``frequency[t]`` is word t's corpus document frequency; ``spaced[m]`` marks member
-    m's tokens that ``spaced_words`` keeps (None: all). A group with more distinct
-    words than the kernels' packed 3-grams hold is aligned by ``quality``'s code, on the ids.
-    """
-    window = max(min(len(ids) for ids in members), 100)
-    words = [
-        ids[:window] if keep is None else ids[:window][keep[:window]]
-        for ids, keep in zip(members, spaced, strict=True)
-    ]
-    if len(frequency) < 1 << align_kernels.ID_BITS:
-        starts = np.cumsum([0, *map(len, members)])
-        logs = np.log1p(frequency.astype(np.float64))
-        margin, bubble = quality.MARGIN, quality.MAX_BUBBLE
-        blamed = align_kernels.outvoted(
-            np.concatenate(members), starts, frequency, logs, margin, bubble
-        ).tolist()
-        repeated = [align_kernels.repeated_words(w, 3) / len(w) if len(w) >= 9 else 0.0 for w in words]
-        repetition = [max(r - 0.02, 0.0) for r in repeated]
-    else:
-        counts = frequency.tolist()
-        blamed = quality.outvoted_words([ids.tolist() for ids in members], lambda ws: [counts[w] for w in ws])
-        repetition = [quality.repeated_phrase_fraction(w.tolist()) for w in words]
-    return quality.relative_signals(members, shingles, blamed, repetition, template)
-
-
 class Settler:
     """The pass-2 stage, holding the run's tables (forked workers inherit them, nothing is sent)."""
 
     def __init__(self, corpus: Corpus) -> None:
         self.corpus = corpus
 
-    def __call__(self, task: Task) -> tuple[list[tuple[int, bytes]], int]:
+    def __call__(self, task: Task) -> Settled:
         return settle(self.corpus, task)
 
 
@@ -281,8 +179,11 @@ def reach_of(corpus: Corpus, nodes: Sequence[int], pairs: np.ndarray) -> dict[in
     return reach
 
 
-def load(corpus: Corpus, node: int, reach: int) -> tuple[Any, np.ndarray | None, np.ndarray, np.ndarray]:
-    """A text read again: (its first tokens, which are spaced words, its shingles, its lines' counts).
+def load(
+    corpus: Corpus, node: int, reach: int
+) -> tuple[Any, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+    """A text read again: (its first tokens, which are spaced words, its shingles, its lines' counts
+    and keys).
 
     The tokens are hashes with the compiled kernels (``hashed``), words without
     (``compared``; spaced is then None). A line in more documents than ``reach``
@@ -291,21 +192,28 @@ def load(corpus: Corpus, node: int, reach: int) -> tuple[Any, np.ndarray | None,
     config = corpus.config
     first = corpus.members(node)[0]
     text = readers.reload_text(corpus.docs[first], config)
-    over = max(quality.TEMPLATE_MIN_DOCUMENTS, reach)
+    over = furniture_over(reach)
     if kernels.AVAILABLE:
         return hashed(text, config.shingle_size, corpus.frequency, over, repair=corpus.repairs.get(first))
-    words, shingles, lines = compared(text, config.shingle_size, corpus.frequency, over)
+    words, shingles, lines, keys = compared(text, config.shingle_size, corpus.frequency, over)
     # All that scoring looks at: a long text's words freed.
-    return words[: quality.ALIGN_MAX_TOKENS], None, shingles, lines
+    return words[: quality.ALIGN_MAX_TOKENS], None, shingles, lines, keys
 
 
-def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
+def furniture_over(reach: int) -> int:
+    """The count over which a line of a text with this reach is furniture (``compared``)."""
+    return max(quality.TEMPLATE_MIN_DOCUMENTS, reach)
+
+
+def settle(corpus: Corpus, task: Task) -> Settled:
     """Pass 2 for one component: read again, verify, cluster, rank.
 
     Returns the manifest record (serialised: small to send back) of each of its
-    documents, and the number of verified pairs. With the compiled kernels, words
-    are compared as ids of their hashes (``hashed``, ``relative_of_ids``); without,
-    as strings (``compared``, ``quality.relative``): the reference, same records.
+    documents, the number of verified pairs, and (``corpus.bounded``: a cron run)
+    the counts its verdicts rest on (``freq_bounds``), per node. With the compiled
+    kernels, words are compared as ids of their hashes (``hashed``,
+    ``relative_of_ids``); without, as strings (``compared``, ``quality.relative``):
+    the reference, same records.
     """
     nodes, pairs = task
     config = corpus.config
@@ -314,9 +222,11 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     spaced: dict[int, np.ndarray | None] = {}
     shingles: dict[int, np.ndarray] = {}
     lines: dict[int, np.ndarray] = {}  # corpus document frequency of each short line
+    keys: dict[int, np.ndarray] = {}  # and their keys
     reach = reach_of(corpus, nodes, pairs)
     for n in nodes:
-        toks[n], spaced[n], shingles[n], lines[n] = load(corpus, n, reach[n])
+        toks[n], spaced[n], shingles[n], lines[n], keys[n] = load(corpus, n, reach[n])
+    bounds = freq_bounds.Collector() if corpus.bounded else None
     cache: dict[tuple[int, int], Similarity] = {}
 
     def sim(a: int, b: int) -> Similarity:
@@ -333,8 +243,8 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
     if compiled:
         every = np.concatenate([toks[n] for n in nodes])
         vocabulary = distinct(every)  # a sort: np.unique's stable argsort for the ids took longer
-        bounds = np.cumsum([len(toks[n]) for n in nodes])[:-1]
-        ids = dict(zip(nodes, np.split(np.searchsorted(vocabulary, every), bounds), strict=True))
+        cuts = np.cumsum([len(toks[n]) for n in nodes])[:-1]
+        ids = dict(zip(nodes, np.split(np.searchsorted(vocabulary, every), cuts), strict=True))
         counts = corpus.frequency.get(vocabulary).astype(np.int64)
     else:
         words = list(dict.fromkeys(w for n in nodes for w in toks[n]))
@@ -345,26 +255,36 @@ def settle(corpus: Corpus, task: Task) -> tuple[list[tuple[int, bytes]], int]:
 
     out: list[tuple[int, bytes]] = []
     for members in cluster_component(nodes, edges, sim):
+        template_from = None
         if len(members) == 1:
             relatives = [_LONE]
         else:
             copies = sum(len(corpus.members(n)) for n in members)
+            template_from = quality.template_from(copies)
             template = [quality.template_lines(lines[n], copies) for n in members]
             member_shingles = [shingles[n] for n in members]
             if compiled:
-                relatives = relative_of_ids(
+                relatives, decisions = relative_of_ids(
                     [ids[n] for n in members], member_shingles, counts, template, [spaced[n] for n in members]
                 )
+                if bounds is not None:
+                    bounds.outvoted_ids(members, decisions, vocabulary, counts)
             else:
-                relatives = quality.relative([toks[n] for n in members], member_shingles, frequency, template)
+                decided: list[tuple[int, Any, Any, int]] = []
+                relatives = quality.relative(
+                    [toks[n] for n in members], member_shingles, frequency, template, decided
+                )
+                if bounds is not None:
+                    bounds.outvoted_words(members, decided, frequency)
+        if bounds is not None:
+            for n in members:
+                bounds.lines(n, keys[n], lines[n], furniture_over(reach[n]), template_from)
         ranked = rank(corpus, members, relatives, sim, thresholds, lambda n: len(shingles[n]))
         out.extend((d, orjson.dumps(record)) for d, record in ranked)
-    return out, len(edges)
+    return out, len(edges), None if bounds is None else bounds.result()
 
 
-def settle_all(
-    corpus: Corpus, tasks: Groups, engine: parallel.Engine | None = None
-) -> Iterator[tuple[list[tuple[int, bytes]], int]]:
+def settle_all(corpus: Corpus, tasks: Groups, engine: parallel.Engine | None = None) -> Iterator[Settled]:
     """Pass 2 over all components, in task order (forked workers inherit the corpus tables)."""
     engine = engine or parallel.Processes(corpus.config.workers)
     # A few thousand texts (a cron run's groups) went in three calls, two of them to one worker

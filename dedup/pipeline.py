@@ -193,6 +193,7 @@ def _judge_and_write(
         docs, feats, fresh = cache.read_all(sources, config, frequency, how)
         readers.check_found(docs, config, sources)  # a run that read nothing is an error
         corpus = pass2.Corpus.of(config, docs, feats, frequency)
+        corpus.bounded = cache.bounded
         timings["read_sign"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -276,9 +277,11 @@ def _settle(
             memo=cache.pair_verdicts,
             known=lambda comps: cache.judge_components(corpus, comps),
         )
-        for done, (results, n_edges) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
+        for done, (results, n_edges, found) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
             settled.update(results)
             verified += n_edges
+            if found is not None:
+                cache.settled(found)
             if progress:
                 progress("verify", done, len(tasks))
     return tasks, verified

@@ -267,8 +267,13 @@ def template_lines(counts: np.ndarray, copies: int) -> float:
         >>> template_lines(np.array([3, 40, 1, 12, 9]), copies=4)
         2.0
     """
-    found = int(np.count_nonzero(counts >= max(TEMPLATE_MIN_DOCUMENTS, 2 * copies)))
+    found = int(np.count_nonzero(counts >= template_from(copies)))
     return float(max(found - 1, 0))
+
+
+def template_from(copies: int) -> int:
+    """The corpus count from which a line of an article with this many copies is a template line."""
+    return max(TEMPLATE_MIN_DOCUMENTS, 2 * copies)
 
 
 def relative(
@@ -276,6 +281,7 @@ def relative(
     shingles: Sequence[np.ndarray],
     frequency: Callable[[Sequence[str]], Sequence[int]] | None = None,
     template: Sequence[float] | None = None,
+    decided: list[tuple[int, Any, Any, int]] | None = None,
 ) -> list[dict[str, float]]:
     """Signals that need the other copies: completeness, outvoted words, repetition.
 
@@ -287,7 +293,8 @@ def relative(
     frequency: in the corpus (``frequency``) when given, else among the members.
     ``repetition`` is measured over the first N words of every member, N the
     shortest member's length: long texts repeat more, and truncation keeps the start.
-    ``template`` (``template_lines`` of each member) is passed through.
+    ``template`` (``template_lines`` of each member) is passed through; ``decided`` gets
+    the outvoted decisions (``outvoted_words``).
 
     Only the first ``ALIGN_MAX_TOKENS`` tokens of a member are aligned and
     scored (rates are per word of that part): alignment holds a dict of every
@@ -300,7 +307,7 @@ def relative(
         def frequency(words: Sequence[str]) -> list[int]:
             return [holders[w] for w in words]
 
-    blamed = outvoted_words(members, frequency)
+    blamed = outvoted_words(members, frequency, decided)
     window = max(min(len(toks) for toks in members), 100)
     # Phrases of words: runs of bigrams (CJK, Thai) repeat names and set phrases naturally.
     repetition = [repeated_phrase_fraction(spaced_words(toks[:window])) for toks in members]
@@ -330,9 +337,15 @@ def relative_signals(
 
 
 def outvoted_words(
-    members: Sequence[Sequence[Any]], frequency: Callable[[Sequence[Any]], Sequence[int]]
+    members: Sequence[Sequence[Any]],
+    frequency: Callable[[Sequence[Any]], Sequence[int]],
+    decided: list[tuple[int, Any, Any, int]] | None = None,
 ) -> list[int]:
-    """Per member, how many of its words other members replace by commoner ones (``outvoted``)."""
+    """Per member, how many of its words other members replace by commoner ones (``outvoted``).
+
+    ``decided``, if given, gets every decision: (member, the rarest word of its stretch, of
+    the other's, outcome: 0 neither blamed, 1 the member, 2 the other): ``freq_bounds``.
+    """
     grams = [unique_trigrams(toks) for toks in members]
     blamed = [0] * len(members)
     for a in range(len(members)):
@@ -343,11 +356,19 @@ def outvoted_words(
                 # repeated insertions was tried: it blamed clean copies for garbled copies'
                 # repeatedly dropped phrases (truncated_clean canonical 1.000 -> 0.943, seed 2).
                 if seg_a and seg_b:
-                    rarity_a, rarity_b = _commonness(seg_a, frequency), _commonness(seg_b, frequency)
+                    (rarest_a, rarity_a), (rarest_b, rarity_b) = (
+                        _rarest(seg_a, frequency),
+                        _rarest(seg_b, frequency),
+                    )
+                    outcome = 0
                     if rarity_a + MARGIN < rarity_b:
                         blamed[a] += len(seg_a)
+                        outcome = 1
                     elif rarity_b + MARGIN < rarity_a:
                         blamed[b] += len(seg_b)
+                        outcome = 2
+                    if decided is not None:
+                        decided.append((a, rarest_a, rarest_b, outcome))
     return blamed
 
 
@@ -416,9 +437,12 @@ def longest_increasing(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]
     return chain[::-1]
 
 
-def _commonness(words: Sequence[str], frequency: Callable[[Sequence[str]], Sequence[int]]) -> float:
-    """log(1 + document frequency) of the rarest word: one odd word makes a stretch suspect."""
-    return float(np.log1p(min(frequency(words))))
+def _rarest(words: Sequence[Any], frequency: Callable[[Sequence[Any]], Sequence[int]]) -> tuple[Any, float]:
+    """The rarest word (the first of equals) and log(1 + its document frequency): one odd word makes
+    a stretch suspect."""
+    counts = frequency(words)
+    at = min(range(len(counts)), key=counts.__getitem__)
+    return words[at], float(np.log1p(counts[at]))
 
 
 def damage(signals: dict[str, float]) -> dict[str, float]:

@@ -25,6 +25,7 @@ from dedup.signature_spill import RowSpill, Spilled
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
+    from dedup.freq_bounds import Found
     from dedup.frequency import TokenFrequency
     from dedup.groups import Groups
     from dedup.large_groups import PairVerdicts
@@ -51,6 +52,7 @@ class Batch:
 
     run_id: int | None = None  # a cron run's number, for summary.json
     pair_verdicts: PairVerdicts | None = None  # giant groups' pairs verified in an earlier run
+    bounded = False  # whether pass 2 says what counts its verdicts rest on (``freq_bounds``)
 
     def __init__(self) -> None:
         self.kept: Mapping[int, str] = {}  # document -> stored record (JSON), when its group did not change
@@ -116,6 +118,9 @@ class Batch:
         """Whether each of a giant group's verified components keeps its stored records (not settled
         again)."""
         return [False] * len(comps)
+
+    def settled(self, found: Found) -> None:
+        """The limits of one pass-2 task's verdicts (``bounded``), per node."""
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         """Work out, before the records are written, what changed against the state."""

@@ -301,6 +301,7 @@ class GroupPrints:
     def __init__(self, nodes: int) -> None:
         self.column = np.zeros(nodes, dtype=np.uint64)
         self.has = np.zeros(nodes, dtype=bool)
+        self.kept: list[np.ndarray] = []  # the fingerprints of the groups whose verdicts were kept
 
     def get(self, node: int) -> str | None:
         if self.has[node]:
@@ -318,21 +319,23 @@ def unchanged_groups(
     previous: Rows,
     matched: Matched,
     kept: Kept,
+    stale: np.ndarray | None = None,
 ) -> tuple[GroupPrints, np.ndarray]:
     """Fingerprint every group (component, or lone text) and find the ones the state already judged.
 
     Fills ``kept`` (document -> its stored row) for the documents of unchanged
     groups; returns the fingerprint of each node and which of ``groups`` are
     unchanged. A group split by verified pairs is judged again by verified
-    component (``judged_component``). Each group's ``_prints`` and ``_judged``, done
+    component (``judged_components``). Each group's ``_prints`` and ``_judged``, done
     for all at once: the Python work left is a line per document and a join per
-    group of several.
+    group of several. ``stale``: fingerprints (sorted) of groups whose verdicts no
+    longer hold (``freq_bounds``); None: none is kept.
     """
     lone = np.flatnonzero(comp_of < 0)
     nodes = np.concatenate([groups.all_nodes(), lone])
     sizes = np.concatenate([groups.sizes(), np.ones(len(lone), dtype=np.int64)])  # nodes per group
     prints = GroupPrints(len(comp_of))
-    same = _judged_all(corpus, nodes, sizes, previous, matched, kept, prints)
+    same = _judged_all(corpus, nodes, sizes, previous, matched, kept, prints, stale)
     return prints, same[: len(groups)]
 
 
@@ -343,6 +346,7 @@ def judged_components(
     matched: Matched,
     kept: Kept,
     prints: GroupPrints,
+    stale: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which verified components of a split group (``large_groups``) the state judged so (their
     stored records are then kept), all at once as ``unchanged_groups`` (one at a time took ~1 s of
@@ -351,7 +355,7 @@ def judged_components(
     nodes = np.array([n for comp in comps for n in comp], dtype=np.int64)
     sizes = np.array([len(comp) for comp in comps], dtype=np.int64)
     reach = np.array([corpus.reach[n] for n in nodes.tolist()], dtype=np.int64)
-    return _judged_all(corpus, nodes, sizes, previous, matched, kept, prints, reach)
+    return _judged_all(corpus, nodes, sizes, previous, matched, kept, prints, stale, reach)
 
 
 def _judged_all(
@@ -362,11 +366,12 @@ def _judged_all(
     matched: Matched,
     kept: Kept,
     prints: GroupPrints,
+    stale: np.ndarray | None,
     reach: np.ndarray | None = None,
 ) -> np.ndarray:
     """Groups of ``nodes`` (``sizes`` nodes each, in turn) fingerprinted into ``prints``, with each
-    text's ``reach`` in its lines if given; returns which groups the state judged alike, and keeps
-    their documents' stored rows (``kept``)."""
+    text's ``reach`` in its lines if given; returns which groups the state judged alike and whose
+    verdicts still hold (not ``stale``), and keeps their documents' stored rows (``kept``)."""
     from dedup.row_image import HEX
 
     starts, order = corpus.starts, corpus.order
@@ -403,6 +408,8 @@ def _judged_all(
     # Judged alike last run: every document present and stored with this print (``Rows.judged_as``;
     # a stored print that is not 16 hex digits never equals one).
     same = np.logical_and.reduceat(ok, ends - per_group) if len(sizes) else np.zeros(0, dtype=bool)
+    same &= False if stale is None else ~np.isin(made, stale)
+    prints.kept.append(made[same])
     taken = same[group_of]
     kept.keep_all(members[taken], rows[taken])
     prints.column[nodes] = np.repeat(made, sizes)  # (each group's nodes, in turn)

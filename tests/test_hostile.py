@@ -27,7 +27,7 @@ from conftest import (
     truncate,
 )
 
-from dedup import Config, normalize, pass1, pass2, quality, readers, signatures
+from dedup import Config, comparison, normalize, pass1, quality, readers, signatures
 from dedup.cli import cli
 from dedup.locks import locked
 from dedup.records import cluster_name
@@ -430,7 +430,7 @@ def test_a_cluster_is_renamed_exactly_when_its_first_member_changes(scrape: Path
 
 def test_a_long_text_is_hashed_in_pieces_to_the_same_shingles() -> None:
     text = _one_line(100_000) + " rn cl vv 1i0 " * 10  # > 256 KB of tokens: hashed in several pieces
-    toks, shingles, _ = pass2.compared(text, 5)
+    toks, shingles, *_ = comparison.compared(text, 5)
     assert (shingles == document_shingles(toks, 5)).all()
     buf = np.frombuffer(normalize.skeleton_bytes(text.encode()), np.uint8)
     assert (pass1.hash_tokens(buf, chunk=1000) == pass1.hash_tokens(buf, chunk=len(buf))).all()

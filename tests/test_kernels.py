@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dedup import align_kernels, kernels, quality, quality_kernels
+from dedup.comparison import compared, hashed, relative_of_ids
 from dedup.frequency import TokenFrequency
 from dedup.normalize import (
     comparison,
@@ -35,7 +36,6 @@ from dedup.normalize import (
     skeleton_bytes,
     token_bytes,
 )
-from dedup.pass2 import compared, hashed, relative_of_ids
 from dedup.quality import ALIGN_MAX_TOKENS, intrinsic, relative
 from dedup.signatures import Signer, fingerprint, hash_token_bytes, shingle_hashes, shingles_of, token_hashes
 
@@ -255,7 +255,8 @@ def clusters(draw: st.DrawFn) -> tuple[list[list[str]], dict[str, int]]:
 def _relative_both_ways(
     members: list[list[str]], counts: dict[str, int], wide: bool = False
 ) -> tuple[list, list]:
-    """(``quality.relative`` of the words, ``relative_of_ids`` of their ids).
+    """(``quality.relative`` of the words, ``relative_of_ids`` of their ids), each with its outvoted
+    decisions (member, the two rarest words, outcome), the words ``freq_bounds`` sets limits on.
 
     ``wide``: more ids than the kernels pack, so that the reference code runs on the ids.
     """
@@ -266,14 +267,17 @@ def _relative_both_ways(
     frequency = np.array([counts[w] for w in vocabulary], dtype=np.int64)
     if wide:
         frequency = np.concatenate((frequency, np.zeros(1 << align_kernels.ID_BITS, dtype=np.int64)))
-    compiled = relative_of_ids(
+    compiled, decisions = relative_of_ids(
         [np.array([ids[w] for w in m[:ALIGN_MAX_TOKENS]], dtype=np.int64) for m in members],
         shingles,
         frequency,
         template,
         [np.array([is_spaced(w) for w in m[:ALIGN_MAX_TOKENS]], dtype=bool) for m in members],
     )
-    return relative(members, shingles, lambda ws: [counts[w] for w in ws], template), compiled
+    decided: list[tuple[int, str, str, int]] = []
+    reference = relative(members, shingles, lambda ws: [counts[w] for w in ws], template, decided)
+    named = [(m, vocabulary[a], vocabulary[b], outcome) for m, a, b, outcome in decisions.tolist()]
+    return (reference, decided), (compiled, named)
 
 
 @given(clusters())
@@ -293,7 +297,8 @@ def test_compiled_alignment_matches_on_damaged_articles_and_past_the_packed_ids(
         counts = {w: (len(w) * 7 + ord(w[0])) % 13 for m in members for w in m}
         reference, compiled = _relative_both_ways(members, counts)
         assert compiled == reference, name
-        assert any(r["outvoted"] > 0 for r in reference)  # the damage is seen
+        assert any(r["outvoted"] > 0 for r in reference[0])  # the damage is seen
+        assert {outcome for *_, outcome in reference[1]} == {0, 1, 2}  # decisions of every kind
         assert _relative_both_ways(members, counts, wide=True)[1] == reference
 
 

@@ -20,7 +20,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "corpora" / "sample"
 def _settled(corpus: pass2.Corpus, tasks: Sequence[groups.Task]) -> tuple[dict[int, bytes], int]:
     records: dict[int, bytes] = {}
     edges = 0
-    for results, n_edges in pass2.settle_all(corpus, tasks, parallel.Processes(2)):
+    for results, n_edges, _ in pass2.settle_all(corpus, tasks, parallel.Processes(2)):
         records.update(results)
         edges += n_edges
     return records, edges
@@ -169,6 +169,44 @@ def test_a_later_split_verifies_only_the_pairs_of_texts_compared_otherwise(write
     assert changed.verified == int(np.isin(pairs[1:], [a, b]).any(axis=1).sum()) > 0
 
 
+def test_a_verdict_is_taken_again_once_a_line_of_one_of_its_texts_is_counted_past_its_limit(
+    write_tree,
+) -> None:
+    """A line of a text is furniture once more documents than the text's reach hold it: the verdicts
+    on its pairs rest on its lines' counts, so when arrivals count one past its limit (``freq_bounds``)
+    every pair of that text is verified again, and only those."""
+    make, tasks = _split_setup(write_tree)
+    corpus = make()
+    corpus.bounded = True
+    memo = large_groups.PairVerdicts()
+    large_groups.split(corpus, tasks, CountingEngine(), large=2, memo=memo)
+    stored = large_groups.PairVerdicts.loads(memo.dumps())
+    assert stored.bounds is not None and len(stored.bounds)
+    pairs = next(p for n, p in tasks if len(n) > 2)
+    texts, keys = large_groups.text_keys(corpus, pairs)
+    holds = np.flatnonzero(np.isin(keys, stored.bounds.owners))
+    assert len(holds)
+    node, owner = int(texts[holds[0]]), keys[holds[0]]
+    run = int(np.flatnonzero(stored.bounds.owners == owner)[0])
+    first = int(stored.bounds.sizes[:run].sum())
+    line, limit = stored.bounds.keys[first], int(stored.bounds.limits[first])
+
+    again = CountingEngine()
+    large_groups.split(make(), tasks, again, large=2, memo=large_groups.PairVerdicts.loads(memo.dumps()))
+    assert again.verified == 0  # counts as they were: every verdict holds
+    for _ in range(limit + 1 - int(corpus.frequency.get(np.array([line]))[0])):
+        corpus.frequency.add(np.array([line], dtype=np.uint64))  # arrivals holding that line
+    later = CountingEngine()
+    large_groups.split(make(), tasks, later, large=2, memo=large_groups.PairVerdicts.loads(memo.dumps()))
+    # That text, and any other holding the line with a limit as low.
+    owners = np.repeat(stored.bounds.owners, stored.bounds.sizes.astype(np.int64))
+    crossed = owners[(stored.bounds.keys == line) & (stored.bounds.limits <= limit)]
+    stale = [int(texts[k]) for k in np.flatnonzero(np.isin(keys, crossed))]
+    assert node in stale
+    touching = sum(int(np.isin(p, stale).any(axis=1).sum()) for n, p in tasks if len(n) > 2)
+    assert later.verified == touching > 0
+
+
 def test_a_verified_component_the_state_holds_is_not_settled_again(write_tree) -> None:
     make, tasks = _split_setup(write_tree)
     whole, _ = _settled(make(), tasks)
@@ -296,7 +334,7 @@ def test_a_call_of_pass_2_holds_few_texts_however_many_groups(write_tree, monkey
                 calls.append(call)
                 yield from map(stage, call)
 
-    records = {d: r for results, _ in pass2.settle_all(corpus, split, Spy()) for d, r in results}  # type: ignore[arg-type]
+    records = {d: r for results, *_ in pass2.settle_all(corpus, split, Spy()) for d, r in results}  # type: ignore[arg-type]
     assert len(calls) > 1 and sum(len(call) for call in calls) == len(split)
     assert all(len(call) == 1 or sum(len(nodes) for nodes, _ in call) <= 3 for call in calls)
     assert records == whole

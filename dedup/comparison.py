@@ -1,0 +1,142 @@
+"""A text as pass 2 compares it: its comparison tokens, exact shingles and short lines' counts.
+
+Pass 2 reads each text of a group again (``pass2.load``) and compares it as
+``compared`` makes it, or as ``hashed`` does with token hashes for the compiled
+alignment (``relative_of_ids``). ``explain`` shows a pair as ``compared`` sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dedup import align_kernels, normalize, quality
+from dedup.frequency import TokenFrequency
+from dedup.pass1 import HASH_CHUNK, hash_tokens
+from dedup.signatures import hash_token_bytes, shingles_of, token_hashes
+
+
+class Compared(NamedTuple):
+    """What pass 2 compares and ranks a text by."""
+
+    tokens: list[str]
+    shingles: np.ndarray
+    lines: np.ndarray  # corpus document frequency of each distinct short line (empty without a sketch)
+    keys: np.ndarray  # those lines' keys (``normalize.line_keys``; empty without a sketch)
+
+
+def compared(
+    text: str, shingle_size: int, frequency: TokenFrequency | None = None, furniture_over: int = 0
+) -> Compared:
+    """A text's comparison tokens and exact shingle set, as pass 2 (and ``explain``) see it.
+
+    With the corpus ``frequency``, short lines held by more than ``furniture_over``
+    documents are left out: more documents than the text and all its candidates
+    cannot all be copies of one article, so such a line is a site's furniture
+    (a help box, a navigation bar, a standard notice), and pages that share only
+    it are not duplicates.
+    """
+    comparison = normalize.comparison_text(normalize.repair(text))
+    counts, keys = np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.uint64)
+    if frequency is not None:
+        keys = normalize.line_keys(comparison)
+        counts = frequency.get(keys)
+        drop = counts > furniture_over
+        if furniture_over and drop.any():
+            comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
+    toks = normalize.words(comparison)
+    # signatures.document_shingles, hashed a piece at a time (bounded memory for a giant text).
+    folded = normalize.skeleton_bytes(" ".join(toks).encode("utf-8"))
+    return Compared(toks, shingles_of(hash_tokens(folded), shingle_size), counts, keys)
+
+
+class Hashed(NamedTuple):
+    """``Compared`` with the tokens as their hashes (what pass 2's compiled alignment takes)."""
+
+    hashes: np.ndarray  # token hashes (``signatures.token_hashes``) of the first ALIGN_MAX_TOKENS tokens
+    spaced: np.ndarray | None  # which of them ``normalize.spaced_words`` keeps (None: all)
+    shingles: np.ndarray
+    lines: np.ndarray
+    keys: np.ndarray
+
+
+def hashed(
+    text: str,
+    shingle_size: int,
+    frequency: TokenFrequency,
+    furniture_over: int,
+    *,
+    repair: normalize.RepairPlan | None = None,
+) -> Hashed:
+    """``compared`` without making a string of every word, when the text allows.
+
+    An article's token bytes (``normalize.token_bytes``) hold the same tokens as
+    ``normalize.words``, and its skeleton the same folded tokens: the words are
+    only made for a text with non-ASCII words (``spaced_words`` looks at them) or
+    longer than one hashing piece (its pieces are cut as ``compared`` cuts them).
+    ``repair``: the mojibake repair pass 1 found for this text, replayed.
+    """
+    comparison = normalize.comparison_text(normalize.repair(text, repair))
+    keys = normalize.line_keys(comparison)
+    counts = frequency.get(keys)
+    drop = counts > furniture_over
+    if furniture_over and drop.any():
+        comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
+    data = normalize.token_bytes(comparison)
+    if len(data) <= HASH_CHUNK and data.isascii():
+        buf = np.frombuffer(data, dtype=np.uint8)
+        hashes, spaced = hash_token_bytes(buf)[: quality.ALIGN_MAX_TOKENS], None
+    else:
+        toks = normalize.words(comparison)
+        hashes = token_hashes(toks[: quality.ALIGN_MAX_TOKENS])
+        spaced = (
+            None
+            if data.isascii()
+            else np.array([normalize.is_spaced(t) for t in toks[: len(hashes)]], dtype=bool)
+        )
+        data = " ".join(toks).encode("utf-8")
+        del toks
+    shingles = shingles_of(hash_tokens(normalize.skeleton_bytes(data)), shingle_size)
+    return Hashed(hashes, spaced, shingles, counts, keys)
+
+
+def relative_of_ids(
+    members: Sequence[np.ndarray],
+    shingles: Sequence[np.ndarray],
+    frequency: np.ndarray,
+    template: Sequence[float],
+    spaced: Sequence[np.ndarray | None],
+) -> tuple[list[dict[str, float]], np.ndarray]:
+    """``quality.relative`` with tokens as int64 ids (equal ids: equal words), aligned by the kernels;
+    and the outvoted decisions, on ids (``align_kernels.outvoted``).
+
+    ``frequency[t]`` is word t's corpus document frequency; ``spaced[m]`` marks member
+    m's tokens that ``spaced_words`` keeps (None: all). A group with more distinct
+    words than the kernels' packed 3-grams hold is aligned by ``quality``'s code, on the ids.
+    """
+    window = max(min(len(ids) for ids in members), 100)
+    words = [
+        ids[:window] if keep is None else ids[:window][keep[:window]]
+        for ids, keep in zip(members, spaced, strict=True)
+    ]
+    if len(frequency) < 1 << align_kernels.ID_BITS:
+        starts = np.cumsum([0, *map(len, members)])
+        logs = np.log1p(frequency.astype(np.float64))
+        margin, bubble = quality.MARGIN, quality.MAX_BUBBLE
+        counted, decisions = align_kernels.outvoted(
+            np.concatenate(members), starts, frequency, logs, margin, bubble
+        )
+        blamed = counted.tolist()
+        repeated = [align_kernels.repeated_words(w, 3) / len(w) if len(w) >= 9 else 0.0 for w in words]
+        repetition = [max(r - 0.02, 0.0) for r in repeated]
+    else:
+        counts = frequency.tolist()
+        decided: list[tuple[int, Any, Any, int]] = []
+        blamed = quality.outvoted_words(
+            [ids.tolist() for ids in members], lambda ws: [counts[w] for w in ws], decided
+        )
+        decisions = np.array(decided, dtype=np.int64).reshape(-1, 4)
+        repetition = [quality.repeated_phrase_fraction(w.tolist()) for w in words]
+    return quality.relative_signals(members, shingles, blamed, repetition, template), decisions
