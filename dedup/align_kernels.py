@@ -33,7 +33,7 @@ def _trigram_keys(ids: Any) -> Any:
 
 @jit(None)
 def _unique_trigrams(ids: Any) -> Any:
-    """``quality.unique_trigrams``: (sorted keys of the 3-grams that occur once, their positions)."""
+    """``alignment.unique_trigrams``: (sorted keys of the 3-grams that occur once, their positions)."""
     keys = _trigram_keys(ids)
     order = np.argsort(keys)
     once = np.empty(keys.shape[0], dtype=np.int64)
@@ -82,7 +82,7 @@ def _anchors(ka: Any, pa: Any, kb: Any, pb: Any, length_a: Any) -> Any:
 
 @jit(None)
 def longest_increasing(pairs: Any) -> Any:
-    """``quality.longest_increasing``: patience sorting with bisect_left, the same ties broken alike."""
+    """``alignment.longest_increasing``: patience sorting with bisect_left, the same ties broken alike."""
     n = pairs.shape[0]
     increasing = True
     for k in range(1, n):
@@ -185,7 +185,7 @@ def replaced(a: Any, b: Any) -> Any:
 
 @jit(None)
 def _rarest(ids: Any, lo: Any, hi: Any, frequency: Any) -> Any:
-    """The rarest word of ids[lo:hi], the first of equals (as ``quality._rarest``)."""
+    """The rarest word of ids[lo:hi], the first of equals (as ``alignment._rarest``)."""
     rarest = ids[lo]
     for t in range(lo + 1, hi):
         if frequency[ids[t]] < frequency[rarest]:
@@ -201,7 +201,7 @@ def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: 
 
     Members are ids[starts[m]:starts[m + 1]]; frequency[t] is word t's document
     frequency and log_frequency[t] its ``np.log1p``. The same anchors, stretches and
-    difflib replacements as ``quality.edits``, on ids instead of strings.
+    difflib replacements as ``alignment.edits``, on ids instead of strings.
     """
     members = starts.shape[0] - 1
     blamed = np.zeros(members, dtype=np.int64)

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dedup import align_kernels, normalize, quality
+from dedup import align_kernels, alignment, normalize, quality
 from dedup.frequency import TokenFrequency
 from dedup.pass1 import HASH_CHUNK, hash_tokens
 from dedup.signatures import hash_token_bytes, shingles_of, token_hashes
@@ -87,10 +87,10 @@ def hashed(
     data = normalize.token_bytes(comparison)
     if len(data) <= HASH_CHUNK and data.isascii():
         buf = np.frombuffer(data, dtype=np.uint8)
-        hashes, spaced = hash_token_bytes(buf)[: quality.ALIGN_MAX_TOKENS], None
+        hashes, spaced = hash_token_bytes(buf)[: alignment.ALIGN_MAX_TOKENS], None
     else:
         toks = normalize.words(comparison)
-        hashes = token_hashes(toks[: quality.ALIGN_MAX_TOKENS])
+        hashes = token_hashes(toks[: alignment.ALIGN_MAX_TOKENS])
         spaced = (
             None
             if data.isascii()
@@ -124,7 +124,7 @@ def relative_of_ids(
     if len(frequency) < 1 << align_kernels.ID_BITS:
         starts = np.cumsum([0, *map(len, members)])
         logs = np.log1p(frequency.astype(np.float64))
-        margin, bubble = quality.MARGIN, quality.MAX_BUBBLE
+        margin, bubble = alignment.MARGIN, alignment.MAX_BUBBLE
         counted, decisions = align_kernels.outvoted(
             np.concatenate(members), starts, frequency, logs, margin, bubble
         )
@@ -134,7 +134,7 @@ def relative_of_ids(
     else:
         counts = frequency.tolist()
         decided: list[tuple[int, Any, Any, int]] = []
-        blamed = quality.outvoted_words(
+        blamed = alignment.outvoted_words(
             [ids.tolist() for ids in members], lambda ws: [counts[w] for w in ws], decided
         )
         decisions = np.array(decided, dtype=np.int64).reshape(-1, 4)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dedup import normalize, quality
+from dedup import alignment, normalize, quality
 
 # before, found, after, replacement ("" when the finding has none)
 Example = tuple[str, str, str, str]
@@ -153,7 +153,7 @@ def outvoted(members: Sequence[Sequence[str]], recorded: Sequence[float] | None 
     found = [Finding() for _ in members]
     for a in range(len(members)):
         for b in range(a + 1, len(members)):
-            for seg_a, seg_b in quality.replacements(members[a], members[b]):
+            for seg_a, seg_b in alignment.replacements(members[a], members[b]):
                 lean = commonness(seg_b) - commonness(seg_a)  # > 0: a's words are the rarer
                 if abs(lean) <= 0.3:
                     lean = rates[a] - rates[b]

@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from dedup.alignment import MARGIN
 from dedup.frequency import TokenFrequency
-from dedup.quality import MARGIN
 from dedup.signatures import token_hashes
 
 _ENTRY = np.dtype([("key", "<u8"), ("limit", "<u4")])  # a key and its limit, 12 bytes
@@ -158,7 +158,7 @@ class Collector:
         decided: Sequence[tuple[int, str, str, int]],
         frequency: Callable[[Sequence[str]], Sequence[int]],
     ) -> None:
-        """``quality.outvoted_words``' decisions (the reference's), words as strings."""
+        """``alignment.outvoted_words``' decisions (the reference's), words as strings."""
         if decided:
             at, a, b = [d[0] for d in decided], [d[1] for d in decided], [d[2] for d in decided]
             keys = np.array([token_hashes(a), token_hashes(b)]).T
@@ -315,3 +315,44 @@ class Bounds:
         ]
         bounds = cls(*arrays)
         return bounds if int(bounds.sizes.sum(dtype=np.int64)) == n else None
+
+
+class Ledger:
+    """A cron run's limits: the state's (which of its groups must be judged again), this run's
+    pass 2's, and the state table's rows to change at the commit."""
+
+    def __init__(self, stored: Bounds | None) -> None:
+        self.stored = stored  # None: not kept by the state (an earlier version's): none is trusted
+        self._raw: list[Found] = []  # this run's, not yet sorted ...
+        self._parts: list[Bounds] = []  # ... and sorted by group
+
+    def stale(self, frequency: TokenFrequency) -> np.ndarray | None:
+        """The fingerprints (sorted) of the groups one of whose limits the sketch now counts past;
+        None: every group."""
+        return None if self.stored is None else self.stored.crossed(frequency)
+
+    def add(self, found: Found, owners: np.ndarray) -> None:
+        """One pass-2 task's limits, per node; ``owners``: each node's group fingerprint. Kept raw a
+        million at a time (24 bytes a pair), then sorted by group (12): a sort per task cost
+        thousands of calls at 1M, and all of them raw ~300 MB on the first run."""
+        self._raw.append(found)
+        if sum(len(keys) for _, keys, _ in self._raw) >= 1 << 20:
+            self._sort(owners)
+
+    def _sort(self, owners: np.ndarray) -> None:
+        if self._raw:
+            nodes, keys, limits = (np.concatenate(a) for a in zip(*self._raw, strict=True))
+            self._parts.append(Bounds.found(owners[nodes], keys, limits))
+            self._raw = []
+
+    def rows(
+        self, kept: Sequence[np.ndarray], owners: np.ndarray
+    ) -> tuple[list[int] | None, list[tuple[int, bytes]]]:
+        """The table's changes: the groups not ``kept`` go (signed fingerprints; None: every row,
+        none was trusted), the groups settled this run are written; the kept groups' rows stay."""
+        self._sort(owners)
+        gone: list[int] | None = None
+        if self.stored is not None:
+            held = self.stored.of(np.concatenate([*kept, np.zeros(0, np.uint64)]))
+            gone = self.stored.owners[~held].view(np.int64).tolist()
+        return gone, [row for part in self._parts for row in part.rows()]

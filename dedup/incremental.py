@@ -50,7 +50,7 @@ from dedup.run_filter import Batch, Pass1
 from dedup.state import Stored
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
-    from dedup.freq_bounds import Bounds, Found
+    from dedup.freq_bounds import Found, Ledger
     from dedup.frequency import TokenFrequency
     from dedup.groups import Groups
     from dedup.parallel import Engine
@@ -90,9 +90,7 @@ class Incremental(Batch):
         self.placed = row_image.Placed()  # where this run's manifest holds each record
         self.last_manifest: cron_manifest.LastManifest | None = None  # the last run's, copied from
         self.out: Path | None = None
-        self.bounds: Bounds | None = None  # what the kept verdicts rest on (None: not stored)
-        self.settled_bounds: list[Found] = []  # this run's pass 2's, not yet sorted ...
-        self.settled_parts: list[Bounds] = []  # ... and sorted by group (``settled``)
+        self.ledger: Ledger | None = None  # the limits kept verdicts rest on, and this run's
         self.stale: np.ndarray | None = None  # the fingerprints of groups whose limits were crossed
 
     def unchanged(
@@ -150,13 +148,12 @@ class Incremental(Batch):
         self.unwritten = self.store.unwritten_changes()  # read before this run's commit replaces them
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
-        from dedup.freq_bounds import Bounds
+        from dedup.freq_bounds import Bounds, Ledger
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
         kept = self.store.blob(_BOUNDS) == _BOUNDS_KEPT
-        self.bounds = Bounds.from_rows(self.store.bounds()) if kept else None
-        self.settled_bounds, self.settled_parts = [], []
+        self.ledger = Ledger(Bounds.from_rows(self.store.bounds()) if kept else None)
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -236,7 +233,8 @@ class Incremental(Batch):
         self.kept = kept = Kept(self.previous, len(corpus.docs))
         # Groups whose verdicts rest on counts that grew past their limits are judged again; all
         # of them where the state holds no limits (one made by an earlier version).
-        self.stale = None if self.bounds is None else self.bounds.crossed(corpus.frequency)
+        assert self.ledger is not None  # ``begin`` made it
+        self.stale = self.ledger.stale(corpus.frequency)
         self.prints, same = stored.unchanged_groups(
             corpus, groups, comp_of, self.previous, self.matched, kept, self.stale
         )
@@ -255,29 +253,8 @@ class Incremental(Batch):
         ).tolist()
 
     def settled(self, found: Found) -> None:
-        """Kept raw a million at a time (24 bytes each), then sorted by group (12): a sort per task
-        cost thousands of calls at 1M, and all of them raw ~300 MB on the first run."""
-        self.settled_bounds.append(found)
-        if sum(len(keys) for _, keys, _ in self.settled_bounds) >= 1 << 20:
-            self._sort_settled()
-
-    def _sort_settled(self) -> None:
-        from dedup.freq_bounds import Bounds
-
-        if self.settled_bounds:
-            nodes, keys, limits = (np.concatenate(a) for a in zip(*self.settled_bounds, strict=True))
-            self.settled_parts.append(Bounds.found(self.prints.column[nodes], keys, limits))
-            self.settled_bounds = []
-
-    def _bounds(self) -> tuple[list[int] | None, list[tuple[int, bytes]]]:
-        """The state table's changes: the groups not kept go (signed fingerprints; None: every row,
-        none was trusted), the groups settled this run are written; the kept groups' rows stay."""
-        self._sort_settled()
-        gone: list[int] | None = None
-        if (stored := self.bounds) is not None:
-            kept = stored.of(np.concatenate(self.prints.kept or [np.zeros(0, np.uint64)]))
-            gone = stored.owners[~kept].view(np.int64).tolist()
-        return gone, [row for part in self.settled_parts for row in part.rows()]
+        assert self.ledger is not None
+        self.ledger.add(found, self.prints.column)
 
     def compare(self, docs: DocumentTable, verdicts: Verdicts) -> None:
         assert self.run_id is not None and self.previous is not None
@@ -368,7 +345,9 @@ class Incremental(Batch):
             },
             changes=self.changes.delta,
             columns=lambda: image.write(self.store, self.placed),
-            bounds=self._bounds,
+            bounds=lambda: (
+                self.ledger.rows(self.prints.kept, self.prints.column) if self.ledger else ([], [])
+            ),
         )
 
     def counts(self, tally: records.Tally) -> dict[str, int]:

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from dedup import (
+    alignment,
     canonical,
     columns,
     freq_bounds,
@@ -197,7 +198,7 @@ def load(
         return hashed(text, config.shingle_size, corpus.frequency, over, repair=corpus.repairs.get(first))
     words, shingles, lines, keys = compared(text, config.shingle_size, corpus.frequency, over)
     # All that scoring looks at: a long text's words freed.
-    return words[: quality.ALIGN_MAX_TOKENS], None, shingles, lines, keys
+    return words[: alignment.ALIGN_MAX_TOKENS], None, shingles, lines, keys
 
 
 def furniture_over(reach: int) -> int:

@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup import Config, run
+from dedup.alignment import MARGIN
 from dedup.freq_bounds import FIRST, NEITHER, SECOND, Bounds, line_limits, most_under, outvoted_limits
-from dedup.quality import MARGIN
 
 _WORDS = [f"{a}{b}" for a in ("sta", "ble", "mor", "quin", "dex", "pal", "vor", "tre") for b in "aeiouyrs"]
 
 
 def _outcome(first: int, second: int) -> int:
-    """The decision as ``quality.outvoted_words`` takes it, on two rarest words' counts."""
+    """The decision as ``alignment.outvoted_words`` takes it, on two rarest words' counts."""
     a, b = float(np.log1p(first)), float(np.log1p(second))
     return FIRST if a + MARGIN < b else SECOND if b + MARGIN < a else NEITHER
 

@@ -24,7 +24,8 @@ from conftest import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dedup import align_kernels, kernels, quality, quality_kernels
+from dedup import align_kernels, alignment, kernels, quality, quality_kernels
+from dedup.alignment import ALIGN_MAX_TOKENS
 from dedup.comparison import compared, hashed, relative_of_ids
 from dedup.frequency import TokenFrequency
 from dedup.normalize import (
@@ -36,7 +37,7 @@ from dedup.normalize import (
     skeleton_bytes,
     token_bytes,
 )
-from dedup.quality import ALIGN_MAX_TOKENS, intrinsic, relative
+from dedup.quality import intrinsic, relative
 from dedup.signatures import Signer, fingerprint, hash_token_bytes, shingle_hashes, shingles_of, token_hashes
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not importable")
@@ -316,7 +317,7 @@ def test_replacements_are_difflibs(a: list[int], b: list[int]) -> None:
 def test_the_longest_chain_of_anchors_is_the_references(js: list[int]) -> None:
     pairs = [(3 * i, j) for i, j in enumerate(js)]
     found = align_kernels.longest_increasing(np.array(pairs, dtype=np.int64).reshape(-1, 2))
-    assert [tuple(p) for p in found.tolist()] == quality.longest_increasing(pairs)
+    assert [tuple(p) for p in found.tolist()] == alignment.longest_increasing(pairs)
 
 
 def test_hashed_texts_give_the_tokens_and_shingles_of_the_reference() -> None:

@@ -10,17 +10,11 @@ from conftest import ARTICLES, COUNCIL, MUSEUM, NOISE, coref, garble, join_parag
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dedup.alignment import edits, longest_increasing, unique_trigrams
 from dedup.canonical import Member, rank
 from dedup.frequency import TokenFrequency
 from dedup.normalize import comparison_text, repair, tokens
-from dedup.quality import (
-    edits,
-    intrinsic,
-    longest_increasing,
-    relative,
-    repeated_phrase_fraction,
-    unique_trigrams,
-)
+from dedup.quality import intrinsic, relative, repeated_phrase_fraction
 from dedup.signatures import shingle_hashes, token_hashes
 
 LONG = COUNCIL + "\n\n" + MUSEUM
