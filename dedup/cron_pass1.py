@@ -151,6 +151,7 @@ def _unchanged(doc: Document, previous: Rows, matched: Matched, suspects: set[st
         except OSError:
             return -1
         if previous.size[r] != info.st_size or previous.mtime_ns[r] != mtime_ns(info):
+            doc.counted = sha or ""  # (touched, or edited: its sha256 says which once it is read)
             return -1
         doc.size, doc.mtime_ns, doc.sha256 = info.st_size, mtime_ns(info), sha or ""
         doc.status, doc.error = _STATUS[previous.status_of(r)], previous.errors.get(r)

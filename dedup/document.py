@@ -75,6 +75,9 @@ class Document:
     # Where the text came from, when that is worth recording: ``encoding`` (not UTF-8),
     # ``url`` and ``record_id`` (WARC). Added to the manifest record as they are.
     extra: dict[str, str] | None = None
+    # A cron run's file read again (touched: another mtime) whose bytes, as the state stored them,
+    # are already in the corpus counts: read with these same bytes, it is not counted twice.
+    counted: str = ""
 
 
 @dataclass(slots=True)

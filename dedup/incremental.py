@@ -59,9 +59,10 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
 
 
 _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
-# The state's table of ``freq_bounds.Bounds`` holds every group's limits when this blob is there
-# (a state of an earlier version has none: every group is judged again, once).
-_BOUNDS, _BOUNDS_KEPT = "frequency_bounds", b"FB2"
+# The state's table of ``freq_bounds.Bounds`` holds every group's limits when this blob names the
+# last run: a state an earlier version wrote (even one run, after a rollback) has groups without
+# limits, so every group is judged again, once.
+_BOUNDS, _BOUNDS_KEPT = "frequency_bounds", b"FB2 run "
 
 
 class Incremental(Batch):
@@ -117,6 +118,8 @@ class Incremental(Batch):
         # What a full rerun counts: the same records, no pair verified, nothing changed.
         # (In the last run's order: the state's runs keep the counts as the records were tallied.)
         counts = {**store.history(1)[0][2], "verified_pairs": 0, **Changes([], {}, {}, []).counts()}
+        # The limits still hold (no count moved): the mark that they are kept names this run too.
+        kept = store.blob(_BOUNDS) == _BOUNDS_KEPT + str(last).encode()
         store.commit_run(
             run=self.run_id,
             started=state.now(),
@@ -124,7 +127,7 @@ class Incremental(Batch):
             counts=lambda: counts,
             documents=(),
             supersessions=(),
-            blobs=dict,
+            blobs=lambda: {_BOUNDS: _BOUNDS_KEPT + str(self.run_id).encode()} if kept else {},
             changes=self.changes.delta,
         )
         checkpoint("committed")
@@ -152,7 +155,7 @@ class Incremental(Batch):
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
-        kept = self.store.blob(_BOUNDS) == _BOUNDS_KEPT
+        kept = self.store.blob(_BOUNDS) == _BOUNDS_KEPT + str(self.store.last_run()).encode()
         self.ledger = Ledger(Bounds.from_rows(self.store.bounds()) if kept else None)
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
@@ -341,7 +344,7 @@ class Incremental(Batch):
                 **({"token_frequency": self.table.result()} if self.table is not None else {}),
                 **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
                 **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
-                _BOUNDS: _BOUNDS_KEPT,
+                _BOUNDS: _BOUNDS_KEPT + str(self.run_id).encode(),
             },
             changes=self.changes.delta,
             columns=lambda: image.write(self.store, self.placed),

@@ -114,7 +114,7 @@ def split(
     for (k, lo), (mask, found) in zip(chunks, masks, strict=True):
         verdicts[k][order[k][lo : lo + size]] = mask
         if memo is not None and found is not None:
-            memo.found(texts[k], found)
+            memo.found(texts[k], found, tasks[k][1][order[k][lo : lo + size]])
     out: list[Groups] = []
     for before, k in zip([-1, *big], big, strict=False):  # each group split, and the one before it
         out.append(tasks.between(before + 1, k))  # views: ``joined`` copies them once
@@ -204,6 +204,7 @@ class PairVerdicts:
         self.recorded: list[tuple[np.ndarray, np.ndarray]] = []
         self.texts: list[np.ndarray] = []  # this run's texts' keys, whose limits are stored
         self.limits: list[freq_bounds.Found] = []  # the limits found this run, by text key
+        self.verified: list[np.ndarray] = []  # the texts (keys) whose limits were found this run
         self._crossed: np.ndarray | None = None
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
@@ -229,10 +230,14 @@ class PairVerdicts:
             self._crossed = self.bounds.crossed(frequency)
         return np.isin(texts, self._crossed)
 
-    def found(self, texts: tuple[np.ndarray, np.ndarray], found: freq_bounds.Found) -> None:
-        """Limits found verifying (per node), for the texts ``(nodes, keys)`` of their group."""
+    def found(
+        self, texts: tuple[np.ndarray, np.ndarray], found: freq_bounds.Found, pairs: np.ndarray
+    ) -> None:
+        """Limits found verifying ``pairs`` (per node), for the texts ``(nodes, keys)`` of their group.
+        Their texts' limits are these now (none, where every line is furniture): not carried."""
         nodes, keys, limits = found
         self.limits.append((texts[1][np.searchsorted(texts[0], nodes)], keys, limits))
+        self.verified.append(texts[1][np.searchsorted(texts[0], np.unique(pairs))])
 
     def record(self, keys: np.ndarray, accepted: np.ndarray, texts: np.ndarray | None = None) -> None:
         """This run's verdicts on pairs (``keys``), among the texts ``texts`` (keys)."""
@@ -251,7 +256,8 @@ class PairVerdicts:
         texts = np.concatenate(self.texts or [np.empty(0, dtype=np.uint64)])
         parts: list[tuple[freq_bounds.Bounds, np.ndarray | None]] = [(found, None)]
         if self.bounds is not None:
-            parts.append((self.bounds, self.bounds.of(np.setdiff1d(texts, found.owners))))
+            verified = np.concatenate([*self.verified, found.owners])
+            parts.append((self.bounds, self.bounds.of(np.setdiff1d(texts, verified))))
         head = self._HEADER.pack(self._MAGIC, len(accepted), len(rejected))
         bounds = freq_bounds.Bounds.dump_joined(parts)
         return b"".join((head, accepted.astype("<u8").tobytes(), rejected.astype("<u8").tobytes(), bounds))

@@ -108,8 +108,8 @@ class Analyser:
         for doc in batch:
             doc, features, hashes = analyse(doc, self.config, self.signer)
             results.append((doc, features))
-            if hashes is not None:
-                vocabularies.append(hashes)
+            if hashes is not None and not (doc.counted and doc.counted == doc.sha256):
+                vocabularies.append(hashes)  # (the same bytes a cron run counted before: not again)
         return results, counts(vocabularies)
 
 

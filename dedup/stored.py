@@ -319,7 +319,7 @@ def unchanged_groups(
     previous: Rows,
     matched: Matched,
     kept: Kept,
-    stale: np.ndarray | None = None,
+    stale: np.ndarray | None,
 ) -> tuple[GroupPrints, np.ndarray]:
     """Fingerprint every group (component, or lone text) and find the ones the state already judged.
 
@@ -346,7 +346,7 @@ def judged_components(
     matched: Matched,
     kept: Kept,
     prints: GroupPrints,
-    stale: np.ndarray | None = None,
+    stale: np.ndarray | None,
 ) -> np.ndarray:
     """Which verified components of a split group (``large_groups``) the state judged so (their
     stored records are then kept), all at once as ``unchanged_groups`` (one at a time took ~1 s of
@@ -408,7 +408,10 @@ def _judged_all(
     # Judged alike last run: every document present and stored with this print (``Rows.judged_as``;
     # a stored print that is not 16 hex digits never equals one).
     same = np.logical_and.reduceat(ok, ends - per_group) if len(sizes) else np.zeros(0, dtype=bool)
-    same &= False if stale is None else ~np.isin(made, stale)
+    if stale is None:  # no limits to trust: every group is judged again
+        same[:] = False
+    else:
+        same &= ~np.isin(made, stale)
     prints.kept.append(made[same])
     taken = same[group_of]
     kept.keep_all(members[taken], rows[taken])

@@ -1,6 +1,7 @@
 """Frequency bounds: a cron run judges a kept group again when the corpus counts its verdicts rest
 on have grown past what those verdicts allow, so it keeps what a full rebuild keeps."""
 
+import os
 import random
 from pathlib import Path
 
@@ -171,3 +172,45 @@ def test_a_kept_group_is_judged_again_when_arrivals_outvote_the_other_copy(tmp_p
     for path in ("night1/a.txt", "night1/b.txt"):
         assert cron[path]["canonical"] == full[path]["canonical"]
         assert cron[path]["signals"] == full[path]["signals"]
+
+
+def _colour_corpus(tmp_path: Path, *, uk: int, us: int) -> Path:
+    """Copies a and b that differ by ``colour`` against ``color``, and unrelated articles with one
+    or the other: the corpus's counts decide which copy has the slip."""
+    rng = random.Random(5)
+    base = [rng.choice(_WORDS) for _ in range(160)]
+    a, b = list(base), list(base)
+    for at in (40, 100):
+        a[at], b[at] = "colour", "color"
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(" ".join(a) + ".\n")
+    (corpus / "b.txt").write_text(" ".join(b) + ".\n")
+    for k in range(uk):
+        (corpus / f"uk{k}.txt").write_text(_article(rng, 120, word="colour"))
+    for k in range(us):
+        (corpus / f"us{k}.txt").write_text(_article(rng, 120, word="color"))
+    return corpus
+
+
+def _same_as_a_full_run(corpus: Path, tmp_path: Path) -> None:
+    run([corpus], tmp_path / "full", Config(jobs=1))
+    full = {r["path"]: r for r in read_manifest(tmp_path / "full")}
+    cron = {r["path"]: r for r in read_manifest(tmp_path / "out")}
+    for path in ("a.txt", "b.txt"):
+        assert cron[path]["signals"] == full[path]["signals"], path
+        assert cron[path]["canonical"] == full[path]["canonical"], path
+
+
+def test_files_touched_are_read_again_but_not_counted_again(tmp_path: Path) -> None:
+    """Found by a second reader: a file whose mtime changed (a scraper rewriting what it fetched)
+    is read again; its bytes are the ones the state counted, so its words are not counted twice.
+    Counted again, three nights of touching the ``color`` articles turned the vote a full run takes."""
+    corpus = _colour_corpus(tmp_path, uk=5, us=4)
+    state = Config(jobs=1, state=str(tmp_path / "state"))
+    run([corpus], tmp_path / "out", state)
+    for night in range(1, 4):
+        for k in range(4):  # the same bytes, a later mtime
+            os.utime(corpus / f"us{k}.txt", ns=(night * 10**18, night * 10**18))
+        run([corpus], tmp_path / "out", state)
+    _same_as_a_full_run(corpus, tmp_path)
