@@ -41,15 +41,24 @@ def compared(
     comparison = normalize.comparison_text(normalize.repair(text))
     counts, keys = np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.uint64)
     if frequency is not None:
-        keys = normalize.line_keys(comparison)
-        counts = frequency.get(keys)
-        drop = counts > furniture_over
-        if furniture_over and drop.any():
-            comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
+        comparison, counts, keys = without_furniture(comparison, frequency, furniture_over)
     toks = normalize.words(comparison)
     # signatures.document_shingles, hashed a piece at a time (bounded memory for a giant text).
     folded = normalize.skeleton_bytes(" ".join(toks).encode("utf-8"))
     return Compared(toks, shingles_of(hash_tokens(folded), shingle_size), counts, keys)
+
+
+def without_furniture(
+    comparison: str, frequency: TokenFrequency, furniture_over: int
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """``comparison`` less its short lines the corpus holds in more than ``furniture_over``
+    documents (none with 0); and its short lines' counts and keys (``freq_bounds`` limits them)."""
+    keys = normalize.line_keys(comparison)
+    counts = frequency.get(keys)
+    drop = counts > furniture_over
+    if furniture_over and drop.any():
+        comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
+    return comparison, counts, keys
 
 
 class Hashed(NamedTuple):
@@ -79,11 +88,7 @@ def hashed(
     ``repair``: the mojibake repair pass 1 found for this text, replayed.
     """
     comparison = normalize.comparison_text(normalize.repair(text, repair))
-    keys = normalize.line_keys(comparison)
-    counts = frequency.get(keys)
-    drop = counts > furniture_over
-    if furniture_over and drop.any():
-        comparison = normalize.without_lines(comparison, set(keys[drop].tolist()))
+    comparison, counts, keys = without_furniture(comparison, frequency, furniture_over)
     data = normalize.token_bytes(comparison)
     if len(data) <= HASH_CHUNK and data.isascii():
         buf = np.frombuffer(data, dtype=np.uint8)
