@@ -324,6 +324,7 @@ class Ledger:
     def __init__(self, stored: Bounds | None) -> None:
         self.stored = stored  # None: not kept by the state (an earlier version's): none is trusted
         self._raw: list[Found] = []  # this run's, not yet sorted ...
+        self._held = 0  # (pairs in ``_raw``)
         self._parts: list[Bounds] = []  # ... and sorted by group
 
     def stale(self, frequency: TokenFrequency) -> np.ndarray | None:
@@ -336,14 +337,15 @@ class Ledger:
         million at a time (24 bytes a pair), then sorted by group (12): a sort per task cost
         thousands of calls at 1M, and all of them raw ~300 MB on the first run."""
         self._raw.append(found)
-        if sum(len(keys) for _, keys, _ in self._raw) >= 1 << 20:
+        self._held += len(found[1])  # (summed over ``_raw`` at each call: quadratic in the tasks)
+        if self._held >= 1 << 20:
             self._sort(owners)
 
     def _sort(self, owners: np.ndarray) -> None:
         if self._raw:
             nodes, keys, limits = (np.concatenate(a) for a in zip(*self._raw, strict=True))
             self._parts.append(Bounds.found(owners[nodes], keys, limits))
-            self._raw = []
+            self._raw, self._held = [], 0
 
     def rows(
         self, kept: Sequence[np.ndarray], owners: np.ndarray

@@ -62,7 +62,12 @@ _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.Pai
 # The state's table of ``freq_bounds.Bounds`` holds every group's limits when this blob names the
 # last run: a state an earlier version wrote (even one run, after a rollback) has groups without
 # limits, so every group is judged again, once.
-_BOUNDS, _BOUNDS_KEPT = "frequency_bounds", b"FB2 run "
+_BOUNDS = "frequency_bounds"
+
+
+def _kept_mark(run: int) -> bytes:
+    """The ``_BOUNDS`` blob of a state whose table holds every group's limits, written by ``run``."""
+    return b"FB2 run " + str(run).encode()
 
 
 class Incremental(Batch):
@@ -119,7 +124,7 @@ class Incremental(Batch):
         # (In the last run's order: the state's runs keep the counts as the records were tallied.)
         counts = {**store.history(1)[0][2], "verified_pairs": 0, **Changes([], {}, {}, []).counts()}
         # The limits still hold (no count moved): the mark that they are kept names this run too.
-        kept = store.blob(_BOUNDS) == _BOUNDS_KEPT + str(last).encode()
+        kept = store.blob(_BOUNDS) == _kept_mark(last)
         store.commit_run(
             run=self.run_id,
             started=state.now(),
@@ -127,7 +132,7 @@ class Incremental(Batch):
             counts=lambda: counts,
             documents=(),
             supersessions=(),
-            blobs=lambda: {_BOUNDS: _BOUNDS_KEPT + str(self.run_id).encode()} if kept else {},
+            blobs=lambda: {_BOUNDS: _kept_mark(last + 1)} if kept else {},
             changes=self.changes.delta,
         )
         checkpoint("committed")
@@ -155,7 +160,7 @@ class Incremental(Batch):
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
-        kept = self.store.blob(_BOUNDS) == _BOUNDS_KEPT + str(self.store.last_run()).encode()
+        kept = self.store.blob(_BOUNDS) == _kept_mark(self.store.last_run())
         self.ledger = Ledger(Bounds.from_rows(self.store.bounds()) if kept else None)
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
@@ -332,8 +337,9 @@ class Incremental(Batch):
         image: row_image_commit.Changed,
     ) -> None:
         assert self.run_id is not None
+        run = self.run_id
         self.store.commit_run(
-            run=self.run_id,
+            run=run,
             started=self.started,
             inputs=[s.root for s in sources],
             counts=lambda: {**tally.counts, **self.counts(tally)},
@@ -344,7 +350,7 @@ class Incremental(Batch):
                 **({"token_frequency": self.table.result()} if self.table is not None else {}),
                 **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
                 **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
-                _BOUNDS: _BOUNDS_KEPT + str(self.run_id).encode(),
+                _BOUNDS: _kept_mark(run),
             },
             changes=self.changes.delta,
             columns=lambda: image.write(self.store, self.placed),
