@@ -12,7 +12,7 @@ memory at N documents can be estimated as fixed + N x per document. Since the
 eleventh round a batch run's columns are files (``columns``): they are counted
 apart, as "in files", and ``--in-memory-tables`` keeps them in the heap as before.
 
-    python benchmarks/driver_memory.py CORPUS... --run [--jobs 2] [--dedup-src DIR]
+    python benchmarks/driver_memory.py CORPUS... --run [--jobs 2] [--dedup-src DIR] [--engine dask]
 
 runs the whole job instead (``python -m dedup run``, OUT a temporary directory)
 and samples its main process's ``/proc/PID/status`` every 0.2 s: the peak of its
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,19 @@ def main() -> int:
         "--run", action="store_true", help="the whole job: peak heap and mapped files of its driver"
     )
     ap.add_argument("--dedup-src", type=Path, default=REPO, help="with --run: the dedup source tree to run")
+    ap.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="with --run: dask runs it on a scheduler and --jobs workers started here on loopback",
+    )
     args = ap.parse_args()
+    if args.run and args.engine == "dask":
+        from benchmarks.dask_engine import Cluster
+
+        with tempfile.TemporaryDirectory() as tmp, Cluster(args.jobs, Path(tmp), args.dedup_src) as cluster:
+            dask = ["--engine", "dask", "--scheduler", cluster.address]
+            return _run(args.inputs, args.jobs, args.dedup_src, dask)
     if args.run:
         return _run(args.inputs, args.jobs, args.dedup_src)
     clock = time.perf_counter()
@@ -143,8 +156,9 @@ def _status(pid: int) -> dict[str, int]:
     return found
 
 
-def _run(inputs: list[str], jobs: int, src: Path) -> int:
-    """The whole job in a child process; its main process's peak heap and mapped files."""
+def _run(inputs: list[str], jobs: int, src: Path, engine: Sequence[str] = ()) -> int:
+    """The whole job in a child process (``engine``: its options for a Dask cluster); its main
+    process's peak heap and mapped files."""
     with tempfile.TemporaryDirectory(dir=os.environ.get("DEDUP_BENCH_OUT")) as tmp:
         cmd = [
             sys.executable,
@@ -157,6 +171,7 @@ def _run(inputs: list[str], jobs: int, src: Path) -> int:
             "-q",
             "-j",
             str(jobs),
+            *engine,
         ]
         clock = time.perf_counter()
         child = subprocess.Popen(cmd, cwd=src, env={**os.environ, "PYTHONPATH": str(src)})

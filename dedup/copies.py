@@ -13,12 +13,13 @@ import shutil
 import threading
 from array import array
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from dedup import manifest
+from dedup.columns import CHUNK, Column
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.errors import DedupError
@@ -229,6 +230,9 @@ def write(out: Path, docs: DocumentTable, kept: list[int], config: Config) -> No
         staged.add(kept)
 
 
+WAITING = 1 << 18  # kept files waiting for their copies (2 MB) before the records wait for them
+
+
 class Staged:
     """``canonical/`` built in a staging directory as the kept documents become known, swapped in whole.
 
@@ -239,6 +243,10 @@ class Staged:
     container records are written last, in manifest order (``write_containers``).
     On a clean exit the copies are waited for and the directory is swapped in;
     on an error, they are stopped and the staging directory is removed.
+
+    What waits is bounded, not a share of the corpus: at most ``WAITING`` kept
+    files (the records wait for the copies beyond it), and the kept container
+    records in a file beside the staging directory.
     """
 
     def __init__(self, out: Path, docs: DocumentTable, config: Config) -> None:
@@ -246,9 +254,11 @@ class Staged:
         self.staging = manifest.stage_canonical(out)
         self._threads = max(2, config.workers)
         self._pool = ThreadPoolExecutor(self._threads)
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[tuple[int, Future[None]]] = deque()  # (files, their copies)
+        self._waiting = 0  # files in ``_pending``
         self._made: set[str] = set()  # parent directories made in the staging directory
-        self._containers = array("q")
+        self._aside = manifest.stage_canonical(out)  # a ``.canonical.*.tmp``: a killed run's is removed
+        self._containers = Column("q", self._aside / "containers")
 
     def __enter__(self) -> Staged:
         return self
@@ -260,6 +270,7 @@ class Staged:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             shutil.rmtree(self.staging, ignore_errors=True)
+            shutil.rmtree(self._aside, ignore_errors=True)
 
     def add(self, kept: Sequence[int]) -> None:
         """Copy these kept documents (in manifest order, after those added before)."""
@@ -271,19 +282,30 @@ class Staged:
             else:
                 files.append(i)
         _make_parents(docs, files, base, self._made)
-        # 730,000 kept documents waited at the noisy 1M: 23 MB as lists of ints. Making the records
-        # wait for the copies instead, once a few parts behind, cost ~5 s of the noisy 100k's 8 s
-        # write stage.
         for share in _shares(files, self._threads):
-            self._pending.append(self._pool.submit(_copy_share, docs, share, base, None))
-        while self._pending and self._pending[0].done():  # a failed copy ends the run now, not at the end
-            self._pending.popleft().result()
+            self._pending.append((len(share), self._pool.submit(_copy_share, docs, share, base, None)))
+            self._waiting += len(share)
+        # A failed copy ends the run now, not at the end. 730,000 kept files waited at the noisy 1M
+        # (6 MB as arrays; 23 MB as lists), ~80 million would at 100M: beyond ``WAITING`` the records
+        # wait for the copies. Making them wait once a few parts behind cost ~5 s of the noisy
+        # 100k's 8 s write stage; ``WAITING`` is more than the noisy 100k ever has waiting.
+        while self._pending and (self._pending[0][1].done() or self._waiting > WAITING):
+            files_copied, copied = self._pending.popleft()
+            copied.result()
+            self._waiting -= files_copied
 
     def _finish(self) -> None:
         while self._pending:
-            self._pending.popleft().result()
-        manifest.write_containers(self.staging, (self.docs[i] for i in self._containers))
+            self._pending.popleft()[1].result()
+        manifest.write_containers(self.staging, (self.docs[i] for i in self._kept_records()))
         manifest.publish_canonical(self.out, self.staging)
+
+    def _kept_records(self) -> Iterator[int]:
+        """The kept container records, in manifest order, a chunk at a time from their file."""
+        self._containers.seal()
+        kept = self._containers.numbers()
+        for start in range(0, len(kept), CHUNK):
+            yield from kept[start : start + CHUNK].tolist()
 
 
 def _make_parents(docs: DocumentTable, files: Sequence[int], base: str, made: set[str]) -> None:

@@ -11,13 +11,26 @@ made when the task is sent, and dropped with it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import overload
 
 import numpy as np
 
+from dedup import columns
 from dedup.cluster import labelled
 
 Task = tuple[list[int], np.ndarray]  # a group's nodes (ascending), and its candidate pairs
+
+
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """The index stage's result: pass 2's groups, and the counts the summary reports."""
+
+    proposed: int  # pairs banding proposed
+    candidates: int  # pairs the prefilter kept
+    groups: Groups
+    comp_of: np.ndarray | None  # each text's group (-1: no candidate); None when grouped on a worker
 
 
 class Groups(Sequence[Task]):
@@ -58,16 +71,45 @@ class Groups(Sequence[Task]):
         )
 
     @classmethod
-    def joined(cls, parts: Sequence[Groups]) -> Groups:
-        """The groups of ``parts``, one after the other."""
-        if len(parts) == 1:
+    def joined(cls, parts: Sequence[Groups], into: Path | None = None) -> Groups:
+        """The groups of ``parts``, one after the other: in files of ``into``, a new directory
+        (mapped: the driver's heap holds none of them), else in memory."""
+        if into is None and len(parts) == 1:
             return parts[0]
-        return cls(
-            np.concatenate([p.all_nodes() for p in parts]),
-            _starts(np.concatenate([p.sizes() for p in parts])),
-            np.concatenate([p.pairs[p.pair_starts[0] : p.pair_starts[-1]] for p in parts]),
-            _starts(np.concatenate([np.diff(p.pair_starts) for p in parts])),
-        )
+        if into is not None:
+            into.mkdir()
+        nodes, nodes_before = _cat(into, "nodes", [p.all_nodes() for p in parts])
+        flat = [p.pairs[p.pair_starts[0] : p.pair_starts[-1]].ravel() for p in parts]
+        pairs, entries_before = _cat(into, "pairs", flat)
+        groups = sum(len(p) for p in parts)
+        node_starts = _zeros(into, "node-starts", groups + 1)
+        pair_starts = _zeros(into, "pair-starts", groups + 1)
+        at = 0
+        for part, before_nodes, before_entries in zip(parts, nodes_before, entries_before, strict=True):
+            k = len(part)
+            node_starts[at : at + k + 1] = part.node_starts - part.node_starts[0] + before_nodes
+            pair_starts[at : at + k + 1] = part.pair_starts - part.pair_starts[0] + before_entries // 2
+            at += k
+        return cls(nodes, node_starts, pairs, pair_starts)
+
+    @classmethod
+    def mapped(cls, into: Path, nodes: int, pairs: int, groups: int) -> Groups:
+        """The groups ``saved`` in ``into`` (with these counts), mapped read-only.
+
+        Raises:
+            OSError: a file does not hold what was saved.
+        """
+        sizes = {"nodes": nodes, "pairs": 2 * pairs, "node-starts": groups + 1, "pair-starts": groups + 1}
+        arrays = {}
+        for name, n in sizes.items():
+            if n and (size := (into / name).stat().st_size) != 8 * n:
+                raise OSError(f"{into / name}: {size} bytes where {8 * n} were written")
+            arrays[name] = np.memmap(into / name, np.int64, "r", shape=(n,)) if n else np.zeros(0, np.int64)
+        return cls(arrays["nodes"], arrays["node-starts"], arrays["pairs"], arrays["pair-starts"])
+
+    def saved(self, into: Path) -> Groups:
+        """These groups in files of ``into``, a new directory, mapped (``joined``)."""
+        return Groups.joined([self], into)
 
     def __len__(self) -> int:
         return len(self.node_starts) - 1
@@ -108,6 +150,10 @@ class Groups(Sequence[Task]):
         """Each group's nodes, in order."""
         return (self.members(k).tolist() for k in range(len(self)))
 
+    def texts(self) -> int:
+        """Nodes in all groups."""
+        return int(self.node_starts[-1] - self.node_starts[0])
+
     def sizes(self) -> np.ndarray:
         """Nodes per group."""
         return np.diff(self.node_starts)
@@ -132,6 +178,20 @@ def group_pairs(pairs: np.ndarray, nodes: int) -> tuple[Groups, np.ndarray]:
     by_comp = np.argsort(comp_of[pairs[:, 0]], kind="stable") if len(pairs) else np.empty(0, dtype=np.int64)
     pair_starts = np.searchsorted(comp_of[pairs[by_comp, 0]], np.arange(len(node_starts)))
     return Groups(members, node_starts, pairs[by_comp], pair_starts), comp_of
+
+
+def _zeros(into: Path | None, name: str, n: int) -> np.ndarray:
+    """``n`` int64 zeros: file ``name`` of directory ``into``, mapped, else in memory."""
+    return columns.zeros(None if into is None else into / name, np.int64, n)
+
+
+def _cat(into: Path | None, name: str, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """``arrays`` one after the other (``_zeros``), and how many entries come before each."""
+    before = [0, *np.cumsum([len(a) for a in arrays]).tolist()]
+    whole = _zeros(into, name, before[-1])
+    for a, lo in zip(arrays, before, strict=False):
+        whole[lo : lo + len(a)] = a
+    return whole, before[:-1]
 
 
 def _starts(sizes: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ from dedup.state import Stored
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.freq_bounds import Found, Ledger
     from dedup.frequency import TokenFrequency
-    from dedup.groups import Groups
+    from dedup.groups import Grouped, Groups
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
@@ -217,8 +217,10 @@ class Incremental(Batch):
         bands: int,
         rows: int,
         engine: Engine,
-    ) -> tuple[int, np.ndarray]:
+        tables: Path | None,
+    ) -> Grouped:
         from dedup import cron_index
+        from dedup.groups import Grouped, group_pairs
 
         assert self.out is not None
         banded = cron_index.banded(
@@ -234,10 +236,12 @@ class Incremental(Batch):
             out=self.out,
         )
         self.signatures, self.found = banded.signatures, banded.found
-        return banded.proposed, banded.pairs
+        found, comp_of = group_pairs(banded.pairs, len(corpus.sizes))
+        return Grouped(banded.proposed, len(banded.pairs), found, comp_of)
 
-    def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
-        assert self.previous is not None
+    def judge(self, corpus: Corpus, grouped: Grouped) -> Groups:
+        assert self.previous is not None and grouped.comp_of is not None  # grouped here (``candidates``)
+        groups, comp_of = grouped.groups, grouped.comp_of
         self.kept = kept = Kept(self.previous, len(corpus.docs))
         # Groups whose verdicts rest on counts that grew past their limits are judged again; all
         # of them where the state holds no limits (one made by an earlier version).

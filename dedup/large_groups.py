@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import xxhash
@@ -72,6 +73,7 @@ def split(
     large: int | None = None,
     memo: PairVerdicts | None = None,
     known: Callable[[list[list[int]]], Sequence[bool]] | None = None,
+    into: Path | None = None,
 ) -> Groups:
     """``tasks`` with each group over ``large`` (``LARGE``) texts replaced by tasks of its verified
     components. Sets ``corpus.reach`` for the texts of the groups split (before any worker forks).
@@ -79,7 +81,8 @@ def split(
     A cron run passes what its state knows: ``memo``, the verdicts on pairs of texts
     compared alike last run (only the others are verified; all are recorded in it for
     the next run), and ``known``, whether the state holds each verified component's
-    records (such a component is not settled again).
+    records (such a component is not settled again). With ``into`` (a new directory) the tasks
+    are saved there, mapped (``Groups.joined``), not held in memory.
     """
     large = LARGE if large is None else large
     big = np.flatnonzero(tasks.sizes() > large).tolist()
@@ -128,7 +131,7 @@ def split(
             comps = [comp for comp, held in zip(comps, known(comps), strict=True) if not held]
         out.append(Groups.of(pack(comps, verified, large)))
     out.append(tasks.between(big[-1] + 1, len(tasks)))
-    return Groups.joined(out)
+    return Groups.joined(out, into)
 
 
 def pair_keys(

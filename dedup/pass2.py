@@ -290,7 +290,7 @@ def settle_all(corpus: Corpus, tasks: Groups, engine: parallel.Engine | None = N
     engine = engine or parallel.Processes(corpus.config.workers)
     # A few thousand texts (a cron run's groups) went in three calls, two of them to one worker
     # from the start: calls of a quarter of each worker's share keep both busy to the end.
-    share = int(tasks.sizes().sum()) // (4 * max(1, corpus.config.workers))
+    share = tasks.texts() // (4 * max(1, corpus.config.workers))
     limit = min(TEXTS_PER_CALL, max(MIN_TEXTS_PER_CALL, share))
     yield from engine.ordered(
         Settler(corpus), tasks, window_per_worker=8, per_call=PER_CALL, weight=(_texts, limit)

@@ -177,7 +177,7 @@ def _judge_and_write(
     batch_size: int | None,
     tables: Path | None,
 ) -> RunResult:
-    from dedup import groups, index, pass1, pass2
+    from dedup import index, pass1, pass2
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -197,7 +197,7 @@ def _judge_and_write(
         timings["read_sign"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        n_proposed, pairs = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band, engine)
+        grouped = cache.candidates(config, feats, corpus, fresh, bands, rows_per_band, engine, tables)
         timings["index"] = time.perf_counter() - clock
     except BaseException:
         if given is not None:  # else kept to the commit (``stored.SignatureRows`` closes it)
@@ -208,14 +208,13 @@ def _judge_and_write(
             spill.close()
 
     clock = time.perf_counter()
-    found, comp_of = groups.group_pairs(pairs, len(corpus.sizes))
-    n_candidates = len(pairs)
-    tasks = cache.judge(corpus, found, comp_of)
-    del pairs, found, comp_of  # the groups hold the pairs; ``comp_of`` is 8 bytes a text
+    n_proposed, n_candidates = grouped.proposed, grouped.candidates
+    tasks = cache.judge(corpus, grouped)
+    del grouped  # ``comp_of`` (a cron run's) is 8 bytes a text
     # Records of grouped documents wait on disk for the write stage (~1 KB each: record_spill).
     with SpilledRecords.beside(out, len(docs), tables) as settled:
         try:
-            tasks, verified = _settle(corpus, tasks, engine, out, settled, progress, cache)
+            tasks, verified = _settle(corpus, tasks, engine, out, settled, progress, cache, tables)
             # Pass 2 read one document per text; an exact copy of it that the state vouched for
             # (same size and mtime, not read) may have been edited in place since: check its bytes.
             for i in _unread_copies(corpus, tasks, fresh):
@@ -259,6 +258,7 @@ def _settle(
     settled: SpilledRecords,
     progress: Progress | None,
     cache: run_filter.Batch,
+    tables: Path | None,
 ) -> tuple[Groups, int]:
     """Pass 2: every group verified, clustered and ranked into ``settled``; (the tasks run, pairs verified).
 
@@ -268,14 +268,14 @@ def _settle(
     from dedup import large_groups, pass2
 
     verified = 0
-    # Each text's first document, as an iterator: a list would live as long as the spool (11 MB at 1M).
-    with readers.spooled(corpus.docs, iter(corpus.order[corpus.starts[tasks.all_nodes()]].tolist()), out):
+    with readers.spooled(corpus.docs, _firsts(corpus, tasks), out):
         tasks = large_groups.split(
             corpus,
             tasks,
             engine,
             memo=cache.pair_verdicts,
             known=lambda comps: cache.judge_components(corpus, comps),
+            into=None if tables is None else tables / "split",
         )
         for done, (results, n_edges, found) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):
             settled.update(results)
@@ -285,6 +285,14 @@ def _settle(
             if progress:
                 progress("verify", done, len(tasks))
     return tasks, verified
+
+
+def _firsts(corpus: pass2.Corpus, tasks: Groups, chunk: int = 65_536) -> Iterator[int]:
+    """Each grouped text's first document, a chunk at a time: a list of them all (~40 bytes a
+    grouped text, 15 MB at the noisy 1M) set the driver's peak while the spool was made."""
+    nodes = tasks.all_nodes()
+    for lo in range(0, len(nodes), chunk):
+        yield from corpus.order[corpus.starts[nodes[lo : lo + chunk]]].tolist()
 
 
 def _summary(

@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dedup import copies, records
 from dedup.config import Config
 from dedup.document import DocumentTable, Source
@@ -27,7 +25,7 @@ from dedup.state import Stored
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.freq_bounds import Found
     from dedup.frequency import TokenFrequency
-    from dedup.groups import Groups
+    from dedup.groups import Grouped, Groups
     from dedup.large_groups import PairVerdicts
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
@@ -100,19 +98,20 @@ class Batch:
         bands: int,
         rows: int,
         engine: Engine,
-    ) -> tuple[int, np.ndarray]:
-        """The candidate pairs of texts (and how many banding proposed), banded from the signatures
-        (by ``engine``'s workers when they are on disk and many: ``index_workers``)."""
+        tables: Path | None,
+    ) -> Grouped:
+        """The candidate pairs of texts banded from the signatures, grouped by connected component
+        (by ``engine``'s workers, the groups saved in ``tables``, when the signatures are on disk
+        and many: ``index_workers``)."""
         from dedup import index_workers  # with datasketch and scipy: only runs with work to do import it
 
-        found = index_workers.candidate_pairs(config, feats.banded(), corpus.sizes, bands, rows, engine)
+        found = index_workers.grouped(config, feats.banded(), corpus.sizes, bands, rows, engine, tables)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them
         return found
 
-    def judge(self, corpus: Corpus, groups: Groups, comp_of: np.ndarray) -> Groups:
-        """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``);
-        ``comp_of``: each node's group, -1 for a text with no candidate."""
-        return groups
+    def judge(self, corpus: Corpus, grouped: Grouped) -> Groups:
+        """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``)."""
+        return grouped.groups
 
     def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
         """Whether each of a giant group's verified components keeps its stored records (not settled

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -61,6 +65,27 @@ def test_take_and_joined_are_the_groups_chosen_in_order(
     assert _listed(groups.between(cut, cut)) == _listed(groups.between(len(groups) + 1, 9)) == []
     assert _listed(Groups.of(groups)) == listed
     assert _listed(groups[1:]) == listed[1:]  # type: ignore[arg-type]
+    # In files, as the workers save them and the driver maps them: the same groups.
+    where = Path(tempfile.mkdtemp())
+    filed = Groups.joined([views[1], Groups.of([]), views[0]], where / "joined")
+    assert _listed(filed) == listed[cut:] + listed[:cut]
+    saved = groups.saved(where / "saved")
+    mapped = Groups.mapped(where / "saved", groups.texts(), len(groups.pairs), len(groups))
+    assert _listed(saved) == _listed(mapped) == listed
+    shutil.rmtree(where)
+
+
+def test_groups_saved_are_mapped_back_and_a_short_file_is_an_os_error(tmp_path: Path) -> None:
+    groups, _ = group_pairs(np.array([[0, 2], [2, 5], [1, 3]], dtype=np.int64), 6)
+    groups.saved(tmp_path / "g")
+    mapped = Groups.mapped(tmp_path / "g", 5, 3, 2)
+    assert isinstance(mapped.nodes, np.memmap) and _listed(mapped) == _listed(groups)
+    with pytest.raises(FileExistsError):  # into is a new directory
+        groups.saved(tmp_path / "g")
+    with open(tmp_path / "g" / "pairs", "r+b") as fh:
+        fh.truncate(8)
+    with pytest.raises(OSError, match="bytes where 48 were written"):
+        Groups.mapped(tmp_path / "g", 5, 3, 2)
 
 
 def test_no_pairs_are_no_groups_and_an_index_past_the_end_is_an_error() -> None:

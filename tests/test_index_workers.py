@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from dedup import index, index_workers
 from dedup.config import Config
+from dedup.groups import Groups, group_pairs
 from dedup.parallel import Processes
 from dedup.pipeline import run
 from dedup.signature_spill import Spilled
@@ -29,6 +30,10 @@ def planted(seed: int, texts: int, num_perm: int = 64) -> tuple[np.ndarray, np.n
     sigs[star, :4] = sigs[star[0], :4]  # two bands shared by 84 texts
     sigs[:, -8:] %= 5  # the last block collides by chance
     return sigs, rng.integers(10, 400, size=texts).astype(np.int64)
+
+
+def _listed(groups: Groups) -> list[tuple[list[int], list[list[int]]]]:
+    return [(nodes, pairs.tolist()) for nodes, pairs in groups]
 
 
 def spilled(tmp: Path, sigs: np.ndarray, width: int) -> Spilled:
@@ -69,6 +74,15 @@ def test_workers_find_what_one_process_finds(
             stars=False,
         )
     assert unstarred[0] == expected[0] and np.array_equal(unstarred[1], expected[1]) and not len(unstarred[2])
+    with spilled(tmp_path_factory.mktemp("spill"), sigs, index.band_width(rows)) as spill:
+        into = spill.directory.parent / "groups"
+        proposed, kept, found = index_workers.grouped_by(
+            Processes(workers), spill, sizes, into, bands=bands, rows=rows, jaccard=0.5, containment=0.8
+        )
+        assert (proposed, kept) == (expected[0], len(expected[1]))
+        assert _listed(found) == _listed(group_pairs(expected[1], texts)[0])
+        if len(expected[1]):  # in files the driver maps, not in its heap
+            assert isinstance(found.nodes, np.memmap) and isinstance(found.pairs, np.memmap)
     if texts > index.MAX_BUCKET + 20:  # not vacuous: pairs proposed, some dropped, some kept; a star
         assert expected[0] > len(expected[1]) > 0
         assert len(expected[2])
@@ -102,8 +116,13 @@ def test_a_task_run_again_changes_nothing(tmp_path: Path) -> None:
             Twice(1), spill, sizes, bands=bands, rows=rows, jaccard=0.5, containment=0.8
         )
         assert sorted(p.name for p in spill.directory.iterdir() if p.suffix == ".tmp") == []
+        grouped = index_workers.grouped_by(
+            Twice(1), spill, sizes, tmp_path / "g", bands=bands, rows=rows, jaccard=0.5, containment=0.8
+        )
     assert once[0] == twice[0]
     assert np.array_equal(once[1], twice[1]) and np.array_equal(once[2], twice[2])
+    assert grouped[:2] == (once[0], len(once[1])) and len(grouped[2]) > 0
+    assert _listed(grouped[2]) == _listed(group_pairs(once[1], len(sigs))[0])
 
 
 def test_a_run_banded_by_workers_writes_what_one_process_writes(
@@ -111,8 +130,8 @@ def test_a_run_banded_by_workers_writes_what_one_process_writes(
 ) -> None:
     monkeypatch.setattr(index_workers, "LOCAL_FROM", 2)
     calls = []
-    banded_by = index_workers.banded_by
-    monkeypatch.setattr(index_workers, "banded_by", lambda *a, **k: calls.append(a[0]) or banded_by(*a, **k))
+    by = index_workers.grouped_by
+    monkeypatch.setattr(index_workers, "grouped_by", lambda *a, **k: calls.append(a[0]) or by(*a, **k))
     one = run(["corpora/sample"], tmp_path / "one", Config(jobs=1))
     two = run(["corpora/sample"], tmp_path / "two", Config(jobs=2))
     assert calls == [Processes(2)]  # -j 2 banded on its workers, -j 1 in the driver

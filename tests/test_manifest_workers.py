@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup import manifest_workers, parallel, records
+from dedup import columns, copies, manifest_workers, parallel, records
 from dedup.config import Config
 from dedup.errors import InputChangedError
 from dedup.pipeline import run
@@ -124,6 +124,37 @@ def test_clusters_named_one_record_at_a_time_are_merged_as_they_come(monkeypatch
         assert keys.held <= 2 * 3 + 16 + 1
     keys.add(None)
     assert len(keys) == 4
+
+
+def test_copies_waited_for_beyond_a_bound_and_kept_records_in_a_file_change_nothing(
+    corpus: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = run(corpus, tmp_path / "one", Config(jobs=2))
+    monkeypatch.setattr(manifest_workers, "LOCAL_FROM", 2)
+    monkeypatch.setattr(manifest_workers, "PART", 4)
+    monkeypatch.setattr(copies, "WAITING", 2)
+    monkeypatch.setattr(columns, "CHUNK", 3)  # the kept container records go to their file in pieces
+    monkeypatch.setattr(copies, "CHUNK", 2)  # and are read back two at a time
+    behind = []
+    add = copies.Staged.add
+
+    def counted(self: copies.Staged, kept: list[int]) -> None:
+        add(self, kept)
+        counted.files += sum(self.docs.offset(i) < 0 for i in kept)  # type: ignore[attr-defined]
+        made = sum(1 for p in self.staging.rglob("*") if p.is_file())
+        behind.append(counted.files - made)  # type: ignore[attr-defined]
+
+    counted.files = 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(copies.Staged, "add", counted)
+    two = run(corpus, tmp_path / "two", Config(jobs=2))
+    assert 0 <= max(behind) <= 2 and len(behind) > 10  # never more than WAITING files behind the records
+    assert _outputs(tmp_path / "one").keys() == _outputs(tmp_path / "two").keys()
+    for name, data in _outputs(tmp_path / "one").items():
+        if name != "summary.json":
+            assert _outputs(tmp_path / "two")[name] == data, name
+    assert one.counts == two.counts and one.counts["canonical"] > 40
+    left = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert left == sorted([".lock", "canonical", "manifest.jsonl", "summary.json"])  # nothing left aside
 
 
 def test_a_copy_that_fails_while_records_are_written_publishes_nothing(

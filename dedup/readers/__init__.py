@@ -257,6 +257,7 @@ def spooled(docs: DocumentTable, wanted: Iterable[int], out: Path) -> Iterator[N
     of each container, and the spool is removed afterwards.
     """
     spool = make_spool(docs, wanted, out)
+    del wanted  # used up: what it held is not kept through the stage
     docs.spool = spool
     try:
         yield
