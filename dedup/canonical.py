@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dedup.quality import relative_excess, score
+from dedup.records import ALONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def canonical_reason(ranked: Sequence[Scored]) -> str:
     """Why the first of ``ranked`` was kept."""
     best = ranked[0]
     if len(ranked) == 1:
-        return f"no near-duplicate found (score {best.score:.2f}: {best.worst()})"
+        return f"{ALONE} (score {best.score:.2f}: {best.worst()})"
     runner = ranked[1]
     if runner.score == best.score:
         return (

@@ -44,7 +44,7 @@ class Recorder:
         for i in range(*span):
             record = self.verdicts.record(i)
             lines.append(orjson.dumps(record))
-            tally.add(i, record["status"], record["canonical"], record["cluster"])
+            tally.add_made(i, record)
         self.verdicts.forget()  # copies ranked with a text of this part, in later parts: ranked again there
         lines.append(b"")
         return b"\n".join(lines), tally

@@ -17,6 +17,7 @@ import xxhash
 from dedup.document import DocumentTable, Status
 from dedup.hooks import Progress
 
+ALONE = "no near-duplicate found"  # how a canonical record's reason begins when it has no duplicate
 MERGE_FROM = 1 << 16  # cluster keys waiting before they are merged (``ClusterKeys``)
 _NO_NAME = 1 << 63  # a duplicate without a cluster name (none is made): still one cluster, as it was
 
@@ -95,6 +96,13 @@ class Tally:
     ``kept`` is told each kept document as its record is counted (the canonical
     copies of a batch run are made meanwhile: ``copies.Staged``). A part of the
     manifest made elsewhere is counted into a ``part()`` and ``absorb``-ed here.
+
+    Clusters with duplicates are counted one of two ways, never both in one tally:
+    ``add`` and ``add_stored`` (a cron run) keep each duplicate's cluster name, as an
+    8-byte key; ``add_made`` (the records of a batch run) counts a cluster at its
+    canonical record, whose reason says whether it has a duplicate (``ALONE``), and keeps
+    nothing per cluster: 176,554 keys at the noisy 1M, ~140 MB at 100M, were the
+    driver's last table that grew with the corpus.
     """
 
     _FIXED = ("lsh_pairs", "candidate_pairs", "verified_pairs", "clusters_with_duplicates")
@@ -126,11 +134,12 @@ class Tally:
         # instead of keeping them: 8 bytes a kept document in the driver).
         self.canonical = array("q")
         self._with_duplicates = ClusterKeys()
+        self._shared = 0  # canonical records with a duplicate (``add_made``)
 
     @property
     def counts(self) -> dict[str, int]:
         """The counts so far."""
-        self._counts["clusters_with_duplicates"] = len(self._with_duplicates)
+        self._counts["clusters_with_duplicates"] = len(self._with_duplicates) + self._shared
         return self._counts
 
     @classmethod
@@ -140,6 +149,17 @@ class Tally:
 
     def add(self, doc: int, status: str, canonical: bool, cluster: str | None) -> None:
         """Count one record (``cluster`` matters only for a duplicate)."""
+        if self._counted(doc, status, canonical):
+            self._with_duplicates.add(cluster)
+
+    def add_made(self, doc: int, record: dict[str, Any]) -> None:
+        """``add`` a record made in this run: its cluster counted at its canonical record."""
+        duplicate = self._counted(doc, record["status"], record["canonical"])
+        if record["status"] == "ok" and not duplicate and not record["reason"].startswith(ALONE):
+            self._shared += 1
+
+    def _counted(self, doc: int, status: str, canonical: bool) -> bool:
+        """Count one record; whether it is a duplicate."""
         counts = self._counts
         counts["documents"] += 1
         if self._progress and (counts["documents"] % 4096 == 0 or counts["documents"] == self._total):
@@ -147,7 +167,7 @@ class Tally:
         if status != "ok":
             counts["skipped"] += 1
             counts[f"skipped_{status}"] = counts.get(f"skipped_{status}", 0) + 1
-            return
+            return False
         counts["ok"] += 1
         if canonical:  # one per cluster
             counts["canonical"] += 1
@@ -156,9 +176,9 @@ class Tally:
                 self._kept((doc,))
             else:
                 self.canonical.append(doc)
-        else:
-            counts["duplicates"] += 1
-            self._with_duplicates.add(cluster)
+            return False
+        counts["duplicates"] += 1
+        return True
 
     def add_stored(
         self, docs: range, statuses: Sequence[str], canonical: np.ndarray, clusters: Sequence[str | None]
@@ -202,6 +222,8 @@ class Tally:
             if key not in self._FIXED:
                 counts[key] = counts.get(key, 0) + value
         self._with_duplicates.update(part._with_duplicates)
+        self._shared += part._shared
+        assert not (self._shared and self._with_duplicates.held), "clusters counted both ways"
         if self._kept is not None:
             if part.canonical:
                 self._kept(part.canonical)

@@ -63,6 +63,10 @@ def test_parts_made_by_workers_are_the_manifest_one_process_makes(
     # The counts in the same order, skipped ones included.
     assert list(one.counts.items()) == list(two.counts.items())
     assert one.counts["skipped_empty"] == 1 and one.counts["duplicates"] > 40
+    # Clusters with duplicates, counted at their canonical records: the clusters the duplicates name.
+    lines = [orjson.loads(line) for line in (tmp_path / "two/manifest.jsonl").read_bytes().splitlines()]
+    named = {r["cluster"] for r in lines if r["status"] == "ok" and not r["canonical"]}
+    assert two.counts["clusters_with_duplicates"] == len(named) > 10
 
 
 @settings(max_examples=60, deadline=None)
@@ -96,6 +100,22 @@ def test_a_tally_of_parts_is_the_tally_of_their_records(
         parts_kept == whole_kept == [i for i, (status, kept, _) in enumerate(rows) if status == "ok" and kept]
     )
     assert not whole.canonical and not together.canonical  # told, not kept: the driver holds none
+    # Counted at the canonical records instead (a batch run's ``add_made``), parts or not: the same.
+    made = records.Tally(3, 2, 1, kept=[].extend)
+    for start, stop in itertools.pairwise(bounds):
+        part = records.Tally.part()
+        for i in range(start, stop):
+            status, kept, cluster = rows[i]
+            alone = kept and status == "ok" and cluster not in duplicated
+            reason = f"{records.ALONE} (score 1.00)" if alone else "cleanest of 2: ..."
+            record = {"status": status, "canonical": kept, "cluster": f"c{cluster}", "reason": reason}
+            part.add_made(i, record)
+        made.absorb(part)
+    heads = [c for status, kept, c in rows if status == "ok" and kept]  # a manifest has one a cluster
+    assert made.counts["clusters_with_duplicates"] == sum(c in duplicated for c in heads)
+    assert {k: v for k, v in made.counts.items() if k != "clusters_with_duplicates"} == {
+        k: v for k, v in whole.counts.items() if k != "clusters_with_duplicates"
+    }
 
 
 @settings(max_examples=100, deadline=None)
