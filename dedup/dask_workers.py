@@ -164,10 +164,15 @@ class DaskWorkers:
 def connect(config: Config) -> Iterator[DaskWorkers]:
     """The cluster at ``config.scheduler``, or a local one of ``config.workers`` processes on loopback."""
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError as err:
         raise ConfigError("--engine dask needs Dask: pip install 'dedup[dask]'") from err
     with contextlib.ExitStack() as stack:
+        # The client's link to the scheduler keeps its last 1,000 batches of messages for
+        # debugging (``BatchedSend.recent_message_log``): pass 1's tasks with their pickled
+        # batches of paths, ~35 MB of the driver's heap in a long run.
+        stack.enter_context(dask.config.set({"distributed.admin.low-level-log-length": 0}))
         try:
             if config.scheduler:
                 # Dask's connect timeout (distributed.comm.timeouts.connect, 30 s unless set): then one error.

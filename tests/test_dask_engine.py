@@ -283,3 +283,14 @@ def test_a_result_slower_to_send_than_a_poll_is_sent_once(tmp_path: Path) -> Non
         assert not consumer.is_alive(), "the results never arrived"
     assert got == [b"done"] * 3
     assert log.read_text().count("packed") == 3
+
+
+def test_the_driver_keeps_no_log_of_the_tasks_it_sent() -> None:
+    """Dask's link to the scheduler logged its last 1,000 batches of messages, pass 1's tasks and
+    their paths with them: ~35 MB of a long run's driver."""
+    from dedup.dask_workers import connect
+
+    with connect(Config(engine="dask", jobs=1)) as engine:
+        batches = [[f"{k:0100d}" for k in range(64)] for _ in range(40)]
+        assert list(engine.ordered(len, iter(batches), window_per_worker=2)) == [64] * 40
+        assert len(engine.client.scheduler_comm.recent_message_log) == 0
