@@ -70,6 +70,11 @@ def _kept_mark(run: int) -> bytes:
     return b"FB2 run " + str(run).encode()
 
 
+def _bounds_kept(store: state.State) -> bool:
+    """Whether the state's bounds table holds every group's limits, as its last run left them."""
+    return store.blob(_BOUNDS) == _kept_mark(store.last_run())
+
+
 class Incremental(Batch):
     """A run with a ``--state``: what the state knows is not done again, OUT is updated in place."""
 
@@ -124,7 +129,7 @@ class Incremental(Batch):
         # (In the last run's order: the state's runs keep the counts as the records were tallied.)
         counts = {**store.history(1)[0][2], "verified_pairs": 0, **Changes([], {}, {}, []).counts()}
         # The limits still hold (no count moved): the mark that they are kept names this run too.
-        kept = store.blob(_BOUNDS) == _kept_mark(last)
+        kept = _bounds_kept(store)
         store.commit_run(
             run=self.run_id,
             started=state.now(),
@@ -160,7 +165,7 @@ class Incremental(Batch):
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
-        kept = self.store.blob(_BOUNDS) == _kept_mark(self.store.last_run())
+        kept = _bounds_kept(self.store)
         self.ledger = Ledger(Bounds.from_rows(self.store.bounds()) if kept else None)
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()

@@ -14,8 +14,9 @@ processes, or a Dask cluster: OUT is on storage every worker sees):
 
 Pairs are ordered by code and the partitions by first text, so the kept pairs,
 taken in partition order, are ``index.candidates``'s exactly, with any engine
-and number of workers (tests/test_index_workers.py). The driver holds the star
-rows and the kept pairs only: never a signature, a band key or a proposed pair
+and number of workers (tests/test_index_workers.py). A batch run's kept pairs are
+left in files and grouped by one more task (``grouped_by``); a cron run's driver
+holds the star rows and the kept pairs: never a signature, a band key or a proposed pair
 (the noisy 1M proposes 7.6M pairs and keeps 272k; with banding in the driver its
 peak was 1,066 MB, 752 MB with it here: README, "Banding and the prefilter on the
 workers"). A task that is run again (a Dask worker lost)

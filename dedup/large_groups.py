@@ -99,7 +99,7 @@ def split(
             verdicts[k] = np.full(len(pairs), -1, dtype=np.int8)
         else:
             texts[k] = text_keys(corpus, pairs)
-            keys[k] = pair_keys(corpus, pairs, texts[k])
+            keys[k] = pair_keys(pairs, texts[k])
             verdicts[k] = memo.lookup(keys[k])
             # A verdict on a text one of whose lines the corpus now counts otherwise is taken again.
             stale = texts[k][0][memo.stale(texts[k][1], corpus.frequency)]
@@ -134,11 +134,9 @@ def split(
     return Groups.joined(out, into)
 
 
-def pair_keys(
-    corpus: Corpus, pairs: np.ndarray, texts: tuple[np.ndarray, np.ndarray] | None = None
-) -> np.ndarray:
-    """A key per pair for the texts as compared: each text's content key, the bytes it is read
-    from again and its reach (``text_keys``).
+def pair_keys(pairs: np.ndarray, texts: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A key per pair for the texts as compared (``texts``: ``text_keys`` of the pairs): each
+    text's content key, the bytes it is read from again and its reach.
 
     Verification compares shingles, made from a text's first document
     (``pass2.load``: its bytes, read as its kind and name say: the same bytes are
@@ -147,7 +145,7 @@ def pair_keys(
     the state's. The counts that decide those lines grow as documents arrive: the
     verdicts' limits (``freq_bounds``) are kept by text key (``PairVerdicts``).
     """
-    nodes, text = text_keys(corpus, pairs) if texts is None else texts
+    nodes, text = texts
     keyed = text[np.searchsorted(nodes, pairs)]
     low, high = keyed.min(axis=1), keyed.max(axis=1)
     return _mix(low ^ _mix(high))
@@ -259,7 +257,7 @@ class PairVerdicts:
         texts = np.concatenate(self.texts or [np.empty(0, dtype=np.uint64)])
         parts: list[tuple[freq_bounds.Bounds, np.ndarray | None]] = [(found, None)]
         if self.bounds is not None:
-            verified = np.concatenate([*self.verified, found.owners])
+            verified = np.concatenate(self.verified or [np.empty(0, dtype=np.uint64)])  # found's too
             parts.append((self.bounds, self.bounds.of(np.setdiff1d(texts, verified))))
         head = self._HEADER.pack(self._MAGIC, len(accepted), len(rejected))
         bounds = freq_bounds.Bounds.dump_joined(parts)
