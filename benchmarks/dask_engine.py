@@ -18,8 +18,9 @@ Prints a table of wall time, the driver's CPU time and peak RSS (the ``dedup``
 process alone: ``getrusage(RUSAGE_SELF)`` at its exit), the workers' CPU time
 (forked: the driver's children; Dask: each worker's own rusage after the run),
 the workers' peak RSS, whether the manifest and every file under ``canonical/``
-are byte-identical to this checkout's local run with the same W, and each run's
-stage times (``summary.json``). Exits 1 on any difference.
+are byte-identical to this checkout's local run with the same W (or, with
+``--against OUT``, to an earlier run's OUT: one size, the local runs left out), and
+each run's stage times (``summary.json``). Exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -203,7 +204,9 @@ def main() -> int:
     ap.add_argument("--base", help="a git revision to measure as well, alternating with this checkout")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--against", type=Path, help="an earlier run's OUT to compare with (one size)")
     args = ap.parse_args()
+    against = digest(args.against) if args.against else ""
     failed = False
     print(f"corpus: {args.noise} {args.format}; machine: {os.cpu_count()} cores")
     print(
@@ -228,7 +231,7 @@ def main() -> int:
             if args.format == "gz-shards":
                 corpus = gz_shards(corpus, args.shards)
             for workers in [int(w) for w in args.workers.split(",")]:
-                reference = ""
+                reference = against
                 for engine in args.engines.split(","):
                     for side, tree in sides if engine == "local" else sides[::-1]:  # alternate
                         tmp = Path(tempfile.mkdtemp(prefix="dask-engine-"))

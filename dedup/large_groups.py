@@ -24,6 +24,7 @@ whose members and reaches are as when the state judged it keeps its records
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,10 +33,10 @@ import numpy as np
 import xxhash
 
 from dedup import freq_bounds, parallel
-from dedup.cluster import Similarity, Thresholds, components
+from dedup.cluster import Similarity, Thresholds, labelled
 from dedup.frequency import TokenFrequency
 from dedup.groups import Groups, Task
-from dedup.pass2 import Corpus, furniture_over, load, reach_of
+from dedup.pass2 import Corpus, furniture_over, load, reaches
 from dedup.signatures import distinct, similarity
 
 LARGE = 1000  # texts: a group over this is split
@@ -93,8 +94,8 @@ def split(
     texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per group: its texts in pairs, their keys
     order: dict[int, np.ndarray] = {}  # per group: the pairs to verify, in the order they are
     for k in big:
-        nodes, pairs = tasks[k]
-        corpus.reach.update(reach_of(corpus, nodes, pairs))
+        nodes, pairs = tasks.members(k), tasks.pairs[tasks.pair_starts[k] : tasks.pair_starts[k + 1]]
+        corpus.reach.add(nodes, reaches(corpus, nodes, pairs))
         if memo is None:
             verdicts[k] = np.full(len(pairs), -1, dtype=np.int8)
         else:
@@ -121,15 +122,18 @@ def split(
     out: list[Groups] = []
     for before, k in zip([-1, *big], big, strict=False):  # each group split, and the one before it
         out.append(tasks.between(before + 1, k))  # views: ``joined`` copies them once
-        nodes, pairs = tasks[k]
+        nodes, pairs = tasks.members(k), tasks.pairs[tasks.pair_starts[k] : tasks.pair_starts[k + 1]]
         keep = verdicts[k] == 1
         if memo is not None:
             memo.record(keys[k], keep, texts[k][1])
         verified = pairs[keep]
-        comps = components(nodes, verified)
+        members, starts = labelled(nodes, verified)
         if known is not None:
-            comps = [comp for comp, held in zip(comps, known(comps), strict=True) if not held]
-        out.append(Groups.of(pack(comps, verified, large)))
+            comps = [members[a:b].tolist() for a, b in itertools.pairwise(starts.tolist())]
+            held = np.fromiter(known(comps), dtype=bool, count=len(comps))
+            members = members[np.repeat(~held, np.diff(starts))]
+            starts = np.concatenate([[0], np.cumsum(np.diff(starts)[~held])])
+        out.append(Groups.of(pack(members, starts, verified, large)))
     out.append(tasks.between(big[-1] + 1, len(tasks)))
     return Groups.joined(out, into)
 
@@ -304,19 +308,31 @@ def local_order(pairs: np.ndarray) -> np.ndarray:
     return np.lexsort((ranked.max(axis=1), ranked.min(axis=1)))
 
 
-def pack(comps: list[list[int]], verified: np.ndarray, large: int) -> list[Task]:
-    """Whole verified components, in order, gathered into tasks of about ``large`` texts (the
-    pairs of ``verified`` in none of ``comps`` are left out)."""
-    where = {n: c for c, comp in enumerate(comps) for n in comp}  # pairs of other components: -1
-    of_pair = np.array([where.get(a, -1) for a in verified[:, 0].tolist()], dtype=np.int64)
+def pack(members: np.ndarray, starts: np.ndarray, verified: np.ndarray, large: int) -> list[Task]:
+    """Whole verified components (``cluster.labelled``'s arrays), in order, gathered into tasks of
+    about ``large`` texts (the pairs of ``verified`` in none of them are left out). Arrays, not a
+    dict per text: a giant group grows with a noisy corpus.
+
+    Example (components [3, 8], [5] and [6, 7], three texts to a task):
+        >>> verified = np.array([[3, 8], [6, 7], [1, 2]])
+        >>> [(n, p.tolist()) for n, p in pack(np.array([3, 8, 5, 6, 7]), np.array([0, 2, 3, 5]), verified, 3)]
+        [([3, 5, 8], [[3, 8]]), ([6, 7], [[6, 7]])]
+    """
+    sizes = np.diff(starts)
+    comp = np.repeat(np.arange(len(sizes)), sizes)  # of each member
+    sorter = np.argsort(members, kind="stable")
+    at = np.minimum(np.searchsorted(members, verified[:, 0], sorter=sorter), max(len(members) - 1, 0))
+    found = members[sorter[at]] == verified[:, 0] if len(members) else np.zeros(len(verified), dtype=bool)
+    of_pair = np.where(found, comp[sorter[at]] if len(members) else -1, -1)  # pairs of no component: -1
     tasks: list[Task] = []
     first = 0
-    while first < len(comps):
+    for_size = sizes.tolist()
+    while first < len(for_size):
         last, size = first, 0
-        while last < len(comps) and (size == 0 or size + len(comps[last]) <= large):
-            size += len(comps[last])
+        while last < len(for_size) and (size == 0 or size + for_size[last] <= large):
+            size += for_size[last]
             last += 1
-        nodes = sorted(n for comp in comps[first:last] for n in comp)
+        nodes = np.sort(members[starts[first] : starts[last]]).tolist()
         tasks.append((nodes, verified[(of_pair >= first) & (of_pair < last)]))
         first = last
     return tasks

@@ -354,7 +354,7 @@ def judged_components(
     its lines are furniture, so the records depend on it."""
     nodes = np.array([n for comp in comps for n in comp], dtype=np.int64)
     sizes = np.array([len(comp) for comp in comps], dtype=np.int64)
-    reach = np.array([corpus.reach[n] for n in nodes.tolist()], dtype=np.int64)
+    reach = corpus.reach.of(nodes)
     return _judged_all(corpus, nodes, sizes, previous, matched, kept, prints, stale, reach)
 
 

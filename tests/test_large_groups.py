@@ -3,16 +3,22 @@ the same records as the whole group settled at once."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import scrape_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dedup import groups, index, large_groups, parallel, pass1, pass2, readers
+from dedup.cluster import labelled
 from dedup.config import Config
 from dedup.frequency import TokenFrequency
+from dedup.pass2 import Reach
 
 SAMPLE = Path(__file__).resolve().parents[1] / "corpora" / "sample"
 
@@ -82,12 +88,58 @@ def test_a_group_settled_by_its_verified_components_gets_the_records_of_the_whol
 
 def test_a_split_task_holds_whole_verified_components() -> None:
     verified = np.array([[0, 1], [1, 2], [5, 6]], dtype=np.int64)
-    comps = [[0, 1, 2], [3], [5, 6]]
-    tasks = large_groups.pack(comps, verified, large=3)
+    members, starts = np.array([0, 1, 2, 3, 5, 6]), np.array([0, 3, 4, 6])
+    tasks = large_groups.pack(members, starts, verified, large=3)
     assert [(nodes, p.tolist()) for nodes, p in tasks] == [
         ([0, 1, 2], [[0, 1], [1, 2]]),
         ([3, 5, 6], [[5, 6]]),
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12))
+def test_pack_gathers_what_a_dict_per_text_gathered(seed: int, large: int) -> None:
+    # The reference is pack as it was, with a dict from each text to its component.
+    rng = np.random.default_rng(seed)
+    nodes = np.sort(rng.choice(500, size=int(rng.integers(1, 60)), replace=False))
+    pairs = np.sort(rng.choice(nodes, size=(int(rng.integers(0, 50)), 2)), axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    members, starts = labelled(nodes, pairs)
+    comps = [members[a:b].tolist() for a, b in itertools.pairwise(starts.tolist())]
+    kept = [c for c in comps if rng.random() < 0.7]  # as a cron run leaves out judged components
+    where = {n: c for c, comp in enumerate(kept) for n in comp}
+    of_pair = np.array([where.get(a, -1) for a in pairs[:, 0].tolist()], dtype=np.int64)
+    expected, first = [], 0
+    while first < len(kept):
+        last, size = first, 0
+        while last < len(kept) and (size == 0 or size + len(kept[last]) <= large):
+            size, last = size + len(kept[last]), last + 1
+        texts = sorted(n for comp in kept[first:last] for n in comp)
+        expected.append((texts, pairs[(of_pair >= first) & (of_pair < last)].tolist()))
+        first = last
+    flat = np.array([n for c in kept for n in c], dtype=np.int64)
+    bounds = np.cumsum([0, *map(len, kept)])
+    got = large_groups.pack(flat, bounds, pairs, large)
+    assert [(n, p.tolist()) for n, p in got] == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 9)), max_size=30), st.lists(st.integers(0, 45)))
+def test_reach_answers_as_a_dict_keeping_first_values(added: list[tuple[int, int]], asked: list[int]) -> None:
+    reach, reference = Reach(), {}
+    for lo in range(0, len(added), 7):  # added a few at a time, as groups are split
+        batch = dict(added[lo : lo + 7])
+        reach.add(np.array(list(batch), dtype=np.int64), np.array(list(batch.values()), dtype=np.int64))
+        reference = {**batch, **reference}
+    assert len(reach) == len(reference)
+    assert reach.known(asked) == {n: reference[n] for n in asked if n in reference}
+    for n in asked:
+        assert (n in reach) == (n in reference)
+        if n in reference:
+            assert reach[n] == reference[n]
+        else:
+            with pytest.raises(KeyError):
+                reach[n]
 
 
 def test_local_order_is_an_order_of_the_pairs_that_loads_fewer_texts_per_chunk() -> None:
