@@ -56,10 +56,11 @@ class Verifier:
         thresholds = Thresholds(corpus.config.jaccard, corpus.config.containment, corpus.config.min_shared)
         bounds = freq_bounds.Collector() if corpus.bounded else None
         shingles = {}
-        for n in distinct(pairs.ravel()).tolist():
-            _, _, shingles[n], counts, keys = load(corpus, n, corpus.reach[n])
+        texts = distinct(pairs.ravel())
+        for n, reach in zip(texts.tolist(), corpus.reach.of(texts).tolist(), strict=True):
+            _, _, shingles[n], counts, keys = load(corpus, n, reach)
             if bounds is not None:
-                bounds.lines(n, keys, counts, furniture_over(corpus.reach[n]), None)
+                bounds.lines(n, keys, counts, furniture_over(reach), None)
         accepted = [
             thresholds.accepts(Similarity(*similarity(shingles[a], shingles[b]))) for a, b in pairs.tolist()
         ]
@@ -167,10 +168,8 @@ def text_keys(corpus: Corpus, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     nodes = np.unique(pairs)
     text = np.array(
         [
-            xxhash.xxh3_64_intdigest(
-                f"{contents[n]}\t{docs.sha256(int(order[starts[n]]))}\t{reach[n]}".encode()
-            )
-            for n in nodes.tolist()
+            xxhash.xxh3_64_intdigest(f"{contents[n]}\t{docs.sha256(int(order[starts[n]]))}\t{r}".encode())
+            for n, r in zip(nodes.tolist(), reach.of(nodes).tolist(), strict=True)
         ],
         dtype=np.uint64,
     )
