@@ -239,7 +239,8 @@ def reach_of(corpus: Corpus, nodes: Sequence[int], pairs: np.ndarray) -> dict[in
 
 
 def reaches(corpus: Corpus, nodes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """``reach_of`` as an array in the order of ``nodes`` (ascending), for a giant group: no dict."""
+    """``reach_of`` as an array in the order of ``nodes`` (ascending), for a giant group: no dict.
+    A text already in ``corpus.reach`` is not looked up here: ``Reach.add`` keeps its reach."""
     counts = corpus.starts[nodes + 1] - corpus.starts[nodes]
     local = np.searchsorted(nodes, pairs)
     reach = counts.astype(np.int64)
