@@ -229,21 +229,19 @@ class Reach:
 
 
 def reach_of(corpus: Corpus, nodes: Sequence[int], pairs: np.ndarray) -> dict[int, int]:
-    """Each text's documents plus its candidates': the most one article's copies can be here."""
-    reach = {n: len(corpus.members(n)) for n in nodes}
-    for a, b in pairs.tolist():
-        reach[a] += len(corpus.members(b))
-        reach[b] += len(corpus.members(a))
+    """Each text's documents plus its candidates': the most one article's copies can be here
+    (``reaches``; a text of a split group keeps its reach over the whole group, ``Corpus.reach``)."""
+    reach = dict(zip(nodes, reaches(corpus, np.asarray(nodes, dtype=np.int64), pairs).tolist(), strict=True))
     reach.update(corpus.reach.known(nodes))
     return reach
 
 
 def reaches(corpus: Corpus, nodes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """``reach_of`` as an array in the order of ``nodes`` (ascending), for a giant group: no dict.
-    A text already in ``corpus.reach`` is not looked up here: ``Reach.add`` keeps its reach."""
-    counts = corpus.starts[nodes + 1] - corpus.starts[nodes]
+    """Each of ``nodes`` (ascending) with its documents plus its candidates', as an array: a giant
+    group's takes no dict (``Reach.add`` then keeps the reach of a text it already holds)."""
+    counts = (corpus.starts[nodes + 1] - corpus.starts[nodes]).astype(np.int64)
     local = np.searchsorted(nodes, pairs)
-    reach = counts.astype(np.int64)
+    reach = counts.copy()
     np.add.at(reach, local[:, 0], counts[local[:, 1]])
     np.add.at(reach, local[:, 1], counts[local[:, 0]])
     return reach
