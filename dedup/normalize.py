@@ -18,7 +18,7 @@ import ftfy
 import numpy as np
 import xxhash
 
-from dedup import kernels
+from dedup import kernels, mojibake
 
 NORMALIZATION_VERSION = 2  # bump when tokens() changes: stored signatures depend on it
 # Recorded in the scheme stamp: version 2 made every character of these scripts a token.
@@ -140,8 +140,8 @@ def repair_planned(text: str) -> tuple[str, RepairPlan | None]:
     """
     if text.isascii() or not _MOJIBAKE_MARK.search(text):
         return text, None
-    fixed, plan = ftfy.fix_encoding_and_explain(text)
-    return fixed, tuple((step, name) for step, name in plan or ())
+    fixed, plan = mojibake.fix_encoding_and_explain(text)
+    return fixed, tuple((step, name) for step, name in plan)
 
 
 def strip_boilerplate(text: str) -> tuple[str, int]:
