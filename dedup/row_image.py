@@ -42,7 +42,7 @@ import orjson
 import xxhash
 
 from dedup.columns import read_at
-from dedup.state import STATUSES
+from dedup.state_checks import STATUSES
 
 if TYPE_CHECKING:
     from dedup.state import State

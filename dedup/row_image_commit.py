@@ -30,7 +30,7 @@ from dedup.row_image import (
     file_hash,
     fingerprint_of,
 )
-from dedup.state import storable_path, stored_path
+from dedup.state_checks import storable_path, stored_path
 
 if TYPE_CHECKING:
     from dedup.rows import Rows

@@ -34,7 +34,8 @@ from dedup.row_image import (
     file_hash,
     fingerprint_of,
 )
-from dedup.state import COLUMNS, DAMAGED_FACTS, Stored, damaged, record_damage, stored_path
+from dedup.state import COLUMNS, Stored
+from dedup.state_checks import DAMAGED_FACTS, damaged, record_damage, stored_path
 
 if TYPE_CHECKING:
     from dedup.state import State
@@ -184,7 +185,7 @@ class Rows:
     def record(self, r: int) -> str:
         """Row ``r``'s manifest record as stored; the next few thousand rows' are read with it.
 
-        Each is checked (``state.record_damage``) and its ``canonical`` flag and cluster noted
+        Each is checked (``state_checks.record_damage``) and its ``canonical`` flag and cluster noted
         the first time it is read: before the run writes its row again (``cron_manifest.emit``).
 
         Raises:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dedup import locks, manifest, state
+from dedup import locks, manifest, state, state_checks
 from dedup.config import Config
 from dedup.errors import ConfigError, OutputError
 from dedup.incremental import Incremental
@@ -62,7 +62,7 @@ def opened(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
                 finally:
                     cache.close()
         except sqlite3.Error as err:  # reading a damaged state, or writing to a full disk
-            raise state.unusable(store.path, err) from err
+            raise state_checks.unusable(store.path, err) from err
         finally:
             store.close()
 
