@@ -59,19 +59,20 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
 
 
 _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
-# The state's table of ``freq_bounds.Bounds`` holds every group's limits when this blob names the
-# last run: a state an earlier version wrote (even one run, after a rollback) has groups without
-# limits, so every group is judged again, once.
+# The state's tables of ``freq_bounds.Bounds`` and ``freq_votes.Votes`` hold every group's limits and
+# votes when this blob names the last run: a state an earlier version wrote (even one run, after a
+# rollback) has groups without them, so every group is judged again, once.
 _BOUNDS = "frequency_bounds"
 
 
 def _kept_mark(run: int) -> bytes:
-    """The ``_BOUNDS`` blob of a state whose table holds every group's limits, written by ``run``."""
-    return b"FB2 run " + str(run).encode()
+    """The ``_BOUNDS`` blob of a state whose tables hold every group's limits and votes, written by
+    ``run`` (FB2: limits alone, the one-word votes among them)."""
+    return b"FB3 run " + str(run).encode()
 
 
 def _bounds_kept(store: state.State) -> bool:
-    """Whether the state's bounds table holds every group's limits, as its last run left them."""
+    """Whether the state's tables hold every group's limits and votes, as its last run left them."""
     return store.blob(_BOUNDS) == _kept_mark(store.last_run())
 
 
@@ -162,11 +163,15 @@ class Incremental(Batch):
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
         from dedup.freq_bounds import Bounds, Ledger
+        from dedup.freq_votes import Votes
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
         kept = _bounds_kept(self.store)
-        self.ledger = Ledger(Bounds.from_rows(self.store.bounds()) if kept else None)
+        self.ledger = Ledger(
+            Bounds.from_rows(self.store.bounds()) if kept else None,
+            Votes.from_rows(self.store.votes()) if kept else None,
+        )
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -363,9 +368,7 @@ class Incremental(Batch):
             },
             changes=self.changes.delta,
             columns=lambda: image.write(self.store, self.placed),
-            bounds=lambda: (
-                self.ledger.rows(self.prints.kept, self.prints.column) if self.ledger else ([], [])
-            ),
+            limits=lambda: self.ledger.rows(self.prints.kept, self.prints.column) if self.ledger else {},
         )
 
     def counts(self, tally: records.Tally) -> dict[str, int]:
