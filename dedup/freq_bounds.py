@@ -17,7 +17,10 @@ limits, per group fingerprint (the owner); a cron run judges again every group
 one of whose keys the sketch now counts over its limit. The limits are worked out
 with the same float arithmetic as the decisions (``np.log1p``), so a group is
 judged again exactly when a decision could have changed, or more often (a limit
-on the rarest word of a stretch, where another word ties with it).
+on the rarest word of a stretch, where another word ties with it). A decision
+between one word and one word is not limited but kept whole and taken again
+(``freq_votes``): limited one side at a time, it was crossed by common words
+growing together without the vote turning.
 """
 
 from __future__ import annotations
@@ -295,9 +298,9 @@ class Bounds:
     def from_rows(cls, rows: Sequence[tuple[int, bytes]]) -> Bounds | None:
         """From the state's table (``rows``): per group its fingerprint (signed) and its pairs; None
         if a row is not a whole number of pairs."""
-        datas = [bytes(data) for _, data in rows]
-        if any(len(data) % _ENTRY.itemsize for data in datas):
-            return None
+        datas = [data for _, data in rows]
+        if any(not isinstance(data, bytes) or len(data) % _ENTRY.itemsize for data in datas):
+            return None  # (a row edited by hand to text, or cut short)
         owners = np.array([owner for owner, _ in rows], dtype=np.int64).view(np.uint64)
         sizes = np.array([len(data) // _ENTRY.itemsize for data in datas], dtype=np.uint32)
         entries = np.frombuffer(b"".join(datas), dtype=_ENTRY)
@@ -360,8 +363,10 @@ class Ledger:
     run's pass 2's, and the state tables' rows to change at the commit."""
 
     def __init__(self, stored: Bounds | None, votes: Votes | None) -> None:
-        trusted = stored is not None and votes is not None  # else an earlier version's: none is trusted
-        self.stored, self.votes = (stored, votes) if trusted else (None, None)
+        """``stored`` None: the state's limits are not trusted (every group is judged again);
+        ``votes`` None beside them: a state from before the votes, whose limits cover every decision."""
+        self.stored = stored
+        self.votes = votes if stored is not None else None
         self._raw: list[Found] = []  # this run's, not yet sorted ...
         self._held = 0  # (limits and votes in ``_raw``)
         self._parts: list[tuple[Bounds, Votes]] = []  # ... and sorted by group
@@ -369,9 +374,10 @@ class Ledger:
     def stale(self, frequency: TokenFrequency) -> np.ndarray | None:
         """The fingerprints (sorted) of the groups one of whose limits the sketch now counts past, or
         one of whose votes now goes the other way; None: every group."""
-        if self.stored is None or self.votes is None:
+        if self.stored is None:
             return None
-        return np.union1d(self.stored.crossed(frequency), self.votes.turned(frequency)).astype(np.uint64)
+        turned = np.zeros(0, np.uint64) if self.votes is None else self.votes.turned(frequency)
+        return np.union1d(self.stored.crossed(frequency), turned).astype(np.uint64)
 
     def add(self, found: Found, owners: np.ndarray) -> None:
         """One pass-2 task's limits and votes, per node; ``owners``: each node's group fingerprint.
@@ -396,9 +402,23 @@ class Ledger:
         fingerprints; None: every row, none was trusted), the groups settled this run are written;
         the kept groups' rows stay."""
         self._sort(owners)
+        parts = self._parts
+        if len(parts) > 1 and _shared(parts):
+            # A group in two parts (never made so: a component is settled in one task) would
+            # keep only the second's row: merged instead.
+            parts = [(Bounds.joined([b for b, _ in parts]), Votes.joined([v for _, v in parts]))]
         held = np.concatenate([*kept, np.zeros(0, np.uint64)])
         changes: dict[str, tuple[list[int] | None, list[tuple[int, bytes]]]] = {}
         for k, (name, stored) in enumerate((("bounds", self.stored), ("votes", self.votes))):
             gone = None if stored is None else stored.owners[~stored.of(held)].view(np.int64).tolist()
-            changes[name] = gone, [row for part in self._parts for row in part[k].rows()]
+            changes[name] = gone, [row for part in parts for row in part[k].rows()]
         return changes
+
+
+def _shared(parts: Sequence[tuple[Bounds, Votes]]) -> bool:
+    """Whether an owner has rows in more than one part (of the limits, or of the votes)."""
+    for k in (0, 1):
+        owners = np.concatenate([p[k].owners for p in parts] or [np.zeros(0, np.uint64)])
+        if len(np.unique(owners)) < len(owners):
+            return True
+    return False

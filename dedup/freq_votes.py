@@ -73,6 +73,14 @@ class Votes:
         runs, sizes = np.unique(owners, return_counts=True)
         return cls(runs, sizes, entries)
 
+    @classmethod
+    def joined(cls, parts: Sequence[Votes]) -> Votes:
+        """All ``parts``' votes as one table (an owner in several parts: its votes together)."""
+        owners = np.concatenate([np.repeat(p.owners, p.sizes.astype(np.int64)) for p in parts])
+        entries = np.concatenate([p.entries for p in parts])
+        nodes = np.zeros(len(entries), np.int64)
+        return cls.found(owners, found(nodes, entries["first"], entries["second"], entries["outcome"]))
+
     def __len__(self) -> int:
         return len(self.entries)
 
@@ -96,9 +104,9 @@ class Votes:
     def from_rows(cls, rows: Sequence[tuple[int, bytes]]) -> Votes | None:
         """From the state's table: per group its fingerprint (signed) and its votes; None if a row is
         not a whole number of votes."""
-        datas = [bytes(data) for _, data in rows]
-        if any(len(data) % _ENTRY.itemsize for data in datas):
-            return None
+        datas = [data for _, data in rows]
+        if any(not isinstance(data, bytes) or len(data) % _ENTRY.itemsize for data in datas):
+            return None  # (a row edited by hand to text, or cut short)
         owners = np.array([owner for owner, _ in rows], dtype=np.int64).view(np.uint64)
         sizes = np.array([len(data) // _ENTRY.itemsize for data in datas], dtype=np.uint32)
         return cls(owners, sizes, np.frombuffer(b"".join(datas), dtype=_ENTRY))

@@ -48,6 +48,7 @@ from dedup.hooks import Checkpoint
 from dedup.rows import Kept, Matched, Rows, kept_before
 from dedup.run_filter import Batch, Pass1
 from dedup.state import Stored
+from dedup.state_checks import LIMITS_MARK, WITH_VOTES, kept_mark, limits_kept
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.freq_bounds import Found, Ledger
@@ -59,21 +60,6 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
 
 
 _PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
-# The state's tables of ``freq_bounds.Bounds`` and ``freq_votes.Votes`` hold every group's limits and
-# votes when this blob names the last run: a state an earlier version wrote (even one run, after a
-# rollback) has groups without them, so every group is judged again, once.
-_BOUNDS = "frequency_bounds"
-
-
-def _kept_mark(run: int) -> bytes:
-    """The ``_BOUNDS`` blob of a state whose tables hold every group's limits and votes, written by
-    ``run`` (FB2: limits alone, the one-word votes among them)."""
-    return b"FB3 run " + str(run).encode()
-
-
-def _bounds_kept(store: state.State) -> bool:
-    """Whether the state's tables hold every group's limits and votes, as its last run left them."""
-    return store.blob(_BOUNDS) == _kept_mark(store.last_run())
 
 
 class Incremental(Batch):
@@ -130,7 +116,7 @@ class Incremental(Batch):
         # (In the last run's order: the state's runs keep the counts as the records were tallied.)
         counts = {**store.history(1)[0][2], "verified_pairs": 0, **Changes([], {}, {}, []).counts()}
         # The limits still hold (no count moved): the mark that they are kept names this run too.
-        kept = _bounds_kept(store)
+        kept = limits_kept(store.blob(LIMITS_MARK), store.last_run())
         store.commit_run(
             run=self.run_id,
             started=state.now(),
@@ -138,7 +124,7 @@ class Incremental(Batch):
             counts=lambda: counts,
             documents=(),
             supersessions=(),
-            blobs=lambda: {_BOUNDS: _kept_mark(last + 1)} if kept else {},
+            blobs=lambda: {LIMITS_MARK: kept_mark(last + 1, kept)} if kept else {},
             changes=self.changes.delta,
         )
         checkpoint("committed")
@@ -167,11 +153,12 @@ class Incremental(Batch):
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
-        kept = _bounds_kept(self.store)
-        self.ledger = Ledger(
-            Bounds.from_rows(self.store.bounds()) if kept else None,
-            Votes.from_rows(self.store.votes()) if kept else None,
-        )
+        kept = limits_kept(self.store.blob(LIMITS_MARK), self.store.last_run())
+        bounds = Bounds.from_rows(self.store.bounds()) if kept else None
+        votes = Votes.from_rows(self.store.votes()) if kept == WITH_VOTES else None
+        if kept == WITH_VOTES and votes is None:  # damaged: its limits leave the votes' decisions out
+            bounds = None
+        self.ledger = Ledger(bounds, votes)
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -364,7 +351,7 @@ class Incremental(Batch):
                 **({"token_frequency": self.table.result()} if self.table is not None else {}),
                 **({"candidate_pairs": self.found.dumps()} if self.found is not None else {}),
                 **({_PAIR_VERDICTS: self.pair_verdicts.dumps()} if self.pair_verdicts is not None else {}),
-                _BOUNDS: _kept_mark(run),
+                LIMITS_MARK: kept_mark(run),
             },
             changes=self.changes.delta,
             columns=lambda: image.write(self.store, self.placed),

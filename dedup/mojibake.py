@@ -81,7 +81,8 @@ def _window() -> int | None:
 
 def search_width(pattern: re.Pattern[str]) -> int | None:
     """The longest match of ``pattern``, if each of its matches holds a non-ASCII character and it
-    has no assertion but ``^`` at the start; else None (search the whole text).
+    looks at nothing but what it matches (no assertion but ``^``, no flag set inside it); else None
+    (search the whole text).
 
     Example:
         >>> search_width(re.compile("[\u00c3\u00c2][ ]")), search_width(re.compile("a[\u00e9]?"))
@@ -95,52 +96,50 @@ def search_width(pattern: re.Pattern[str]) -> int | None:
             return None
         parsed = _parser.parse(pattern.pattern, pattern.flags)
         width = parsed.getwidth()[1]
-        if not 0 < width <= _WIDE or not _needs_non_ascii(parsed.data, _constants):
+        plain = _plain(parsed.data, _constants) and _needs_non_ascii(parsed.data, _constants)
+        if not 0 < width <= _WIDE or not plain:
             return None
         return int(width)
     except Exception:  # a parser that changed: the whole-text search is always right
         return None
 
 
+def _plain(items: list[tuple[Any, Any]], c: Any) -> bool:
+    """Nothing in ``items`` looks outside the characters it matches: no assertion but ``^``, no
+    back-reference, no flag set inside the pattern (``c``: the parser's opcodes)."""
+    for op, av in items:
+        if op is c.BRANCH:
+            if not all(_plain(alt.data, c) for alt in av[1]):
+                return False
+        elif op is c.SUBPATTERN:
+            if av[1] or av[2] or not _plain(av[-1].data, c):  # (?i:...) and the like
+                return False
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
+            if not _plain(av[2].data, c):
+                return False
+        elif op is c.AT:
+            if av is not c.AT_BEGINNING and av is not c.AT_BEGINNING_STRING:
+                return False
+        elif op not in (c.LITERAL, c.NOT_LITERAL, c.IN, c.ANY):
+            return False
+    return True
+
+
 def _needs_non_ascii(items: list[tuple[Any, Any]], c: Any) -> bool:
-    """Every way through ``items`` matches a character that is not ASCII; no assertion but ``^``
-    (``c``: the parser's opcodes)."""
+    """Every way through ``items`` (``_plain``) matches a character that is not ASCII."""
     needed = False
     for op, av in items:
         if op is c.BRANCH:
-            if not all(_needs_non_ascii(alt.data, c) for alt in av[1]):
-                return False
-            needed = True
+            needed = needed or all(_needs_non_ascii(alt.data, c) for alt in av[1])
         elif op is c.SUBPATTERN:
-            needed = _needs_non_ascii(av[-1].data, c) or needed
+            needed = needed or _needs_non_ascii(av[-1].data, c)
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
-            if not _allowed(av[2].data, c):
-                return False
             needed = needed or (av[0] >= 1 and _needs_non_ascii(av[2].data, c))
         elif op is c.LITERAL:
             needed = needed or av > 0x7F
         elif op is c.IN:
             needed = needed or _non_ascii_set(av, c)
-        elif op is c.AT:
-            if av is not c.AT_BEGINNING and av is not c.AT_BEGINNING_STRING:
-                return False
-        elif op is not c.ANY and op is not c.NOT_LITERAL:
-            return False
     return needed
-
-
-def _allowed(items: list[tuple[Any, Any]], c: Any) -> bool:
-    """No assertion or back-reference inside an optional part."""
-    for op, av in items:
-        if op in (c.AT, c.ASSERT, c.ASSERT_NOT, c.GROUPREF, c.GROUPREF_EXISTS):
-            return False
-        if op is c.BRANCH and not all(_allowed(alt.data, c) for alt in av[1]):
-            return False
-        if op is c.SUBPATTERN and not _allowed(av[-1].data, c):
-            return False
-        if op in (c.MAX_REPEAT, c.MIN_REPEAT) and not _allowed(av[2].data, c):
-            return False
-    return True
 
 
 def _non_ascii_set(av: list[tuple[Any, Any]], c: Any) -> bool:

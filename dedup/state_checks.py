@@ -1,4 +1,5 @@
-"""How the state's rows are checked, and how names and errors are stored (``state``'s helpers).
+"""How the state's rows are checked, and how names and errors are stored (``state``'s helpers);
+whether its tables of limits can be trusted (the mark the last run left).
 
 A row read back must be what a run wrote, or the state is damaged and only a
 rebuild helps: the checks exist twice, as an SQL condition that finds such rows
@@ -97,3 +98,29 @@ def unusable(path: Path, err: sqlite3.Error) -> StateError:
     if type(err) is sqlite3.DatabaseError:  # "file is not a database", "disk image is malformed"
         return StateError(damaged(path, str(err)), path=path)
     return StateError(f"cannot use state {path}: {err}", path=path)
+
+
+# The state's tables of ``freq_bounds.Bounds`` and ``freq_votes.Votes`` hold every group's limits and
+# votes when this blob names the last run: after a run of a version that keeps none (even one run,
+# after a rollback) some groups have none, so every group is judged again, once.
+LIMITS_MARK = "frequency_bounds"
+WITH_VOTES, LIMITS_ALONE = b"FB3", b"FB2"  # FB2: from before the votes; its limits cover every decision
+
+
+def kept_mark(run: int, kind: bytes = WITH_VOTES) -> bytes:
+    """The ``LIMITS_MARK`` blob of a state whose tables hold every group's limits (and, FB3, votes),
+    written by ``run``."""
+    return kind + b" run " + str(run).encode()
+
+
+def limits_kept(mark: bytes | None, last_run: int) -> bytes | None:
+    """Which of the state's tables hold every group's limits and votes, as its last run left them:
+    ``WITH_VOTES``, ``LIMITS_ALONE`` (the votes' decisions limited like the others) or None.
+
+    Example:
+        >>> limits_kept(kept_mark(7), 7), limits_kept(kept_mark(7, LIMITS_ALONE), 7)
+        (b'FB3', b'FB2')
+        >>> limits_kept(kept_mark(6), 7) is None  # an earlier version ran since
+        True
+    """
+    return next((kind for kind in (WITH_VOTES, LIMITS_ALONE) if mark == kept_mark(last_run, kind)), None)

@@ -122,3 +122,47 @@ def test_a_vote_both_words_grow_under_is_judged_again_only_when_it_turns(tmp_pat
     for path in ("a.txt", "b.txt"):
         assert cron[path]["signals"] == full[path]["signals"], path
         assert cron[path]["canonical"] == full[path]["canonical"], path
+
+
+def test_a_damaged_votes_table_is_not_trusted_and_every_group_is_judged_again(tmp_path: Path) -> None:
+    """Found by a second reader: a votes row edited to text crashed the next run. Now the state's
+    limits are not trusted then (without the votes they leave one-word decisions out), every group
+    is judged again, and the run keeps what a full run keeps."""
+    import sqlite3
+
+    rng = random.Random(7)
+    base = [rng.choice(_WORDS) for _ in range(160)]
+    a, b = list(base), list(base)
+    a[80], b[80] = "colour", "color"
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(" ".join(a) + ".\n")
+    (corpus / "b.txt").write_text(" ".join(b) + ".\n")
+    _colours(corpus, rng, "n1", uk=5, us=3)
+    assert _night(corpus, tmp_path) == 1
+    _colours(corpus, rng, "n2", uk=1, us=0)
+    db = sqlite3.connect(tmp_path / "state" / "state.sqlite")
+    with db:
+        assert db.execute("UPDATE votes SET data = 'x'").rowcount == 1
+    db.close()
+    assert _night(corpus, tmp_path) == 1  # judged again, though no vote turned
+    _colours(corpus, rng, "n3", uk=1, us=1)  # 8 against 5: past a one-sided limit, the vote the same
+    assert _night(corpus, tmp_path) == 0  # its votes stored again, and trusted
+    run([corpus], tmp_path / "full", Config(jobs=1))
+    full = {r["path"]: r for r in read_manifest(tmp_path / "full")}
+    cron = {r["path"]: r for r in read_manifest(tmp_path / "out")}
+    for path in ("a.txt", "b.txt"):
+        assert cron[path]["signals"] == full[path]["signals"], path
+        assert cron[path]["canonical"] == full[path]["canonical"], path
+
+
+def test_votes_joined_keep_an_owners_votes_from_every_part() -> None:
+    """A group in two parts of a run's votes would keep only the later part's row: joined, its row
+    holds both."""
+    one = Votes.found(np.array([5, 9], np.uint64), found(np.zeros(2, np.int64), [1, 2], [3, 4], [1, 0]))
+    two = Votes.found(np.array([5], np.uint64), found(np.zeros(1, np.int64), [6], [7], [2]))
+    joined = Votes.joined([one, two])
+    assert joined.owners.tolist() == [5, 9] and joined.sizes.tolist() == [2, 1]
+    rows = dict(joined.rows())
+    again = Votes.from_rows([(5, rows[5])])
+    assert again is not None and sorted(again.entries["first"].tolist()) == [1, 6]

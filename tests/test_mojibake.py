@@ -45,6 +45,11 @@ def test_the_installed_pattern_is_searched_in_windows() -> None:
         "\u00e9+",  # unbounded
         "(?m)^\u00e9",  # ^ after every newline
         "\u00e9|x",  # one alternative is all ASCII
+        "\u00e9(\\b)",  # an assertion inside a group (a second reader's cases)
+        "\u00e9((?!abc))",
+        "\u00e9((?=abcd))",
+        "\u00e9(x$)",
+        "(?i:\u212a)",  # a flag set inside: the Kelvin sign matches "k"
     ],
 )
 def test_patterns_a_window_could_get_wrong_are_searched_whole(pattern: str) -> None:
@@ -53,6 +58,7 @@ def test_patterns_a_window_could_get_wrong_are_searched_whole(pattern: str) -> N
 
 def test_a_pattern_whose_matches_each_need_a_non_ascii_character_has_its_width() -> None:
     assert mojibake.search_width(re.compile("[a-z]\\s?[\u00c3\u00c2][ ]|\u00d7[\u00b2\u00b3]")) == 4
+    assert mojibake.search_width(re.compile("\u00e9(a|b)|^[\u00c3\u00c2] ")) == 2  # ASCII after it: fine
 
 
 @pytest.mark.parametrize(
