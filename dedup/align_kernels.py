@@ -197,7 +197,7 @@ def _rarest(ids: Any, lo: Any, hi: Any, frequency: Any) -> Any:
 def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: Any, max_bubble: Any) -> Any:
     """Words of each member that other members replace by commoner ones (``quality.relative``'s count),
     and every decision taken: (member, rarest word of its stretch, of the other's, outcome: 0 neither
-    blamed, 1 the member, 2 the other, 1 if both stretches are one word), as ``freq_bounds`` needs them.
+    blamed, 1 the member, 2 the other), as ``freq_bounds`` needs them.
 
     Members are ids[starts[m]:starts[m + 1]]; frequency[t] is word t's document
     frequency and log_frequency[t] its ``np.log1p``. The same anchors, stretches and
@@ -205,7 +205,7 @@ def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: 
     """
     members = starts.shape[0] - 1
     blamed = np.zeros(members, dtype=np.int64)
-    decisions = np.empty((16, 5), dtype=np.int64)
+    decisions = np.empty((16, 4), dtype=np.int64)
     taken = 0
     keys = []
     places = []
@@ -248,13 +248,11 @@ def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: 
                         blamed[y] += ops[r, 3] - ops[r, 2]
                         outcome = 2
                     if taken == decisions.shape[0]:
-                        grown = np.empty((2 * taken, 5), dtype=np.int64)
+                        grown = np.empty((2 * taken, 4), dtype=np.int64)
                         grown[:taken] = decisions
                         decisions = grown
                     decisions[taken, 0], decisions[taken, 1] = x, rarest_a
                     decisions[taken, 2], decisions[taken, 3] = rarest_b, outcome
-                    single = ops[r, 1] - ops[r, 0] == 1 and ops[r, 3] - ops[r, 2] == 1
-                    decisions[taken, 4] = 1 if single else 0
                     taken += 1
     return blamed, decisions[:taken].copy()
 

@@ -23,13 +23,12 @@ import numpy as np
 def outvoted_words(
     members: Sequence[Sequence[Any]],
     frequency: Callable[[Sequence[Any]], Sequence[int]],
-    decided: list[tuple[int, Any, Any, int, int]] | None = None,
+    decided: list[tuple[int, Any, Any, int]] | None = None,
 ) -> list[int]:
     """Per member, how many of its words other members replace by commoner ones (``outvoted``).
 
     ``decided``, if given, gets every decision: (member, the rarest word of its stretch, of
-    the other's, outcome: 0 neither blamed, 1 the member, 2 the other, 1 if both stretches are
-    one word: the outcome then rests on those two counts alone): ``freq_bounds``.
+    the other's, outcome: 0 neither blamed, 1 the member, 2 the other): ``freq_bounds``.
     """
     grams = [unique_trigrams(toks) for toks in members]
     blamed = [0] * len(members)
@@ -53,7 +52,7 @@ def outvoted_words(
                         blamed[b] += len(seg_b)
                         outcome = 2
                     if decided is not None:
-                        decided.append((a, rarest_a, rarest_b, outcome, int(len(seg_a) == len(seg_b) == 1)))
+                        decided.append((a, rarest_a, rarest_b, outcome))
     return blamed
 
 

@@ -138,10 +138,10 @@ def relative_of_ids(
         repetition = [max(r - 0.02, 0.0) for r in repeated]
     else:
         counts = frequency.tolist()
-        decided: list[tuple[int, Any, Any, int, int]] = []
+        decided: list[tuple[int, Any, Any, int]] = []
         blamed = alignment.outvoted_words(
             [ids.tolist() for ids in members], lambda ws: [counts[w] for w in ws], decided
         )
-        decisions = np.array(decided, dtype=np.int64).reshape(-1, 5)
+        decisions = np.array(decided, dtype=np.int64).reshape(-1, 4)
         repetition = [quality.repeated_phrase_fraction(w.tolist()) for w in words]
     return quality.relative_signals(members, shingles, blamed, repetition, template), decisions

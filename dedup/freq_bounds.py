@@ -17,23 +17,17 @@ limits, per group fingerprint (the owner); a cron run judges again every group
 one of whose keys the sketch now counts over its limit. The limits are worked out
 with the same float arithmetic as the decisions (``np.log1p``), so a group is
 judged again exactly when a decision could have changed, or more often (a limit
-on the rarest word of a stretch, where another word ties with it). A decision
-between one word and one word is not limited but kept whole and taken again
-(``freq_votes``): limited one side at a time, it was crossed by common words
-growing together without the vote turning.
+on the rarest word of a stretch, where another word ties with it).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import numpy as np
 
-from dedup import freq_votes
 from dedup.alignment import MARGIN
-from dedup.freq_votes import Votes
 from dedup.frequency import TokenFrequency
 from dedup.signatures import token_hashes
 
@@ -118,23 +112,7 @@ def line_limits(counts: np.ndarray, furniture_over: int, template_from: int | No
     return limit
 
 
-class Found(NamedTuple):
-    """What one pass-2 task's verdicts rest on, per node."""
-
-    nodes: np.ndarray  # per limit: its node (int64)
-    keys: np.ndarray  # the key of its word or line (uint64)
-    limits: np.ndarray  # the count it may grow to (int64)
-    votes: np.ndarray  # the one-word votes (``freq_votes.FOUND``), taken again instead of limited
-
-
-def _nothing() -> Found:
-    return Found(
-        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), _no_votes()
-    )
-
-
-def _no_votes() -> np.ndarray:
-    return np.zeros(0, dtype=freq_votes.FOUND)
+Found = tuple[np.ndarray, np.ndarray, np.ndarray]  # per limit: its node (int64), key (uint64), limit (int64)
 
 
 class Collector:
@@ -142,8 +120,7 @@ class Collector:
     (its group's fingerprint, or its text's key) and makes them ``Bounds.found``."""
 
     def __init__(self) -> None:
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._votes: list[np.ndarray] = []
+        self._parts: list[Found] = []
 
     def lines(
         self, node: int, keys: np.ndarray, counts: np.ndarray, furniture_over: int, template_from: int | None
@@ -153,19 +130,9 @@ class Collector:
             limits = line_limits(counts, furniture_over, template_from)
             self._parts.append((np.full(len(keys), node, dtype=np.int64), keys.astype(np.uint64), limits))
 
-    def outvoted(
-        self, nodes: np.ndarray, keys: np.ndarray, counts: np.ndarray, outcome: np.ndarray, single: np.ndarray
-    ) -> None:
+    def outvoted(self, nodes: np.ndarray, keys: np.ndarray, counts: np.ndarray, outcome: np.ndarray) -> None:
         """Outvoted decisions: per decision its member's node, the two rarest words' keys and counts
-        (``[k, 2]`` each), the outcome, and whether both stretches are one word: those are votes
-        (``freq_votes``), the others limits (``outvoted_limits``)."""
-        single = np.asarray(single, dtype=bool)
-        if single.any():
-            self._votes.append(
-                freq_votes.found(nodes[single], keys[single, 0], keys[single, 1], outcome[single])
-            )
-            rest = ~single
-            nodes, keys, counts, outcome = nodes[rest], keys[rest], counts[rest], outcome[rest]
+        (``[k, 2]`` each), and the outcome (``outvoted_limits``)."""
         if len(nodes):
             first, second = outvoted_limits(counts[:, 0], counts[:, 1], outcome, MARGIN)
             both = np.concatenate((nodes, nodes)).astype(np.int64)
@@ -183,18 +150,12 @@ class Collector:
         """``align_kernels.outvoted``'s decisions on a cluster's ``members`` (nodes), words as ids of
         ``vocabulary`` (token hashes) counted ``counts``."""
         taken = decisions[:, 1:3]
-        self.outvoted(
-            np.asarray(members)[decisions[:, 0]],
-            vocabulary[taken],
-            counts[taken],
-            decisions[:, 3],
-            decisions[:, 4],
-        )
+        self.outvoted(np.asarray(members)[decisions[:, 0]], vocabulary[taken], counts[taken], decisions[:, 3])
 
     def outvoted_words(
         self,
         members: Sequence[int],
-        decided: Sequence[tuple[int, str, str, int, int]],
+        decided: Sequence[tuple[int, str, str, int]],
         frequency: Callable[[Sequence[str]], Sequence[int]],
     ) -> None:
         """``alignment.outvoted_words``' decisions (the reference's), words as strings."""
@@ -202,16 +163,14 @@ class Collector:
             at, a, b = [d[0] for d in decided], [d[1] for d in decided], [d[2] for d in decided]
             keys = np.array([token_hashes(a), token_hashes(b)]).T
             counts = np.array([frequency(a), frequency(b)], dtype=np.int64).T
-            outcome, single = np.array([d[3] for d in decided]), np.array([d[4] for d in decided])
-            self.outvoted(np.asarray(members)[at], keys, counts, outcome, single)
+            self.outvoted(np.asarray(members)[at], keys, counts, np.array([d[3] for d in decided]))
 
     def result(self) -> Found:
-        votes = np.concatenate(self._votes) if self._votes else _no_votes()
         if not self._parts:
-            return _nothing()._replace(votes=votes)
+            return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
         nodes, keys, limits = (np.concatenate(a) for a in zip(*self._parts, strict=True))
         finite = limits < _FOREVER
-        return Found(nodes[finite], keys[finite], limits[finite], votes)
+        return nodes[finite], keys[finite], limits[finite]
 
 
 class Bounds:
@@ -359,66 +318,43 @@ class Bounds:
 
 
 class Ledger:
-    """A cron run's limits and votes: the state's (which of its groups must be judged again), this
-    run's pass 2's, and the state tables' rows to change at the commit."""
+    """A cron run's limits: the state's (which of its groups must be judged again), this run's
+    pass 2's, and the state table's rows to change at the commit."""
 
-    def __init__(self, stored: Bounds | None, votes: Votes | None) -> None:
-        """``stored`` None: the state's limits are not trusted (every group is judged again);
-        ``votes`` None beside them: a state from before the votes, whose limits cover every decision."""
-        self.stored = stored
-        self.votes = votes if stored is not None else None
+    def __init__(self, stored: Bounds | None) -> None:
+        self.stored = stored  # None: not kept by the state (an earlier version's): none is trusted
         self._raw: list[Found] = []  # this run's, not yet sorted ...
-        self._held = 0  # (limits and votes in ``_raw``)
-        self._parts: list[tuple[Bounds, Votes]] = []  # ... and sorted by group
+        self._held = 0  # (pairs in ``_raw``)
+        self._parts: list[Bounds] = []  # ... and sorted by group
 
     def stale(self, frequency: TokenFrequency) -> np.ndarray | None:
-        """The fingerprints (sorted) of the groups one of whose limits the sketch now counts past, or
-        one of whose votes now goes the other way; None: every group."""
-        if self.stored is None:
-            return None
-        turned = np.zeros(0, np.uint64) if self.votes is None else self.votes.turned(frequency)
-        return np.union1d(self.stored.crossed(frequency), turned).astype(np.uint64)
+        """The fingerprints (sorted) of the groups one of whose limits the sketch now counts past;
+        None: every group."""
+        return None if self.stored is None else self.stored.crossed(frequency)
 
     def add(self, found: Found, owners: np.ndarray) -> None:
-        """One pass-2 task's limits and votes, per node; ``owners``: each node's group fingerprint.
-        Kept raw a million at a time (24 bytes a limit), then sorted by group (12): a sort per task
-        cost thousands of calls at 1M, and all of them raw ~300 MB on the first run."""
+        """One pass-2 task's limits, per node; ``owners``: each node's group fingerprint. Kept raw a
+        million at a time (24 bytes a pair), then sorted by group (12): a sort per task cost
+        thousands of calls at 1M, and all of them raw ~300 MB on the first run."""
         self._raw.append(found)
-        self._held += len(found.keys) + len(found.votes)  # (summed over ``_raw`` at each call: quadratic)
+        self._held += len(found[1])  # (summed over ``_raw`` at each call: quadratic in the tasks)
         if self._held >= 1 << 20:
             self._sort(owners)
 
     def _sort(self, owners: np.ndarray) -> None:
         if self._raw:
-            nodes, keys, limits, votes = (np.concatenate(a) for a in zip(*self._raw, strict=True))
-            bounds = Bounds.found(owners[nodes], keys, limits)
-            self._parts.append((bounds, Votes.found(owners[votes["node"]], votes)))
+            nodes, keys, limits = (np.concatenate(a) for a in zip(*self._raw, strict=True))
+            self._parts.append(Bounds.found(owners[nodes], keys, limits))
             self._raw, self._held = [], 0
 
     def rows(
         self, kept: Sequence[np.ndarray], owners: np.ndarray
-    ) -> dict[str, tuple[list[int] | None, list[tuple[int, bytes]]]]:
-        """Per state table (``bounds``, ``votes``), its changes: the groups not ``kept`` go (signed
-        fingerprints; None: every row, none was trusted), the groups settled this run are written;
-        the kept groups' rows stay."""
+    ) -> tuple[list[int] | None, list[tuple[int, bytes]]]:
+        """The table's changes: the groups not ``kept`` go (signed fingerprints; None: every row,
+        none was trusted), the groups settled this run are written; the kept groups' rows stay."""
         self._sort(owners)
-        parts = self._parts
-        if len(parts) > 1 and _shared(parts):
-            # A group in two parts (never made so: a component is settled in one task) would
-            # keep only the second's row: merged instead.
-            parts = [(Bounds.joined([b for b, _ in parts]), Votes.joined([v for _, v in parts]))]
-        held = np.concatenate([*kept, np.zeros(0, np.uint64)])
-        changes: dict[str, tuple[list[int] | None, list[tuple[int, bytes]]]] = {}
-        for k, (name, stored) in enumerate((("bounds", self.stored), ("votes", self.votes))):
-            gone = None if stored is None else stored.owners[~stored.of(held)].view(np.int64).tolist()
-            changes[name] = gone, [row for part in parts for row in part[k].rows()]
-        return changes
-
-
-def _shared(parts: Sequence[tuple[Bounds, Votes]]) -> bool:
-    """Whether an owner has rows in more than one part (of the limits, or of the votes)."""
-    for k in (0, 1):
-        owners = np.concatenate([p[k].owners for p in parts] or [np.zeros(0, np.uint64)])
-        if len(np.unique(owners)) < len(owners):
-            return True
-    return False
+        gone: list[int] | None = None
+        if self.stored is not None:
+            held = self.stored.of(np.concatenate([*kept, np.zeros(0, np.uint64)]))
+            gone = self.stored.owners[~held].view(np.int64).tolist()
+        return gone, [row for part in self._parts for row in part.rows()]

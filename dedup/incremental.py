@@ -48,7 +48,7 @@ from dedup.hooks import Checkpoint
 from dedup.rows import Kept, Matched, Rows, kept_before
 from dedup.run_filter import Batch, Pass1
 from dedup.state import Stored
-from dedup.state_checks import LIMITS_MARK, WITH_VOTES, kept_mark, limits_kept
+from dedup.state_checks import LIMITS_MARK, kept_mark, limits_kept
 
 if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
     from dedup.freq_bounds import Found, Ledger
@@ -124,7 +124,7 @@ class Incremental(Batch):
             counts=lambda: counts,
             documents=(),
             supersessions=(),
-            blobs=lambda: {LIMITS_MARK: kept_mark(last + 1, kept)} if kept else {},
+            blobs=lambda: {LIMITS_MARK: kept_mark(last + 1)} if kept else {},
             changes=self.changes.delta,
         )
         checkpoint("committed")
@@ -149,16 +149,11 @@ class Incremental(Batch):
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
         from dedup.freq_bounds import Bounds, Ledger
-        from dedup.freq_votes import Votes
         from dedup.large_groups import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
         kept = limits_kept(self.store.blob(LIMITS_MARK), self.store.last_run())
-        bounds = Bounds.from_rows(self.store.bounds()) if kept else None
-        votes = Votes.from_rows(self.store.votes()) if kept == WITH_VOTES else None
-        if kept == WITH_VOTES and votes is None:  # damaged: its limits leave the votes' decisions out
-            bounds = None
-        self.ledger = Ledger(bounds, votes)
+        self.ledger = Ledger(Bounds.from_rows(self.store.bounds()) if kept else None)
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
         if (table := self.store.blob("token_frequency")) is not None:
@@ -355,7 +350,9 @@ class Incremental(Batch):
             },
             changes=self.changes.delta,
             columns=lambda: image.write(self.store, self.placed),
-            limits=lambda: self.ledger.rows(self.prints.kept, self.prints.column) if self.ledger else {},
+            bounds=lambda: (
+                self.ledger.rows(self.prints.kept, self.prints.column) if self.ledger else ([], [])
+            ),
         )
 
     def counts(self, tally: records.Tally) -> dict[str, int]:

@@ -207,9 +207,7 @@ class PairVerdicts:
         self.bounds = bounds  # None: the verdicts' limits are not known (``stale``: every text)
         self.recorded: list[tuple[np.ndarray, np.ndarray]] = []
         self.texts: list[np.ndarray] = []  # this run's texts' keys, whose limits are stored
-        self.limits: list[
-            tuple[np.ndarray, np.ndarray, np.ndarray]
-        ] = []  # found this run: text key, key, limit
+        self.limits: list[freq_bounds.Found] = []  # the limits found this run, by text key
         self.verified: list[np.ndarray] = []  # the texts (keys) whose limits were found this run
         self._crossed: np.ndarray | None = None
 
@@ -241,7 +239,7 @@ class PairVerdicts:
     ) -> None:
         """Limits found verifying ``pairs`` (per node), for the texts ``(nodes, keys)`` of their group.
         Their texts' limits are these now (none, where every line is furniture): not carried."""
-        nodes, keys, limits = found.nodes, found.keys, found.limits  # (no votes: lines alone)
+        nodes, keys, limits = found
         self.limits.append((texts[1][np.searchsorted(texts[0], nodes)], keys, limits))
         self.verified.append(texts[1][np.searchsorted(texts[0], np.unique(pairs))])
 

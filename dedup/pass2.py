@@ -338,7 +338,7 @@ def settle(corpus: Corpus, task: Task) -> Settled:
                 if bounds is not None:
                     bounds.outvoted_ids(members, decisions, vocabulary, counts)
             else:
-                decided: list[tuple[int, Any, Any, int, int]] = []
+                decided: list[tuple[int, Any, Any, int]] = []
                 relatives = quality.relative(
                     [toks[n] for n in members], member_shingles, frequency, template, decided
                 )

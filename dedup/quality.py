@@ -279,7 +279,7 @@ def relative(
     shingles: Sequence[np.ndarray],
     frequency: Callable[[Sequence[str]], Sequence[int]] | None = None,
     template: Sequence[float] | None = None,
-    decided: list[tuple[int, Any, Any, int, int]] | None = None,
+    decided: list[tuple[int, Any, Any, int]] | None = None,
 ) -> list[dict[str, float]]:
     """Signals that need the other copies: completeness, outvoted words, repetition.
 

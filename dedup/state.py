@@ -58,7 +58,6 @@ CREATE TABLE IF NOT EXISTS supersessions (
 CREATE TABLE IF NOT EXISTS prints (key TEXT PRIMARY KEY, value BLOB NOT NULL);  -- rerun.py
 CREATE TABLE IF NOT EXISTS columns (name TEXT NOT NULL);  -- row_image.py: the file of the rows' columns
 CREATE TABLE IF NOT EXISTS bounds (owner INTEGER PRIMARY KEY, data BLOB NOT NULL);  -- freq_bounds.py
-CREATE TABLE IF NOT EXISTS votes (owner INTEGER PRIMARY KEY, data BLOB NOT NULL);  -- freq_votes.py
 """
     + "".join(
         # Any write to the documents but a commit's forgets the file: it would not match them.
@@ -282,10 +281,6 @@ class State:
         """The rows of ``freq_bounds``' table: a group's fingerprint (signed) and its limits."""
         return self.db.execute("SELECT owner, data FROM bounds").fetchall()
 
-    def votes(self) -> list[tuple[int, bytes]]:
-        """The rows of ``freq_votes``' table: a group's fingerprint (signed) and its one-word votes."""
-        return self.db.execute("SELECT owner, data FROM votes").fetchall()
-
     def history(self, limit: int = 20) -> list[tuple[int, str, dict[str, Any]]]:
         rows = self.db.execute("SELECT run, finished, counts FROM runs ORDER BY run DESC LIMIT ?", (limit,))
         return [(r[0], r[1], orjson.loads(r[2])) for r in rows]
@@ -304,7 +299,7 @@ class State:
         blobs: Callable[[], dict[str, bytes | bytearray]],
         changes: Callable[[], list[dict[str, Any]]],
         columns: Callable[[], str | None] | None = None,
-        limits: Callable[[], dict[str, tuple[list[int] | None, list[tuple[int, bytes]]]]] | None = None,
+        bounds: Callable[[], tuple[list[int] | None, list[tuple[int, bytes]]]] | None = None,
     ) -> None:
         """Write the documents that changed and add the run, all or nothing.
 
@@ -317,9 +312,8 @@ class State:
         ``unwritten_changes``) are called after it. ``columns`` then writes the
         file of the rows' columns as they now stand (``row_image``) and names it, or
         None: the name is recorded in the same transaction. Without it, the file
-        named stays named unless a document is written. ``limits``: per table
-        (``bounds``, ``votes``), the groups whose rows go (``freq_bounds``; their fingerprints,
-        signed; None: all) and the rows to write.
+        named stays named unless a document is written. ``bounds``: the groups whose
+        limits go (``freq_bounds``; their fingerprints, signed; None: all) and the rows to write.
         """
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -355,13 +349,13 @@ class State:
             )
             for key, value in blobs().items():
                 self.db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (key, value))
-            for table, (gone, written) in (limits() if limits is not None else {}).items():
-                assert table in ("bounds", "votes")  # (a table's name cannot be a parameter)
+            if bounds is not None:
+                gone, written = bounds()
                 if gone is None:
-                    self.db.execute(f"DELETE FROM {table}")
+                    self.db.execute("DELETE FROM bounds")
                 else:
-                    self.db.executemany(f"DELETE FROM {table} WHERE owner = ?", ((o,) for o in gone))
-                self.db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", written)
+                    self.db.executemany("DELETE FROM bounds WHERE owner = ?", ((o,) for o in gone))
+                self.db.executemany("INSERT OR REPLACE INTO bounds VALUES (?, ?)", written)
             listed = b"".join(orjson.dumps(change) + b"\n" for change in changes())
             self.db.execute(
                 "INSERT OR REPLACE INTO blobs VALUES (?, ?)", (f"{_CHANGES}{run}", zlib.compress(listed, 1))

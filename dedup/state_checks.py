@@ -100,27 +100,22 @@ def unusable(path: Path, err: sqlite3.Error) -> StateError:
     return StateError(f"cannot use state {path}: {err}", path=path)
 
 
-# The state's tables of ``freq_bounds.Bounds`` and ``freq_votes.Votes`` hold every group's limits and
-# votes when this blob names the last run: after a run of a version that keeps none (even one run,
-# after a rollback) some groups have none, so every group is judged again, once.
+# The state's table of ``freq_bounds.Bounds`` holds every group's limits when this blob names the
+# last run: after a run of a version that keeps none (even one run, after a rollback) some groups
+# have none, so every group is judged again, once.
 LIMITS_MARK = "frequency_bounds"
-WITH_VOTES, LIMITS_ALONE = b"FB3", b"FB2"  # FB2: from before the votes; its limits cover every decision
 
 
-def kept_mark(run: int, kind: bytes = WITH_VOTES) -> bytes:
-    """The ``LIMITS_MARK`` blob of a state whose tables hold every group's limits (and, FB3, votes),
-    written by ``run``."""
-    return kind + b" run " + str(run).encode()
+def kept_mark(run: int) -> bytes:
+    """The ``LIMITS_MARK`` blob of a state whose table holds every group's limits, written by ``run``."""
+    return b"FB2 run " + str(run).encode()
 
 
-def limits_kept(mark: bytes | None, last_run: int) -> bytes | None:
-    """Which of the state's tables hold every group's limits and votes, as its last run left them:
-    ``WITH_VOTES``, ``LIMITS_ALONE`` (the votes' decisions limited like the others) or None.
+def limits_kept(mark: bytes | None, last_run: int) -> bool:
+    """Whether the state's table holds every group's limits, as its last run left them.
 
     Example:
-        >>> limits_kept(kept_mark(7), 7), limits_kept(kept_mark(7, LIMITS_ALONE), 7)
-        (b'FB3', b'FB2')
-        >>> limits_kept(kept_mark(6), 7) is None  # an earlier version ran since
-        True
+        >>> limits_kept(kept_mark(7), 7), limits_kept(kept_mark(6), 7)  # an earlier version ran since
+        (True, False)
     """
-    return next((kind for kind in (WITH_VOTES, LIMITS_ALONE) if mark == kept_mark(last_run, kind)), None)
+    return mark == kept_mark(last_run)

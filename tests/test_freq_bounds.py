@@ -214,3 +214,22 @@ def test_files_touched_are_read_again_but_not_counted_again(tmp_path: Path) -> N
             os.utime(corpus / f"us{k}.txt", ns=(night * 10**18, night * 10**18))
         run([corpus], tmp_path / "out", state)
     _same_as_a_full_run(corpus, tmp_path)
+
+
+def test_a_bounds_row_edited_into_text_is_not_trusted_and_every_group_is_judged_again(tmp_path: Path) -> None:
+    """Found by a second reader: a ``bounds`` row holding text (not a blob) crashed the next run with
+    a TypeError. Now the limits are not trusted: every group is judged again, once."""
+    import sqlite3
+
+    corpus = _colour_corpus(tmp_path, uk=5, us=3)
+    state = Config(jobs=1, state=str(tmp_path / "state"))
+    run([corpus], tmp_path / "out", state)
+    db = sqlite3.connect(tmp_path / "state" / "state.sqlite")
+    with db:
+        assert db.execute("UPDATE bounds SET data = 'x'").rowcount >= 1
+    db.close()
+    (corpus / "late.txt").write_text(_article(random.Random(9), 120, word="colour"))
+    judged = {"verify": 0}
+    run([corpus], tmp_path / "out", state, progress=lambda stage, done, total: judged.update({stage: total}))
+    assert judged["verify"] >= 1  # the a/b group, though no count crossed its limit
+    _same_as_a_full_run(corpus, tmp_path)

@@ -257,7 +257,7 @@ def _relative_both_ways(
     members: list[list[str]], counts: dict[str, int], wide: bool = False
 ) -> tuple[list, list]:
     """(``quality.relative`` of the words, ``relative_of_ids`` of their ids), each with its outvoted
-    decisions (member, the two rarest words, outcome, one word a side), as ``freq_bounds`` keeps them.
+    decisions (member, the two rarest words, outcome), the words ``freq_bounds`` sets limits on.
 
     ``wide``: more ids than the kernels pack, so that the reference code runs on the ids.
     """
@@ -275,9 +275,9 @@ def _relative_both_ways(
         template,
         [np.array([is_spaced(w) for w in m[:ALIGN_MAX_TOKENS]], dtype=bool) for m in members],
     )
-    decided: list[tuple[int, str, str, int, int]] = []
+    decided: list[tuple[int, str, str, int]] = []
     reference = relative(members, shingles, lambda ws: [counts[w] for w in ws], template, decided)
-    named = [(m, vocabulary[a], vocabulary[b], outcome, one) for m, a, b, outcome, one in decisions.tolist()]
+    named = [(m, vocabulary[a], vocabulary[b], outcome) for m, a, b, outcome in decisions.tolist()]
     return (reference, decided), (compiled, named)
 
 
@@ -299,8 +299,7 @@ def test_compiled_alignment_matches_on_damaged_articles_and_past_the_packed_ids(
         reference, compiled = _relative_both_ways(members, counts)
         assert compiled == reference, name
         assert any(r["outvoted"] > 0 for r in reference[0])  # the damage is seen
-        assert {outcome for *_, outcome, _ in reference[1]} == {0, 1, 2}  # decisions of every kind
-        assert {one for *_, one in reference[1]} == {0, 1}  # on one word a side, and on more
+        assert {outcome for *_, outcome in reference[1]} == {0, 1, 2}  # decisions of every kind
         assert _relative_both_ways(members, counts, wide=True)[1] == reference
 
 
