@@ -9,7 +9,7 @@ copy of its files (the cache is never touched: files are only renamed in the cop
 set aside) into WORK/state and WORK/out; ``night`` runs it again over all of them,
 as a nightly scrape bringing new stories would. Each prints the number of groups
 pass 2 judged (its tasks, from the progress callback: the groups that are new,
-changed, or whose stored limits or votes say they must be judged again) and its
+changed, or whose stored limits say they must be judged again) and its
 seconds without the interpreter's start. ``incremental.py`` is the benchmark with
 the targets; this is for seeing what a change does to one night, on any commit
 (run it from outside this checkout so that PYTHONPATH's ``dedup`` is imported).
