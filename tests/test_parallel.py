@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -164,8 +165,9 @@ def slow(task):
     time.sleep(0.2)
     return task
 try:
-    for _ in ordered(slow, list(range(8 * MIN_TASKS)), workers=2, window_per_worker=2):
-        pass
+    for i, _ in enumerate(ordered(slow, list(range(8 * MIN_TASKS)), workers=2, window_per_worker=2)):
+        if i == 0:
+            print("busy", flush=True)  # the workers started: a result came back
 except KeyboardInterrupt:
     print("interrupted")
 """
@@ -184,7 +186,9 @@ def test_ctrl_c_is_the_parent_s_no_traceback_from_each_worker() -> None:
         text=True,
         start_new_session=True,
     )
-    time.sleep(1.5)  # the workers started and busy
+    # Not a fixed sleep: on a loaded machine 1.5 s did not always see the workers start.
+    assert child.stdout is not None and select.select([child.stdout], [], [], 60)[0]
+    assert child.stdout.readline().strip() == "busy"
     os.killpg(child.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
     out, err = child.communicate(timeout=60)
     assert out.strip() == "interrupted"
