@@ -159,8 +159,11 @@ print(next(results))  # never closed: the interpreter exits with the workers ali
 """
 
 INTERRUPTED = """
-import time
+import signal, time
 from dedup.parallel import MIN_TASKS, ordered
+# As from a terminal: a test run started in the background (``cmd &``) ignores SIGINT, and so
+# would this child, which then never sees the Ctrl-C.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def slow(task):
     time.sleep(0.2)
     return task
@@ -186,7 +189,7 @@ def test_ctrl_c_is_the_parent_s_no_traceback_from_each_worker() -> None:
         text=True,
         start_new_session=True,
     )
-    # Not a fixed sleep: on a loaded machine 1.5 s did not always see the workers start.
+    # A worker's result back, not a fixed sleep: the workers have started.
     assert child.stdout is not None and select.select([child.stdout], [], [], 60)[0]
     assert child.stdout.readline().strip() == "busy"
     os.killpg(child.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
