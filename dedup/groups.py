@@ -126,7 +126,7 @@ class Groups(Sequence[Task]):
         if not -len(self) <= k < len(self):
             raise IndexError("group index out of range")
         k %= len(self)
-        return self.members(k).tolist(), self.pairs[self.pair_starts[k] : self.pair_starts[k + 1]]
+        return self.members(k).tolist(), self.pairs_of(k)
 
     def __iter__(self) -> Iterator[Task]:
         return (self[k] for k in range(len(self)))
@@ -145,6 +145,10 @@ class Groups(Sequence[Task]):
     def members(self, k: int) -> np.ndarray:
         """Group ``k``'s nodes (a view)."""
         return self.nodes[self.node_starts[k] : self.node_starts[k + 1]]
+
+    def pairs_of(self, k: int) -> np.ndarray:
+        """Group ``k``'s candidate pairs (a view)."""
+        return self.pairs[self.pair_starts[k] : self.pair_starts[k + 1]]
 
     def node_lists(self) -> Iterator[list[int]]:
         """Each group's nodes, in order."""

@@ -37,7 +37,7 @@ from dedup.cluster import Similarity, Thresholds, labelled
 from dedup.frequency import TokenFrequency
 from dedup.groups import Groups, Task
 from dedup.pass2 import Corpus, furniture_over, load, reaches
-from dedup.signatures import distinct, similarity
+from dedup.signatures import distinct, find_sorted, similarity
 
 LARGE = 1000  # texts: a group over this is split
 CHUNK = 2000  # candidate pairs verified to a task
@@ -95,7 +95,7 @@ def split(
     texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per group: its texts in pairs, their keys
     order: dict[int, np.ndarray] = {}  # per group: the pairs to verify, in the order they are
     for k in big:
-        nodes, pairs = tasks.members(k), tasks.pairs[tasks.pair_starts[k] : tasks.pair_starts[k + 1]]
+        nodes, pairs = tasks.members(k), tasks.pairs_of(k)
         corpus.reach.add(nodes, reaches(corpus, nodes, pairs))
         if memo is None:
             verdicts[k] = np.full(len(pairs), -1, dtype=np.int8)
@@ -123,7 +123,7 @@ def split(
     out: list[Groups] = []
     for before, k in zip([-1, *big], big, strict=False):  # each group split, and the one before it
         out.append(tasks.between(before + 1, k))  # views: ``joined`` copies them once
-        nodes, pairs = tasks.members(k), tasks.pairs[tasks.pair_starts[k] : tasks.pair_starts[k + 1]]
+        nodes, pairs = tasks.members(k), tasks.pairs_of(k)
         keep = verdicts[k] == 1
         if memo is not None:
             memo.record(keys[k], keep, texts[k][1])
@@ -320,8 +320,7 @@ def pack(members: np.ndarray, starts: np.ndarray, verified: np.ndarray, large: i
     sizes = np.diff(starts)
     comp = np.repeat(np.arange(len(sizes)), sizes)  # of each member
     sorter = np.argsort(members, kind="stable")
-    at = np.minimum(np.searchsorted(members, verified[:, 0], sorter=sorter), max(len(members) - 1, 0))
-    found = members[sorter[at]] == verified[:, 0] if len(members) else np.zeros(len(verified), dtype=bool)
+    at, found = find_sorted(members, verified[:, 0], sorter)
     of_pair = np.where(found, comp[sorter[at]] if len(members) else -1, -1)  # pairs of no component: -1
     tasks: list[Task] = []
     first = 0

@@ -35,7 +35,7 @@ from dedup.frequency import TokenFrequency
 from dedup.groups import Groups, Task
 from dedup.pass1 import FeatureTable
 from dedup.record_spill import SpilledRecords
-from dedup.signatures import distinct, similarity, token_hashes
+from dedup.signatures import distinct, find_sorted, similarity, token_hashes
 
 # A component's records (document, serialised), its verified pairs, and its verdicts' bounds.
 Settled = tuple[list[tuple[int, bytes]], int, "freq_bounds.Found | None"]
@@ -191,22 +191,18 @@ class Reach:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def _where(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        at = np.minimum(np.searchsorted(self.nodes, nodes), max(len(self.nodes) - 1, 0))
-        return at, self.nodes[at] == nodes if len(self.nodes) else np.zeros(len(nodes), dtype=bool)
-
     def __contains__(self, node: int) -> bool:
-        return bool(self._where(np.array([node], dtype=np.int64))[1][0])
+        return bool(find_sorted(self.nodes, np.array([node], dtype=np.int64))[1][0])
 
     def __getitem__(self, node: int) -> int:
-        at, hit = self._where(np.array([node], dtype=np.int64))
+        at, hit = find_sorted(self.nodes, np.array([node], dtype=np.int64))
         if not hit[0]:
             raise KeyError(node)
         return int(self.values[at[0]])
 
     def of(self, nodes: np.ndarray) -> np.ndarray:
         """The reach of each of ``nodes`` (all must be known)."""
-        at, hit = self._where(np.asarray(nodes, dtype=np.int64))
+        at, hit = find_sorted(self.nodes, np.asarray(nodes, dtype=np.int64))
         if not hit.all():
             raise KeyError(int(np.asarray(nodes)[~hit][0]))
         return self.values[at]
@@ -216,7 +212,7 @@ class Reach:
         if not len(self.nodes):
             return {}
         wanted = np.asarray(nodes, dtype=np.int64)
-        at, hit = self._where(wanted)
+        at, hit = find_sorted(self.nodes, wanted)
         return dict(zip(wanted[hit].tolist(), self.values[at[hit]].tolist(), strict=True))
 
     def add(self, nodes: np.ndarray, values: np.ndarray) -> None:

@@ -145,6 +145,24 @@ def distinct(values: np.ndarray, kind: Literal["quicksort", "stable"] = "quickso
     return ordered[keep]
 
 
+def find_sorted(
+    table: np.ndarray, wanted: np.ndarray, sorter: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``wanted`` is in the ascending ``table`` (or ``table[sorter]``), and whether it
+    is there at all: ``table[at] == wanted`` where found (``at`` is an index into ``sorter`` then).
+
+    Example:
+        >>> at, found = find_sorted(np.array([2, 5, 9]), np.array([5, 3, 9, 11]))
+        >>> at[found].tolist(), found.tolist()
+        ([1, 2], [True, False, True, False])
+    """
+    wanted = np.asarray(wanted)
+    if not len(table):
+        return np.zeros(len(wanted), dtype=np.intp), np.zeros(len(wanted), dtype=bool)
+    at = np.minimum(np.searchsorted(table, wanted, sorter=sorter), len(table) - 1)
+    return at, (table[at] if sorter is None else table[sorter[at]]) == wanted
+
+
 class Signer:
     """MinHash signatures of shingle-hash arrays with datasketch's parameters.
 
