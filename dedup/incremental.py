@@ -54,12 +54,13 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
     from dedup.freq_bounds import Found, Ledger
     from dedup.frequency import TokenFrequency
     from dedup.groups import Grouped, Groups
+    from dedup.large_groups import Furniture
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
 
 
-_PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``large_groups.PairVerdicts``
+_PAIR_VERDICTS = "split_pair_verdicts"  # the state's blob of ``pair_verdicts.PairVerdicts``
 
 
 class Incremental(Batch):
@@ -149,7 +150,7 @@ class Incremental(Batch):
         pairs = self.store.blob("candidate_pairs")
         self.known, self.found = None if pairs is None else stored.KnownPairs.loads(pairs), None
         from dedup.freq_bounds import Bounds, Ledger
-        from dedup.large_groups import PairVerdicts
+        from dedup.pair_verdicts import PairVerdicts
 
         self.pair_verdicts = PairVerdicts.loads(self.store.blob(_PAIR_VERDICTS))
         kept = limits_kept(self.store.blob(LIMITS_MARK), self.store.last_run())
@@ -250,10 +251,12 @@ class Incremental(Batch):
             self.early = copies.Early(self.out, corpus.docs, alone)
         return groups.take(np.flatnonzero(changed))
 
-    def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
+    def judge_components(
+        self, corpus: Corpus, comps: list[list[int]], furniture: Furniture
+    ) -> Sequence[bool]:
         assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it
         return stored.judged_components(
-            corpus, comps, self.previous, self.matched, self.kept, self.prints, self.stale
+            corpus, comps, furniture, self.previous, self.matched, self.kept, self.prints, self.stale
         ).tolist()
 
     def settled(self, found: Found) -> None:

@@ -269,6 +269,11 @@ def furniture_over(reach: int) -> int:
     return max(quality.TEMPLATE_MIN_DOCUMENTS, reach)
 
 
+def furniture_overs(reach: np.ndarray) -> np.ndarray:
+    """``furniture_over`` of each reach (int64)."""
+    return np.maximum(np.asarray(reach, dtype=np.int64), quality.TEMPLATE_MIN_DOCUMENTS)
+
+
 def settle(corpus: Corpus, task: Task) -> Settled:
     """Pass 2 for one component: read again, verify, cluster, rank.
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
     from dedup.freq_bounds import Found
     from dedup.frequency import TokenFrequency
     from dedup.groups import Grouped, Groups
-    from dedup.large_groups import PairVerdicts
+    from dedup.large_groups import Furniture
+    from dedup.pair_verdicts import PairVerdicts
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
@@ -113,9 +114,11 @@ class Batch:
         """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``)."""
         return grouped.groups
 
-    def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
+    def judge_components(
+        self, corpus: Corpus, comps: list[list[int]], furniture: Furniture
+    ) -> Sequence[bool]:
         """Whether each of a giant group's verified components keeps its stored records (not settled
-        again)."""
+        again), its texts' lines as ``furniture`` says."""
         return [False] * len(comps)
 
     def settled(self, found: Found) -> None:

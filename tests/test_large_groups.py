@@ -14,7 +14,7 @@ from conftest import scrape_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup import groups, index, large_groups, parallel, pass1, pass2, readers
+from dedup import groups, index, large_groups, pair_verdicts, parallel, pass1, pass2, readers
 from dedup.cluster import labelled
 from dedup.config import Config
 from dedup.frequency import TokenFrequency
@@ -175,8 +175,10 @@ class CountingEngine:
         )
 
 
-def _split_setup(write_tree) -> tuple[Callable[[], pass2.Corpus], Sequence[groups.Task]]:
-    inputs = [str(write_tree({**scrape_files(), **_group_that_falls_apart()}))]
+def _split_setup(
+    write_tree, more: dict[str, str] | None = None
+) -> tuple[Callable[[], pass2.Corpus], Sequence[groups.Task]]:
+    inputs = [str(write_tree({**scrape_files(), **_group_that_falls_apart(), **(more or {})}))]
     config = Config(jobs=2)
     frequency = TokenFrequency()
     docs, feats, _ = pass1.read_all(readers.discover(inputs), config, frequency)
@@ -201,13 +203,13 @@ def test_a_later_split_verifies_only_the_pairs_of_texts_compared_otherwise(write
     corpus, tasks = _split_setup(write_tree)
     big = [(nodes, pairs) for nodes, pairs in tasks if len(nodes) > 2]
     assert big  # a group to split
-    first, memo = CountingEngine(), large_groups.PairVerdicts()
+    first, memo = CountingEngine(), pair_verdicts.PairVerdicts()
     split = large_groups.split(corpus(), tasks, first, large=2, memo=memo)
     assert first.verified == sum(len(pairs) for _, pairs in big)
 
     # The next run: its state's verdicts; the same texts, compared alike: nothing verified again.
     again = CountingEngine()
-    kept = large_groups.PairVerdicts.loads(memo.dumps())
+    kept = pair_verdicts.PairVerdicts.loads(memo.dumps())
     assert _listed(large_groups.split(corpus(), tasks, again, large=2, memo=kept)) == _listed(split)
     assert again.verified == 0
 
@@ -217,7 +219,7 @@ def test_a_later_split_verifies_only_the_pairs_of_texts_compared_otherwise(write
     a, b = pairs[0].tolist()
     fewer = groups.Groups.of([(n, p[1:]) if n == nodes else (n, p) for n, p in tasks])
     changed = CountingEngine()
-    large_groups.split(corpus(), fewer, changed, large=2, memo=large_groups.PairVerdicts.loads(memo.dumps()))
+    large_groups.split(corpus(), fewer, changed, large=2, memo=pair_verdicts.PairVerdicts.loads(memo.dumps()))
     assert changed.verified == int(np.isin(pairs[1:], [a, b]).any(axis=1).sum()) > 0
 
 
@@ -230,9 +232,9 @@ def test_a_verdict_is_taken_again_once_a_line_of_one_of_its_texts_is_counted_pas
     make, tasks = _split_setup(write_tree)
     corpus = make()
     corpus.bounded = True
-    memo = large_groups.PairVerdicts()
+    memo = pair_verdicts.PairVerdicts()
     large_groups.split(corpus, tasks, CountingEngine(), large=2, memo=memo)
-    stored = large_groups.PairVerdicts.loads(memo.dumps())
+    stored = pair_verdicts.PairVerdicts.loads(memo.dumps())
     assert stored.bounds is not None and len(stored.bounds)
     pairs = next(p for n, p in tasks if len(n) > 2)
     texts, keys = large_groups.text_keys(corpus, pairs)
@@ -244,12 +246,12 @@ def test_a_verdict_is_taken_again_once_a_line_of_one_of_its_texts_is_counted_pas
     line, limit = stored.bounds.keys[first], int(stored.bounds.limits[first])
 
     again = CountingEngine()
-    large_groups.split(make(), tasks, again, large=2, memo=large_groups.PairVerdicts.loads(memo.dumps()))
+    large_groups.split(make(), tasks, again, large=2, memo=pair_verdicts.PairVerdicts.loads(memo.dumps()))
     assert again.verified == 0  # counts as they were: every verdict holds
     for _ in range(limit + 1 - int(corpus.frequency.get(np.array([line]))[0])):
         corpus.frequency.add(np.array([line], dtype=np.uint64))  # arrivals holding that line
     later = CountingEngine()
-    large_groups.split(make(), tasks, later, large=2, memo=large_groups.PairVerdicts.loads(memo.dumps()))
+    large_groups.split(make(), tasks, later, large=2, memo=pair_verdicts.PairVerdicts.loads(memo.dumps()))
     # That text, and any other holding the line with a limit as low.
     owners = np.repeat(stored.bounds.owners, stored.bounds.sizes.astype(np.int64))
     crossed = owners[(stored.bounds.keys == line) & (stored.bounds.limits <= limit)]
@@ -259,12 +261,65 @@ def test_a_verdict_is_taken_again_once_a_line_of_one_of_its_texts_is_counted_pas
     assert later.verified == touching > 0
 
 
+def test_a_text_whose_reach_grows_keeps_its_verdicts_till_the_reach_passes_a_line_it_left_out(
+    write_tree, monkeypatch
+) -> None:
+    """A text's lines are compared less those counted over its reach (furniture). Arrivals among its
+    candidates grow its reach every night; its lines, and so its verdicts and its component's
+    records, change only once the reach passes the count of a line it left out."""
+    # The article's first sentence quoted in eight notes too: in 15 documents, over the reach of
+    # any text of the group, so furniture, left out of each.
+    line = _group_that_falls_apart()["copy-0.txt"].split("\n")[0]
+    more = {
+        f"note-{k}.txt": f"Note {k} on the weather in town {k * 7}.\n{line}\nEnd of note {k}."
+        for k in range(8)
+    }
+    make, tasks = _split_setup(write_tree, more)
+    corpus = make()
+    corpus.bounded = True
+    memo = pair_verdicts.PairVerdicts()
+    large_groups.split(corpus, tasks, CountingEngine(), large=2, memo=memo)
+    pairs = next(p for n, p in tasks if len(n) > 2)
+    texts, keys = large_groups.text_keys(corpus, pairs)
+    lo, hi = pair_verdicts.PairVerdicts.loads(memo.dumps()).windows.get(keys)
+    left_out = np.flatnonzero(hi < large_groups.FOREVER)
+    assert len(left_out) and (hi[left_out] > lo[left_out]).all()
+    node, lo, hi = int(texts[left_out[0]]), int(lo[left_out[0]]), int(hi[left_out[0]])
+    touching = int(np.isin(pairs, [node]).any(axis=1).sum())
+    real = pass2.reaches
+
+    def night(over: int) -> tuple[int, int]:
+        """A run where ``node``'s reach makes ``over``: (pairs verified, its furniture for ``known``)."""
+
+        def grown(corpus: pass2.Corpus, nodes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+            reach = real(corpus, nodes, pairs)
+            return np.where(nodes == node, over, reach)
+
+        seen: list[int] = []
+
+        def known(comps: list[list[int]], furniture: large_groups.Furniture) -> list[bool]:
+            if any(node in comp for comp in comps):  # (its group's call)
+                seen.extend(furniture.of(np.array([node])).tolist())
+            return [False] * len(comps)
+
+        monkeypatch.setattr(large_groups, "reaches", grown)
+        engine = CountingEngine()
+        stored = pair_verdicts.PairVerdicts.loads(memo.dumps())
+        large_groups.split(make(), tasks, engine, large=2, memo=stored, known=known)
+        return engine.verified, seen[0]
+
+    assert night(lo) == (0, lo)
+    assert night(hi - 1) == (0, lo)  # the same lines: no pair verified again, the same fingerprint
+    assert night(hi) == (touching, hi)  # the line comes back: every pair of the text, and only those
+    assert night(lo - 1) == (touching, lo - 1)  # a reach that fell: a line it kept may be left out
+
+
 def test_a_verified_component_the_state_holds_is_not_settled_again(write_tree) -> None:
     make, tasks = _split_setup(write_tree)
     whole, _ = _settled(make(), tasks)
     held: set[int] = set()
 
-    def known(comps: list[list[int]]) -> list[bool]:  # the state holds the first component with two texts
+    def known(comps: list[list[int]], furniture: large_groups.Furniture) -> list[bool]:  # the first with two
         if not held:
             held.update(next((comp for comp in comps if len(comp) > 1), []))
         return [comp[0] in held for comp in comps]
@@ -280,14 +335,14 @@ def test_a_verified_component_the_state_holds_is_not_settled_again(write_tree) -
 
 
 def test_stored_pair_verdicts_round_trip_and_unreadable_ones_are_none() -> None:
-    memo = large_groups.PairVerdicts()
+    memo = pair_verdicts.PairVerdicts()
     memo.record(np.array([7, 3], dtype=np.uint64), np.array([True, False]))
     memo.record(np.array([11], dtype=np.uint64), np.array([True]))
-    loaded = large_groups.PairVerdicts.loads(memo.dumps())
+    loaded = pair_verdicts.PairVerdicts.loads(memo.dumps())
     assert loaded.lookup(np.array([3, 7, 11, 5], dtype=np.uint64)).tolist() == [0, 1, 1, -1]
     seven = np.array([7], dtype=np.uint64)
     for damaged in (None, b"", memo.dumps()[:-3], b"XXXX" + memo.dumps()[4:]):
-        assert large_groups.PairVerdicts.loads(damaged).lookup(seven).tolist() == [-1]
+        assert pair_verdicts.PairVerdicts.loads(damaged).lookup(seven).tolist() == [-1]
 
 
 def test_cron_runs_over_split_groups_give_a_full_runs_verdicts(write_tree, tmp_path, monkeypatch) -> None:
@@ -328,6 +383,53 @@ def test_cron_runs_over_split_groups_give_a_full_runs_verdicts(write_tree, tmp_p
     run([str(root)], tmp_path / "full2", Config(jobs=2))
     chosen = ("path", "cluster", "canonical", "duplicate_of")
     assert verdicts(tmp_path / "out", chosen) == verdicts(tmp_path / "full2", chosen)
+
+
+def test_cron_nights_whose_arrivals_grow_a_reach_past_a_line_left_out_give_a_full_runs_verdicts(
+    write_tree, tmp_path, monkeypatch
+) -> None:
+    """Six of the article's sentences are quoted in twelve notes: counted in 15 documents, over the
+    copies' reach (7), they are furniture, left out of them. Four teasers arrive, the article's
+    sentences in one long line (not counted as lines): candidates of the copies, reach 11. Then
+    copies of one teaser: the copies' reach grows with no new pair of theirs and no count of
+    their lines moving, first within the window their lines hold for (14), then past the quoted
+    sentences' count (16), which come back into them and move their similarities. Every night's
+    records are a full run's."""
+    from conftest import read_manifest
+
+    from dedup import run
+
+    monkeypatch.setattr(large_groups, "LARGE", 2)  # every group of three texts or more is split
+    group = _group_that_falls_apart()
+    article = group["copy-0.txt"].split("\n")[:30]
+
+    def own(tag: str, n: int) -> list[str]:
+        words = [f"{tag}w{j}" for j in range(12 * n)]
+        return [" ".join(words[12 * j : 12 * j + 12]) + "." for j in range(n)]
+
+    quoted = {f"note-{k}.txt": "\n".join(article[20:26] + own(f"n{k}", 20)) for k in range(12)}
+    root = write_tree({**scrape_files(), **group, **quoted})
+    state = Config(jobs=2, state=str(tmp_path / "state"))
+    run([str(root)], tmp_path / "out", state)
+    whole = ("path", "status", "cluster", "canonical", "duplicate_of", "score", "reason", "similarity")
+
+    def records(out: Path) -> list[tuple]:
+        return [tuple(r.get(k) for k in whole) for r in read_manifest(out)]
+
+    nights = [{f"later-{k}.txt": " ".join(article[1:14] + own(f"t{k}", 17)) for k in range(4)}]
+    teaser = nights[0]["later-0.txt"]
+    nights += [{f"again-{k}.txt": teaser for k in range(3)}, {f"again-{k}.txt": teaser for k in range(3, 5)}]
+    similarities = []
+    for night, files in enumerate(nights):
+        for name, text in files.items():
+            (root / name).write_text(text)
+        run([str(root)], tmp_path / "out", state)
+        run([str(root)], tmp_path / f"full-{night}", Config(jobs=2))
+        assert records(tmp_path / "out") == records(tmp_path / f"full-{night}")
+        similarities.append(
+            {r["path"]: r["similarity"] for r in read_manifest(tmp_path / "out")}["copy-2.txt"]
+        )
+    assert similarities[0] == similarities[1] != similarities[2]  # the sentences back in the third night
 
 
 def test_a_pages_bytes_in_an_html_and_a_txt_file_are_two_texts_with_their_own_verdicts(
