@@ -105,7 +105,8 @@ def split(
     into: Path | None = None,
 ) -> Groups:
     """``tasks`` with each group over ``large`` (``LARGE``) texts replaced by tasks of its verified
-    components. Sets ``corpus.reach`` for the texts of the groups split (before any worker forks).
+    components. Sets ``corpus.reach`` and ``corpus.furniture`` for the texts of the groups split
+    (before any worker forks): pass 2 settles each at its furniture (``Furniture``).
 
     A cron run passes what its state knows: ``memo``, the verdicts on pairs of texts
     compared alike last run (only the others are verified; all are recorded in it for
@@ -121,20 +122,22 @@ def split(
     verdicts: dict[int, np.ndarray] = {}  # per group, per pair: 1 accepted, 0 not, -1 to verify
     keys: dict[int, np.ndarray] = {}
     texts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per group: its texts in pairs, their keys
+    overs: dict[int, np.ndarray] = {}  # per group: ``furniture_over`` of each of those texts' reach
     order: dict[int, np.ndarray] = {}  # per group: the pairs to verify, in the order they are
     for k in big:
         nodes, pairs = tasks.members(k), tasks.pairs_of(k)
         corpus.reach.add(nodes, reaches(corpus, nodes, pairs))
+        # (Every text of a group is in one of its pairs.)
+        texts[k] = (np.unique(pairs), np.empty(0, np.uint64)) if memo is None else text_keys(corpus, pairs)
+        overs[k] = furniture_overs(corpus.reach.of(texts[k][0]))
         if memo is None:
             verdicts[k] = np.full(len(pairs), -1, dtype=np.int8)
         else:
-            texts[k] = text_keys(corpus, pairs)
             keys[k] = pair_keys(pairs, texts[k])
             verdicts[k] = memo.lookup(keys[k])
             # A verdict on a text one of whose lines the corpus now counts otherwise, or whose reach
             # now leaves out other lines, is taken again.
-            overs = furniture_overs(corpus.reach.of(texts[k][0]))
-            again = memo.stale(texts[k][1], corpus.frequency) | memo.outside(texts[k][1], overs)
+            again = memo.stale(texts[k][1], corpus.frequency) | memo.outside(texts[k][1], overs[k])
             verdicts[k][np.isin(pairs, texts[k][0][again]).any(axis=1)] = -1
         todo = np.flatnonzero(verdicts[k] < 0)
         order[k] = todo[local_order(pairs[todo])]
@@ -149,7 +152,7 @@ def split(
     for (k, lo), (mask, found, read, lowest) in zip(chunks, masks, strict=True):
         verdicts[k][order[k][lo : lo + size]] = mask
         if memo is not None:
-            memo.read(texts[k], read, furniture_overs(corpus.reach.of(read)), lowest)
+            memo.record_windows(texts[k], read, overs[k][np.searchsorted(texts[k][0], read)], lowest)
             if found is not None:
                 memo.found(texts[k], found, tasks[k][1][order[k][lo : lo + size]])
     out: list[Groups] = []
@@ -161,12 +164,11 @@ def split(
             memo.record(keys[k], keep, texts[k][1])
         verified = pairs[keep]
         members, starts = labelled(nodes, verified)
+        group_texts = texts[k][0]
+        lines = Furniture(group_texts, overs[k] if memo is None else memo.furniture(texts[k][1], overs[k]))
+        corpus.furniture.add(group_texts, lines.overs)
         if known is not None:
             comps = [members[a:b].tolist() for a, b in itertools.pairwise(starts.tolist())]
-            overs = furniture_overs(corpus.reach.of(nodes))
-            lines = Furniture(
-                nodes, overs if memo is None else memo.furniture(text_keys_of(corpus, nodes), overs)
-            )
             held = np.fromiter(known(comps, lines), dtype=bool, count=len(comps))
             members = members[np.repeat(~held, np.diff(starts))]
             starts = np.concatenate([[0], np.cumsum(np.diff(starts)[~held])])
@@ -196,23 +198,22 @@ def pair_keys(pairs: np.ndarray, texts: tuple[np.ndarray, np.ndarray]) -> np.nda
 
 def text_keys(corpus: Corpus, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The texts of ``pairs`` (sorted) and a key for each as compared (``pair_keys``)."""
-    nodes = np.unique(pairs)
-    return nodes, text_keys_of(corpus, nodes)
-
-
-def text_keys_of(corpus: Corpus, nodes: np.ndarray) -> np.ndarray:
-    """A key for each of ``nodes``: its content key and the sha256 of the document it is read from."""
     docs, order, starts, contents = corpus.docs, corpus.order, corpus.starts, corpus.contents
+    nodes = np.unique(pairs)
     text = [
         xxhash.xxh3_64_intdigest(f"{contents[n]}\t{docs.sha256(int(order[starts[n]]))}".encode())
-        for n in np.asarray(nodes).tolist()
+        for n in nodes.tolist()
     ]
-    return np.array(text, dtype=np.uint64)
+    return nodes, np.array(text, dtype=np.uint64)
 
 
 class Furniture:
     """node -> the reach that stands for its lines as compared (``PairVerdicts.furniture``), for the
-    texts of a split group (sorted): what a verified component's fingerprint holds of each text."""
+    texts of a split group (sorted): what a verified component's fingerprint holds of each text,
+    and what pass 2 settles it at (its lines, and the limits they hold under: ``Corpus.furniture``).
+    Any reach in the text's window gives the same lines; the component's records hold for all of
+    them only if its limits are set at the lowest, the one that stands for them.
+    """
 
     def __init__(self, nodes: np.ndarray, overs: np.ndarray) -> None:
         self.nodes, self.overs = np.asarray(nodes, dtype=np.int64), np.asarray(overs, dtype=np.int64)

@@ -78,7 +78,7 @@ class PairVerdicts:
         lo, hi = self.windows.get(texts)
         return ~((lo <= overs) & (overs < hi))
 
-    def read(
+    def record_windows(
         self, texts: tuple[np.ndarray, np.ndarray], read: np.ndarray, overs: np.ndarray, lowest: np.ndarray
     ) -> None:
         """Texts (nodes) read this run, of a group whose texts are ``(nodes, keys)``: their lines are the
@@ -90,10 +90,11 @@ class PairVerdicts:
         are: its window's first, for a text whose stored window holds it and not read this run (its
         window carried on); else ``overs``, where this run's window starts."""
         lo, hi = self.windows.get(texts)
-        carried = (lo <= overs) & (overs < hi) & ~np.isin(texts, self._read().keys)
+        # (A stale text, or one out of its window, was read: its window is this run's.)
+        carried = (lo <= overs) & (overs < hi) & ~np.isin(texts, self._windows_now().keys)
         return np.where(carried, lo, overs)
 
-    def _read(self) -> Windows:
+    def _windows_now(self) -> Windows:
         keys, lo, hi = (
             (np.concatenate(a) for a in zip(*self.reads, strict=True)) if self.reads else Windows.empty()
         )
@@ -127,7 +128,7 @@ class PairVerdicts:
         if self.bounds is not None:
             verified = np.concatenate(self.verified or [np.empty(0, dtype=np.uint64)])  # found's too
             parts.append((self.bounds, self.bounds.of(np.setdiff1d(texts, verified))))
-        read = self._read()
+        read = self._windows_now()
         windows = read.joined(self.windows.taken(np.setdiff1d(texts, read.keys)))
         head = self._HEADER.pack(self._MAGIC, len(accepted), len(rejected), len(windows.keys))
         bounds = freq_bounds.Bounds.dump_joined(parts)
@@ -202,6 +203,6 @@ class Windows:
             .astype(np.int64)
             .reshape(2, -1)
         )
-        if np.any(keys[1:] <= keys[:-1]):
+        if np.any(keys[1:] <= keys[:-1]) or np.any(lo > hi):
             return None
         return cls(keys, lo, hi)

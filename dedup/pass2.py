@@ -66,6 +66,9 @@ class Corpus:
     # node -> its reach over all its candidate pairs, for the texts of a group split by
     # verified pairs (``large_groups``): each task then sees only some of those pairs.
     reach: Reach = field(default_factory=lambda: Reach())
+    # node -> the reach its lines are compared at and limited for, for the same texts: one that
+    # leaves out the same lines (``large_groups.Furniture``), the lowest a cron run's state vouches for.
+    furniture: Reach = field(default_factory=lambda: Reach())
     bounded: bool = False  # a cron run: pass 2 also says what counts its verdicts rest on (``freq_bounds``)
 
     def members(self, node: int) -> list[int]:
@@ -226,9 +229,10 @@ class Reach:
 
 def reach_of(corpus: Corpus, nodes: Sequence[int], pairs: np.ndarray) -> dict[int, int]:
     """Each text's documents plus its candidates': the most one article's copies can be here
-    (``reaches``; a text of a split group keeps its reach over the whole group, ``Corpus.reach``)."""
+    (``reaches``; a text of a split group is settled at its ``Corpus.furniture``, which leaves out
+    the lines its reach over the whole group does)."""
     reach = dict(zip(nodes, reaches(corpus, np.asarray(nodes, dtype=np.int64), pairs).tolist(), strict=True))
-    reach.update(corpus.reach.known(nodes))
+    reach.update(corpus.furniture.known(nodes))
     return reach
 
 

@@ -368,18 +368,19 @@ def _judged_all(
     kept: Kept,
     prints: GroupPrints,
     stale: np.ndarray | None,
-    reach: np.ndarray | None = None,
+    furniture: np.ndarray | None = None,
 ) -> np.ndarray:
     """Groups of ``nodes`` (``sizes`` nodes each, in turn) fingerprinted into ``prints``, with each
-    text's ``reach`` in its lines if given; returns which groups the state judged alike and whose
-    verdicts still hold (not ``stale``), and keeps their documents' stored rows (``kept``)."""
+    text's ``furniture`` (``large_groups.Furniture``) in its lines if given; returns which groups
+    the state judged alike and whose verdicts still hold (not ``stale``), and keeps their
+    documents' stored rows (``kept``)."""
     from dedup.row_image import HEX
 
     starts, order = corpus.starts, corpus.order
     held = starts[nodes + 1] - starts[nodes]  # documents per node
     first = np.cumsum(held) - held
     members = order[np.repeat(starts[nodes], held) + np.arange(int(held.sum())) - np.repeat(first, held)]
-    tails = None if reach is None else [f"\t{r}" for r in np.repeat(reach, held).tolist()]
+    tails = None if furniture is None else [f"\t{r}" for r in np.repeat(furniture, held).tolist()]
     per_group = np.add.reduceat(held, np.cumsum(sizes) - sizes) if len(sizes) else held
     ends = np.cumsum(per_group)  # each group's documents: members[ends[g] - per_group[g] : ends[g]]
     rows = matched.rows()[members]

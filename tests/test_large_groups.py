@@ -432,6 +432,58 @@ def test_cron_nights_whose_arrivals_grow_a_reach_past_a_line_left_out_give_a_ful
     assert similarities[0] == similarities[1] != similarities[2]  # the sentences back in the third night
 
 
+def test_a_component_settled_within_a_texts_window_holds_its_records_for_the_whole_window(
+    write_tree, tmp_path, monkeypatch
+) -> None:
+    """(Found by a second reader.) T is an article with a line L of its own (in 4 notes too: 5
+    documents) and a line quoted in 20 notes (furniture); P a shorter copy, Q a teaser (one long
+    line) in three copies. Night 1: T's reach 6, L kept, its window [6, 21). Night 2: a copy of P
+    and two of Q grow T's reach to 9, in its window: T is not read, its component {T, P} (a new
+    copy of P) is settled again. Night 3: three copies of Q gone (T's reach back to 6) and two more
+    notes with L (7 > 6): L is now left out of T. The component's records were kept with L in them
+    when their limits were set at reach 9; set at the reach that stands for T's lines (6), they
+    are taken again."""
+    from conftest import read_manifest
+
+    from dedup import run
+
+    monkeypatch.setattr(large_groups, "LARGE", 2)
+    rng = random.Random(11)
+    vocabulary = [f"w{k}" for k in range(5000)]
+
+    def sentences(n: int) -> list[str]:
+        return [" ".join(rng.choices(vocabulary, k=12)).capitalize() + "." for _ in range(n)]
+
+    article = sentences(30)
+    own, quoted = "Line of its own about the harbour lights.", "Read more about the harbour in our weekly."
+    p, q = "\n".join(article[:28]), " ".join(article[:13] + sentences(17))
+
+    def note(line: str) -> str:
+        return "\n".join([*sentences(5), line, *sentences(5)])
+
+    files = {"t.txt": "\n".join([*article, own, quoted]), "p-0.txt": p, "p-1.txt": p}
+    files |= {f"q-{k}.txt": q for k in range(3)} | {f"fnote-{k}.txt": note(quoted) for k in range(20)}
+    files |= {f"lnote-{k}.txt": note(own) for k in range(4)}
+    root = write_tree(files)
+    state = Config(jobs=2, state=str(tmp_path / "state"))
+    whole = ("path", "status", "cluster", "canonical", "duplicate_of", "score", "reason", "similarity")
+
+    def records(out: Path) -> list[tuple]:
+        return [tuple(r.get(k) for k in whole) for r in read_manifest(out) if r["status"] != "gone"]
+
+    run([str(root)], tmp_path / "out", state)
+    for name, text in {"p-2.txt": p, "q-3.txt": q, "q-4.txt": q}.items():
+        (root / name).write_text(text)
+    run([str(root)], tmp_path / "out", state)
+    for k in range(3):
+        (root / f"q-{k}.txt").unlink()
+    for k in (4, 5):
+        (root / f"lnote-{k}.txt").write_text(note(own))
+    run([str(root)], tmp_path / "out", state)
+    run([str(root)], tmp_path / "full", Config(jobs=2))
+    assert records(tmp_path / "out") == records(tmp_path / "full")
+
+
 def test_a_pages_bytes_in_an_html_and_a_txt_file_are_two_texts_with_their_own_verdicts(
     write_tree, tmp_path, monkeypatch
 ) -> None:
