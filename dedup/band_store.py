@@ -392,9 +392,16 @@ class StoredSignatures:
             places = np.minimum(np.searchsorted(self.new, texts), len(self.new) - 1)
             fresh = self.new[places] == texts
             out[fresh] = self.signatures.view(np.uint64)[places[fresh]]
-        stored = self.at[texts[~fresh]]
+        rows = np.flatnonzero(~fresh)
+        stored = self.at[texts[rows]]
         if len(stored):
             assert (stored >= 0).all(), "a text neither stored nor new"
-            for band in range(self.store.bands):
-                out[~fresh, band] = self.store.band(band)[stored]
+            # Eight bands at a time into a row each, then turned: a column of ``out`` written through
+            # a mask per band was ~0.25 s a call at the noisy 1M +10,000 (three calls).
+            keys = np.empty((8, len(stored)), dtype=np.uint64)
+            for lo in range(0, self.store.bands, 8):
+                hi = min(lo + 8, self.store.bands)
+                for band in range(lo, hi):
+                    np.take(self.store.band(band), stored, out=keys[band - lo])
+                out[rows, lo:hi] = keys[: hi - lo].T
         return out.view(np.uint32).reshape(len(texts), self.num_perm)

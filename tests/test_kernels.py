@@ -24,7 +24,7 @@ from conftest import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dedup import align_kernels, alignment, kernels, quality, quality_kernels
+from dedup import align_kernels, alignment, index, kernels, quality, quality_kernels
 from dedup.alignment import ALIGN_MAX_TOKENS
 from dedup.comparison import compared, hashed, relative_of_ids
 from dedup.frequency import TokenFrequency
@@ -391,3 +391,22 @@ def test_count_min_get_is_the_smallest_cell(hashes: list[int], multipliers: list
     cells = [((h * m[r]) >> shift).astype(np.intp) for r in range(len(m))]
     reference = np.min([table[r][cells[r]] for r in range(len(m))], axis=0) if len(h) else []
     assert kernels.count_min_get(table, h, m, shift).tolist() == list(reference)
+
+
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=300),
+    st.lists(st.integers(0, 2**64 - 1), max_size=40),
+    st.integers(0, 40),
+    st.integers(10, 16),
+)
+@settings(max_examples=200, deadline=None)
+def test_holding_finds_exactly_the_keys_wanted(
+    keys: list[int], wanted: list[int], shared: int, bits: int
+) -> None:
+    """Every key equal to a wanted one, in order, whatever the flags' table lets through (few bits:
+    most keys share a slot with a wanted one, and the binary search decides)."""
+    wanted = wanted + keys[:shared]  # some keys wanted, some twice
+    k, w = np.array(keys, dtype=np.uint64), np.array(wanted, dtype=np.uint64)
+    expected = np.flatnonzero(np.isin(k, w)).tolist()
+    assert kernels.holding(k, np.sort(w), bits).tolist() == expected
+    assert index.holding(k, w).tolist() == expected
