@@ -394,8 +394,8 @@ def move_nodes(old_slots: Any, old_nodes: Any, slots: Any, nodes: Any) -> None:
 def holding(keys: Any, wanted: Any, bits: Any) -> Any:
     """``index.holding`` in one pass over ``keys``: the positions, ascending, of those equal to one of
     ``wanted`` (sorted), a table of ``2**bits`` flags ruling out nearly all before a binary search.
-    The reference's temporaries (a product, a shift, a lookup of every key: ~8 ms a band of a
-    million stored texts) are not made."""
+    The reference's temporaries of the keys' size (a product, a shift, a lookup: ~8 ms a band of a
+    million stored texts) are not made; only the positions' array, 8 bytes a key at most."""
     shift = np.uint64(64 - bits)
     mult = np.uint64(0x9E3779B97F4A7C15)
     table = np.zeros(1 << bits, dtype=np.bool_)

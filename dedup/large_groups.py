@@ -127,8 +127,8 @@ def split(
     for k in big:
         nodes, pairs = tasks.members(k), tasks.pairs_of(k)
         corpus.reach.add(nodes, reaches(corpus, nodes, pairs))
-        # (Every text of a group is in one of its pairs.)
         texts[k] = (np.unique(pairs), np.empty(0, np.uint64)) if memo is None else text_keys(corpus, pairs)
+        assert len(texts[k][0]) == len(nodes), "a text of a group in none of its pairs"  # (connected)
         overs[k] = furniture_overs(corpus.reach.of(texts[k][0]))
         if memo is None:
             verdicts[k] = np.full(len(pairs), -1, dtype=np.int8)

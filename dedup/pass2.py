@@ -66,8 +66,9 @@ class Corpus:
     # node -> its reach over all its candidate pairs, for the texts of a group split by
     # verified pairs (``large_groups``): each task then sees only some of those pairs.
     reach: Reach = field(default_factory=lambda: Reach())
-    # node -> the reach its lines are compared at and limited for, for the same texts: one that
-    # leaves out the same lines (``large_groups.Furniture``), the lowest a cron run's state vouches for.
+    # node -> the reach its lines are compared at and limited for, for the same texts (a
+    # ``furniture_over`` value, kept as a Reach): one that leaves out the same lines
+    # (``large_groups.Furniture``), the lowest a cron run's state vouches for.
     furniture: Reach = field(default_factory=lambda: Reach())
     bounded: bool = False  # a cron run: pass 2 also says what counts its verdicts rest on (``freq_bounds``)
 
