@@ -54,7 +54,6 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
     from dedup.freq_bounds import Found, Ledger
     from dedup.frequency import TokenFrequency
     from dedup.groups import Grouped, Groups
-    from dedup.large_groups import Furniture
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
@@ -251,12 +250,10 @@ class Incremental(Batch):
             self.early = copies.Early(self.out, corpus.docs, alone)
         return groups.take(np.flatnonzero(changed))
 
-    def judge_components(
-        self, corpus: Corpus, comps: list[list[int]], furniture: Furniture
-    ) -> Sequence[bool]:
+    def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
         assert self.previous is not None and isinstance(self.kept, Kept)  # ``judge`` made it
         return stored.judged_components(
-            corpus, comps, furniture, self.previous, self.matched, self.kept, self.prints, self.stale
+            corpus, comps, self.previous, self.matched, self.kept, self.prints, self.stale
         ).tolist()
 
     def settled(self, found: Found) -> None:

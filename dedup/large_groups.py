@@ -101,17 +101,23 @@ def split(
     *,
     large: int | None = None,
     memo: PairVerdicts | None = None,
-    known: Callable[[list[list[int]], Furniture], Sequence[bool]] | None = None,
+    known: Callable[[list[list[int]]], Sequence[bool]] | None = None,
     into: Path | None = None,
 ) -> Groups:
     """``tasks`` with each group over ``large`` (``LARGE``) texts replaced by tasks of its verified
     components. Sets ``corpus.reach`` and ``corpus.furniture`` for the texts of the groups split
-    (before any worker forks): pass 2 settles each at its furniture (``Furniture``).
+    (before any worker forks).
+
+    A text's furniture is the reach that stands for its lines as compared: any reach in its
+    window (``PairVerdicts.furniture``) leaves out the same lines, and the lowest is the one
+    its verdicts hold down to. A verified component's fingerprint holds it, and pass 2 settles
+    the text at it (its lines, and the limits they hold under), so the component's records
+    hold for the whole window.
 
     A cron run passes what its state knows: ``memo``, the verdicts on pairs of texts
     compared alike last run (only the others are verified; all are recorded in it for
     the next run), and ``known``, whether the state holds each verified component's
-    records, given its texts' ``Furniture`` (such a component is not settled again). With
+    records, given its texts' furniture (such a component is not settled again). With
     ``into`` (a new directory) the tasks are saved there, mapped (``Groups.joined``), not held
     in memory.
     """
@@ -164,12 +170,11 @@ def split(
             memo.record(keys[k], keep, texts[k][1])
         verified = pairs[keep]
         members, starts = labelled(nodes, verified)
-        group_texts = texts[k][0]
-        lines = Furniture(group_texts, overs[k] if memo is None else memo.furniture(texts[k][1], overs[k]))
-        corpus.furniture.add(group_texts, lines.overs)
+        furniture = overs[k] if memo is None else memo.furniture(texts[k][1], overs[k])
+        corpus.furniture.add(texts[k][0], furniture)
         if known is not None:
             comps = [members[a:b].tolist() for a, b in itertools.pairwise(starts.tolist())]
-            held = np.fromiter(known(comps, lines), dtype=bool, count=len(comps))
+            held = np.fromiter(known(comps), dtype=bool, count=len(comps))
             members = members[np.repeat(~held, np.diff(starts))]
             starts = np.concatenate([[0], np.cumsum(np.diff(starts)[~held])])
         out.append(Groups.of(pack(members, starts, verified, large)))
@@ -205,23 +210,6 @@ def text_keys(corpus: Corpus, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray
         for n in nodes.tolist()
     ]
     return nodes, np.array(text, dtype=np.uint64)
-
-
-class Furniture:
-    """node -> the reach that stands for its lines as compared (``PairVerdicts.furniture``), for the
-    texts of a split group (sorted): what a verified component's fingerprint holds of each text,
-    and what pass 2 settles it at (its lines, and the limits they hold under: ``Corpus.furniture``).
-    Any reach in the text's window gives the same lines; the component's records hold for all of
-    them only if its limits are set at the lowest, the one that stands for them.
-    """
-
-    def __init__(self, nodes: np.ndarray, overs: np.ndarray) -> None:
-        self.nodes, self.overs = np.asarray(nodes, dtype=np.int64), np.asarray(overs, dtype=np.int64)
-
-    def of(self, nodes: np.ndarray) -> np.ndarray:
-        at, found = find_sorted(self.nodes, np.asarray(nodes, dtype=np.int64))
-        assert found.all(), "a text not in the group split"
-        return self.overs[at]
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -68,7 +68,7 @@ class Corpus:
     reach: Reach = field(default_factory=lambda: Reach())
     # node -> the reach its lines are compared at and limited for, for the same texts (a
     # ``furniture_over`` value, kept as a Reach): one that leaves out the same lines
-    # (``large_groups.Furniture``), the lowest a cron run's state vouches for.
+    # (``large_groups.split``), the lowest a cron run's state vouches for.
     furniture: Reach = field(default_factory=lambda: Reach())
     bounded: bool = False  # a cron run: pass 2 also says what counts its verdicts rest on (``freq_bounds``)
 

@@ -274,7 +274,7 @@ def _settle(
             tasks,
             engine,
             memo=cache.pair_verdicts,
-            known=lambda comps, furniture: cache.judge_components(corpus, comps, furniture),
+            known=lambda comps: cache.judge_components(corpus, comps),
             into=None if tables is None else tables / "split",
         )
         for done, (results, n_edges, found) in enumerate(pass2.settle_all(corpus, tasks, engine), start=1):

@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
     from dedup.freq_bounds import Found
     from dedup.frequency import TokenFrequency
     from dedup.groups import Grouped, Groups
-    from dedup.large_groups import Furniture
     from dedup.pair_verdicts import PairVerdicts
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
@@ -114,11 +113,9 @@ class Batch:
         """The groups pass 2 still settles (one that did not change keeps its verdicts in ``kept``)."""
         return grouped.groups
 
-    def judge_components(
-        self, corpus: Corpus, comps: list[list[int]], furniture: Furniture
-    ) -> Sequence[bool]:
+    def judge_components(self, corpus: Corpus, comps: list[list[int]]) -> Sequence[bool]:
         """Whether each of a giant group's verified components keeps its stored records (not settled
-        again), its texts' lines as ``furniture`` says."""
+        again)."""
         return [False] * len(comps)
 
     def settled(self, found: Found) -> None:

@@ -25,7 +25,6 @@ from dedup.errors import StateError
 if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
     from dedup.document import DocumentTable
     from dedup.groups import Groups
-    from dedup.large_groups import Furniture
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus
     from dedup.rows import Kept, Matched, Rows
@@ -343,7 +342,6 @@ def unchanged_groups(
 def judged_components(
     corpus: Corpus,
     comps: Sequence[Sequence[int]],
-    furniture: Furniture,
     previous: Rows,
     matched: Matched,
     kept: Kept,
@@ -352,11 +350,13 @@ def judged_components(
 ) -> np.ndarray:
     """Which verified components of a split group (``large_groups``) the state judged so (their
     stored records are then kept), all at once as ``unchanged_groups`` (one at a time took ~1 s of
-    a run at 1M). Their fingerprints (``prints``) hold each text's ``furniture`` too: its reach
-    decides which of its lines are furniture, so the records depend on it."""
+    a run at 1M). Their fingerprints (``prints``) hold each text's furniture too
+    (``Corpus.furniture``: a reach that leaves out the lines its own does), so the records depend on it."""
     nodes = np.array([n for comp in comps for n in comp], dtype=np.int64)
     sizes = np.array([len(comp) for comp in comps], dtype=np.int64)
-    return _judged_all(corpus, nodes, sizes, previous, matched, kept, prints, stale, furniture.of(nodes))
+    return _judged_all(
+        corpus, nodes, sizes, previous, matched, kept, prints, stale, corpus.furniture.of(nodes)
+    )
 
 
 def _judged_all(
@@ -371,7 +371,7 @@ def _judged_all(
     furniture: np.ndarray | None = None,
 ) -> np.ndarray:
     """Groups of ``nodes`` (``sizes`` nodes each, in turn) fingerprinted into ``prints``, with each
-    text's ``furniture`` (``large_groups.Furniture``) in its lines if given; returns which groups
+    text's ``furniture`` (``Corpus.furniture``) in its lines if given; returns which groups
     the state judged alike and whose verdicts still hold (not ``stale``), and keeps their
     documents' stored rows (``kept``)."""
     from dedup.row_image import HEX

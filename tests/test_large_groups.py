@@ -296,16 +296,17 @@ def test_a_text_whose_reach_grows_keeps_its_verdicts_till_the_reach_passes_a_lin
             return np.where(nodes == node, over, reach)
 
         seen: list[int] = []
+        corpus = make()
 
-        def known(comps: list[list[int]], furniture: large_groups.Furniture) -> list[bool]:
+        def known(comps: list[list[int]]) -> list[bool]:
             if any(node in comp for comp in comps):  # (its group's call)
-                seen.extend(furniture.of(np.array([node])).tolist())
+                seen.extend(corpus.furniture.of(np.array([node])).tolist())
             return [False] * len(comps)
 
         monkeypatch.setattr(large_groups, "reaches", grown)
         engine = CountingEngine()
         stored = pair_verdicts.PairVerdicts.loads(memo.dumps())
-        large_groups.split(make(), tasks, engine, large=2, memo=stored, known=known)
+        large_groups.split(corpus, tasks, engine, large=2, memo=stored, known=known)
         return engine.verified, seen[0]
 
     assert night(lo) == (0, lo)
@@ -319,7 +320,7 @@ def test_a_verified_component_the_state_holds_is_not_settled_again(write_tree) -
     whole, _ = _settled(make(), tasks)
     held: set[int] = set()
 
-    def known(comps: list[list[int]], furniture: large_groups.Furniture) -> list[bool]:  # the first with two
+    def known(comps: list[list[int]]) -> list[bool]:  # the state holds the first component with two texts
         if not held:
             held.update(next((comp for comp in comps if len(comp) > 1), []))
         return [comp[0] in held for comp in comps]
