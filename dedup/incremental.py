@@ -19,6 +19,7 @@ of earlier runs. The pipeline asks it, at each stage, what it already knows:
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -298,7 +299,7 @@ class Incremental(Batch):
         record is in it (``rerun.file_print`` taken when OUT was synced, and again now)."""
         assert self.previous is not None and self.out is not None
         path = self.out / manifest.MANIFEST
-        if not self.previous.from_image or self.last_prints.get("manifest") != rerun.file_print(path):
+        if not self.previous.from_image or self.last_prints.get("manifest") != _manifest_print(path):
             return None
         try:
             return cron_manifest.LastManifest(path)
@@ -422,7 +423,7 @@ class Incremental(Batch):
         assert self.run_id is not None
         prints: dict[str, bytes] = {}
         if self.out is not None:  # the manifest's, for the next run's ``LastManifest``
-            prints["manifest"] = rerun.file_print(self.out / manifest.MANIFEST)
+            prints["manifest"] = _manifest_print(self.out / manifest.MANIFEST)
         if self.listing is not None and self.out is not None:  # what the next run compares (rerun.py)
             prints |= {
                 "inputs": self.listing,
@@ -431,6 +432,12 @@ class Incremental(Batch):
                 "stamp": (self.store.stamp_text() or "").encode(),
             }
         self.store.mark_synced(self.run_id, prints)
+
+
+def _manifest_print(path: Path) -> bytes:
+    """``rerun.file_print`` of OUT's manifest by its absolute path: a run given OUT spelled otherwise
+    (relative, from another directory) still finds the manifest the last run wrote."""
+    return rerun.file_print(Path(os.path.abspath(path)))
 
 
 def _new_alone(corpus: Corpus, comp_of: np.ndarray, fresh: Sequence[int]) -> list[int]:

@@ -147,3 +147,38 @@ def test_last_manifest_spans_join_neighbouring_records_per_run_and_drop_runs_it_
         assert set(last.spans(previous, rows, np.array([0, 3, 5]))) == {0}
     finally:
         last.close()
+
+
+def test_a_run_given_out_spelled_otherwise_copies_the_records_the_last_run_wrote(
+    scrape: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unchanged records come from OUT's manifest when it is the one the last run wrote, whether
+    OUT is named by its absolute path or relative to the working directory."""
+    state = str(tmp_path / "state")
+    run([scrape], tmp_path / "out", Config(jobs=1, state=state))
+    first = read_manifest(tmp_path / "out")
+    # The state's copy of a record edited, its length kept, behind the back of the triggers that
+    # have the next run trust nothing: it shows only where the record is read from the state.
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
+        triggers = db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+            " AND sql LIKE '%AFTER UPDATE ON documents%'"
+        ).fetchall()
+        key, record = db.execute("SELECT key, record FROM documents WHERE key = 'day1/storm.txt'").fetchone()
+        at = record.index('"reason":"') + len('"reason":"')
+        for name, _ in triggers:
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute(
+            "UPDATE documents SET record = ? WHERE key = ?", (record[:at] + "#" + record[at + 1 :], key)
+        )
+        for _, sql in triggers:
+            db.execute(sql)
+    (scrape / "day1" / "later.txt").write_text(
+        "The regional orchestra announced its winter programme on Monday, with three premieres by local"
+        " composers, a children's matinee every Sunday and a free concert in the central library's atrium."
+    )
+    monkeypatch.chdir(tmp_path)
+    run([scrape], Path("out"), Config(jobs=1, state=state))
+    records = {r["path"]: r for r in read_manifest(tmp_path / "out")}
+    assert records["day1/storm.txt"] == next(r for r in first if r["path"] == "day1/storm.txt")
+    assert "day1/later.txt" in records
