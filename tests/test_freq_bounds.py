@@ -67,6 +67,25 @@ def test_most_under_is_the_last_count_that_passes() -> None:
                 assert _holds(c, threshold, strict) and not _holds(c + 1, threshold, strict)
 
 
+def test_most_under_of_many_decisions_at_once_is_each_ones() -> None:
+    """Counts whose first guess is off and counts whose guess is right, side by side: each gets
+    its own last passing count (the steps are taken only where needed)."""
+    rng = np.random.default_rng(7)
+    at = np.log1p(rng.integers(0, 10**6, 300).astype(np.float64))
+    for strict in (True, False):
+        edge = at + MARGIN if strict else at - MARGIN  # a guess on a count's edge: rounding decides
+        thresholds = np.concatenate(
+            (edge, np.nextafter(edge, 0), np.nextafter(edge, 99), rng.random(300) * 9)
+        )
+        rng.shuffle(thresholds)
+        together = most_under(thresholds, MARGIN, strict=strict).tolist()
+        for threshold, c in zip(thresholds.tolist(), together, strict=True):
+            if c == -1:
+                assert not _holds(0, threshold, strict)
+            else:
+                assert _holds(c, threshold, strict) and not _holds(c + 1, threshold, strict)
+
+
 def test_lines_kept_or_below_the_template_count_get_the_lowest_limit_that_changes_them() -> None:
     limits = line_limits(np.array([1, 9, 12, 30]), furniture_over=10, template_from=8)
     assert limits.tolist()[:2] == [7, 10]  # under the template count; kept, already a template line
