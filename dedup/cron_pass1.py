@@ -20,7 +20,7 @@ import numpy as np
 
 from dedup import listing, parallel, readers
 from dedup.config import Config
-from dedup.document import Document, DocumentTable, Source, Status, printable
+from dedup.document import Document, DocumentTable, Features, Source, Status, printable
 from dedup.frequency import TokenFrequency
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.pass1 import BATCH, Analyser, FeatureTable
@@ -117,15 +117,12 @@ def read_all(
     tasks = parallel.bundles(to_analyse(), batch_size)
     for results, delta in engine.ordered(Analyser(config), tasks, window_per_worker=4):
         frequency.merge(delta)
+        waiting.set_with(results)
         for doc, feat in results:
-            waiting.set_before(doc.index)
             table.update(doc)
-            if feat is not None:
-                signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
-                feats.set(doc.index, feat.content, feat.shingles, signature, signals)
-                if feat.repair is not None:
-                    feats.repairs[doc.index] = feat.repair
-            in_flight -= 1
+            if feat is not None and feat.repair is not None:
+                feats.repairs[doc.index] = feat.repair
+        in_flight -= len(results)
         if not in_flight:
             waiting.set_before(len(table))
         checkpoint("pass1")
@@ -250,9 +247,40 @@ class _Waiting:
     def set_before(self, limit: int) -> None:
         """Set the features of the waiting documents before ``limit``: a stored text's, without its
         signature (banding streams it in: ``stored.streamed``); none for a document stored skipped."""
-        cut = bisect_left(self.docs, limit)
-        if not cut:
+        if self.docs and self.docs[0] < limit:
+            self.feats.set_stored(*self._taken(limit))
+
+    def set_with(self, results: Sequence[tuple[Document, Features | None]]) -> None:
+        """The features of documents the workers analysed (ascending) and of the waiting ones before
+        the last of them, merged in manifest order and set at once: a call per analysed document
+        was ~0.1 ms, 1 s of a +10,000 night at 1M."""
+        if not results:
             return
+        docs, contents, shingles, signals = self._taken(results[-1][0].index)
+        read = [(doc.index, feat) for doc, feat in results if feat is not None]
+        if read:
+            merged = np.concatenate((docs, np.array([d for d, _ in read], dtype=np.int64)))
+            order = np.argsort(merged, kind="stable")
+            given = np.repeat([False, True], [len(docs), len(read)])[order]
+            new_signals = np.array([f.signals for _, f in read], dtype=np.float32)
+            docs = merged[order]
+            contents = np.concatenate((contents, np.array([f.content for _, f in read], dtype=np.uint64)))[
+                order
+            ]
+            shingles = np.concatenate((shingles, np.array([f.shingles for _, f in read], dtype=np.int64)))[
+                order
+            ]
+            signals = np.concatenate((signals.view(np.float32), new_signals))[order]
+            self.feats.set_batch(
+                docs, contents, shingles, signals, given, [f.signature.tobytes() for _, f in read]
+            )
+        else:
+            self.feats.set_stored(docs, contents, shingles, signals)
+
+    def _taken(self, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The waiting documents before ``limit`` that have stored features, taken out of the queue:
+        (documents, content keys, shingle counts, signals as uint8 rows)."""
+        cut = bisect_left(self.docs, limit)
         docs = np.array(self.docs[:cut], dtype=np.int64)
         rows = np.array(self.rows[:cut], dtype=np.int64)
         del self.docs[:cut], self.rows[:cut]
@@ -262,10 +290,9 @@ class _Waiting:
         has &= previous.ok(rows)
         docs, rows = docs[has], rows[has]
         width = previous.signals_width
-        signals = np.frombuffer(previous.signals, dtype=np.uint8).reshape(-1, width)[rows]
-        self.feats.set_stored(
+        return (
             docs,
             np.frombuffer(previous.content, dtype=np.uint64)[rows],
             np.frombuffer(previous.shingles, dtype=np.int64)[rows],
-            signals,
+            np.frombuffer(previous.signals, dtype=np.uint8).reshape(-1, width)[rows],
         )

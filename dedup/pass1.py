@@ -249,13 +249,37 @@ class FeatureTable:
     ) -> None:
         """Stored texts' features (a cron run's unchanged documents, ascending, after every document
         set before them): ``set`` of each without a signature, at once."""
+        self.set_batch(docs, contents, shingles, signals, np.zeros(len(docs), dtype=bool), [])
+
+    def set_batch(
+        self,
+        docs: np.ndarray,
+        contents: np.ndarray,
+        shingles: np.ndarray,
+        signals: np.ndarray,
+        given: np.ndarray,
+        signatures: Sequence[bytes],
+    ) -> None:
+        """``set`` of each of ``docs`` (ascending, after every document set before them), at once:
+        ``signals`` float32 rows; the documents ``given`` have their ``signatures`` (in order), the
+        others' come later (a cron run's stored texts)."""
         assert self._matrix is None, "texts added after the signature matrix was made"
+        assert self.spill is None, "a spilled table holds every signature: set one by one"
         before = len(self.contents)
-        nodes = self._nodes.assign(contents)
+        nodes = self._nodes.assign(np.asarray(contents, dtype=np.uint64))
         new = np.flatnonzero(nodes >= before)
         first = new[np.unique(nodes[new], return_index=True)[1]]  # each new text's first document
         self.contents.extend(contents[first].astype(np.uint64).tobytes())
         self.sizes.extend(shingles[first].astype(np.int64).tobytes())
+        signed = first[given[first]]
+        if len(signed):
+            which = (np.cumsum(given) - 1)[signed].tolist()  # their places in ``signatures``
+            for k in which:
+                if self.rows is not None:
+                    self.rows.append(signatures[k])
+                else:
+                    self._given.frombytes(signatures[k])
+            self._given_nodes.extend(nodes[signed].tolist())
         self.node_of.set_rows(docs, nodes)
         self.signals.set_rows(docs, np.ascontiguousarray(signals).view(np.float32))
 

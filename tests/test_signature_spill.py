@@ -146,3 +146,52 @@ def test_a_table_in_memory_gives_each_text_its_first_signature_and_zeros_where_n
     if len(matrix):
         matrix[0] = 7
         assert table.matrix()[0].tolist() == [7] * 4
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.booleans()), max_size=40),
+    st.lists(st.integers(1, 8), min_size=1, max_size=10),
+)
+def test_features_set_in_batches_are_those_set_one_by_one(
+    docs: list[tuple[int, bool, bool]], cuts: list[int]
+) -> None:
+    # A cron run sets its analysed documents and the stored ones between them a batch at a time
+    # (``set_batch``): the same nodes, texts, signatures and signals as ``set`` of each in turn.
+    from dedup.pass1 import FeatureTable
+    from dedup.quality import INTRINSIC
+
+    width = len(INTRINSIC)
+    one, batched = FeatureTable(num_perm=4), FeatureTable(num_perm=4)
+    one.reserve(len(docs))
+    batched.reserve(len(docs))
+    present = [i for i, (_, _, skipped) in enumerate(docs) if not skipped]
+    for i in present:
+        content, signed, _ = docs[i]
+        signature = np.full(4, content * 10 + i, dtype=np.uint32) if signed else None
+        signals = np.full(width, i / 7, dtype=np.float32)
+        one.set(
+            i, content, content + 3, None if signature is None else signature.tobytes(), signals.tobytes()
+        )
+    at = 0
+    for size in itertools.cycle(cuts):
+        if at >= len(present):
+            break
+        chunk = np.array(present[at : at + size], dtype=np.int64)
+        at += size
+        given = np.array([docs[i][1] for i in chunk.tolist()], dtype=bool)
+        batched.set_batch(
+            chunk,
+            np.array([docs[i][0] for i in chunk.tolist()], dtype=np.uint64),
+            np.array([docs[i][0] + 3 for i in chunk.tolist()], dtype=np.int64),
+            np.array([np.full(width, i / 7, dtype=np.float32) for i in chunk.tolist()]).reshape(-1, width),
+            given,
+            [np.full(4, docs[i][0] * 10 + i, dtype=np.uint32).tobytes() for i in chunk[given].tolist()],
+        )
+    for table in (one, batched):
+        table.done()
+    assert batched.node_of.numbers().tolist() == one.node_of.numbers().tolist()
+    assert batched.contents.numbers().tolist() == one.contents.numbers().tolist()
+    assert batched.sizes.numbers().tolist() == one.sizes.numbers().tolist()
+    assert batched.signals.numbers().tolist() == one.signals.numbers().tolist()
+    assert batched.matrix().tolist() == one.matrix().tolist()
