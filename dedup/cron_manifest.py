@@ -193,13 +193,15 @@ class _Carried:
         if last is not None:  # with the rows' image: its flags hold what the tally needs
             self.facts = self._facts(rows)
 
-    def _facts(self, rows: np.ndarray) -> tuple[np.ndarray, list[str], list[str | None], np.ndarray]:
-        """Canonical flags, statuses, the duplicates' clusters, and how many duplicates precede each row."""
+    def _facts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Canonical flags, status codes, the duplicates' cluster keys, and how many duplicates
+        precede each row."""
         previous = self.previous
         canonical = previous.canonical_flags(rows)
         duplicate = ~canonical & previous.ok(rows)
         before = np.concatenate(([0], np.cumsum(duplicate)))
-        return canonical, previous.statuses_of(rows), previous.clusters_of(rows[duplicate]), before
+        codes = np.frombuffer(previous.status, dtype=np.uint8)[rows]
+        return canonical, codes, previous.cluster_keys_of(rows[duplicate]), before
 
     def write(self, fh: Any, tally: records.Tally, docs: range, lo: int, placed: Placed) -> None:
         """Documents ``docs`` (rows ``lo`` on) written and counted: copied from the last manifest
@@ -217,11 +219,12 @@ class _Carried:
                 fh.write(b"\n".join(texts) + b"\n")
                 placed.extend(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1)
         if self.facts is None:  # no image: the flags come from the records just read, not read twice
-            canonical, statuses, clusters, before = self._facts(self.rows[lo:hi])
+            canonical, codes, clusters, before = self._facts(self.rows[lo:hi])
             lo, hi = 0, hi - lo
         else:
-            canonical, statuses, clusters, before = self.facts
-        tally.add_stored(docs, statuses[lo:hi], canonical[lo:hi], clusters[before[lo] : before[hi]])
+            canonical, codes, clusters, before = self.facts
+        names = self.previous.statuses
+        tally.add_stored(docs, codes[lo:hi], names, canonical[lo:hi], clusters[before[lo] : before[hi]])
 
 
 class LastManifest:

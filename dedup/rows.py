@@ -89,6 +89,7 @@ class Rows:
         self.manifest_at, self.manifest_len = ints["manifest_at"], ints["manifest_len"]
         self.cluster_code, self.cluster_names = ints["cluster"], image.clusters
         self._cluster_numbers: dict[str, int] | None = None  # name -> code, made when first needed
+        self._name_keys = np.zeros(0, dtype=np.uint64)  # name code -> ``records.cluster_key``
         self._window: dict[int, str] = {}
         self._next, self._size = -1, 16  # the row after the window, and how many the next one reads
 
@@ -137,23 +138,27 @@ class Rows:
             self.cluster_names.append(name)
         return code
 
-    def clusters_of(self, rows: np.ndarray) -> list[str | None]:
-        """The stored records' ``cluster`` of ``rows``, duplicates (records not canonical): from the
-        image, else read from each record."""
-        codes, names = np.frombuffer(self.cluster_code, dtype=np.int64)[rows].tolist(), self.cluster_names
-        return [
-            names[c] if c >= 0 else None if c == NO_CLUSTER else self.cluster(r)
-            for c, r in zip(codes, rows.tolist(), strict=True)
-        ]
+    def cluster_keys_of(self, rows: np.ndarray) -> np.ndarray:
+        """The stored records' ``cluster`` of ``rows``, duplicates (records not canonical), as
+        ``records.cluster_key``s: from the image (each name's key made once a run), else read from
+        each record."""
+        from dedup.records import NO_NAME, cluster_key
+
+        codes, names = np.frombuffer(self.cluster_code, dtype=np.int64)[rows], self.cluster_names
+        if len(self._name_keys) < len(names):  # (a run names new clusters as it goes)
+            more = [cluster_key(name) for name in names[len(self._name_keys) :]]
+            self._name_keys = np.concatenate((self._name_keys, np.array(more, dtype=np.uint64)))
+        keys = np.full(len(codes), NO_NAME, dtype=np.uint64)
+        named = codes >= 0
+        keys[named] = self._name_keys[codes[named]]
+        for k in np.flatnonzero((codes < 0) & (codes != NO_CLUSTER)).tolist():  # not in the image
+            keys[k] = cluster_key(self.cluster(int(rows[k])))
+        return keys
 
     def ok(self, rows: np.ndarray) -> np.ndarray:
         """Whether each of ``rows`` is stored with status ``ok``, by its status code."""
         code = self.statuses.index("ok") if "ok" in self.statuses else -1
         return np.frombuffer(self.status, dtype=np.uint8)[rows] == code
-
-    def statuses_of(self, rows: np.ndarray) -> list[str]:
-        statuses = self.statuses
-        return [statuses[code] for code in np.frombuffer(self.status, dtype=np.uint8)[rows].tolist()]
 
     def judged_as(self, r: int, print_: str) -> bool:
         """Whether a present document was judged, last run, in a group with this fingerprint."""

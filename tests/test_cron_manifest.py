@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup import Config, run
-from dedup.records import Tally
+from dedup.records import Tally, cluster_key
 
 
 def cron(inputs: Path, tmp: Path) -> dict:
@@ -86,12 +86,17 @@ def test_stored_records_counted_at_once_count_as_one_by_one(records, before, spl
     for k, (status, canonical, cluster) in enumerate(records):
         one.add(before + k, status, canonical, f"c{cluster:012x}")
     cuts = sorted({0, len(records), *(len(records) * j // splits for j in range(splits))})
+    names = sorted({s for s, _, _ in records} | {"ok"})
     for lo, hi in itertools.pairwise(cuts):
         part = records[lo:hi]
         flags = np.array([c for _, c, _ in part], dtype=bool)
-        clusters = [f"c{x:012x}" for s, c, x in part if s == "ok" and not c]
-        bulk.add_stored(range(before + lo, before + hi), [s for s, _, _ in part], flags, clusters)
-    bulk.add_stored(range(before + len(records), before + len(records)), [], np.zeros(0, dtype=bool), [])
+        codes = np.array([names.index(s) for s, _, _ in part], dtype=np.uint8)
+        clusters = np.array(
+            [cluster_key(f"c{x:012x}") for s, c, x in part if s == "ok" and not c], dtype=np.uint64
+        )
+        bulk.add_stored(range(before + lo, before + hi), codes, names, flags, clusters)
+    none = np.zeros(0, dtype=np.uint8)
+    bulk.add_stored(range(before + len(records), before + len(records)), none, names, none.astype(bool), none)
     assert list(bulk.counts.items()) == list(one.counts.items())
     assert bulk_kept == one_kept and bulk_calls == one_calls
 
