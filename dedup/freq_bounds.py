@@ -147,6 +147,7 @@ class Collector:
     ) -> None:
         """A text's short lines (``line_limits``)."""
         if len(keys):
+            keys, counts = keys.astype(np.uint64, copy=False), counts.astype(np.int64, copy=False)
             self._lines.append(
                 (node, keys, counts, furniture_over, -1 if template_from is None else template_from)
             )
@@ -155,7 +156,7 @@ class Collector:
         """Outvoted decisions: per decision its member's node, the two rarest words' keys and counts
         (``[k, 2]`` each), and the outcome (``outvoted_limits``)."""
         if len(nodes):
-            self._outvoted.append((nodes, keys, counts, outcome))
+            self._outvoted.append((nodes, keys.astype(np.uint64, copy=False), counts, outcome))
 
     def outvoted_ids(
         self, members: Sequence[int], decisions: np.ndarray, vocabulary: np.ndarray, counts: np.ndarray
@@ -179,6 +180,8 @@ class Collector:
             self.outvoted(np.asarray(members)[at], keys, counts, np.array([d[3] for d in decided]))
 
     def result(self) -> Found:
+        """Every limit gathered (the lines' and the outvoted decisions'), per node, but those no
+        count can cross (``_FOREVER``)."""
         parts: list[Found] = []
         if self._lines:
             sizes = np.array([len(keys) for _, keys, _, _, _ in self._lines], dtype=np.int64)
@@ -186,11 +189,11 @@ class Collector:
                 np.repeat(np.array([part[i] for part in self._lines], dtype=np.int64), sizes)
                 for i in (0, 3, 4)
             )
-            counts = np.concatenate([part[2] for part in self._lines]).astype(np.int64)
+            counts = np.concatenate([part[2] for part in self._lines])
             limits = line_limits(counts, overs, None)
             templated = froms >= 0
             limits[templated] = line_limits(counts[templated], overs[templated], froms[templated])
-            keys = np.concatenate([part[1] for part in self._lines]).astype(np.uint64)
+            keys = np.concatenate([part[1] for part in self._lines])
             parts.append((nodes, keys, limits))
         if self._outvoted:
             nodes, keys, counts, outcome = (np.concatenate(a) for a in zip(*self._outvoted, strict=True))

@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
+import xxhash
 
 from dedup.signatures import _POSITION_MULTIPLIERS, distinct, token_hashes  # noqa: F401  (doctest)
 
@@ -139,10 +140,15 @@ class TokenFrequency:
                 with zstandard.ZstdDecompressor().stream_reader(data) as reader:
                     while got < len(view) and (n := reader.readinto(view[got:])):
                         got += n
-                    if got != len(view) or reader.read(1):  # (the read checks the frame's checksum)
-                        raise ValueError("the stored table is not of this sketch's size")
+                checksum = zstandard.get_frame_parameters(data).has_checksum
             except zstandard.ZstdError as err:
                 raise ValueError(f"damaged zstd data: {err}") from err
+            if got != len(view):
+                raise ValueError("damaged zstd data: the table is cut short")
+            # The reader stops once the table is full, before the frame's checksum (the low half of
+            # the content's XXH64, its last 4 bytes): checked here, so that a frame cut there is refused.
+            if checksum and int.from_bytes(data[-4:], "little") != xxhash.xxh64_intdigest(view) & 0xFFFFFFFF:
+                raise ValueError("damaged zstd data: the table does not match its checksum")
             self.table = table
             return
         else:

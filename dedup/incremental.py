@@ -435,9 +435,10 @@ class Incremental(Batch):
 
 
 def _manifest_print(path: Path) -> bytes:
-    """``rerun.file_print`` of OUT's manifest by its absolute path: a run given OUT spelled otherwise
-    (relative, from another directory) still finds the manifest the last run wrote."""
-    return rerun.file_print(Path(os.path.abspath(path)))
+    """``rerun.file_print`` of OUT's manifest by the path the system opens it by (symbolic links
+    followed): a run given OUT spelled otherwise (relative, from another directory) still finds
+    the manifest the last run wrote, and ``dir/link/../out`` is the file ``open`` reads."""
+    return rerun.file_print(Path(os.path.realpath(path)))
 
 
 def _new_alone(corpus: Corpus, comp_of: np.ndarray, fresh: Sequence[int]) -> list[int]:

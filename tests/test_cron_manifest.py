@@ -187,3 +187,28 @@ def test_a_run_given_out_spelled_otherwise_copies_the_records_the_last_run_wrote
     records = {r["path"]: r for r in read_manifest(tmp_path / "out")}
     assert records["day1/storm.txt"] == next(r for r in first if r["path"] == "day1/storm.txt")
     assert "day1/later.txt" in records
+
+
+def test_out_named_through_a_link_and_dotdot_is_the_directory_the_system_opens(
+    scrape: Path, tmp_path: Path
+) -> None:
+    """``link/../out`` is ``out`` beside the link's target, not beside the link: a manifest there,
+    edited, is not the one the last run wrote, and no record is copied from it."""
+    state = str(tmp_path / "state")
+    run([scrape], tmp_path / "out", Config(jobs=1, state=state))
+    other = tmp_path / "other"
+    (other / "sub").mkdir(parents=True)
+    shutil.copytree(tmp_path / "out", other / "out")
+    text = (other / "out" / "manifest.jsonl").read_bytes()
+    at = text.index(b'"reason":"') + len(b'"reason":"')
+    (other / "out" / "manifest.jsonl").write_bytes(text[:at] + b"#" + text[at + 1 :])
+    os.symlink(other / "sub", tmp_path / "link")
+    (scrape / "day1" / "later.txt").write_text(
+        "The regional orchestra announced its winter programme on Monday, with three premieres by local"
+        " composers, a children's matinee every Sunday and a free concert in the central library's atrium."
+    )
+    run([scrape], Path(f"{tmp_path / 'link'}/../out"), Config(jobs=1, state=state))
+    assert b'"reason":"#' not in (other / "out" / "manifest.jsonl").read_bytes()
+    assert [r["path"] for r in read_manifest(other / "out")] == sorted(
+        [r["path"] for r in read_manifest(tmp_path / "out")] + ["day1/later.txt"]
+    )

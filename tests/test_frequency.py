@@ -69,15 +69,19 @@ def test_a_mostly_empty_table_is_stored_small() -> None:
     assert len(freq.dumps()) < freq.table.nbytes // 1000
 
 
-@pytest.mark.parametrize("damage", ["flipped", "truncated", "resized"])
+@pytest.mark.parametrize(
+    "damage", ["flipped", "truncated", "resized", "checksum cut", "flipped, checksum cut"]
+)
 def test_a_damaged_stored_table_is_a_value_error(damage: str) -> None:
     written = TokenFrequency(width=1 << 6, depth=3)
     written.merge(counts([np.arange(50, dtype=np.uint64)]))
     data = bytearray(written.dumps())
-    if damage == "flipped":
+    if damage.startswith("flipped"):
         data[12:40] = bytes(28)
-    elif damage == "truncated":
+    if damage == "truncated":
         del data[len(data) // 2 :]
+    elif damage.endswith("checksum cut"):  # the table whole: only its checksum's bytes are missing
+        del data[-2:]
     read = TokenFrequency(width=1 << 7 if damage == "resized" else 1 << 6, depth=3)
     with pytest.raises(ValueError):
         read.loads(bytes(data))
