@@ -63,6 +63,8 @@ def read_all(
     """
     listings = listings or {}
     codes = np.array([_CODES[s] for s in previous.statuses], dtype=np.uint8)  # stored -> table status
+    erring = np.zeros(len(previous), dtype=bool)  # the rows stored with an error message
+    erring[np.fromiter(previous.errors, dtype=np.int64, count=len(previous.errors))] = True
     engine = engine or parallel.Processes(config.workers)
     table = DocumentTable(list(sources))
     feats = FeatureTable(config.num_perm, rows=rows)
@@ -99,7 +101,16 @@ def read_all(
                 if k > done:  # unchanged files, taken from the state at once
                     first = len(table)
                     _take_stored(
-                        table, source, found, keys, prefix, slice(done, k), rows[done:k], previous, codes
+                        table,
+                        source,
+                        found,
+                        keys,
+                        prefix,
+                        slice(done, k),
+                        rows[done:k],
+                        previous,
+                        codes,
+                        erring,
                     )
                     matched.extend(rows[done:k], same_file[done:k])
                     feats.reserve(k - done)
@@ -202,13 +213,13 @@ def _take_stored(
     rows: np.ndarray,
     previous: Rows,
     codes: np.ndarray,
+    erring: np.ndarray,
 ) -> None:
-    """Unchanged whole files into the table at once, as ``_unchanged`` and ``append`` leave each."""
+    """Unchanged whole files into the table at once, as ``_unchanged`` and ``append`` leave each
+    (``erring``: per stored row, whether it has an error message: a lookup of all of them each
+    call was quadratic where many documents are skipped)."""
     first, errors, rels = len(table), previous.errors, found.rels[run]
-    erred: list[int] = []
-    if errors:  # few rows have one
-        stored = np.fromiter(errors, dtype=np.int64, count=len(errors))
-        erred = np.flatnonzero(np.isin(rows, stored)).tolist()
+    erred = np.flatnonzero(erring[rows]).tolist()
     named: list[int] = []
     if not (joined := "".join(rels)).isascii() or "\\x" in joined:  # a name that may not be its path
         named = [k for k, rel in enumerate(rels) if not rel.isascii() or "\\x" in rel]
