@@ -243,11 +243,13 @@ def among(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
 
 def _nodes(store: Store, contents: np.ndarray) -> np.ndarray:
     """Each stored text's node among ``contents`` (-1: not among them, or stored twice after its first)."""
+    from dedup.signatures import searched
+
     n = len(contents)
     now = np.full(len(store.contents), -1, dtype=np.int64)
     if n:
         by_content = np.argsort(contents)
-        at = np.minimum(np.searchsorted(contents[by_content], store.contents), n - 1)
+        at = np.minimum(searched(contents[by_content], store.contents), n - 1)
         found = contents[by_content][at] == store.contents
         now[found] = by_content[at[found]]
         placed = np.flatnonzero(now >= 0)

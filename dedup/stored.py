@@ -74,11 +74,12 @@ class KnownPairs:
         text of its star. None then: banding starts afresh.
         """
         from dedup import index, index_delta
+        from dedup.signatures import searched
 
         if not len(contents):
             return None
         by_content = np.argsort(contents)
-        at = np.minimum(np.searchsorted(contents[by_content], self.contents), len(contents) - 1)
+        at = np.minimum(searched(contents[by_content], self.contents), len(contents) - 1)
         known, shrunk = self, np.empty((0, 2), dtype=np.int64)
         if not (present := contents[by_content][at] == self.contents).all():
             if before is None:

@@ -70,3 +70,25 @@ def test_distinct_is_np_unique_by_a_sort(values: list[int], dtype: type) -> None
     got, want = distinct(array), np.unique(array)
     assert got.dtype == want.dtype
     assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("shape", [(70_000,), (40_000, 2), (5,)])
+@pytest.mark.parametrize("with_sorter", [False, True])
+def test_searched_finds_the_places_searchsorted_finds(shape: tuple[int, ...], with_sorter: bool) -> None:
+    # Many wanted values are sorted before the search (``searched``): the places must be
+    # numpy's own, in the wanted values' order and shape, repeats and misses included.
+    from dedup.signatures import searched
+
+    rng = np.random.default_rng(3)
+    table = rng.integers(0, 1 << 40, 50_000, dtype=np.int64).astype(np.uint64)
+    wanted = np.concatenate(
+        (rng.choice(table, size=int(np.prod(shape)) // 2), rng.integers(0, 1 << 40, 10**6))
+    )
+    wanted = wanted[: int(np.prod(shape))].astype(np.uint64).reshape(shape)
+    if with_sorter:
+        sorter = np.argsort(table)
+        expected = np.searchsorted(table, wanted, sorter=sorter)
+        assert np.array_equal(searched(table, wanted, sorter), expected)
+    else:
+        table = np.sort(table)
+        assert np.array_equal(searched(table, wanted), np.searchsorted(table, wanted))
