@@ -92,3 +92,14 @@ def test_searched_finds_the_places_searchsorted_finds(shape: tuple[int, ...], wi
     else:
         table = np.sort(table)
         assert np.array_equal(searched(table, wanted), np.searchsorted(table, wanted))
+
+
+def test_searched_of_other_dtypes_and_an_empty_table_is_numpys() -> None:
+    from dedup.signatures import searched
+
+    rng = np.random.default_rng(5)
+    table = np.sort(rng.integers(0, 1 << 40, 1000))  # int64
+    wanted = rng.integers(0, 1 << 40, 70_000).astype(np.uint64)  # many: the sorted path
+    assert np.array_equal(searched(table, wanted), np.searchsorted(table, wanted))
+    empty = np.zeros(0, dtype=np.uint64)
+    assert np.array_equal(searched(empty, wanted), np.searchsorted(empty, wanted))
