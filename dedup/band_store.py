@@ -243,14 +243,12 @@ def among(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
 
 def _nodes(store: Store, contents: np.ndarray) -> np.ndarray:
     """Each stored text's node among ``contents`` (-1: not among them, or stored twice after its first)."""
-    from dedup.signatures import searched
+    from dedup.signatures import find_sorted
 
-    n = len(contents)
     now = np.full(len(store.contents), -1, dtype=np.int64)
-    if n:
+    if len(contents):
         by_content = np.argsort(contents)
-        at = np.minimum(searched(contents[by_content], store.contents), n - 1)
-        found = contents[by_content][at] == store.contents
+        at, found = find_sorted(contents[by_content], store.contents)
         now[found] = by_content[at[found]]
         placed = np.flatnonzero(now >= 0)
         first = np.unique(now[placed], return_index=True)[1]  # a text stored twice: its first place

@@ -58,9 +58,7 @@ class PairVerdicts:
         """
         out = np.full(len(keys), -1, dtype=np.int8)
         for value, table in ((1, self.accepted), (0, self.rejected)):
-            if len(table):
-                at = np.minimum(np.searchsorted(table, keys), len(table) - 1)
-                out[table[at] == keys] = value
+            out[find_sorted(table, keys)[1]] = value
         return out
 
     def stale(self, texts: np.ndarray, frequency: TokenFrequency) -> np.ndarray:

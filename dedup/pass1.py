@@ -273,12 +273,12 @@ class FeatureTable:
         self.sizes.extend(shingles[first].astype(np.int64).tobytes())
         signed = first[given[first]]
         if len(signed):
-            which = (np.cumsum(given) - 1)[signed].tolist()  # their places in ``signatures``
-            for k in which:
-                if self.rows is not None:
-                    self.rows.append(signatures[k])
-                else:
-                    self._given.frombytes(signatures[k])
+            taken = [signatures[k] for k in (np.cumsum(given) - 1)[signed].tolist()]  # (places in it)
+            if self.rows is not None:
+                for signature in taken:
+                    self.rows.append(signature)
+            else:
+                self._given.frombytes(b"".join(taken))
             self._given_nodes.extend(nodes[signed].tolist())
         self.node_of.set_rows(docs, nodes)
         self.signals.set_rows(docs, np.ascontiguousarray(signals).view(np.float32))

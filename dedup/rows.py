@@ -90,8 +90,6 @@ class Rows:
         self.manifest_at, self.manifest_len = ints["manifest_at"], ints["manifest_len"]
         self.cluster_code, self.cluster_names = ints["cluster"], image.clusters
         self._cluster_numbers: dict[str, int] | None = None  # name -> code, made when first needed
-        self._name_keys = np.zeros(0, dtype=np.uint64)  # name code -> ``records.cluster_key``, once
-        self._made = np.zeros(0, dtype=bool)  # ... made
         self._window: dict[int, str] = {}
         self._next, self._size = -1, 16  # the row after the window, and how many the next one reads
 
@@ -142,20 +140,15 @@ class Rows:
 
     def cluster_keys_of(self, rows: np.ndarray) -> np.ndarray:
         """The stored records' ``cluster`` of ``rows``, duplicates (records not canonical), as
-        ``records.cluster_key``s: from the image (each name's key made once a run, when first
-        asked for), else read from each record."""
-        codes, names = np.frombuffer(self.cluster_code, dtype=np.int64)[rows], self.cluster_names
-        if len(self._name_keys) < len(names):  # (a run names new clusters as it goes)
-            grown = np.full(len(names), NO_NAME, dtype=np.uint64)
-            grown[: len(self._name_keys)] = self._name_keys
-            made = np.zeros(len(names), dtype=bool)
-            made[: len(self._made)] = self._made
-            self._name_keys, self._made = grown, made
-        named = codes >= 0
-        for c in np.unique(codes[named][~self._made[codes[named]]]).tolist():
-            self._name_keys[c], self._made[c] = cluster_key(names[c]), True
+        ``records.cluster_key``s: from the image (each name asked for made a key once), else read
+        from each record."""
+        codes = np.frombuffer(self.cluster_code, dtype=np.int64)[rows]
         keys = np.full(len(codes), NO_NAME, dtype=np.uint64)
-        keys[named] = self._name_keys[codes[named]]
+        named = codes >= 0
+        names, where = np.unique(codes[named], return_inverse=True)
+        keys[named] = np.array([cluster_key(self.cluster_names[c]) for c in names.tolist()], dtype=np.uint64)[
+            where
+        ]
         for k in np.flatnonzero((codes < 0) & (codes != NO_CLUSTER)).tolist():  # not in the image
             keys[k] = cluster_key(self.cluster(int(rows[k])))
         return keys

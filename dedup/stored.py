@@ -74,14 +74,14 @@ class KnownPairs:
         text of its star. None then: banding starts afresh.
         """
         from dedup import index, index_delta
-        from dedup.signatures import searched
+        from dedup.signatures import find_sorted
 
         if not len(contents):
             return None
         by_content = np.argsort(contents)
-        at = np.minimum(searched(contents[by_content], self.contents), len(contents) - 1)
+        at, present = find_sorted(contents[by_content], self.contents)
         known, shrunk = self, np.empty((0, 2), dtype=np.int64)
-        if not (present := contents[by_content][at] == self.contents).all():
+        if not present.all():
             if before is None:
                 return None
             known, shrunk = self.without(before, np.flatnonzero(~present))
