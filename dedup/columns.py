@@ -170,7 +170,9 @@ class Column:
             return values.reshape(shape)
         assert not self._tail, "a column read whole before it was sealed"
         assert self.path is not None
-        return np.memmap(self.path, dtype=np.dtype(dtype), mode="r", shape=shape)
+        # A plain view (``by_file`` still finds the file): np.memmap indexes in Python, ~220 ns an
+        # item against ~65, a slice ~940 against ~170, and a lone text's record reads a few of each.
+        return np.asarray(np.memmap(self.path, dtype=np.dtype(dtype), mode="r", shape=shape))
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to a Dask worker: the file's path (it maps the file itself), or the entries."""
@@ -296,16 +298,23 @@ def by_file(values: np.ndarray) -> Any:
 
     A Dask worker then maps the file (OUT is on storage it sees) instead of receiving the array.
     """
-    if isinstance(values, np.memmap) and isinstance(values.base, mmap.mmap) and values.filename:
-        return ("mapped", values.filename, values.dtype.str, values.shape, values.offset)
+    mapped = values if isinstance(values, np.memmap) else values.base  # or np.asarray's view of one
+    if not (isinstance(mapped, np.memmap) and isinstance(mapped.base, mmap.mmap) and mapped.filename):
+        return values
+    if _layout(values) == _layout(mapped):
+        return ("mapped", mapped.filename, mapped.dtype.str, mapped.shape, mapped.offset)
     return values
+
+
+def _layout(values: np.ndarray) -> tuple[Any, ...]:
+    return values.dtype, values.shape, values.strides, values.ctypes.data
 
 
 def from_file(state: Any) -> np.ndarray:
     """``by_file`` undone."""
     if isinstance(state, tuple) and state and state[0] == "mapped":
         _, path, dtype, shape, offset = state
-        return np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
+        return np.asarray(np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset))
     assert isinstance(state, np.ndarray)
     return state
 
@@ -315,7 +324,7 @@ class NodeKeys:
 
     A dict of them cost ~120 bytes a text in the driver's heap (12 GB at 100M
     texts); with a directory it is an open-addressing table in two mapped files
-    (16 bytes a slot, at most half full; ``kernels.assign_nodes``), grown by
+    (16 bytes a slot, at most half full; ``table_kernels.assign_nodes``), grown by
     moving it into a table twice the size. Without a directory (cron mode) the
     table is in memory: a cron run assigns every stored text at once, and the
     dict took ~1 s of a run at 1M. Without compiled kernels (or ``compiled=False``:
@@ -359,18 +368,18 @@ class NodeKeys:
         if not self._compiled:
             found = self._dict
             return np.array([found.setdefault(k, len(found)) for k in keys.tolist()], dtype=np.int64)
-        from dedup import kernels
+        from dedup import table_kernels
 
         if 2 * (self._count + len(keys)) > len(self._slots):
             size = len(self._slots)
             while 2 * (self._count + len(keys)) > size:
                 size *= 2
             slots, nodes = self._table(size)
-            kernels.move_nodes(self._slots, self._nodes, slots, nodes)
+            table_kernels.move_nodes(self._slots, self._nodes, slots, nodes)
             self._drop()
             self._slots, self._nodes = slots, nodes
         out = np.empty(len(keys), dtype=np.int64)
-        self._count = kernels.assign_nodes(self._slots, self._nodes, keys, self._count, out)
+        self._count = table_kernels.assign_nodes(self._slots, self._nodes, keys, self._count, out)
         return out
 
     def node(self, key: int) -> int:
@@ -396,9 +405,9 @@ class NodeKeys:
 
 def grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """(documents in node order, node -> its first place there): ``np.argsort`` in memory, or a
-    counting sort (``kernels.group_by_node``) into files in ``directory``, with no temporary the
-    size of the corpus."""
-    from dedup import kernels
+    counting sort (``table_kernels.group_by_node``) into files in ``directory``, with no temporary
+    the size of the corpus."""
+    from dedup import kernels, table_kernels
 
     if directory is None or not kernels.AVAILABLE:
         by_node = np.argsort(node_of, kind="stable")[int(np.count_nonzero(node_of < 0)) :]
@@ -407,7 +416,7 @@ def grouped(node_of: np.ndarray, nodes: int, directory: Path | None) -> tuple[np
     placed = sum(int(np.count_nonzero(node_of[k : k + step] >= 0)) for k in range(0, len(node_of), step))
     starts = zeros(directory / "starts", np.int64, nodes + 1)
     order = zeros(directory / "order", np.int64, placed)
-    kernels.group_by_node(node_of, starts, order)
+    table_kernels.group_by_node(node_of, starts, order)
     for written in (starts, order):
         if isinstance(written, np.memmap):  # in the file for workers on other machines
             written.flush()

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from datasketch import MinHashLSH
 
-from dedup import kernels
+from dedup import kernels, table_kernels
 from dedup.signature_spill import Blocks, blocks_of
 from dedup.signatures import distinct
 
@@ -275,7 +275,7 @@ def holding(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     bits = max(min(len(wanted).bit_length() + 6, len(keys).bit_length() + 2), 10)
     if kernels.AVAILABLE:
-        return kernels.holding(np.ascontiguousarray(keys), np.sort(wanted), bits)
+        return table_kernels.holding(np.ascontiguousarray(keys), np.sort(wanted), bits)
     shift = np.uint64(64 - bits)
     mult = np.uint64(0x9E3779B97F4A7C15)  # multiplicative hashing: the top bits mix every key bit
     table = np.zeros(1 << bits, dtype=bool)

@@ -82,7 +82,7 @@ class Corpus:
     ) -> Corpus:
         """The tables pass 2 reads, as numpy views of pass 1's (documents grouped by node)."""
         node_of = feats.node_of.numbers()
-        order, starts = columns.grouped(node_of, len(feats.contents), feats.directory)
+        order, starts = map(np.asarray, columns.grouped(node_of, len(feats.contents), feats.directory))
         return cls(
             config=config,
             docs=docs,

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup import columns, kernels
+from dedup import columns, kernels, table_kernels
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Paths, Source, Status
 from dedup.frequency import TokenFrequency
@@ -118,7 +118,8 @@ def test_the_corpus_goes_to_a_worker_as_its_files(tmp_path: Path) -> None:
     in_memory = Corpus.of(config, mem_docs, mem_feats, TokenFrequency())
     got = pickle.loads(pickle.dumps(corpus))
     for name in ("node_of", "order", "starts", "sizes", "contents", "signals"):
-        assert isinstance(getattr(corpus, name), np.memmap) == kernels.AVAILABLE or name in {
+        as_file = isinstance(columns.by_file(getattr(corpus, name)), tuple)  # its path, not its values
+        assert as_file == kernels.AVAILABLE or name in {
             "order",
             "starts",
         }
@@ -126,6 +127,9 @@ def test_the_corpus_goes_to_a_worker_as_its_files(tmp_path: Path) -> None:
     assert [got.members(n) for n in range(len(got.sizes))] == [
         in_memory.members(n) for n in range(len(got.sizes))
     ]
+    part = corpus.signals[1:]  # a part of a mapped file goes as its values
+    assert isinstance(columns.by_file(part), np.ndarray)
+    assert np.array_equal(pickle.loads(pickle.dumps(part)), part)
 
 
 @settings(max_examples=50, deadline=None)
@@ -135,7 +139,7 @@ def test_grouping_by_node_is_a_stable_sort(node_of: list[int]) -> None:
     values = np.array(node_of, dtype=np.int64)
     order = np.argsort(values, kind="stable")[int(np.count_nonzero(values < 0)) :]
     starts, got = np.zeros(nodes + 1, dtype=np.int64), np.zeros(len(order), dtype=np.int64)
-    kernels.group_by_node(values, starts, got)
+    table_kernels.group_by_node(values, starts, got)
     assert got.tolist() == order.tolist()
     assert starts.tolist() == np.searchsorted(values[order], np.arange(nodes + 1)).tolist()
 

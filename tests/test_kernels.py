@@ -24,7 +24,7 @@ from conftest import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dedup import align_kernels, alignment, index, kernels, quality, quality_kernels
+from dedup import align_kernels, alignment, index, kernels, quality, quality_kernels, table_kernels
 from dedup.alignment import ALIGN_MAX_TOKENS
 from dedup.comparison import compared, hashed, relative_of_ids
 from dedup.frequency import TokenFrequency
@@ -112,6 +112,14 @@ def test_signature_matches_the_reference(values: list[int], num_perm: int) -> No
     signer = Signer(num_perm=num_perm, seed=num_perm)
     shingles = np.array(values, dtype=np.uint64)
     assert signer.sign(shingles).tolist() == signer.sign(shingles, compiled=False).tolist()
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=300), st.lists(st.integers(0, 2**20 - 1), max_size=60))
+@SETTINGS
+def test_distinct_count_counts_each_value_once(values: list[int], low: list[int]) -> None:
+    """Including 0 (what marks a free slot), repeats, and values alike from bit 20 up (one slot)."""
+    given_ = values + low + [(1 << 40) | v for v in low] + values[:10] + low[:10]
+    assert kernels.distinct_count(np.array(given_, dtype=np.uint64)) == len(set(given_))
 
 
 @given(texts, st.integers(1, 7))
@@ -376,7 +384,7 @@ def test_count_min_add_is_add_at_per_row(hashes: list[int], multipliers: list[in
     reference = table.copy()
     for r in range(len(m)):
         np.add.at(reference[r], ((h * m[r]) >> shift).astype(np.intp), times)
-    kernels.count_min_add(table, h, times, m, shift)
+    table_kernels.count_min_add(table, h, times, m, shift)
     assert np.array_equal(table, reference)
 
 
@@ -390,7 +398,7 @@ def test_count_min_get_is_the_smallest_cell(hashes: list[int], multipliers: list
     table = np.random.default_rng(len(h)).integers(0, 2**32, (len(m), 1 << 4), dtype=np.uint32)
     cells = [((h * m[r]) >> shift).astype(np.intp) for r in range(len(m))]
     reference = np.min([table[r][cells[r]] for r in range(len(m))], axis=0) if len(h) else []
-    assert kernels.count_min_get(table, h, m, shift).tolist() == list(reference)
+    assert table_kernels.count_min_get(table, h, m, shift).tolist() == list(reference)
 
 
 @given(
@@ -408,5 +416,5 @@ def test_holding_finds_exactly_the_keys_wanted(
     wanted = wanted + keys[:shared]  # some keys wanted, some twice
     k, w = np.array(keys, dtype=np.uint64), np.array(wanted, dtype=np.uint64)
     expected = np.flatnonzero(np.isin(k, w)).tolist()
-    assert kernels.holding(k, np.sort(w), bits).tolist() == expected
+    assert table_kernels.holding(k, np.sort(w), bits).tolist() == expected
     assert index.holding(k, w).tolist() == expected
