@@ -194,6 +194,22 @@ def test_out_must_be_empty_unless_forced(corpus: Path, tmp_path: Path) -> None:
     assert (out / "keep.txt").read_text() == "mine" and (out / "manifest.jsonl").exists()
 
 
+def test_a_forced_run_replaces_canonical_and_follows_no_link_out_of_it(corpus: Path, tmp_path: Path) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    run([corpus], out, ONE_JOB)
+    kept = tree_digest(out / "canonical")
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "keep.txt").write_text("mine")
+    (out / "canonical" / "x" / "y").mkdir(parents=True)  # the old tree is removed a directory a thread
+    (out / "canonical" / "x" / "y" / "z.txt").write_text("old")
+    (out / "canonical" / "x" / "link").symlink_to(outside / "deep", target_is_directory=True)
+    (out / "canonical" / "link").symlink_to(outside, target_is_directory=True)
+    run([corpus], out, Config(jobs=1, force=True))
+    assert tree_digest(out / "canonical") == kept
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]
+    assert (outside / "deep" / "keep.txt").read_text() == "mine"
+
+
 def test_overlapping_runs_into_one_out_are_refused(corpus: Path, tmp_path: Path) -> None:
     from dedup.errors import StateLockedError
     from dedup.locks import locked
