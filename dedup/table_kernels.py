@@ -2,8 +2,8 @@
 
 The token count-min sketch (a batch's counts added to it, its estimates), the node
 table of distinct texts (``columns.NodeKeys``, ``grouped``) and the band keys a cron
-run looks up (``index.holding``). Each has its reference in numpy beside its caller,
-and ``tests/test_kernels.py`` checks the two agree.
+run looks up (``index.holding``). Each has its reference in numpy beside its caller;
+``tests/test_kernels.py`` and ``tests/test_columns.py`` check that they agree.
 """
 
 from __future__ import annotations

@@ -114,6 +114,12 @@ def test_signature_matches_the_reference(values: list[int], num_perm: int) -> No
     assert signer.sign(shingles).tolist() == signer.sign(shingles, compiled=False).tolist()
 
 
+def test_a_signature_over_several_blocks_of_shingles_matches_the_reference() -> None:
+    shingles = np.random.default_rng(5).integers(0, 2**64 - 1, 20_000, dtype=np.uint64, endpoint=True)
+    signer = Signer(num_perm=64, seed=5)
+    assert signer.sign(shingles).tolist() == signer.sign(shingles, compiled=False).tolist()
+
+
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=300), st.lists(st.integers(0, 2**20 - 1), max_size=60))
 @SETTINGS
 def test_distinct_count_counts_each_value_once(values: list[int], low: list[int]) -> None:
