@@ -15,7 +15,7 @@ import numpy as np
 from dedup import align_kernels, alignment, normalize, quality
 from dedup.frequency import TokenFrequency
 from dedup.pass1 import HASH_CHUNK, hash_tokens
-from dedup.signatures import hash_token_bytes, shingles_of, token_hashes
+from dedup.signatures import shingles_of, token_and_skeleton_hashes, token_hashes
 
 
 class Compared(NamedTuple):
@@ -91,8 +91,8 @@ def hashed(
     comparison, counts, keys = without_furniture(comparison, frequency, furniture_over)
     data = normalize.token_bytes(comparison)
     if len(data) <= HASH_CHUNK and data.isascii():
-        buf = np.frombuffer(data, dtype=np.uint8)
-        hashes, spaced = hash_token_bytes(buf)[: alignment.ALIGN_MAX_TOKENS], None
+        hashes, folded = token_and_skeleton_hashes(data)
+        hashes, spaced = hashes[: alignment.ALIGN_MAX_TOKENS], None
     else:
         toks = normalize.words(comparison)
         hashes = token_hashes(toks[: alignment.ALIGN_MAX_TOKENS])
@@ -103,7 +103,8 @@ def hashed(
         )
         data = " ".join(toks).encode("utf-8")
         del toks
-    shingles = shingles_of(hash_tokens(normalize.skeleton_bytes(data)), shingle_size)
+        folded = hash_tokens(normalize.skeleton_bytes(data))
+    shingles = shingles_of(folded, shingle_size)
     return Hashed(hashes, spaced, shingles, counts, keys)
 
 

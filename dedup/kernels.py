@@ -320,6 +320,16 @@ def _both_token_hashes(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
     return plain[:count].copy(), folded[:count].copy()
 
 
+@jit(f"UniTuple(uint64[::1], 2)({BYTES}, {TABLE}, {U8TABLE}, Array(uint8, 2, 'C', readonly=True))")
+def token_and_skeleton_hashes(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
+    """(``token_hashes(buf)``, ``token_hashes(skeleton(buf))``): one pass over the bytes when
+    folding keeps every word byte a word byte (it does: tokens then have the same bounds in
+    both); otherwise the skeleton is built first."""
+    if _folding_keeps_tokens(word, fold, digraphs):
+        return _both_token_hashes(buf, word, fold, digraphs)
+    return token_hashes(buf, word), token_hashes(skeleton(buf, word, fold, digraphs), word)
+
+
 @jit(
     f"Tuple((uint64[::1], int64, uint32[::1]))({BYTES}, {TABLE}, {U8TABLE}, "
     f"Array(uint8, 2, 'C', readonly=True), int64, {U64}, {U32}, {U32})"
@@ -327,17 +337,8 @@ def _both_token_hashes(buf: Any, word: Any, fold: Any, digraphs: Any) -> Any:
 def fingerprint(
     buf: Any, word: Any, fold: Any, digraphs: Any, k: Any, multipliers: Any, a: Any, b: Any
 ) -> Any:
-    """Pass 1 in one call: (token hashes, distinct skeleton shingle count, signature).
-
-    Plain and folded token hashes come from one pass over the bytes when folding
-    keeps every word byte a word byte (it does: tokens then have the same bounds in
-    both); otherwise the skeleton is built first, as ``skeleton`` does.
-    """
-    if _folding_keeps_tokens(word, fold, digraphs):
-        hashes, folded = _both_token_hashes(buf, word, fold, digraphs)
-    else:
-        hashes = token_hashes(buf, word)
-        folded = token_hashes(skeleton(buf, word, fold, digraphs), word)
+    """Pass 1 in one call: (token hashes, distinct skeleton shingle count, signature)."""
+    hashes, folded = token_and_skeleton_hashes(buf, word, fold, digraphs)
     if folded.shape[0] == 0:
         return hashes, 0, signature(folded, a, b)
     values = _shingle_values(folded, k, multipliers)  # the signature and count need no sorting

@@ -35,7 +35,7 @@ from dedup.frequency import TokenFrequency
 from dedup.groups import Groups, Task
 from dedup.pass1 import FeatureTable
 from dedup.record_spill import SpilledRecords
-from dedup.signatures import distinct, find_sorted, similarity, token_hashes
+from dedup.signatures import find_sorted, similarity, token_hashes, vocabulary_ids
 
 # A component's records (document, serialised), its verified pairs, and its verdicts' bounds.
 Settled = tuple[list[tuple[int, bytes]], int, "freq_bounds.Found | None"]
@@ -315,10 +315,9 @@ def settle(corpus: Corpus, task: Task) -> Settled:
     # The corpus frequency of every word of the group, looked up in one call: alignment asks
     # for a few words at a time, ~160 times per group on the noisy corpus.
     if compiled:
-        every = np.concatenate([toks[n] for n in nodes])
-        vocabulary = distinct(every)  # a sort: np.unique's stable argsort for the ids took longer
+        vocabulary, places = vocabulary_ids(np.concatenate([toks[n] for n in nodes]))
         cuts = np.cumsum([len(toks[n]) for n in nodes])[:-1]
-        ids = dict(zip(nodes, np.split(np.searchsorted(vocabulary, every), cuts), strict=True))
+        ids = dict(zip(nodes, np.split(places, cuts), strict=True))
         counts = corpus.frequency.get(vocabulary).astype(np.int64)
     else:
         words = list(dict.fromkeys(w for n in nodes for w in toks[n]))

@@ -145,6 +145,24 @@ def distinct(values: np.ndarray, kind: Literal["quicksort", "stable"] = "quickso
     return ordered[keep]
 
 
+def vocabulary_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``distinct(values)``, each value's place in it): one argsort, half the time of
+    ``distinct`` then ``np.searchsorted`` up to ~30,000 values (pass 2's groups), as fast beyond.
+
+    Example:
+        >>> [a.tolist() for a in vocabulary_ids(np.array([30, 10, 30, 20], dtype=np.uint64))]
+        [[10, 20, 30], [2, 0, 2, 1]]
+    """
+    order = np.argsort(values)
+    ordered = values[order]
+    new = np.empty(len(ordered), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    places = np.empty(len(ordered), dtype=np.intp)
+    places[order] = np.cumsum(new) - 1
+    return ordered[new], places
+
+
 def find_sorted(
     table: np.ndarray, wanted: np.ndarray, sorter: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +245,21 @@ class Signer:
     def lean(self, signature: np.ndarray) -> LeanMinHash:
         """Wrap a signature for datasketch's LSH index."""
         return LeanMinHash(seed=self.seed, hashvalues=signature, scheme=SCHEME)
+
+
+def token_and_skeleton_hashes(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``hash_token_bytes`` of ``data`` and of its OCR skeleton (``skeleton_bytes``): one
+    compiled pass over the bytes (pass 2 made them in three, ~44 against ~24 us a text).
+
+    Example:
+        >>> plain, folded = token_and_skeleton_hashes(b"tbe cornmunity")
+        >>> bool((folded == hash_token_bytes(skeleton_bytes(b"the community"))).all()), len(plain)
+        (True, 2)
+    """
+    if kernels.AVAILABLE:
+        buf = np.frombuffer(data, dtype=np.uint8)
+        return kernels.token_and_skeleton_hashes(buf, WORD_BYTE, OCR_FOLD_TABLE, OCR_DIGRAPH_TABLE)
+    return hash_token_bytes(data), hash_token_bytes(skeleton_bytes(data))
 
 
 def fingerprint(words: bytes, k: int, signer: Signer) -> tuple[np.ndarray, int, np.ndarray]:

@@ -38,7 +38,15 @@ from dedup.normalize import (
     token_bytes,
 )
 from dedup.quality import intrinsic, relative
-from dedup.signatures import Signer, fingerprint, hash_token_bytes, shingle_hashes, shingles_of, token_hashes
+from dedup.signatures import (
+    Signer,
+    fingerprint,
+    hash_token_bytes,
+    shingle_hashes,
+    shingles_of,
+    token_and_skeleton_hashes,
+    token_hashes,
+)
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not importable")
 
@@ -126,6 +134,16 @@ def test_distinct_count_counts_each_value_once(values: list[int], low: list[int]
     """Including 0 (what marks a free slot), repeats, and values alike from bit 20 up (one slot)."""
     given_ = values + low + [(1 << 40) | v for v in low] + values[:10] + low[:10]
     assert kernels.distinct_count(np.array(given_, dtype=np.uint64)) == len(set(given_))
+
+
+@given(texts)
+@SETTINGS
+def test_token_and_skeleton_hashes_are_the_reference_steps_in_one_call(text: str) -> None:
+    words = token_bytes(comparison_text(repair(text)))
+    plain, folded = token_and_skeleton_hashes(words)
+    assert plain.tolist() == hash_token_bytes(words, compiled=False).tolist()
+    reference = hash_token_bytes(skeleton_bytes(words, compiled=False), compiled=False)
+    assert folded.tolist() == reference.tolist()
 
 
 @given(texts, st.integers(1, 7))

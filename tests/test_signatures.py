@@ -103,3 +103,14 @@ def test_searched_of_other_dtypes_and_an_empty_table_is_numpys() -> None:
     assert np.array_equal(searched(table, wanted), np.searchsorted(table, wanted))
     empty = np.zeros(0, dtype=np.uint64)
     assert np.array_equal(searched(empty, wanted), np.searchsorted(empty, wanted))
+
+
+@settings(derandomize=True, max_examples=60)
+@given(st.lists(st.integers(0, 40), max_size=300), st.sampled_from([np.uint64, np.int64]))
+def test_vocabulary_ids_are_each_value_s_place_among_the_distinct(values: list[int], dtype: type) -> None:
+    from dedup.signatures import vocabulary_ids
+
+    given_ = np.array(values, dtype=dtype)
+    vocabulary, ids = vocabulary_ids(given_)
+    assert vocabulary.tolist() == sorted(set(values)) and vocabulary.dtype == given_.dtype
+    assert ids.tolist() == [vocabulary.tolist().index(v) for v in values]
