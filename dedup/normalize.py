@@ -160,8 +160,12 @@ def strip_boilerplate(text: str) -> tuple[str, int]:
     ascii_only = text.isascii()
     found = 0
     for k, line in enumerate(lines):
-        if (len(line) <= _BOILERPLATE_MAX or line[:1].isspace()) and (
-            _BOILERPLATE_LOWER.fullmatch(line.lower()) if ascii_only else _BOILERPLATE_ONE.fullmatch(line)
+        if (
+            line
+            and (len(line) <= _BOILERPLATE_MAX or line[:1].isspace())
+            and (
+                _BOILERPLATE_LOWER.fullmatch(line.lower()) if ascii_only else _BOILERPLATE_ONE.fullmatch(line)
+            )
         ):
             lines[k] = ""
             found += 1
@@ -189,10 +193,11 @@ def comparison(repaired: str) -> tuple[str, int | None]:
         >>> comparison("Storm hits.\\nAdvertisement")
         ('storm hits.\\n', 1)
     """
-    text = HTML_TAG.sub(" ", repaired) if "<" in repaired else repaired
-    if "&" in text:
+    tags, entities, links = "<" in repaired, "&" in repaired, "](" in repaired  # each looked for once
+    text = HTML_TAG.sub(" ", repaired) if tags else repaired
+    if entities and "&" in text:
         text = html.unescape(text)
-    if "](" in text:
+    if (links or entities) and "](" in text:  # (an entity may have been a bracket)
         text = MARKDOWN_LINK.sub(r"\1", text)
     text, found = strip_boilerplate(text)
     if not text.isascii():
@@ -202,8 +207,7 @@ def comparison(repaired: str) -> tuple[str, int | None]:
     text = text.casefold()
     if "n't" in text or "n\u2019t" in text:
         text = _NOT.sub(" not", text)
-    markup = "<" in repaired or "&" in repaired or "](" in repaired  # then the count was of other text
-    return text, None if markup else found
+    return text, None if tags or entities or links else found  # with markup, the count was of other text
 
 
 LINE_MAX = 200  # site furniture is short; a long line is a paragraph of some article

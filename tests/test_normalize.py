@@ -1,9 +1,21 @@
 """Formatting noise must not count as difference; real differences must survive."""
 
+import html
+
 import pytest
 from conftest import ARTICLES, COUNCIL, NOISE, mojibake, truncate
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from dedup.normalize import comparison_text, repair, repair_planned, tokens
+from dedup.normalize import (
+    HTML_TAG,
+    MARKDOWN_LINK,
+    comparison,
+    comparison_text,
+    repair,
+    repair_planned,
+    tokens,
+)
 
 
 @pytest.mark.parametrize("noise", ["treebank", "mojibake", "html", "markdown", "boilerplate"])
@@ -50,3 +62,25 @@ def test_a_repair_replayed_from_its_plan_is_the_searched_repair(article: str) ->
         assert plan is not None and fixed == repair(garbled) != garbled
         assert repair(garbled, plan) == fixed
     assert repair_planned(article) == (article, None)  # ftfy is not asked: nothing to replay
+
+
+_MARKUP_TEXTS = st.lists(
+    st.sampled_from(
+        ["<b>", "</p>", "<!-- x -->", "&amp;", "&#93;", "&lt;", "[link](u)", "](", "[a]", "(b)", "&", "<",
+         "Advertisement", "\n", " ", "ca n't", "Caf\u00e9", "word", "Share this", "[", "(u)"]
+    ),
+    max_size=30,
+).map("".join)  # fmt: skip
+
+
+@settings(derandomize=True, max_examples=300)
+@given(_MARKUP_TEXTS)
+@example("see [the link&#93;(u) here")  # an entity that was a bracket makes a link
+def test_markup_is_removed_as_each_step_applied_in_turn_removes_it(text: str) -> None:
+    """Tags, then entities, then markdown links: a step runs only when its mark is there, and the
+    text comes out as running all three does; the boilerplate count is given only without markup."""
+    stepped = MARKDOWN_LINK.sub(r"\1", html.unescape(HTML_TAG.sub(" ", text)))
+    got, count = comparison(text)
+    if not any(mark in stepped for mark in ("<", "&", "](")):
+        assert got == comparison(stepped)[0]
+    assert (count is None) == any(mark in text for mark in ("<", "&", "]("))
