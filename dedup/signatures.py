@@ -111,10 +111,10 @@ def document_shingles(tokens: Sequence[str], k: int) -> np.ndarray:
 
 def shingles_of(th: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
     """``shingle_hashes`` from already hashed tokens (``compiled=False``: the numpy reference)."""
-    if compiled and kernels.AVAILABLE:
-        return kernels.shingles(th, k, _POSITION_MULTIPLIERS)
     if len(th) == 0:
         return np.empty(0, dtype=np.uint64)
+    if compiled and kernels.AVAILABLE:
+        return distinct(kernels.shingle_values(th, k, _POSITION_MULTIPLIERS))
     width = min(k, len(th))
 
     n = len(th) - width + 1

@@ -40,6 +40,7 @@ from dedup.normalize import (
 from dedup.quality import intrinsic, relative
 from dedup.signatures import (
     Signer,
+    distinct,
     fingerprint,
     hash_token_bytes,
     shingle_hashes,
@@ -98,7 +99,7 @@ def test_fingerprint_builds_the_skeleton_first_when_folding_would_move_token_bou
     hashes, count, signature = kernels.fingerprint(buf, word, fold, digraphs, 2, mult, a, b)
     folded = kernels.token_hashes(kernels.skeleton(buf, word, fold, digraphs), word)
     assert len(folded) == 5 and len(hashes) == 4  # "taxi" -> "ta i", "rnx" -> "m ", "ox" -> "o "
-    shingles = kernels.shingles(folded, 2, mult)
+    shingles = distinct(kernels.shingle_values(folded, 2, mult))
     assert hashes.tolist() == kernels.token_hashes(buf, word).tolist()
     assert (count, signature.tolist()) == (len(shingles), kernels.signature(shingles, a, b).tolist())
 
