@@ -198,9 +198,9 @@ class _Carried:
         precede each row."""
         previous = self.previous
         canonical = previous.canonical_flags(rows)
-        duplicate = ~canonical & previous.ok(rows)
-        before = np.concatenate(([0], np.cumsum(duplicate)))
         codes = np.frombuffer(previous.status, dtype=np.uint8)[rows]
+        duplicate = ~canonical & (codes == previous.ok_code)
+        before = np.concatenate(([0], np.cumsum(duplicate)))
         return canonical, codes, previous.cluster_keys_of(rows[duplicate]), before
 
     def write(self, fh: Any, tally: records.Tally, docs: range, lo: int, placed: Placed) -> None:

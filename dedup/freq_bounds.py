@@ -199,7 +199,7 @@ class Collector:
             parts.append(
                 (
                     both,
-                    np.concatenate((keys[:, 0], keys[:, 1])).astype(np.uint64),
+                    np.concatenate((keys[:, 0], keys[:, 1])),  # uint64 (``outvoted``)
                     np.concatenate((first, second)),
                 )
             )

@@ -266,10 +266,11 @@ class FeatureTable:
         assert self._matrix is None, "texts added after the signature matrix was made"
         assert self.spill is None, "a spilled table holds every signature: set one by one"
         before = len(self.contents)
-        nodes = self._nodes.assign(np.asarray(contents, dtype=np.uint64))
+        contents = np.asarray(contents, dtype=np.uint64)
+        nodes = self._nodes.assign(contents)
         new = np.flatnonzero(nodes >= before)
         first = new[np.unique(nodes[new], return_index=True)[1]]  # each new text's first document
-        self.contents.extend(contents[first].astype(np.uint64).tobytes())
+        self.contents.extend(contents[first].tobytes())
         self.sizes.extend(shingles[first].astype(np.int64).tobytes())
         signed = first[given[first]]
         if len(signed):

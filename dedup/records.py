@@ -271,20 +271,21 @@ class ClusterKeys:
 
     def add(self, name: str | None) -> None:
         self._waiting.append(cluster_key(name))
-        if len(self._waiting) > max(len(self._merged), MERGE_FROM):  # a cron run adds them all here
-            self._merge()
+        self._merge_if_long()  # (a cron run adds them all here)
 
     def add_keys(self, keys: np.ndarray) -> None:
         """``add`` of names already made keys (``cluster_key``)."""
         self._waiting.frombytes(np.ascontiguousarray(keys, dtype=np.uint64).tobytes())
-        if len(self._waiting) > max(len(self._merged), MERGE_FROM):
-            self._merge()
+        self._merge_if_long()
 
     def update(self, other: ClusterKeys) -> None:
         """``other``'s keys too."""
         self._waiting.extend(other._waiting)
         if len(other._merged):
             self._waiting.frombytes(other._merged.tobytes())
+        self._merge_if_long()
+
+    def _merge_if_long(self) -> None:
         if len(self._waiting) > max(len(self._merged), MERGE_FROM):
             self._merge()
 

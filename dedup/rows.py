@@ -153,10 +153,14 @@ class Rows:
             keys[k] = cluster_key(self.cluster(int(rows[k])))
         return keys
 
+    @property
+    def ok_code(self) -> int:
+        """Status ``ok``'s code in ``status`` (-1: no row has it)."""
+        return self.statuses.index("ok") if "ok" in self.statuses else -1
+
     def ok(self, rows: np.ndarray) -> np.ndarray:
         """Whether each of ``rows`` is stored with status ``ok``, by its status code."""
-        code = self.statuses.index("ok") if "ok" in self.statuses else -1
-        return np.frombuffer(self.status, dtype=np.uint8)[rows] == code
+        return np.frombuffer(self.status, dtype=np.uint8)[rows] == self.ok_code
 
     def judged_as(self, r: int, print_: str) -> bool:
         """Whether a present document was judged, last run, in a group with this fingerprint."""
