@@ -32,52 +32,69 @@ def _trigram_keys(ids: Any) -> Any:
 
 
 @jit(None)
-def _unique_trigrams(ids: Any) -> Any:
-    """``alignment.unique_trigrams``: (sorted keys of the 3-grams that occur once, their positions)."""
+def trigram_table(ids: Any) -> Any:
+    """The 3-grams of ids in an open-addressing table, ~5x faster than sorting them: (the 3-grams'
+    keys, each slot's key or -1 where free, its count, the position of its first 3-gram, each
+    3-gram's slot).
+
+    A key's slot is the top bits of its product with an odd constant (``_slot``).
+    """
     keys = _trigram_keys(ids)
-    order = np.argsort(keys)
-    once = np.empty(keys.shape[0], dtype=np.int64)
-    m = 0
-    i = 0
-    while i < keys.shape[0]:
-        j = i + 1
-        while j < keys.shape[0] and keys[order[j]] == keys[order[i]]:
-            j += 1
-        if j == i + 1:
-            once[m] = order[i]
-            m += 1
-        i = j
-    where = once[:m].copy()
-    return keys[where], where
+    bits = 4
+    while (1 << bits) < 2 * keys.shape[0]:
+        bits += 1
+    table = np.full(1 << bits, -1, dtype=np.int64)
+    counts = np.zeros(1 << bits, dtype=np.int64)
+    first = np.zeros(1 << bits, dtype=np.int64)
+    where = np.empty(keys.shape[0], dtype=np.int64)
+    shift = _shift(table)
+    for i in range(keys.shape[0]):
+        s = _slot(table, keys[i], shift)
+        if table[s] < 0:
+            table[s] = keys[i]
+            first[s] = i
+        counts[s] += 1
+        where[i] = s
+    return keys, table, counts, first, where
 
 
 @jit(None)
-def _anchors(ka: Any, pa: Any, kb: Any, pb: Any, length_a: Any) -> Any:
-    """(i, j) of the 3-grams unique in both, sorted by i: ``sorted((ga[g], gb[g]) for g in shared)``."""
-    at = np.full(max(length_a, 1), -1, dtype=np.int64)
-    x = 0
-    y = 0
-    while x < ka.shape[0] and y < kb.shape[0]:
-        if ka[x] < kb[y]:
-            x += 1
-        elif ka[x] > kb[y]:
-            y += 1
-        else:
-            at[pa[x]] = pb[y]
-            x += 1
-            y += 1
-    count = 0
-    for i in range(at.shape[0]):
-        if at[i] >= 0:
-            count += 1
-    out = np.empty((count, 2), dtype=np.int64)
+def _shift(table: Any) -> Any:
+    """64 less the bits of a slot of ``table`` (its length a power of 2)."""
+    bits = 0
+    while (1 << bits) < table.shape[0]:
+        bits += 1
+    return np.uint64(64 - bits)
+
+
+@jit(None)
+def _slot(table: Any, key: Any, shift: Any) -> Any:
+    """The slot of ``key`` in ``trigram_table``'s table: where it is, or the free one it would take."""
+    mask = table.shape[0] - 1
+    h = np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+    while table[h] >= 0 and table[h] != key:
+        h = (h + 1) & mask
+    return h
+
+
+@jit(None)
+def anchors(a: Any, b: Any) -> Any:
+    """(i, j) of the 3-grams unique in both, sorted by i: ``sorted((ga[g], gb[g]) for g in shared)``
+    (``alignment.edits``), from the ``trigram_table`` of each side.
+    """
+    keys, counts, where = a[0], a[2], a[4]
+    _, table_b, counts_b, first_b, _ = b
+    out = np.empty((keys.shape[0], 2), dtype=np.int64)
+    shift = _shift(table_b)
     k = 0
-    for i in range(at.shape[0]):
-        if at[i] >= 0:
-            out[k, 0] = i
-            out[k, 1] = at[i]
-            k += 1
-    return out
+    for i in range(keys.shape[0]):
+        if counts[where[i]] == 1:
+            s = _slot(table_b, keys[i], shift)
+            if table_b[s] >= 0 and counts_b[s] == 1:
+                out[k, 0] = i
+                out[k, 1] = first_b[s]
+                k += 1
+    return out[:k]
 
 
 @jit(None)
@@ -207,17 +224,12 @@ def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: 
     blamed = np.zeros(members, dtype=np.int64)
     decisions = np.empty((16, 4), dtype=np.int64)
     taken = 0
-    keys = []
-    places = []
-    for m in range(members):
-        k, p = _unique_trigrams(ids[starts[m] : starts[m + 1]])
-        keys.append(k)
-        places.append(p)
+    tables = [trigram_table(ids[starts[m] : starts[m + 1]]) for m in range(members)]
     for x in range(members):
         a = ids[starts[x] : starts[x + 1]]
         for y in range(x + 1, members):
             b = ids[starts[y] : starts[y + 1]]
-            chain = longest_increasing(_anchors(keys[x], places[x], keys[y], places[y], a.shape[0]))
+            chain = longest_increasing(anchors(tables[x], tables[y]))
             for c in range(chain.shape[0] - 1):
                 i1, j1, i2, j2 = chain[c, 0], chain[c, 1], chain[c + 1, 0], chain[c + 1, 1]
                 widest = max(i2 - i1 - 3, j2 - j1 - 3, 0)
@@ -260,19 +272,11 @@ def outvoted(ids: Any, starts: Any, frequency: Any, log_frequency: Any, margin: 
 @jit(f"int64({I64}, int64)")
 def repeated_words(ids: Any, min_count: Any) -> Any:
     """Words inside 3-grams said ``min_count``+ times (``quality.repeated_phrase_fraction``'s count)."""
-    keys = _trigram_keys(ids)
+    keys, _, counts, _, where = trigram_table(ids)
     grams = keys.shape[0]
-    order = np.argsort(keys)
     frequent = np.zeros(grams, dtype=np.bool_)
-    i = 0
-    while i < grams:
-        j = i + 1
-        while j < grams and keys[order[j]] == keys[order[i]]:
-            j += 1
-        if j - i >= min_count:
-            for r in range(i, j):
-                frequent[order[r]] = True
-        i = j
+    for s in range(grams):
+        frequent[s] = counts[where[s]] >= min_count
     covered = 0
     for w in range(ids.shape[0]):  # a word is covered when one of the 3-grams holding it is frequent
         for s in range(max(w - 2, 0), min(w, grams - 1) + 1):

@@ -345,6 +345,34 @@ def test_replacements_are_difflibs(a: list[int], b: list[int]) -> None:
     assert [tuple(row) for row in found.tolist()] == expected
 
 
+@given(
+    st.lists(st.integers(0, 5), min_size=9, max_size=400),
+    st.sampled_from([1, 7, (1 << align_kernels.ID_BITS) - 6]),
+)
+@SETTINGS
+def test_repeated_words_count_the_references_covered_words(small: list[int], offset: int) -> None:
+    """Few distinct ids (many repeated 3-grams, many taking the same slot), low and high ids alike."""
+    ids = np.array(small, dtype=np.int64) + offset
+    covered = align_kernels.repeated_words(ids, 3)
+    expected = quality.repeated_phrase_fraction([str(i) for i in ids.tolist()])
+    assert max(covered / len(ids) - 0.02, 0.0) == expected
+
+
+@given(
+    st.lists(st.integers(0, 3), max_size=120),
+    st.lists(st.integers(0, 3), max_size=120),
+    st.sampled_from([0, (1 << align_kernels.ID_BITS) - 4]),
+)
+@SETTINGS
+def test_anchors_are_the_3grams_once_in_both(a: list[int], b: list[int], offset: int) -> None:
+    """Four ids: 3-grams seen once on one side and more often on the other, slots shared by many keys."""
+    words_a, words_b = [str(i + offset) for i in a], [str(i + offset) for i in b]
+    ga, gb = alignment.unique_trigrams(words_a), alignment.unique_trigrams(words_b)
+    expected = sorted((ga[g], gb[g]) for g in ga.keys() & gb.keys())
+    tables = [align_kernels.trigram_table(np.array(w, dtype=np.int64) + offset) for w in (a, b)]
+    assert [tuple(p) for p in align_kernels.anchors(*tables).tolist()] == expected
+
+
 @given(st.permutations(range(12)))
 @SETTINGS
 def test_the_longest_chain_of_anchors_is_the_references(js: list[int]) -> None:
