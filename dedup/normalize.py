@@ -76,6 +76,9 @@ _UNSPACED = re.compile(
     "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
     "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+"
 )
+# The UTF-8 lead bytes of those ranges, and a few more: looked for in bytes first, as the
+# character class costs ~9 ns a character of a text without any (38 against 12 us at 4 KB).
+_UNSPACED_LEADS = re.compile(rb"[\xe0\xe1\xe3-\xe9\xef\xf0]")
 
 
 def spaced_words(tokens: Sequence[str]) -> Sequence[str]:
@@ -202,7 +205,7 @@ def comparison(repaired: str) -> tuple[str, int | None]:
     text, found = strip_boilerplate(text)
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-        if _UNSPACED.search(text):
+        if _UNSPACED_LEADS.search(text.encode("utf-8", "surrogatepass")) and _UNSPACED.search(text):
             text = _UNSPACED.sub(_bigrams, text)
     text = text.casefold()
     if "n't" in text or "n\u2019t" in text:
