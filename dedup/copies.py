@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dedup import manifest
+from dedup import last_copies, manifest
 from dedup.columns import CHUNK, Column
 from dedup.config import Config
 from dedup.document import DocumentTable
@@ -260,6 +260,7 @@ class Staged:
         self._made: set[str] = set()  # parent directories made in the staging directory
         self._aside = manifest.stage_canonical(out)  # a ``.canonical.*.tmp``: a killed run's is removed
         self._containers = Column("q", self._aside / "containers")
+        self._last = last_copies.root(out, self.staging)
 
     def __enter__(self) -> Staged:
         return self
@@ -284,7 +285,8 @@ class Staged:
                 files.append(i)
         _make_parents(docs, files, base, self._made)
         for share in _shares(files, self._threads):
-            self._pending.append((len(share), self._pool.submit(_copy_share, docs, share, base, None)))
+            copying = self._pool.submit(_copy_share, docs, share, base, None, self._last)
+            self._pending.append((len(share), copying))
             self._waiting += len(share)
         # A failed copy ends the run now, not at the end. 730,000 kept files waited at the noisy 1M
         # (6 MB as arrays; 23 MB as lists), ~80 million would at 100M: beyond ``WAITING`` the records
@@ -322,10 +324,17 @@ def _shares(files: Sequence[int], threads: int) -> list[Sequence[int]]:
     return [files[k : k + step] for k in range(0, len(files), step)]
 
 
-def _copy_share(docs: DocumentTable, share: Sequence[int], base: str, temp: str | None) -> None:
+def _copy_share(
+    docs: DocumentTable, share: Sequence[int], base: str, temp: str | None, last: str | None = None
+) -> None:
+    """Copy each document of ``share`` under ``base``; with ``last`` (OUT's ``canonical/`` as the last
+    run left it), link a copy made then when it is still right (``last_copies.link``)."""
+    directories: dict[str, bool] = {}
     for i in share:
         doc = docs.whole_file(i)
-        manifest.copy_document(doc, os.path.join(base, doc.path), atomic=temp is not None, temp_dir=temp)
+        target = os.path.join(base, doc.path)
+        if last is None or not last_copies.link(doc, last, target, directories):
+            manifest.copy_document(doc, target, atomic=temp is not None, temp_dir=temp)
 
 
 def _copy_files(

@@ -378,8 +378,7 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False, temp_dir:
         raise InputChangedError(f"{doc.file}: cannot be read again: {err.strerror or err}") from err
     try:
         try:
-            # Never wider than the source: a private input stays private in canonical/.
-            mode = _FILE_MODE & os.fstat(src).st_mode
+            mode = copy_mode(os.fstat(src).st_mode)
             dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
             try:
                 os.fchmod(dst, mode)
@@ -402,6 +401,11 @@ def copy_document(doc: Document, target: str, *, atomic: bool = False, temp_dir:
         raise
     finally:
         os.close(src)
+
+
+def copy_mode(source_mode: int) -> int:
+    """The permissions of a copy: never wider than the source's (a private input stays private)."""
+    return _FILE_MODE & source_mode
 
 
 def partial_name(target: str) -> str:

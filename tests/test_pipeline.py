@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import orjson
@@ -208,6 +209,44 @@ def test_a_forced_run_replaces_canonical_and_follows_no_link_out_of_it(corpus: P
     assert tree_digest(out / "canonical") == kept
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]
     assert (outside / "deep" / "keep.txt").read_text() == "mine"
+
+
+def test_a_forced_rerun_keeps_the_copies_still_right_and_makes_the_others_again(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """Still right: the input's bytes, a copy's permissions, no other name. Kept ones keep their
+    inode (linked, not copied again); the rest are copied afresh; a user's other name is left alone."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    run([corpus], out, ONE_JOB)
+    canonical = out / "canonical"
+    kept = tree_digest(canonical)
+    edited, private, shared, *same = sorted(kept)
+    assert same
+    text = (canonical / edited).read_bytes()
+    (canonical / edited).write_bytes(text[:-1] + (b"?" if text[-1:] != b"?" else b"!"))  # same size
+    (canonical / private).chmod(0o600)
+    elsewhere.mkdir()
+    os.link(canonical / shared, elsewhere / "shared.txt")
+    inodes = {path: (canonical / path).stat().st_ino for path in kept}
+    run([corpus], out, Config(jobs=1, force=True))
+    assert tree_digest(canonical) == kept
+    assert [path for path in sorted(kept) if (canonical / path).stat().st_ino == inodes[path]] == same
+    assert {(canonical / path).stat().st_nlink for path in kept} == {1}
+    assert (elsewhere / "shared.txt").read_bytes() == (corpus / shared).read_bytes()
+    assert (elsewhere / "shared.txt").stat().st_nlink == 1
+    modes = {stat.S_IMODE((canonical / path).stat().st_mode) for path in kept}
+    assert modes == {stat.S_IMODE((corpus / same[0]).stat().st_mode) & ~0o111}
+
+
+def test_a_forced_rerun_links_nothing_from_a_canonical_that_is_a_link(corpus: Path, tmp_path: Path) -> None:
+    out, mine = tmp_path / "out", tmp_path / "mine"
+    run([corpus], out, ONE_JOB)
+    os.rename(out / "canonical", mine)  # the user's directory, with right copies in it
+    (out / "canonical").symlink_to(mine, target_is_directory=True)
+    run([corpus], out, Config(jobs=1, force=True))
+    files = [p for p in mine.rglob("*") if p.is_file()]
+    assert files and {p.stat().st_nlink for p in files} == {1}
+    assert tree_digest(out / "canonical") == tree_digest(mine)
 
 
 def test_overlapping_runs_into_one_out_are_refused(corpus: Path, tmp_path: Path) -> None:
