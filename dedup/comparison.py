@@ -82,17 +82,21 @@ def hashed(
     """``compared`` without making a string of every word, when the text allows.
 
     An article's token bytes (``normalize.token_bytes``) hold the same tokens as
-    ``normalize.words``, and its skeleton the same folded tokens: the words are
-    only made for a text with non-ASCII words (``spaced_words`` looks at them) or
-    longer than one hashing piece (its pieces are cut as ``compared`` cuts them).
-    ``repair``: the mojibake repair pass 1 found for this text, replayed.
+    ``normalize.words``, and its skeleton the same folded tokens; which tokens
+    ``spaced_words`` keeps is read from the bytes too (``spaced_flags``). The
+    words are only made for a text longer than one hashing piece (its pieces are
+    cut as ``compared`` cuts them): every non-ASCII text made them, 460 against
+    96 us a noisy text. ``repair``: the mojibake repair pass 1 found for this
+    text, replayed.
     """
     comparison = normalize.comparison_text(normalize.repair(text, repair))
     comparison, counts, keys = without_furniture(comparison, frequency, furniture_over)
     data = normalize.token_bytes(comparison)
-    if len(data) <= HASH_CHUNK and data.isascii():
+    if len(data) <= HASH_CHUNK:
         hashes, folded = token_and_skeleton_hashes(data)
-        hashes, spaced = hashes[: alignment.ALIGN_MAX_TOKENS], None
+        hashes = hashes[: alignment.ALIGN_MAX_TOKENS]
+        unspaced = not data.isascii() and normalize.has_unspaced(comparison)
+        spaced = normalize.spaced_flags(data, len(hashes)) if unspaced else None
     else:
         toks = normalize.words(comparison)
         hashes = token_hashes(toks[: alignment.ALIGN_MAX_TOKENS])

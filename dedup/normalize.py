@@ -72,13 +72,55 @@ _NON_ASCII_SEPARATORS = re.compile(r"[^\x00-\x7f\w]+")
 # character bigrams instead (as CJK search analysers do): a k-shingle then spans k + 1
 # characters, a slip changes at most k + 1 shingles, and a bigram's corpus frequency
 # tells a slip from the right character where a single character's cannot.
-_UNSPACED = re.compile(
-    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
-    "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+"
+UNSPACED_RANGES = (  # Thai and Lao, Myanmar, Khmer, kana, CJK (ideographs and their extensions)
+    (0x0E00, 0x0EFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x17FF),
+    (0x3040, 0x30FF),
+    (0x31F0, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x3134F),
 )
+_UNSPACED = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in UNSPACED_RANGES) + "]+")
 # The UTF-8 lead bytes of those ranges, and a few more: looked for in bytes first, as the
 # character class costs ~9 ns a character of a text without any (38 against 12 us at 4 KB).
 _UNSPACED_LEADS = re.compile(rb"[\xe0\xe1\xe3-\xe9\xef\xf0]")
+
+
+def has_unspaced(text: str) -> bool:
+    """Whether ``text`` holds a character of a script written without spaces (then ``spaced_words``
+    may drop some of its tokens; without one, it keeps them all).
+
+    Example:
+        >>> has_unspaced("caf\u00e9 \u2014 ok"), has_unspaced("q3 \u6771\u4eac")
+        (False, True)
+    """
+    return bool(_UNSPACED_LEADS.search(text.encode("utf-8", "surrogatepass")) and _UNSPACED.search(text))
+
+
+def spaced_flags(data: bytes, count: int) -> np.ndarray:
+    """``is_spaced`` of the first ``count`` tokens of ``token_bytes`` data, from the code point each
+    starts with (a token made of an unspaced run is one of its bigrams: ``comparison``), in numpy.
+
+    Example:
+        >>> spaced_flags(token_bytes("q3 \u6771\u4eac caf\u00e9"), 3).tolist()
+        [True, False, True]
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    word = WORD_BYTE[buf]
+    starts = np.flatnonzero(word & ~np.concatenate(([False], word[:-1])))[:count]
+    after = np.concatenate((buf, np.zeros(3, dtype=np.uint8))).astype(np.int64)
+    lead, *more = (after[starts + k] for k in range(4))
+    # A token starts with ASCII or a UTF-8 lead byte; two bytes are below every range.
+    three = ((lead & 0x0F) << 12) | ((more[0] & 0x3F) << 6) | (more[1] & 0x3F)
+    four = ((lead & 0x07) << 18) | ((more[0] & 0x3F) << 12) | ((more[1] & 0x3F) << 6) | (more[2] & 0x3F)
+    code = np.where(lead >= 0xF0, four, np.where(lead >= 0xE0, three, 0))
+    unspaced = np.zeros(len(starts), dtype=bool)
+    for lo, hi in UNSPACED_RANGES:
+        unspaced |= (code >= lo) & (code <= hi)
+    return ~unspaced
 
 
 def spaced_words(tokens: Sequence[str]) -> Sequence[str]:
@@ -205,7 +247,7 @@ def comparison(repaired: str) -> tuple[str, int | None]:
     text, found = strip_boilerplate(text)
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-        if _UNSPACED_LEADS.search(text.encode("utf-8", "surrogatepass")) and _UNSPACED.search(text):
+        if has_unspaced(text):
             text = _UNSPACED.sub(_bigrams, text)
     text = text.casefold()
     if "n't" in text or "n\u2019t" in text:

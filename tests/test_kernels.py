@@ -399,6 +399,27 @@ def test_hashed_texts_give_the_tokens_and_shingles_of_the_reference() -> None:
         assert (fast.spaced.tolist() if fast.spaced is not None else [True] * len(words)) == spaced
 
 
+# Words of many scripts, spaced or not, with what comparison_text folds (NFKC, case, a Kelvin sign, a
+# ligature, combining marks) and what separates tokens (curly quotes, dashes, no-break spaces).
+MIXED = st.text(
+    alphabet="ab rn1 _\u00e9\u00df\u0130K\u212a\ufb01e\u0301\u0416\u03c3\u00a0\u2019\u2014\u0e01\u0e32"
+    "\u1000\u1780\u3042\u30ab\u4e00\u6771\uf900\U00020001\n",
+    max_size=120,
+)
+
+
+@given(MIXED)
+@SETTINGS
+def test_hashed_texts_of_any_script_give_the_reference_tokens_and_spaced_words(text: str) -> None:
+    frequency = TokenFrequency(width=1 << 10)
+    reference, fast = compared(text, 3, frequency, 1), hashed(text, 3, frequency, 1)
+    words = reference.tokens[:ALIGN_MAX_TOKENS]
+    assert fast.hashes.tolist() == token_hashes(words).tolist()
+    assert fast.shingles.tolist() == reference.shingles.tolist()
+    spaced = [is_spaced(w) for w in words]
+    assert (fast.spaced.tolist() if fast.spaced is not None else [True] * len(words)) == spaced
+
+
 # The patterns as first written (a look-behind first): the reference for the faster forms.
 READABLE_PATTERNS = {
     "treebank": re.compile(
