@@ -294,6 +294,39 @@ def fingerprint(
     return hashes, distinct_count(values), signature(values, a, b)
 
 
+@jit(f"Tuple((Array(uint8, 1, 'C'), boolean))({BYTES}, {TABLE})")
+def separated(buf: Any, word: Any) -> Any:
+    """``normalize.token_bytes`` of a text's UTF-8 bytes (surrogates passed): each run of non-ASCII
+    characters that are not word characters (``word``, one flag a code point of the BMP) made one
+    space. (bytes, True), or False where a character is beyond the BMP (the caller asks the pattern).
+    """
+    out = np.empty(buf.shape[0], dtype=np.uint8)
+    n, i, run = 0, 0, False
+    while i < buf.shape[0]:
+        b = np.int64(buf[i])
+        if b < 0x80:
+            out[n] = b
+            n, i, run = n + 1, i + 1, False
+            continue
+        if b >= 0xF0:
+            return out[:0], False
+        if b >= 0xE0:
+            size, code = (
+                3,
+                ((b & 0x0F) << 12) | ((np.int64(buf[i + 1]) & 0x3F) << 6) | (np.int64(buf[i + 2]) & 0x3F),
+            )
+        else:
+            size, code = 2, ((b & 0x1F) << 6) | (np.int64(buf[i + 1]) & 0x3F)
+        if word[code]:
+            out[n : n + size] = buf[i : i + size]
+            n, run = n + size, False
+        elif not run:
+            out[n] = 32
+            n, run = n + 1, True
+        i += size
+    return out[:n], True
+
+
 def warm() -> bool:
     """Whether compiled kernels are in use; importing the kernel modules already compiled them.
 

@@ -492,3 +492,15 @@ def test_holding_finds_exactly_the_keys_wanted(
     expected = np.flatnonzero(np.isin(k, w)).tolist()
     assert table_kernels.holding(k, np.sort(w), bits).tolist() == expected
     assert index.holding(k, w).tolist() == expected
+
+
+@given(
+    MIXED
+    | st.text(max_size=200)
+    | st.text(alphabet="a\u00e9\u2014\u00a0\ud800\u0301\U0001f600 _", max_size=40)
+)
+@SETTINGS
+def test_token_bytes_make_each_run_of_other_non_ascii_characters_one_space(text: str) -> None:
+    """Word characters by the patterns' \\w (letters, digits, marks that are not), a lone surrogate, and
+    characters beyond the BMP (there the pattern decides)."""
+    assert token_bytes(text) == re.sub(r"[^\x00-\x7f\w]+", " ", text).encode("utf-8")
