@@ -29,3 +29,17 @@ def test_the_library_entry_points_still_import_from_the_package() -> None:
     assert (run, RunResult) == (pipeline_run, PipelineResult)
     with pytest.raises(AttributeError):
         _ = __import__("dedup").no_such_name
+
+
+@pytest.mark.parametrize("args", [["--version"], ["run", "--no-such-option"]])
+def test_the_console_script_leaves_the_last_collection_nothing_to_walk(args: list[str]) -> None:
+    """After any command, done or refused: what the run made is frozen for the interpreter's exit."""
+    code = (
+        "import atexit, gc, sys\n"
+        "from dedup.cli import main\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, 'collected', gc.collect()))\n"
+        f"sys.argv = ['dedup', *{args!r}]\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.stdout.splitlines()[-1] == "frozen True collected 0"
