@@ -81,22 +81,40 @@ _BOILERPLATE_INLINE = re.compile(
     re.IGNORECASE,
 )
 _BOILERPLATE_INLINE_LOWER = re.compile(_BOILERPLATE_INLINE.pattern)  # for ASCII text, lowered
+# How each branch of it begins: a match starts only where one of these does.
+_INLINE_STARTS = (
+    "subscribe to ", "sign up for ", "click here", "share this ", "follow us on", "accept ", "we use ",
+    "all rights reserved", "continue reading", "skip to ", "download ",
+)  # fmt: skip
 
 
 def inline_boilerplate(text: str) -> int:
     """How many inline boilerplate phrases ``text`` holds: ``len(_BOILERPLATE_INLINE.findall(text))``.
 
-    ASCII text is lowered and searched case-sensitively: the same matches at half
-    the cost (an IGNORECASE search folds every character it compares; ~180 us a
-    document where a cue word is present).
+    ASCII text is lowered and matched case-sensitively, only where a branch's first
+    words are (``str.find``), left to right past each match, as ``findall`` goes: the
+    same matches (an IGNORECASE search folds every character it compares, ~180 us a
+    document where a cue word is present; lowered, the search tries every position,
+    ~115 us).
 
     Example:
         >>> inline_boilerplate("Click HERE to Subscribe to our newsletter. Click here.")
         3
     """
-    if text.isascii():
-        return len(_BOILERPLATE_INLINE_LOWER.findall(text.lower()))
-    return len(_BOILERPLATE_INLINE.findall(text))
+    if not text.isascii():
+        return len(_BOILERPLATE_INLINE.findall(text))
+    lowered = text.lower()
+    starts = set()
+    for words in _INLINE_STARTS:
+        at = lowered.find(words)
+        while at >= 0:
+            starts.add(at)
+            at = lowered.find(words, at + 1)
+    count = end = 0
+    for at in sorted(starts):
+        if at >= end and (found := _BOILERPLATE_INLINE_LOWER.match(lowered, at)):
+            count, end = count + 1, found.end()
+    return count
 
 
 # Substrings without which a pattern cannot match: `in` runs at memchr speed, a regex

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 from conftest import ARTICLES, COUNCIL, MUSEUM, NOISE, coref, garble, join_paragraphs, truncate
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dedup.alignment import edits, longest_increasing, unique_trigrams
@@ -171,7 +171,16 @@ _INLINE_PIECES = [
 
 
 @given(st.lists(st.sampled_from(_INLINE_PIECES), max_size=30).map("".join))
+@example("Subscribe to our follow us on. Click here")  # a phrase inside another's match: once
 def test_inline_boilerplate_counts_what_the_ignorecase_pattern_finds(text: str) -> None:
     from dedup.quality import PATTERNS, inline_boilerplate
 
     assert inline_boilerplate(text) == len(PATTERNS["boilerplate_inline"].findall(text))
+
+
+@pytest.mark.parametrize("phrase", [p for p in _INLINE_PIECES if len(p) > 12 or p == "CLICK HERE"])
+def test_each_inline_boilerplate_phrase_is_counted_where_it_stands(phrase: str) -> None:
+    from dedup.quality import PATTERNS, inline_boilerplate
+
+    for text in (f"{phrase} x", f"x {phrase}. {phrase}", f"x{phrase}"):
+        assert inline_boilerplate(text) == len(PATTERNS["boilerplate_inline"].findall(text)), text
