@@ -44,9 +44,9 @@ def trigram_table(ids: Any) -> Any:
     while (1 << bits) < 2 * keys.shape[0]:
         bits += 1
     table = np.full(1 << bits, -1, dtype=np.int64)
-    counts = np.zeros(1 << bits, dtype=np.int64)
-    first = np.zeros(1 << bits, dtype=np.int64)
-    where = np.empty(keys.shape[0], dtype=np.int64)
+    counts = np.zeros(1 << bits, dtype=np.int32)  # int32: a group's tables of every member at once
+    first = np.zeros(1 << bits, dtype=np.int32)  # (positions: at most ALIGN_MAX_TOKENS)
+    where = np.empty(keys.shape[0], dtype=np.int32)
     shift = _shift(table)
     for i in range(keys.shape[0]):
         s = _slot(table, keys[i], shift)

@@ -1,6 +1,7 @@
 """The canonical copies a forced rerun can keep: the last run's, where they still hold the input.
 
-A ``--force`` rerun replaces ``canonical/`` whole (``copies.Staged``). Most of what it
+A ``--force`` rerun replaces ``canonical/`` whole (``copies.Staged``; so does a cron run
+that cannot bring it up to date in place). Most of what it
 keeps is what the last run kept, byte for byte: linking those copies into the new
 directory instead of copying them again spares the file system a file made and, when
 the old directory goes, a file freed, the larger part of a rerun's write stage.
@@ -55,6 +56,7 @@ def link(doc: Document, last: str, target: str, directories: dict[str, bool]) ->
             if not (
                 stat.S_ISREG(mine.st_mode)
                 and mine.st_nlink == 1  # a name of the user's too: not shared with canonical/
+                and mine.st_uid == os.geteuid()  # a copy made now would be this user's
                 and mine.st_size == doc.size
                 and (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino)
                 and stat.S_IMODE(mine.st_mode) == manifest.copy_mode(theirs.st_mode)

@@ -73,19 +73,19 @@ _GAPS = re.compile(
     r"[^\S\n](?<=\w[^\S\n])[^\S\n]+(?=\w)"
     r"|[\"\u201c\u201d](?<=\w [\"\u201c\u201d])[^\S\n]*[\"\u201c\u201d](?= \w)|\([^\S\n]*\)"
 )
-# Site furniture glued into running text (paragraphs joined after it was added).
+# Site furniture glued into running text (paragraphs joined after it was added): each phrase as
+# the words it starts with and the rest of its pattern. A match starts only where such words do.
+_INLINE_PHRASES = (
+    ("subscribe to ", r"(?:our|the) \w+"), ("sign up for ", r"(?:our|the) \w+"), ("click here", r"\b"),
+    ("share this ", "(?:article|story|page)"), ("follow us on", ""), ("accept ", "(?:all )?cookies"),
+    ("we use ", "(?:all )?cookies"), ("all rights reserved", ""), ("continue reading", ""),
+    ("skip to ", "(?:main )?content"), ("download ", "(?:our|the) app"),
+)  # fmt: skip
+_INLINE_STARTS = tuple(start for start, _ in _INLINE_PHRASES)
 _BOILERPLATE_INLINE = re.compile(
-    r"\b(?:subscribe to (?:our|the) \w+|sign up for (?:our|the) \w+|click here\b"
-    r"|share this (?:article|story|page)|follow us on|(?:accept|we use) (?:all )?cookies"
-    r"|all rights reserved|continue reading|skip to (?:main )?content|download (?:our|the) app)",
-    re.IGNORECASE,
+    r"\b(?:" + "|".join(re.escape(start) + rest for start, rest in _INLINE_PHRASES) + ")", re.IGNORECASE
 )
 _BOILERPLATE_INLINE_LOWER = re.compile(_BOILERPLATE_INLINE.pattern)  # for ASCII text, lowered
-# How each branch of it begins: a match starts only where one of these does.
-_INLINE_STARTS = (
-    "subscribe to ", "sign up for ", "click here", "share this ", "follow us on", "accept ", "we use ",
-    "all rights reserved", "continue reading", "skip to ", "download ",
-)  # fmt: skip
 
 
 def inline_boilerplate(text: str) -> int:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from dedup.normalize import (
     HTML_TAG,
     MARKDOWN_LINK,
+    UNSPACED_RANGES,
     comparison,
     comparison_text,
     repair,
@@ -84,20 +85,6 @@ def test_markup_is_removed_as_each_step_applied_in_turn_removes_it(text: str) ->
     if not any(mark in stepped for mark in ("<", "&", "](")):
         assert got == comparison(stepped)[0]
     assert (count is None) == any(mark in text for mark in ("<", "&", "]("))
-
-
-# The scripts written without spaces (Thai, Lao, Myanmar, Khmer, kana, CJK), as ranges of code points.
-UNSPACED_RANGES = [
-    (0x0E00, 0x0EFF),
-    (0x1000, 0x109F),
-    (0x1780, 0x17FF),
-    (0x3040, 0x30FF),
-    (0x31F0, 0x31FF),
-    (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF),
-    (0xF900, 0xFAFF),
-    (0x20000, 0x3134F),
-]
 
 
 @pytest.mark.parametrize(("first", "last"), UNSPACED_RANGES)

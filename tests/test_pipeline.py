@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -247,6 +248,21 @@ def test_a_forced_rerun_links_nothing_from_a_canonical_that_is_a_link(corpus: Pa
     files = [p for p in mine.rglob("*") if p.is_file()]
     assert files and {p.stat().st_nlink for p in files} == {1}
     assert tree_digest(out / "canonical") == tree_digest(mine)
+
+
+def test_a_forced_rerun_links_nothing_through_a_linked_directory_inside_canonical(
+    corpus: Path, tmp_path: Path
+) -> None:
+    out, mine = tmp_path / "out", tmp_path / "mine"
+    run([corpus], out, ONE_JOB)
+    inner = next(p for p in (out / "canonical").iterdir() if p.is_dir())  # a kept file's directory
+    shutil.copytree(inner, mine, copy_function=shutil.copy2)  # right copies, the user's
+    shutil.rmtree(inner)
+    inner.symlink_to(mine, target_is_directory=True)
+    run([corpus], out, Config(jobs=1, force=True))
+    files = [p for p in mine.rglob("*") if p.is_file()]
+    assert files and {p.stat().st_nlink for p in files} == {1}
+    assert {p.name for p in (out / "canonical" / inner.name).iterdir()} == {p.name for p in files}
 
 
 def test_overlapping_runs_into_one_out_are_refused(corpus: Path, tmp_path: Path) -> None:
