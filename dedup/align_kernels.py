@@ -47,7 +47,7 @@ def trigram_table(ids: Any) -> Any:
     counts = np.zeros(1 << bits, dtype=np.int32)  # int32: a group's tables of every member at once
     first = np.zeros(1 << bits, dtype=np.int32)  # (positions: at most ALIGN_MAX_TOKENS)
     where = np.empty(keys.shape[0], dtype=np.int32)
-    shift = _shift(table)
+    shift = np.uint64(64 - bits)
     for i in range(keys.shape[0]):
         s = _slot(table, keys[i], shift)
         if table[s] < 0:

@@ -83,31 +83,25 @@ def hashed(
 
     An article's token bytes (``normalize.token_bytes``) hold the same tokens as
     ``normalize.words``, and its skeleton the same folded tokens; which tokens
-    ``spaced_words`` keeps is read from the bytes too (``spaced_flags``). The
-    words are only made for a text longer than one hashing piece (its pieces are
-    cut as ``compared`` cuts them): every non-ASCII text made them, 460 against
+    ``spaced_words`` keeps is read from the bytes too (``spaced_flags``; None: all).
+    The words are only made for a text longer than one hashing piece (its pieces
+    are cut as ``compared`` cuts them): every non-ASCII text made them, 460 against
     96 us a noisy text. ``repair``: the mojibake repair pass 1 found for this
     text, replayed.
     """
     comparison = normalize.comparison_text(normalize.repair(text, repair))
     comparison, counts, keys = without_furniture(comparison, frequency, furniture_over)
     data = normalize.token_bytes(comparison)
+    unspaced = not data.isascii() and normalize.has_unspaced(comparison)
     if len(data) <= HASH_CHUNK:
         hashes, folded = token_and_skeleton_hashes(data)
         hashes = hashes[: alignment.ALIGN_MAX_TOKENS]
-        unspaced = not data.isascii() and normalize.has_unspaced(comparison)
-        spaced = normalize.spaced_flags(data, len(hashes)) if unspaced else None
     else:
         toks = normalize.words(comparison)
         hashes = token_hashes(toks[: alignment.ALIGN_MAX_TOKENS])
-        spaced = (
-            None
-            if data.isascii()
-            else np.array([normalize.is_spaced(t) for t in toks[: len(hashes)]], dtype=bool)
-        )
-        data = " ".join(toks).encode("utf-8")
+        folded = hash_tokens(normalize.skeleton_bytes(" ".join(toks).encode("utf-8")))
         del toks
-        folded = hash_tokens(normalize.skeleton_bytes(data))
+    spaced = normalize.spaced_flags(data, len(hashes)) if unspaced else None
     shingles = shingles_of(folded, shingle_size)
     return Hashed(hashes, spaced, shingles, counts, keys)
 

@@ -310,13 +310,10 @@ def separated(buf: Any, word: Any) -> Any:
             continue
         if b >= 0xF0:
             return out[:0], False
-        if b >= 0xE0:
-            size, code = (
-                3,
-                ((b & 0x0F) << 12) | ((np.int64(buf[i + 1]) & 0x3F) << 6) | (np.int64(buf[i + 2]) & 0x3F),
-            )
-        else:
-            size, code = 2, ((b & 0x1F) << 6) | (np.int64(buf[i + 1]) & 0x3F)
+        size = 3 if b >= 0xE0 else 2
+        code = b & (0x0F if size == 3 else 0x1F)
+        for k in range(1, size):
+            code = (code << 6) | (np.int64(buf[i + k]) & 0x3F)
         if word[code]:
             out[n : n + size] = buf[i : i + size]
             n, run = n + size, False
