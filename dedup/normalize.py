@@ -255,11 +255,11 @@ def comparison(repaired: str) -> tuple[str, int | None]:
         >>> comparison("Storm hits.\\nAdvertisement")
         ('storm hits.\\n', 1)
     """
-    tags, entities, links = "<" in repaired, "&" in repaired, "](" in repaired  # each looked for once
+    tags, entities, links = "<" in repaired, "&" in repaired, has_link(repaired)  # each looked for once
     text = HTML_TAG.sub(" ", repaired) if tags else repaired
     if entities and "&" in text:
         text = html.unescape(text)
-    if (links or entities) and "](" in text:  # (an entity may have been a bracket)
+    if (links or entities) and has_link(text):  # (an entity may have been a bracket)
         text = MARKDOWN_LINK.sub(r"\1", text)
     text, found = strip_boilerplate(text)
     if not text.isascii():
@@ -270,6 +270,17 @@ def comparison(repaired: str) -> tuple[str, int | None]:
     if "n't" in text or "n\u2019t" in text:
         text = _NOT.sub(" not", text)
     return text, None if tags or entities or links else found  # with markup, the count was of other text
+
+
+def has_link(text: str) -> bool:
+    """Whether ``text`` holds ``](``, as a markdown link does: ``]`` first, one ``memchr`` (~0.2 us a
+    4 KB text, where a two-character search takes ~4; most texts have no ``]``).
+
+    Example:
+        >>> has_link("see [the report](https://example.org)"), has_link("a [note] (b)")
+        (True, False)
+    """
+    return "]" in text and "](" in text
 
 
 LINE_MAX = 200  # site furniture is short; a long line is a paragraph of some article

@@ -19,7 +19,7 @@ import numpy as np
 
 from dedup import kernels, quality_kernels
 from dedup.alignment import ALIGN_MAX_TOKENS, outvoted_words
-from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, spaced_words, strip_boilerplate
+from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, has_link, spaced_words, strip_boilerplate
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +222,7 @@ def intrinsic(
         markup += len(HTML_TAG.findall(repaired))
     if "&" in repaired:
         markup += len(HTML_ENTITY.findall(repaired))
-    if "](" in repaired:
+    if has_link(repaired):
         markup += len(MARKDOWN_LINK.findall(repaired))
     if "*" in repaired or "_" in repaired or "#" in repaired:
         markup += len(_MARKDOWN_EMPHASIS.findall(repaired))
