@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
@@ -79,6 +80,11 @@ class Document:
     # are already in the corpus counts: read with these same bytes, it is not counted twice.
     counted: str = ""
 
+    def __reduce__(self) -> tuple[type[Document], tuple[object, ...]]:
+        # Its fields in order, for its constructor: ~0.8 + 0.4 us where the dataclass's state
+        # methods took 1.7 + 1.2 (every document crosses to a pass-1 worker and back).
+        return Document, _document_fields(self)
+
 
 @dataclass(slots=True)
 class Features:
@@ -89,6 +95,30 @@ class Features:
     signature: np.ndarray = field(repr=False)  # uint32[num_perm], datasketch affine32
     signals: np.ndarray = field(repr=False)  # float32, quality.INTRINSIC order
     repair: tuple[tuple[str, str], ...] | None = None  # normalize.repair_planned's steps, if ftfy was asked
+
+    def __reduce__(self) -> tuple[Callable[..., Features], tuple[object, ...]]:
+        # The arrays as bytes: numpy's own reduce of two small arrays took ~5.2 us to pickle and
+        # 2.6 to unpickle, this 0.8 and 1.4 (each document's features cross from a pass-1 worker).
+        sig, signals = self.signature, self.signals
+        arrays = (sig.tobytes(), sig.dtype.str, signals.tobytes(), signals.dtype.str)
+        return _features, (self.content, self.shingles, *arrays, self.repair)
+
+
+def _features(
+    content: int,
+    shingles: int,
+    signature: bytes,
+    signature_type: str,
+    signals: bytes,
+    signals_type: str,
+    repair: tuple[tuple[str, str], ...] | None,
+) -> Features:
+    """A ``Features`` unpickled: its arrays are read-only views of the bytes (nothing writes to them)."""
+    arrays = np.frombuffer(signature, signature_type), np.frombuffer(signals, signals_type)
+    return Features(content, shingles, *arrays, repair)
+
+
+_document_fields = operator.attrgetter(*(f.name for f in fields(Document)))
 
 
 _STATUSES = list(Status)

@@ -54,3 +54,35 @@ def test_update_replaces_what_reading_found(sources):
     first.error = None
     table.update(first)
     assert table[i].error is None
+
+
+def test_documents_and_features_cross_processes_unchanged(sources):
+    """Pass 1's documents and features are pickled to and from the workers: every field comes
+    back equal, the arrays with their dtype and values (a text still held, an error, extras too)."""
+    import pickle
+
+    import numpy as np
+
+    from dedup.document import Features
+    from dedup.pass1 import Analyser
+
+    config = Config()
+    docs = list(readers.iter_documents(sources, config, read=False))
+    docs[0].extra, docs[0].counted = {"encoding": "cp1252"}, "ab" * 32
+    results, _ = Analyser(config)(docs)
+    assert any(feat is not None for _, feat in results) and any(feat is None for _, feat in results)
+    results[1][0].text = "held"
+    back = pickle.loads(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
+    for (doc, feat), (doc2, feat2) in zip(results, back, strict=True):
+        assert doc2 == doc and doc2.source == doc.source
+        if feat is None:
+            assert feat2 is None
+            continue
+        assert (feat2.content, feat2.shingles, feat2.repair) == (feat.content, feat.shingles, feat.repair)
+        for mine, theirs in ((feat.signature, feat2.signature), (feat.signals, feat2.signals)):
+            assert theirs.dtype == mine.dtype and theirs.tolist() == mine.tolist()
+    odd = Features(1, 2, np.arange(3, dtype=np.uint64), np.array([0.5, -1.0]), (("fix", "x"),))
+    again = pickle.loads(pickle.dumps(odd))
+    assert again.signature.dtype == np.uint64 and again.signals.dtype == np.float64
+    assert again.signature.tolist() == [0, 1, 2] and again.signals.tolist() == [0.5, -1.0]
+    assert again.repair == (("fix", "x"),)
