@@ -166,39 +166,6 @@ class Paths(Sequence[str]):
         self._blobs.seal()
 
 
-class AllRead(Sequence[int]):
-    """A batch run's flag per document, "read in this run": all set, without a byte each (a
-    ``bytearray`` of them was 100 MB of the driver's heap at 100M documents). A cron run's
-    flags are a ``bytearray``.
-
-    Example:
-        >>> fresh = AllRead(3)
-        >>> len(fresh), fresh[2], all(fresh), any(AllRead(0))
-        (3, 1, True, False)
-    """
-
-    __slots__ = ("_n",)
-
-    def __init__(self, n: int) -> None:
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-    @overload
-    def __getitem__(self, i: int) -> int: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[int]: ...
-
-    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
-        if isinstance(i, slice):
-            return AllRead(len(range(self._n)[i]))
-        if not -self._n <= i < self._n:
-            raise IndexError("document index out of range")
-        return 1
-
-
 class DocumentTable:
     """Every document of a run, column by column: ~250 bytes each instead of an object each.
 

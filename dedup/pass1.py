@@ -20,9 +20,10 @@ import xxhash
 from dedup import normalize, parallel, quality, readers
 from dedup.columns import Column, NodeKeys, Sparse
 from dedup.config import Config
-from dedup.document import AllRead, Document, DocumentTable, Features, Source, Status
+from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
+from dedup.run_filter import AllRead
 from dedup.signature_spill import RowSpill, Spilled
 from dedup.signatures import Signer, fingerprint, hash_token_bytes
 

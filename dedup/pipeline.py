@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dedup import __version__ as dedup_version
 from dedup import columns, manifest, parallel, readers, records, run_filter, session
 from dedup.config import Config
-from dedup.document import AllRead, Source
+from dedup.document import Source
 from dedup.errors import InputChangedError, OutputError
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.record_spill import SpilledRecords
@@ -155,7 +155,7 @@ class Stale(Exception):
 
 def _unread_copies(corpus: pass2.Corpus, tasks: Groups, fresh: Sequence[int]) -> list[int]:
     """Whole files judged again in this run's groups but read by no stage: stored copies of a text."""
-    if isinstance(fresh, AllRead):  # a batch run read every document
+    if isinstance(fresh, run_filter.AllRead):  # a batch run read every document
         return []
     docs = corpus.docs
     return [

@@ -13,7 +13,7 @@ import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from dedup import copies, records
 from dedup.config import Config
@@ -30,6 +30,39 @@ if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run 
     from dedup.parallel import Engine
     from dedup.pass1 import FeatureTable
     from dedup.pass2 import Corpus, Verdicts
+
+
+class AllRead(Sequence[int]):
+    """A batch run's flag per document, "read in this run": all set, without a byte each (a
+    ``bytearray`` of them was 100 MB of the driver's heap at 100M documents). A cron run's
+    flags are a ``bytearray``.
+
+    Example:
+        >>> fresh = AllRead(3)
+        >>> len(fresh), fresh[2], all(fresh), any(AllRead(0))
+        (3, 1, True, False)
+    """
+
+    __slots__ = ("_n",)
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[int]: ...
+
+    def __getitem__(self, i: int | slice) -> int | Sequence[int]:
+        if isinstance(i, slice):
+            return AllRead(len(range(self._n)[i]))
+        if not -self._n <= i < self._n:
+            raise IndexError("document index out of range")
+        return 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
