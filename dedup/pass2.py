@@ -9,7 +9,7 @@ candidate is ranked alone, when its record is written (``Verdicts``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -18,12 +18,12 @@ import orjson
 
 from dedup import (
     alignment,
-    canonical,
     columns,
     freq_bounds,
     kernels,
     parallel,
     quality,
+    ranking,
     readers,
     records,
 )
@@ -45,7 +45,6 @@ PER_CALL = 64  # groups to one call where a call costs much (a Dask task): most 
 # call, the noisy 1M's 38,000 texts' records (~36 MB) in the driver at once.
 TEXTS_PER_CALL = 1000
 MIN_TEXTS_PER_CALL = 32  # ... and calls of fewer cost more to send than they save
-_LONE = {"completeness": 1.0, "outvoted": 0.0, "repetition": 0.0, "template": 0.0}  # of a lone text
 
 
 @dataclass(slots=True)
@@ -108,60 +107,6 @@ class Corpus:
 
 
 _MAPPED = ("node_of", "order", "starts", "sizes", "contents", "signals")
-
-
-def _member_signals(corpus: Corpus, doc: int, relative: dict[str, float]) -> dict[str, float]:
-    return {**dict(zip(quality.INTRINSIC, corpus.signals[doc].tolist(), strict=True)), **relative}
-
-
-def rank(
-    corpus: Corpus,
-    members: Sequence[int],
-    relatives: Sequence[dict[str, float]],
-    sim: Callable[[int, int], Similarity],
-    thresholds: Thresholds,
-    sizes: Callable[[int], int],
-) -> list[tuple[int, dict[str, Any]]]:
-    """Rank the documents of one cluster (a list of node ids); the manifest record of each."""
-    node_of: dict[int, int] = {}
-    candidates = []
-    for n, relative in zip(members, relatives, strict=True):
-        for d in corpus.members(n):
-            node_of[d] = n
-            candidates.append(canonical.Member(d, corpus.docs.paths[d], _member_signals(corpus, d, relative)))
-    ranked = canonical.rank(candidates)
-    best = ranked[0]
-    best_doc = best.member.index
-    verdict = {
-        "cluster": records.cluster_name(corpus.docs.paths[min(node_of)]),
-        "canonical": False,
-        "duplicate_of": best.member.path,
-    }
-    out = []
-    for scored in ranked:
-        d = scored.member.index
-        if d == best_doc:
-            similar, reason = None, canonical.canonical_reason(ranked)
-        else:
-            if node_of[d] == node_of[best_doc]:
-                similar, match = Similarity(1.0, 1.0, sizes(node_of[d])), "same text after normalisation"
-            else:
-                similar = sim(node_of[d], node_of[best_doc])
-                match = thresholds.explain(similar)
-            reason = canonical.duplicate_reason(scored, best, match)
-        record = records.of(corpus.docs, d)
-        record.update(
-            verdict,
-            similarity=similar.as_dict() if similar else None,
-            score=scored.score,
-            penalties=records.rounded(scored.penalties),
-            signals=records.rounded(scored.member.signals),
-            reason=reason,
-        )
-        if d == best_doc:
-            record.update(canonical=True, duplicate_of=None)
-        out.append((d, record))
-    return out
 
 
 class Settler:
@@ -330,7 +275,7 @@ def settle(corpus: Corpus, task: Task) -> Settled:
     for members in cluster_component(nodes, edges, sim):
         template_from = None
         if len(members) == 1:
-            relatives = [_LONE]
+            relatives = [ranking.LONE]
         else:
             copies = sum(len(corpus.members(n)) for n in members)
             template_from = quality.template_from(copies)
@@ -352,7 +297,7 @@ def settle(corpus: Corpus, task: Task) -> Settled:
         if bounds is not None:
             for n in members:
                 bounds.lines(n, keys[n], lines[n], furniture_over(reach[n]), template_from)
-        ranked = rank(corpus, members, relatives, sim, thresholds, lambda n: len(shingles[n]))
+        ranked = ranking.rank(corpus, members, relatives, sim, thresholds, lambda n: len(shingles[n]))
         out.extend((d, orjson.dumps(record)) for d, record in ranked)
     return out, len(edges), None if bounds is None else bounds.result()
 
@@ -371,13 +316,6 @@ def settle_all(corpus: Corpus, tasks: Groups, engine: parallel.Engine | None = N
 
 def _texts(task: Task) -> int:
     return len(task[0])
-
-
-def _no_similarity(a: int, b: int) -> Similarity:
-    raise AssertionError("a lone node has nothing to compare with")
-
-
-_NO_THRESHOLDS = Thresholds(1.0, 1.0, 1)
 
 
 class Verdicts:
@@ -435,5 +373,4 @@ class Verdicts:
 
     def _alone(self, node: int) -> list[tuple[int, dict[str, Any]]]:
         """The records of a text with no candidate: its exact copies ranked among themselves."""
-        sizes = self.corpus.sizes
-        return rank(self.corpus, [node], [_LONE], _no_similarity, _NO_THRESHOLDS, lambda n: int(sizes[n]))
+        return ranking.alone(self.corpus, node)

@@ -237,3 +237,34 @@ def test_a_lone_text_with_many_copies_across_parts_is_ranked_once_in_the_driver(
     }
     kept = [orjson.loads(line) for line in one["manifest.jsonl"].splitlines() if b"copy-" in line]
     assert sum(r["canonical"] for r in kept) == 1 and len(kept) == 30
+
+
+def test_a_lone_document_gets_the_record_ranking_would_give_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text of one document with no candidate skips ranking a cluster of one (``ranking.only``):
+    its record, field for field and in order, is the one ``ranking.rank`` makes of it."""
+    from dedup import pass2, ranking
+    from dedup.cluster import Thresholds
+
+    seen: list[pass2.Verdicts] = []
+    record = pass2.Verdicts.record
+
+    def spy(self: pass2.Verdicts, doc: int, *, again: bool = False) -> dict:
+        seen.append(self)
+        return record(self, doc, again=again)
+
+    monkeypatch.setattr(pass2.Verdicts, "record", spy)
+    run([str(SAMPLE)], tmp_path / "out", Config(jobs=1))
+    corpus = seen[-1].corpus
+    checked = 0
+    for node in range(len(corpus.sizes)):
+        members = corpus.members(node)
+        if len(members) != 1:
+            continue
+        doc = int(members[0])
+        ranked = ranking.rank(corpus, [node], [ranking.LONE], None, Thresholds(1.0, 1.0, 1), lambda n: 0)  # type: ignore[arg-type]
+        mine = ranking.only(corpus, doc)
+        assert orjson.dumps(mine[1]) == orjson.dumps(dict(ranked)[doc]) and mine[0] == doc
+        checked += 1
+    assert checked > 100
