@@ -3,7 +3,7 @@
 The index links nodes (distinct normalised texts) whose signatures may be
 similar; each connected group of links is a task. Its documents are read a
 second time, pairs are verified on exact shingle sets, the group is clustered
-without chaining and each cluster's members are ranked. A text with no
+without chaining and each cluster's members are ranked (``ranking``). A text with no
 candidate is ranked alone, when its record is written (``Verdicts``).
 """
 
