@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dedup import manifest
 from dedup.document import Document
-from dedup.readers.files import mtime_ns
+from dedup.readers.files import mtime_ns, read_upto
 
 LINK_MAX = 1 << 20  # larger files are copied: comparing them reads both
 
@@ -61,7 +61,7 @@ def link(doc: Document, last: str, target: str, directories: dict[str, bool]) ->
                 and (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino)
                 and stat.S_IMODE(mine.st_mode) == manifest.copy_mode(theirs.st_mode)
                 and (theirs.st_size, mtime_ns(theirs)) == (doc.size, doc.mtime_ns)
-                and _read(src, doc.size) == _read(kept, doc.size)
+                and read_upto(src, doc.size + 1) == read_upto(kept, doc.size + 1)  # +1: one grown differs
             ):
                 return False
             after = os.fstat(src)
@@ -92,12 +92,3 @@ def _real_directories(root: str, parent: str, seen: dict[str, bool]) -> bool:
                 ok = False
         seen[parent] = ok
     return seen[parent]
-
-
-def _read(fd: int, size: int) -> bytes:
-    """Up to ``size + 1`` bytes of an open file: one more than ``size`` says that it grew."""
-    chunks, got = [], 0
-    while got <= size and (chunk := os.read(fd, size + 1 - got)):
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)

@@ -131,15 +131,15 @@ def read_bytes(path: str, limit: int, *, follow: bool = True) -> tuple[bytes, os
             return b"", info
         # The size stat gave, plus one byte to see growth: asking for limit + 1 bytes
         # made every read allocate --max-bytes (16 MB), 2 ms a file.
-        data = _read_upto(fd, info.st_size + 1)
+        data = read_upto(fd, info.st_size + 1)
         if len(data) > info.st_size:  # more than stat said: growing, or a size-0 special file
-            data += _read_upto(fd, limit + 1 - len(data))
+            data += read_upto(fd, limit + 1 - len(data))
         return data, info
     finally:
         os.close(fd)
 
 
-def _read_upto(fd: int, size: int) -> bytes:
+def read_upto(fd: int, size: int) -> bytes:
     """Up to ``size`` bytes from ``fd``, fewer only at its end (``os.read`` on the descriptor:
     a buffered file object around it cost ~4 us a file, 2% of pass 1)."""
     parts = []
