@@ -35,14 +35,14 @@ _DTYPES = {"B": np.uint8, "I": np.uint32, "q": np.int64, "Q": np.uint64, "f": np
 
 
 @contextlib.contextmanager
-def directory_in(out: Path, wanted: bool = True) -> Iterator[Path | None]:
+def directory_in(out: Path, wanted: bool = True, prefix: str = ".tables.") -> Iterator[Path | None]:
     """A temporary directory for a run's columns in ``out``, removed after (``manifest.LEFTOVERS``
-    knows its name, for a run that was killed); None when not ``wanted``."""
+    knows its name, ``prefix*.tmp``, for a run that was killed); None when not ``wanted``."""
     if not wanted:
         yield None
         return
     # Absolute: a Dask worker elsewhere opens the columns by these paths.
-    directory = Path(tempfile.mkdtemp(dir=out.resolve(), prefix=".tables.", suffix=".tmp"))
+    directory = Path(tempfile.mkdtemp(dir=out.resolve(), prefix=prefix, suffix=".tmp"))
     try:
         yield directory
     finally:

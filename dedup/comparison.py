@@ -1,8 +1,9 @@
 """A text as pass 2 compares it: its comparison tokens, exact shingles and short lines' counts.
 
-Pass 2 reads each text of a group again (``pass2.load``) and compares it as
-``compared`` makes it, or as ``hashed`` does with token hashes for the compiled
-alignment (``relative_of_ids``). ``explain`` shows a pair as ``compared`` sees it.
+Pass 2 takes each text of a group again (``pass2.load``: the comparison text pass
+1 wrote, else its document read again) and compares it as ``compared_from``
+makes it, or as ``hashed_from`` does with token hashes for the compiled alignment
+(``relative_of_ids``). ``explain`` shows a pair as ``compared`` sees it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def compared(
     it are not duplicates.
     """
     comparison = normalize.comparison_text(normalize.repair(text))
+    return compared_from(comparison, shingle_size, frequency, furniture_over)
+
+
+def compared_from(
+    comparison: str, shingle_size: int, frequency: TokenFrequency | None = None, furniture_over: int = 0
+) -> Compared:
+    """``compared`` of the text whose comparison text (``normalize.comparison_text``) this is."""
     counts, keys = np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.uint64)
     if frequency is not None:
         comparison, counts, keys = without_furniture(comparison, frequency, furniture_over)
@@ -79,17 +87,24 @@ def hashed(
     *,
     repair: normalize.RepairPlan | None = None,
 ) -> Hashed:
-    """``compared`` without making a string of every word, when the text allows.
+    """``compared`` without making a string of every word, when the text allows (``hashed_from``).
+
+    ``repair``: the mojibake repair pass 1 found for this text, replayed.
+    """
+    comparison = normalize.comparison_text(normalize.repair(text, repair))
+    return hashed_from(comparison, shingle_size, frequency, furniture_over)
+
+
+def hashed_from(comparison: str, shingle_size: int, frequency: TokenFrequency, furniture_over: int) -> Hashed:
+    """``hashed`` of the text whose comparison text (``normalize.comparison_text``) this is.
 
     An article's token bytes (``normalize.token_bytes``) hold the same tokens as
     ``normalize.words``, and its skeleton the same folded tokens; which tokens
     ``spaced_words`` keeps is read from the bytes too (``spaced_flags``; None: all).
     The words are only made for a text longer than one hashing piece (its pieces
     are cut as ``compared`` cuts them): every non-ASCII text made them, 460 against
-    96 us a noisy text. ``repair``: the mojibake repair pass 1 found for this
-    text, replayed.
+    96 us a noisy text.
     """
-    comparison = normalize.comparison_text(normalize.repair(text, repair))
     comparison, counts, keys = without_furniture(comparison, frequency, furniture_over)
     data = normalize.token_bytes(comparison)
     unspaced = not data.isascii() and normalize.has_unspaced(comparison)

@@ -14,6 +14,7 @@ import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,6 +52,7 @@ def read_all(
     engine: parallel.Engine | None = None,
     rows: RowSpill | None = None,
     listings: Mapping[Source, bytes] | None = None,
+    texts: Path | None = None,
 ) -> tuple[DocumentTable, FeatureTable, bytearray]:
     """Every document, in manifest order: read and analysed, or its stored features taken.
 
@@ -58,7 +60,8 @@ def read_all(
     found edited in place, never taken from the state. ``rows``: where the
     signatures of the texts read go (else memory). ``listings``: INPUT directories
     as find listed them (``rerun.inputs_print``): their files are taken from there,
-    the unchanged ones at once, not walked and stat'ed again. Returns the documents,
+    the unchanged ones at once, not walked and stat'ed again. ``texts``: where the
+    comparison texts of the texts read go, for pass 2 (``text_spill``). Returns the documents,
     their features, and a flag per document: read in this run.
     """
     listings = listings or {}
@@ -67,7 +70,7 @@ def read_all(
     erring[np.fromiter(previous.errors, dtype=np.int64, count=len(previous.errors))] = True
     engine = engine or parallel.Processes(config.workers)
     table = DocumentTable(list(sources))
-    feats = FeatureTable(config.num_perm, rows=rows)
+    feats = FeatureTable(config.num_perm, rows=rows, texts=texts)
     fresh = bytearray()
     waiting = _Waiting(feats, previous)
     in_flight = 0
@@ -126,7 +129,7 @@ def read_all(
                     waiting.set_before(len(table))
 
     tasks = parallel.bundles(to_analyse(), batch_size)
-    for results, delta in engine.ordered(Analyser(config), tasks, window_per_worker=4):
+    for results, delta in engine.ordered(Analyser(config, texts), tasks, window_per_worker=4):
         frequency.merge(delta)
         waiting.set_with(results)
         for doc, feat in results:
@@ -283,7 +286,13 @@ class _Waiting:
             ]
             signals = np.concatenate((signals.view(np.float32), new_signals))[order]
             self.feats.set_batch(
-                docs, contents, shingles, signals, given, [f.signature.tobytes() for _, f in read]
+                docs,
+                contents,
+                shingles,
+                signals,
+                given,
+                [f.signature.tobytes() for _, f in read],
+                [f.text for _, f in read],
             )
         else:
             self.feats.set_stored(docs, contents, shingles, signals)

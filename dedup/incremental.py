@@ -190,6 +190,7 @@ class Incremental(Batch):
             engine=pass1.engine,
             rows=pass1.rows,
             listings=listings,
+            texts=pass1.texts,
         )
         # None read: the stored counts hold. Else the table is final: compressed (zstd lets go of the
         # GIL) during the index and pass 2, not in the commit (~0.1 s at 100k).

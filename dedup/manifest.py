@@ -46,6 +46,7 @@ LEFTOVERS = (
     ".signatures.*.tmp",  # signature_spill.Spilled (up to the index), .RowSpill (to the commit)
     ".records.*.tmp",  # record_spill.SpilledRecords, between pass 2 and the manifest
     ".tables.*.tmp",  # columns.directory_in: a batch run's per-document columns
+    ".texts.*.tmp",  # text_spill: pass 1's comparison texts, for pass 2
 )
 
 

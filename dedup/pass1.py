@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from dedup import normalize, parallel, quality, readers
+from dedup import normalize, parallel, quality, readers, text_spill
 from dedup.columns import Column, NodeKeys, Sparse
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
@@ -61,12 +61,13 @@ def hash_tokens(buf: np.ndarray, chunk: int = HASH_CHUNK) -> np.ndarray:
 
 
 def analyse(
-    doc: Document, config: Config, signer: Signer
+    doc: Document, config: Config, signer: Signer, made: list[str] | None = None
 ) -> tuple[Document, Features | None, np.ndarray | None]:
     """Read (if not yet read), normalise, sign and measure one document; drop its text.
 
     Returns the document, its features (``None`` when skipped) and its distinct
     token hashes and short-line keys, for the corpus token and line frequencies.
+    A document with features has its comparison text appended to ``made``.
     """
     readers.read_file(doc, config)
     text, doc.text = doc.text, None
@@ -80,6 +81,8 @@ def analyse(
         doc.status, doc.error = Status.EMPTY, "no words left after removing markup and boilerplate"
         return doc, None, None
     measured = quality.intrinsic(text, repaired, comparison, boilerplate_lines=boilerplate_lines)
+    if made is not None:
+        made.append(comparison)
     return (
         doc,
         Features(
@@ -97,20 +100,27 @@ class Analyser:
     """The pass-1 stage: a batch of documents -> their features and the batch's token counts.
 
     Built once, in the parent; the engine hands it to each worker (a forked one
-    inherits it, a Dask worker is sent it).
+    inherits it, a Dask worker is sent it). The comparison texts it makes are
+    written to ``texts`` for pass 2 (``text_spill``).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, texts: Path | None = None) -> None:
         self.config = config
         self.signer = Signer(num_perm=config.num_perm, seed=config.seed)
+        self.texts = text_spill.Writer(texts)
 
     def __call__(self, batch: list[Document]) -> Analysed:
-        results, vocabularies = [], []
+        results, vocabularies, made = [], [], list[str]()
         for doc in batch:
-            doc, features, hashes = analyse(doc, self.config, self.signer)
+            doc, features, hashes = analyse(doc, self.config, self.signer, made)
             results.append((doc, features))
             if hashes is not None and not (doc.counted and doc.counted == doc.sha256):
                 vocabularies.append(hashes)  # (the same bytes a cron run counted before: not again)
+        if made:
+            wheres = iter(self.texts.put(made))
+            for _, features in results:
+                if features is not None:
+                    features.text = next(wheres)
         return results, counts(vocabularies)
 
 
@@ -157,10 +167,10 @@ class Reader:
     A piece's token counts are combined here and sent once (``frequency.combined``).
     """
 
-    def __init__(self, config: Config, batch_size: int = BATCH) -> None:
+    def __init__(self, config: Config, batch_size: int = BATCH, texts: Path | None = None) -> None:
         self.config = config
         self.batch_size = batch_size
-        self.analyser = Analyser(config)
+        self.analyser = Analyser(config, texts)
 
     def __call__(self, task: readers.Task) -> Read:
         if isinstance(task, list):
@@ -198,6 +208,7 @@ class FeatureTable:
         spill: Spilled | None = None,
         rows: RowSpill | None = None,
         directory: Path | None = None,
+        texts: Path | None = None,
     ) -> None:
         self.num_perm = num_perm
         self.spill = spill
@@ -213,6 +224,7 @@ class FeatureTable:
         self._given, self._given_nodes = array("I"), array("q")
         self._matrix: np.ndarray | None = None
         self.repairs = Sparse(directory, "repairs")  # document -> ftfy's steps, for pass 2
+        self.texts = text_spill.Texts(texts, directory)  # node -> where its comparison text is, for pass 2
         self._nodes = NodeKeys(directory)  # content key -> node (a file when the columns are)
         self._width = 4 * len(quality.INTRINSIC)
         self._zeros = bytes(self._width)
@@ -234,7 +246,7 @@ class FeatureTable:
             self.reserve()
             if feat is not None:
                 signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
-                self._set(doc, next(nodes), feat.content, feat.shingles, signature, signals)
+                self._set(doc, next(nodes), feat.content, feat.shingles, signature, signals, feat.text)
                 if feat.repair is not None:
                     self.repairs[doc] = feat.repair
 
@@ -260,10 +272,11 @@ class FeatureTable:
         signals: np.ndarray,
         given: np.ndarray,
         signatures: Sequence[bytes],
+        texts: Sequence[text_spill.Where | None] = (),
     ) -> None:
         """``set`` of each of ``docs`` (ascending, after every document set before them), at once:
-        ``signals`` float32 rows; the documents ``given`` have their ``signatures`` (in order), the
-        others' come later (a cron run's stored texts)."""
+        ``signals`` float32 rows; the documents ``given`` have their ``signatures`` and ``texts``
+        (in order; no texts: none written), the others' come later (a cron run's stored texts)."""
         assert self._matrix is None, "texts added after the signature matrix was made"
         assert self.spill is None, "a spilled table holds every signature: set one by one"
         before = len(self.contents)
@@ -273,6 +286,12 @@ class FeatureTable:
         first = new[np.unique(nodes[new], return_index=True)[1]]  # each new text's first document
         self.contents.extend(contents[first].tobytes())
         self.sizes.extend(shingles[first].astype(np.int64).tobytes())
+        if len(texts):
+            places = (np.cumsum(given) - 1)[first].tolist()
+            for k, read in zip(places, given[first].tolist(), strict=True):
+                self.texts.add(texts[k] if read else None)
+        else:
+            self.texts.add_none(len(first))
         signed = first[given[first]]
         if len(signed):
             taken = [signatures[k] for k in (np.cumsum(given) - 1)[signed].tolist()]  # (places in it)
@@ -286,13 +305,21 @@ class FeatureTable:
         self.signals.set_rows(docs, np.ascontiguousarray(signals).view(np.float32))
 
     def _set(
-        self, doc: int, n: int, content: int, shingles: int, signature: bytes | None, signals: bytes
+        self,
+        doc: int,
+        n: int,
+        content: int,
+        shingles: int,
+        signature: bytes | None,
+        signals: bytes,
+        text: text_spill.Where | None = None,
     ) -> None:
         assert len(signals) == self._width, "signals of another layout"
         if n == len(self.contents):
             assert self._matrix is None, "texts added after the signature matrix was made"
             self.contents.append(content)
             self.sizes.append(shingles)
+            self.texts.add(text)
             if self.spill is not None:
                 assert signature is not None, "a spilled table holds every signature"
                 self.spill.append(signature)
@@ -308,7 +335,7 @@ class FeatureTable:
     def done(self) -> None:
         """No more documents: the content lookup is not needed any more, the columns are sealed."""
         self._nodes.close()
-        for column in (self.node_of, self.signals, self.contents, self.sizes, self.repairs):
+        for column in (self.node_of, self.signals, self.contents, self.sizes, self.repairs, self.texts):
             column.seal()
 
     def matrix(self) -> np.ndarray:
@@ -369,6 +396,7 @@ def read_all(
     piece_bytes: int = readers.PIECE_BYTES,
     spill: Spilled | None = None,
     tables: Path | None = None,
+    texts: Path | None = None,
 ) -> tuple[DocumentTable, FeatureTable, Sequence[int]]:
     """Read, normalise and sign every document, in manifest order (the workers read the containers
     too: ``readers.plan``). A cron run's pass 1, with its state in front, is ``cron_pass1``.
@@ -384,6 +412,7 @@ def read_all(
         piece_bytes: a plain JSONL file is read in pieces of this many bytes.
         spill: where the signatures go instead of memory.
         tables: a directory for the document and feature columns (else memory).
+        texts: a directory for the comparison texts, for pass 2 (``text_spill``; else none).
 
     Returns the documents, their features, and a flag per document: read in this run (all).
 
@@ -395,10 +424,10 @@ def read_all(
     """
     engine = engine or parallel.Processes(config.workers)
     tasks = readers.plan(sources, config, batch_size=batch_size, piece_bytes=piece_bytes)
-    feats = FeatureTable(config.num_perm, spill, directory=tables)
+    feats = FeatureTable(config.num_perm, spill, directory=tables, texts=texts)
     table = DocumentTable(list(sources), tables)
     return _read_tasks(
-        table, tasks, Reader(config, batch_size), feats, frequency, progress, checkpoint, engine
+        table, tasks, Reader(config, batch_size, texts), feats, frequency, progress, checkpoint, engine
     )
 
 

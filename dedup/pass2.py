@@ -21,14 +21,16 @@ from dedup import (
     columns,
     freq_bounds,
     kernels,
+    normalize,
     parallel,
     quality,
     ranking,
     readers,
     records,
+    text_spill,
 )
 from dedup.cluster import Similarity, Thresholds, cluster_component
-from dedup.comparison import compared, hashed, relative_of_ids
+from dedup.comparison import compared_from, hashed_from, relative_of_ids
 from dedup.config import Config
 from dedup.document import DocumentTable
 from dedup.frequency import TokenFrequency
@@ -62,6 +64,7 @@ class Corpus:
     signals: np.ndarray  # document -> intrinsic signals (quality.INTRINSIC order)
     frequency: TokenFrequency
     repairs: columns.Sparse  # document -> the mojibake repair pass 1 found (``normalize.RepairPlan``)
+    texts: text_spill.Texts  # node -> its comparison text as pass 1 made it, when written
     # node -> its reach over all its candidate pairs, for the texts of a group split by
     # verified pairs (``large_groups``): each task then sees only some of those pairs.
     reach: Reach = field(default_factory=lambda: Reach())
@@ -94,6 +97,7 @@ class Corpus:
             signals=feats.signals.numbers(),
             frequency=frequency,
             repairs=feats.repairs,
+            texts=feats.texts,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -196,20 +200,24 @@ def reaches(corpus: Corpus, nodes: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def load(
     corpus: Corpus, node: int, reach: int
 ) -> tuple[Any, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-    """A text read again: (its first tokens, which are spaced words, its shingles, its lines' counts
+    """A text again: (its first tokens, which are spaced words, its shingles, its lines' counts
     and keys).
 
-    The tokens are hashes with the compiled kernels (``hashed``), words without
-    (``compared``; spaced is then None). A line in more documents than ``reach``
-    is furniture and left out (``compared``).
+    Its comparison text as pass 1 wrote it (``text_spill``), else made again from
+    its first document, read again. The tokens are hashes with the compiled kernels
+    (``hashed``), words without (``compared``; spaced is then None). A line in more
+    documents than ``reach`` is furniture and left out (``compared``).
     """
     config = corpus.config
-    first = corpus.members(node)[0]
-    text = readers.reload_text(corpus.docs[first], config)
+    comparison = corpus.texts.get(node)
+    if comparison is None:
+        first = corpus.members(node)[0]
+        text = readers.reload_text(corpus.docs[first], config)
+        comparison = normalize.comparison_text(normalize.repair(text, corpus.repairs.get(first)))
     over = furniture_over(reach)
     if kernels.AVAILABLE:
-        return hashed(text, config.shingle_size, corpus.frequency, over, repair=corpus.repairs.get(first))
-    words, shingles, lines, keys = compared(text, config.shingle_size, corpus.frequency, over)
+        return hashed_from(comparison, config.shingle_size, corpus.frequency, over)
+    words, shingles, lines, keys = compared_from(comparison, config.shingle_size, corpus.frequency, over)
     # All that scoring looks at: a long text's words freed.
     return words[: alignment.ALIGN_MAX_TOKENS], None, shingles, lines, keys
 

@@ -135,9 +135,12 @@ def _run(
     manifest.remove_leftovers(out)
     while True:
         try:
-            with columns.directory_in(out, wanted=config.state is None) as tables:  # cron: in memory
+            with (
+                columns.directory_in(out, wanted=config.state is None) as tables,  # cron: in memory
+                columns.directory_in(out, prefix=".texts.") as texts,  # (``text_spill``)
+            ):
                 return _judge_and_write(
-                    sources, out, config, cache, engine, progress, checkpoint, batch_size, tables
+                    sources, out, config, cache, engine, progress, checkpoint, batch_size, tables, texts
                 )
         except Stale as stale:
             # A file taken from the state (same size and mtime) had other bytes when pass 2
@@ -176,6 +179,7 @@ def _judge_and_write(
     checkpoint: Checkpoint,
     batch_size: int | None,
     tables: Path | None,
+    texts: Path | None,
 ) -> RunResult:
     from dedup import index, pass1, pass2
 
@@ -189,7 +193,9 @@ def _judge_and_write(
     # A cron run keeps the signatures of the texts it reads till its state stores them, on disk too.
     given = RowSpill(out, num_perm=config.num_perm) if config.state else None
     try:
-        how = run_filter.Pass1(progress, checkpoint, batch_size or pass1.BATCH, engine, spill, tables, given)
+        how = run_filter.Pass1(
+            progress, checkpoint, batch_size or pass1.BATCH, engine, spill, tables, given, texts
+        )
         docs, feats, fresh = cache.read_all(sources, config, frequency, how)
         readers.check_found(docs, config, sources)  # a run that read nothing is an error
         corpus = pass2.Corpus.of(config, docs, feats, frequency)
@@ -215,6 +221,7 @@ def _judge_and_write(
     with SpilledRecords.beside(out, len(docs), tables) as settled:
         try:
             tasks, verified = _settle(corpus, tasks, engine, out, settled, progress, cache, tables)
+            corpus.texts.discard()  # (before most of them are written to the disk)
             # Pass 2 read one document per text; an exact copy of it that the state vouched for
             # (same size and mtime, not read) may have been edited in place since: check its bytes.
             for i in _unread_copies(corpus, tasks, fresh):
@@ -288,11 +295,14 @@ def _settle(
 
 
 def _firsts(corpus: pass2.Corpus, tasks: Groups, chunk: int = 65_536) -> Iterator[int]:
-    """Each grouped text's first document, a chunk at a time: a list of them all (~40 bytes a
-    grouped text, 15 MB at the noisy 1M) set the driver's peak while the spool was made."""
+    """Each grouped text's first document, a chunk at a time, where pass 2 reads it again (its
+    comparison text not written: ``text_spill``): a list of them all (~40 bytes a grouped text,
+    15 MB at the noisy 1M) set the driver's peak while the spool was made."""
     nodes = tasks.all_nodes()
     for lo in range(0, len(nodes), chunk):
-        yield from corpus.order[corpus.starts[nodes[lo : lo + chunk]]].tolist()
+        some = nodes[lo : lo + chunk]
+        some = some[~corpus.texts.held(some)]
+        yield from corpus.order[corpus.starts[some]].tolist()
 
 
 def _summary(

@@ -76,6 +76,7 @@ class Pass1:
     spill: Spilled | None = None  # a batch run's signatures, on disk
     tables: Path | None = None  # a batch run's columns, in files
     rows: RowSpill | None = None  # a cron run's signatures of the texts it reads, on disk
+    texts: Path | None = None  # the comparison texts, for pass 2 (``text_spill``)
 
 
 class Batch:
@@ -120,6 +121,7 @@ class Batch:
             engine=pass1.engine,
             spill=pass1.spill,
             tables=pass1.tables,
+            texts=pass1.texts,
         )
 
     def candidates(

@@ -156,7 +156,8 @@ def test_a_run_with_its_tables_in_small_chunks_writes_what_a_run_in_memory_write
 ) -> None:
     """Each column written in chunks of 5 entries, against a run whose tables stay in memory."""
     with monkeypatch.context() as patched:
-        patched.setattr(columns, "directory_in", lambda out, wanted=True: contextlib.nullcontext(None))
+        in_memory = lambda out, wanted=True, prefix="": contextlib.nullcontext(None)  # noqa: E731
+        patched.setattr(columns, "directory_in", in_memory)
         run([str(SAMPLE)], tmp_path / "memory", Config(jobs=jobs))
     monkeypatch.setattr(columns, "CHUNK", 5)
     run([str(SAMPLE)], tmp_path / "files", Config(jobs=jobs))

@@ -1,0 +1,216 @@
+"""Pass 1's comparison texts on disk, for pass 2 to compare without making them again.
+
+Pass 2 compares each grouped text as pass 1 made it. It used to read the text's
+document again and redo pass 1's work on it: read the bytes (a compressed
+container's record from a spool), decode them, extract an HTML page, repair its
+mojibake and make the comparison text: ~65 of ~130 us a noisy plain text, an
+HTML page's extraction many times that. Now each pass-1 worker process appends
+the comparison texts it makes to a file of its own (``Writer``), and a
+document's features say where its text is (``Features.text``). The driver keeps,
+per distinct text, where its first document's is (``Texts``), and pass 2 reads
+it with one ``pread``: no file of the text's stays open or mapped, so it costs
+the workers no memory.
+
+The files are in a temporary directory in OUT (``.texts.*.tmp``), removed after
+the run and, after a killed run, by the next one (``manifest.LEFTOVERS``); they
+take about as much room as the corpus's texts. They are a cache, not a source:
+a text that could not be written (a full disk, a Dask worker that cannot write
+OUT) or read back is made from its document as before, with the same result,
+and a cron run's stored texts, not read in the run, always are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import weakref
+from collections.abc import Sequence
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dedup import columns
+from dedup.columns import Column
+
+Where = tuple[str, int, int]  # a text's file (its name in the directory), offset and length in bytes
+
+_NOWHERE = np.array([-1, 0, 0], dtype=np.int64).tobytes()
+_ERRORS = "surrogatepass"  # any str, lone surrogates too, and back the same
+
+
+class Writer:
+    """Where a pass-1 worker appends the comparison texts it makes: a file of its own per process.
+
+    Built in the parent with the directory; a forked worker, or a Dask worker
+    it is sent to, opens its file at its first write.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()  # a Dask worker's threads share it
+        self._pid = -1
+        self._fd = -1
+        self._name = ""
+        self._end = 0
+        self._failed = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"directory": self.directory}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["directory"])  # type: ignore[misc]
+
+    def put(self, texts: Sequence[str]) -> list[Where | None]:
+        """``texts`` appended in one write; where each is (all None when they could not be written)."""
+        if self.directory is None or not texts:
+            return [None] * len(texts)
+        encoded = [text.encode("utf-8", _ERRORS) for text in texts]
+        data = b"".join(encoded)
+        with self._lock:
+            if self._pid != os.getpid():
+                self._open()
+            if self._failed:
+                return [None] * len(texts)
+            start = self._end
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError:
+                self._failed = True  # nothing after a short write is trusted: pass 2 reads those again
+                return [None] * len(texts)
+            self._end += len(data)
+        name = self._name
+        ends = list(accumulate(map(len, encoded), initial=start))
+        return [(name, ends[k], ends[k + 1] - ends[k]) for k in range(len(encoded))]
+
+    def _open(self) -> None:
+        self._pid, self._end, self._failed = os.getpid(), 0, False
+        assert self.directory is not None
+        self._name = f"{self._pid}-{secrets.token_hex(4)}"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            self._fd = os.open(self.directory / self._name, flags, 0o600)
+        except OSError:
+            self._failed = True
+            return
+        weakref.finalize(self, _close, self._fd, self._pid)
+
+
+class Texts:
+    """Per distinct text (node), where its first document's comparison text is; pass 2's reader of them.
+
+    Appended by the driver as pass 1 makes nodes, sealed, then read (a forked
+    worker inherits it, a Dask worker is sent the column's path). A file is
+    opened at its first read in a process, and stays open there.
+
+    Example:
+        >>> import tempfile
+        >>> spill = Path(tempfile.mkdtemp())
+        >>> texts = Texts(spill, None)
+        >>> for where in Writer(spill).put(["first text", "zweiter Text"]) + [None]:
+        ...     texts.add(where)
+        >>> texts.seal()
+        >>> texts.get(1), texts.get(2), texts.held(np.array([0, 2])).tolist()
+        ('zweiter Text', None, [True, False])
+    """
+
+    def __init__(self, directory: Path | None, tables: Path | None) -> None:
+        self.directory = directory
+        self._at = Column.named("q", tables, "texts", 3)  # node -> file number (-1: none), offset, length
+        self._files: list[str] = []
+        self._code: dict[str, int] = {}
+        self._found: np.ndarray | None = None
+        self._fds: dict[int, int] = {}
+        self._closing: dict[int, weakref.finalize] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self._at) if self._found is None else len(self._found)
+
+    def add(self, where: Where | None) -> None:
+        """The next node's text (None: none written; pass 2 reads its document again)."""
+        if where is None:
+            self._at.extend(_NOWHERE)
+            return
+        name, offset, length = where
+        code = self._code.setdefault(name, len(self._files))
+        if code == len(self._files):
+            self._files.append(name)
+        self._at.extend(np.array([code, offset, length], dtype=np.int64).tobytes())
+
+    def add_none(self, n: int) -> None:
+        """``n`` nodes without a text written (a cron run's stored texts)."""
+        self._at.extend(_NOWHERE * n)
+
+    def seal(self) -> None:
+        self._at.seal()
+
+    def held(self, nodes: np.ndarray) -> np.ndarray:
+        """Which of ``nodes`` have their text here (bool)."""
+        found = self._table()
+        nodes = np.asarray(nodes, dtype=np.int64)
+        inside = nodes < len(found)
+        held = np.zeros(len(nodes), dtype=bool)
+        held[inside] = found[nodes[inside], 0] >= 0
+        return held
+
+    def get(self, node: int) -> str | None:
+        """Node ``node``'s comparison text as pass 1 made it; None when it is not here or cannot be read."""
+        found = self._table()
+        if node >= len(found) or self.directory is None:
+            return None
+        code, offset, length = found[node].tolist()
+        if code < 0:
+            return None
+        try:
+            data = os.pread(self._fd(code), length, offset)
+            if len(data) != length:
+                return None
+            return data.decode("utf-8", _ERRORS)
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def discard(self) -> None:
+        """Pass 2 is done: the files closed and removed, so that the pages of them not yet on the
+        disk are dropped, not written (the kernel writes a page ~30 s after it changed)."""
+        for closing in self._closing.values():
+            closing()
+        self._fds, self._closing = {}, {}
+        if self.directory is not None:
+            with contextlib.suppress(OSError), os.scandir(self.directory) as entries:
+                for entry in entries:
+                    os.unlink(entry.path)
+
+    def _table(self) -> np.ndarray:
+        if self._found is None:
+            self._found = self._at.numbers()
+        return self._found
+
+    def _fd(self, code: int) -> int:
+        if self._pid != os.getpid():  # a forked worker: its own descriptors
+            self._fds, self._closing, self._pid = {}, {}, os.getpid()
+        fd = self._fds.get(code)
+        if fd is None:
+            assert self.directory is not None
+            fd = self._fds[code] = os.open(self.directory / self._files[code], os.O_RDONLY | os.O_CLOEXEC)
+            self._closing[code] = weakref.finalize(self, _close, fd, self._pid)
+        return fd
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to a Dask worker: the sealed table as its file's path (``columns.by_file``)."""
+        return {"directory": self.directory, "files": self._files, "at": columns.by_file(self._table())}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.directory, self._files = state["directory"], state["files"]
+        self._found = columns.from_file(state["at"])
+        self._code, self._fds, self._closing, self._pid = {}, {}, {}, os.getpid()
+
+
+def _close(fd: int, pid: int) -> None:
+    if os.getpid() == pid:
+        os.close(fd)

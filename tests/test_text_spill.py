@@ -1,0 +1,93 @@
+"""Pass 1's comparison texts on disk: pass 2 compares what it would have made from the documents."""
+
+import gzip
+import json
+import os
+from pathlib import Path
+from random import Random
+
+import numpy as np
+from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER, garble
+
+from corpora.scrape import page
+from corpora.sources import Article
+from dedup import Config, pass1, pass2, readers, run, text_spill
+from dedup.frequency import TokenFrequency
+
+ZH = (
+    "据新华社北京十二月三十日电西藏自治区政府副主席今天在北京接受记者采访时介绍说\uff0c西藏部分地区发生特大雪灾后。"
+    * 4
+)
+
+
+def _mixed(root: Path) -> Path:
+    """HTML pages in site templates, plain texts with mojibake and markup, Chinese, a gzipped JSONL shard."""
+    rng = Random(3)
+    texts = {"council": COUNCIL, "storm": STORM, "schools": STORM_OTHER, "museum": MUSEUM}
+    arts = {k: Article(k, v.split("\n\n")[0][:60], tuple(v.split("\n\n")), "", ()) for k, v in texts.items()}
+    files: dict[str, bytes] = {}
+    for site in range(2):
+        for name, art in arts.items():
+            others = [a for a in arts.values() if a is not art]
+            files[f"site{site}/{name}.html"] = page(site, art, others, rng).encode()
+    files["plain/council.txt"] = garble(COUNCIL, "The mayor").replace("'", "â€™").encode()
+    files["plain/storm.txt"] = ("**" + STORM + "** [more](http://x)").encode()
+    files["zh/a.txt"], files["zh/b.txt"] = ZH.encode(), ZH[:150].encode("gb18030")
+    lines = [json.dumps({"id": k, "text": garble(v, "Officials")}) for k, v in texts.items()]
+    files["shard.jsonl.gz"] = gzip.compress(("\n".join(lines) + "\n").encode())
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def _loads(corpus: pass2.Corpus) -> list[tuple[bytes, ...]]:
+    loaded = [pass2.load(corpus, n, 7) for n in range(len(corpus.sizes))]
+    return [tuple(b"" if a is None else np.asarray(a).tobytes() for a in one) for one in loaded]
+
+
+def test_pass2_compares_every_text_as_made_from_its_document(tmp_path: Path) -> None:
+    root = _mixed(tmp_path / "in")
+    config = Config(jobs=1)
+    spill = tmp_path / "texts"
+    spill.mkdir()
+    frequency = TokenFrequency()
+    docs, feats, _ = pass1.read_all(readers.discover([str(root)]), config, frequency, texts=spill)
+    corpus = pass2.Corpus.of(config, docs, feats, frequency)
+    assert len(docs) == 16 and len(corpus.sizes) >= 14  # (every document ok)
+    assert corpus.texts.held(np.arange(len(corpus.sizes))).all()
+    with readers.spooled(docs, range(len(docs)), tmp_path):  # the shard's records, read again
+        written = _loads(corpus)
+        corpus.texts = text_spill.Texts(None, None)  # none: each made again from its document
+        assert _loads(corpus) == written
+
+
+def test_a_text_not_written_or_gone_is_made_from_its_document(tmp_path: Path) -> None:
+    assert text_spill.Writer(tmp_path / "missing").put(["a text", "another"]) == [None, None]
+    spill = tmp_path / "texts"
+    spill.mkdir()
+    texts = text_spill.Texts(spill, None)
+    for where in text_spill.Writer(spill).put(["one", "two ünïcode \udcff"]):
+        texts.add(where)
+    texts.seal()
+    assert [texts.get(0), texts.get(1)] == ["one", "two ünïcode \udcff"]
+    texts.discard()
+    assert os.listdir(spill) == [] and texts.get(0) is None
+
+
+def test_a_run_leaves_no_texts_and_drops_them_before_the_write_stage(tmp_path: Path) -> None:
+    root = _mixed(tmp_path / "in")
+    out = tmp_path / "out"
+    (out / ".texts.killed.tmp").mkdir(parents=True)  # a killed run's
+    (out / ".texts.killed.tmp" / "123-abcd").write_text("left")
+    seen: dict[str, list[str]] = {}
+
+    def look(point: str) -> None:
+        if point in ("pass1", "committed"):
+            seen[point] = [name for d in out.glob(".texts.*.tmp") for name in os.listdir(d)]
+
+    run([root], out, Config(jobs=2, force=True), checkpoint=look)
+    assert seen["pass1"]  # written while pass 1 ran ...
+    assert seen["committed"] == []  # ... gone once pass 2 was done
+    assert not list(out.glob(".texts.*"))
