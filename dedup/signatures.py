@@ -321,6 +321,9 @@ def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
     """
     if len(a) == 0 or len(b) == 0:
         return 0.0, 0.0, 0
-    shared = len(np.intersect1d(a, b, assume_unique=True))
+    if kernels.AVAILABLE and a.dtype == b.dtype == np.uint64:
+        shared = kernels.shared_count(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    else:
+        shared = len(np.intersect1d(a, b, assume_unique=True))
     union = len(a) + len(b) - shared
     return shared / union, shared / min(len(a), len(b)), shared

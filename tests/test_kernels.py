@@ -45,6 +45,7 @@ from dedup.signatures import (
     hash_token_bytes,
     shingle_hashes,
     shingles_of,
+    similarity,
     token_and_skeleton_hashes,
     token_hashes,
 )
@@ -135,6 +136,16 @@ def test_distinct_count_counts_each_value_once(values: list[int], low: list[int]
     """Including 0 (what marks a free slot), repeats, and values alike from bit 20 up (one slot)."""
     given_ = values + low + [(1 << 40) | v for v in low] + values[:10] + low[:10]
     assert kernels.distinct_count(np.array(given_, dtype=np.uint64)) == len(set(given_))
+
+
+@given(st.sets(st.integers(0, 2**64 - 1), max_size=200), st.sets(st.integers(0, 2**64 - 1), max_size=200))
+@SETTINGS
+def test_shared_count_is_the_size_of_the_intersection(one: set[int], other: set[int]) -> None:
+    """Of two sorted arrays of distinct values, some of them in both (the top of the range too)."""
+    other |= set(list(one)[::2])
+    a, b = (np.array(sorted(s), dtype=np.uint64) for s in (one, other))
+    assert kernels.shared_count(a, b) == kernels.shared_count(b, a) == len(one & other)
+    assert similarity(a, b)[2] == len(one & other)
 
 
 @given(texts)
