@@ -38,7 +38,6 @@ from dedup.columns import Column
 
 Where = tuple[str, int, int]  # a text's file (its name in the directory), offset and length in bytes
 
-_NOWHERE = np.array([-1, 0, 0], dtype=np.int64).tobytes()
 _ERRORS = "surrogatepass"  # any str, lone surrogates too, and back the same
 
 
@@ -105,8 +104,9 @@ class Texts:
     """Per distinct text (node), where its first document's comparison text is; pass 2's reader of them.
 
     Appended by the driver as pass 1 makes nodes, sealed, then read (a forked
-    worker inherits it, a Dask worker is sent the column's path). A file is
-    opened at its first read in a process, and stays open there.
+    worker inherits it, a Dask worker is sent the columns' paths). Only the nodes
+    with a text written have a row (a cron run's stored texts have none). A file
+    is opened at its first read in a process, and stays open there.
 
     Example:
         >>> import tempfile
@@ -121,52 +121,50 @@ class Texts:
 
     def __init__(self, directory: Path | None, tables: Path | None) -> None:
         self.directory = directory
-        self._at = Column.named("q", tables, "texts", 3)  # node -> file number (-1: none), offset, length
+        self._nodes = Column.named("q", tables, "text_nodes")  # ascending
+        self._at = Column.named("q", tables, "texts", 3)  # each one's file number, offset, length
+        self._count = 0  # nodes added
         self._files: list[str] = []
         self._code: dict[str, int] = {}
-        self._found: np.ndarray | None = None
+        self._found: tuple[np.ndarray, np.ndarray] | None = None
         self._fds: dict[int, int] = {}
         self._closing: dict[int, weakref.finalize] = {}
         self._pid = os.getpid()
 
-    def __len__(self) -> int:
-        return len(self._at) if self._found is None else len(self._found)
-
     def add(self, where: Where | None) -> None:
         """The next node's text (None: none written; pass 2 reads its document again)."""
+        node, self._count = self._count, self._count + 1
         if where is None:
-            self._at.extend(_NOWHERE)
             return
         name, offset, length = where
         code = self._code.setdefault(name, len(self._files))
         if code == len(self._files):
             self._files.append(name)
+        self._nodes.append(node)
         self._at.extend(np.array([code, offset, length], dtype=np.int64).tobytes())
 
     def add_none(self, n: int) -> None:
         """``n`` nodes without a text written (a cron run's stored texts)."""
-        self._at.extend(_NOWHERE * n)
+        self._count += n
 
     def seal(self) -> None:
+        self._nodes.seal()
         self._at.seal()
 
     def held(self, nodes: np.ndarray) -> np.ndarray:
         """Which of ``nodes`` have their text here (bool)."""
-        found = self._table()
+        have, _ = self._table()
         nodes = np.asarray(nodes, dtype=np.int64)
-        inside = nodes < len(found)
-        held = np.zeros(len(nodes), dtype=bool)
-        held[inside] = found[nodes[inside], 0] >= 0
-        return held
+        k = np.minimum(np.searchsorted(have, nodes), max(len(have) - 1, 0))
+        return have[k] == nodes if len(have) else np.zeros(len(nodes), dtype=bool)
 
     def get(self, node: int) -> str | None:
         """Node ``node``'s comparison text as pass 1 made it; None when it is not here or cannot be read."""
-        found = self._table()
-        if node >= len(found) or self.directory is None:
+        have, at = self._table()
+        k = int(np.searchsorted(have, node))
+        if k == len(have) or have[k] != node or self.directory is None:
             return None
-        code, offset, length = found[node].tolist()
-        if code < 0:
-            return None
+        code, offset, length = at[k].tolist()
         try:
             data = os.pread(self._fd(code), length, offset)
             if len(data) != length:
@@ -186,9 +184,9 @@ class Texts:
                 for entry in entries:
                     os.unlink(entry.path)
 
-    def _table(self) -> np.ndarray:
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
         if self._found is None:
-            self._found = self._at.numbers()
+            self._found = self._nodes.numbers(), self._at.numbers()
         return self._found
 
     def _fd(self, code: int) -> int:
@@ -202,12 +200,18 @@ class Texts:
         return fd
 
     def __getstate__(self) -> dict[str, Any]:
-        """Sent to a Dask worker: the sealed table as its file's path (``columns.by_file``)."""
-        return {"directory": self.directory, "files": self._files, "at": columns.by_file(self._table())}
+        """Sent to a Dask worker: the sealed columns as their files' paths (``columns.by_file``)."""
+        nodes, at = self._table()
+        return {
+            "directory": self.directory,
+            "files": self._files,
+            "at": [columns.by_file(nodes), columns.by_file(at)],
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.directory, self._files = state["directory"], state["files"]
-        self._found = columns.from_file(state["at"])
+        nodes, at = (columns.from_file(a) for a in state["at"])
+        self._found = nodes, at
         self._code, self._fds, self._closing, self._pid = {}, {}, {}, os.getpid()
 
 
