@@ -13,15 +13,19 @@ the workers no memory.
 
 The files are in a temporary directory in OUT (``.texts.*.tmp``), removed after
 the run and, after a killed run, by the next one (``manifest.LEFTOVERS``); they
-take about as much room as the corpus's texts. They are a cache, not a source:
-a text that could not be written (a full disk, a Dask worker that cannot write
-OUT) or read back is made from its document as before, with the same result,
-and a cron run's stored texts, not read in the run, always are.
+take about as much room as the corpus's texts (a plain text's comparison text is
+about its size, an HTML page's a fraction of it), and a worker stops writing
+them when its file system would keep less than ``RESERVE`` free: the canonical
+copies need the room more. They are a cache, not a source: a text that could not
+be written (a nearly full disk, a Dask worker that cannot write OUT) or read back
+is made from its document as before, with the same result, and a cron run's
+stored texts, not read in the run, always are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import threading
@@ -35,6 +39,8 @@ import numpy as np
 
 from dedup import columns
 from dedup.columns import Column
+
+RESERVE = 1 << 30  # bytes a worker leaves free on the texts' file system (``Writer``)
 
 Where = tuple[str, int, int]  # a text's file (its name in the directory), offset and length in bytes
 
@@ -76,6 +82,9 @@ class Writer:
                 return [None] * len(texts)
             start = self._end
             try:
+                room = os.statvfs(self._fd)
+                if room.f_bavail * room.f_frsize < len(data) + RESERVE:
+                    raise OSError(errno.ENOSPC, "keeping the room for the outputs")
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self._fd, view) :]

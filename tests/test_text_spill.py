@@ -63,8 +63,12 @@ def test_pass2_compares_every_text_as_made_from_its_document(tmp_path: Path) -> 
         assert _loads(corpus) == written
 
 
-def test_a_text_not_written_or_gone_is_made_from_its_document(tmp_path: Path) -> None:
+def test_a_text_not_written_or_gone_is_made_from_its_document(tmp_path: Path, monkeypatch) -> None:
     assert text_spill.Writer(tmp_path / "missing").put(["a text", "another"]) == [None, None]
+    with monkeypatch.context() as patched:  # a file system with less room than the outputs need
+        patched.setattr(text_spill, "RESERVE", os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize)
+        writer = text_spill.Writer(tmp_path)
+        assert writer.put(["a text"]) == [None] and writer.put(["more"]) == [None]
     spill = tmp_path / "texts"
     spill.mkdir()
     texts = text_spill.Texts(spill, None)
@@ -74,6 +78,23 @@ def test_a_text_not_written_or_gone_is_made_from_its_document(tmp_path: Path) ->
     assert [texts.get(0), texts.get(1)] == ["one", "two ünïcode \udcff"]
     texts.discard()
     assert os.listdir(spill) == [] and texts.get(0) is None
+
+
+def test_without_room_for_the_texts_a_run_writes_the_same(tmp_path: Path, monkeypatch) -> None:
+    root = _mixed(tmp_path / "in")
+    run([root], tmp_path / "with", Config(jobs=2))
+    monkeypatch.setattr(text_spill, "RESERVE", 1 << 62)
+    written: list[int] = []
+
+    def look(point: str) -> None:
+        if point == "pass1":
+            written.extend(f.stat().st_size for f in (tmp_path / "without").glob(".texts.*.tmp/*"))
+
+    run([root], tmp_path / "without", Config(jobs=2), checkpoint=look)
+    assert written and not any(written)  # the workers' files, left empty
+    assert (tmp_path / "with" / "manifest.jsonl").read_bytes() == (
+        tmp_path / "without" / "manifest.jsonl"
+    ).read_bytes()
 
 
 def test_a_run_leaves_no_texts_and_drops_them_before_the_write_stage(tmp_path: Path) -> None:
