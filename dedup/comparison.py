@@ -15,8 +15,7 @@ import numpy as np
 
 from dedup import align_kernels, alignment, normalize, quality
 from dedup.frequency import TokenFrequency
-from dedup.pass1 import HASH_CHUNK, hash_tokens
-from dedup.signatures import shingles_of, token_and_skeleton_hashes, token_hashes
+from dedup.signatures import HASH_CHUNK, hash_tokens, shingles_of, token_and_skeleton_hashes, token_hashes
 
 
 class Compared(NamedTuple):

@@ -25,39 +25,11 @@ from dedup.frequency import Counts, TokenFrequency, combined, counts
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.run_filter import AllRead
 from dedup.signature_spill import RowSpill, Spilled
-from dedup.signatures import Signer, fingerprint, hash_token_bytes
+from dedup.signatures import Signer, fingerprint
 
 BATCH = 128  # documents per worker task
 
 Analysed = tuple[list[tuple[Document, Features | None]], Counts]
-
-
-HASH_CHUNK = 1 << 18  # bytes hashed at once: hashing holds ~40 bytes of arrays per byte
-
-
-def hash_tokens(buf: np.ndarray, chunk: int = HASH_CHUNK) -> np.ndarray:
-    """``hash_token_bytes`` a piece at a time, cut between tokens: the same hashes in bounded memory.
-
-    A 15 MB one-line file otherwise took 600 MB for this step alone. (A single
-    token longer than ``chunk`` is cut, and hashes as two.)
-
-    Example:
-        >>> buf = np.frombuffer(b"the cat sat on the mat", np.uint8)
-        >>> bool((hash_tokens(buf, chunk=5) == hash_token_bytes(buf)).all())
-        True
-    """
-    if len(buf) <= chunk:
-        return hash_token_bytes(buf)
-    parts, start = [], 0
-    while start < len(buf):
-        end = min(start + chunk, len(buf))
-        if end < len(buf):
-            separators = np.flatnonzero(~normalize.WORD_BYTE[buf[start:end]])
-            if len(separators):
-                end = start + int(separators[-1]) + 1
-        parts.append(hash_token_bytes(buf[start:end]))
-        start = end
-    return np.concatenate(parts)
 
 
 def analyse(

@@ -433,4 +433,4 @@ def test_a_long_text_is_hashed_in_pieces_to_the_same_shingles() -> None:
     toks, shingles, *_ = comparison.compared(text, 5)
     assert (shingles == document_shingles(toks, 5)).all()
     buf = np.frombuffer(normalize.skeleton_bytes(text.encode()), np.uint8)
-    assert (pass1.hash_tokens(buf, chunk=1000) == pass1.hash_tokens(buf, chunk=len(buf))).all()
+    assert (signatures.hash_tokens(buf, chunk=1000) == signatures.hash_tokens(buf, chunk=len(buf))).all()
