@@ -380,3 +380,18 @@ def test_the_default_globs_find_every_container_the_readers_know() -> None:
     from dedup.readers.containers import CONTAINER_GLOBS
 
     assert set(CONTAINER_GLOBS) <= set(DEFAULT_GLOBS)
+
+
+def test_a_jsonl_file_opening_with_a_byte_order_mark_is_read_again_by_a_cron_run(tmp_path: Path) -> None:
+    """Pass 1 leaves the first line's BOM out; reading that record again (a stored text judged again
+    by the next night) did not, and ended the run with orjson's traceback."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    line = orjson.dumps({"id": "council", "text": COUNCIL}).decode()
+    (inputs / "feed.jsonl").write_bytes(b"\xef\xbb\xbf" + f"{line}\n".encode())
+    config = Config(jobs=1, state=str(tmp_path / "state"))
+    run([str(inputs)], tmp_path / "out", config)
+    (inputs / "copy.txt").write_text(garble(COUNCIL, "The mayor"))
+    run([str(inputs)], tmp_path / "out", config)
+    records = {r["path"]: r for r in read_manifest(tmp_path / "out")}
+    assert records["copy.txt"]["duplicate_of"] == "feed.jsonl/council"  # the clean one kept
