@@ -82,18 +82,25 @@ class Analyser:
         self.texts = text_spill.Writer(texts)
 
     def __call__(self, batch: list[Document]) -> Analysed:
-        results, vocabularies, made = [], [], list[str]()
+        results, vocabularies = [], []
+        made, waiting, held = list[str](), list[Features](), 0  # texts not written yet, and theirs
         for doc in batch:
             doc, features, hashes = analyse(doc, self.config, self.signer, made)
             results.append((doc, features))
             if hashes is not None and not (doc.counted and doc.counted == doc.sha256):
                 vocabularies.append(hashes)  # (the same bytes a cron run counted before: not again)
-        if made:
-            wheres = iter(self.texts.put(made))
-            for _, features in results:
-                if features is not None:
-                    features.text = next(wheres)
+            if features is not None:
+                waiting.append(features)
+                held += len(made[-1])
+                if held > text_spill.CHUNK:  # a batch of large files: not all its texts at once
+                    self._write(made, waiting)
+                    made, waiting, held = [], [], 0
+        self._write(made, waiting)
         return results, counts(vocabularies)
+
+    def _write(self, made: list[str], waiting: list[Features]) -> None:
+        for features, where in zip(waiting, self.texts.put(made), strict=True):
+            features.text = where
 
 
 class Read:

@@ -205,8 +205,8 @@ def load(
 
     Its comparison text as pass 1 wrote it (``text_spill``), else made again from
     its first document, read again. The tokens are hashes with the compiled kernels
-    (``hashed``), words without (``compared``; spaced is then None). A line in more
-    documents than ``reach`` is furniture and left out (``compared``).
+    (``hashed_from``), words without (``compared_from``; spaced is then None). A line in
+    more documents than ``reach`` is furniture and left out (``compared``).
     """
     config = corpus.config
     comparison = corpus.texts.get(node)

@@ -275,6 +275,7 @@ def _settle(
     from dedup import large_groups, pass2
 
     verified = 0
+    corpus.texts.verify()
     with readers.spooled(corpus.docs, _firsts(corpus, tasks), out):
         tasks = large_groups.split(
             corpus,

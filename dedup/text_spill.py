@@ -8,18 +8,19 @@ HTML page's extraction many times that. Now each pass-1 worker process appends
 the comparison texts it makes to a file of its own (``Writer``), and a
 document's features say where its text is (``Features.text``). The driver keeps,
 per distinct text, where its first document's is (``Texts``), and pass 2 reads
-it with one ``pread``: no file of the text's stays open or mapped, so it costs
-the workers no memory.
+it with one ``pread``: the files are never mapped, so they cost the workers no
+memory.
 
-The files are in a temporary directory in OUT (``.texts.*.tmp``), removed after
-the run and, after a killed run, by the next one (``manifest.LEFTOVERS``); they
-take about as much room as the corpus's texts (a plain text's comparison text is
-about its size, an HTML page's a fraction of it), and a worker stops writing
-them when its file system would keep less than ``RESERVE`` free: the canonical
-copies need the room more. They are a cache, not a source: a text that could not
-be written (a nearly full disk, a Dask worker that cannot write OUT) or read back
-is made from its document as before, with the same result, and a cron run's
-stored texts, not read in the run, always are.
+The files are in a temporary directory in OUT (``.texts.*.tmp``), removed once
+pass 2 is done (before the copies are made), and after a killed run by the next
+one (``manifest.LEFTOVERS``). They take about as much room as the corpus's texts
+(a plain text's comparison text is about its size, an HTML page's a fraction of
+it); the run writes other files beside them (signatures, tables, records), so the
+workers stop writing texts when their file system would keep less than half the
+room it had at their first write, or less than ``RESERVE``. They are a cache,
+not a source: a text that could not be written (too little room, a Dask worker
+that cannot write OUT) or read back is made from its document as before, with
+the same result, and a cron run's stored texts, not read in the run, always are.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import secrets
 import threading
 import weakref
 from collections.abc import Sequence
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,9 @@ import numpy as np
 from dedup import columns
 from dedup.columns import Column
 
-RESERVE = 1 << 30  # bytes a worker leaves free on the texts' file system (``Writer``)
+RESERVE = 1 << 30  # bytes the texts always leave free on their file system (``Writer``)
+CHUNK = 1 << 20  # bytes a worker writes at once: a batch's texts are not held encoded all at once
+OPEN_MAX = 64  # files a process keeps open to read texts from (a Dask worker may see many)
 
 Where = tuple[str, int, int]  # a text's file (its name in the directory), offset and length in bytes
 
@@ -61,6 +63,7 @@ class Writer:
         self._fd = -1
         self._name = ""
         self._end = 0
+        self._floor = RESERVE  # the free bytes the texts leave on their file system
         self._failed = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -70,37 +73,51 @@ class Writer:
         self.__init__(state["directory"])  # type: ignore[misc]
 
     def put(self, texts: Sequence[str]) -> list[Where | None]:
-        """``texts`` appended in one write; where each is (all None when they could not be written)."""
+        """``texts`` appended, ``CHUNK`` bytes a write; where each is (all None when they could not
+        all be written: the file is not written to again)."""
         if self.directory is None or not texts:
             return [None] * len(texts)
-        encoded = [text.encode("utf-8", _ERRORS) for text in texts]
-        data = b"".join(encoded)
         with self._lock:
             if self._pid != os.getpid():
                 self._open()
             if self._failed:
                 return [None] * len(texts)
-            start = self._end
+            wheres: list[Where | None] = []
+            buffer, end = bytearray(), self._end
             try:
-                room = os.statvfs(self._fd)
-                if room.f_bavail * room.f_frsize < len(data) + RESERVE:
-                    raise OSError(errno.ENOSPC, "keeping the room for the outputs")
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view) :]
+                for text in texts:
+                    data = text.encode("utf-8", _ERRORS)
+                    wheres.append((self._name, end, len(data)))
+                    end += len(data)
+                    if len(buffer) + len(data) > CHUNK:
+                        self._write(buffer)
+                        buffer.clear()
+                    if len(data) > CHUNK:
+                        self._write(data)
+                    else:
+                        buffer += data
+                self._write(buffer)
             except OSError:
                 self._failed = True  # nothing after a short write is trusted: pass 2 reads those again
                 return [None] * len(texts)
-            self._end += len(data)
-        name = self._name
-        ends = list(accumulate(map(len, encoded), initial=start))
-        return [(name, ends[k], ends[k + 1] - ends[k]) for k in range(len(encoded))]
+            self._end = end
+        return wheres
+
+    def _write(self, data: bytes | bytearray) -> None:
+        room = os.statvfs(self._fd)
+        if room.f_bavail * room.f_frsize < len(data) + self._floor:
+            raise OSError(errno.ENOSPC, "leaving the room to the run's other files")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def _open(self) -> None:
         self._pid, self._end, self._failed = os.getpid(), 0, False
         assert self.directory is not None
         self._name = f"{self._pid}-{secrets.token_hex(4)}"
         try:
+            room = os.statvfs(self.directory)
+            self._floor = max(RESERVE, room.f_bavail * room.f_frsize // 2)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             self._fd = os.open(self.directory / self._name, flags, 0o600)
         except OSError:
@@ -115,7 +132,8 @@ class Texts:
     Appended by the driver as pass 1 makes nodes, sealed, then read (a forked
     worker inherits it, a Dask worker is sent the columns' paths). Only the nodes
     with a text written have a row (a cron run's stored texts have none). A file
-    is opened at its first read in a process, and stays open there.
+    is opened at its first read in a process and stays open there (up to
+    ``OPEN_MAX`` files at once).
 
     Example:
         >>> import tempfile
@@ -167,6 +185,26 @@ class Texts:
         k = np.minimum(np.searchsorted(have, nodes), max(len(have) - 1, 0))
         return have[k] == nodes if len(have) else np.zeros(len(nodes), dtype=bool)
 
+    def verify(self) -> None:
+        """Keep only the texts whose files are there and hold them, before pass 2 plans on them.
+
+        A text that cannot be read is made from its document, and a compressed
+        container's record is then read from the container's start unless the spool
+        holds it (``readers.spooled``, made for the texts not held): for every record
+        of a large shard that was a read of the shard each.
+        """
+        have, at = self._table()
+        if not len(have):
+            return
+        sizes = np.full(len(self._files), -1, dtype=np.int64)
+        for code, name in enumerate(self._files):
+            with contextlib.suppress(OSError):
+                assert self.directory is not None
+                sizes[code] = os.stat(self.directory / name).st_size
+        whole = at[:, 1] + at[:, 2] <= sizes[at[:, 0]]
+        if not whole.all():
+            self._found = have[whole], at[whole]
+
     def get(self, node: int) -> str | None:
         """Node ``node``'s comparison text as pass 1 made it; None when it is not here or cannot be read."""
         have, at = self._table()
@@ -183,8 +221,9 @@ class Texts:
             return None
 
     def discard(self) -> None:
-        """Pass 2 is done: the files closed and removed, so that the pages of them not yet on the
-        disk are dropped, not written (the kernel writes a page ~30 s after it changed)."""
+        """Pass 2 is done: this process's descriptors closed and the files removed, so that the
+        pages of them not yet on the disk are dropped, not written (the kernel writes a page ~30 s
+        after it changed; a Dask worker's descriptors close when its copy of the corpus goes)."""
         for closing in self._closing.values():
             closing()
         self._fds, self._closing = {}, {}
@@ -204,6 +243,10 @@ class Texts:
         fd = self._fds.get(code)
         if fd is None:
             assert self.directory is not None
+            if len(self._fds) >= OPEN_MAX:
+                for closing in self._closing.values():
+                    closing()
+                self._fds, self._closing = {}, {}
             fd = self._fds[code] = os.open(self.directory / self._files[code], os.O_RDONLY | os.O_CLOEXEC)
             self._closing[code] = weakref.finalize(self, _close, fd, self._pid)
         return fd

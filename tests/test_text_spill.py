@@ -7,11 +7,12 @@ from pathlib import Path
 from random import Random
 
 import numpy as np
+import pytest
 from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER, garble
 
 from corpora.scrape import page
 from corpora.sources import Article
-from dedup import Config, pass1, pass2, readers, run, text_spill
+from dedup import Config, normalize, pass1, pass2, readers, run, text_spill
 from dedup.frequency import TokenFrequency
 
 ZH = (
@@ -47,7 +48,9 @@ def _loads(corpus: pass2.Corpus) -> list[tuple[bytes, ...]]:
     return [tuple(b"" if a is None else np.asarray(a).tobytes() for a in one) for one in loaded]
 
 
-def test_pass2_compares_every_text_as_made_from_its_document(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [text_spill.CHUNK, 100])  # 100: written a few texts at a time
+def test_pass2_compares_every_text_as_made_from_its_document(tmp_path: Path, monkeypatch, chunk: int) -> None:
+    monkeypatch.setattr(text_spill, "CHUNK", chunk)
     root = _mixed(tmp_path / "in")
     config = Config(jobs=1)
     spill = tmp_path / "texts"
@@ -78,6 +81,50 @@ def test_a_text_not_written_or_gone_is_made_from_its_document(tmp_path: Path, mo
     assert [texts.get(0), texts.get(1)] == ["one", "two ünïcode \udcff"]
     texts.discard()
     assert os.listdir(spill) == [] and texts.get(0) is None
+
+
+def test_texts_whose_file_is_gone_or_short_are_read_from_their_documents(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d in (one, two):
+        d.mkdir()
+    texts = text_spill.Texts(one, None)
+    for where in text_spill.Writer(one).put(["a", "bb"]):
+        texts.add(where)
+    texts.seal()
+    name = os.listdir(one)[0]
+    os.truncate(one / name, 2)  # "a" whole, "bb" cut short
+    texts.verify()
+    assert texts.held(np.array([0, 1])).tolist() == [True, False] and texts.get(1) is None
+    os.unlink(one / name)
+    texts.verify()
+    assert not texts.held(np.array([0, 1])).any()
+
+
+def test_a_run_whose_texts_vanish_reads_the_documents_and_writes_the_same(tmp_path: Path) -> None:
+    """The shard's records then come from the spool, not from the shard's start each."""
+    root = _mixed(tmp_path / "in")
+    run([root], tmp_path / "kept", Config(jobs=2))
+
+    def remove(point: str) -> None:
+        if point == "pass1":
+            for f in (tmp_path / "gone").glob(".texts.*.tmp/*"):
+                f.unlink()
+
+    spooled: list[int] = []
+    real = readers.make_spool
+
+    def spool(docs, wanted, out):  # type: ignore[no-untyped-def]
+        wanted = list(wanted)
+        spooled.append(len(wanted))
+        return real(docs, wanted, out)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(readers, "make_spool", spool)
+        run([root], tmp_path / "gone", Config(jobs=2), checkpoint=remove)
+    assert spooled and spooled[0] >= 4  # the shard's grouped records, at least
+    assert (tmp_path / "kept" / "manifest.jsonl").read_bytes() == (
+        tmp_path / "gone" / "manifest.jsonl"
+    ).read_bytes()
 
 
 def test_without_room_for_the_texts_a_run_writes_the_same(tmp_path: Path, monkeypatch) -> None:
@@ -112,3 +159,32 @@ def test_a_run_leaves_no_texts_and_drops_them_before_the_write_stage(tmp_path: P
     assert seen["pass1"]  # written while pass 1 ran ...
     assert seen["committed"] == []  # ... gone once pass 2 was done
     assert not list(out.glob(".texts.*"))
+
+
+def test_a_batch_of_long_texts_is_written_a_chunk_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    """A worker holds a batch's texts until about CHUNK of them are made, not all 128 files' at once."""
+    monkeypatch.setattr(text_spill, "CHUNK", 3000)
+    puts: list[int] = []
+    put = text_spill.Writer.put
+    monkeypatch.setattr(
+        text_spill.Writer, "put", lambda self, texts: puts.append(sum(map(len, texts))) or put(self, texts)
+    )
+    root = tmp_path / "in"
+    root.mkdir()
+    for k in range(8):
+        (root / f"{k}.txt").write_text(garble(STORM, f"Officer {k}") * 2)
+    config = Config()
+    docs = list(readers.iter_documents(readers.discover([str(root)]), config, read=False))
+    spill = tmp_path / "texts"
+    spill.mkdir()
+    results, _ = pass1.Analyser(config, spill)(docs)
+    assert len(puts) >= 4 and max(puts) < 3000 + 2 * len(STORM)
+    texts = text_spill.Texts(spill, None)
+    for _, feat in results:
+        texts.add(feat.text)
+    texts.seal()
+    made = [
+        normalize.comparison_text(normalize.repair(doc.text or (root / doc.path).read_text()))
+        for doc, _ in results
+    ]
+    assert [texts.get(n) for n in range(len(results))] == made
