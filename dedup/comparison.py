@@ -78,24 +78,8 @@ class Hashed(NamedTuple):
     keys: np.ndarray
 
 
-def hashed(
-    text: str,
-    shingle_size: int,
-    frequency: TokenFrequency,
-    furniture_over: int,
-    *,
-    repair: normalize.RepairPlan | None = None,
-) -> Hashed:
-    """``compared`` without making a string of every word, when the text allows (``hashed_from``).
-
-    ``repair``: the mojibake repair pass 1 found for this text, replayed.
-    """
-    comparison = normalize.comparison_text(normalize.repair(text, repair))
-    return hashed_from(comparison, shingle_size, frequency, furniture_over)
-
-
 def hashed_from(comparison: str, shingle_size: int, frequency: TokenFrequency, furniture_over: int) -> Hashed:
-    """``hashed`` of the text whose comparison text (``normalize.comparison_text``) this is.
+    """``compared_from`` without making a string of every word, when the text allows.
 
     An article's token bytes (``normalize.token_bytes``) hold the same tokens as
     ``normalize.words``, and its skeleton the same folded tokens; which tokens

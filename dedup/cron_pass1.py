@@ -292,7 +292,7 @@ class _Waiting:
                 signals,
                 given,
                 [f.signature.tobytes() for _, f in read],
-                [f.text for _, f in read],
+                [f.text_at for _, f in read],
             )
         else:
             self.feats.set_stored(docs, contents, shingles, signals)

@@ -95,14 +95,14 @@ class Features:
     signature: np.ndarray = field(repr=False)  # uint32[num_perm], datasketch affine32
     signals: np.ndarray = field(repr=False)  # float32, quality.INTRINSIC order
     repair: tuple[tuple[str, str], ...] | None = None  # normalize.repair_planned's steps, if ftfy was asked
-    text: tuple[str, int, int] | None = None  # where its comparison text was written (``text_spill``)
+    text_at: tuple[str, int, int] | None = None  # where its comparison text was written (``text_spill``)
 
     def __reduce__(self) -> tuple[Callable[..., Features], tuple[object, ...]]:
         # The arrays as bytes: numpy's own reduce of two small arrays took ~5.2 us to pickle and
         # 2.6 to unpickle, this 0.8 and 1.4 (each document's features cross from a pass-1 worker).
         sig, signals = self.signature, self.signals
         arrays = (sig.tobytes(), sig.dtype.str, signals.tobytes(), signals.dtype.str)
-        return _features, (self.content, self.shingles, *arrays, self.repair, self.text)
+        return _features, (self.content, self.shingles, *arrays, self.repair, self.text_at)
 
 
 def _features(
@@ -113,11 +113,11 @@ def _features(
     signals: bytes,
     signals_type: str,
     repair: tuple[tuple[str, str], ...] | None,
-    text: tuple[str, int, int] | None,
+    text_at: tuple[str, int, int] | None,
 ) -> Features:
     """A ``Features`` unpickled: its arrays are read-only views of the bytes (nothing writes to them)."""
     arrays = np.frombuffer(signature, signature_type), np.frombuffer(signals, signals_type)
-    return Features(content, shingles, *arrays, repair, text)
+    return Features(content, shingles, *arrays, repair, text_at)
 
 
 _document_fields = operator.attrgetter(*(f.name for f in fields(Document)))

@@ -100,7 +100,7 @@ class Analyser:
 
     def _write(self, made: list[str], waiting: list[Features]) -> None:
         for features, where in zip(waiting, self.texts.put(made), strict=True):
-            features.text = where
+            features.text_at = where
 
 
 class Read:
@@ -225,7 +225,7 @@ class FeatureTable:
             self.reserve()
             if feat is not None:
                 signature, signals = feat.signature.tobytes(), feat.signals.tobytes()
-                self._set(doc, next(nodes), feat.content, feat.shingles, signature, signals, feat.text)
+                self._set(doc, next(nodes), feat.content, feat.shingles, signature, signals, feat.text_at)
                 if feat.repair is not None:
                     self.repairs[doc] = feat.repair
 

@@ -238,8 +238,8 @@ def settle(corpus: Corpus, task: Task) -> Settled:
     Returns the manifest record (serialised: small to send back) of each of its
     documents, the number of verified pairs, and (``corpus.bounded``: a cron run)
     the counts its verdicts rest on (``freq_bounds``), per node. With the compiled
-    kernels, words are compared as ids of their hashes (``hashed``,
-    ``relative_of_ids``); without, as strings (``compared``, ``quality.relative``):
+    kernels, words are compared as ids of their hashes (``hashed_from``,
+    ``relative_of_ids``); without, as strings (``compared_from``, ``quality.relative``):
     the reference, same records.
     """
     nodes, pairs = task

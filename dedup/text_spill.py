@@ -6,7 +6,7 @@ container's record from a spool), decode them, extract an HTML page, repair its
 mojibake and make the comparison text: ~65 of ~130 us a noisy plain text, an
 HTML page's extraction many times that. Now each pass-1 worker process appends
 the comparison texts it makes to a file of its own (``Writer``), and a
-document's features say where its text is (``Features.text``). The driver keeps,
+document's features say where its text is (``Features.text_at``). The driver keeps,
 per distinct text, where its first document's is (``Texts``), and pass 2 reads
 it with one ``pread``: the files are never mapped, so they cost the workers no
 memory.
@@ -29,6 +29,7 @@ import contextlib
 import errno
 import os
 import secrets
+import struct
 import threading
 import weakref
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ OPEN_MAX = 64  # files a process keeps open to read texts from (a Dask worker ma
 
 Where = tuple[str, int, int]  # a text's file (its name in the directory), offset and length in bytes
 
+_ROW = struct.Struct("=qqq")  # a ``Texts`` row: file number, offset, length (native int64, as the column)
 _ERRORS = "surrogatepass"  # any str, lone surrogates too, and back the same
 
 
@@ -168,7 +170,7 @@ class Texts:
         if code == len(self._files):
             self._files.append(name)
         self._nodes.append(node)
-        self._at.extend(np.array([code, offset, length], dtype=np.int64).tobytes())
+        self._at.extend(_ROW.pack(code, offset, length))  # (the driver, once a new text: 0.06 us, not 0.4)
 
     def add_none(self, n: int) -> None:
         """``n`` nodes without a text written (a cron run's stored texts)."""

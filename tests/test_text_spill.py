@@ -181,7 +181,7 @@ def test_a_batch_of_long_texts_is_written_a_chunk_at_a_time(tmp_path: Path, monk
     assert len(puts) >= 4 and max(puts) < 3000 + 2 * len(STORM)
     texts = text_spill.Texts(spill, None)
     for _, feat in results:
-        texts.add(feat.text)
+        texts.add(feat.text_at)
     texts.seal()
     made = [
         normalize.comparison_text(normalize.repair(doc.text or (root / doc.path).read_text()))
