@@ -67,13 +67,10 @@ _MOJIBAKE_MARK = re.compile(
 _NOT = re.compile(r"n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
 _WORD = re.compile(r"[^\W_]+")
 _NON_ASCII_SEPARATORS = re.compile(r"[^\x00-\x7f\w]+")
-# Which characters of the BMP the patterns' \w matches, as the compiled ``token_bytes`` reads them.
-_WORD_BMP = (
-    np.frombuffer(
-        re.sub(r"\W", "\0", "".join(map(chr, range(1 << 16)))).encode("utf-32-le", "surrogatepass"), np.uint32
-    )
-    != 0
-)
+_BMP = "".join(map(chr, range(1 << 16)))
+# Which characters of the BMP the patterns' \w (and \s) match, as the compiled scans read them.
+WORD_BMP = np.frombuffer(re.sub(r"\W", "\0", _BMP).encode("utf-32-le", "surrogatepass"), np.uint32) != 0
+SPACE_BMP = np.frombuffer(re.sub(r"\S", "\0", _BMP).encode("utf-32-le", "surrogatepass"), np.uint32) != 0
 # Scripts written without spaces between words: a clause would be one "word", and one
 # slipped character would break every shingle of it. Runs of them become overlapping
 # character bigrams instead (as CJK search analysers do): a k-shingle then spans k + 1
@@ -338,7 +335,7 @@ def token_bytes(comparison: str) -> bytes:
         return comparison.encode("ascii")
     if kernels.AVAILABLE:  # the pattern's character classes cost ~40 us a 4 KB text, the kernel ~6
         data, whole = kernels.separated(
-            np.frombuffer(comparison.encode("utf-8", "surrogatepass"), np.uint8), _WORD_BMP
+            np.frombuffer(comparison.encode("utf-8", "surrogatepass"), np.uint8), WORD_BMP
         )
         if whole:
             return data.tobytes()

@@ -19,7 +19,16 @@ import numpy as np
 
 from dedup import kernels, quality_kernels
 from dedup.alignment import ALIGN_MAX_TOKENS, outvoted_words
-from dedup.normalize import HTML_ENTITY, HTML_TAG, MARKDOWN_LINK, has_link, spaced_words, strip_boilerplate
+from dedup.normalize import (
+    HTML_ENTITY,
+    HTML_TAG,
+    MARKDOWN_LINK,
+    SPACE_BMP,
+    WORD_BMP,
+    has_link,
+    spaced_words,
+    strip_boilerplate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,21 +179,25 @@ def _letters_and_digits_touch(comparison: str) -> bool:
 _CUE_TABLE = quality_kernels.needle_table(_BOILERPLATE_CUES)
 
 
-def _scans(raw: str, repaired: str, comparison: str, compiled: bool) -> tuple[int, bool, bool, bool, int]:
-    """(words, treebank possible, gaps possible, inline boilerplate possible, OCR-mixed words or -1).
+def _scans(raw: str, repaired: str, comparison: str, compiled: bool) -> tuple[int, int, int, bool, int]:
+    """(words, treebank matches, gap matches, inline boilerplate possible, OCR-mixed words).
 
-    The compiled scans read the UTF-8 bytes once each; -1 leaves the OCR count to the regex.
+    The compiled scans read the UTF-8 bytes once each; a count of -1 leaves it to the
+    pattern (the reference does so wherever the cheap cues say a match is possible).
     """
     if not (compiled and kernels.AVAILABLE):
-        return len(raw.split()), *_spacing_cues(raw), _any_cue(repaired), -1
-    buf = np.frombuffer(raw.encode("utf-8", "replace"), dtype=np.uint8)
+        treebank, gaps = _spacing_cues(raw)
+        return len(raw.split()), -int(treebank), -int(gaps), _any_cue(repaired), -1
+    buf = np.frombuffer(raw.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     words, treebank, gaps = quality_kernels.raw_scan(buf, _AFTER_SPACE)
+    if treebank or gaps:  # the cues say a pattern may match: count exactly
+        treebank, gaps = quality_kernels.spacing_counts(buf, WORD_BMP, SPACE_BMP, treebank == 1, gaps == 1)
     if repaired is not raw:
         buf = np.frombuffer(repaired.encode("utf-8", "replace"), dtype=np.uint8)
     # The Kelvin sign is the one non-ASCII character whose lower() is an ASCII letter a cue needs.
     cue = quality_kernels.contains_any(buf, *_CUE_TABLE) == 1 or ("\u212a" in repaired and _any_cue(repaired))
     ocr = quality_kernels.ocr_mix(np.frombuffer(comparison.encode("utf-8", "replace"), dtype=np.uint8))
-    return words, bool(treebank), bool(gaps), cue, ocr
+    return words, treebank, gaps, cue, ocr
 
 
 def _any_cue(repaired: str) -> bool:
@@ -214,7 +227,7 @@ def intrinsic(
         >>> s["treebank"] > 0
         True
     """
-    word_count, maybe_treebank, maybe_gaps, maybe_inline, ocr = _scans(raw, repaired, comparison, compiled)
+    word_count, treebank, gaps, maybe_inline, ocr = _scans(raw, repaired, comparison, compiled)
     chars = max(len(raw), 1) / 1000
     words = max(word_count, 1) / 100
     markup = 0
@@ -231,11 +244,15 @@ def intrinsic(
         boilerplate += inline_boilerplate(repaired)
     if ocr < 0:
         ocr = len(_OCR_MIX.findall(comparison)) if _letters_and_digits_touch(comparison) else 0
+    if treebank < 0:
+        treebank = len(_TREEBANK.findall(raw))
+    if gaps < 0:
+        gaps = len(_GAPS.findall(raw))
     return {
         "mojibake": max(len(raw) - len(repaired), 0) / chars,
         "markup": markup / chars,
-        "treebank": len(_TREEBANK.findall(raw)) / words if maybe_treebank else 0.0,
-        "gaps": len(_GAPS.findall(raw)) / words if maybe_gaps else 0.0,
+        "treebank": treebank / words,
+        "gaps": gaps / words,
         "boilerplate": float(boilerplate),
         "one_line": 1.0 if len(raw) > 400 and "\n" not in raw.strip() else 0.0,
         "ocr": ocr / words,

@@ -205,3 +205,142 @@ def needle_table(needles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.n
         for a in first:
             opens[a, list(second)] = True
     return rows, np.array([len(t) for t in needles], dtype=np.uint64), opens
+
+
+@jit(None)
+def _is(cps: Any, j: Any, table: Any) -> Any:
+    return 0 <= j < cps.shape[0] and table[cps[j]]
+
+
+@jit(None)
+def _blank(cps: Any, j: Any, space: Any) -> Any:
+    """``[^\\S\\n]`` at j: whitespace other than a newline."""
+    return _is(cps, j, space) and cps[j] != 10
+
+
+_AFTER_LOW = sum(1 << ord(c) for c in ",.;:!?%)'")  # what may follow a treebank space, < 64
+_AFTER_HIGH = sum(1 << (ord(c) - 64) for c in "]nN")  # and in 64-127
+
+
+@jit(None)
+def _treebank_after(d: Any) -> Any:
+    if d < 64:
+        return (_AFTER_LOW >> d) & 1 == 1
+    return (d < 128 and (_AFTER_HIGH >> (d - 64)) & 1 == 1) or d == 0x2019
+
+
+@jit(None)
+def _treebank_count(cps: Any, word: Any, space: Any) -> Any:
+    # " (?<=\w )(?:[,.;:!?%](?=\s|$)|[)\]]|n[Q]t\b|[Q](?:s|re|ve|ll|d|m)\b)" | "\( (?=\w)" | "\[ (?=\w)"
+    # | "``" | "''", IGNORECASE, where Q is ' or U+2019; of the letters, only "s" matches a
+    # non-ASCII character (U+017F).
+    n = cps.shape[0]
+    count = 0
+    i = 0
+    while i < n:
+        c = cps[i]
+        if c > 96:  # every match starts with one of " ([`'"
+            i += 1
+            continue
+        end = 0
+        if c == 32 and i + 1 < n and _treebank_after(cps[i + 1]) and _is(cps, i - 1, word):
+            d = cps[i + 1]
+            if d == 44 or d == 46 or d == 59 or d == 58 or d == 33 or d == 63 or d == 37:
+                if i + 2 == n or space[cps[i + 2]]:
+                    end = i + 2
+            elif d == 41 or d == 93:
+                end = i + 2
+            else:  # n't or 's ... and then \b: the letters end a word
+                if (d | 32) == 110 and i + 3 < n and (cps[i + 2] == 39 or cps[i + 2] == 0x2019):
+                    if (cps[i + 3] | 32) == 116:
+                        end = i + 4
+                elif (d == 39 or d == 0x2019) and i + 2 < n:
+                    e = cps[i + 2] | 32 if cps[i + 2] < 128 else cps[i + 2]
+                    f = cps[i + 3] | 32 if i + 3 < n and cps[i + 3] < 128 else -1
+                    if e == 115 or e == 0x17F or e == 100 or e == 109:  # s, d, m
+                        end = i + 3
+                    elif ((e == 114 or e == 118) and f == 101) or (e == 108 and f == 108):  # re, ve, ll
+                        end = i + 4
+                if end and _is(cps, end, word):
+                    end = 0
+        elif i + 1 < n:
+            d = cps[i + 1]
+            opened = (c == 40 or c == 91) and d == 32 and _is(cps, i + 2, word)  # "( word"
+            if opened or ((c == 96 or c == 39) and d == c):  # or `` ''
+                end = i + 2
+        if end:
+            count += 1
+            i = end
+        else:
+            i += 1
+    return count
+
+
+@jit(None)
+def _gaps_count(cps: Any, word: Any, space: Any) -> Any:
+    # "[^\S\n](?<=\w[^\S\n])[^\S\n]+(?=\w)" | "["“”](?<=\w ["“”])[^\S\n]*["“”](?= \w)" | "\([^\S\n]*\)"
+    n = cps.shape[0]
+    count = 0
+    i = 0
+    while i < n:
+        c = cps[i]
+        if 40 < c < 0x85:  # every match starts with whitespace, a quote or "("
+            i += 1
+            continue
+        end = 0
+        if c == 34 or c == 0x201C or c == 0x201D:
+            if i >= 2 and cps[i - 1] == 32 and _is(cps, i - 2, word):
+                j = i + 1
+                while _blank(cps, j, space):
+                    j += 1
+                q = cps[j] if j < n else -1
+                closed = q == 34 or q == 0x201C or q == 0x201D
+                if closed and j + 1 < n and cps[j + 1] == 32 and _is(cps, j + 2, word):
+                    end = j + 1
+        elif c == 40:
+            j = i + 1
+            while _blank(cps, j, space):
+                j += 1
+            if j < n and cps[j] == 41:
+                end = j + 1
+        elif c != 10 and space[c] and _blank(cps, i + 1, space) and _is(cps, i - 1, word):
+            j = i + 1
+            while _blank(cps, j, space):
+                j += 1
+            if _is(cps, j, word):  # (a second blank was seen)
+                end = j
+        if end:
+            count += 1
+            i = end
+        else:
+            i += 1
+    return count
+
+
+@jit(f"UniTuple(int64, 2)({BYTES}, {TABLE}, {TABLE}, boolean, boolean)")
+def spacing_counts(buf: Any, word: Any, space: Any, treebank: Any, gaps: Any) -> Any:
+    """(``len(quality._TREEBANK.findall(text))``, ``len(quality._GAPS.findall(text))``) of UTF-8 text.
+
+    ``word`` and ``space`` say, per code point of the BMP, what ``\\w`` and ``\\s``
+    match. The patterns are followed branch by branch on the text's code points,
+    left to right past each match as ``findall`` goes (~170 us a text for the gap
+    pattern, whose first branch starts with a class, where this takes a few).
+    (-1, -1) for a text with a character beyond the BMP: the patterns decide. A pattern
+    not asked for (``treebank``, ``gaps``: the cues say it cannot match) counts 0.
+    """
+    n = 0
+    cps = np.empty(buf.shape[0], dtype=np.int64)
+    i = 0
+    while i < buf.shape[0]:  # decode (surrogates passed, as the caller encodes)
+        b = np.int64(buf[i])
+        if b >= 0xF0:
+            return -1, -1
+        size = 1 if b < 0x80 else 3 if b >= 0xE0 else 2
+        code = b if size == 1 else b & (0x0F if size == 3 else 0x1F)
+        for k in range(1, size):
+            code = (code << 6) | (np.int64(buf[i + k]) & 0x3F)
+        cps[n] = code
+        n += 1
+        i += size
+    tb = _treebank_count(cps[:n], word, space) if treebank else 0
+    return tb, _gaps_count(cps[:n], word, space) if gaps else 0

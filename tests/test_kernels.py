@@ -29,6 +29,8 @@ from dedup.alignment import ALIGN_MAX_TOKENS
 from dedup.comparison import compared, hashed_from, relative_of_ids
 from dedup.frequency import TokenFrequency
 from dedup.normalize import (
+    SPACE_BMP,
+    WORD_BMP,
     comparison,
     comparison_text,
     is_spaced,
@@ -194,6 +196,37 @@ def test_cleanliness_signals_match_the_reference(text: str) -> None:
 )
 def test_ocr_mix_counts_whole_words_or_defers(text: bytes, expected: int) -> None:
     assert quality_kernels.ocr_mix(np.frombuffer(text, dtype=np.uint8)) == expected
+
+
+# What the treebank and gap patterns look at, between words that end and start with a word
+# character or not (the patterns look behind and ahead for one).
+SPACING_WORDS = ("a", "n", "N", "s", "word", "1", "_", "\u00e9", "\u4e2d", "", ".", "\ud800")
+SPACING = (
+    " n't", " N\u2019T", " 're", " 'LL", " 've", " 's", " \u2019\u017f", " 'd", " 'm", " 'x", "'s", " ", "  ",
+    "\t", "\n", "\r", "\u00a0", "\u0085", "\u2028", "\u3000", " .", " ,", " ;", " :", " !", " ?", " %", " )",
+    " ]", "( ", "[ ", "``", "''", "'", '"', '" ', "\u201c", "\u201d", "()", "( )", ' \u201c \u201d ',
+    ' \u201d\u201c ', ' " \u201d ', ' "\u00a0" ', '" " ', " \t ", "\n  ", " \n ", " ?", " ? ",
+)  # fmt: skip
+spaced = st.lists(st.tuples(st.sampled_from(SPACING_WORDS), st.sampled_from(SPACING)), max_size=10)
+
+
+@given(spaced.map(lambda pairs: "".join(word + between for word, between in pairs)) | texts)
+@settings(SETTINGS, max_examples=1500)
+def test_spacing_counts_are_the_patterns_match_counts(text: str) -> None:
+    buf = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    expected = (len(quality.PATTERNS["treebank"].findall(text)), len(quality.PATTERNS["gaps"].findall(text)))
+    if max(map(ord, text), default=0) > 0xFFFF:
+        expected = (-1, -1)
+    assert quality_kernels.spacing_counts(buf, WORD_BMP, SPACE_BMP, True, True) == expected
+    assert quality_kernels.spacing_counts(buf, WORD_BMP, SPACE_BMP, False, True) == (
+        min(expected[0], 0),
+        expected[1],
+    )
+
+
+def test_spacing_counts_leave_a_text_beyond_the_bmp_to_the_patterns() -> None:
+    buf = np.frombuffer("a \U0001d400 n't".encode(), dtype=np.uint8)  # a letter (\w) outside the BMP
+    assert quality_kernels.spacing_counts(buf, WORD_BMP, SPACE_BMP, True, True) == (-1, -1)
 
 
 def _variants() -> list[str]:
