@@ -186,8 +186,8 @@ def _scans(raw: str, repaired: str, comparison: str, compiled: bool) -> tuple[in
     pattern (the reference does so wherever the cheap cues say a match is possible).
     """
     if not (compiled and kernels.AVAILABLE):
-        treebank, gaps = _spacing_cues(raw)
-        return len(raw.split()), -int(treebank), -int(gaps), _any_cue(repaired), -1
+        maybe_treebank, maybe_gaps = _spacing_cues(raw)
+        return len(raw.split()), -int(maybe_treebank), -int(maybe_gaps), _any_cue(repaired), -1
     buf = np.frombuffer(raw.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     words, treebank, gaps = quality_kernels.raw_scan(buf, _AFTER_SPACE)
     if treebank or gaps:  # the cues say a pattern may match: count exactly
