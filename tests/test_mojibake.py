@@ -91,6 +91,26 @@ def test_repair_agrees_with_ftfy(words: str, encoding: str, noise: str) -> None:
         assert _ours(text) == _ftfy(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "lossy"),
+    [
+        (
+            "The mayor\u00e2\u20ac?s office said \u00e2\u20ac\u0153no\u00e2\u20ac? today.",
+            True,
+        ),  # a lost byte as ?
+        ("caf\u00c3? ok \u00c3\u00a9", True),
+        ("Smile \u00f0\u0178\u02dc? now", True),  # an emoji's last byte lost: ? three after its lead
+        ("\u00e2\u20ac\u0153quoted\u00e2\u20ac\ufffd", True),  # as U+FFFD
+        ("Why? Because caf\u00c3\u00a9 \u00e2\u20ac\u201d and so? On.", False),  # each ? far from mojibake
+    ],
+)
+def test_lost_bytes_are_replaced_as_ftfy_does(text: str, lossy: bool) -> None:
+    """ftfy's lossy-sequence step is skipped where it cannot match, and taken where it does."""
+    assert mojibake.lossy_possible(text) is lossy
+    assert _ours(text) == _ftfy(text)
+    assert (("transcode", "replace_lossy_sequences") in _ftfy(text)[1]) is lossy
+
+
 def test_repair_agrees_with_ftfy_on_the_noisy_corpus(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Every text of a noisy corpus ftfy is asked about (its mojibake is the generator's, not ours)."""
     generate_scale(3000, tmp_path / "c", noise="noisy")
