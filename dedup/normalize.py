@@ -67,10 +67,17 @@ _MOJIBAKE_MARK = re.compile(
 _NOT = re.compile(r"n['\u2019]t\b")  # "can't" and treebank "ca n't" both -> "ca not"
 _WORD = re.compile(r"[^\W_]+")
 _NON_ASCII_SEPARATORS = re.compile(r"[^\x00-\x7f\w]+")
-_BMP = "".join(map(chr, range(1 << 16)))
+
+
+def _bmp_table(outside: str) -> np.ndarray:
+    """One flag per code point of the BMP: False where the pattern ``outside`` matches it."""
+    kept = re.sub(outside, "\0", "".join(map(chr, range(1 << 16))))
+    return np.frombuffer(kept.encode("utf-32-le", "surrogatepass"), np.uint32) != 0
+
+
 # Which characters of the BMP the patterns' \w (and \s) match, as the compiled scans read them.
-WORD_BMP = np.frombuffer(re.sub(r"\W", "\0", _BMP).encode("utf-32-le", "surrogatepass"), np.uint32) != 0
-SPACE_BMP = np.frombuffer(re.sub(r"\S", "\0", _BMP).encode("utf-32-le", "surrogatepass"), np.uint32) != 0
+WORD_BMP = _bmp_table(r"\W")
+SPACE_BMP = _bmp_table(r"\S")
 # Scripts written without spaces between words: a clause would be one "word", and one
 # slipped character would break every shingle of it. Runs of them become overlapping
 # character bigrams instead (as CJK search analysers do): a k-shingle then spans k + 1
