@@ -106,6 +106,8 @@ class Writer:
         return wheres
 
     def _write(self, data: bytes | bytearray) -> None:
+        if not data:  # (a text over CHUNK written on its own leaves the buffer empty)
+            return
         room = os.statvfs(self._fd)
         if room.f_bavail * room.f_frsize < len(data) + self._floor:
             raise OSError(errno.ENOSPC, "leaving the room to the run's other files")
