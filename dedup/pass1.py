@@ -21,7 +21,7 @@ from dedup import normalize, parallel, quality, readers, text_spill
 from dedup.columns import Column, NodeKeys, Sparse
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
-from dedup.frequency import Counts, TokenFrequency, combined, counts
+from dedup.frequency import BatchCounter, Counts, TokenFrequency, combined
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.run_filter import AllRead
 from dedup.signature_spill import RowSpill, Spilled
@@ -80,6 +80,7 @@ class Analyser:
         self.config = config
         self.signer = Signer(num_perm=config.num_perm, seed=config.seed)
         self.texts = text_spill.Writer(texts)
+        self.counter = BatchCounter()
 
     def __call__(self, batch: list[Document]) -> Analysed:
         results, vocabularies = [], []
@@ -96,7 +97,7 @@ class Analyser:
                     self._write(made, waiting)
                     made, waiting, held = [], [], 0
         self._write(made, waiting)
-        return results, counts(vocabularies)
+        return results, self.counter(vocabularies)
 
     def _write(self, made: list[str], waiting: list[Features]) -> None:
         for features, where in zip(waiting, self.texts.put(made), strict=True):

@@ -126,3 +126,50 @@ def holding(keys: Any, wanted: Any, bits: Any) -> Any:
                 out[n] = i
                 n += 1
     return out[:n].copy()
+
+
+_FREE = np.uint64(0xFFFFFFFFFFFFFFFF)  # a free slot's second word in ``batch_counts``' table
+
+
+@jit(f"Tuple((uint64[::1], int64[::1], boolean))({U64}, Array(int64, 1, 'C', readonly=True), uint64[:, ::1])")
+def batch_counts(values: Any, starts: Any, table: Any) -> Any:
+    """``frequency.counts`` of the documents ``values[starts[d]:starts[d + 1]]``, by an open-addressing
+    ``table`` of (value, document << 32 | count) slots, free ones marked ``_FREE``, left free again.
+
+    The values come out in the order first seen, not sorted (the sketch adds them in any order):
+    no sort of each document's ~740 values and of the batch's 95,000 (~23 against ~11 us a noisy
+    document). False when more than half the slots would be taken: the table is then left
+    as it is, to be dropped.
+    """
+    mask = np.uint64(table.shape[0] - 1)
+    low = np.uint64(0xFFFFFFFF)
+    order = np.empty(min(values.shape[0], table.shape[0] >> 1), dtype=np.int64)
+    n = 0
+    for d in range(starts.shape[0] - 1):
+        tag = np.uint64(d) << np.uint64(32)
+        for k in range(starts[d], starts[d + 1]):
+            value = values[k]
+            h = _fmix64(value) & mask
+            while True:
+                word = table[h, 1]
+                if word == _FREE:
+                    if n == order.shape[0]:  # too full: the table is dropped for a larger one
+                        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64), False
+                    table[h, 0] = value
+                    table[h, 1] = tag | np.uint64(1)
+                    order[n] = h
+                    n += 1
+                    break
+                if table[h, 0] == value:
+                    if word >> np.uint64(32) != np.uint64(d):
+                        table[h, 1] = tag | ((word & low) + np.uint64(1))
+                    break
+                h = (h + np.uint64(1)) & mask
+    keys = np.empty(n, dtype=np.uint64)
+    times = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        h = order[j]
+        keys[j] = table[h, 0]
+        times[j] = np.int64(table[h, 1] & low)
+        table[h, 1] = _FREE
+    return keys, times, True

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.frequency import TokenFrequency, combined, counts
+from dedup.frequency import BatchCounter, TokenFrequency, combined, counts
 from dedup.signatures import token_hashes
 
 documents = st.lists(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=30), max_size=12)
@@ -38,6 +38,24 @@ def test_combined_batches_count_as_one_batch(batches: list[list[list[int]]]) -> 
     hashes, times = combined([counts(batch) for batch in arrays])
     all_hashes, all_times = counts([doc for batch in arrays for doc in batch])
     assert hashes.tolist() == all_hashes.tolist() and times.tolist() == all_times.tolist()
+
+
+@given(st.lists(documents, min_size=1, max_size=6), st.sampled_from([1, 2, 8, 1 << 15]))
+@settings(deadline=None, derandomize=True, max_examples=150)
+def test_the_batch_counter_counts_as_the_reference(batches: list[list[list[int]]], slots: int) -> None:
+    # One counter for all the batches (its table reused), starting from tables too small to hold them.
+    counter = BatchCounter(slots=slots)
+    for batch in batches:
+        arrays = [np.array(doc, dtype=np.uint64) for doc in batch]
+        hashes, times = counter(arrays)
+        want_hashes, want_times = counts(arrays)
+        assert len(hashes) == len(set(hashes.tolist()))
+        assert dict(zip(hashes.tolist(), times.tolist(), strict=True)) == dict(
+            zip(want_hashes.tolist(), want_times.tolist(), strict=True)
+        )
+        if arrays:  # the first value of the first document that holds one comes first
+            firsts = [doc[0] for doc in batch if doc]
+            assert hashes[:1].tolist() == firsts[:1]
 
 
 @given(st.lists(documents, max_size=4), st.sampled_from(["dumps", "zlib", "raw"]))
