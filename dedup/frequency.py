@@ -55,8 +55,10 @@ class BatchCounter:
     KEEP = 1 << 20
 
     def __init__(self, slots: int = 1 << 15) -> None:
-        self.slots = slots  # a power of two
-        self._table: np.ndarray | None = None
+        if slots < 1 or slots & (slots - 1):
+            raise ValueError(f"slots must be a power of two, not {slots}")
+        self.slots = slots
+        self._table: np.ndarray | None = None  # all its slots free
 
     def __getstate__(self) -> dict[str, object]:  # sent to a Dask worker: without the table
         return {"slots": self.slots, "_table": None}
@@ -70,16 +72,17 @@ class BatchCounter:
         starts = np.zeros(len(documents) + 1, dtype=np.int64)
         np.cumsum([len(d) for d in documents], out=starts[1:])
         while True:
-            table = self._table
+            table, self._table = self._table, None  # given back only when the kernel left it free
             if table is None:
                 table = np.full((self.slots, 2), np.iinfo(np.uint64).max, dtype=np.uint64)
             hashes, times, done = table_kernels.batch_counts(values, starts, table)
             if done:
-                kept = self.slots <= self.KEEP
-                self._table, self.slots = (table, self.slots) if kept else (None, self.KEEP)
+                if self.slots <= self.KEEP:
+                    self._table = table
+                else:
+                    self.slots = self.KEEP
                 return hashes, times
             self.slots *= 2
-            self._table = None
 
 
 def combined(parts: Sequence[Counts]) -> Counts:

@@ -58,6 +58,12 @@ def test_the_batch_counter_counts_as_the_reference(batches: list[list[list[int]]
             assert hashes[:1].tolist() == firsts[:1]
 
 
+@pytest.mark.parametrize("slots", [0, 3, -4])
+def test_a_batch_counter_table_is_a_power_of_two(slots: int) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        BatchCounter(slots=slots)
+
+
 @given(st.lists(documents, max_size=4), st.sampled_from(["dumps", "zlib", "raw"]))
 @settings(deadline=None, derandomize=True, max_examples=60)
 def test_stored_counters_read_back_whatever_format_wrote_them(
