@@ -26,7 +26,8 @@ Before each timed run (dedup's and the baseline's) every file of the corpus is r
 both read it from the page cache (`--page-cache warm`, the default): this machine's page cache lets
 a corpus go between runs, and the run that came first then paid the disk for both (pass 1 in one
 process over 6,000 noisy documents: 417 us a document read cold, 363 of them CPU, against ~280 us
-warm). `--page-cache as-is` times whatever the cache holds.
+warm). `--page-cache as-is` times whatever the cache holds; `--page-cache cold` empties it before
+each timed run (`/proc/sys/vm/drop_caches`: root only), so that both read the corpus from the disk.
 
 The baseline runs in its own child process on the same corpus, for sizes up to --baseline-max. It
 reads the files, builds one datasketch `MinHash(num_perm=128)` per document with `update_batch`
@@ -390,13 +391,18 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def warm(corpus: Path) -> None:
-    """Read every file under ``corpus`` (or the file itself) once, into the page cache."""
-    files = [corpus] if corpus.is_file() else (p for p in sorted(corpus.rglob("*")) if p.is_file())
-    for path in files:
-        with open(path, "rb", buffering=0) as fh:
-            while fh.read(1 << 20):
-                pass
+def page_cache(corpus: Path, how: str) -> None:
+    """Before a timed run: read every file under ``corpus`` (or the file) once, into the page cache
+    (``warm``); or empty the page cache (``cold``: written pages flushed first); or nothing."""
+    if how == "warm":
+        files = [corpus] if corpus.is_file() else (p for p in sorted(corpus.rglob("*")) if p.is_file())
+        for path in files:
+            with open(path, "rb", buffering=0) as fh:
+                while fh.read(1 << 20):
+                    pass
+    elif how == "cold":
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -430,9 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write all measurements to this file")
     ap.add_argument(
         "--page-cache",
-        choices=("warm", "as-is"),
+        choices=("warm", "cold", "as-is"),
         default="warm",
-        help="warm: read the corpus before each timed run, so both runs read it from memory",
+        help="warm: read the corpus before each timed run, so both runs read it from memory;"
+        " cold: empty the page cache before each (root only), so both read it from the disk",
     )
     ap.add_argument("--baseline-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -487,8 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--jobs",
                 str(j),
             ]
-            if args.page_cache == "warm":
-                warm(corpus)
+            page_cache(corpus, args.page_cache)
             print(f"[{size:,} jobs={j}] running dedup ...", file=sys.stderr, flush=True)
             m = run_measured(
                 cmd, timeout=args.timeout, rss_limit_mb=args.rss_limit_mb, cwd=src, env=dedup_env
@@ -507,8 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.keep_out and out.exists():
                 shutil.rmtree(out, ignore_errors=True)
         if size <= args.baseline_max:
-            if args.page_cache == "warm":
-                warm(corpus)
+            page_cache(corpus, args.page_cache)
             print(f"[{size:,} baseline] running datasketch baseline ...", file=sys.stderr, flush=True)
             cmd = [
                 py,
@@ -543,7 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"corpora ({args.format}, {args.noise}): " + "; ".join(gen_notes))
     print(
         "page cache: "
-        + ("warm (every corpus file read before each timed run)" if args.page_cache == "warm" else "as found")
+        + {
+            "warm": "warm (every corpus file read before each timed run)",
+            "cold": "cold (emptied before each timed run)",
+            "as-is": "as found",
+        }[args.page_cache]
     )
     print()
     print(table(rows))

@@ -33,15 +33,20 @@ Analysed = tuple[list[tuple[Document, Features | None]], Counts]
 
 
 def analyse(
-    doc: Document, config: Config, signer: Signer, made: list[str] | None = None
+    doc: Document,
+    config: Config,
+    signer: Signer,
+    made: list[str] | None = None,
+    opened: int | OSError | None = None,
 ) -> tuple[Document, Features | None, np.ndarray | None]:
     """Read (if not yet read), normalise, sign and measure one document; drop its text.
 
     Returns the document, its features (``None`` when skipped) and its distinct
     token hashes and short-line keys, for the corpus token and line frequencies.
     A document with features has its comparison text appended to ``made``.
+    ``opened``: its file as ``readers.Ahead`` opened it.
     """
-    readers.read_file(doc, config)
+    readers.read_file(doc, config, opened)
     text, doc.text = doc.text, None
     if doc.status is not Status.OK or text is None:
         return doc, None, None
@@ -85,17 +90,18 @@ class Analyser:
     def __call__(self, batch: list[Document]) -> Analysed:
         results, vocabularies = [], []
         made, waiting, held = list[str](), list[Features](), 0  # texts not written yet, and theirs
-        for doc in batch:
-            doc, features, hashes = analyse(doc, self.config, self.signer, made)
-            results.append((doc, features))
-            if hashes is not None and not (doc.counted and doc.counted == doc.sha256):
-                vocabularies.append(hashes)  # (the same bytes a cron run counted before: not again)
-            if features is not None:
-                waiting.append(features)
-                held += len(made[-1])
-                if held > text_spill.CHUNK:  # a batch of large files: not all its texts at once
-                    self._write(made, waiting)
-                    made, waiting, held = [], [], 0
+        with readers.Ahead(batch, self.config) as ahead:
+            for doc in batch:
+                doc, features, hashes = analyse(doc, self.config, self.signer, made, ahead.take(doc))
+                results.append((doc, features))
+                if hashes is not None and not (doc.counted and doc.counted == doc.sha256):
+                    vocabularies.append(hashes)  # (the same bytes a cron run counted before: not again)
+                if features is not None:
+                    waiting.append(features)
+                    held += len(made[-1])
+                    if held > text_spill.CHUNK:  # a batch of large files: not all its texts at once
+                        self._write(made, waiting)
+                        made, waiting, held = [], [], 0
         self._write(made, waiting)
         return results, self.counter(vocabularies)
 

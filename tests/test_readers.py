@@ -119,3 +119,77 @@ def test_a_directory_at_a_time_lists_in_the_order_of_the_whole_sorted_listing(
         patched.setattr(os, "scandir", scandir)
         globs = ("*.txt", "a*", "z")
         assert list(walk(str(root), globs)) == _listing_whole(str(root), globs)
+
+
+def _hostile_dir(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A directory of files read ahead or not: plain, empty, over the size limit, cp1252, a FIFO,
+    links in and out of it, a dangling one, and a name with no file behind it."""
+    root, outside = tmp_path / "in", tmp_path / "outside.txt"
+    root.mkdir()
+    outside.write_text("Outside the input.\n")
+    (root / "a.txt").write_text("A plain article about the storm.\n")
+    (root / "empty.txt").write_bytes(b"")
+    (root / "big.txt").write_bytes(b"x" * 5000)
+    (root / "cp1252.txt").write_bytes("Caf\u00e9 \u2019s owner.\n".encode("cp1252"))
+    os.mkfifo(root / "pipe.txt")  # never waited on: opened without blocking
+    os.symlink(root / "a.txt", root / "inside.txt")
+    os.symlink(outside, root / "out.txt")
+    os.symlink(root / "missing-target.txt", root / "dangling.txt")
+    names = sorted(p.name for p in root.iterdir()) + ["gone.txt"]
+    return root, names
+
+
+def _fields(doc: object) -> tuple[object, ...]:
+    return tuple(getattr(doc, f) for f in ("status", "error", "size", "sha256", "text", "mtime_ns", "extra"))
+
+
+def test_a_file_opened_ahead_reads_as_one_opened_when_read(tmp_path: Path) -> None:
+    from dedup.config import Config
+    from dedup.document import Document, Source
+    from dedup.readers import Ahead, read_file
+
+    root, names = _hostile_dir(tmp_path)
+    fds = len(os.listdir("/proc/self/fd"))
+    for follow in (False, True):
+        config = Config(max_bytes=4096, follow_links=follow)
+        source = Source("dir", str(root), "")
+
+        def docs() -> list[Document]:
+            return [Document(i, name, source, str(root / name)) for i, name in enumerate(names)]
+
+        plain, ahead_read = docs(), docs()
+        for doc in plain:
+            read_file(doc, config)
+        with Ahead(ahead_read, config) as ahead:
+            for doc in ahead_read:
+                read_file(doc, config, ahead.take(doc))
+        assert [_fields(d) for d in ahead_read] == [_fields(d) for d in plain]
+        statuses = {d.path: d.status.value for d in plain}
+        assert statuses["a.txt"] == "ok" and statuses["pipe.txt"] == "unreadable"
+        assert statuses["out.txt"] == ("ok" if follow else "outside")
+        with Ahead(docs(), config):  # none taken: all closed at the end
+            pass
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_batch_reads_all_its_files_when_descriptors_run_out(tmp_path: Path) -> None:
+    import resource
+
+    from dedup.config import Config
+    from dedup.document import Document, Source, Status
+    from dedup.pass1 import Analyser
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(40):
+        (root / f"{i:02d}.txt").write_text(f"Article {i} says the river rose {i} feet overnight.\n")
+    source = Source("dir", str(root), "")
+    batch = [Document(i, f"{i:02d}.txt", source, str(root / f"{i:02d}.txt")) for i in range(40)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 12, hard))
+    try:
+        results, _ = Analyser(Config())(batch)  # ~10 opened ahead, the rest when read
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [doc.status for doc, _ in results] == [Status.OK] * 40
+    assert all(features is not None for _, features in results)

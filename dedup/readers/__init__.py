@@ -33,13 +33,14 @@ from dedup.readers.containers import (
     read_records,
 )
 from dedup.readers.decode import Undecodable, text_of
-from dedup.readers.files import file_documents, is_html, read_bytes, read_file, walk
+from dedup.readers.files import Ahead, file_documents, is_html, read_bytes, read_file, walk
 from dedup.readers.jsonl import Span, jsonl_documents, text_of_line
 from dedup.readers.shards import PIECE_BYTES, Joiner, Piece, Task, openable, plan, read_piece
 from dedup.readers.warc import payload_text, warc_documents
 
 __all__ = [
     "PIECE_BYTES",
+    "Ahead",
     "Joiner",
     "Piece",
     "Span",
