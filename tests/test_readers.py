@@ -135,7 +135,7 @@ def _hostile_dir(tmp_path: Path) -> tuple[Path, list[str]]:
     os.symlink(root / "a.txt", root / "inside.txt")
     os.symlink(outside, root / "out.txt")
     os.symlink(root / "missing-target.txt", root / "dangling.txt")
-    names = sorted(p.name for p in root.iterdir()) + ["gone.txt"]
+    names = [*sorted(p.name for p in root.iterdir()), "gone.txt"]
     return root, names
 
 
@@ -150,13 +150,13 @@ def test_a_file_opened_ahead_reads_as_one_opened_when_read(tmp_path: Path) -> No
 
     root, names = _hostile_dir(tmp_path)
     fds = len(os.listdir("/proc/self/fd"))
+    source = Source("dir", str(root), "")
+
+    def docs() -> list[Document]:  # numbered 0 all: a batch from several INPUTs repeats numbers
+        return [Document(0, name, source, str(root / name)) for name in names]
+
     for follow in (False, True):
         config = Config(max_bytes=4096, follow_links=follow)
-        source = Source("dir", str(root), "")
-
-        def docs() -> list[Document]:
-            return [Document(i, name, source, str(root / name)) for i, name in enumerate(names)]
-
         plain, ahead_read = docs(), docs()
         for doc in plain:
             read_file(doc, config)

@@ -165,7 +165,7 @@ class Ahead:
     MOST = 256
 
     def __init__(self, docs: Iterable[Document], config: Config) -> None:
-        self._opened: dict[int, int | OSError] = {}
+        self._opened: dict[int, int | OSError] = {}  # by id(doc): indexes repeat across sources
         for doc in docs:
             if doc.offset >= 0 or doc.status is not Status.OK:
                 continue
@@ -176,17 +176,18 @@ class Ahead:
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE):
                     break
-                self._opened[doc.index] = err
+                self._opened[id(doc)] = err
                 continue
-            self._opened[doc.index] = fd
+            self._opened[id(doc)] = fd
             with contextlib.suppress(OSError):  # a hint: a FIFO or a device is not asked for
                 info = os.fstat(fd)
                 if stat.S_ISREG(info.st_mode) and 0 < info.st_size <= config.max_bytes:
                     os.posix_fadvise(fd, 0, info.st_size, os.POSIX_FADV_WILLNEED)
 
     def take(self, doc: Document) -> int | OSError | None:
-        """``doc``'s descriptor (the caller's to close) or the error its open met; None: not opened."""
-        return self._opened.pop(doc.index, None)
+        """``doc``'s descriptor (the caller's to close) or the error its open met; None: not opened.
+        ``doc`` is one of the documents given (the same object)."""
+        return self._opened.pop(id(doc), None)
 
     def __enter__(self) -> Ahead:
         return self
