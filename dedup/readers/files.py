@@ -152,9 +152,9 @@ class Ahead:
     """A batch's whole files opened before they are read, the kernel asked to read them in meanwhile.
 
     Read one after the other, files the page cache does not hold cost a trip to the
-    disk each, waited for: pass 1 in one process over 6,000 noisy files took 438 us a
-    document read cold against ~270 warm, 297 with the batch's files asked for at once
-    (``posix_fadvise(WILLNEED)``: the disk reads them together while the first are
+    disk each, waited for: pass 1 in one process over 6,000 noisy files took 416-425 us
+    a document read cold against ~270 warm, 305-310 with the batch's files asked for at
+    once (``posix_fadvise(WILLNEED)``: the disk reads them together while the first are
     analysed). Each file is opened as ``read_file`` opens it, which then takes its
     descriptor (``take``), or the error the open met: the same outcome, met a batch
     earlier. At most ``MOST`` files at once, and none more once descriptors run out:
