@@ -1,7 +1,7 @@
 """Do two versions of dedup write the same outputs? Runs both on the same inputs and diffs everything.
 
     python benchmarks/equivalence.py [--base 81e5894] [--head .] [--size 10000] [--jobs 1,2]
-                                     [--scenarios sample,scale,cron] [--cache DIR] [--keep]
+                                     [--scenarios sample,inputs,scale,cron] [--cache DIR] [--keep]
 
 BASE and HEAD are git revisions of this repository (extracted with ``git archive``
 into a temporary directory) or ``.``, this checkout as it is on disk. Both run
@@ -10,6 +10,8 @@ source tree), on the same inputs at the same absolute paths:
 
 - ``sample``: ``corpora/sample`` with each ``--jobs`` value (and BASE's jobs 1
   against HEAD's every jobs value, so that jobs 1 vs 2 is checked as well);
+- ``inputs``: the sample's files dealt round-robin into seven directories, given as
+  seven INPUTs to one run (documents numbered per INPUT meet in one pass-1 batch);
 - ``scale``: the scale corpus of SIZE articles (``corpora/scale.py``, generated
   or reused from the cache ``benchmarks/throughput.py`` uses), with the largest
   ``--jobs`` value;
@@ -118,6 +120,16 @@ def diff(label: str, a: dict[str, bytes], b: dict[str, bytes]) -> bool:
     return False
 
 
+def dealt(sample: Path, into: Path, ways: int) -> list[Path]:
+    """The sample's files dealt round-robin (in path order, mtimes kept) into ``ways`` directories."""
+    dirs = [into / f"part{k}" for k in range(ways)]
+    for k, path in enumerate(sorted(p for p in sample.rglob("*") if p.is_file())):
+        target = dirs[k % ways] / path.relative_to(sample)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return dirs
+
+
 def snapshot(root: Path, into: Path) -> None:
     """Copy a tree with its mtimes (cron mode trusts size and mtime)."""
     shutil.copytree(root, into, copy_function=shutil.copy2)
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head", default=".", help="revision to check ('.': this checkout as it is)")
     ap.add_argument("--size", type=int, default=10_000, help="scale corpus size")
     ap.add_argument("--jobs", default="1,2", help="comma-separated --jobs values")
-    ap.add_argument("--scenarios", default="sample,scale,cron")
+    ap.add_argument("--scenarios", default="sample,inputs,scale,cron")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="as benchmarks/throughput.py")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
@@ -206,6 +218,15 @@ def main(argv: list[str] | None = None) -> int:
                     if j != jobs[0]:
                         ok &= diff(f"sample: base jobs {jobs[0]} vs head jobs {j}", runs["base", jobs[0]],
                                    runs["head", j])  # fmt: skip
+        if "inputs" in scenarios:
+            dirs = dealt(sample, work / "inputs", 7)
+            got = {}
+            for side, src in (("base", base), ("head", head)):
+                out = work / f"inputs-{side}"
+                dedup(src, dirs, out, "--jobs", str(max(jobs)))
+                got[side] = outputs(out)
+            label = f"sample as {len(dirs)} INPUTs, jobs {max(jobs)}: base vs head"
+            ok &= diff(label, got["base"], got["head"])
         if "scale" in scenarios:
             cdir = args.cache / "scale" / f"n{args.size}-dir-s1"
             generate_scale(args.size, cdir, fmt="dir", seed=1, cache_dir=args.cache, progress=True)
