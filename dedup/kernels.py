@@ -312,6 +312,21 @@ def fingerprint(
     return hashes, distinct_count(values), signature(values, a, b)
 
 
+@jit(None)
+def bmp_code_point(buf: Any, i: Any) -> Any:
+    r"""(code point, bytes) of the UTF-8 sequence at ``buf[i]`` (surrogates passed); its lead byte is
+    below 0xF0: a character of the BMP. The compiled scans that follow ``\w`` or ``\s`` on a
+    str's UTF-8 decode it here."""
+    b = np.int64(buf[i])
+    if b < 0x80:
+        return b, 1
+    size = 3 if b >= 0xE0 else 2
+    code = b & (0x0F if size == 3 else 0x1F)
+    for k in range(1, size):
+        code = (code << 6) | (np.int64(buf[i + k]) & 0x3F)
+    return code, size
+
+
 @jit(f"Tuple((Array(uint8, 1, 'C'), boolean))({BYTES}, {TABLE})")
 def separated(buf: Any, word: Any) -> Any:
     """``normalize.token_bytes`` of a text's UTF-8 bytes (surrogates passed): each run of non-ASCII
@@ -328,10 +343,7 @@ def separated(buf: Any, word: Any) -> Any:
             continue
         if b >= 0xF0:
             return out[:0], False
-        size = 3 if b >= 0xE0 else 2
-        code = b & (0x0F if size == 3 else 0x1F)
-        for k in range(1, size):
-            code = (code << 6) | (np.int64(buf[i + k]) & 0x3F)
+        code, size = bmp_code_point(buf, i)
         if word[code]:
             out[n : n + size] = buf[i : i + size]
             n, run = n + size, False

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup.kernels import BYTES, TABLE, U64, jit
+from dedup.kernels import BYTES, TABLE, U64, bmp_code_point, jit
 
 
 @jit(None)
@@ -332,14 +332,10 @@ def spacing_counts(buf: Any, word: Any, space: Any, treebank: Any, gaps: Any) ->
     n = 0
     cps = np.empty(buf.shape[0], dtype=np.int64)
     i = 0
-    while i < buf.shape[0]:  # decode (surrogates passed, as the caller encodes)
-        b = np.int64(buf[i])
-        if b >= 0xF0:
+    while i < buf.shape[0]:
+        if buf[i] >= 0xF0:
             return -1, -1
-        size = 1 if b < 0x80 else 3 if b >= 0xE0 else 2
-        code = b if size == 1 else b & (0x0F if size == 3 else 0x1F)
-        for k in range(1, size):
-            code = (code << 6) | (np.int64(buf[i + k]) & 0x3F)
+        code, size = bmp_code_point(buf, i)
         cps[n] = code
         n += 1
         i += size

@@ -148,6 +148,11 @@ def _open_flags(follow: bool) -> int:
     return os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
 
 
+def _guarded(doc: Document, config: Config) -> bool:
+    """Whether a link is found by the open (O_NOFOLLOW): in a directory INPUT without --follow-links."""
+    return not config.follow_links and doc.source.kind == "dir"
+
+
 class Ahead:
     """A batch's whole files opened before they are read, the kernel asked to read them in meanwhile.
 
@@ -172,7 +177,7 @@ class Ahead:
             if len(self._opened) == self.MOST:
                 break
             try:
-                fd = os.open(doc.file, _open_flags(config.follow_links or doc.source.kind != "dir"))
+                fd = os.open(doc.file, _open_flags(not _guarded(doc, config)))
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE):
                     break
@@ -235,7 +240,7 @@ def read_file(doc: Document, config: Config, opened: int | OSError | None = None
         if isinstance(opened, int):
             os.close(opened)
         return
-    guarded = not config.follow_links and doc.source.kind == "dir"
+    guarded = _guarded(doc, config)
     try:
         try:  # a link is found by the open (O_NOFOLLOW), not by an lstat of every file
             data, info = read_bytes(doc.file, config.max_bytes, follow=not guarded, opened=opened)
