@@ -21,8 +21,12 @@ callers use the reference code. Every kernel takes the lookup tables it depends 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import inspect
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,19 +50,61 @@ AVAILABLE = _NUMBA is not None
 def jit(signature: str | None) -> Callable[[Callable[..., Any]], Any]:
     """njit with a disk cache, or without one when numba finds no writable cache directory.
 
+    numba finds a cached kernel stale only when the kernel's own file changed, not
+    when a helper it calls from another module did (a checkout that changes
+    ``kernels._fmix64`` alone would run ``table_kernels``' old machine code). So each
+    kernel's cache entries are keyed by the sources of the compiled helpers it
+    calls, whichever module they are in (``_SourcesCache``).
+
     Without numba the function is returned as it is (and left unused: ``AVAILABLE`` is False).
     """
 
     def decorate(fn: Callable[..., Any]) -> Any:
         if _NUMBA is None:
             return fn
-        args = (signature,) if signature else ()
-        try:
-            return _NUMBA.njit(*args, cache=True, nogil=True)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return _NUMBA.njit(*args, nogil=True)(fn)
+        dispatcher = _NUMBA.njit(nogil=True)(fn)
+        # RuntimeError: "cannot cache function ...: no locator available"; compiled in memory then.
+        with contextlib.suppress(RuntimeError):
+            dispatcher._cache = _SourcesCache(fn, _helper_sources(fn))
+        if signature:  # compiled now, as njit does with a signature
+            dispatcher.compile(signature)
+            dispatcher.disable_compile()
+        return dispatcher
 
     return decorate
+
+
+def _helper_sources(fn: Callable[..., Any]) -> str:
+    """A digest of the source files of the compiled functions ``fn`` calls, followed through their calls."""
+    files: set[str] = set()
+    pending = [fn]
+    seen: set[Callable[..., Any]] = set()
+    while pending:
+        current = pending.pop()
+        for name in current.__code__.co_names:
+            helper = getattr(current.__globals__.get(name), "py_func", None)
+            if helper is not None and helper not in seen:
+                seen.add(helper)
+                files.add(inspect.getfile(helper))
+                pending.append(helper)
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+if _NUMBA is not None:
+    from numba.core.caching import FunctionCache
+
+    class _SourcesCache(FunctionCache):
+        """numba's function cache with the helpers' sources in every entry's key."""
+
+        def __init__(self, py_func: Callable[..., Any], sources: str) -> None:
+            self._sources = sources
+            super().__init__(py_func)
+
+        def _index_key(self, sig: Any, codegen: Any) -> Any:
+            return (*super()._index_key(sig, codegen), self._sources)
 
 
 # Arguments are typed read-only (np.frombuffer of bytes); writable arrays convert to them.

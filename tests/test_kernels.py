@@ -290,6 +290,35 @@ def test_kernels_compile_without_a_writable_cache_directory(tmp_path: Path) -> N
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
 
 
+def test_a_cached_kernel_follows_a_change_to_a_helper_in_another_module(tmp_path: Path) -> None:
+    """numba's cache checks only the kernel's own file; a helper's file changing must recompile it too."""
+    (tmp_path / "helper.py").write_text(
+        "from dedup.kernels import jit\n\n@jit(None)\ndef step(x):\n    return x + 1\n"
+    )
+    (tmp_path / "user.py").write_text(
+        'from dedup.kernels import jit\nfrom helper import step\n\n@jit("int64(int64)")\n'
+        "def bump(x):\n    return step(x)\n"
+    )
+    # numba caches both in tmp_path's __pycache__, and dedup's own kernels where they already are.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    code = "import user; print(user.bump(10), user.bump.stats.cache_hits and 'hit' or 'miss')"
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, check=True
+        )
+        return done.stdout.decode().strip()
+
+    assert run() == "11 miss"
+    assert run() == "11 hit"
+    (tmp_path / "helper.py").write_text(
+        "from dedup.kernels import jit\n\n@jit(None)\ndef step(x):\n    return x + 20\n"
+    )
+    assert run() == "30 miss"
+    assert run() == "30 hit"
+
+
 # Few words, so that copies share and repeat 3-grams; two are CJK bigrams (not spaced words).
 WORDS = [
     "the",
