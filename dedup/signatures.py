@@ -174,13 +174,23 @@ def hash_tokens(buf: np.ndarray, chunk: int = HASH_CHUNK) -> np.ndarray:
 
 
 def vocabulary_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(``distinct(values)``, each value's place in it): one argsort, half the time of
-    ``distinct`` then ``np.searchsorted`` up to ~30,000 values (pass 2's groups), as fast beyond.
+    """(``distinct(values)``, each value's place in it). Without the kernels, one argsort: half
+    the time of ``distinct`` then ``np.searchsorted`` up to ~30,000 values (pass 2's groups).
 
     Example:
         >>> [a.tolist() for a in vocabulary_ids(np.array([30, 10, 30, 20], dtype=np.uint64))]
         [[10, 20, 30], [2, 0, 2, 1]]
     """
+    if kernels.AVAILABLE and values.dtype in (np.uint64, np.int64):
+        from dedup import table_kernels
+
+        # The distinct values first (the kernel), then their ranks: the same arrays, half the time.
+        seen, first = table_kernels.first_seen(np.ascontiguousarray(values).view(np.uint64))
+        seen = seen.view(values.dtype)
+        order = np.argsort(seen)
+        rank = np.empty(len(order), dtype=np.intp)
+        rank[order] = np.arange(len(order))
+        return seen[order], rank[first]
     order = np.argsort(values)
     ordered = values[order]
     new = np.empty(len(ordered), dtype=bool)

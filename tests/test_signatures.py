@@ -6,6 +6,7 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dedup import table_kernels  # noqa: F401  (compiled on import: not inside hypothesis's timed examples)
 from dedup.signatures import Signer, distinct, shingle_hashes, similarity
 
 
@@ -114,3 +115,21 @@ def test_vocabulary_ids_are_each_value_s_place_among_the_distinct(values: list[i
     vocabulary, ids = vocabulary_ids(given_)
     assert vocabulary.tolist() == sorted(set(values)) and vocabulary.dtype == given_.dtype
     assert ids.tolist() == [vocabulary.tolist().index(v) for v in values]
+
+
+@settings(derandomize=True, max_examples=80)
+@given(
+    st.lists(st.integers(-(1 << 63), (1 << 63) - 1), min_size=1, max_size=40),
+    st.lists(st.integers(0, 1000), max_size=400),
+)
+def test_vocabulary_ids_of_any_64_bit_values_with_repeats(pool: list[int], picks: list[int]) -> None:
+    """Signed values sort as signed (the kernel hashes them as unsigned), 0 and all."""
+    from dedup.signatures import vocabulary_ids
+
+    for dtype in (np.int64, np.uint64):
+        chosen = [pool[p % len(pool)] for p in picks]
+        values = [v % (1 << 64) for v in chosen] if dtype is np.uint64 else chosen
+        given_ = np.array(values, dtype=dtype)
+        vocabulary, ids = vocabulary_ids(given_)
+        assert vocabulary.tolist() == sorted(set(values)) and vocabulary.dtype == given_.dtype
+        assert ids.tolist() == [vocabulary.tolist().index(v) for v in values]
