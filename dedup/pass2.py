@@ -338,6 +338,7 @@ class Verdicts:
     def __init__(self, corpus: Corpus, settled: SpilledRecords, kept: Mapping[int, str]) -> None:
         self.corpus, self.settled, self.kept = corpus, settled, kept
         self._pending: dict[int, dict[str, Any]] = {}  # other copies of a lone text, ranked with it
+        self._lone = ranking.Lone(corpus)
 
     def alone(self, doc: int) -> bool:
         """A text of its own, with no candidate and no copy: its record can only say canonical."""
@@ -381,4 +382,4 @@ class Verdicts:
 
     def _alone(self, node: int) -> list[tuple[int, dict[str, Any]]]:
         """The records of a text with no candidate: its exact copies ranked among themselves."""
-        return ranking.alone(self.corpus, node)
+        return ranking.alone(self.corpus, node, self._lone)
