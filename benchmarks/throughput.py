@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--sizes 10000,100000,1000000] [--format dir|jsonl] [--jobs 1,2]
                                     [--noise clean|noisy] [--cache DIR] [--baseline-max 100000]
-                                    [--timeout S] [--json FILE] [--page-cache warm|as-is]
+                                    [--timeout S] [--json FILE] [--page-cache warm|cold|as-is] [--settle S]
 
 For each size it builds the scale corpus, or reuses it from the cache (corpora/scale.py: news-like
 Markov text, about 4 KB an article, about 20% near-duplicates; `--noise noisy` for heavily damaged
@@ -28,6 +28,14 @@ a corpus go between runs, and the run that came first then paid the disk for bot
 process over 6,000 noisy documents: 417 us a document read cold, 363 of them CPU, against ~280 us
 warm). `--page-cache as-is` times whatever the cache holds; `--page-cache cold` empties it before
 each timed run (`/proc/sys/vm/drop_caches`: root only), so that both read the corpus from the disk.
+
+A timed dedup run also waits until `--settle` seconds (default 360) have passed since this
+benchmark last removed an OUT (the time is kept in CACHE/work/.removed-at). On ext4 without a
+journal, as on this VM, creating a file skips inodes freed in the last 1-6 minutes
+(`recently_deleted`), one by one: after the removal of the last run's 80,000 copies the next run's
+copies cost ~2-3x the CPU (30,000 copies: 3.6 s on a settled file system, 11-17 s in the minutes
+after a removal), and the write stage then times the benchmark's own clean-up. Removals by other
+tools are not seen: leave the machine alone for a few minutes before timing.
 
 The baseline runs in its own child process on the same corpus, for sizes up to --baseline-max. It
 reads the files, builds one datasketch `MinHash(num_perm=128)` per document with `update_batch`
@@ -405,6 +413,26 @@ def page_cache(corpus: Path, how: str) -> None:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
+def remove_out(tree: Path, cache: Path) -> None:
+    """Remove an OUT (or the work directory), and note when (``settle`` waits after it)."""
+    shutil.rmtree(tree, ignore_errors=True)
+    (cache / "work" / ".removed-at").write_text(f"{time.time()}\n")
+
+
+def settle(cache: Path, seconds: float) -> float:
+    """Wait until ``seconds`` have passed since ``remove_out`` last ran; the seconds waited."""
+    try:
+        removed = float((cache / "work" / ".removed-at").read_text())
+    except (OSError, ValueError):
+        return 0.0
+    wait = removed + seconds - time.time()
+    if wait <= 0:
+        return 0.0
+    print(f"  waiting {wait:.0f} s after the last removal of an OUT (--settle)", file=sys.stderr, flush=True)
+    time.sleep(wait)
+    return wait
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated corpus sizes")
@@ -441,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="warm: read the corpus before each timed run, so both runs read it from memory;"
         " cold: empty the page cache before each (root only), so both read it from the disk",
     )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=360.0,
+        help="seconds a timed dedup run waits after the benchmark removed an OUT (0: no wait)",
+    )
     ap.add_argument("--baseline-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -454,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.cache / "work").mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="throughput-", dir=args.cache / "work"))
     rows: list[Row] = []
+    waited = 0.0
     gen_notes: list[str] = []
     failed = False
     py = sys.executable
@@ -494,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--jobs",
                 str(j),
             ]
+            waited += settle(args.cache, args.settle)
             page_cache(corpus, args.page_cache)
             print(f"[{size:,} jobs={j}] running dedup ...", file=sys.stderr, flush=True)
             m = run_measured(
@@ -511,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  " + table([row]).splitlines()[-1], file=sys.stderr, flush=True)
             rows.append(row)
             if not args.keep_out and out.exists():
-                shutil.rmtree(out, ignore_errors=True)
+                remove_out(out, args.cache)
         if size <= args.baseline_max:
             page_cache(corpus, args.page_cache)
             print(f"[{size:,} baseline] running datasketch baseline ...", file=sys.stderr, flush=True)
@@ -554,6 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "as-is": "as found",
         }[args.page_cache]
     )
+    print(f"file system: {waited:.0f} s waited in all after removals of OUTs (--settle {args.settle:.0f})")
     print()
     print(table(rows))
     print()
@@ -605,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print("target peak RSS <= 2,048 MB at 1M: not measured")
     if args.work is None and not args.keep_out:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_out(work, args.cache)
     if args.json:
         args.json.write_text(
             json.dumps(
