@@ -642,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print("target peak RSS <= 2,048 MB at 1M: not measured")
     if args.work is None and not args.keep_out:
-        remove_out(work, args.cache)
+        shutil.rmtree(work, ignore_errors=True)  # (its OUTs already removed, each after its run)
     if args.json:
         args.json.write_text(
             json.dumps(
