@@ -54,7 +54,8 @@ def jit(signature: str | None) -> Callable[[Callable[..., Any]], Any]:
     when a helper it calls from another module did (a checkout that changes
     ``kernels._fmix64`` alone would run ``table_kernels``' old machine code). So each
     kernel's cache entries are keyed by the sources of the compiled helpers it
-    calls, whichever module they are in (``_SourcesCache``).
+    calls, whichever module they are in (``_SourcesCache``); a kernel whose helpers'
+    sources cannot be read is compiled in memory.
 
     Without numba the function is returned as it is (and left unused: ``AVAILABLE`` is False).
     """
@@ -75,7 +76,12 @@ def jit(signature: str | None) -> Callable[[Callable[..., Any]], Any]:
 
 
 def _helper_sources(fn: Callable[..., Any]) -> str:
-    """A digest of the source files of the compiled functions ``fn`` calls, followed through their calls."""
+    """A digest of the source files of the compiled functions ``fn`` calls by a global name (as
+    every kernel here calls its helpers), followed through their calls.
+
+    Raises:
+        RuntimeError: a helper's source file cannot be read (numba could not cache it either).
+    """
     files: set[str] = set()
     pending = [fn]
     seen: set[Callable[..., Any]] = set()
@@ -89,7 +95,10 @@ def _helper_sources(fn: Callable[..., Any]) -> str:
                 pending.append(helper)
     digest = hashlib.sha256()
     for path in sorted(files):
-        digest.update(path.encode() + b"\0" + Path(path).read_bytes())
+        try:
+            digest.update(path.encode() + b"\0" + Path(path).read_bytes())
+        except OSError as err:
+            raise RuntimeError(f"cannot cache: {path}: {err}") from err
     return digest.hexdigest()
 
 

@@ -317,6 +317,9 @@ def test_a_cached_kernel_follows_a_change_to_a_helper_in_another_module(tmp_path
     )
     assert run() == "30 miss"
     assert run() == "30 hit"
+    # A helper whose source is gone once imported (a sourceless install): compiled in memory, no crash.
+    code = "import os, helper; os.remove('helper.py'); " + code
+    assert run() == "30 miss"
 
 
 # Few words, so that copies share and repeat 3-grams; two are CJK bigrams (not spaced words).
