@@ -18,7 +18,7 @@ import numpy as np
 import xxhash
 
 from dedup import normalize, parallel, quality, readers, text_spill
-from dedup.columns import Column, NodeKeys, Sparse
+from dedup.columns import Column, Sparse
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Features, Source, Status
 from dedup.frequency import BatchCounter, Counts, TokenFrequency, combined
@@ -26,6 +26,7 @@ from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.run_filter import AllRead
 from dedup.signature_spill import RowSpill, Spilled
 from dedup.signatures import Signer, fingerprint
+from dedup.text_nodes import NodeKeys
 
 BATCH = 128  # documents per worker task
 

@@ -27,6 +27,7 @@ from dedup import (
     ranking,
     readers,
     records,
+    text_nodes,
     text_spill,
 )
 from dedup.cluster import Similarity, Thresholds, cluster_component
@@ -84,7 +85,7 @@ class Corpus:
     ) -> Corpus:
         """The tables pass 2 reads, as numpy views of pass 1's (documents grouped by node)."""
         node_of = feats.node_of.numbers()
-        order, starts = map(np.asarray, columns.grouped(node_of, len(feats.contents), feats.directory))
+        order, starts = map(np.asarray, text_nodes.grouped(node_of, len(feats.contents), feats.directory))
         return cls(
             config=config,
             docs=docs,

@@ -1,7 +1,7 @@
 """Compiled loops over the run's tables (see ``dedup.kernels`` for how they are built).
 
 The token count-min sketch (a batch's counts added to it, its estimates), the node
-table of distinct texts (``columns.NodeKeys``, ``grouped``) and the band keys a cron
+table of distinct texts (``text_nodes.NodeKeys``, ``grouped``) and the band keys a cron
 run looks up (``index.holding``). Each has its reference in numpy beside its caller;
 ``tests/test_kernels.py`` and ``tests/test_columns.py`` check that they agree.
 """
@@ -65,7 +65,7 @@ def group_by_node(node_of: Any, starts: Any, order: Any) -> None:
 def assign_nodes(slots: Any, nodes: Any, keys: Any, count: Any, out: Any) -> Any:
     """Each key's node in an open-addressing table (``nodes`` holds node + 1, 0 when free): the
     node found, or the next one (``count`` so far) for a key not seen before; returns the new count.
-    ``columns.NodeKeys`` keeps the table under half full."""
+    ``text_nodes.NodeKeys`` keeps the table under half full."""
     mask = np.uint64(slots.shape[0] - 1)
     for j in range(keys.shape[0]):
         key = keys[j]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup import columns, kernels, table_kernels
+from dedup import columns, kernels, table_kernels, text_nodes
 from dedup.config import Config
 from dedup.document import Document, DocumentTable, Paths, Source, Status
 from dedup.frequency import TokenFrequency
@@ -203,8 +203,8 @@ def test_node_keys_in_files_number_texts_as_the_dict_does(
     """Nodes by first appearance, through tables grown from 4 slots (moved each time they fill), in
     files (a batch run) and in memory (a cron run), against the dict."""
     directory = tmp_path_factory.mktemp("keys")
-    in_files, in_memory = columns.NodeKeys(directory, slots=4), columns.NodeKeys(None, slots=4)
-    reference = columns.NodeKeys(None, compiled=False)
+    in_files, in_memory = text_nodes.NodeKeys(directory, slots=4), text_nodes.NodeKeys(None, slots=4)
+    reference = text_nodes.NodeKeys(None, compiled=False)
     for batch in batches:
         keys = np.array(batch, dtype=np.uint64)
         expected = reference.assign(keys).tolist()
@@ -262,8 +262,8 @@ def test_notes_in_files_are_the_notes_in_memory(tmp_path: Path, monkeypatch: pyt
 _FULL_DISK = """
 import sys, numpy as np
 from pathlib import Path
-from dedup import columns, record_spill
-keys = columns.NodeKeys(Path(sys.argv[1]), slots=4)
+from dedup import record_spill, text_nodes
+keys = text_nodes.NodeKeys(Path(sys.argv[1]), slots=4)
 try:
     keys.assign(np.arange(1, 40_000, dtype=np.uint64))  # grows past the space left
 except OSError as err:
