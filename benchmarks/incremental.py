@@ -18,7 +18,10 @@ tree (e.g. an unpacked ``git archive`` of main), for before/after figures.
 Each timed run starts after a ``sync`` (what the run before wrote is flushed
 first); ``--repeat N`` times the stateless and the incremental run N times each
 (the state and OUT put back between, then taken up by an untimed run over the BASE:
-a copied manifest is not the one the last run wrote) and compares their medians. ``--gone N``
+a copied manifest is not the one the last run wrote) and compares their medians. What the
+runs leave is moved aside, not removed, until the timed runs are done (``set_away``: ext4
+without a journal makes new files slowly for minutes after many are removed), and an
+invocation waits until 6 minutes have passed since the last one removed them. ``--gone N``
 then takes N files out (every len/N-th in path order, moved aside and put back
 after) and times the cron run that finds them gone; with the full rebuild, its
 clusters and canonicals are compared with a stateless run over the files left.
@@ -116,6 +119,14 @@ def verdicts(out: Path) -> dict[str, tuple[Any, ...]]:
     return result
 
 
+def set_away(path: Path, trash: Path, tag: str) -> None:
+    """Move a run's OUT or state out of the way, to be removed after the timed runs: removing
+    it at once freed ~80,000 inodes a minute before the next timed run, whose new files ext4
+    (no journal, as on this VM) then made slowly, skipping each recently freed inode. The
+    next invocation waits until 6 minutes have passed since that removal."""
+    path.rename(trash / f"{path.name}.{tag}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", type=int, default=100_000)
@@ -166,9 +177,16 @@ def main() -> int:
     work = args.work / f"{args.noise}-{total}"
     corpus = working_copy(corpus_path(scale_dir, "dir"), work)
     ready = time.perf_counter() - t0
+    trash = work / "trash"  # what is set away, removed after the timed runs (see ``set_away``)
+    trash.mkdir(exist_ok=True)
     for old in work.iterdir():  # the outputs of an earlier run of this script
-        if old.name not in ("corpus", "corpus.copied"):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        if old.name not in ("corpus", "corpus.copied", "trash", ".removed-at"):
+            set_away(old, trash, f"earlier{os.getpid()}")
+    removed_at = work / ".removed-at"
+    with contextlib.suppress(OSError, ValueError):  # an earlier invocation's removal, just before
+        if (wait := float(removed_at.read_text()) + 360 - time.time()) > 0:
+            print(f"waiting {wait:.0f} s after the last removal (see set_away)", file=sys.stderr)
+            time.sleep(wait)
     aside = work / "aside"
     repo = args.repo.resolve()
 
@@ -194,15 +212,16 @@ def main() -> int:
             )
             # The NEW alone, without a state: what the incremental run brings in, at batch cost.
             walls = []
-            for _ in range(args.repeat):
-                shutil.rmtree(work / "alone", ignore_errors=True)
+            for k in range(args.repeat):
+                if (work / "alone").exists():
+                    set_away(work / "alone", trash, f"{arrival}.{k}")
                 name = f"{arrival}: stateless, the {args.new:,} alone"
                 row = (name, *dedup(repo, aside, work / "alone", args.jobs))
                 walls.append(row[1])
             rows.append(row)
             alone[arrival] = statistics.median(walls)
             repeats[f"{arrival}: stateless"] = walls
-            shutil.rmtree(work / "alone")
+            set_away(work / "alone", trash, f"{arrival}.{args.repeat}")
         kept = work / "kept"
         if args.repeat > 1:  # the state and OUT as the first run left them, for each repeat
             shutil.rmtree(kept, ignore_errors=True)  # an interrupted run's
@@ -213,7 +232,7 @@ def main() -> int:
         for k in range(args.repeat):
             if k:
                 for path in (Path(state[1]), cron_out):
-                    shutil.rmtree(path)
+                    set_away(path, trash, str(k))
                     subprocess.run(["cp", "-a", str(kept / path.name), str(path)], check=True)
                 # A copied manifest has another inode and ctime: the run would not take it for the
                 # one the last run wrote (``LastManifest``) and would read every stored record from
@@ -222,7 +241,8 @@ def main() -> int:
                     dedup(repo, corpus, cron_out, args.jobs, *state)
             row = (f"{arrival}: incremental +{args.new:,}", *dedup(repo, corpus, cron_out, args.jobs, *state))
             walls.append(row[1])
-        shutil.rmtree(kept, ignore_errors=True)
+        if kept.exists():
+            set_away(kept, trash, arrival)
         rows.append(row)
         repeats[f"{arrival}: incremental"] = walls
         incremental[arrival] = (statistics.median(walls), verdicts(cron_out))
@@ -241,6 +261,8 @@ def main() -> int:
     if args.full:
         rows.append((f"full rebuild of {total:,}", *dedup(repo, corpus, work / "full-out", args.jobs)))
         full = verdicts(work / "full-out")
+    shutil.rmtree(trash)  # after the timed runs
+    removed_at.write_text(f"{time.time()}\n")
 
     print(f"date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}")
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
