@@ -177,11 +177,11 @@ def main() -> int:
     work = args.work / f"{args.noise}-{total}"
     corpus = working_copy(corpus_path(scale_dir, "dir"), work)
     ready = time.perf_counter() - t0
-    trash = work / "trash"  # what is set away, removed after the timed runs (see ``set_away``)
-    trash.mkdir(exist_ok=True)
-    for old in work.iterdir():  # the outputs of an earlier run of this script
-        if old.name not in ("corpus", "corpus.copied", "trash", ".removed-at"):
-            set_away(old, trash, f"earlier{os.getpid()}")
+    trash = work / f"trash-{os.getpid()}"  # what is set away, removed after the timed runs (``set_away``)
+    trash.mkdir()
+    for old in work.iterdir():  # the outputs of an earlier run of this script (an interrupted one's trash)
+        if old.name not in ("corpus", "corpus.copied", trash.name, ".removed-at"):
+            set_away(old, trash, "earlier")
     removed_at = work / ".removed-at"
     with contextlib.suppress(OSError, ValueError):  # an earlier invocation's removal, just before
         if (wait := float(removed_at.read_text()) + 360 - time.time()) > 0:

@@ -414,7 +414,7 @@ def page_cache(corpus: Path, how: str) -> None:
 
 
 def remove_out(tree: Path, cache: Path) -> None:
-    """Remove an OUT (or the work directory), and note when (``settle`` waits after it)."""
+    """Remove an OUT, and note when (``settle`` waits after it)."""
     shutil.rmtree(tree, ignore_errors=True)
     (cache / "work" / ".removed-at").write_text(f"{time.time()}\n")
 
