@@ -184,12 +184,22 @@ def vocabulary_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if kernels.AVAILABLE and values.dtype in (np.uint64, np.int64):
         from dedup import table_kernels
 
-        # The distinct values first (the kernel), then their ranks: the same arrays, half the time.
-        seen, first = table_kernels.first_seen(np.ascontiguousarray(values).view(np.uint64))
+        # Numbered in order first seen by pass 1's table of distinct texts (``assign_nodes``),
+        # then only the distinct values sorted: the same arrays, ~70 -> ~40 us a noisy group.
+        keys = np.ascontiguousarray(values).view(np.uint64)
+        size = 16
+        while size < 2 * len(keys):
+            size *= 2
+        first = np.empty(len(keys), dtype=np.int64)
+        count = table_kernels.assign_nodes(
+            np.zeros(size, dtype=np.uint64), np.zeros(size, dtype=np.int64), keys, 0, first
+        )
+        seen = np.empty(count, dtype=np.uint64)
+        seen[first] = keys
         seen = seen.view(values.dtype)
         order = np.argsort(seen)
-        rank = np.empty(len(order), dtype=np.intp)
-        rank[order] = np.arange(len(order))
+        rank = np.empty(count, dtype=np.intp)
+        rank[order] = np.arange(count)
         return seen[order], rank[first]
     order = np.argsort(values)
     ordered = values[order]

@@ -173,36 +173,3 @@ def batch_counts(values: Any, starts: Any, table: Any) -> Any:
         times[j] = np.int64(table[h, 1] & low)
         table[h, 1] = _FREE
     return keys, times, True
-
-
-@jit(f"Tuple((uint64[::1], int64[::1]))({U64},)")
-def first_seen(values: Any) -> Any:
-    """(the distinct values in the order first seen, each value's place among them), by an
-    open-addressing set: ``signatures.vocabulary_ids`` then sorts only the distinct values
-    (a pass-2 group repeats each word ~3 times: 70 -> 35 us a noisy group against one argsort).
-    A value's slot is the top bits of its product with an odd constant; 0 marks a free slot, so
-    a 0 is placed apart."""
-    n = values.shape[0]
-    bits = 4
-    while (1 << bits) < 2 * n:
-        bits += 1
-    mask, shift = np.uint64((1 << bits) - 1), np.uint64(64 - bits)
-    slots = np.zeros(1 << bits, dtype=np.uint64)
-    place_of = np.empty(1 << bits, dtype=np.int64)
-    distinct = np.empty(n, dtype=np.uint64)
-    places = np.empty(n, dtype=np.int64)
-    k, zero = 0, -1
-    for i in range(n):
-        v = values[i]
-        if v == 0:
-            if zero < 0:
-                zero, distinct[k], k = k, v, k + 1
-            places[i] = zero
-            continue
-        h = (v * np.uint64(0x9E3779B97F4A7C15)) >> shift
-        while slots[h] != 0 and slots[h] != v:
-            h = (h + np.uint64(1)) & mask
-        if slots[h] == 0:
-            slots[h], place_of[h], distinct[k], k = v, k, v, k + 1
-        places[i] = place_of[h]
-    return distinct[:k].copy(), places
