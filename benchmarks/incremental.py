@@ -57,7 +57,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.throughput import run_measured  # noqa: E402
+from benchmarks.throughput import remove_out, run_measured, settle  # noqa: E402
 from corpora.scale import corpus_path, doc_path, generate_scale, ids_in_order  # noqa: E402
 
 Row = tuple[str, float, float, int, dict[str, Any]]  # name, wall s, CPU s, peak RSS MB, summary.json
@@ -183,10 +183,7 @@ def main() -> int:
         if old.name not in ("corpus", "corpus.copied", trash.name, ".removed-at"):
             set_away(old, trash, "earlier")
     removed_at = work / ".removed-at"
-    with contextlib.suppress(OSError, ValueError):  # an earlier invocation's removal, just before
-        if (wait := float(removed_at.read_text()) + 360 - time.time()) > 0:
-            print(f"waiting {wait:.0f} s after the last removal (see set_away)", file=sys.stderr)
-            time.sleep(wait)
+    settle(removed_at, 360)  # after an earlier invocation's removal (see ``set_away``)
     aside = work / "aside"
     repo = args.repo.resolve()
 
@@ -261,8 +258,7 @@ def main() -> int:
     if args.full:
         rows.append((f"full rebuild of {total:,}", *dedup(repo, corpus, work / "full-out", args.jobs)))
         full = verdicts(work / "full-out")
-    shutil.rmtree(trash)  # after the timed runs
-    removed_at.write_text(f"{time.time()}\n")
+    remove_out(trash, removed_at)  # after the timed runs
 
     print(f"date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}")
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, Python {platform.python_version()}")

@@ -413,22 +413,23 @@ def page_cache(corpus: Path, how: str) -> None:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def remove_out(tree: Path, cache: Path) -> None:
-    """Remove an OUT, and note when (``settle`` waits after it)."""
+def remove_out(tree: Path, stamp: Path) -> None:
+    """Remove a run's outputs, and note when in ``stamp`` (``settle`` waits after it)."""
     shutil.rmtree(tree, ignore_errors=True)
-    (cache / "work" / ".removed-at").write_text(f"{time.time()}\n")
+    stamp.write_text(f"{time.time()}\n")
 
 
-def settle(cache: Path, seconds: float) -> float:
-    """Wait until ``seconds`` have passed since ``remove_out`` last ran; the seconds waited."""
+def settle(stamp: Path, seconds: float) -> float:
+    """Wait until ``seconds`` have passed since ``remove_out`` last noted a removal in ``stamp``;
+    the seconds waited (ext4 without a journal makes new files slowly for minutes after)."""
     try:
-        removed = float((cache / "work" / ".removed-at").read_text())
+        removed = float(stamp.read_text())
     except (OSError, ValueError):
         return 0.0
     wait = removed + seconds - time.time()
     if wait <= 0:
         return 0.0
-    print(f"  waiting {wait:.0f} s after the last removal of an OUT (--settle)", file=sys.stderr, flush=True)
+    print(f"  waiting {wait:.0f} s after the last removal of a run's outputs", file=sys.stderr, flush=True)
     time.sleep(wait)
     return wait
 
@@ -488,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.cache / "work").mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="throughput-", dir=args.cache / "work"))
     rows: list[Row] = []
-    waited = 0.0
+    removed_at, waited = args.cache / "work" / ".removed-at", 0.0
     gen_notes: list[str] = []
     failed = False
     py = sys.executable
@@ -529,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--jobs",
                 str(j),
             ]
-            waited += settle(args.cache, args.settle)
+            waited += settle(removed_at, args.settle)
             page_cache(corpus, args.page_cache)
             print(f"[{size:,} jobs={j}] running dedup ...", file=sys.stderr, flush=True)
             m = run_measured(
@@ -547,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  " + table([row]).splitlines()[-1], file=sys.stderr, flush=True)
             rows.append(row)
             if not args.keep_out and out.exists():
-                remove_out(out, args.cache)
+                remove_out(out, removed_at)
         if size <= args.baseline_max:
             page_cache(corpus, args.page_cache)
             print(f"[{size:,} baseline] running datasketch baseline ...", file=sys.stderr, flush=True)
