@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """``run`` and ``RunResult`` load the pipeline (numpy, datasketch, numba) when first asked for.
+    """``run`` and ``RunResult`` load the pipeline (numpy, scipy, numba) when first asked for.
 
     ``dedup --help`` then answers without importing them (~2 s).
     """

@@ -96,7 +96,7 @@ def labelled(
         >>> [a.tolist() for a in labelled([5, 0, 1, 9], [(9, 1)])]
         [[0, 1, 9, 5], [0, 1, 3, 4]]
     """
-    from scipy.sparse import csr_matrix  # with datasketch: runs with work to do load it anyway
+    from scipy.sparse import csr_matrix  # runs with work to do load it anyway
     from scipy.sparse.csgraph import connected_components
 
     known = distinct(_array(nodes).ravel())

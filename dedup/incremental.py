@@ -51,7 +51,7 @@ from dedup.run_filter import Batch, Pass1
 from dedup.state import Stored
 from dedup.state_checks import LIMITS_MARK, kept_mark, limits_kept
 
-if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
+if TYPE_CHECKING:  # the stages load numba and scipy: not for a run with nothing to do
     from dedup.freq_bounds import Found, Ledger
     from dedup.frequency import TokenFrequency
     from dedup.groups import Grouped, Groups

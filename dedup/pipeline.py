@@ -316,14 +316,14 @@ def _summary(
     rows_per_band: int,
 ) -> dict[str, Any]:
     """summary.json: counts, options, versions and the scheme the signatures were made with."""
-    import datasketch
+    from importlib.metadata import version
 
     from dedup import index, normalize
     from dedup.signatures import scheme_stamp
 
     return {
         "dedup": dedup_version,
-        "datasketch": datasketch.__version__,
+        "datasketch": version("datasketch"),
         "minhash": scheme_stamp(num_perm=config.num_perm, seed=config.seed, shingle_size=config.shingle_size),
         "normalization_version": normalize.NORMALIZATION_VERSION,
         "lsh": {

@@ -22,7 +22,7 @@ from dedup.hooks import Checkpoint, Progress
 from dedup.signature_spill import RowSpill, Spilled
 from dedup.state import Stored
 
-if TYPE_CHECKING:  # the stages load numba, datasketch and scipy: not for a run with nothing to do
+if TYPE_CHECKING:  # the stages load numba and scipy: not for a run with nothing to do
     from dedup.freq_bounds import Found
     from dedup.frequency import TokenFrequency
     from dedup.groups import Grouped, Groups
@@ -138,7 +138,7 @@ class Batch:
         """The candidate pairs of texts banded from the signatures, grouped by connected component
         (by ``engine``'s workers, the groups saved in ``tables``, when the signatures are on disk
         and many: ``index_workers``)."""
-        from dedup import index_workers  # with datasketch and scipy: only runs with work to do import it
+        from dedup import index_workers  # with scipy: only runs with work to do import it
 
         found = index_workers.grouped(config, feats.banded(), corpus.sizes, bands, rows, engine, tables)
         feats.drop_signatures()  # 1 KB per text, the largest table: only a state stores them

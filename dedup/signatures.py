@@ -3,8 +3,8 @@
 Hashing each shingle string in Python is the slow part of MinHash, so each token is
 hashed once (xxh3, cached) and k consecutive token hashes are combined into a
 shingle hash with numpy. Signatures use datasketch's ``affine32`` permutation
-scheme and parameters (taken from ``datasketch.MinHash`` itself), applied to the
-whole shingle array at once; the result is bit-identical to feeding the same
+scheme and parameters (drawn as ``datasketch.MinHash`` draws them: ``permutations``),
+applied to the whole shingle array at once; the result is bit-identical to feeding the same
 32-bit shingle hashes to ``MinHash.update_batch`` (tests/test_signatures.py checks
 this), and wraps as a ``LeanMinHash`` for the LSH index.
 """
@@ -12,14 +12,16 @@ this), and wraps as a ``LeanMinHash`` for the LSH index.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from importlib import metadata
+from typing import TYPE_CHECKING, Literal
 
-import datasketch
 import numpy as np
-from datasketch import LeanMinHash, MinHash
 
 from dedup import kernels
 from dedup.normalize import OCR_DIGRAPH_TABLE, OCR_FOLD_TABLE, TOKENISATION, WORD_BYTE, skeleton_bytes
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash
 
 SCHEME = "affine32"
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -252,6 +254,25 @@ def searched(table: np.ndarray, wanted: np.ndarray, sorter: np.ndarray | None = 
     return at.reshape(wanted.shape)
 
 
+def permutations(*, num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's ``affine32`` parameters (odd multipliers a, offsets b; uint32), drawn as
+    ``MinHash(num_perm=num_perm, seed=seed)`` draws them.
+
+    Drawn here, not taken from a ``MinHash``: importing datasketch imports scipy's
+    integration (~0.3 s of every run's start). tests/test_signatures.py checks them
+    against datasketch's own.
+
+    Example:
+        >>> a, b = permutations(num_perm=4, seed=1)
+        >>> a.dtype, bool((a % 2 == 1).all()), b.shape
+        (dtype('uint32'), True, (4,))
+    """
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
 class Signer:
     """MinHash signatures of shingle-hash arrays with datasketch's parameters.
 
@@ -264,8 +285,7 @@ class Signer:
 
     def __init__(self, *, num_perm: int, seed: int) -> None:
         self.num_perm, self.seed = num_perm, seed
-        a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-        self.a, self.b = np.asarray(a, dtype=np.uint32), np.asarray(b, dtype=np.uint32)
+        self.a, self.b = permutations(num_perm=num_perm, seed=seed)
         self._a, self._b = self.a[:, None], self.b[:, None]
         self._empty = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
 
@@ -292,6 +312,8 @@ class Signer:
 
     def lean(self, signature: np.ndarray) -> LeanMinHash:
         """Wrap a signature for datasketch's LSH index."""
+        from datasketch import LeanMinHash
+
         return LeanMinHash(seed=self.seed, hashvalues=signature, scheme=SCHEME)
 
 
@@ -350,7 +372,7 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 def scheme_stamp(*, num_perm: int, seed: int, shingle_size: int) -> dict[str, object]:
     """Everything that changes signature values, for summary.json (and, later, the state)."""
     return {
-        "datasketch": datasketch.__version__,
+        "datasketch": metadata.version("datasketch"),
         "scheme": SCHEME,
         "num_perm": num_perm,
         "seed": seed,

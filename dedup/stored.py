@@ -22,7 +22,7 @@ import xxhash
 from dedup.config import Config
 from dedup.errors import StateError
 
-if TYPE_CHECKING:  # numba, datasketch, scipy: not loaded by a rerun with nothing to do (rerun.py)
+if TYPE_CHECKING:  # numba, scipy: not loaded by a rerun with nothing to do (rerun.py)
     from dedup.document import DocumentTable
     from dedup.groups import Groups
     from dedup.pass1 import FeatureTable

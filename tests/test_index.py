@@ -5,7 +5,8 @@ from datasketch import MinHashLSH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.index import LSH_WEIGHTS, band_layout, candidate_pairs, holding, prefilter
+from dedup.config import Config
+from dedup.index import KNOWN_LAYOUTS, LSH_WEIGHTS, band_layout, candidate_pairs, holding, prefilter
 from dedup.signatures import Signer, shingle_hashes
 
 
@@ -72,3 +73,13 @@ def test_holding_finds_exactly_the_keys_equal_to_a_wanted_one(
     picked = arr[rng.integers(0, len(arr), min(len(arr), 30))] if len(arr) else arr
     wanted = np.concatenate((picked, np.array(extra, dtype=np.uint64)))
     assert holding(arr, wanted).tolist() == np.flatnonzero(np.isin(arr, wanted)).tolist()
+
+
+def test_the_layouts_kept_are_the_ones_minhashlsh_works_out() -> None:
+    defaults = Config()
+    assert (defaults.lsh_threshold, defaults.num_perm) in KNOWN_LAYOUTS  # a default run imports no datasketch
+    for (threshold, num_perm), layout in KNOWN_LAYOUTS.items():
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
+        assert layout == (lsh.b, lsh.r) == band_layout(threshold=threshold, num_perm=num_perm)
+    lsh = MinHashLSH(threshold=0.5, num_perm=128, weights=LSH_WEIGHTS)  # not kept: worked out
+    assert band_layout(threshold=0.5, num_perm=128) == (lsh.b, lsh.r)

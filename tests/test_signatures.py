@@ -7,7 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup import table_kernels  # noqa: F401  (compiled on import: not inside hypothesis's timed examples)
-from dedup.signatures import Signer, distinct, shingle_hashes, similarity
+from dedup.signatures import Signer, distinct, permutations, shingle_hashes, similarity
+
+
+@settings(derandomize=True, max_examples=25)
+@given(st.integers(1, 600), st.integers(0, 2**32 - 1))
+def test_permutations_are_the_ones_datasketch_draws(num_perm: int, seed: int) -> None:
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    ours = permutations(num_perm=num_perm, seed=seed)
+    assert [x.dtype for x in ours] == [a.dtype, b.dtype]
+    assert np.array_equal(ours[0], a) and np.array_equal(ours[1], b)
 
 
 @settings(derandomize=True, max_examples=40)
