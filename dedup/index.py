@@ -16,8 +16,10 @@ dropped before the documents are read a second time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from types import MappingProxyType
+from typing import Final
 
 import numpy as np
 
@@ -33,7 +35,7 @@ MAX_BUCKET = 64
 
 # datasketch's layout at the default options, as MinHashLSH works it out (tests/test_index.py):
 # working it out imports scipy's integration and integrates ~2,900 times, ~0.4 s of every run.
-KNOWN_LAYOUTS = {(0.15, 256): (128, 2)}
+KNOWN_LAYOUTS: Final[Mapping[tuple[float, int], tuple[int, int]]] = MappingProxyType({(0.15, 256): (128, 2)})
 
 
 def band_layout(*, threshold: float, num_perm: int) -> tuple[int, int]:

@@ -316,14 +316,12 @@ def _summary(
     rows_per_band: int,
 ) -> dict[str, Any]:
     """summary.json: counts, options, versions and the scheme the signatures were made with."""
-    from importlib.metadata import version
-
     from dedup import index, normalize
-    from dedup.signatures import scheme_stamp
+    from dedup.signatures import datasketch_version, scheme_stamp
 
     return {
         "dedup": dedup_version,
-        "datasketch": version("datasketch"),
+        "datasketch": datasketch_version(),
         "minhash": scheme_stamp(num_perm=config.num_perm, seed=config.seed, shingle_size=config.shingle_size),
         "normalization_version": normalize.NORMALIZATION_VERSION,
         "lsh": {

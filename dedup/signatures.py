@@ -369,10 +369,19 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
+def datasketch_version() -> str:
+    """``datasketch.__version__`` without importing datasketch (it reads its own metadata so,
+    "0.0.0" without any)."""
+    try:
+        return metadata.version("datasketch")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
 def scheme_stamp(*, num_perm: int, seed: int, shingle_size: int) -> dict[str, object]:
     """Everything that changes signature values, for summary.json (and, later, the state)."""
     return {
-        "datasketch": metadata.version("datasketch"),
+        "datasketch": datasketch_version(),
         "scheme": SCHEME,
         "num_perm": num_perm,
         "seed": seed,

@@ -51,7 +51,7 @@ def test_a_rerun_with_nothing_to_do_loads_no_stage(scrape: Path, tmp_path: Path)
         "import sys; from dedup import Config, run; "
         f"s = run([{str(scrape)!r}], {str(out)!r}, Config(jobs=1, state={str(state)!r})); "
         "print(s.summary['run'], s.counts['new'], "
-        "sorted(m for m in ('numba', 'scipy', 'datasketch') if m in sys.modules))"
+        "sorted(m for m in ('numba', 'scipy', 'datasketch', 'scipy.integrate') if m in sys.modules))"
     )
     command = [sys.executable, "-c", code]
     lines = [

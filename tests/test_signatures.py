@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup import table_kernels  # noqa: F401  (compiled on import: not inside hypothesis's timed examples)
-from dedup.signatures import Signer, distinct, permutations, shingle_hashes, similarity
+from dedup.signatures import Signer, datasketch_version, distinct, permutations, shingle_hashes, similarity
+
+
+def test_the_version_stamped_is_datasketchs_own() -> None:
+    import datasketch
+
+    assert datasketch_version() == datasketch.__version__
 
 
 @settings(derandomize=True, max_examples=25)
