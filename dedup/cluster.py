@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup.signatures import distinct
+from dedup.signatures import distinct, searched
 
 # Below this containment two documents are different articles, whatever links them.
 CONFLICT_CONTAINMENT = 0.15
@@ -90,28 +90,36 @@ def labelled(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``components`` as arrays: the nodes of each component in turn, and where each starts (and the end).
 
-    Labelled by scipy (the noisy million's 272,000 candidate pairs took 1 s in Python).
+    Labelled by a compiled union-find (``table_kernels.component_roots``), else by scipy (the
+    noisy million's 272,000 candidate pairs took 1 s in Python); the pairs' nodes are found
+    with their values sorted first (``searched``). A million nodes and 2.7 million random
+    pairs: 1.8 -> 0.76 s, most of it the search in the pairs' own order.
 
     Example:
         >>> [a.tolist() for a in labelled([5, 0, 1, 9], [(9, 1)])]
         [[0, 1, 9, 5], [0, 1, 3, 4]]
     """
-    from scipy.sparse import csr_matrix  # runs with work to do load it anyway
-    from scipy.sparse.csgraph import connected_components
+    from dedup import kernels, table_kernels
 
     known = distinct(_array(nodes).ravel())
     if not len(known):
         return known.astype(np.int64), np.zeros(1, dtype=np.int64)
     linked = _array(pairs).reshape(-1, 2)
-    local = np.searchsorted(known, linked)
-    ones = np.ones(len(local), dtype=np.int8)
-    graph = csr_matrix((ones, (local[:, 0], local[:, 1])), shape=(len(known), len(known)))
-    _, labels = connected_components(graph, directed=False)
+    local = searched(known, linked.ravel()).reshape(-1, 2).astype(np.int64, copy=False)
     # Components in the order of their first (smallest) node; nodes ascending within each.
-    _, first = np.unique(labels, return_index=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    ranked = rank[labels]
+    if kernels.AVAILABLE:  # each node's component named by its smallest node: ranked by that name
+        ranked = table_kernels.component_roots(len(known), local[:, 0].copy(), local[:, 1].copy())
+    else:
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        ones = np.ones(len(local), dtype=np.int8)
+        graph = csr_matrix((ones, (local[:, 0], local[:, 1])), shape=(len(known), len(known)))
+        _, labels = connected_components(graph, directed=False)
+        _, first = np.unique(labels, return_index=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        ranked = rank[labels]
     order = np.argsort(ranked, kind="stable")
     starts = np.concatenate(([0], np.flatnonzero(np.diff(ranked[order])) + 1, [len(known)]))
     return known[order].astype(np.int64, copy=False), starts.astype(np.int64, copy=False)

@@ -1,8 +1,9 @@
 """Compiled loops over the run's tables (see ``dedup.kernels`` for how they are built).
 
 The token count-min sketch (a batch's counts added to it, its estimates), the node
-table of distinct texts (``text_nodes.NodeKeys``, ``grouped``) and the band keys a cron
-run looks up (``index.holding``). Each has its reference in numpy beside its caller;
+table of distinct texts (``text_nodes.NodeKeys``, ``grouped``), the band keys a cron
+run looks up (``index.holding``) and the components of a table of pairs
+(``cluster.labelled``). Each has its reference beside its caller (numpy, or scipy);
 ``tests/test_kernels.py`` and ``tests/test_columns.py`` check that they agree.
 """
 
@@ -173,3 +174,29 @@ def batch_counts(values: Any, starts: Any, table: Any) -> Any:
         times[j] = np.int64(table[h, 1] & low)
         table[h, 1] = _FREE
     return keys, times, True
+
+
+@jit("int64[::1](int64, Array(int64, 1, 'C', readonly=True), Array(int64, 1, 'C', readonly=True))")
+def component_roots(n: int, a: Any, b: Any) -> Any:
+    """Each of nodes ``0..n-1``'s component, named by its smallest node, the pairs
+    ``(a[k], b[k])`` linking them: union by the smaller root, paths halved.
+
+    scipy's ``connected_components`` did it (its reference in ``cluster.labelled``), through a
+    sparse matrix built first and labels ranked by a sort; these are ranked already.
+    """
+    parent = np.arange(n)
+    for k in range(a.shape[0]):
+        x, y = a[k], b[k]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x < y:
+            parent[y] = x
+        elif y < x:
+            parent[x] = y
+    for i in range(n):  # a parent is never above its child: ascending, each one's root is settled
+        parent[i] = parent[parent[i]]
+    return parent

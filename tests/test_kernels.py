@@ -261,6 +261,29 @@ def test_kernels_match_the_reference_on_the_sample_corpus_and_damaged_articles()
         assert intrinsic(text, repaired, comparison) == intrinsic(text, repaired, comparison, compiled=False)
 
 
+@settings(derandomize=True, max_examples=60)
+@given(
+    st.integers(1, 60).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=80)
+        )
+    )
+)
+def test_component_roots_name_scipys_components_by_their_smallest_node(
+    graph: tuple[int, list[tuple[int, int]]],
+) -> None:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n, pairs = graph
+    a = np.array([p[0] for p in pairs], dtype=np.int64)
+    b = np.array([p[1] for p in pairs], dtype=np.int64)
+    roots = table_kernels.component_roots(n, a, b)
+    _, labels = connected_components(csr_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    smallest = {label: min(np.flatnonzero(labels == label)) for label in set(labels.tolist())}
+    assert roots.tolist() == [smallest[label] for label in labels.tolist()]
+
+
 def test_a_run_without_kernels_writes_the_same_outputs(tmp_path: Path) -> None:
     """DEDUP_KERNELS=0 (as without numba) takes the reference path: the same manifest, byte for byte."""
     outputs = []
