@@ -230,7 +230,7 @@ def local_order(pairs: np.ndarray) -> np.ndarray:
         >>> local_order(np.array([[0, 9], [1, 2], [2, 9]])).tolist()
         [1, 2, 0]
     """
-    from scipy.sparse import csr_matrix  # (cluster.py loads it anyway)
+    from scipy.sparse import csr_matrix  # only a giant group needs it
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
     if not len(pairs):
