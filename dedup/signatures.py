@@ -370,8 +370,8 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 
 def datasketch_version() -> str:
-    """``datasketch.__version__`` without importing datasketch (it reads its own metadata so,
-    "0.0.0" without any)."""
+    """``datasketch.__version__`` without importing datasketch: the installed package's metadata,
+    as datasketch reads it, "0.0.0" without any."""
     try:
         return metadata.version("datasketch")
     except metadata.PackageNotFoundError:
