@@ -18,7 +18,7 @@ and number of workers (tests/test_index_workers.py). A batch run's kept pairs ar
 left in files and grouped by one more task (``grouped_by``); a cron run's driver
 holds the star rows and the kept pairs: never a signature, a band key or a proposed pair
 (the noisy 1M proposes 7.6M pairs and keeps 272k; with banding in the driver its
-peak was 1,066 MB, 752 MB with it here: README, "Banding and the prefilter on the
+peak was 1,066 MB, 752 MB with it here: docs/dask.md, "Banding and the prefilter on the
 workers"). A task that is run again (a Dask worker lost)
 writes the same bytes, under a temporary name renamed into place.
 """
