@@ -2,7 +2,7 @@
 
 ``rows.Rows`` needs every stored document's few facts. Scanning them out of
 SQLite makes ~19 Python objects a row and reads past each row's signature and
-record: 6.4 s of a 1M-document run with work (docs/cron-at-scale.md). The image is
+record: 6.4 s of a 1M-document run with work (docs/cron-at-scale.md, "Ninth round"). The image is
 those columns as they stand after a run's commit, one file per commit: a run
 works it out from the rows it loaded and the rows it writes
 (``row_image_commit.Changed``), and writes it inside the commit's transaction,
