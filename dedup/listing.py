@@ -8,6 +8,8 @@ once; a field wider than its width (an mtime before 1970) gives no files, and pa
 walks the directory as before. With ``parallel`` (a cron run's ``--jobs``), the
 directory's entries are dealt out among finds running at once: stat'ing is kernel
 time, and two finds at once halve it on two cores (1M files: 3.0-3.4 -> 1.6 s).
+The top-level entries are listed by a find of their own, which ends first: a caller
+can act on them (``Finds.top``) while the subdirectories are still being listed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import os
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import TracebackType
 
 import numpy as np
 
@@ -39,11 +43,20 @@ _MAX_NAMES = 1 << 16  # bytes of subdirectory names on the finds' command lines,
 
 def find(top: str, *, dirs: bool = False, parallel: int = 1) -> bytes | None:
     """Every entry under ``top`` as ``FIND_FORMAT`` prints it (``dirs``: every directory, as
-    ``FIND_DIRS_FORMAT`` does); None where
-    GNU find is missing or failed. One find lists the top's own entries, and the subdirectories
-    are dealt out among ``_GROUPS`` more, run ``parallel`` at a time: the listing is the same
+    ``FIND_DIRS_FORMAT`` does); None where GNU find is missing or failed (``started``)."""
+    finds = started(top, dirs=dirs, parallel=parallel)
+    if finds is None:
+        return None
+    with finds:
+        return finds.result()
+
+
+def started(top: str, *, dirs: bool = False, parallel: int = 1) -> Finds | None:
+    """The finds that list everything under ``top``, started; None where GNU find is missing or
+    ``top`` cannot be scanned. One find lists the top's own entries, and the subdirectories are
+    dealt out among ``_GROUPS`` more, run ``parallel`` at a time: the listing is the same
     whatever ``parallel``. So many subdirectories that their names would fill a command line:
-    one find lists everything."""
+    one find lists everything (and ``Finds.top`` has nothing apart)."""
     program = shutil.which("find")
     if program is None:
         return None
@@ -54,23 +67,59 @@ def find(top: str, *, dirs: bool = False, parallel: int = 1) -> bytes | None:
         return None
     printed = ["-type", "d", "-printf", FIND_DIRS_FORMAT] if dirs else ["-printf", FIND_FORMAT]
     if sum(len(name) + 3 for name in subdirectories) > _MAX_NAMES:
-        commands = [[program, ".", "-mindepth", "1", *printed]]
-    else:
-        groups = [[f"./{name}" for name in subdirectories[k::_GROUPS]] for k in range(_GROUPS)]
-        commands = [[program, ".", "-mindepth", "1", "-maxdepth", "1", *printed]]
-        commands += [[program, *group, "-mindepth", "1", *printed] for group in groups if group]
-    with ThreadPoolExecutor(max(1, min(parallel, len(commands)))) as pool:
-        found = list(pool.map(lambda command: _found(command, top), commands))
-    return None if any(f is None for f in found) else b"".join(f or b"" for f in found)
+        return Finds(top, [[program, ".", "-mindepth", "1", *printed]], parallel, apart=False)
+    groups = [[f"./{name}" for name in subdirectories[k::_GROUPS]] for k in range(_GROUPS)]
+    commands = [[program, ".", "-mindepth", "1", "-maxdepth", "1", *printed]]
+    commands += [[program, *group, "-mindepth", "1", *printed] for group in groups if group]
+    return Finds(top, commands, parallel, apart=True)
+
+
+class Finds:
+    """Finds running (a few threads, each waiting on one find), their listings joined in order.
+
+    Each find writes to a file, not a pipe: a pipe is read a chunk at a time by a
+    thread that needs the interpreter's lock for each, and a caller busy in Python
+    meanwhile (importing the stages, ``Finds.top``) held a find up at every chunk.
+    A context manager: leaving it waits for every find.
+    """
+
+    def __init__(self, top: str, commands: list[list[str]], parallel: int, *, apart: bool) -> None:
+        self._pool = ThreadPoolExecutor(max(1, min(parallel, len(commands))))
+        self._found: list[Future[bytes | None]] = [self._pool.submit(_found, c, top) for c in commands]
+        self._apart = apart
+
+    def top(self) -> bytes | None:
+        """The top's own entries, once their find is done (the others may still run); None when
+        they are not listed apart, or their find failed."""
+        return self._found[0].result() if self._apart else None
+
+    def result(self) -> bytes | None:
+        """The whole listing; None if a find failed."""
+        found = [f.result() for f in self._found]
+        return None if any(f is None for f in found) else b"".join(f or b"" for f in found)
+
+    def __enter__(self) -> Finds:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def _found(command: list[str], top: str) -> bytes | None:
     environment = {**os.environ, "LC_ALL": "C"}
     try:
-        done = subprocess.run(command, capture_output=True, cwd=top, env=environment, check=False)
-    except OSError:  # find gone, or the arguments too long after all
+        with tempfile.TemporaryFile() as listed:
+            done = subprocess.run(
+                command, stdout=listed, stderr=subprocess.PIPE, cwd=top, env=environment, check=False
+            )
+            if done.returncode != 0 or done.stderr:
+                return None
+            listed.seek(0)
+            return listed.read()
+    except OSError:  # find gone, the arguments too long after all, or no room for the listing
         return None
-    return done.stdout if done.returncode == 0 and not done.stderr else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -42,12 +42,19 @@ _CODE = Path(__file__).resolve().parent
 
 
 def inputs_print(
-    sources: Sequence[Source], config: Config, listings: dict[Source, bytes] | None = None
+    sources: Sequence[Source],
+    config: Config,
+    listings: dict[Source, bytes] | None = None,
+    ahead: Callable[[bytes], None] | None = None,
 ) -> bytes | None:
     """The hash of the INPUTs' listing and of what else decides a run's work; None: not comparable.
 
     ``listings``: given, it is told each INPUT directory's listing as find printed it
-    (``listing.FIND_FORMAT``), which a run with work then reads its files from."""
+    (``listing.FIND_FORMAT``), which a run with work then reads its files from.
+    ``ahead``: called once with a hash of the first INPUT directory's own entries (its
+    files and subdirectories, with their mtimes) as soon as they are listed, while its
+    subdirectories still are: where that hash moved since the last run, so did this one,
+    and the caller can start on the run's work (``Incremental.unchanged``)."""
     digest = hashlib.blake2b(digest_size=20)
     try:
         version = metadata.version("datasketch")
@@ -68,7 +75,13 @@ def inputs_print(
             return None
         digest.update(_entry("", info).encode())
         if stat.S_ISDIR(info.st_mode):
-            found = listing.find(source.root, parallel=config.workers)
+            found = None
+            if (finds := listing.started(source.root, parallel=config.workers)) is not None:
+                with finds:
+                    if ahead is not None and (top := finds.top()) is not None:
+                        ahead(hashlib.blake2b(top, digest_size=20).digest())
+                        ahead = None
+                    found = finds.result()
             listed = _listing(source.root) if found is None else _no_links(found)
             if listed is None:
                 return None

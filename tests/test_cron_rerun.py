@@ -62,6 +62,34 @@ def test_a_rerun_with_nothing_to_do_loads_no_stage(scrape: Path, tmp_path: Path)
     assert (tmp_path / "out" / "runs" / "run-000003.jsonl").read_bytes() == b""
 
 
+def test_a_run_with_work_imports_the_stages_while_find_lists(scrape: Path, tmp_path: Path) -> None:
+    """A file added in a subdirectory moves the INPUT's own entries: the stages are imported once
+    find has listed them, before it has listed the rest; a rerun with nothing to do imports none."""
+    out, state = tmp_path / "out", tmp_path / "state"
+    code = (
+        "import sys; from dedup import Config, listing, run; "
+        "seen = []; whole = listing.Finds.result; "
+        "listing.Finds.result = lambda self: seen.append('numba' in sys.modules) or whole(self); "
+        f"s = run([{str(scrape)!r}], {str(out)!r}, Config(jobs=1, state={str(state)!r})); "
+        "print(s.summary['run'], s.counts['new'], seen[0])"
+    )
+    command = [sys.executable, "-c", code]
+
+    def once() -> str:
+        return subprocess.run(command, env=ENV, capture_output=True, text=True, check=True).stdout
+
+    assert once() == "1 5 True\n"  # the state's first run: nothing stored, all is work
+    assert once() == "2 0 False\n"
+    (scrape / "day1" / "museum.txt").write_text(MUSEUM)
+    assert once() == "3 1 True\n"
+    assert once() == "4 0 False\n"
+    with sqlite3.connect(state / "state.sqlite") as db:  # as a state from an earlier version
+        db.execute("DELETE FROM prints WHERE key = 'top'")
+    db.close()
+    assert once() == "5 0 True\n"  # not told: imported, and the print stored for the next
+    assert once() == "6 0 False\n"
+
+
 def test_a_rerun_with_nothing_to_do_writes_what_a_full_rerun_writes(scrape: Path, tmp_path: Path) -> None:
     """Two histories with the same changes; the last rerun is recorded in one, done in full in the other."""
     stages = [tmp_path / "stage1", tmp_path / "stage2"]
