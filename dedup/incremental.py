@@ -148,7 +148,8 @@ class Incremental(Batch):
         moved since the last run (a file added or removed in a subdirectory moves its mtime), the
         listing did, and this run has work: the stages' modules (numba's kernels among them,
         ~0.6 s) are imported now, while find lists the rest, instead of after it. A run with
-        nothing to do still imports none of them."""
+        nothing to do imports none of them, but once where no print of those entries is stored
+        (a state an earlier version wrote, or whose first INPUT's own find failed last run)."""
         self.top = top
         if top != self.last_prints.get("top"):
             from dedup import cron_pass1, index, pass1, pass2  # noqa: F401

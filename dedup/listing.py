@@ -8,8 +8,9 @@ once; a field wider than its width (an mtime before 1970) gives no files, and pa
 walks the directory as before. With ``parallel`` (a cron run's ``--jobs``), the
 directory's entries are dealt out among finds running at once: stat'ing is kernel
 time, and two finds at once halve it on two cores (1M files: 3.0-3.4 -> 1.6 s).
-The top-level entries are listed by a find of their own, which ends first: a caller
-can act on them (``Finds.top``) while the subdirectories are still being listed.
+The top-level entries are listed by a find of their own, soon done: a caller can
+wait for them alone and act on them (``Finds.top``) while the subdirectories are
+still being listed.
 """
 
 from __future__ import annotations
@@ -77,10 +78,12 @@ def started(top: str, *, dirs: bool = False, parallel: int = 1) -> Finds | None:
 class Finds:
     """Finds running (a few threads, each waiting on one find), their listings joined in order.
 
-    Each find writes to a file, not a pipe: a pipe is read a chunk at a time by a
-    thread that needs the interpreter's lock for each, and a caller busy in Python
-    meanwhile (importing the stages, ``Finds.top``) held a find up at every chunk.
-    A context manager: leaving it waits for every find.
+    Each find writes to a temporary file (the system's temporary directory, ~65 bytes
+    an entry), not a pipe: a pipe is read a chunk at a time by a thread that needs the
+    interpreter's lock for each, and a caller busy in Python meanwhile (importing the
+    stages, ``Finds.top``) held a find up at every chunk. A context manager: leaving
+    it waits for the finds started; on an error, those not started yet are not. A run
+    killed meanwhile leaves its finds to end on their own (they hold no lock).
     """
 
     def __init__(self, top: str, commands: list[list[str]], parallel: int, *, apart: bool) -> None:
@@ -104,7 +107,7 @@ class Finds:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=error is not None)
 
 
 def _found(command: list[str], top: str) -> bytes | None:

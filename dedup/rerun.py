@@ -80,7 +80,7 @@ def inputs_print(
                 with finds:
                     if ahead is not None and (top := finds.top()) is not None:
                         ahead(hashlib.blake2b(top, digest_size=20).digest())
-                        ahead = None
+                    ahead = None  # the first INPUT directory's entries only: the stored print is of those
                     found = finds.result()
             listed = _listing(source.root) if found is None else _no_links(found)
             if listed is None:
