@@ -52,6 +52,14 @@ class Damaged(Exception):
     """A segment's bytes are not what it says (``Store.band``): the run takes the old path."""
 
 
+def files(state: Path) -> list[str]:
+    """The paths of the segment files in ``state``'s band directory, by name (as ``Store.open``
+    reads them); none if it cannot be listed."""
+    with contextlib.suppress(OSError), os.scandir(state / DIRECTORY) as entries:
+        return sorted(e.path for e in entries if _NAME.fullmatch(e.name))
+    return []
+
+
 def fits(num_perm: int, bands: int, rows: int) -> bool:
     """Whether a text's band keys are its whole signature: two rows a band, every permutation banded."""
     return rows == 2 and 2 * bands == num_perm

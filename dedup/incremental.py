@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from dedup import (
     copies,
     cron_manifest,
     manifest,
+    readahead,
     records,
     rerun,
     row_image,
@@ -92,6 +94,7 @@ class Incremental(Batch):
         self.out: Path | None = None
         self.ledger: Ledger | None = None  # the limits kept verdicts rest on, and this run's
         self.stale: np.ndarray | None = None  # the fingerprints of groups whose limits were crossed
+        self.reading: threading.Thread | None = None  # the state's files asked for (``readahead``)
 
     def unchanged(
         self, sources: Sequence[Source], out: Path, checkpoint: Checkpoint
@@ -146,17 +149,20 @@ class Incremental(Batch):
     def _ahead(self, top: bytes) -> None:
         """The first INPUT's own entries are listed, its subdirectories not yet. Where those entries
         moved since the last run (a file added or removed in a subdirectory moves its mtime), the
-        listing did, and this run has work: the stages' modules (numba's kernels among them,
-        ~0.6 s) are imported now, while find lists the rest, instead of after it. A run with
+        listing did, and this run has work: the state's files it reads whole are asked of the
+        kernel (``readahead``), and the stages' modules (numba's kernels among them, ~0.6 s) are
+        imported now, while find lists the rest, instead of after it. A run with
         nothing to do imports none of them, but once where no print of those entries is stored
         (a state an earlier version wrote, or whose first INPUT's own find failed last run)."""
         self.top = top
         if top != self.last_prints.get("top"):
+            self.reading = self.reading or readahead.cron_run(self.store, self.out)
             from dedup import cron_pass1, index, pass1, pass2  # noqa: F401
 
     def begin(self) -> TokenFrequency:
         from dedup.frequency import TokenFrequency
 
+        self.reading = self.reading or readahead.cron_run(self.store, self.out)
         self.kept = {}
         self.started = state.now()
         self.previous = Rows(self.store)
