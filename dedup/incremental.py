@@ -162,7 +162,6 @@ class Incremental(Batch):
     def begin(self) -> TokenFrequency:
         from dedup.frequency import TokenFrequency
 
-        self.reading = self.reading or readahead.cron_run(self.store, self.out)
         self.kept = {}
         self.started = state.now()
         self.previous = Rows(self.store)
@@ -186,6 +185,9 @@ class Incremental(Batch):
                     "run with --rebuild",
                     path=self.config.state,
                 ) from err
+        # Not started by the rerun check (an INPUT file, a change below the first one's own entries):
+        # now, the state open (its rows' image read), not before (it would wait behind the bands).
+        self.reading = self.reading or readahead.cron_run(self.store, self.out, image=False)
         return frequency
 
     def read_all(

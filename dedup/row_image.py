@@ -209,8 +209,14 @@ def named(store: State) -> str | None:
     return None if row is None else str(row[0])
 
 
+def named_path(store: State) -> Path | None:
+    """The image the database names, beside it, if that name is one an image can have."""
+    name = named(store)
+    return None if name is None or not _valid_name(name) else store.path.parent / name
+
+
 def _valid_name(name: str) -> bool:
-    return name.startswith(PREFIX) and name.endswith(SUFFIX) and "/" not in name
+    return name.startswith(PREFIX) and name.endswith(SUFFIX) and "/" not in name and "\0" not in name
 
 
 @dataclass

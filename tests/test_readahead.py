@@ -87,12 +87,52 @@ def test_a_cron_run_asks_for_the_image_the_bands_and_the_manifest(tmp_path: Path
     run([corpus], out, config)
     store = State(home, config.stamp())
     try:
-        image = row_image.named(store)
+        image = row_image.named_path(store)
         files = readahead.cron_files(home, image, out)
     finally:
         store.close()
-    assert image is not None and band_store.files(home)
+    assert image is not None and image.parent == home and band_store.files(home)
     # In the order the run reads them: the rows' image, the band segments, OUT's manifest.
-    assert files == [str(home / image), *band_store.files(home), str(out / "manifest.jsonl")]
+    assert files == [str(image), *band_store.files(home), str(out / "manifest.jsonl")]
     assert all(Path(f).is_file() for f in files)
-    assert readahead.start(files).join(10) is None and readahead.ask(files) == len(files)
+    thread = readahead.start(files)
+    thread.join(10)
+    assert not thread.is_alive() and readahead.ask(files) == len(files)
+    assert readahead.ask(files, budget=1) == 1  # what is over the budget is not asked for
+
+
+def test_a_run_with_work_asks_once_and_a_rerun_with_none_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus, out, home = tmp_path / "corpus", tmp_path / "out", tmp_path / "state"
+    _write(corpus, _DAY1)
+    config = Config(jobs=1, state=str(home))
+    run([corpus], out, config)
+    asked: list[list[str]] = []
+    real = readahead.start
+    monkeypatch.setattr(readahead, "start", lambda paths: asked.append(list(paths)) or real(paths))
+    _write(corpus, _DAY2)  # new files beside the first INPUT's own: its entries move
+    run([corpus], out, config)
+    assert len(asked) == 1 and str(out / "manifest.jsonl") in asked[0]
+    assert any(p.endswith(".columns") for p in asked[0])
+    run([corpus], out, config)  # nothing changed: told before any stage, nothing asked for
+    assert len(asked) == 1
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "rows-a\0b.columns", "../rows-x.columns"])
+def test_a_name_stored_for_the_image_is_not_followed_out_of_the_state(tmp_path: Path, name: str) -> None:
+    corpus, out, home = tmp_path / "corpus", tmp_path / "out", tmp_path / "state"
+    _write(corpus, _DAY1)
+    config = Config(jobs=1, state=str(home))
+    run([corpus], out, config)
+    store = State(home, config.stamp())
+    try:
+        store.db.execute("UPDATE columns SET name = ?", (name,))
+        assert row_image.named_path(store) is None
+        files = readahead.cron_files(home, row_image.named_path(store), out)
+        assert all(home in Path(p).parents or Path(p).parent == out for p in files)
+    finally:
+        store.close()
+    _write(corpus, _DAY2)
+    run([corpus], out, config)  # the image not trusted: the rows read from the database, no traceback
+    assert (out / "manifest.jsonl").stat().st_size > 0
