@@ -19,7 +19,6 @@ of earlier runs. The pipeline asks it, at each stage, what it already knows:
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from array import array
@@ -270,7 +269,7 @@ class Incremental(Batch):
         if self._in_place():
             assert self.out is not None
             self.close()  # a second pass (``Stale``) copies afresh
-            alone = _new_alone(corpus, comp_of, self.fresh)
+            alone = copies.new_alone(corpus, comp_of, self.fresh)
             self.early = copies.Early(self.out, corpus.docs, alone)
         return groups.take(np.flatnonzero(changed))
 
@@ -322,7 +321,7 @@ class Incremental(Batch):
         record is in it (``rerun.file_print`` taken when OUT was synced, and again now)."""
         assert self.previous is not None and self.out is not None
         path = self.out / manifest.MANIFEST
-        if not self.previous.from_image or self.last_prints.get("manifest") != _manifest_print(path):
+        if not self.previous.from_image or self.last_prints.get("manifest") != rerun.opened_print(path):
             return None
         try:
             return cron_manifest.LastManifest(path)
@@ -446,7 +445,7 @@ class Incremental(Batch):
         assert self.run_id is not None
         prints: dict[str, bytes] = {}
         if self.out is not None:  # the manifest's, for the next run's ``LastManifest``
-            prints["manifest"] = _manifest_print(self.out / manifest.MANIFEST)
+            prints["manifest"] = rerun.opened_print(self.out / manifest.MANIFEST)
         if self.listing is not None and self.out is not None:  # what the next run compares (rerun.py)
             prints |= {
                 **({"top": self.top} if self.top is not None else {}),
@@ -456,20 +455,3 @@ class Incremental(Batch):
                 "stamp": (self.store.stamp_text() or "").encode(),
             }
         self.store.mark_synced(self.run_id, prints)
-
-
-def _manifest_print(path: Path) -> bytes:
-    """``rerun.file_print`` of OUT's manifest by the path the system opens it by (symbolic links
-    followed): a run given OUT spelled otherwise (relative, from another directory) still finds
-    the manifest the last run wrote, and ``dir/link/../out`` is the file ``open`` reads."""
-    return rerun.file_print(Path(os.path.realpath(path)))
-
-
-def _new_alone(corpus: Corpus, comp_of: np.ndarray, fresh: Sequence[int]) -> list[int]:
-    """New or changed whole files that are texts of their own (no candidate, no copy): kept."""
-    lone = np.flatnonzero(comp_of < 0)
-    lone = lone[(corpus.starts[lone + 1] - corpus.starts[lone]) == 1]
-    docs = corpus.order[corpus.starts[lone]]
-    docs = np.sort(docs[np.asarray(fresh, dtype=bool)[docs]])  # the few read, of ~700k at 1M
-    table = corpus.docs
-    return [d for d in docs.tolist() if table.offset(d) < 0]

@@ -117,6 +117,14 @@ def file_print(path: Path) -> bytes:
     return f"{_entry(str(path), info)}{info.st_ctime_ns}".encode("utf-8", "surrogateescape")
 
 
+def opened_print(path: Path) -> bytes:
+    """``file_print`` of the file the system opens by ``path`` (symbolic links followed): OUT's
+    manifest, for ``Incremental``. A run given OUT spelled otherwise (relative, from another
+    directory) still finds the manifest the last run wrote, and ``dir/link/../out`` is the file
+    ``open`` reads."""
+    return file_print(Path(os.path.realpath(path)))
+
+
 def _entry(path: str, info: os.stat_result) -> str:
     return f"{path}\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\n"
 
