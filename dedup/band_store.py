@@ -55,9 +55,16 @@ class Damaged(Exception):
 def files(state: Path) -> list[str]:
     """The paths of the segment files in ``state``'s band directory, by name (as ``Store.open``
     reads them); none if it cannot be listed."""
-    with contextlib.suppress(OSError), os.scandir(state / DIRECTORY) as entries:
-        return sorted(e.path for e in entries if _NAME.fullmatch(e.name))
+    directory = state / DIRECTORY
+    with contextlib.suppress(OSError):
+        return [str(directory / name) for name in _names(directory)]
     return []
+
+
+def _names(directory: Path) -> list[str]:
+    """The segments' names in ``directory``, in the order they were written (``OSError`` if it
+    cannot be listed)."""
+    return sorted(p for p in os.listdir(directory) if p.endswith(_SUFFIX))
 
 
 def fits(num_perm: int, bands: int, rows: int) -> bool:
@@ -72,7 +79,7 @@ def replace(state: Path, stamp: str, contents: np.ndarray, signatures: Blocks, b
     try:
         old = []
         if directory.is_dir():
-            old = [p for p in os.listdir(directory) if p.endswith(_SUFFIX)]
+            old = _names(directory)
             _tidy(directory)
 
         def columns() -> Iterator[np.ndarray]:
@@ -114,7 +121,7 @@ class Store:
         """The valid segments under ``state``; None if there is none. Damaged ones are removed."""
         directory = state / DIRECTORY
         try:
-            names = sorted(p for p in os.listdir(directory) if p.endswith(_SUFFIX))
+            names = _names(directory)
             _tidy(directory)
         except OSError:
             return None
