@@ -22,6 +22,8 @@ DEFAULT_GLOBS = (
 )  # fmt: skip
 
 ENGINES = ("local", "dask")
+MAX_BYTES = (1 << 63) - 1
+MAX_JOBS = 1024  # processes forked on one machine (--jobs 100000 forked until the machine gave out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +111,19 @@ class Config:
             )
         if self.min_shared < 1:
             problems.append(f"--min-shared must be >= 1, got {self.min_shared}")
-        if self.max_bytes < 1:
-            problems.append(f"--max-bytes must be >= 1, got {self.max_bytes}")
-        if self.jobs < 0:
-            problems.append(f"--jobs must be >= 0, got {self.jobs}")
+        if not 0 <= self.seed < 1 << 32:  # numpy's seeds (datasketch's permutations)
+            problems.append(f"--seed must be 0..{(1 << 32) - 1}, got {self.seed}")
+        if not 1 <= self.max_bytes <= MAX_BYTES:  # a size in the run's int64 columns
+            problems.append(f"--max-bytes must be 1..{MAX_BYTES}, got {self.max_bytes}")
+        if not 0 <= self.jobs <= MAX_JOBS:
+            problems.append(f"--jobs must be 0..{MAX_JOBS}, got {self.jobs}")
         if self.engine not in ENGINES:
             problems.append(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.scheduler is not None and self.engine != "dask":
             problems.append("--scheduler needs --engine dask")
         if self.state is not None and self.engine != "local":
             problems.append("--state runs on one machine: cron mode does not take --engine dask")
-        if self.lock_timeout < 0:
+        if not self.lock_timeout >= 0:  # NaN too: a wait that never ends
             problems.append(f"--lock-timeout must be >= 0, got {self.lock_timeout}")
         if self.rebuild and self.state is None:
             problems.append("--rebuild needs --state")

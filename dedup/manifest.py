@@ -260,13 +260,14 @@ def write_containers(staging: Path, kept: Iterable[Document]) -> None:
         warc_gz = first.source.kind == "warc" and containers.compression(first.file) == ".gz"
         jsonl = first.source.kind == "jsonl"
         docs, spans = itertools.tee(itertools.chain([first], group))  # noqa: B031 - one pass each
-        wanted = ((doc.offset, doc.size + 2 * jsonl) for doc in spans)  # + a JSONL line's CRLF, if any
+        wanted = ((doc.offset, doc.size) for doc in spans)
+        read = containers.read_records(first.file, wanted, tail=2 * jsonl)  # + a JSONL line's CRLF or LF
         try:
             with (
                 open(target, "wb") if warc_gz else containers.open_writer(str(target), first.file) as dst,
                 _Writer(dst, str(target), member=warc_gz) as writer,
             ):
-                for doc, data in zip(docs, containers.read_records(first.file, wanted), strict=True):
+                for doc, data in zip(docs, read, strict=True):
                     record, end = data[: doc.size], data[doc.size :]
                     if hashlib.sha256(record).hexdigest() != doc.sha256:
                         raise InputChangedError(

@@ -262,7 +262,7 @@ def comparison(repaired: str) -> tuple[str, int | None]:
     tags, entities, links = "<" in repaired, "&" in repaired, has_link(repaired)  # each looked for once
     text = HTML_TAG.sub(" ", repaired) if tags else repaired
     if entities and "&" in text:
-        text = html.unescape(text)
+        text = unescape(text)
     if (links or entities) and has_link(text):  # (an entity may have been a bracket)
         text = MARKDOWN_LINK.sub(r"\1", text)
     text, found = strip_boilerplate(text)
@@ -274,6 +274,28 @@ def comparison(repaired: str) -> tuple[str, int | None]:
     if "n't" in text or "n\u2019t" in text:
         text = _NOT.sub(" not", text)
     return text, None if tags or entities or links else found  # with markup, the count was of other text
+
+
+def unescape(text: str) -> str:
+    """``html.unescape``, for any text: it reads a decimal reference with ``int()``, which refuses over
+    4,300 digits (a ValueError that crashed the run). A reference of 8 or more digits, less its
+    leading zeros, is past U+10FFFF, which ``html.unescape`` makes U+FFFD: made here first.
+
+    Example:
+        >>> unescape("a &amp; b &#" + "9" * 5000 + "; &#00000000065;") == "a & b \ufffd A"
+        True
+    """
+    if "&#" in text and _LONG_REFERENCE.search(text):
+        text = _LONG_REFERENCE.sub(_shortened, text)
+    return html.unescape(text)
+
+
+_LONG_REFERENCE = re.compile(r"&#([0-9]{8,});?")
+
+
+def _shortened(match: re.Match[str]) -> str:
+    digits = match.group(1).lstrip("0") or "0"
+    return "\ufffd" if len(digits) > 7 else f"&#{digits};"
 
 
 def has_link(text: str) -> bool:

@@ -65,8 +65,14 @@ def test_missing_input_is_an_error(tmp_path: Path) -> None:
         (["--jaccard", "1.5"], "--jaccard must be in (0, 1], got 1.5"),
         (["--lsh-threshold", "0.9"], "--lsh-threshold 0.9 is above --jaccard/--containment"),
         (["--id-field", "text"], "--id-field and --text-field are both 'text'"),
-        (["--jobs", "-1"], "--jobs must be >= 0, got -1"),
+        (["--jobs", "-1"], "--jobs must be 0..1024, got -1"),
+        (["--jobs", "100000"], "--jobs must be 0..1024, got 100000"),  # forked until the machine gave out
         (["--num-perm", "abc"], "'abc' is not a valid integer"),
+        # Each ran the whole job, then ended in a traceback (summary.json; numpy's seed), or waited for ever.
+        (["--max-bytes", str(1 << 64)], f"--max-bytes must be 1..{(1 << 63) - 1}, got {1 << 64}"),
+        (["--seed", "-1"], "--seed must be 0..4294967295, got -1"),
+        (["--seed", str(1 << 32)], "--seed must be 0..4294967295"),
+        (["--lock-timeout", "nan"], "--lock-timeout must be >= 0, got nan"),
     ],
 )
 def test_bad_options_are_usage_errors(corpus: Path, tmp_path: Path, args: list[str], message: str) -> None:

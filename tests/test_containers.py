@@ -203,6 +203,27 @@ def test_damaged_gzip_member_keeps_what_came_before(tmp_path: Path) -> None:
     assert f"byte {offset}" in records[-1]["error"] and records[-1]["path"] == "line-5"
 
 
+@pytest.mark.parametrize(
+    ("suffix", "damage"), [(".gz", "trailer"), (".gz", "junk"), (".bz2", "trailer"), (".xz", "trailer")]
+)
+def test_damage_right_after_the_last_line_keeps_it_and_its_line_ending(
+    tmp_path: Path, suffix: str, damage: str
+) -> None:
+    """The canonical output reads each kept line with the two bytes after it (CRLF or LF): after the
+    last line's LF the second fell in the damage, and the whole run failed ("cannot be read again")."""
+    lines = jsonl_lines([{"id": f"n{k}", "text": f"{text} {k}"} for k, text in enumerate([STORM, COUNCIL])])
+    whole = compress(b"".join(lines), suffix)
+    src = tmp_path / f"feed.jsonl{suffix}"
+    cut = {".gz": 4, ".bz2": 3, ".xz": 6}[suffix]  # into the stream's trailer, after the last line
+    src.write_bytes(whole + b"JUNK" if damage == "junk" else whole[:-cut])
+    run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    assert [(r["path"], r["status"]) for r in records[:2]] == [("n0", "ok"), ("n1", "ok")]
+    assert [r["status"] for r in records[2:]] == ["malformed"]
+    kept = (tmp_path / "out" / "canonical" / f"feed.jsonl{suffix}").read_bytes()
+    assert decompress(kept, suffix) == b"".join(lines)  # the first line's CRLF, the last one's LF
+
+
 def test_truncated_zstd_keeps_every_whole_line_before_the_cut(tmp_path: Path) -> None:
     # Over 128 KB: several zstd blocks, so that some come out whole before the cut.
     lines = jsonl_lines([{"id": f"n{k}", "text": f"{MUSEUM} {k}"} for k in range(400)], crlf_every=99)

@@ -283,3 +283,33 @@ def test_a_first_cron_run_refused_for_its_out_leaves_no_state(tmp_path: Path) ->
     assert result.exit_code == 1 and "not empty" in result.output
     assert not state_dir.exists()  # was: an empty state.sqlite and a lock file
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+# ------------------------------------------------ numbers past int()'s limit --
+
+
+def test_a_decimal_reference_of_thousands_of_digits_is_read_as_html_would(tmp_path: Path) -> None:
+    # html.unescape reads it with int(), which refuses over 4,300 digits: the run ended in a traceback.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(f"{STORM} &#{'9' * 4301}; and &#{'0' * 5000}65;")
+    (inputs / "b.jsonl").write_bytes(orjson.dumps({"id": "b", "text": f"{COUNCIL} &#{'7' * 4400}"}) + b"\n")
+    result = _invoke(inputs, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    records = {r["path"]: r for r in read_manifest(tmp_path / "out")}
+    assert records["a.txt"]["status"] == "ok" and records["b.jsonl/b"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("digits", [19, 4301])
+def test_a_warc_record_whose_length_has_too_many_digits_is_malformed(tmp_path: Path, digits: int) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(STORM)
+    (inputs / "crawl.warc").write_bytes(
+        b"WARC/1.0\r\nWARC-Type: resource\r\nContent-Length: " + b"9" * digits + b"\r\n\r\nxx"
+    )
+    result = _invoke(inputs, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    damaged = [r for r in read_manifest(tmp_path / "out") if r["path"].startswith("crawl.warc")]
+    assert [r["status"] for r in damaged] == ["malformed"]
+    assert f"Content-Length has {digits} digits" in damaged[0]["error"]

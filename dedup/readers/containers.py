@@ -162,11 +162,14 @@ def damage_message(err: BaseException, offset: int, path: str) -> str:
     return f"{what} data damaged after byte {offset} of the decompressed stream: {reason}"
 
 
-def read_records(path: str, wanted: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+def read_records(path: str, wanted: Iterable[tuple[int, int]], tail: int = 0) -> Iterator[bytes]:
     """The bytes at (offset, length) in a container's decompressed stream; offsets ascending.
 
-    Seeks in a plain file; reads through a compressed one. Consecutive spans may
-    overlap (a JSONL line read with the two bytes after it, to see its line ending).
+    Seeks in a plain file; reads through a compressed one. ``tail``: up to that many
+    bytes after each span too, as far as the stream can be read (a JSONL line's
+    ending, to tell LF from CRLF). A stream damaged right after a line pass 1 kept
+    ends there: its tail is what came before the damage, and only a span asked for
+    after it raises.
 
     Raises:
         OSError, EOFError, ...: the file cannot be read (``DAMAGE``).
@@ -174,20 +177,28 @@ def read_records(path: str, wanted: Iterable[tuple[int, int]]) -> Iterator[bytes
     with open_stream(path) as fh:
         seekable = not compression(path)
         position, last, last_offset = 0, b"", 0
+        damaged: BaseException | None = None
         for offset, length in wanted:
+            if damaged is not None:
+                raise damaged
             if seekable:
                 fh.seek(offset)
-                data = fh.read(length)
+                data = fh.read(length + tail)
             else:
-                head = (
-                    last[offset - last_offset : offset - last_offset + length] if offset < position else b""
-                )
+                start = offset - last_offset
+                head = last[start : start + length + tail] if offset < position else b""
                 while position < offset:
                     skipped = len(fh.read(min(_CHUNK, offset - position)))
                     if not skipped:
                         break
                     position += skipped
-                data = head + fh.read(length - len(head))
+                data = head + fh.read(max(length - len(head), 0))
+                if tail and len(data) < length + tail:
+                    try:  # a byte at a time: what a buffered read got before the damage is not lost
+                        while len(data) < length + tail and (byte := fh.read(1)):
+                            data += byte
+                    except DAMAGE as err:
+                        damaged = err
                 position = max(position, offset + len(data))
             last, last_offset = data, offset
             yield data

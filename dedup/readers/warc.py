@@ -129,7 +129,10 @@ def _frame(fh: IO[bytes]) -> tuple[bytes, int, int] | None:
     found = _LENGTH.search(block)
     if not found:
         raise _Damaged("a record without Content-Length")
-    return block, int(found.group(1)), skipped
+    digits = found.group(1).lstrip(b"0")
+    if len(digits) > 18:  # past any file; and int() refuses over 4,300 digits (a ValueError)
+        raise _Damaged(f"a record's Content-Length has {len(digits)} digits")
+    return block, int(digits or b"0"), skipped
 
 
 def _trailer(fh: IO[bytes]) -> bytes:
