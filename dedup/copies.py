@@ -246,7 +246,8 @@ class Staged:
     A batch run learns which documents it keeps part by part, as the manifest's
     records are made (``manifest_workers``). Each part's whole files are copied
     at once by a few threads (the kernel copies: the threads mostly wait on it),
-    so copying overlaps making the records instead of following them. Kept
+    so copying overlaps making the records instead of following them; or, when
+    forked workers make the records, by those workers (``to_workers``). Kept
     container records are written last, in manifest order (``write_containers``).
     On a clean exit the copies are waited for and the directory is swapped in;
     on an error, they are stopped and the staging directory is removed.
@@ -267,6 +268,15 @@ class Staged:
         self._aside = manifest.stage_canonical(out)  # a ``.canonical.*.tmp``: a killed run's is removed
         self._containers = Column("q", self._aside / "containers")
         self._last = last_copies.root(out, self.staging)
+        self._by_workers = False
+
+    def to_workers(self) -> Into:
+        """Where the workers making the records copy their parts' kept whole files; ``add`` then
+        passes over those. The driver's threads copied ~156 us a file of the noisy 20k against
+        ~115 for one thread alone (one GIL for them and the driver's records), and the write
+        stage waited on them: two forked workers copy in parallel (clean 100k: 7.6-8.3 -> 4.8-5.3 s)."""
+        self._by_workers = True
+        return Into(str(self.staging), self._last)
 
     def __enter__(self) -> Staged:
         return self
@@ -287,7 +297,7 @@ class Staged:
         for i in kept:
             if docs.offset(i) >= 0:
                 self._containers.append(i)
-            else:
+            elif not self._by_workers:
                 files.append(i)
         _make_parents(docs, files, base, self._made)
         for share in _shares(files, self._threads):
@@ -315,6 +325,19 @@ class Staged:
         kept = self._containers.numbers()
         for start in range(0, len(kept), CHUNK):
             yield from kept[start : start + CHUNK].tolist()
+
+
+@dataclass(frozen=True, slots=True)
+class Into:
+    """A staged ``canonical/`` as a forked worker copies into it (``Staged.to_workers``)."""
+
+    base: str  # the staging directory
+    last: str | None  # the last run's ``canonical/``, whose copies may be linked (``last_copies``)
+
+    def copy(self, docs: DocumentTable, files: Sequence[int], made: set[str]) -> None:
+        """Copy these kept whole files; ``made``: the directories this process made already."""
+        _make_parents(docs, files, self.base, made)  # another worker may make one too: exist_ok
+        _copy_share(docs, files, self.base, None, self.last)
 
 
 def _make_parents(docs: DocumentTable, files: Sequence[int], base: str, made: set[str]) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 
 from dedup import parallel, records
+from dedup.copies import Into, Staged
 from dedup.pass2 import Verdicts
 
 PART = 2048  # documents per task: ~1.5 MB of records
@@ -33,10 +34,12 @@ COPIES_HERE = 64  # a lone text with this many exact copies over several parts i
 
 
 class Recorder:
-    """The stage: a range of documents -> their manifest lines and their tally."""
+    """The stage: a range of documents -> their manifest lines and their tally; with ``into``, the
+    part's kept whole files copied there too (``Staged.to_workers``)."""
 
-    def __init__(self, verdicts: Verdicts) -> None:
-        self.verdicts = verdicts
+    def __init__(self, verdicts: Verdicts, into: Into | None = None) -> None:
+        self.verdicts, self.into = verdicts, into
+        self._made: set[str] = set()  # directories made in ``into`` by this process
 
     def __call__(self, span: tuple[int, int]) -> tuple[bytes, records.Tally]:
         tally = records.Tally.part()
@@ -45,6 +48,9 @@ class Recorder:
             record = self.verdicts.record(i)
             lines.append(orjson.dumps(record))
             tally.add_made(i, record)
+        if self.into is not None:
+            docs = self.verdicts.corpus.docs
+            self.into.copy(docs, [i for i in tally.canonical.tolist() if docs.offset(i) < 0], self._made)
         self.verdicts.forget()  # copies ranked with a text of this part, in later parts: ranked again there
         lines.append(b"")
         return b"\n".join(lines), tally
@@ -74,8 +80,18 @@ def across_parts(verdicts: Verdicts, part: int, copies: int) -> np.ndarray:
     return several[apart][np.array(lone, dtype=bool)]
 
 
-def write(fh: BinaryIO, verdicts: Verdicts, tally: records.Tally, engine: parallel.Engine | None) -> None:
+def write(
+    fh: BinaryIO,
+    verdicts: Verdicts,
+    tally: records.Tally,
+    engine: parallel.Engine | None,
+    staged: Staged | None = None,
+) -> None:
     """Every document's record to ``fh``, in order, counted into ``tally`` part by part.
+
+    ``staged``: where a batch run's kept documents go; forked workers copy their parts'
+    whole files into it themselves (a Dask worker may not share OUT's file system, nor
+    the inputs' names: the driver's threads copy those).
 
     A part forgets the records of copies it ranked for later parts (a worker would
     hold them to the end); a text with ``COPIES_HERE`` copies over several parts is
@@ -89,6 +105,8 @@ def write(fh: BinaryIO, verdicts: Verdicts, tally: records.Tally, engine: parall
     stage = Recorder(verdicts)
     made: Iterable[tuple[bytes, records.Tally]] = map(stage, spans(documents, PART))
     if engine is not None and parallel.worth_sending(engine, documents, LOCAL_FROM):
+        if staged is not None and isinstance(engine, parallel.Processes):
+            stage = Recorder(verdicts, staged.to_workers())
         made = engine.ordered(stage, spans(documents, PART), window_per_worker=4)
     try:
         for lines, counted in made:

@@ -88,6 +88,7 @@ class Batch:
 
     def __init__(self) -> None:
         self.kept: Mapping[int, str] = {}  # document -> stored record (JSON), when its group did not change
+        self.staged: copies.Staged | None = None  # a batch run's ``canonical/``, while it is written
         # Files found edited in place (same size and mtime) when read again: not taken from the state.
         self.suspects: set[str] = set()
 
@@ -175,7 +176,7 @@ class Batch:
         """
         from dedup import manifest_workers
 
-        manifest_workers.write(fh, verdicts, tally, engine)
+        manifest_workers.write(fh, verdicts, tally, engine, self.staged)
         yield from ()
 
     def commit(
@@ -202,7 +203,11 @@ class Batch:
         when the block ends without an error (``copies.Staged``).
         """
         with copies.Staged(out, docs, config) as staged:
-            yield staged.add
+            self.staged = staged  # forked workers copy into it (``emit``)
+            try:
+                yield staged.add
+            finally:
+                self.staged = None
 
     def write_changes(self, out: Path) -> None:
         """The run's change list (``runs/``), before the summary."""

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup import columns, copies, manifest_workers, parallel, records
+from dedup import columns, copies, manifest, manifest_workers, parallel, records
 from dedup.config import Config
 from dedup.errors import InputChangedError
 from dedup.pipeline import run
@@ -43,7 +43,18 @@ def corpus(tmp_path: Path) -> list[str]:
 def test_parts_made_by_workers_are_the_manifest_one_process_makes(
     corpus: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part: int
 ) -> None:
+    copied_by = tmp_path / "copied_by"  # the process that made each copy, a line each
+    copy_document = manifest.copy_document
+
+    def copy_noted(doc: object, target: str, **kwargs: object) -> None:
+        copy_document(doc, target, **kwargs)  # type: ignore[arg-type]
+        with open(copied_by, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+    monkeypatch.setattr(manifest, "copy_document", copy_noted)
     one = run(corpus, tmp_path / "one", Config(jobs=2))  # below LOCAL_FROM: made in the driver
+    assert set(copied_by.read_text().split()) == {str(os.getpid())}  # copied by its threads
+    copied_by.unlink()
     sent = []
     worth_sending = parallel.worth_sending
 
@@ -56,6 +67,10 @@ def test_parts_made_by_workers_are_the_manifest_one_process_makes(
     monkeypatch.setattr(manifest_workers, "PART", part)
     two = run(corpus, tmp_path / "two", Config(jobs=2))
     assert (parallel.Processes(2), one.counts["documents"], 2) in sent  # the parts went to the workers
+    # Each kept whole file copied once, by the worker that made its record.
+    copiers = copied_by.read_text().split()
+    files = [p for p in (tmp_path / "two" / "canonical").rglob("*") if p.is_file() and ".jsonl" not in p.name]
+    assert len(copiers) == len(files) > 40 and str(os.getpid()) not in copiers
     assert _outputs(tmp_path / "one").keys() == _outputs(tmp_path / "two").keys()
     for name, data in _outputs(tmp_path / "one").items():
         if name != "summary.json":  # its timings differ
@@ -166,7 +181,7 @@ def test_copies_waited_for_beyond_a_bound_and_kept_records_in_a_file_change_noth
 
     counted.files = 0  # type: ignore[attr-defined]
     monkeypatch.setattr(copies.Staged, "add", counted)
-    two = run(corpus, tmp_path / "two", Config(jobs=2))
+    two = run(corpus, tmp_path / "two", Config(jobs=1))  # the driver's threads copy (forked workers would)
     assert 0 <= max(behind) <= 2 and len(behind) > 10  # never more than WAITING files behind the records
     assert _outputs(tmp_path / "one").keys() == _outputs(tmp_path / "two").keys()
     for name, data in _outputs(tmp_path / "one").items():
@@ -177,8 +192,9 @@ def test_copies_waited_for_beyond_a_bound_and_kept_records_in_a_file_change_noth
     assert left == sorted([".lock", "canonical", "manifest.jsonl", "summary.json"])  # nothing left aside
 
 
+@pytest.mark.parametrize("jobs", [1, 2])  # copied by the driver's threads, or by the forked workers
 def test_a_copy_that_fails_while_records_are_written_publishes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE / "docs", corpus)
@@ -194,7 +210,7 @@ def test_a_copy_that_fails_while_records_are_written_publishes_nothing(
 
     monkeypatch.setattr(manifest_workers.Recorder, "__call__", edit_then_record)
     with pytest.raises(InputChangedError, match="changed while dedup was running"):
-        run([corpus], tmp_path / "out", Config(jobs=1))
+        run([corpus], tmp_path / "out", Config(jobs=jobs))
     assert sorted(os.listdir(tmp_path / "out")) == [".lock"]  # no manifest, no canonical/, no staging
 
 
