@@ -67,12 +67,33 @@ def check_apart(path: Path, inputs: Iterable[str], what: str) -> None:
         OutputError: ``path`` is an INPUT, inside one, or holds one.
     """
     resolved = path.resolve()
+    above = _identities(resolved)  # a bind mount of an INPUT has another path, the same inode
     for given in inputs:
         if given == "-":  # standard input is no directory: nothing to overlap
             continue
         root = Path(given).resolve()
-        if resolved == root or root in resolved.parents or resolved in root.parents:
+        if (
+            resolved == root
+            or root in resolved.parents
+            or resolved in root.parents
+            or _identity(root) in above
+            or _identity(resolved) in _identities(root)
+        ):
             raise OutputError(f"{what} {path} overlaps INPUT {given}: choose a directory outside the inputs")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``; None if it cannot be stat'ed."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _identities(path: Path) -> set[tuple[int, int]]:
+    """The (device, inode) of ``path`` and of each directory above it, where they can be stat'ed."""
+    return {found for p in (path, *path.parents) if (found := _identity(p)) is not None}
 
 
 def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool = False) -> None:

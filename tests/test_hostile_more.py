@@ -313,3 +313,22 @@ def test_a_warc_record_whose_length_has_too_many_digits_is_malformed(tmp_path: P
     damaged = [r for r in read_manifest(tmp_path / "out") if r["path"].startswith("crawl.warc")]
     assert [r["status"] for r in damaged] == ["malformed"]
     assert f"Content-Length has {digits} digits" in damaged[0]["error"]
+
+
+def test_out_inside_an_input_reached_by_a_bind_mount_is_refused(tmp_path: Path) -> None:
+    # A bind mount gives INPUT a second path: OUT beneath the first was not seen to be inside it,
+    # and a --force rerun read OUT's own manifest and copies back as input.
+    inputs, mounted = tmp_path / "in", tmp_path / "mounted"
+    inputs.mkdir()
+    mounted.mkdir()
+    (inputs / "a.txt").write_text(STORM)
+    if subprocess.run(["mount", "--bind", str(inputs), str(mounted)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (needs root)")
+    try:
+        inside = _invoke(mounted, "--out", inputs / "out")
+        holding = _invoke(inputs, "--out", mounted / "out")
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+    for result in (inside, holding):
+        assert result.exit_code == 1 and "overlaps INPUT" in result.output
+    assert sorted(p.name for p in inputs.iterdir()) == ["a.txt"]  # no OUT made in the input
