@@ -2,7 +2,9 @@
 
 import bz2
 import gzip
+import io
 import lzma
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -15,6 +17,7 @@ from dedup import Config, run
 from dedup.cli import cli
 from dedup.errors import NoDocumentsError
 from dedup.explain import explain
+from dedup.readers.containers import open_stream
 
 ONE_JOB = Config(jobs=1)
 MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00"}
@@ -239,6 +242,89 @@ def test_truncated_zstd_keeps_every_whole_line_before_the_cut(tmp_path: Path) ->
     assert f"byte {sum(len(line) for line in lines[: len(ok)])}" in records[-1]["error"]
     assert "truncated" in records[-1]["error"]
     assert result.counts["skipped_malformed"] == 1
+
+
+def test_junk_after_a_zstd_frame_keeps_every_record_before_it(tmp_path: Path) -> None:
+    """The frame's output was dropped with the junk's error, as it came from the same input chunk."""
+    lines = jsonl_lines([{"id": f"r{k}", "text": f"record {k} alpha beta gamma"} for k in range(50)])
+    src = tmp_path / "feed.jsonl.zst"
+    src.write_bytes(compress(b"".join(lines), ".zst") + b"JUNK")
+    run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    assert [r["status"] for r in records] == ["ok"] * 50 + ["malformed"]
+    assert f"after byte {sum(len(line) for line in lines)}" in records[-1]["error"]
+    kept = [line for line, r in zip(lines, records, strict=False) if r["canonical"]]
+    assert decompress_all((tmp_path / "out" / "canonical" / src.name).read_bytes(), ".zst") == b"".join(kept)
+
+
+def test_a_damaged_zstd_block_keeps_the_records_decompressed_before_it(tmp_path: Path) -> None:
+    lines = [orjson.dumps({"id": f"n{k}", "text": MUSEUM}) + b"\n" for k in range(4000)]
+    sink = io.BytesIO()
+    writer = zstandard.ZstdCompressor().stream_writer(sink, closefd=False)
+    starts = []  # (compressed, decompressed) offsets where blocks start
+    for k in range(0, len(lines), 200):
+        starts.append((sink.tell(), sum(len(line) for line in lines[:k])))
+        writer.write(b"".join(lines[k : k + 200]))
+        writer.flush(zstandard.FLUSH_BLOCK)
+    writer.flush(zstandard.FLUSH_FRAME)
+    data = bytearray(sink.getvalue())  # the whole 3.9 MB in 10 KB: one read's worth of input
+    at, cut = starts[10]
+    data[at] |= 0b110  # the block's type becomes the reserved one
+    src = tmp_path / "feed.jsonl.zst"
+    src.write_bytes(bytes(data))
+    run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    ok = sum(r["status"] == "ok" for r in records)
+    assert [r["status"] for r in records] == ["ok"] * ok + ["malformed"]
+    assert cut - (1 << 16) - len(lines[0]) < sum(len(line) for line in lines[:ok]) <= cut
+
+
+def test_a_zstd_bomb_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """128 MB of one byte is 4 KB of zstd: decompressing a whole input chunk at once held all of it."""
+    src = tmp_path / "bomb.jsonl.zst"
+    with zstandard.ZstdCompressor().stream_writer(src.open("wb")) as writer:
+        writer.write(b'{"id": "bomb", "text": "')
+        for _ in range(8):
+            writer.write(b"a" * (1 << 24))
+        writer.write(b'"}\n')
+    tracemalloc.start()
+    try:
+        with open_stream(str(src)) as fh:
+            size = sum(len(part) for part in iter(lambda: fh.readline(1 << 20), b""))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert size == (1 << 27) + 27 and peak < 8 << 20
+
+
+def test_zstd_frames_one_after_another_skippable_ones_between(tmp_path: Path) -> None:
+    lines = jsonl_lines([{"id": f"n{k}", "text": f"{MUSEUM} {k}"} for k in range(6)])
+    skippable = (0x184D2A5F).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+    frames = [compress(line, ".zst") for line in lines]
+    src = tmp_path / "feed.jsonl.zst"
+    src.write_bytes(skippable.join(frames) + skippable + frames[0][:-3])  # a cut seventh frame
+    run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    assert [r["status"] for r in records] == ["ok"] * 6 + ["malformed"]
+    assert "truncated" in records[-1]["error"]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".zst", ".bz2", ".xz"])
+def test_a_zero_byte_compressed_container_is_malformed(tmp_path: Path, suffix: str) -> None:
+    """Not even a header: a file cut at byte 0, unlike an empty stream, which reads as an empty plain file."""
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.txt").write_text(STORM)
+    (root / f"cut.jsonl{suffix}").write_bytes(b"")
+    (root / f"empty.jsonl{suffix}").write_bytes(compress(b"", suffix))
+    (root / "plain.jsonl").write_bytes(b"")
+    run([root], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    assert [(r["path"], r["status"]) for r in records] == [
+        ("a.txt", "ok"),
+        (f"cut.jsonl{suffix}/line-1", "malformed"),
+    ]
+    assert "after byte 0" in records[1]["error"] and "empty" in records[1]["error"]
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])

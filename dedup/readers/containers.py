@@ -69,47 +69,112 @@ def container_kind(name: str) -> str | None:
     return _KINDS[found.group(1).lower()]
 
 
-class _ZstdReader(io.RawIOBase):
-    """Decompressed zstd frames, one after another; a truncated last frame raises ``EOFError``.
+# zstd frames (RFC 8878): what ``_Frames`` expects next.
+_UNKNOWN, _MAGIC, _SKIPPABLE, _DESCRIPTOR, _BLOCK = range(5)
+_ZSTD_MAGIC, _SKIPPABLE_MAGIC = 0xFD2FB528, 0x184D2A50  # skippable: the last 4 bits are free
 
-    ``zstandard``'s own stream reader ends quietly at a truncated frame, which
-    would lose the damage instead of recording it.
+
+class _Frames:
+    """A zstd file's compressed bytes, as read, followed frame by frame: whether they end between frames.
+
+    Only the headers are read: a frame's, then each block's, whose content (one
+    byte for an RLE block) and the frame's checksum are passed over. What is not
+    a frame ends the following, and the decompressor's word on it stands.
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
-        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._state, self._want, self._head = _MAGIC, 4, b""  # the next header, its size, its bytes so far
+        self._skip = 0  # bytes before that header
+        self._checksum = 0  # the frame's checksum size, after its last block
+
+    @property
+    def between(self) -> bool:
+        return self._state == _UNKNOWN or (self._state == _MAGIC and not self._head and not self._skip)
+
+    def read(self, size: int) -> bytes:
+        data = self._raw.read(size)
+        at = 0
+        while at < len(data) and self._state != _UNKNOWN:
+            if self._skip:
+                step = min(self._skip, len(data) - at)
+                self._skip, at = self._skip - step, at + step
+                continue
+            take = self._want - len(self._head)
+            self._head, at = self._head + data[at : at + take], at + take
+            if len(self._head) == self._want:
+                self._header(int.from_bytes(self._head, "little"))
+                self._head = b""
+        return data
+
+    def _header(self, value: int) -> None:
+        if self._state == _MAGIC:
+            if value == _ZSTD_MAGIC:
+                self._state, self._want = _DESCRIPTOR, 1
+            else:
+                self._state = _SKIPPABLE if value & ~0xF == _SKIPPABLE_MAGIC else _UNKNOWN
+        elif self._state == _SKIPPABLE:  # its size
+            self._state, self._want, self._skip = _MAGIC, 4, value
+        elif self._state == _DESCRIPTOR:
+            single = value >> 5 & 1  # no window descriptor; a content size of at least one byte
+            self._skip = 1 - single + (0, 1, 2, 4)[value & 3] + ((0, 2, 4, 8)[value >> 6] or single)
+            self._state, self._want, self._checksum = _BLOCK, 3, 4 if value & 4 else 0
+        elif value >> 1 & 3 == 3:  # a block of the reserved type
+            self._state = _UNKNOWN
+        else:  # a block: last flag, type (raw, RLE, compressed), size
+            self._skip = 1 if value >> 1 & 3 == 1 else value >> 3
+            if value & 1:
+                self._state, self._want, self._skip = _MAGIC, 4, self._skip + self._checksum
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class _ZstdReader(io.RawIOBase):
+    """Decompressed zstd frames, one after another; a truncated last frame raises ``EOFError``.
+
+    ``zstandard``'s stream reader decompresses no more than the buffer it fills
+    (``decompressobj`` returns all that an input chunk holds: gigabytes from 64 KB
+    of a "bomb") and ends a read at a frame's end, the next one going on, so that
+    junk after a frame costs nothing before it. It ends quietly at a truncated
+    frame, which would lose the damage instead of recording it: ``_Frames`` tells.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._frames = _Frames(raw)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(self._frames, read_size=_CHUNK)  # type: ignore[arg-type]
         self._pending, self._at = b"", 0  # decompressed, not yet returned from _at on
-        self._started = False  # bytes of a frame were fed and its end not seen
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while self._at == len(self._pending):
-            chunk = self._raw.read(_CHUNK)
-            if not chunk:
-                if self._started:
-                    raise EOFError("zstd stream ends inside a frame (truncated)")
-                return 0
-            out = []
-            while chunk:
-                self._started = True
-                out.append(self._obj.decompress(chunk))
-                chunk = b""
-                if self._obj.eof:
-                    chunk = self._obj.unused_data
-                    self._obj = zstandard.ZstdDecompressor().decompressobj()
-                    self._started = False
-            self._pending, self._at = b"".join(out), 0
+        if self._at == len(self._pending):  # the same reads whoever asks: damage cuts a stream at one place
+            self._pending, self._at = self._reader.read(_CHUNK), 0
+            if not self._pending and not self._frames.between:
+                raise EOFError("zstd stream ends inside a frame (truncated)")
         n = min(len(buffer), len(self._pending) - self._at)
         buffer[:n] = self._pending[self._at : self._at + n]
         self._at += n
         return n
 
     def close(self) -> None:
-        self._raw.close()
+        self._reader.close()
         super().close()
+
+
+class _Empty(io.RawIOBase):
+    """A zero-byte compressed file: damage, as bz2 and xz say, where gzip and zstd would read no data.
+
+    It is not the empty stream a compressor writes (which reads as an empty plain
+    file: no record) but one cut before its header, and it gets a record saying so.
+    """
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        raise EOFError("the file is empty: not even a header")
 
 
 def open_stream(path: str) -> IO[bytes]:
@@ -119,6 +184,8 @@ def open_stream(path: str) -> IO[bytes]:
         OSError: the file cannot be opened.
     """
     kind = compression(path)
+    if kind and os.stat(path).st_size == 0:
+        return io.BufferedReader(_Empty())
     if kind == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if kind == ".bz2":
