@@ -272,9 +272,9 @@ class Staged:
 
     def to_workers(self) -> Into:
         """Where the workers making the records copy their parts' kept whole files; ``add`` then
-        passes over those. The driver's threads copied ~156 us a file of the noisy 20k against
-        ~115 for one thread alone (one GIL for them and the driver's records), and the write
-        stage waited on them: two forked workers copy in parallel (clean 100k: 7.6-8.3 -> 4.8-5.3 s)."""
+        passes over those. The driver's threads took ~156 us a copy (noisy 20k: the records were
+        all made 0.9 s before the copies), one GIL for them and the driver: two forked workers
+        copy in parallel (the write stage of the clean 100k 6.0-7.6 -> 4.3-5.0 s)."""
         self._by_workers = True
         return Into(str(self.staging), self._last)
 
