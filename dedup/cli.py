@@ -9,6 +9,7 @@ the lock on the state or on OUT.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from dataclasses import fields
 from typing import Any, ClassVar
@@ -17,10 +18,13 @@ import click
 import orjson
 
 from dedup import __version__
-from dedup.config import Config
+from dedup.config import MAX_JOBS, Config
 from dedup.errors import ConfigError, DedupError, StateLockedError
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Config)}
+# Before numpy loads: dedup's parallelism is its own processes, and OpenBLAS's threads (which numba's
+# kernels load with scipy) spun for ever allocating their buffers under a low `ulimit -v`.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class _Group(click.Group):
@@ -35,6 +39,8 @@ class _Group(click.Group):
             raise _Locked(str(err)) from err
         except DedupError as err:
             raise click.ClickException(str(err)) from err
+        except MemoryError as err:  # a low `ulimit -v`, or a machine out of memory: a line, not a traceback
+            raise click.ClickException(f"out of memory{f': {err}' if str(err) else ''}") from err
 
 
 class _Progress:
@@ -334,7 +340,7 @@ def show(cluster: str | None, out: str, path: str | None, as_json: bool) -> None
 @click.option(
     "--jobs",
     "-j",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_JOBS),
     default=0,
     show_default=True,
     help="Processes reading texts again; 0 = one per core. The page is the same for any value.",

@@ -94,7 +94,9 @@ def show(out: str | Path, *, cluster: str | None = None, path: str | None = None
             raise InputError("give a cluster or a path")
         record = run.record(path)
         if record["cluster"] is None:
-            raise InputError(f"{path}: skipped ({record['status']}: {record['error']}), in no cluster")
+            raise InputError(
+                f"{path}: skipped ({record['status']}: {record['error'] or record['reason']}), in no cluster"
+            )
         cluster = record["cluster"]
     members = examine(run, run.cluster(cluster))
     return {"cluster": cluster, "members": members, "why": why_kept(members)}
@@ -163,10 +165,10 @@ def format_member(member: dict[str, Any], label: str = "") -> list[str]:
         return [f"{head}  skipped ({member['status']}: {member['error'] or member['reason']})"]
     role = "canonical (kept)" if member["canonical"] else f"duplicate of {member['duplicate_of']}"
     lines = [f"{head}  cluster {member['cluster']}  {role}  score {member['score']:.2f}"]
-    if member["text_from"] != "input":
+    if member.get("text_from", "input") != "input":
         lines.append(f"    text: {member['text_from']}")
     lines.append(f"    {member['reason']}")
-    for p in member["evidence"]:
+    for p in member.get("evidence", ()):  # none when not examined: the other document was skipped
         count = f"; {p['count']} found" if p["count"] else ""
         note = f"; {p['note']}" if p.get("note") else ""
         lines.append(f"    {p['signal']} -{p['penalty']:.2f}: {p['meaning']}{count}{note}")

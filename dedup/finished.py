@@ -111,7 +111,7 @@ class FinishedRun:
         else:
             try:
                 return reload_text(self._locate(record), self.config), "input"
-            except InputError as err:
+            except (InputError, ValueError) as err:  # ValueError: a gone JSONL's id with a NUL as a file name
                 problem, why = str(err), "the input changed or vanished since the run"
         if record["canonical"] and (text := self._canonical_text(record)) is not None:
             return text, f"canonical copy ({why})"

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from dedup import __version__, evidence, parallel
+from dedup.config import MAX_JOBS
 from dedup.explain import examine, why_kept
 from dedup.finished import FinishedRun
 from dedup.hooks import Progress
@@ -205,7 +206,8 @@ def _member_row(record: dict[str, Any]) -> list[Any]:
 
 def _details(work: list[tuple[FinishedRun, list[dict[str, Any]]]], jobs: int) -> Iterator[dict[str, Any]]:
     """The clusters' details in order, from the run's kind of worker processes (they die with this one)."""
-    workers = jobs or os.cpu_count() or 1
+    # No more processes than calls to give them, nor than a run may fork (``--jobs 10**20`` forked for ever).
+    workers = min(jobs or os.cpu_count() or 1, -(-len(work) // 8) or 1, MAX_JOBS)
     yield from parallel.ordered(_detail, work, workers=workers, window_per_worker=4, per_call=8)
 
 

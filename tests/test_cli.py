@@ -99,6 +99,28 @@ def test_explain_shows_the_evidence(corpus: Path, tmp_path: Path) -> None:
         invoke("explain", "teaser.txt", "empty.txt", "--in", tmp_path / "out", "--json").stdout
     )
     assert report["verdict"].startswith("not compared: empty.txt was skipped (empty")
+    as_text = invoke("explain", "teaser.txt", "empty.txt", "--in", tmp_path / "out")  # was a KeyError
+    assert as_text.exit_code == 0, as_text.stderr
+    assert "A: teaser.txt  cluster c" in as_text.stdout and "B: empty.txt  skipped (empty" in as_text.stdout
+    assert "verdict: not compared: empty.txt was skipped" in as_text.stdout
+
+
+def test_report_jobs_are_bounded_as_runs_are(corpus: Path, tmp_path: Path) -> None:
+    assert invoke("run", corpus, "--out", tmp_path / "out", "-q").exit_code == 0
+    result = invoke("report", tmp_path / "out", "-q", "--jobs", "99999999999")  # forked until killed
+    assert result.exit_code == 2 and "0<=x<=1024" in result.stderr
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_running_out_of_memory_is_one_error_line(corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    from dedup import pipeline
+
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(pipeline, "run", exhausted)
+    result = invoke("run", corpus, "--out", tmp_path / "out")
+    assert result.exit_code == 1 and result.stderr == "Error: out of memory\n"
 
 
 def test_explain_gives_the_kept_copys_own_penalties_and_snippets(write_tree, tmp_path: Path) -> None:

@@ -332,3 +332,16 @@ def test_out_inside_an_input_reached_by_a_bind_mount_is_refused(tmp_path: Path) 
     for result in (inside, holding):
         assert result.exit_code == 1 and "overlaps INPUT" in result.output
     assert sorted(p.name for p in inputs.iterdir()) == ["a.txt"]  # no OUT made in the input
+
+
+def test_show_names_a_gone_jsonl_records_text_unavailable_when_its_id_holds_a_nul(tmp_path: Path) -> None:
+    # The id, joined to the gone container's path, was opened as a file: ValueError, a traceback.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(COUNCIL)
+    _jsonl(inputs / "r.jsonl", [{"id": "n\u0000ul", "text": COUNCIL.replace("\n", " ")}])  # one line: not kept
+    assert _invoke(inputs, "--out", tmp_path / "out").exit_code == 0
+    (inputs / "r.jsonl").unlink()
+    result = CliRunner().invoke(cli, ["show", "--in", str(tmp_path / "out"), "--path", "a.txt"])
+    assert result.exit_code == 0, result.output
+    assert "text: unavailable" in result.output and "duplicate of a.txt" in result.output

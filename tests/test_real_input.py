@@ -352,3 +352,20 @@ def test_skipped_files_are_not_changed_on_every_cron_run(write_tree, tmp_path: P
     run([root], out, Config(jobs=1, state=state))
     again = run([root], out, Config(jobs=1, state=state))
     assert again.counts["changed"] == 0 and again.counts["new"] == 0
+
+
+@pytest.mark.parametrize("mark", ["&shy;", "\u00ad", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"])
+def test_invisible_characters_inside_words_do_not_hide_a_copy(write_tree, tmp_path: Path, mark: str) -> None:
+    """Hyphenation plugins put a soft hyphen in every long word; as a non-word character it cut each
+    in two, and such a copy shared ~10% of the clean copy's shingles (two clusters, both kept)."""
+    import re
+
+    marked = re.sub(r"\w{7,}", lambda m: m.group(0)[:3] + mark + m.group(0)[3:], STORM)
+    name = "marked.html" if mark.startswith("&") else "marked.txt"
+    text = f"<html><body><p>{marked}</p></body></html>" if name.endswith(".html") else marked
+    root = write_tree({"clean.txt": STORM, name: text, "other.txt": COUNCIL})
+    run([root], tmp_path / "out", ONE_JOB)
+    m = by_path(tmp_path / "out")
+    assert m[name]["cluster"] == m["clean.txt"]["cluster"] != m["other.txt"]["cluster"]
+    assert m[name]["similarity"] is None or m[name]["similarity"]["jaccard"] > 0.95
+    assert normalize.comparison_text(marked.replace("&shy;", "\u00ad")) == normalize.comparison_text(STORM)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from conftest import COUNCIL, STORM, by_path, html, mojibake, read_manifest, treebank
 
-from dedup import Config, run
+from dedup import Config, parallel, run
 from dedup.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -192,10 +192,20 @@ def test_chromium_draws_every_cluster_side_by_side_with_evidence(tmp_path: Path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_page_is_the_same_for_any_number_of_jobs(tmp_path: Path) -> None:
+def test_the_page_is_the_same_for_any_number_of_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = run(["corpora/sample"], tmp_path / "out", Config(jobs=1)).out
     one = write_report(out, jobs=1).path.read_bytes()
     assert write_report(out, jobs=2).path.read_bytes() == one  # 37 clusters: shared among processes
+    forked = []
+    ordered = parallel.ordered
+
+    def counted(*args: object, workers: int, **kwargs: object) -> object:
+        forked.append(workers)
+        return ordered(*args, workers=workers, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parallel, "ordered", counted)
+    assert write_report(out, jobs=500).path.read_bytes() == one
+    assert forked == [5]  # no more processes than calls of 8 clusters (500 were forked)
 
 
 def test_exact_copies_are_embedded_once(write_tree, tmp_path: Path) -> None:
