@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from dedup.errors import DedupError, InputError, OutputError
 from dedup.manifest import CANONICAL, MANIFEST, RUNS, SUMMARY, container_output
 from dedup.readers import is_stdin_copy, locate, reload_text, stdin_copy, unprintable
 from dedup.readers.decode import Undecodable, text_of
-from dedup.readers.files import is_html
+from dedup.readers.files import is_html, read_upto
 
 
 class FinishedRun:
@@ -35,18 +36,21 @@ class FinishedRun:
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
         try:
-            self.summary: dict[str, Any] = orjson.loads((self.out / SUMMARY).read_bytes())
+            self.summary: dict[str, Any] = orjson.loads(_regular(self.out / SUMMARY))
         except (OSError, orjson.JSONDecodeError) as err:
             raise OutputError(f"no readable {SUMMARY} in {self.out}: {err}") from err
         if not (self.out / MANIFEST).is_file():
             raise OutputError(f"no {MANIFEST} in {self.out}")
-        options = dict(self.summary["config"])
-        options["globs"] = tuple(options["globs"])
-        self.config = Config(**options)
-        self.sources = [
-            Source(kind=s["kind"], root=_input_path(s["path"]), label=s["label"])
-            for s in self.summary["inputs"]
-        ]
+        try:  # written by this dedup, as it writes it (not by a newer one, nor edited)
+            options = dict(self.summary["config"])
+            options["globs"] = tuple(options["globs"])
+            self.config = Config(**options)
+            self.sources = [
+                Source(kind=s["kind"], root=_input_path(s["path"]), label=s["label"])
+                for s in self.summary["inputs"]
+            ]
+        except (KeyError, TypeError, ValueError, DedupError) as err:
+            raise OutputError(f"{self.out / SUMMARY} is not one this dedup writes: {err!r}") from err
         # Standard input was read from a copy in OUT, removed after the run: only canonical/ holds it.
         self.sources = [stdin_copy(s.root, s.label) if is_stdin_copy(s) else s for s in self.sources]
 
@@ -60,10 +64,17 @@ class FinishedRun:
 
     def records(self) -> Iterator[dict[str, Any]]:
         for line in self.lines():
-            try:
-                yield orjson.loads(line)
-            except orjson.JSONDecodeError as err:
-                raise OutputError(f"{self.out / MANIFEST}: unreadable line: {err}") from err
+            yield self.parsed(line)
+
+    def parsed(self, line: bytes) -> dict[str, Any]:
+        """One manifest line as a record (``OutputError`` if it is not one: truncated, edited)."""
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            raise OutputError(f"{self.out / MANIFEST}: unreadable line: {err}") from err
+        if not isinstance(record, dict):
+            raise OutputError(f"{self.out / MANIFEST}: a line that is not a record: {line[:80]!r}")
+        return record
 
     def record(self, path: str) -> dict[str, Any]:
         """The record of one manifest path.
@@ -73,7 +84,7 @@ class FinishedRun:
         """
         key = orjson.dumps(path)
         for line in self.lines():
-            if key in line and (record := orjson.loads(line))["path"] == path:
+            if key in line and (record := self.parsed(line)).get("path") == path:
                 return record
         raise InputError(f"{path}: not in {self.out / MANIFEST}")
 
@@ -85,7 +96,7 @@ class FinishedRun:
         """
         key = orjson.dumps(cluster)
         members = [
-            r for line in self.lines() if key in line if (r := orjson.loads(line))["cluster"] == cluster
+            r for line in self.lines() if key in line if (r := self.parsed(line)).get("cluster") == cluster
         ]
         if not members:
             raise InputError(f"{cluster}: no such cluster in {self.out / MANIFEST}")
@@ -97,8 +108,7 @@ class FinishedRun:
             return []
         path = self.out / RUNS / f"run-{self.summary['run']:06d}.jsonl"
         try:
-            with open(path, "rb") as fh:
-                return [orjson.loads(line) for line in fh if line.strip()]
+            return [orjson.loads(line) for line in _regular(path).splitlines() if line.strip()]
         except (OSError, orjson.JSONDecodeError):
             return []
 
@@ -169,3 +179,22 @@ def _input_path(recorded: str) -> str:
     """
     real = unprintable(recorded)
     return real if real == recorded or os.path.lexists(real) else recorded
+
+
+READ_MAX = 1 << 28  # summary.json, a run's change list: far smaller, unless something took their place
+
+
+def _regular(path: Path) -> bytes:
+    """A regular file's bytes: a FIFO put in its place is not waited on, nor ``/dev/zero`` read for ever.
+
+    Raises:
+        OSError: it cannot be read, is not a regular file, or is over ``READ_MAX`` bytes.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > READ_MAX:
+            raise OSError(f"{path}: not a regular file of at most {READ_MAX} bytes")
+        return read_upto(fd, info.st_size)
+    finally:
+        os.close(fd)

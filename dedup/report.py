@@ -107,7 +107,7 @@ def collect(
     weakest: dict[str, float] = {}
     for line in finished.lines():
         if _NOT_DUPLICATE not in line:
-            record = orjson.loads(line)
+            record = finished.parsed(line)
             if (cluster := record["cluster"]) is not None and record["duplicate_of"] is not None:
                 size[cluster] += 1
                 weakest[cluster] = min(weakest.get(cluster, 1.0), _weakest(record))

@@ -345,3 +345,29 @@ def test_show_names_a_gone_jsonl_records_text_unavailable_when_its_id_holds_a_nu
     result = CliRunner().invoke(cli, ["show", "--in", str(tmp_path / "out"), "--path", "a.txt"])
     assert result.exit_code == 0, result.output
     assert "text: unavailable" in result.output and "duplicate of a.txt" in result.output
+
+
+@pytest.mark.parametrize("damage", ["fifo", "zero", "truncated", "newer"])
+def test_a_damaged_out_is_one_error_line_for_show_and_report(tmp_path: Path, damage: str) -> None:
+    # A FIFO as summary.json hung them, /dev/zero read until memory ran out; a truncated manifest line
+    # and a summary with an option this dedup does not know were tracebacks.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(COUNCIL)
+    (inputs / "b.txt").write_text(COUNCIL.replace("\n", " "))
+    out = tmp_path / "out"
+    assert _invoke(inputs, "--out", out).exit_code == 0
+    summary, manifest = out / "summary.json", out / "manifest.jsonl"
+    if damage in ("fifo", "zero"):
+        summary.unlink()
+        os.mkfifo(summary) if damage == "fifo" else summary.symlink_to("/dev/zero")
+    elif damage == "truncated":
+        manifest.write_bytes(manifest.read_bytes()[:-40] + b"\n")
+    else:
+        data = orjson.loads(summary.read_bytes())
+        data["config"]["an_option_of_later_versions"] = 1
+        summary.write_bytes(orjson.dumps(data))
+    for args in (["show", "--in", str(out), "--path", "b.txt"], ["report", str(out), "-q"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith("Error: ") and "Traceback" not in result.output
