@@ -24,6 +24,7 @@ import orjson
 
 from dedup import __version__, evidence, parallel
 from dedup.config import MAX_JOBS
+from dedup.errors import OutputError
 from dedup.explain import examine, why_kept
 from dedup.finished import FinishedRun
 from dedup.hooks import Progress
@@ -70,7 +71,10 @@ def write_report(
         (37, 2, 'report.html')
     """
     finished = FinishedRun(out)
-    data = collect(finished, texts=texts, jobs=jobs, progress=progress)
+    try:
+        data = collect(finished, texts=texts, jobs=jobs, progress=progress)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # an OUT edited by hand, or damaged
+        raise OutputError(f"{finished.out}: a record or summary.json unlike dedup's: {err!r}") from err
     page = render(data)
     path = finished.out / REPORT
     with atomic_file(path) as fh:

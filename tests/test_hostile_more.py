@@ -339,7 +339,8 @@ def test_show_names_a_gone_jsonl_records_text_unavailable_when_its_id_holds_a_nu
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "a.txt").write_text(COUNCIL)
-    _jsonl(inputs / "r.jsonl", [{"id": "n\u0000ul", "text": COUNCIL.replace("\n", " ")}])  # one line: not kept
+    one_line = COUNCIL.replace("\n", " ")  # a copy not kept: its text is read from the input alone
+    _jsonl(inputs / "r.jsonl", [{"id": "n\u0000ul", "text": one_line}])
     assert _invoke(inputs, "--out", tmp_path / "out").exit_code == 0
     (inputs / "r.jsonl").unlink()
     result = CliRunner().invoke(cli, ["show", "--in", str(tmp_path / "out"), "--path", "a.txt"])
@@ -347,7 +348,7 @@ def test_show_names_a_gone_jsonl_records_text_unavailable_when_its_id_holds_a_nu
     assert "text: unavailable" in result.output and "duplicate of a.txt" in result.output
 
 
-@pytest.mark.parametrize("damage", ["fifo", "zero", "truncated", "newer"])
+@pytest.mark.parametrize("damage", ["fifo", "zero", "truncated", "newer", "not a record", "no counts"])
 def test_a_damaged_out_is_one_error_line_for_show_and_report(tmp_path: Path, damage: str) -> None:
     # A FIFO as summary.json hung them, /dev/zero read until memory ran out; a truncated manifest line
     # and a summary with an option this dedup does not know were tracebacks.
@@ -363,11 +364,19 @@ def test_a_damaged_out_is_one_error_line_for_show_and_report(tmp_path: Path, dam
         os.mkfifo(summary) if damage == "fifo" else summary.symlink_to("/dev/zero")
     elif damage == "truncated":
         manifest.write_bytes(manifest.read_bytes()[:-40] + b"\n")
+    elif damage == "not a record":
+        manifest.write_bytes(manifest.read_bytes() + b'{"path": "zz"}\n')
     else:
         data = orjson.loads(summary.read_bytes())
-        data["config"]["an_option_of_later_versions"] = 1
+        if damage == "newer":
+            data["config"]["an_option_of_later_versions"] = 1
+        else:
+            del data["counts"]
         summary.write_bytes(orjson.dumps(data))
-    for args in (["show", "--in", str(out), "--path", "b.txt"], ["report", str(out), "-q"]):
+    commands = [["report", str(out), "-q"]]
+    if damage not in ("not a record", "no counts"):  # (show needs neither)
+        commands.append(["show", "--in", str(out), "--path", "b.txt"])
+    for args in commands:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, (args, result.output)
         assert result.output.startswith("Error: ") and "Traceback" not in result.output
