@@ -267,8 +267,7 @@ def comparison(repaired: str) -> tuple[str, int | None]:
         text = MARKDOWN_LINK.sub(r"\1", text)
     text, found = strip_boilerplate(text)
     if not text.isascii():
-        if _INVISIBLE.search(text):
-            text = _INVISIBLE.sub("", text)
+        text = _INVISIBLE.sub("", text)  # (the text itself back when none is found: no copy)
         text = unicodedata.normalize("NFKC", text)
         if has_unspaced(text):
             text = _UNSPACED.sub(_bigrams, text)
@@ -287,7 +286,7 @@ def unescape(text: str) -> str:
         >>> unescape("a &amp; b &#" + "9" * 5000 + "; &#00000000065;") == "a & b \ufffd A"
         True
     """
-    if "&#" in text and _LONG_REFERENCE.search(text):
+    if "&#" in text:
         text = _LONG_REFERENCE.sub(_shortened, text)
     return html.unescape(text)
 

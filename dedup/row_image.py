@@ -106,15 +106,15 @@ def load(store: State) -> Image | None:
     """The image the database names, or None: none named, missing, not a regular file, damaged
     (its parts or footer fail their checksums), or not of these rows (another name in its footer,
     another row count or largest rowid)."""
-    name = named(store)
-    if name is None or not _valid_name(name):
+    path = named_path(store)
+    if path is None:
         return None
     try:
-        fd = os.open(store.path.parent / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
-        return _parsed(fd, name, store)
+        return _parsed(fd, path.name, store)
     except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error, MemoryError):
         return None  # UnicodeDecodeError and orjson's JSONDecodeError are ValueErrors
     finally:
