@@ -1,6 +1,10 @@
 """The evidence behind penalties: what each signal found, as text."""
 
+import difflib
+import random
 import re
+from collections import Counter
+from unittest import mock
 
 from conftest import COUNCIL, boilerplate, coref, html, mojibake, ocr, treebank
 from hypothesis import given, settings
@@ -80,6 +84,10 @@ WORDS = st.lists(
 @given(WORDS, WORDS)
 def test_unmarked_words_are_the_same_in_both_texts(a: list[str], b: list[str]) -> None:
     """Outside the marked spans both texts hold the same words, in the same order."""
+    assert_unmarked_words_same(a, b)
+
+
+def assert_unmarked_words_same(a: list[str], b: list[str]) -> None:
     text_a, text_b = " ".join(a), "  ".join(b)
     spans_a, spans_b = evidence.differing_spans(text_a, text_b)
 
@@ -92,3 +100,57 @@ def test_unmarked_words_are_the_same_in_both_texts(a: list[str], b: list[str]) -
 
     assert unmarked(text_a, spans_a) == unmarked(text_b, spans_b)
     assert (spans_a == spans_b == []) == (a == b)
+
+
+@settings(derandomize=True, max_examples=200)
+@given(WORDS, WORDS, st.integers(0, 60))
+def test_a_spent_diff_budget_still_marks_every_difference(a: list[str], b: list[str], budget: int) -> None:
+    """Past the budget the texts are cut at words each holds once: what is left unmarked is still
+    the same words in the same order, and under it the spans are difflib's own."""
+    with mock.patch.object(evidence, "DIFF_BUDGET", budget):
+        assert_unmarked_words_same(a, b)
+        found = list(evidence.differing_words(a, b))
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    plain = [tuple(op[1:]) for op in matcher.get_opcodes() if op[0] != "equal"]
+    if cost(a, b) <= budget:
+        assert found == plain
+
+
+def cost(a: list[str], b: list[str]) -> int:
+    """What difflib's first look at two word lists costs: each word against its places in the other."""
+    counts = Counter(b)
+    return sum(n * counts[w] for w, n in Counter(a).items())
+
+
+def test_texts_of_few_distinct_words_cost_difflib_a_bounded_look() -> None:
+    """30 texts of 7,000 "yes" and "no" made a report take minutes: difflib's look at each word's
+    places in the other text is quadratic in such texts. What it is given now stays in budget."""
+    rng = random.Random(7)
+    shared = [f"anchor{k}" for k in range(40)]
+
+    def text() -> str:
+        words: list[str] = []
+        for anchor in shared:
+            words += [anchor, *rng.choices(["yes", "no"], k=150)]
+        return " ".join(words)
+
+    a, b = text(), text()
+    looked: list[int] = []
+    real = difflib.SequenceMatcher.__init__
+
+    def counted(
+        self: difflib.SequenceMatcher[str], junk: object, x: list[str], y: list[str], autojunk: bool
+    ) -> None:
+        looked.append(sum(n * Counter(y)[w] for w, n in Counter(x).items()))
+        real(self, junk, x, y, autojunk)
+
+    with mock.patch.object(difflib.SequenceMatcher, "__init__", counted):
+        spans_a, spans_b = evidence.differing_spans(a, b)
+    assert (
+        sum(looked)
+        <= evidence.DIFF_BUDGET
+        < sum(n * Counter(b.split())[w] for w, n in Counter(a.split()).items())
+    )
+    assert looked  # the stretches between the anchors were still compared word by word
+    marked = " ".join(a[start:end] for start, end in spans_a)
+    assert spans_a and spans_b and not any(anchor in marked.split() for anchor in shared)
