@@ -24,6 +24,7 @@ from dedup.manifest import CANONICAL, MANIFEST, RUNS, SUMMARY, container_output
 from dedup.readers import is_stdin_copy, locate, reload_text, stdin_copy, unprintable
 from dedup.readers.decode import Undecodable, text_of
 from dedup.readers.files import is_html, read_upto
+from dedup.records import FIELDS
 
 
 class FinishedRun:
@@ -74,6 +75,8 @@ class FinishedRun:
             raise OutputError(f"{self.out / MANIFEST}: unreadable line: {err}") from err
         if not isinstance(record, dict):
             raise OutputError(f"{self.out / MANIFEST}: a line that is not a record: {line[:80]!r}")
+        if (wrong := shape_error(record)) is not None:
+            raise OutputError(f"{self.out / MANIFEST}: a record unlike dedup's ({wrong}): {line[:80]!r}")
         return record
 
     def record(self, path: str) -> dict[str, Any]:
@@ -100,6 +103,8 @@ class FinishedRun:
         ]
         if not members:
             raise InputError(f"{cluster}: no such cluster in {self.out / MANIFEST}")
+        if sum(r["canonical"] for r in members) != 1:
+            raise OutputError(f"{self.out / MANIFEST}: cluster {cluster} has not one canonical member")
         return sorted(members, key=lambda r: not r["canonical"])
 
     def last_changes(self) -> list[dict[str, Any]]:
@@ -169,6 +174,38 @@ class FinishedRun:
             return reload_text(doc, self.config)
         except (OSError, DedupError, Undecodable):
             return None
+
+
+_NUMBER = (int, float)
+_TEXT_OR_NONE, _COUNT_OR_NONE, _TABLE_OR_NONE = (str, type(None)), (int, type(None)), (dict, type(None))
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "path": (str,), "status": (str,), "canonical": (bool,), "score": (*_NUMBER, type(None)),
+    **dict.fromkeys(("sha256", "cluster", "duplicate_of", "reason", "error", "warning"), _TEXT_OR_NONE),
+    **dict.fromkeys(("size", "line"), _COUNT_OR_NONE),
+    **dict.fromkeys(("similarity", "penalties", "signals"), _TABLE_OR_NONE),
+}  # fmt: skip
+
+
+def shape_error(record: dict[str, Any]) -> str | None:
+    """What makes a manifest record one dedup does not write (a field missing, or of another type:
+    an OUT edited by hand), or None. ``show``, ``explain`` and ``report`` read these fields.
+
+    Example:
+        >>> shape_error({**dict.fromkeys(FIELDS), "path": "a.txt", "status": "ok", "canonical": 1})
+        "'canonical' is int"
+    """
+    for name in FIELDS:
+        types = _FIELD_TYPES[name]
+        if name not in record:
+            return f"no {name!r}"
+        value = record[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"{name!r} is {type(value).__name__}"
+    for name in ("similarity", "penalties", "signals"):
+        for key, value in (record[name] or {}).items():
+            if not isinstance(value, _NUMBER) or isinstance(value, bool):
+                return f"{name}.{key} is {type(value).__name__}"
+    return None
 
 
 def _input_path(recorded: str) -> str:

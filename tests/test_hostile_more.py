@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -380,3 +381,46 @@ def test_a_damaged_out_is_one_error_line_for_show_and_report(tmp_path: Path, dam
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, (args, result.output)
         assert result.output.startswith("Error: ") and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("path", 5),
+        ("cluster", []),
+        ("canonical", None),
+        ("score", "high"),
+        ("similarity", "close"),
+        ("penalties", {"markup": "x"}),
+        ("size", 1.5),
+        ("warning", None, "no field"),
+        ("canonical", False, "no canonical"),
+    ],
+)
+def test_a_hand_edited_record_is_one_error_line_for_show_explain_and_report(
+    tmp_path: Path, edit: tuple[Any, ...]
+) -> None:
+    # Each was a traceback: AttributeError, TypeError (unhashable), StopIteration (no canonical)...
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(COUNCIL)
+    (inputs / "b.txt").write_text(COUNCIL.replace("\n", " "))
+    out = tmp_path / "out"
+    assert _invoke(inputs, "--out", out).exit_code == 0
+    records = [orjson.loads(line) for line in (out / "manifest.jsonl").read_bytes().splitlines()]
+    cluster = records[0]["cluster"]
+    for record in records:  # both: the canonical and its duplicate
+        if len(edit) == 3 and edit[2] == "no field":
+            del record[edit[0]]
+        elif len(edit) == 2 or record["canonical"]:
+            record[edit[0]] = edit[1]
+    (out / "manifest.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    for args in (
+        ["report", str(out), "-q"],
+        ["show", cluster, "--in", str(out)],
+        ["show", "--in", str(out), "--path", "b.txt"],
+        ["explain", "a.txt", "b.txt", "--in", str(out)],
+    ):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith("Error: ") and "Traceback" not in result.output, (args, result.output)
