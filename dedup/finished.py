@@ -172,7 +172,7 @@ class FinishedRun:
             doc = locate(record["path"], [inside], self.config)
             doc.sha256 = record["sha256"] or ""
             return reload_text(doc, self.config)
-        except (OSError, DedupError, Undecodable):
+        except (OSError, ValueError, DedupError, Undecodable):  # ValueError: a NUL in a hand-edited path
             return None
 
 
@@ -201,11 +201,20 @@ def shape_error(record: dict[str, Any]) -> str | None:
         value = record[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"{name!r} is {type(value).__name__}"
+    if record["status"] == "ok":  # in a cluster, scored
+        for name in ("cluster", "score", "penalties", "signals"):
+            if record[name] is None:
+                return f"{name!r} is None in a record of status ok"
+    if record["similarity"] is not None and (missing := _SIMILARITY - record["similarity"].keys()):
+        return f"no similarity.{min(missing)}"
     for name in ("similarity", "penalties", "signals"):
         for key, value in (record[name] or {}).items():
             if not isinstance(value, _NUMBER) or isinstance(value, bool):
                 return f"{name}.{key} is {type(value).__name__}"
     return None
+
+
+_SIMILARITY = frozenset(("jaccard", "containment", "shared"))
 
 
 def _input_path(recorded: str) -> str:

@@ -97,8 +97,8 @@ def _weakest(record: dict[str, Any]) -> float:
 def _histogram(values: Iterable[float], low: float, high: float) -> tuple[list[float], list[int]]:
     edges = [round(low + (high - low) * k / _BINS, 3) for k in range(_BINS + 1)]
     counts = [0] * _BINS
-    for v in values:
-        counts[min(max(int((v - low) / (high - low) * _BINS), 0), _BINS - 1)] += 1
+    for v in values:  # (held to the range first: a hand-edited 1e308 overflowed the int)
+        counts[min(int((min(max(v, low), high) - low) / (high - low) * _BINS), _BINS - 1)] += 1
     return edges, counts
 
 

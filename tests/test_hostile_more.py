@@ -393,6 +393,8 @@ def test_a_damaged_out_is_one_error_line_for_show_and_report(tmp_path: Path, dam
         ("similarity", "close"),
         ("penalties", {"markup": "x"}),
         ("size", 1.5),
+        ("score", None),
+        ("similarity", {"jaccard": 0.5}),
         ("warning", None, "no field"),
         ("canonical", False, "no canonical"),
     ],
@@ -424,3 +426,28 @@ def test_a_hand_edited_record_is_one_error_line_for_show_explain_and_report(
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, (args, result.output)
         assert result.output.startswith("Error: ") and "Traceback" not in result.output, (args, result.output)
+
+
+def test_hand_edited_values_of_the_right_type_are_shown(tmp_path: Path) -> None:
+    # A Jaccard of 1e308 overflowed report's histogram; a kept path holding a NUL failed show's
+    # look for its canonical copy (ValueError). Both are records dedup could read: shown as they are.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(COUNCIL)
+    (inputs / "b.txt").write_text(COUNCIL.replace("\n", " "))
+    out = tmp_path / "out"
+    assert _invoke(inputs, "--out", out).exit_code == 0
+    records = [orjson.loads(line) for line in (out / "manifest.jsonl").read_bytes().splitlines()]
+    for record in records:
+        if record["canonical"]:
+            record["path"] = "a\u0000.txt"
+        else:
+            record["similarity"]["jaccard"] = 1e308
+            record["score"] = -1e308
+    (out / "manifest.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    result = CliRunner().invoke(cli, ["report", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").stat().st_size > 0
+    result = CliRunner().invoke(cli, ["show", records[0]["cluster"], "--in", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "text: unavailable" in result.output
