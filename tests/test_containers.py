@@ -2,9 +2,11 @@
 
 import bz2
 import gzip
+import hashlib
 import io
 import lzma
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import orjson
@@ -204,6 +206,43 @@ def test_damaged_gzip_member_keeps_what_came_before(tmp_path: Path) -> None:
     assert [r["status"] for r in records] == ["ok"] * 4 + ["malformed"]
     offset = sum(len(line) for line in lines[:4])
     assert f"byte {offset}" in records[-1]["error"] and records[-1]["path"] == "line-5"
+
+
+def test_a_gzip_crc_failure_says_the_lines_before_may_be_altered(tmp_path: Path) -> None:
+    """A byte flipped inside a shard's one gzip member: deflate decodes altered lines that still
+    parse (only the CRC at the member's end finds it), and the record said "line N and after"."""
+    lines = jsonl_lines([{"id": f"n{k}", "text": f"{STORM} {k}"} for k in range(200)], crlf_every=99)
+    whole = gzip.compress(b"".join(lines), mtime=0)
+    for at in range(len(whole) // 2, len(whole) - 8):  # the first flip whose lines all still parse
+        damaged = bytearray(whole)
+        damaged[at] ^= 0x01
+        try:
+            out = gzip.decompress(bytes(damaged))
+        except (OSError, EOFError, zlib.error) as err:
+            if "CRC" not in str(err):
+                continue
+            decoder = zlib.decompressobj(31)
+            out = decoder.decompress(bytes(damaged[:-8]))
+        if out != b"".join(lines) and all(_parses(line) for line in out.splitlines()):
+            break
+    else:
+        pytest.fail("no flip leaves every line parseable")
+    src = tmp_path / "feed.jsonl.gz"
+    src.write_bytes(damaged)
+    run([src], tmp_path / "out", ONE_JOB)
+    records = read_manifest(tmp_path / "out")
+    assert [r["status"] for r in records] == ["ok"] * 200 + ["malformed"]
+    original = {hashlib.sha256(line.rstrip(b"\r\n")).hexdigest() for line in lines}
+    original |= {hashlib.sha256(line).hexdigest() for line in lines}
+    assert any(r["sha256"] not in original for r in records[:200])  # kept, altered: found only at the end
+    assert "the gzip member that ends here: lines read before may hold altered text" in records[-1]["error"]
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 @pytest.mark.parametrize(

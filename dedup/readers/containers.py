@@ -223,10 +223,23 @@ def open_writer(path: str, like: str) -> IO[bytes]:
 
 
 def damage_message(err: BaseException, offset: int, path: str) -> str:
-    """What went wrong reading a container, and where (decompressed byte offset)."""
-    what = compression(path).lstrip(".") or "file"
+    """What went wrong reading a container, and where (decompressed byte offset).
+
+    A gzip member's CRC (and a bzip2 block's) is checked at its end: a flipped byte in the
+    middle of a shard's one member is decompressed into altered lines that still parse, and
+    found only there. The message says so, not only "and after".
+
+    Example:
+        >>> damage_message(OSError("CRC check failed 0x1 != 0x2"), 7, "s.jsonl.gz").split("; ")[1]
+        'the check covers the gzip member that ends here: lines read before may hold altered text'
+    """
+    kind = compression(path)
     reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    return f"{what} data damaged after byte {offset} of the decompressed stream: {reason}"
+    where = f"{kind.lstrip('.') or 'file'} data damaged after byte {offset} of the decompressed stream"
+    if (kind == ".gz" and ("CRC" in reason or "length" in reason)) or kind == ".bz2":
+        within = "the gzip member that ends here" if kind == ".gz" else "its bzip2 block (at most 900 kB)"
+        return f"{where}: {reason}; the check covers {within}: lines read before may hold altered text"
+    return f"{where}: {reason}"
 
 
 def read_records(path: str, wanted: Iterable[tuple[int, int]], tail: int = 0) -> Iterator[bytes]:
