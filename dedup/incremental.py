@@ -50,7 +50,7 @@ from dedup.hooks import Checkpoint
 from dedup.rows import Kept, Matched, Rows, kept_before
 from dedup.run_filter import Batch, Pass1
 from dedup.state import Stored
-from dedup.state_checks import LIMITS_MARK, kept_mark, limits_kept
+from dedup.state_checks import LIMITS_MARK, damaged, kept_mark, limits_kept
 
 if TYPE_CHECKING:  # the stages load numba and scipy: not for a run with nothing to do
     from dedup.freq_bounds import Found, Ledger
@@ -175,7 +175,12 @@ class Incremental(Batch):
         self.ledger = Ledger(Bounds.from_rows(self.store.bounds()) if kept else None)
         self.run_id = self.store.last_run() + 1
         frequency = TokenFrequency()
-        if (table := self.store.blob("token_frequency")) is not None:
+        if (table := self.store.blob("token_frequency")) is None and "ok" in self.previous.statuses:
+            # Counted again from the texts read alone, the counts would be too small: other verdicts.
+            raise StateError(
+                damaged(self.store.path, "its token frequencies are missing"), path=self.config.state
+            )
+        if table is not None:
             try:
                 frequency.loads(table)
             except ValueError as err:

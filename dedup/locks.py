@@ -12,8 +12,10 @@ while the lock is held closes its copy of the descriptor at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,12 +41,28 @@ def locked(directory: Path, timeout: float, name: str = STATE_LOCK, *, what: str
         StateError, OutputError: the directory or its lock file cannot be made
             (``what`` is ``OUT``: OutputError).
     """
+    error = OutputError if what == "OUT" else StateError
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except FileExistsError as err:  # (mkdir's word for a FIFO or a file where the directory should be)
+        raise error(
+            f"cannot use {what} {directory}: it is there and is not a directory", path=directory
+        ) from err
     except OSError as err:
-        error = OutputError if what == "OUT" else StateError
         raise error(f"cannot use {what} {directory}: {err.strerror or err}", path=directory) from err
+    try:  # not through a link, nor a FIFO's wait: a lock that is not a file is named, not blamed on OUT
+        fd = os.open(
+            directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644
+        )
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.ELOOP, "not a regular file")
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EISDIR):
+            why = f"its lock file {name} is not a regular file (remove it)"
+        else:
+            why = f"its lock file {name}: {err.strerror or err}"
+        raise error(f"cannot use {what} {directory}: {why}", path=directory) from err
     held = [fd]  # emptied on release: a later child must not close a reused descriptor number
     os.register_at_fork(after_in_child=lambda: _close_in_child(held))
     try:

@@ -62,6 +62,7 @@ class Rows:
 
     def __init__(self, store: State) -> None:
         store.check_stamp()
+        store.check_count()
         self.db: sqlite3.Connection = store.db
         self.signals_width = store.widths[1]
         self.path = store.path

@@ -198,7 +198,13 @@ class State:
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('stamp', ?)", (wanted,))
         elif row[0] != wanted:
-            have, want = orjson.loads(row[0]), orjson.loads(wanted)
+            want = orjson.loads(wanted)
+            try:
+                have = orjson.loads(row[0])
+            except (orjson.JSONDecodeError, TypeError):
+                have = None
+            if not isinstance(have, dict):
+                raise StateError(damaged(self.path, "its stamp is not one dedup writes"), path=self.path)
             differ = ", ".join(
                 f"{k} {have.get(k)!r} -> {want.get(k)!r}"
                 for k in sorted(set(have) | set(want))
@@ -228,7 +234,12 @@ class State:
     def synced_run(self) -> int:
         """The run whose outputs OUT holds (behind ``last_run`` after a crash while writing them)."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'outputs'").fetchone()
-        return int(row[0]) if row else 0
+        try:
+            return int(row[0]) if row else 0
+        except (TypeError, ValueError) as err:
+            raise StateError(
+                damaged(self.path, f"the run OUT holds is {row[0]!r:.40}"), path=self.path
+            ) from err
 
     def documents(self) -> dict[str, Stored]:
         """Every stored document, each row checked to be usable, without its signature (``signatures``).
@@ -264,6 +275,24 @@ class State:
             problem = row_damage(row, self._widths) or "is damaged"
             raise StateError(damaged(self.path, f"stored row {row.key!r} {problem}"), path=self.path)
 
+    def check_count(self) -> None:
+        """Refuse a state whose documents table holds other rows than its last run left: dedup only
+        adds and replaces rows, so a deleted row or a dropped table is an edit by hand, and the
+        stored token counts would count documents no row holds (other scores, silently).
+
+        Raises:
+            StateError: the count differs (the message says to ``--rebuild``).
+        """
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()
+        if row is None:  # a state last written by an earlier version
+            return
+        have = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        if str(have) != str(row[0]):
+            raise StateError(
+                damaged(self.path, f"it holds {have} document rows where its last run left {row[0]!s:.20}"),
+                path=self.path,
+            )
+
     def stamp_text(self) -> str | None:
         """The stamp as stored (compared as text by a rerun that does not work it out)."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
@@ -275,6 +304,8 @@ class State:
 
     def blob(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
+        if row is not None and not isinstance(row[0], bytes):
+            raise StateError(damaged(self.path, f"its {key} is not bytes"), path=self.path)
         return None if row is None else bytes(row[0])
 
     def bounds(self) -> list[tuple[int, bytes]]:
@@ -370,6 +401,8 @@ class State:
                     orjson.dumps(counts()).decode(),
                 ),
             )
+            # dedup only adds and replaces rows: fewer at the next open is an edit (``check_count``).
+            self.db.execute("INSERT OR REPLACE INTO meta SELECT 'rows', count(*) FROM documents")
             if columns is not None:
                 name = columns()
                 self.db.execute("DELETE FROM columns")

@@ -97,6 +97,8 @@ def unusable(path: Path, err: sqlite3.Error) -> StateError:
     """A SQLite error as a StateError: a damaged file (rebuild it), or one that cannot be used now."""
     if type(err) is sqlite3.DatabaseError:  # "file is not a database", "disk image is malformed"
         return StateError(damaged(path, str(err)), path=path)
+    if str(err).startswith("Could not decode"):  # a text column that is not UTF-8: a flipped byte
+        return StateError(damaged(path, "a stored text is not UTF-8"), path=path)
     return StateError(f"cannot use state {path}: {err}", path=path)
 
 
