@@ -62,7 +62,6 @@ class Rows:
 
     def __init__(self, store: State) -> None:
         store.check_stamp()
-        store.check_count()
         self.db: sqlite3.Connection = store.db
         self.signals_width = store.widths[1]
         self.path = store.path
@@ -85,6 +84,7 @@ class Rows:
         self.keys, self.statuses = image.keys, image.statuses
         self.containers = image.containers  # the file of a container's record (copies.sync reads it)
         self.errors = image.errors
+        store.check_count(len(self.keys))
         self.index = dict(zip(self.keys, range(len(self.keys)), strict=True))
         self._canonical = flags["canonical"]  # the image's, or the record's once read: 0 not yet, 1 no, 2 yes
         # Where OUT's manifest, as the image's run wrote it, holds each stored record (-1: not known).
