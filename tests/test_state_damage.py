@@ -75,3 +75,16 @@ def test_a_lock_file_that_is_not_a_file_is_named_and_keeps_no_run_out_once_remov
     lock.rmdir() if kind == "directory" else lock.unlink()
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert len(read_manifest(tmp_path / "out")) == 5
+
+
+def test_a_row_count_left_by_an_earlier_run_is_not_checked_and_is_counted_again(tmp_path: Path) -> None:
+    """A version before the count (a rollback) runs without counting: the count of an earlier run
+    than the last is no evidence of an edit, and the next run counts again."""
+    _, args = made(tmp_path)
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
+        db.execute("UPDATE meta SET value = '0 999' WHERE key = 'rows'")  # run 1 is the last
+    db.close()
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone() == ("2 5",)
+    db.close()
