@@ -353,12 +353,7 @@ def test_show_names_a_gone_jsonl_records_text_unavailable_when_its_id_holds_a_nu
 def test_a_damaged_out_is_one_error_line_for_show_and_report(tmp_path: Path, damage: str) -> None:
     # A FIFO as summary.json hung them, /dev/zero read until memory ran out; a truncated manifest line
     # and a summary with an option this dedup does not know were tracebacks.
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    (inputs / "a.txt").write_text(COUNCIL)
-    (inputs / "b.txt").write_text(COUNCIL.replace("\n", " "))
-    out = tmp_path / "out"
-    assert _invoke(inputs, "--out", out).exit_code == 0
+    out, _ = _two_copies_run(tmp_path)
     summary, manifest = out / "summary.json", out / "manifest.jsonl"
     if damage in ("fifo", "zero"):
         summary.unlink()
@@ -403,20 +398,14 @@ def test_a_hand_edited_record_is_one_error_line_for_show_explain_and_report(
     tmp_path: Path, edit: tuple[Any, ...]
 ) -> None:
     # Each was a traceback: AttributeError, TypeError (unhashable), StopIteration (no canonical)...
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    (inputs / "a.txt").write_text(COUNCIL)
-    (inputs / "b.txt").write_text(COUNCIL.replace("\n", " "))
-    out = tmp_path / "out"
-    assert _invoke(inputs, "--out", out).exit_code == 0
-    records = [orjson.loads(line) for line in (out / "manifest.jsonl").read_bytes().splitlines()]
+    out, records = _two_copies_run(tmp_path)
     cluster = records[0]["cluster"]
     for record in records:  # both: the canonical and its duplicate
         if len(edit) == 3 and edit[2] == "no field":
             del record[edit[0]]
         elif len(edit) == 2 or record["canonical"]:
             record[edit[0]] = edit[1]
-    (out / "manifest.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    _rewrite(out, records)
     for args in (
         ["report", str(out), "-q"],
         ["show", cluster, "--in", str(out)],
@@ -431,23 +420,32 @@ def test_a_hand_edited_record_is_one_error_line_for_show_explain_and_report(
 def test_hand_edited_values_of_the_right_type_are_shown(tmp_path: Path) -> None:
     # A Jaccard of 1e308 overflowed report's histogram; a kept path holding a NUL failed show's
     # look for its canonical copy (ValueError). Both are records dedup could read: shown as they are.
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    (inputs / "a.txt").write_text(COUNCIL)
-    (inputs / "b.txt").write_text(COUNCIL.replace("\n", " "))
-    out = tmp_path / "out"
-    assert _invoke(inputs, "--out", out).exit_code == 0
-    records = [orjson.loads(line) for line in (out / "manifest.jsonl").read_bytes().splitlines()]
+    out, records = _two_copies_run(tmp_path)
     for record in records:
         if record["canonical"]:
             record["path"] = "a\u0000.txt"
         else:
             record["similarity"]["jaccard"] = 1e308
             record["score"] = -1e308
-    (out / "manifest.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    _rewrite(out, records)
     result = CliRunner().invoke(cli, ["report", str(out), "-q"])
     assert result.exit_code == 0, result.output
     assert (out / "report.html").stat().st_size > 0
     result = CliRunner().invoke(cli, ["show", records[0]["cluster"], "--in", str(out)])
     assert result.exit_code == 0, result.output
     assert "text: unavailable" in result.output
+
+
+def _two_copies_run(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """A run over a text and its copy on one line: OUT and its manifest's records."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text(COUNCIL)
+    (inputs / "b.txt").write_text(COUNCIL.replace("\n", " "))
+    out = tmp_path / "out"
+    assert _invoke(inputs, "--out", out).exit_code == 0
+    return out, [orjson.loads(line) for line in (out / "manifest.jsonl").read_bytes().splitlines()]
+
+
+def _rewrite(out: Path, records: list[dict[str, Any]]) -> None:
+    (out / "manifest.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
