@@ -169,6 +169,8 @@ class State:
         elif self.path.is_file() and self.path.stat().st_size == 0:
             # SQLite would take an emptied file for a new state: history would restart at run 1.
             raise StateError(damaged(self.path, "state.sqlite is empty"), path=self.path)
+        elif os.path.lexists(self.path) and not self.path.is_file():  # a FIFO, /dev/zero: "disk I/O error"
+            raise StateError(damaged(self.path, "state.sqlite is not a regular file"), path=self.path)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
         except sqlite3.Error as err:

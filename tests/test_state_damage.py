@@ -88,3 +88,17 @@ def test_a_row_count_left_by_an_earlier_run_is_not_checked_and_is_counted_again(
     with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone() == ("2 5",)
     db.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_a_database_that_is_not_a_file_says_rebuild(tmp_path: Path, kind: str) -> None:
+    # It was "disk I/O error", with no word of what to do.
+    _, args = made(tmp_path)
+    database = tmp_path / "state" / "state.sqlite"
+    for name in ("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"):
+        (tmp_path / "state" / name).unlink(missing_ok=True)
+    os.mkfifo(database) if kind == "fifo" else database.symlink_to("/dev/zero")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "state.sqlite is not a regular file" in result.output and "--rebuild" in result.output
+    assert CliRunner().invoke(cli, [*args, "--rebuild"]).exit_code == 0
