@@ -19,7 +19,7 @@ from dedup import Config, run
 from dedup.cli import cli
 from dedup.errors import NoDocumentsError
 from dedup.explain import explain
-from dedup.readers.containers import open_stream
+from dedup.readers.containers import damage_message, open_stream
 
 ONE_JOB = Config(jobs=1)
 MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00"}
@@ -541,3 +541,24 @@ def test_a_jsonl_file_opening_with_a_byte_order_mark_is_read_again_by_a_cron_run
     run([str(inputs)], tmp_path / "out", config)
     records = {r["path"]: r for r in read_manifest(tmp_path / "out")}
     assert records["copy.txt"]["duplicate_of"] == "feed.jsonl/council"  # the clean one kept
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "warned"),
+    [
+        ("a.jsonl.gz", "CRC check failed 0x1 != 0x2", True),
+        ("a.jsonl.gz", "Error -3 while decompressing data: invalid stored block lengths", False),
+        ("a.jsonl.bz2", "Invalid data stream", True),
+        ("a.jsonl.bz2", "Compressed file ended before the end-of-stream marker was reached", False),
+        ("a.jsonl.xz", "Corrupt input data", True),
+        ("a.jsonl.zst", "zstd decompress error: Data corruption detected", False),
+    ],
+)
+def test_only_a_check_that_fails_after_its_data_was_given_out_warns_of_altered_lines(
+    path: str, error: str, warned: bool
+) -> None:
+    # A truncated bz2 gives nothing of a block it did not check; a gzip error found mid-member is
+    # not the member's end.
+    message = damage_message(OSError(error), 10, path)
+    assert message.endswith(f"stream: {error}") != warned
+    assert ("lines read before may hold altered text" in message) == warned
