@@ -225,9 +225,9 @@ def open_writer(path: str, like: str) -> IO[bytes]:
 def damage_message(err: BaseException, offset: int, path: str) -> str:
     """What went wrong reading a container, and where (decompressed byte offset).
 
-    A gzip member's CRC (and a bzip2 block's) is checked at its end: a flipped byte in the
-    middle of a shard's one member is decompressed into altered lines that still parse, and
-    found only there. The message says so, not only "and after".
+    A gzip member's CRC (and a bzip2 or xz block's check) is found failing at its end: a flipped
+    byte in the middle of a shard's one member is decompressed into altered lines that still
+    parse, found only there (``_CHECKED``). The message says so, not only "and after".
 
     Example:
         >>> damage_message(OSError("CRC check failed 0x1 != 0x2"), 7, "s.jsonl.gz").split("; ")[1]
