@@ -247,10 +247,10 @@ def differing_words(a: Sequence[str], b: Sequence[str]) -> Iterator[tuple[int, i
         >>> list(differing_words("a b c d".split(), "a x c d e".split()))
         [(1, 2, 1, 2), (4, 4, 4, 5)]
     """
-    if _cost(a, b) <= DIFF_BUDGET:
+    count_a, count_b = Counter(a), Counter(b)
+    if _cost(count_a, count_b) <= DIFF_BUDGET:
         yield from _opcodes(a, b, 0, 0)
         return
-    count_a, count_b = Counter(a), Counter(b)
     once_b = {w: j for j, w in enumerate(b) if count_b[w] == 1}
     anchors = [(i, once_b[w]) for i, w in enumerate(a) if count_a[w] == 1 and w in once_b]
     budget = DIFF_BUDGET
@@ -258,7 +258,7 @@ def differing_words(a: Sequence[str], b: Sequence[str]) -> Iterator[tuple[int, i
     for i, j in [*alignment.longest_increasing(anchors), (len(a), len(b))]:
         stretch_a, stretch_b = a[i0:i], b[j0:j]
         if stretch_a != stretch_b:
-            cost = _cost(stretch_a, stretch_b)
+            cost = _cost(Counter(stretch_a), Counter(stretch_b))
             if cost <= budget:
                 budget -= cost
                 yield from _opcodes(stretch_a, stretch_b, i0, j0)
@@ -267,9 +267,8 @@ def differing_words(a: Sequence[str], b: Sequence[str]) -> Iterator[tuple[int, i
         i0, j0 = i + 1, j + 1
 
 
-def _cost(a: Sequence[str], b: Sequence[str]) -> int:
-    count_b = Counter(b)
-    return sum(n * count_b[w] for w, n in Counter(a).items())
+def _cost(count_a: Counter[str], count_b: Counter[str]) -> int:
+    return sum(n * count_b[w] for w, n in count_a.items())
 
 
 def _opcodes(a: Sequence[str], b: Sequence[str], i0: int, j0: int) -> Iterator[tuple[int, int, int, int]]:
