@@ -203,3 +203,61 @@ def test_a_flat_directory_of_long_names_is_listed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == "True\n"  # listed, not walked for want of a listing
     assert len((tmp_path / "out" / "manifest.jsonl").read_bytes().splitlines()) == 2600
+
+
+def _plain_day(root: Path, day: int) -> None:
+    """Plain files only (no container, no FIFO), so that the whole listing is taken at once: new
+    files between stored ones, an edit, one touched, one gone, an empty file that gets words."""
+    if day == 0:
+        for k in range(40):
+            (root / f"f{k:02d}.txt").write_text(f"file {k} {(MUSEUM, COUNCIL, STORM)[k % 3]}")
+        (root / "café.txt").write_text(STORM_OTHER)
+        (root / "empty.txt").write_text("")
+        return
+    for k in (3, 17, 29):
+        (root / f"f{k:02d}-new.txt").write_text(f"new {k} {(MUSEUM, COUNCIL, STORM)[k % 3]}")
+    (root / "f05.txt").write_text("edited " + COUNCIL)
+    os.utime(root / "f08.txt", ns=(1, 1_800_000_000_000_000_000))
+    (root / "f11.txt").unlink()
+    (root / "empty.txt").write_text("now a text " + STORM_OTHER)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_listing_of_plain_files_is_numbered_as_the_walk_numbers_it(tmp_path: Path, jobs: int) -> None:
+    """Pass 1 of a cron run takes a listing of plain files at once, the new and changed ones read:
+    the same documents, rows, features and flags as walking it, with many batches in flight."""
+    from dedup import readers
+    from dedup.frequency import TokenFrequency
+    from dedup.incremental import Incremental
+    from dedup.rows import Matched
+    from dedup.state import State
+
+    root = tmp_path / "in"
+    root.mkdir()
+    _plain_day(root, 0)
+    state = tmp_path / "state"
+    run([root], tmp_path / "out", Config(jobs=jobs, state=str(state)))
+    _plain_day(root, 1)
+    config = Config(jobs=jobs, state=str(state))
+    sources = readers.discover([root])
+    got = []
+    for listings in ({sources[0]: listing.find(str(root))}, None):
+        store = State(state, config.stamp())
+        try:
+            cache = Incremental(store, config)
+            cache.begin()
+            matched, frequency = Matched(), TokenFrequency()
+            docs, feats, fresh = cron_pass1.read_all(
+                sources, config, frequency, cache.previous, matched, batch_size=2, listings=listings
+            )
+        finally:
+            store.close()
+        table = [
+            (d.index, d.path, d.file, d.size, d.mtime_ns, str(d.status), d.sha256, d.error) for d in docs
+        ]
+        columns = [getattr(feats, name).numbers().tobytes() for name in ("node_of", "contents", "sizes")]
+        got.append((table, columns, bytes(fresh), matched.rows().tolist(), frequency.table.tobytes()))
+    assert got[0] == got[1]
+    table, _, fresh, rows, _ = got[0]
+    assert len(table) == 44 and fresh.count(1) == 6  # three new, the edit, the touched, the empty one
+    assert [rows[i] for i, flag in enumerate(fresh) if flag].count(-1) == 3
