@@ -28,9 +28,9 @@ from dedup.document import Document, DocumentTable, Features, Source, Status, pr
 from dedup.frequency import TokenFrequency
 from dedup.hooks import Checkpoint, Progress, no_checkpoint
 from dedup.pass1 import BATCH, Analyser, FeatureTable
-from dedup.readers.containers import container_kind
+from dedup.readers.containers import containers_among
 from dedup.readers.files import mtime_ns
-from dedup.row_image import file_hash
+from dedup.row_image import file_hashes
 
 if TYPE_CHECKING:
     from dedup.rows import Matched, Rows
@@ -207,7 +207,7 @@ def _stored(
     has = np.flatnonzero(rows >= 0)
     same_file = np.zeros(len(keys), dtype=bool)
     rels = found.rels
-    hashes = np.fromiter((file_hash(prefix + rels[k]) for k in has.tolist()), dtype=np.uint64, count=len(has))
+    hashes = file_hashes(prefix, [rels[k] for k in has.tolist()])
     r = rows[has]
     same_file[has] = np.frombuffer(previous.file_hash, dtype=np.uint64)[r] == hashes
     same = np.zeros(len(keys), dtype=bool)
@@ -218,9 +218,11 @@ def _stored(
         & (np.frombuffer(previous.mtime_ns, dtype=np.int64)[r] == found.mtimes[has])
     )
     same &= found.regular
-    for k in np.flatnonzero(same).tolist():  # a container's lines are read (its records compared)
-        if container_kind(rels[k]) or (suspects and prefix + rels[k] in suspects):
-            same[k] = False
+    same[containers_among(rels)] = False  # a container's lines are read (its records compared)
+    if suspects:
+        for k in np.flatnonzero(same).tolist():
+            if prefix + rels[k] in suspects:
+                same[k] = False
     return rows, same_file, same
 
 
@@ -237,14 +239,12 @@ def _counted(
     (``Document.counted``), by place in the listing. None where a file is not so, or where a stat
     now finds one as stored (``_unchanged`` would take it from the state): then the listing is taken
     a run of unchanged files at a time, each other file as ``readers.within`` lists it."""
-    read = np.flatnonzero(~same)
-    if not found.regular[read].all():
-        return None
+    read = np.flatnonzero(~same).tolist()
     rels, counted = found.rels, {}
-    for k in read.tolist():
+    if not found.regular[read].all() or containers_among([rels[k] for k in read]):
+        return None
+    for k in read:
         file = prefix + rels[k]
-        if container_kind(file):
-            return None
         r = int(rows[k])
         if r < 0 or previous.gone[r] or file in suspects or previous.offset[r] >= 0:
             continue

@@ -93,6 +93,20 @@ def file_hash(file: str) -> int:
     return xxhash.xxh3_64_intdigest(file.encode("utf-8", "surrogatepass"))
 
 
+def file_hashes(prefix: str, rels: list[str]) -> np.ndarray:
+    """``file_hash`` of ``prefix`` + each of ``rels`` (uint64), encoded all at once (paths hold no NUL).
+
+    Example:
+        >>> got = file_hashes("/in/", ["a.txt", "caf\\udce9.txt"]).tolist()
+        >>> got == [file_hash("/in/a.txt"), file_hash("/in/caf\\udce9.txt")]
+        True
+    """
+    if not rels:
+        return np.zeros(0, dtype=np.uint64)
+    joined = (prefix + ("\0" + prefix).join(rels)).encode("utf-8", "surrogatepass")
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, joined.split(b"\0")), dtype=np.uint64, count=len(rels))
+
+
 def fingerprint_of(component: str | None) -> tuple[int, int]:
     """A row's stored group fingerprint as ``Rows`` holds it: (kind, value if hexadecimal)."""
     if component is None:

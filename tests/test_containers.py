@@ -14,12 +14,15 @@ import pytest
 import zstandard
 from click.testing import CliRunner
 from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER, garble, html, read_manifest, treebank, warc_record
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dedup import Config, run
 from dedup.cli import cli
 from dedup.errors import NoDocumentsError
 from dedup.explain import explain
-from dedup.readers.containers import damage_message, open_stream
+from dedup.readers.containers import container_kind, containers_among, damage_message, open_stream
+from dedup.row_image import file_hash, file_hashes
 
 ONE_JOB = Config(jobs=1)
 MAGIC = {".gz": b"\x1f\x8b", ".zst": b"\x28\xb5\x2f\xfd", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00"}
@@ -562,3 +565,37 @@ def test_only_a_check_that_fails_after_its_data_was_given_out_warns_of_altered_l
     message = damage_message(OSError(error), 10, path)
     assert message.endswith(f"stream: {error}") != warned
     assert ("lines read before may hold altered text" in message) == warned
+
+
+_NAME_PARTS = st.sampled_from(
+    [
+        "a",
+        ".",
+        ".jsonl",
+        ".JSONL",
+        ".ndjson",
+        ".warc",
+        ".WaRc",
+        ".gz",
+        ".bz2",
+        ".xz",
+        ".zst",
+        ".txt",
+        "\n",
+        "é",
+        "\udce9",
+    ]
+)
+
+
+@given(st.lists(st.lists(_NAME_PARTS, max_size=5).map("".join), max_size=30))
+def test_the_containers_among_names_are_the_ones_each_name_tells(names: list[str]) -> None:
+    """One search of a listing's names finds the containers ``container_kind`` finds one name at a time."""
+    assert containers_among(names) == [k for k, name in enumerate(names) if container_kind(name)]
+
+
+@given(
+    st.text(max_size=8).filter(lambda t: "\0" not in t), st.lists(st.text().filter(lambda t: "\0" not in t))
+)
+def test_a_listings_file_hashes_are_each_files(prefix: str, rels: list[str]) -> None:
+    assert file_hashes(prefix, rels).tolist() == [file_hash(prefix + rel) for rel in rels]

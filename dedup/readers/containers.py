@@ -9,17 +9,19 @@ stream) is copied, for the records pass 2 needs, to a spool file inside OUT
 
 from __future__ import annotations
 
+import bisect
 import bz2
 import contextlib
 import gzip
 import hashlib
 import io
+import itertools
 import lzma
 import os
 import re
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -67,6 +69,24 @@ def container_kind(name: str) -> str | None:
     if (found := _CONTAINER_NAME.search(name)) is None:  # one search: a listing asks for every file
         return None
     return _KINDS[found.group(1).lower()]
+
+
+_CONTAINER_ENDS = re.compile(_CONTAINER_NAME.pattern.removesuffix("\\Z") + "(?=\0)", _CONTAINER_NAME.flags)
+
+
+def containers_among(names: Sequence[str]) -> list[int]:
+    """The places of the names among ``names`` that ``container_kind`` takes for containers, by one
+    search of them all joined (a cron night's listing of 100,000 names: ~27 against ~4 ms).
+
+    Example:
+        >>> containers_among(["a.txt", "b.JSONL.gz", "c.warc.txt", "d.warc", "e.jsonl\\n"])
+        [1, 3]
+    """
+    found = [m.end() for m in _CONTAINER_ENDS.finditer("\0".join(names) + "\0")]
+    if not found:
+        return []
+    ends = list(itertools.accumulate(len(name) + 1 for name in names))  # where each name's NUL is, + 1
+    return [bisect.bisect_right(ends, end) for end in found]
 
 
 # zstd frames (RFC 8878): what ``_Frames`` expects next.
