@@ -207,12 +207,17 @@ def test_a_flat_directory_of_long_names_is_listed(tmp_path: Path) -> None:
 
 def _plain_day(root: Path, day: int) -> None:
     """Plain files only (no container, no FIFO), so that the whole listing is taken at once: new
-    files between stored ones, an edit, one touched, one gone, an empty file that gets words."""
+    files between stored ones, an edit (one of a name that is not UTF-8), one touched, one gone, an
+    empty file that gets words."""
     if day == 0:
         for k in range(40):
             (root / f"f{k:02d}.txt").write_text(f"file {k} {(MUSEUM, COUNCIL, STORM)[k % 3]}")
         (root / "café.txt").write_text(STORM_OTHER)
+        (root / "caf\\xe9.txt").write_text("a backslash literally " + COUNCIL)
         (root / "empty.txt").write_text("")
+    with open(os.path.join(os.fsencode(root), b"caf\xe9-latin1.txt"), "wb") as fh:  # not UTF-8: edited
+        fh.write(b"a name that is not UTF-8 " + STORM.encode() + b" day %d" % day)
+    if day == 0:
         return
     for k in (3, 17, 29):
         (root / f"f{k:02d}-new.txt").write_text(f"new {k} {(MUSEUM, COUNCIL, STORM)[k % 3]}")
@@ -259,5 +264,5 @@ def test_a_listing_of_plain_files_is_numbered_as_the_walk_numbers_it(tmp_path: P
         got.append((table, columns, bytes(fresh), matched.rows().tolist(), frequency.table.tobytes()))
     assert got[0] == got[1]
     table, _, fresh, rows, _ = got[0]
-    assert len(table) == 44 and fresh.count(1) == 6  # three new, the edit, the touched, the empty one
+    assert len(table) == 46 and fresh.count(1) == 7  # three new, two edits, the touched, the empty one
     assert [rows[i] for i, flag in enumerate(fresh) if flag].count(-1) == 3
