@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 _STATUS = {str(s): s for s in Status}
 _CODES = {str(s): code for code, s in enumerate(Status)}  # as ``DocumentTable`` codes them
 _SET_FROM = 4096  # stored documents waiting before they are set (when none is in the workers)
+_TAKE = 1 << 16  # listed files put into the table at once
 
 
 def read_all(
@@ -104,11 +105,12 @@ def read_all(
                 continue
             prefix = os.path.join(source.root, "")
             keys = _keys(source, found.rels)
-            rows, same_file, same = _stored(found, keys, prefix, previous, suspects)
-            counted = _counted(found, prefix, rows, same, previous, suspects)
-            if counted is not None:  # a document a file: the whole listing at once, the rest read
+            rows, same_file, same, containers = _stored(found, keys, prefix, previous, suspects)
+            if not containers and found.regular.all():  # a document a file: all at once, the rest read
                 first = len(table)
-                _take(table, source, found, keys, prefix, slice(None), rows, same, previous, codes, erring)
+                for at in range(0, len(keys), _TAKE):  # (a first run at 1M: every file, a table's worth)
+                    run = slice(at, at + _TAKE)
+                    _take(table, source, found, keys, prefix, run, rows, same, previous, codes, erring)
                 matched.extend(rows, same_file)
                 feats.reserve(len(keys))
                 fresh.extend((~same).astype(np.uint8).tobytes())
@@ -118,7 +120,7 @@ def read_all(
                     if not in_flight and len(waiting) >= _SET_FROM:
                         waiting.set_before(first + k)
                     doc = Document(index=first + k, path=keys[k], source=source, file=prefix + found.rels[k])
-                    doc.counted = counted.get(k, "")
+                    doc.counted = _counted(int(rows[k]), doc.file, previous, suspects)
                     reached = first + k + 1
                     in_flight += 1
                     yield doc
@@ -129,9 +131,7 @@ def read_all(
                 if k > done:  # unchanged files, taken from the state at once
                     first = len(table)
                     run = slice(done, k)
-                    _take(
-                        table, source, found, keys, prefix, run, rows[run], same[run], previous, codes, erring
-                    )
+                    _take(table, source, found, keys, prefix, run, rows, same, previous, codes, erring)
                     matched.extend(rows[run], same_file[run])
                     feats.reserve(k - done)
                     fresh.extend(bytes(k - done))
@@ -199,9 +199,10 @@ def _keys(source: Source, rels: list[str]) -> list[str]:
 
 def _stored(
     found: listing.Files, keys: list[str], prefix: str, previous: Rows, suspects: set[str] | frozenset[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """Each listed file's stored row (-1: none), whether that row's file is this one (``Matched``),
-    and whether it is unchanged: as ``_unchanged`` finds, with find's size and mtime for a stat."""
+    and whether it is unchanged: as ``_unchanged`` finds, with find's size and mtime for a stat;
+    and where the containers are (never unchanged: their lines are read, their records compared)."""
     index = previous.index
     rows = np.fromiter((index.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
     has = np.flatnonzero(rows >= 0)
@@ -218,44 +219,23 @@ def _stored(
         & (np.frombuffer(previous.mtime_ns, dtype=np.int64)[r] == found.mtimes[has])
     )
     same &= found.regular
-    same[containers_among(rels)] = False  # a container's lines are read (its records compared)
+    containers = containers_among(rels)
+    same[containers] = False
     if suspects:
         for k in np.flatnonzero(same).tolist():
             if prefix + rels[k] in suspects:
                 same[k] = False
-    return rows, same_file, same
+    return rows, same_file, same, containers
 
 
-def _counted(
-    found: listing.Files,
-    prefix: str,
-    rows: np.ndarray,
-    same: np.ndarray,
-    previous: Rows,
-    suspects: set[str] | frozenset[str],
-) -> dict[int, str] | None:
-    """Where every listed file to read is one document (a regular file, no container): for those
-    ``_unchanged`` finds touched or edited, the sha256 their counts are stored under
-    (``Document.counted``), by place in the listing. None where a file is not so, or where a stat
-    now finds one as stored (``_unchanged`` would take it from the state): then the listing is taken
-    a run of unchanged files at a time, each other file as ``readers.within`` lists it."""
-    read = np.flatnonzero(~same).tolist()
-    rels, counted = found.rels, {}
-    if not found.regular[read].all() or containers_among([rels[k] for k in read]):
-        return None
-    for k in read:
-        file = prefix + rels[k]
-        r = int(rows[k])
-        if r < 0 or previous.gone[r] or file in suspects or previous.offset[r] >= 0:
-            continue
-        try:
-            info = os.stat(file)
-        except OSError:
-            continue
-        if previous.size[r] == info.st_size and previous.mtime_ns[r] == mtime_ns(info):
-            return None
-        counted[k] = previous.sha256(r) or ""
-    return counted
+def _counted(r: int, file: str, previous: Rows, suspects: set[str] | frozenset[str]) -> str:
+    """The sha256 a listed file to read (stored at row ``r``, -1: none) has its counts in the corpus's
+    under, as ``_unchanged`` sets ``Document.counted`` (read with those bytes, a touched file is not
+    counted twice); else "". Without ``_unchanged``'s stat: a file a stat would find as stored (put
+    back between find and now) is read, not taken from the state, with the same outcome."""
+    if r < 0 or previous.gone[r] or file in suspects or previous.offset[r] >= 0:
+        return ""
+    return previous.sha256(r) or ""
 
 
 def _take(
@@ -275,7 +255,7 @@ def _take(
     and ``append`` leave each, the others as ``append`` enters a document not read yet (the
     workers' ``update`` fills them in). ``erring``: per stored row, whether it has an error message
     (a lookup of all of them each call was quadratic where many documents are skipped)."""
-    first, rels = len(table), found.rels[run]
+    first, rels, rows, same = len(table), found.rels[run], rows[run], same[run]
     n = len(rels)
     at = np.flatnonzero(same)
     taken = rows[at]

@@ -93,6 +93,9 @@ def file_hash(file: str) -> int:
     return xxhash.xxh3_64_intdigest(file.encode("utf-8", "surrogatepass"))
 
 
+_JOINED = 1 << 16  # paths joined at once by ``file_hashes``
+
+
 def file_hashes(prefix: str, rels: list[str]) -> np.ndarray:
     """``file_hash`` of ``prefix`` + each of ``rels`` (uint64), encoded all at once (paths hold no NUL).
 
@@ -101,10 +104,14 @@ def file_hashes(prefix: str, rels: list[str]) -> np.ndarray:
         >>> got == [file_hash("/in/a.txt"), file_hash("/in/caf\\udce9.txt")]
         True
     """
-    if not rels:
-        return np.zeros(0, dtype=np.uint64)
-    joined = (prefix + ("\0" + prefix).join(rels)).encode("utf-8", "surrogatepass")
-    return np.fromiter(map(xxhash.xxh3_64_intdigest, joined.split(b"\0")), dtype=np.uint64, count=len(rels))
+    hashes = np.zeros(len(rels), dtype=np.uint64)
+    for at in range(0, len(rels), _JOINED):  # (a few MB joined at a time)
+        part = rels[at : at + _JOINED]
+        joined = (prefix + ("\0" + prefix).join(part)).encode("utf-8", "surrogatepass")
+        hashes[at : at + len(part)] = np.fromiter(
+            map(xxhash.xxh3_64_intdigest, joined.split(b"\0")), np.uint64
+        )
+    return hashes
 
 
 def fingerprint_of(component: str | None) -> tuple[int, int]:

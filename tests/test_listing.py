@@ -260,9 +260,28 @@ def test_a_listing_of_plain_files_is_numbered_as_the_walk_numbers_it(tmp_path: P
         table = [
             (d.index, d.path, d.file, d.size, d.mtime_ns, str(d.status), d.sha256, d.error) for d in docs
         ]
-        columns = [getattr(feats, name).numbers().tobytes() for name in ("node_of", "contents", "sizes")]
-        got.append((table, columns, bytes(fresh), matched.rows().tolist(), frequency.table.tobytes()))
+        names = ("node_of", "contents", "sizes", "signals")
+        columns = [getattr(feats, name).numbers().tobytes() for name in names]
+        flags = (bytes(fresh), matched.rows().tolist(), matched.same_file().tolist())
+        got.append((table, columns, flags, frequency.table.tobytes()))
     assert got[0] == got[1]
-    table, _, fresh, rows, _ = got[0]
+    table, _, (fresh, rows, _), _ = got[0]
     assert len(table) == 46 and fresh.count(1) == 7  # three new, two edits, the touched, the empty one
     assert [rows[i] for i, flag in enumerate(fresh) if flag].count(-1) == 3
+
+
+def test_a_cron_run_over_plain_files_from_the_listing_equals_one_that_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole run, its listing taken at once: OUT and the state as a run that walks leaves them."""
+    root = tmp_path / "in"
+    root.mkdir()
+    walked, listed = tmp_path / "walked", tmp_path / "listed"
+    for day in range(2):
+        _plain_day(root, day)
+        with monkeypatch.context() as patched:  # no find on PATH: the walk, and a stat a file
+            patched.setenv("PATH", str(tmp_path / "nowhere"))
+            run([root], walked / "out", Config(jobs=2, state=str(walked / "state")))
+        counts = run([root], listed / "out", Config(jobs=2, state=str(listed / "state"))).counts
+        assert outputs(listed / "out", listed / "state") == outputs(walked / "out", walked / "state")
+    assert [counts["new"], counts["changed"], counts["gone"]] == [3, 3, 1]

@@ -71,6 +71,7 @@ def container_kind(name: str) -> str | None:
     return _KINDS[found.group(1).lower()]
 
 
+_JOINED = 1 << 16  # names searched at once by ``containers_among``
 _CONTAINER_ENDS = re.compile(_CONTAINER_NAME.pattern.removesuffix("\\Z") + "(?=\0)", _CONTAINER_NAME.flags)
 
 
@@ -82,11 +83,13 @@ def containers_among(names: Sequence[str]) -> list[int]:
         >>> containers_among(["a.txt", "b.JSONL.gz", "c.warc.txt", "d.warc", "e.jsonl\\n"])
         [1, 3]
     """
-    found = [m.end() for m in _CONTAINER_ENDS.finditer("\0".join(names) + "\0")]
-    if not found:
-        return []
-    ends = list(itertools.accumulate(len(name) + 1 for name in names))  # where each name's NUL is, + 1
-    return [bisect.bisect_right(ends, end) for end in found]
+    places = []
+    for at in range(0, len(names), _JOINED):  # (a few MB joined at a time)
+        part = names[at : at + _JOINED]
+        if found := [m.end() for m in _CONTAINER_ENDS.finditer("\0".join(part) + "\0")]:
+            ends = list(itertools.accumulate(len(name) + 1 for name in part))  # each name's NUL, + 1
+            places += [at + bisect.bisect_right(ends, end) for end in found]
+    return places
 
 
 # zstd frames (RFC 8878): what ``_Frames`` expects next.
