@@ -83,6 +83,13 @@ def _changes(root: Path, step: int) -> None:
         (root / "日本.txt").write_text(STORM + " more")
 
 
+def _run_walking(inputs: Path, where: Path, jobs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cron run into ``where``'s out and state with no find on PATH: the walk, and a stat a file."""
+    with monkeypatch.context() as patched:
+        patched.setenv("PATH", str(where / "nowhere"))
+        run([inputs], where / "out", Config(jobs=jobs, state=str(where / "state")))
+
+
 def test_a_cron_run_from_the_listing_equals_one_that_walks(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,9 +104,7 @@ def test_a_cron_run_from_the_listing_equals_one_that_walks(
     walked, listed = tmp_path / "walked", tmp_path / "listed"
     for step in range(3):
         _changes(tree, step)
-        with monkeypatch.context() as patched:  # no find on PATH: the walk, and a stat a file
-            patched.setenv("PATH", str(tmp_path / "nowhere"))
-            run([tree], walked / "out", Config(jobs=1, state=str(walked / "state")))
+        _run_walking(tree, walked, 1, monkeypatch)
         with monkeypatch.context() as patched:
             patched.setattr(listing, "files", spied)
             summary = run([tree], listed / "out", Config(jobs=1, state=str(listed / "state"))).summary
@@ -279,9 +284,7 @@ def test_a_cron_run_over_plain_files_from_the_listing_equals_one_that_walks(
     walked, listed = tmp_path / "walked", tmp_path / "listed"
     for day in range(2):
         _plain_day(root, day)
-        with monkeypatch.context() as patched:  # no find on PATH: the walk, and a stat a file
-            patched.setenv("PATH", str(tmp_path / "nowhere"))
-            run([root], walked / "out", Config(jobs=2, state=str(walked / "state")))
+        _run_walking(root, walked, 2, monkeypatch)
         counts = run([root], listed / "out", Config(jobs=2, state=str(listed / "state"))).counts
         assert outputs(listed / "out", listed / "state") == outputs(walked / "out", walked / "state")
     assert [counts["new"], counts["changed"], counts["gone"]] == [3, 3, 1]
