@@ -108,9 +108,8 @@ def file_hashes(prefix: str, rels: list[str]) -> np.ndarray:
     for at in range(0, len(rels), _JOINED):  # (a few MB joined at a time)
         part = rels[at : at + _JOINED]
         joined = (prefix + ("\0" + prefix).join(part)).encode("utf-8", "surrogatepass")
-        hashes[at : at + len(part)] = np.fromiter(
-            map(xxhash.xxh3_64_intdigest, joined.split(b"\0")), np.uint64
-        )
+        digests = map(xxhash.xxh3_64_intdigest, joined.split(b"\0"))
+        hashes[at : at + len(part)] = np.fromiter(digests, dtype=np.uint64, count=len(part))
     return hashes
 
 
