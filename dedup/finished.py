@@ -188,6 +188,7 @@ _FIELD_TYPES: tuple[tuple[str, frozenset[type]], ...] = tuple(
     }.items()
 )  # fmt: skip
 assert {name for name, _ in _FIELD_TYPES} == set(FIELDS)  # a field added to the manifest is added here
+_SIMILARITY = frozenset(("jaccard", "containment", "shared"))
 
 
 def shape_error(record: dict[str, Any]) -> str | None:
@@ -216,9 +217,6 @@ def shape_error(record: dict[str, Any]) -> str | None:
             if type(value) not in _NUMBERS:
                 return f"{name}.{key} is {type(value).__name__}"
     return None
-
-
-_SIMILARITY = frozenset(("jaccard", "containment", "shared"))
 
 
 def _input_path(recorded: str) -> str:
