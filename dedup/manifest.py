@@ -96,11 +96,15 @@ def _identities(path: Path) -> set[tuple[int, int]]:
     return {found for p in (path, *path.parents) if (found := _identity(p)) is not None}
 
 
-def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool = False) -> None:
+def prepare_out(
+    out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool = False, not_ours: str = ""
+) -> None:
     """Create OUT, or check that it may be written.
 
     Args:
         ours_ok: OUT may hold dedup's own outputs (a cron run updating its last outputs).
+        not_ours: why OUT's outputs of an earlier run may not be replaced, and what to do:
+            said instead of "not empty" when those are all OUT holds.
 
     Raises:
         OutputError: OUT is a file, is not empty without ``force``, or overlaps an INPUT
@@ -118,6 +122,8 @@ def prepare_out(out: Path, inputs: Iterable[str], *, force: bool, ours_ok: bool 
                 and not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in LEFTOVERS)  # a killed run's
                 and not (ours_ok and (p.name in OUTPUT_NAMES or p.name[0] == "."))
             ]
+            if not_ours and MANIFEST in foreign and all(n in OUTPUT_NAMES or n[0] == "." for n in foreign):
+                raise OutputError(f"OUT {out} holds an earlier run's outputs, {not_ours}")
             if foreign:
                 raise OutputError(f"OUT {out} is not empty (use --force to replace dedup's files in it)")
         check_creatable(out, "OUT")

@@ -286,6 +286,34 @@ def test_a_first_cron_run_refused_for_its_out_leaves_no_state(tmp_path: Path) ->
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("lost", ["the directory", "the database"])
+def test_a_cron_run_whose_state_was_deleted_says_to_rebuild_and_rebuild_starts_again(
+    tmp_path: Path, lost: str
+) -> None:
+    out, state_dir, src = tmp_path / "out", tmp_path / "state", tmp_path / "in"
+    src.mkdir()
+    for name, text in (("a.txt", COUNCIL), ("b.txt", truncate(COUNCIL, 0.7)), ("c.txt", STORM)):
+        (src / name).write_text(text)
+    args = ["run", str(src), "--out", str(out), "--state", str(state_dir), "-q"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    first = (out / "manifest.jsonl").read_bytes()
+    shutil.rmtree(state_dir) if lost == "the directory" else (state_dir / "state.sqlite").unlink()
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1
+    assert refused.output == (
+        f"Error: OUT {out} holds an earlier run's outputs, and --state {state_dir} holds no state: "
+        "run with --rebuild to build it again and replace them\n"
+    )
+    assert (out / "manifest.jsonl").read_bytes() == first and not (state_dir / "state.sqlite").exists()
+    (out / "notes.txt").write_text("a user's file\n")  # not only dedup's outputs: the plain refusal
+    assert "is not empty (use --force" in CliRunner().invoke(cli, args).output
+    (out / "notes.txt").unlink()
+    rebuilt = CliRunner().invoke(cli, [*args, "--rebuild"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert (out / "manifest.jsonl").read_bytes() == first
+    assert CliRunner().invoke(cli, args).exit_code == 0  # and the next night runs on it
+
+
 # ------------------------------------------------ numbers past int()'s limit --
 
 
