@@ -190,8 +190,15 @@ class _Carried:
         firsts = np.unique(np.concatenate(([0], loud - np.arange(len(loud)))))
         self.spans = None if last is None else last.spans(previous, rows, firsts[firsts < len(rows)])
         self.facts = None
+        self.oks = self.chosen = self.chosen_before = np.zeros(0, dtype=np.int64)
         if last is not None:  # with the rows' image: its flags hold what the tally needs
             self.facts = self._facts(rows)
+            canonical, codes, _, _ = self.facts
+            ok = codes == previous.ok_code
+            self.oks = np.concatenate(([0], np.cumsum(ok)))  # how many ok rows precede each row
+            chosen = ok & canonical
+            self.chosen = np.flatnonzero(chosen)  # the canonical rows, and how many precede each row
+            self.chosen_before = np.concatenate(([0], np.cumsum(chosen)))
 
     def _facts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Canonical flags, status codes, the duplicates' cluster keys, and how many duplicates
@@ -223,6 +230,10 @@ class _Carried:
             lo, hi = 0, hi - lo
         else:
             canonical, codes, clusters, before = self.facts
+            if self.oks[hi] - self.oks[lo] == hi - lo:  # all ok (most runs): counted from the sums
+                kept = self.chosen[self.chosen_before[lo] : self.chosen_before[hi]] + (docs.start - lo)
+                tally.add_stored_ok(docs, kept.tolist(), clusters[before[lo] : before[hi]])
+                return
         names = self.previous.statuses
         tally.add_stored(docs, codes[lo:hi], names, canonical[lo:hi], clusters[before[lo] : before[hi]])
 

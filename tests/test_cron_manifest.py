@@ -70,11 +70,13 @@ def test_an_input_moved_elsewhere_keeps_its_records_and_its_rows_name_the_new_fi
     ),
     st.one_of(st.integers(0, 100), st.integers(4000, 4096), st.integers(8150, 8192)),  # progress every 4,096
     st.integers(1, 4),
+    st.booleans(),
 )
 @settings(max_examples=60, deadline=None)
-def test_stored_records_counted_at_once_count_as_one_by_one(records, before, splits) -> None:
+def test_stored_records_counted_at_once_count_as_one_by_one(records, before, splits, sums) -> None:
     # ``Tally.add_stored`` (a cron run's carried records) against ``add`` of each: the same counts
     # in the same key order (summary.json's), the same kept documents, the same progress calls.
+    # With ``sums``, parts all ok go through ``add_stored_ok``, as the carried runs counted from sums.
     def tally(calls: list, kept: list) -> Tally:
         made = Tally(1, 2, 3, lambda *a: calls.append(a), before + len(records), kept.extend)
         for i in range(before):  # documents written before these
@@ -94,7 +96,11 @@ def test_stored_records_counted_at_once_count_as_one_by_one(records, before, spl
         clusters = np.array(
             [cluster_key(f"c{x:012x}") for s, c, x in part if s == "ok" and not c], dtype=np.uint64
         )
-        bulk.add_stored(range(before + lo, before + hi), codes, names, flags, clusters)
+        docs = range(before + lo, before + hi)
+        if sums and all(s == "ok" for s, _, _ in part):
+            bulk.add_stored_ok(docs, [d for d, (_, c, _) in zip(docs, part, strict=True) if c], clusters)
+        else:
+            bulk.add_stored(docs, codes, names, flags, clusters)
     none = np.zeros(0, dtype=np.uint8)
     bulk.add_stored(range(before + len(records), before + len(records)), none, names, none.astype(bool), none)
     assert list(bulk.counts.items()) == list(one.counts.items())
