@@ -23,6 +23,7 @@ import orjson
 from dedup import records
 from dedup.changes import Changes
 from dedup.document import DocumentTable
+from dedup.manifest import BUFFER
 from dedup.row_image import Placed
 from dedup.rows import Kept, Matched, Rows
 from dedup.state import AS_STORED, Stored
@@ -249,16 +250,23 @@ class LastManifest:
         os.close(self.fd)
 
     def copy(self, spans: list[tuple[int, int]], fh: Any) -> None:
-        """Append these byte ranges to ``fh`` (copied by the kernel where it can: 715 MB at 1M went
+        """Append these byte ranges to ``fh``: a span shorter than its buffer through it (a kernel
+        copy flushes the buffer first: two calls a run of carried records, ~1 s of the 1M +10,000
+        night's ~24,000 runs), a longer one copied by the kernel where it can (715 MB at 1M went
         through this process twice)."""
-        fh.flush()
-        out = fh.fileno()
         for start, size in spans:
+            if size < BUFFER:
+                data = os.pread(self.fd, size, start)
+                if len(data) != size:
+                    raise OSError(f"{self.path}: {size} bytes not copied")
+                fh.write(data)
+                continue
+            fh.flush()
             while size:
                 try:
-                    done = os.copy_file_range(self.fd, out, size, start)
+                    done = os.copy_file_range(self.fd, fh.fileno(), size, start)
                 except OSError:  # not between these files here: through this process
-                    done = os.write(out, os.pread(self.fd, min(size, 1 << 24), start))
+                    done = os.write(fh.fileno(), os.pread(self.fd, min(size, 1 << 24), start))
                 if done <= 0:
                     raise OSError(f"{self.path}: {size} bytes not copied")
                 start, size = start + done, size - done

@@ -182,6 +182,9 @@ def _make_dirs(path: Path) -> None:
         raise
 
 
+BUFFER = 1 << 20  # an output's write buffer: a cron run copies its carried records into it, a run at a time
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
@@ -196,7 +199,7 @@ def atomic_file(path: Path) -> Iterator[Any]:
         raise OutputError(f"cannot write {path}: {err.strerror or err}", path=path) from err
     try:
         os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; outputs are for other users and jobs too
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb", buffering=BUFFER) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

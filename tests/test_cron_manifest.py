@@ -160,6 +160,36 @@ def test_last_manifest_spans_join_neighbouring_records_per_run_and_drop_runs_it_
         last.close()
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 3 << 20), st.integers(0, 3 << 19), st.binary(max_size=9)), max_size=8)
+)
+@settings(max_examples=25, deadline=None)
+def test_last_manifest_copies_spans_between_writes_in_order_short_ones_buffered_long_ones_by_the_kernel(
+    tmp_path_factory: pytest.TempPathFactory, pieces: list[tuple[int, int, bytes]]
+) -> None:
+    from dedup.cron_manifest import LastManifest
+    from dedup.manifest import BUFFER, atomic_file
+
+    tmp = tmp_path_factory.mktemp("copy")
+    old = np.random.default_rng(len(pieces)).integers(0, 256, 4 << 20, dtype=np.uint8).tobytes()
+    (tmp / "last.jsonl").write_bytes(old)
+    spans = [(start, min(size, len(old) - start)) for start, size, _ in pieces]
+    assert BUFFER < 3 << 19  # both ways are taken
+    last = LastManifest(tmp / "last.jsonl")
+    try:
+        with atomic_file(tmp / "new.jsonl") as fh:
+            for (start, size), (_, _, between) in zip(spans, pieces, strict=True):
+                fh.write(between)  # a record written by the run, then a run of carried ones
+                last.copy([(start, size), (start // 2, size // 3)], fh)
+    finally:
+        last.close()
+    want = b"".join(
+        between + old[start : start + size] + old[start // 2 : start // 2 + size // 3]
+        for (start, size), (_, _, between) in zip(spans, pieces, strict=True)
+    )
+    assert (tmp / "new.jsonl").read_bytes() == want
+
+
 def test_a_run_given_out_spelled_otherwise_copies_the_records_the_last_run_wrote(
     scrape: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
