@@ -35,6 +35,7 @@ RUNS = "runs"
 OUT_LOCK = ".lock"
 REPORT = "report.html"  # dedup report OUT
 OUTPUT_NAMES = (MANIFEST, SUMMARY, CANONICAL, RUNS, REPORT)
+BUFFER = 1 << 20  # an output's write buffer: a cron run copies its carried records into it, a run at a time
 # What a killed run leaves at OUT's top level, under names no output of dedup has: removed
 # by the next run (``remove_leftovers``), never a reason to call OUT not empty.
 LEFTOVERS = (
@@ -180,9 +181,6 @@ def _make_dirs(path: Path) -> None:
             with contextlib.suppress(OSError):
                 os.rmdir(directory)
         raise
-
-
-BUFFER = 1 << 20  # an output's write buffer: a cron run copies its carried records into it, a run at a time
 
 
 @contextlib.contextmanager
