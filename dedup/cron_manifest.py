@@ -174,6 +174,9 @@ def emit(
         if not previous.gone[r]:
             prev = previous.row(r)
             yield dataclasses.replace(prev, gone=gone_run, last_seen=gone_run - 1, signature=AS_STORED)
+    # Every record handed to the system before the state's commit (a buffer holds up to 1 MB):
+    # a full disk fails the run here, the state rolled back.
+    fh.flush()
 
 
 class _Carried:

@@ -177,6 +177,7 @@ class Batch:
         from dedup import manifest_workers
 
         manifest_workers.write(fh, verdicts, tally, engine, self.staged)
+        fh.flush()  # a full disk fails the run here, before the summary, its copies taken back
         yield from ()
 
     def commit(
