@@ -50,7 +50,7 @@ def opened(config: Config, out: Path, roots: Sequence[str]) -> Iterator[Batch]:
             ours = store.last_run() > 0 or config.rebuild  # OUT holds this state's last outputs
             # A state deleted or moved since its last run: say so, and how to start again.
             lost = f"and --state {directory} holds no state: "
-            lost += "run with --rebuild to build it again and replace them"
+            lost += "run with --rebuild to build it and replace them"
             try:
                 manifest.prepare_out(out, roots, force=config.force, ours_ok=ours, not_ours=lost)
             except OutputError:

@@ -302,7 +302,7 @@ def test_a_cron_run_whose_state_was_deleted_says_to_rebuild_and_rebuild_starts_a
     assert refused.exit_code == 1
     assert refused.output == (
         f"Error: OUT {out} holds an earlier run's outputs, and --state {state_dir} holds no state: "
-        "run with --rebuild to build it again and replace them\n"
+        "run with --rebuild to build it and replace them\n"
     )
     assert (out / "manifest.jsonl").read_bytes() == first and not (state_dir / "state.sqlite").exists()
     (out / "notes.txt").write_text("a user's file\n")  # not only dedup's outputs: the plain refusal
