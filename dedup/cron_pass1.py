@@ -229,9 +229,9 @@ def _stored(
 
 
 def _counted(r: int, file: str, previous: Rows, suspects: set[str] | frozenset[str]) -> str:
-    """The sha256 a listed file to read (stored at row ``r``, -1: none) has its counts in the corpus's
-    under, as ``_unchanged`` sets ``Document.counted`` (read with those bytes, a touched file is not
-    counted twice); else "". Without ``_unchanged``'s stat: a file a stat would find as stored (put
+    """The sha256 under which a listed file to read (stored at row ``r``, -1: none) is already in the
+    corpus counts, as ``_unchanged`` sets ``Document.counted`` (read with those bytes, a touched file
+    is not counted twice); else "". Without ``_unchanged``'s stat: a file a stat would find as stored (put
     back between find and now) is read rather than taken from the state (the same record if its
     bytes are the stored ones)."""
     if r < 0 or previous.gone[r] or file in suspects or previous.offset[r] >= 0:
