@@ -96,7 +96,7 @@ def _bands(state: Path) -> Callable[[], int]:
 
 def _directories(top: Path) -> Callable[[], int]:
     def run() -> int:
-        return (listing.find(str(top), dirs=True) or b"").count(b"\0")
+        return (listing.directories(str(top)) or b"").count(b"\n")
 
     return run
 

@@ -103,7 +103,7 @@ def out_print(out: Path) -> bytes:
             continue
         digest.update(_entry(name, info).encode())
         if stat.S_ISDIR(info.st_mode):
-            digest.update(_listing(str(out / name), links=True, dirs=True) or b"\0unreadable\n")
+            digest.update(listing.directories(str(out / name)) or b"\0unreadable\n")
     return digest.digest()
 
 
@@ -129,19 +129,18 @@ def _entry(path: str, info: os.stat_result) -> str:
     return f"{path}\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\n"
 
 
-def _listing(top: str, *, links: bool = False, code: bool = False, dirs: bool = False) -> bytes | None:
-    """Every entry under ``top``: type, size, mtime, inode and path; None at a symbolic link unless ``links``.
+def _listing(top: str, *, code: bool = False) -> bytes | None:
+    """Every entry under ``top``: type, size, mtime, inode and path; None at a symbolic link.
 
     GNU find lists them at ~2 us an entry, a third of what ``os.scandir`` and a
     ``stat`` per file cost in Python; where find cannot (not GNU), Python does.
-    ``code``: only Python files (dedup's own), not the caches beside them. ``dirs``: only
-    directories, with their ctime too: a file removed and the mtime set back moves it.
+    ``code``: only Python files (dedup's own), not the caches beside them.
     """
-    if not code and (listed := listing.find(top, dirs=dirs)) is not None:
-        return listed if links else _no_links(listed)
+    if not code and (listed := listing.find(top)) is not None:
+        return _no_links(listed)
     digest = hashlib.blake2b(digest_size=20)
     try:
-        return digest.digest() if _walk(digest, top, "", links=links, code=code, dirs=dirs) else None
+        return digest.digest() if _walk(digest, top, "", code=code) else None
     except OSError:
         return None
 
@@ -151,27 +150,20 @@ def _no_links(listed: bytes) -> bytes | None:
     return None if listed.startswith(b"l ") or b"\0l " in listed else listed
 
 
-def _walk(digest: hashlib.blake2b, top: str, prefix: str, *, links: bool, code: bool, dirs: bool) -> bool:
-    """Hash every entry under ``top`` (``dirs``: every directory), in name order; False at a symbolic
-    link unless ``links``."""
+def _walk(digest: hashlib.blake2b, top: str, prefix: str, *, code: bool) -> bool:
+    """Hash every entry under ``top``, in name order; False at a symbolic link."""
     with os.scandir(top) as it:
         entries = sorted(it, key=lambda e: e.name)
     lines = []
     below = []
     for e in entries:
-        if e.is_symlink() and not links:
+        if e.is_symlink():
             return False
         if e.is_dir(follow_symlinks=False):
             if not (code and e.name == "__pycache__"):
                 below.append(e)
-            if dirs:  # with its ctime, as ``listing.FIND_DIRS_FORMAT``
-                info = e.stat(follow_symlinks=False)
-                lines.append(f"{_entry(f'{prefix}{e.name}/', info)}{info.st_ctime_ns}\n")
-            else:
-                lines.append(f"{prefix}{e.name}/\n")
-        elif dirs:
-            continue
+            lines.append(f"{prefix}{e.name}/\n")
         elif not code or e.name.endswith(".py"):
             lines.append(_entry(prefix + e.name, e.stat(follow_symlinks=False)))
     digest.update("".join(lines).encode("utf-8", "surrogateescape"))
-    return all(_walk(digest, e.path, f"{prefix}{e.name}/", links=links, code=code, dirs=dirs) for e in below)
+    return all(_walk(digest, e.path, f"{prefix}{e.name}/", code=code) for e in below)

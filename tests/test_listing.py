@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from conftest import COUNCIL, MUSEUM, STORM, STORM_OTHER
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_cron_rerun import outputs
 
 from dedup import Config, cron_pass1, listing, run
@@ -288,3 +290,72 @@ def test_a_cron_run_over_plain_files_from_the_listing_equals_one_that_walks(
         counts = run([root], listed / "out", Config(jobs=2, state=str(listed / "state"))).counts
         assert outputs(listed / "out", listed / "state") == outputs(walked / "out", walked / "state")
     assert [counts["new"], counts["changed"], counts["gone"]] == [3, 3, 1]
+
+
+def _dirs_walked(top: Path) -> list[bytes]:
+    """Every directory under ``top`` as ``os.walk`` finds them, as ``listing.directories`` names them."""
+    found = []
+    for at, subdirectories, _ in os.walk(os.fsencode(top)):
+        found += [os.path.relpath(os.path.join(at, d), os.fsencode(top)) + b"/" for d in subdirectories]
+    return sorted(found)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(["a", "b", "a-b", "é", "z z"]), min_size=1, max_size=4), max_size=12),
+    st.lists(st.integers(0, 11), max_size=8),
+)
+def test_directories_are_every_directory_with_leaves_stated_not_read(
+    tmp_path_factory: pytest.TempPathFactory, paths: list[list[str]], files: list[int]
+) -> None:
+    """Leaves told by their link count (not read) give the lines reading every directory gives:
+    every directory under the top, in path order, whatever the tree."""
+    top = tmp_path_factory.mktemp("dirs")
+    made = [top.joinpath(*parts) for parts in paths]
+    for path in made:
+        path.mkdir(parents=True, exist_ok=True)
+    for k in files:
+        if made:
+            (made[k % len(made)] / f"f{k}").write_text("x")
+    listed = listing.directories(str(top))
+    assert listed is not None and listed == listing.directories(str(top), counted=False)
+    assert [line.split(b"\0")[0] for line in listed.splitlines()] == _dirs_walked(top)
+
+
+def test_directories_move_with_a_change_in_a_leaf(tmp_path: Path) -> None:
+    """A leaf (never read) still moves the listing when a file is added, one is removed with the
+    mtime put back (its ctime), or a subdirectory is made in it (then it is read)."""
+    leaf = tmp_path / "canonical" / "site" / "day1"
+    leaf.mkdir(parents=True)
+    (leaf / "a.txt").write_text("a")
+    top = str(tmp_path / "canonical")
+    seen = [listing.directories(top)]
+    (leaf / "b.txt").write_text("b")
+    seen.append(listing.directories(top))
+    folder = os.stat(leaf)
+    (leaf / "b.txt").unlink()
+    os.utime(leaf, ns=(folder.st_atime_ns, folder.st_mtime_ns))
+    seen.append(listing.directories(top))
+    (leaf / "deeper").mkdir()
+    seen.append(listing.directories(top))
+    assert len(set(seen)) == len(seen) and None not in seen
+    assert seen[-1] is not None and b"site/day1/deeper/\0" in seen[-1]
+
+
+def test_directories_where_link_counts_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system whose directories' link counts are not 2 and their subdirectories (here, the
+    top's said to be 9): every directory is read, the same lines; one that cannot be read: None."""
+    (tmp_path / "top" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "top" / "c").mkdir()
+    top = str(tmp_path / "top")
+    expected = listing.directories(top, counted=False)
+    lstat = os.lstat
+
+    def miscounted(path: object) -> os.stat_result:
+        info = lstat(path)  # type: ignore[arg-type]
+        return os.stat_result((info.st_mode, info.st_ino, info.st_dev, 9, *tuple(info)[4:]))
+
+    monkeypatch.setattr(os, "lstat", miscounted)
+    assert listing.directories(top) == expected
+    monkeypatch.undo()
+    assert listing.directories(str(tmp_path / "missing")) is None
