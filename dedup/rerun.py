@@ -7,10 +7,11 @@ The last run that brought OUT up to date recorded, with ``State.mark_synced``:
   taken before the run read anything; pass 1 reads its files from the same
   listing), the options, dedup's own source files and datasketch's version;
 - ``out``: a hash of OUT's ``manifest.jsonl`` and of ``canonical/``'s directories
-  (path, mtime and inode) as the run left them: a copy added, removed, renamed or
-  replaced changes its directory's mtime. A copy edited in place is not looked
-  at, as a full run does not look either (it makes the copies that are missing);
-  a stat of each of a million copies was 1.6 s of every run with work;
+  (path, mtime, ctime and inode: ``listing.directories``) as the run left them: a
+  copy added, removed, renamed or replaced changes its directory's mtime. A copy
+  edited in place is not looked at, as a full run does not look either (it makes
+  the copies that are missing); a stat of each of a million copies was 1.6 s of
+  every run with work;
 - ``summary``: its summary.json, and the state's stamp as stored.
 
 When they all hold, a run would read no document, judge no group and write the
