@@ -12,10 +12,14 @@ the INPUTs (to find what changed) and read the listing, load the stored rows'
 columns (to compare), copy every stored record into the new manifest and make it
 durable, read every band's stored keys (the new texts are looked up in each), and
 list ``canonical/``'s directories for the next rerun's print. Each piece is timed
-alone, in bulk, with no per-document Python; nothing is written but a temporary
-copy of the manifest. The sum, plus a stateless run of the new documents alone, is
-the floor of an incremental run (speed is printed, not asserted). Not in it: pass 2
-reading again the stored texts the new ones join, which depends on the corpus.
+alone, one after another, in bulk as this layout does it (the listing's names and
+the rows' keys are still a Python string a file; the copy is made durable with an
+fsync); nothing is written but a temporary copy of the manifest. The sum, plus a
+stateless run of the new documents alone, is this layout's floor for an
+incremental run, taken serially: on several cores a run could overlap some pieces
+with the new documents' work (speed is printed, not asserted). Not in it: pass 2
+judging again the stored texts the new ones join and the groups whose limits were
+crossed, which depends on the corpus.
 """
 
 from __future__ import annotations
