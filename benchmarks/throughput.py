@@ -19,6 +19,8 @@ and measures:
 * the stage seconds in OUT/summary.json `timings_s`;
 * recall against the generator's truth: the share of copies that were put in their original's
   cluster. A fast run that finds nothing would otherwise look good;
+* `lost`: the other failure mode, the generator's articles none of whose copies was kept
+  (unrelated articles merged: on the noisy corpus they share whole sentences and paragraphs);
 * `other cpu`: CPU seconds used on the machine during the run by processes outside the child.
   When this is large, someone else was busy and the timings are noisy.
 
@@ -306,20 +308,29 @@ def baseline(corpus: Path, limit: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- dedup runs
 
 
-def recall(out: Path, corpus_dir: Path) -> float | None:
-    """Share of the generator's copies that dedup put in the cluster of their original."""
+def against_truth(out: Path, corpus_dir: Path) -> tuple[float, int] | None:
+    """Both failure modes against the generator's truth: the share of its copies that dedup put
+    in the cluster of their original (recall), and how many of its articles had no copy kept
+    (lost: merged into another article's cluster)."""
     truth = load_truth(corpus_dir)
     if not truth:
         return None
+    original = {c["id"]: c["of"] for c in truth}
     cluster: dict[str, str] = {}
+    articles: set[str] = set()
+    kept: set[str] = set()
     with (out / "manifest.jsonl").open("rb") as f:
         for line in f:
             rec = orjson.loads(line)
-            key = rec.get("id") or Path(str(rec.get("path", ""))).stem
+            key = str(rec.get("id") or Path(str(rec.get("path", ""))).stem)
             if rec.get("cluster") is not None:
-                cluster[str(key)] = rec["cluster"]
+                cluster[key] = rec["cluster"]
+            if rec.get("status") == "ok":
+                articles.add(original.get(key, key))
+                if rec.get("canonical"):
+                    kept.add(original.get(key, key))
     hit = sum(1 for c in truth if c["id"] in cluster and cluster[c["id"]] == cluster.get(c["of"]))
-    return hit / len(truth)
+    return hit / len(truth), len(articles - kept)
 
 
 @dataclass
@@ -334,6 +345,7 @@ class Row:
     stages: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     recall: float | None = None
+    lost: int | None = None  # the generator's articles with no copy kept
     rate_s: float | None = None  # seconds the rate is computed from (wall, or the baseline's own timer)
 
     @property
@@ -372,7 +384,7 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 def table(rows: Sequence[Row]) -> str:
     head = (
         "| size | jobs | articles/s | MB/s | peak RSS MB (rss / tree) | read_sign s | index s | verify s "
-        "| write s | wall s | recall | other cpu s | status |"
+        "| write s | wall s | recall | lost | other cpu s | status |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -392,6 +404,7 @@ def table(rows: Sequence[Row]) -> str:
             *(_fmt(st.get(k)) for k in STAGES),
             f"{r.m.wall_s:.1f}",
             _fmt(r.recall, ".3f"),
+            "-" if r.lost is None else f"{r.lost:,}",
             _fmt(r.m.other_cpu_s),
             status,
         ]
@@ -541,7 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 summary = json.loads((out / "summary.json").read_text())
                 row.stages = summary.get("timings_s", {})
                 row.counts = summary.get("counts", {})
-                row.recall = recall(out, cdir)
+                if (scored := against_truth(out, cdir)) is not None:
+                    row.recall, row.lost = scored
             else:
                 failed = True
                 print(f"  FAILED: {m.stderr_tail}", file=sys.stderr)

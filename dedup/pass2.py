@@ -30,7 +30,7 @@ from dedup import (
     text_nodes,
     text_spill,
 )
-from dedup.cluster import Similarity, Thresholds, cluster_component
+from dedup.cluster import Similarity, Thresholds, cluster_component, glued
 from dedup.comparison import compared_from, hashed_from, relative_of_ids
 from dedup.config import Config
 from dedup.document import DocumentTable
@@ -280,8 +280,19 @@ def settle(corpus: Corpus, task: Task) -> Settled:
     def frequency(words: Sequence[str]) -> list[int]:
         return [known[w] for w in words]
 
+    def glue(c: int, a: int, b: int) -> bool:
+        shared_a, shared_b = sim(c, a).shared, sim(c, b).shared
+        return glued(
+            shingles[c],
+            shingles[a],
+            shingles[b],
+            shared_a=shared_a,
+            shared_b=shared_b,
+            min_shared=config.min_shared,
+        )
+
     out: list[tuple[int, bytes]] = []
-    for members in cluster_component(nodes, edges, sim):
+    for members in cluster_component(nodes, edges, sim, glue):
         template_from = None
         if len(members) == 1:
             relatives = [ranking.LONE]

@@ -40,7 +40,7 @@ class Signal:
 
 
 # Bump when scores or verdicts change: a --state built before must then be rebuilt.
-SCORING_VERSION = 3
+SCORING_VERSION = 4  # 4: articles a quoted paragraph glues are kept apart (``cluster.glued``)
 
 # Measured on each document alone in pass 1 (``intrinsic``), in this order.
 INTRINSIC = ("mojibake", "markup", "treebank", "gaps", "boilerplate", "one_line", "ocr")
