@@ -139,8 +139,9 @@ def explain(out: str | Path, first: str, second: str) -> dict[str, Any]:
         placed = f"same cluster {a['cluster']}"
     elif thresholds.accepts(sim):
         placed = (
-            f"different clusters ({a['cluster']}, {b['cluster']}): each member must match its own "
-            "cluster's centre, so a match between two members does not chain their clusters"
+            f"different clusters ({a['cluster']}, {b['cluster']}): a cluster takes a text that matches its "
+            "centre unless it shares under 15% with a member already taken, or, both over twice the "
+            "centre's size, nothing past the centre; a match between two texts does not chain clusters"
         )
     else:
         placed = f"different clusters ({a['cluster']}, {b['cluster']})"

@@ -30,7 +30,7 @@ from dedup import (
     text_nodes,
     text_spill,
 )
-from dedup.cluster import Similarity, Thresholds, cluster_component, glued
+from dedup.cluster import BEYOND_SIZE, Similarity, Thresholds, cluster_component, glued
 from dedup.comparison import compared_from, hashed_from, relative_of_ids
 from dedup.config import Config
 from dedup.document import DocumentTable
@@ -280,16 +280,18 @@ def settle(corpus: Corpus, task: Task) -> Settled:
     def frequency(words: Sequence[str]) -> list[int]:
         return [known[w] for w in words]
 
+    past: dict[tuple[int, int], np.ndarray] = {}  # a text's shingles a centre does not hold
+
     def glue(c: int, a: int, b: int) -> bool:
-        shared_a, shared_b = sim(c, a).shared, sim(c, b).shared
-        return glued(
-            shingles[c],
-            shingles[a],
-            shingles[b],
-            shared_a=shared_a,
-            shared_b=shared_b,
-            min_shared=config.min_shared,
-        )
+        if len(shingles[a]) < BEYOND_SIZE * len(shingles[c]) or len(shingles[b]) < BEYOND_SIZE * len(
+            shingles[c]
+        ):
+            return False  # (``glued`` says the same: the sets past the centre not made for nothing)
+        for n in (a, b):
+            if (c, n) not in past:
+                past[c, n] = np.setdiff1d(shingles[n], shingles[c], assume_unique=True)
+        sizes = len(shingles[c]), len(shingles[a]), len(shingles[b])
+        return glued(*sizes, past[c, a], past[c, b], min_shared=config.min_shared)
 
     out: list[tuple[int, bytes]] = []
     for members in cluster_component(nodes, edges, sim, glue):

@@ -1,6 +1,8 @@
 """Clusters grow around a verified centre and never chain unrelated articles."""
 
-from dedup.cluster import Similarity, Thresholds, cluster_component, components
+import numpy as np
+
+from dedup.cluster import Similarity, Thresholds, cluster_component, components, glued
 
 T = Thresholds(jaccard=0.5, containment=0.5, min_shared=8)
 
@@ -87,3 +89,18 @@ def test_components_are_those_of_the_graph_in_order_of_their_first_node() -> Non
         expected = _reference_components(nodes, pairs)
         assert components(nodes, pairs) == expected
         assert components(np.array(nodes, dtype=np.int64), np.array(pairs, dtype=np.int64)) == expected
+
+
+def test_glued_asks_texts_twice_the_centres_size_for_5_percent_past_it_and_8_shingles() -> None:
+    own = np.arange(1000, 1200)  # 200 shingles past the centre
+
+    def other(shared: int, size: int = 200) -> np.ndarray:
+        return np.concatenate([own[:shared], np.arange(5000, 5000 + size - shared)])
+
+    assert glued(50, 250, 250, own, other(9), min_shared=8)  # 9 < 5% of 200
+    assert not glued(50, 250, 250, own, other(10), min_shared=8)
+    assert glued(50, 100, 250, own, other(0), min_shared=8)  # exactly twice the centre: asked
+    assert not glued(50, 99, 250, own, other(0), min_shared=8)  # under twice: never
+    small = own[:40]  # 5% of 40 is 2: the floor of 8 shingles decides
+    assert glued(10, 50, 50, small, np.concatenate([small[:7], np.arange(9000, 9033)]), min_shared=8)
+    assert not glued(10, 50, 50, small, np.concatenate([small[:8], np.arange(9000, 9032)]), min_shared=8)

@@ -1,6 +1,9 @@
 """Articles that quote one paragraph stay apart, even when a teaser of that paragraph links them all."""
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import by_path
@@ -59,3 +62,49 @@ def test_a_teaser_and_two_complete_copies_of_its_article_one_damaged_stay_one_cl
     assert records["full.txt"]["canonical"]
     assert records["full-damaged.txt"]["duplicate_of"] == "full.txt"
     assert records["teaser.txt"]["duplicate_of"] == "full.txt"
+
+
+def test_an_article_whose_pages_each_add_as_much_text_of_their_own_is_kept_once_a_page(
+    write_tree, tmp_path: Path
+) -> None:
+    # The price of ``cluster.glued``, chosen and pinned: two pages that each hold the whole
+    # article and as many words again of their own (comments a site does not repeat) share
+    # nothing past it, as articles quoting one paragraph do. They are kept apart: a copy too
+    # many is kept, nothing is lost (the bare article joins one of them).
+    rng = random.Random(13)
+    article = words(rng, 170)
+    files = {
+        "story.txt": text(article),
+        "site-a.txt": text(article + words(rng, 180)),
+        "site-b.txt": text(article + words(rng, 180)),
+    }
+    records = by_path(run([write_tree(files)], tmp_path / "out", ONE_JOB).out)
+
+    assert records["site-a.txt"]["cluster"] != records["site-b.txt"]["cluster"]
+    kept = {path for path, record in records.items() if record["canonical"]}
+    assert len(kept) == 2
+    assert records["story.txt"]["cluster"] in {
+        records["site-a.txt"]["cluster"],
+        records["site-b.txt"]["cluster"],
+    }
+
+
+def test_the_reference_path_keeps_glued_articles_apart_as_the_kernels_do(write_tree, tmp_path: Path) -> None:
+    # DEDUP_KERNELS=0 (as without numba) compares words as strings: the same manifest, byte for byte.
+    rng = random.Random(7)
+    quote = words(rng, 84)
+    own = [words(rng, 400) for _ in range(3)]
+    files = {f"article-{k}.txt": text(quote + own[k]) for k in range(3)}
+    files["teaser.txt"] = text(quote + own[0][:24])
+    tree = write_tree(files)
+    manifests = []
+    for flag in ("1", "0"):
+        out = tmp_path / f"out{flag}"
+        env = {**os.environ, "DEDUP_KERNELS": flag}
+        subprocess.run(
+            [sys.executable, "-m", "dedup", "run", str(tree), "--out", str(out), "-q"], env=env, check=True
+        )
+        manifests.append((out / "manifest.jsonl").read_bytes())
+    assert manifests[0] == manifests[1]
+    records = by_path(tmp_path / "out0")
+    assert all(records[f"article-{k}.txt"]["canonical"] for k in range(3))
