@@ -23,7 +23,7 @@ from dedup.signatures import distinct, searched, similarity
 CONFLICT_CONTAINMENT = 0.15
 # Two members at least this many times the centre's size go past it (``glued``) ...
 BEYOND_SIZE = 2
-# ... and must share at least this part of what each holds outside it (and ``min_shared`` shingles).
+# ... and must share past it this part of the smaller of what the two hold there (and ``min_shared``).
 BEYOND_SHARE = 0.05
 
 

@@ -283,10 +283,9 @@ def settle(corpus: Corpus, task: Task) -> Settled:
     past: dict[tuple[int, int], np.ndarray] = {}  # a text's shingles a centre does not hold
 
     def glue(c: int, a: int, b: int) -> bool:
-        if len(shingles[a]) < BEYOND_SIZE * len(shingles[c]) or len(shingles[b]) < BEYOND_SIZE * len(
-            shingles[c]
-        ):
-            return False  # (``glued`` says the same: the sets past the centre not made for nothing)
+        large = BEYOND_SIZE * len(shingles[c])
+        if len(shingles[a]) < large or len(shingles[b]) < large:
+            return False  # as ``glued`` says, without making the sets past the centre
         for n in (a, b):
             if (c, n) not in past:
                 past[c, n] = np.setdiff1d(shingles[n], shingles[c], assume_unique=True)
