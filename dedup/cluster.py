@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from dedup.signatures import distinct, searched, similarity
+from dedup.signatures import distinct, searched
+from dedup.signatures import similarity as shingle_similarity  # (``similarity`` names a callback below)
 
 # Below this containment two documents are different articles, whatever links them.
 CONFLICT_CONTAINMENT = 0.15
@@ -161,7 +162,7 @@ def glued(centre: int, a: int, b: int, past_a: np.ndarray, past_b: np.ndarray, *
     """
     if a < BEYOND_SIZE * centre or b < BEYOND_SIZE * centre:
         return False
-    beyond = similarity(past_a, past_b)[2]
+    beyond = shingle_similarity(past_a, past_b)[2]
     return beyond < max(min_shared, BEYOND_SHARE * min(len(past_a), len(past_b)))
 
 
